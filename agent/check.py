@@ -1,0 +1,186 @@
+"""`llm-agent check`: one pass over everything, read back as a report for a person or a script.
+
+The report is built only from a Snapshot (the same one /metrics would serve), plus a few
+thresholds an operator would look at first; exit status 0 = all good, 1 = warnings,
+2 = critical.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional
+
+from .model import SEVERITY_RANK, Problem, Snapshot
+
+GIB = 1 << 30
+EXIT = {"ok": 0, "warning": 1, "critical": 2}
+
+
+def _by_label(snapshot: Snapshot, name: str, label: str) -> Dict[str, float]:
+    return {s.label(label): s.value for s in snapshot.samples(name)}
+
+
+def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
+    """One dict per GPU from the dcgm-named families."""
+    rows = []
+    fields = {"util_percent": "DCGM_FI_DEV_GPU_UTIL", "fb_used_mib": "DCGM_FI_DEV_FB_USED",
+              "fb_total_mib": "DCGM_FI_DEV_FB_TOTAL", "temp_c": "DCGM_FI_DEV_GPU_TEMP",
+              "power_w": "DCGM_FI_DEV_POWER_USAGE", "power_limit_w": "DCGM_FI_DEV_POWER_MGMT_LIMIT",
+              "last_xid": "DCGM_FI_DEV_XID_ERRORS", "row_remap_failure": "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+              "row_remap_pending": "DCGM_FI_DEV_ROW_REMAP_PENDING", "dbe_volatile": "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"}
+    values = {key: _by_label(snapshot, name, "gpu") for key, name in fields.items()}
+    for s in snapshot.samples("llm_agent_gpu_up"):
+        gpu = s.label("gpu")
+        row: Dict[str, Any] = {"gpu": int(gpu), "uuid": s.label("UUID"), "model": s.label("modelName"),
+                               "up": bool(s.value)}
+        row.update({key: v[gpu] for key, v in values.items() if gpu in v})
+        rows.append(row)
+    return rows
+
+
+def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
+    """One dict per target from the llm_agent_target_* families."""
+    ready = _by_label(snapshot, "llm_agent_target_ready", "server")
+    metrics = _by_label(snapshot, "llm_agent_target_metrics_enabled", "server")
+    gen = _by_label(snapshot, "llm_agent_generation_tokens_per_second", "server")
+    ctx = _by_label(snapshot, "llm_agent_target_context_tokens", "server")
+    models = {s.label("server"): s.label("model") for s in snapshot.samples("llm_agent_target_info")}
+    slots: Dict[str, Dict[str, float]] = {}
+    for s in snapshot.samples("llm_agent_target_slots"):
+        slots.setdefault(s.label("server"), {})[s.label("state")] = s.value
+    rows = []
+    for s in snapshot.samples("llm_agent_target_up"):
+        name = s.label("server")
+        row: Dict[str, Any] = {"name": name, "kind": s.label("kind"), "up": bool(s.value)}
+        for key, table in (("ready", ready), ("metrics_enabled", metrics)):
+            if name in table:
+                row[key] = bool(table[name])
+        for key, table in (("generation_tokens_per_second", gen), ("context_tokens", ctx), ("model", models)):
+            if name in table:
+                row[key] = table[name]
+        if name in slots:
+            row["slots_busy"], row["slots_idle"] = int(slots[name].get("busy", 0)), int(slots[name].get("idle", 0))
+        rows.append(row)
+    return rows
+
+
+def host_summary(snapshot: Snapshot) -> Dict[str, Any]:
+    """CPU count, load, memory and the fullest filesystems."""
+    cpus = {s.label("cpu") for s in snapshot.samples("node_cpu_seconds_total")}
+    out: Dict[str, Any] = {"cpus": len(cpus)} if cpus else {}
+    for key, name in (("load1", "node_load1"), ("memory_total_bytes", "node_memory_MemTotal_bytes"),
+                      ("memory_available_bytes", "node_memory_MemAvailable_bytes")):
+        value = snapshot.value(name)
+        if value is not None:
+            out[key] = value
+    sizes = {s.label("mountpoint"): s.value for s in snapshot.samples("node_filesystem_size_bytes")}
+    avail = {s.label("mountpoint"): s.value for s in snapshot.samples("node_filesystem_avail_bytes")}
+    out["filesystems"] = [{"mountpoint": m, "used_percent": round(100 * (1 - avail[m] / size), 1)}
+                          for m, size in sorted(sizes.items()) if size > 0 and m in avail]
+    return out
+
+
+def threshold_problems(gpus: List[Dict[str, Any]], host: Dict[str, Any]) -> List[Problem]:
+    """What the readings themselves say is wrong (the check-time view of the default alerts)."""
+    found = []
+    for g in gpus:
+        subject = f"gpu {g['gpu']}"
+        if g.get("temp_c", 0) >= 85:
+            found.append(Problem("warning", subject, f"temperature {g['temp_c']:.0f} C", "check cooling and airflow"))
+        if g.get("fb_total_mib") and g.get("fb_used_mib", 0) / g["fb_total_mib"] > 0.95:
+            found.append(Problem("warning", subject, "GPU memory over 95% used", "an out-of-memory error is near"))
+        if g.get("last_xid"):
+            found.append(Problem("warning", subject, f"XID {g['last_xid']:.0f} reported", "look it up in NVIDIA's XID catalogue; check dmesg"))
+        if g.get("row_remap_failure"):
+            found.append(Problem("critical", subject, "row remapping failed", "the GPU needs service (RMA)"))
+        elif g.get("row_remap_pending"):
+            found.append(Problem("warning", subject, "a row remap is pending", "reset the GPU when it can be drained"))
+    if host.get("memory_total_bytes") and host.get("memory_available_bytes", 1) / host["memory_total_bytes"] < 0.10:
+        found.append(Problem("warning", "host", "memory over 90% used", "find the process with `ps aux --sort=-rss | head`"))
+    for fs in host.get("filesystems", []):
+        if fs["used_percent"] > 90:
+            found.append(Problem("warning", "host", f"filesystem {fs['mountpoint']} {fs['used_percent']}% full", "free space"))
+    return found
+
+
+def build_report(snapshot: Snapshot, hostname: str, config_source: str) -> Dict[str, Any]:
+    """The whole report as plain data (what --json prints)."""
+    gpus, targets, host = gpu_rows(snapshot), target_rows(snapshot), host_summary(snapshot)
+    problems = list(snapshot.problems) + threshold_problems(gpus, host)
+    if not targets:
+        problems.append(Problem("warning", "targets", "no inference server is being watched",
+                                "add [[targets]] to the config or enable [discovery]"))
+    problems.sort(key=lambda p: -SEVERITY_RANK.get(p.severity, 0))
+    worst = max((SEVERITY_RANK.get(p.severity, 0) for p in problems), default=0)
+    status = {0: "ok", 1: "warning", 2: "critical"}[worst]
+    nvml_up = snapshot.value("llm_agent_nvml_up")
+    return {
+        "status": status, "hostname": hostname, "config": config_source, "timestamp": snapshot.timestamp,
+        "nvml": None if nvml_up is None else bool(nvml_up), "gpus": gpus, "targets": targets, "host": host,
+        "problems": [p.__dict__ for p in problems],
+        "collectors": [{"name": c.name, "success": c.success, "duration_seconds": round(c.duration, 4),
+                        "error": c.error} for c in snapshot.collectors],
+    }
+
+
+def _fmt(value: Optional[float], fmt: str, unit: str = "") -> str:
+    return "-" if value is None else f"{value:{fmt}}{unit}"
+
+
+def render_report(r: Dict[str, Any], color: bool = False) -> str:
+    """A one-screen text report."""
+    paint = {"critical": "\033[31m", "warning": "\033[33m", "ok": "\033[32m", "info": "\033[36m"} if color else {}
+    reset = "\033[0m" if color else ""
+
+    def tag(sev: str) -> str:
+        return f"{paint.get(sev, '')}{sev.upper()}{reset}"
+
+    lines = [f"llm-agent check on {r['hostname']} (config: {r['config']})", "", "GPUs"]
+    if r["nvml"] is None:
+        lines.append("  NVML collector disabled")
+    elif not r["gpus"]:
+        lines.append("  none found" if r["nvml"] else "  NVML unavailable (see problems)")
+    for g in r["gpus"]:
+        if not g["up"]:
+            lines.append(f"  {g['gpu']}  {g['model'] or '?'}  {tag('critical')}: lost")
+            continue
+        mem = (f"{g['fb_used_mib'] / 1024:.1f}/{g['fb_total_mib'] / 1024:.1f} GiB"
+               if "fb_used_mib" in g and "fb_total_mib" in g else "-")
+        lines.append(f"  {g['gpu']}  {g['model']}  util {_fmt(g.get('util_percent'), '.0f', '%')}  mem {mem}  "
+                     f"{_fmt(g.get('temp_c'), '.0f', ' C')}  {_fmt(g.get('power_w'), '.0f', ' W')}")
+    lines += ["", "Targets"]
+    if not r["targets"]:
+        lines.append("  none")
+    for t in r["targets"]:
+        state = "up" if t["up"] else tag("critical") + ": down"
+        if t["up"] and "ready" in t:
+            state += ", ready" if t["ready"] else ", " + tag("warning") + ": not ready"
+        parts = [f"  {t['name']} ({t['kind']})  {state}"]
+        if t.get("model"):
+            parts.append(f"model {t['model']}")
+        if "generation_tokens_per_second" in t:
+            parts.append(f"{t['generation_tokens_per_second']:.1f} tokens/s")
+        if "slots_busy" in t:
+            parts.append(f"slots {t['slots_busy']}/{t['slots_busy'] + t['slots_idle']} busy")
+        lines.append("  ".join(parts))
+    h = r["host"]
+    lines += ["", "Host"]
+    mem = "-"
+    if "memory_total_bytes" in h and "memory_available_bytes" in h:
+        used = (h["memory_total_bytes"] - h["memory_available_bytes"]) / GIB
+        mem = f"{used:.1f}/{h['memory_total_bytes'] / GIB:.1f} GiB"
+    fs = ", ".join(f"{f['mountpoint']} {f['used_percent']:.0f}%" for f in h.get("filesystems", [])[:4]) or "-"
+    lines.append(f"  {h.get('cpus', '?')} CPUs, load {_fmt(h.get('load1'), '.2f')}, memory {mem}, disks {fs}")
+    lines += ["", "Problems"]
+    if not r["problems"]:
+        lines.append("  none")
+    for p in r["problems"]:
+        lines.append(f"  {tag(p['severity'])} {p['subject']}: {p['message']}")
+        if p["fix"]:
+            lines.append(f"      fix: {p['fix']}")
+    lines += ["", f"Status: {tag(r['status'])} (exit {EXIT[r['status']]})"]
+    return "\n".join(lines)
+
+
+def use_color(stream: Any) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("NO_COLOR") is None

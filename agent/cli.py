@@ -1,0 +1,138 @@
+"""The `llm-agent` command: run | check | config validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from typing import List, Optional
+
+from . import __version__
+from .config import ConfigError, load_config, resolve_path
+
+log = logging.getLogger("agent")
+
+EPILOG = """commands:
+  run              collect every interval and serve /metrics (the systemd service runs this)
+  check            one pass over GPUs, targets and host; report problems (exit 0 ok, 1 warning, 2 critical)
+  config validate  check a config file and print the errors with file:line
+
+The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
+exists, else the embedded defaults."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="llm-agent", description="Monitoring agent for GPU hosts serving LLMs.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"llm-agent {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="collect every interval and serve /metrics")
+    run.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override agent.log_level")
+    chk = sub.add_parser("check", help="one diagnostic pass; exit 0 ok, 1 warnings, 2 critical")
+    chk.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    chk.add_argument("--json", action="store_true", help="print the report as JSON")
+    chk.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
+                     help="gap between the two passes that measure tokens/s (default 1)")
+    cfg = sub.add_parser("config", help="configuration tools")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    val = cfg_sub.add_parser("validate", help="validate a config file")
+    val.add_argument("file", nargs="?", help="config file (default: as for run)")
+    return p
+
+
+def _load(path_arg: Optional[str]):
+    path = resolve_path(path_arg)
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        print(f"llm-agent: invalid configuration:\n{e}", file=sys.stderr)
+        return None
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .daemon import Agent, install_signals
+    from .exporter import Exporter, ExporterError
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    _setup_logging(args.log_level or config.get("agent.log_level"))
+    host, port = config.get("exporter.listen")
+    try:
+        exporter = Exporter(host, port, config.get("exporter.max_threads"), config.get("exporter.request_timeout"),
+                            config_source=config.source if config.source != "(defaults)" else "/etc/llm-agent/agent.toml")
+    except ExporterError as e:
+        print(f"llm-agent: {e}", file=sys.stderr)
+        return 1
+    agent = Agent(config)
+    install_signals(agent)
+    exporter.start()
+    log.info("llm-agent %s serving on http://%s:%d/metrics every %gs (config: %s)",
+             __version__, host, exporter.port, config.interval, config.source)
+    try:
+        agent.serve(exporter)
+    finally:
+        exporter.stop()
+        agent.close()
+    log.info("stopped")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import EXIT, build_report, render_report, use_color
+    from .daemon import Agent
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    agent = Agent(config)
+    try:
+        snapshot = agent.cycle()
+        if any(s.value for s in snapshot.samples("llm_agent_target_up")) and args.sample > 0:
+            time.sleep(args.sample)  # a second pass turns token counters into rates
+            snapshot = agent.cycle()
+    finally:
+        agent.close()
+    report = build_report(snapshot, config.hostname, config.source)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_report(report, color=use_color(sys.stdout)))
+    return EXIT[report["status"]]
+
+
+def cmd_config_validate(args: argparse.Namespace) -> int:
+    path = resolve_path(args.file)
+    if path is None:
+        print("llm-agent: no config file given or found; the embedded defaults are valid")
+        return 0
+    if _load(path) is None:
+        return 2
+    print(f"{path}: valid")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "check":
+        return cmd_check(args)
+    if args.command == "config" and args.config_command == "validate":
+        return cmd_config_validate(args)
+    parser.print_help(sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""collectors of llm-agent."""

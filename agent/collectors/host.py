@@ -1,0 +1,137 @@
+"""The host through psutil, under node_exporter's names for the subset collected.
+
+`host_families()` is pure: it turns psutil's result objects into families, so tests feed it
+captured values. `HostCollector` only calls psutil.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Sequence, Tuple
+
+import psutil
+
+from ..model import MetricFamily, counter, gauge
+
+CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+@dataclass
+class HostReadings:
+    """Everything psutil returned in one cycle."""
+
+    per_cpu: Sequence[Any] = ()
+    load: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    memory: Any = None
+    swap: Any = None
+    filesystems: List[Tuple[Any, Any]] = field(default_factory=list)  # (partition, usage)
+    net: Dict[str, Any] = field(default_factory=dict)
+    disks: Dict[str, Any] = field(default_factory=dict)
+    boot_time: float = 0.0
+
+
+def host_families(r: HostReadings) -> List[MetricFamily]:
+    """node_exporter-named families from one cycle's readings."""
+    cpu = counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.")
+    for i, times in enumerate(r.per_cpu):
+        for mode in CPU_MODES:
+            if hasattr(times, mode):
+                cpu.add({"cpu": str(i), "mode": mode}, getattr(times, mode))
+    fams = [cpu]
+    for n, v in zip((1, 5, 15), r.load):
+        fams.append(gauge(f"node_load{n}", f"{n}m load average.").add({}, v))
+    if r.memory is not None:
+        for name, attr in (("MemTotal", "total"), ("MemAvailable", "available"), ("MemFree", "free"),
+                           ("Buffers", "buffers"), ("Cached", "cached")):
+            if hasattr(r.memory, attr):
+                fams.append(gauge(f"node_memory_{name}_bytes", f"Memory information field {name}_bytes.")
+                            .add({}, getattr(r.memory, attr)))
+    if r.swap is not None:
+        fams.append(gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.").add({}, r.swap.total))
+        fams.append(gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.").add({}, r.swap.free))
+    fams.extend(_filesystem_families(r.filesystems))
+    fams.extend(_net_families(r.net))
+    fams.extend(_disk_families(r.disks))
+    fams.append(gauge("node_boot_time_seconds", "Node boot time, in unixtime.").add({}, r.boot_time))
+    return fams
+
+
+def _filesystem_families(filesystems: List[Tuple[Any, Any]]) -> List[MetricFamily]:
+    size = gauge("node_filesystem_size_bytes", "Filesystem size in bytes.")
+    free = gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.")
+    avail = gauge("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.")
+    for part, usage in filesystems:
+        lbl = {"device": part.device, "fstype": part.fstype, "mountpoint": part.mountpoint}
+        size.add(lbl, usage.total)
+        # psutil's `free` is what non-root users get (statvfs f_bavail); root's extra is total-used
+        free.add(lbl, usage.total - usage.used)
+        avail.add(lbl, usage.free)
+    return [size, free, avail]
+
+
+def _net_families(net: Dict[str, Any]) -> List[MetricFamily]:
+    specs = (("receive_bytes", "bytes_recv"), ("transmit_bytes", "bytes_sent"),
+             ("receive_packets", "packets_recv"), ("transmit_packets", "packets_sent"),
+             ("receive_errs", "errin"), ("transmit_errs", "errout"),
+             ("receive_drop", "dropin"), ("transmit_drop", "dropout"))
+    fams = []
+    for name, attr in specs:
+        fam = counter(f"node_network_{name}_total", f"Network device statistic {name}.")
+        for dev, c in sorted(net.items()):
+            fam.add({"device": dev}, getattr(c, attr))
+        fams.append(fam)
+    return fams
+
+
+def _disk_families(disks: Dict[str, Any]) -> List[MetricFamily]:
+    specs = (("reads_completed", "read_count", 1, "The total number of reads completed successfully."),
+             ("writes_completed", "write_count", 1, "The total number of writes completed successfully."),
+             ("read_bytes", "read_bytes", 1, "The total number of bytes read successfully."),
+             ("written_bytes", "write_bytes", 1, "The total number of bytes written successfully."),
+             ("read_time_seconds", "read_time", 0.001, "The total number of seconds spent by all reads."),
+             ("write_time_seconds", "write_time", 0.001, "The total number of seconds spent by all writes."),
+             ("io_time_seconds", "busy_time", 0.001, "Total seconds spent doing I/Os."))
+    fams = []
+    for name, attr, scale, help_ in specs:
+        fam = counter(f"node_disk_{name}_total", help_)
+        for dev, c in sorted(disks.items()):
+            if hasattr(c, attr):
+                fam.add({"device": dev}, getattr(c, attr) * scale)
+        fams.append(fam)
+    return fams
+
+
+class HostCollector:
+    """CPU, load, memory, real filesystems, network and disk I/O counters."""
+
+    name = "host"
+
+    def __init__(self, fs_types_exclude: Sequence[str] = (), mount_points_exclude: str = "^$",
+                 net_devices_exclude: str = "^$"):
+        self.fs_types_exclude = set(fs_types_exclude)
+        self.mount_points_exclude = re.compile(mount_points_exclude)
+        self.net_devices_exclude = re.compile(net_devices_exclude)
+        self.problems: List = []
+
+    def read(self) -> HostReadings:
+        """One round of psutil calls."""
+        filesystems = []
+        seen = set()
+        for part in psutil.disk_partitions(all=False):
+            if (part.fstype in self.fs_types_exclude or self.mount_points_exclude.search(part.mountpoint)
+                    or part.mountpoint in seen):
+                continue
+            try:
+                filesystems.append((part, psutil.disk_usage(part.mountpoint)))
+                seen.add(part.mountpoint)
+            except OSError:  # a stale NFS mount or a permission wall: skip that one mount
+                continue
+        net = {k: v for k, v in psutil.net_io_counters(pernic=True).items() if not self.net_devices_exclude.search(k)}
+        return HostReadings(
+            per_cpu=psutil.cpu_times(percpu=True), load=psutil.getloadavg(), memory=psutil.virtual_memory(),
+            swap=psutil.swap_memory(), filesystems=filesystems, net=net,
+            disks=psutil.disk_io_counters(perdisk=True, nowrap=True) or {}, boot_time=psutil.boot_time())
+
+    def collect(self) -> List[MetricFamily]:
+        return host_families(self.read())

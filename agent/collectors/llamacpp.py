@@ -1,0 +1,177 @@
+"""llama.cpp `llama-server`: /health, /metrics, /slots and /props.
+
+The pure `parse_*` functions read captured bodies (tests/fixtures/llamacpp); the collector
+class does the I/O. Facts about llama-server this relies on (tools/server in llama.cpp):
+- /metrics answers 501 unless started with `--metrics`;
+- `llamacpp:n_tokens_max` and `llamacpp:n_busy_slots_per_decode` are declared counters but
+  are a maximum and an average: exported here as the gauges they are;
+- /health answers 503 {"error": {"message": "Loading model"}} while loading;
+- /slots answers 501 when disabled (`--no-slots`), else a list of slots with `is_processing`
+  (older builds: `state`, 0 = idle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, List, Optional, Tuple
+
+from ..model import COUNTER, GAUGE, MetricFamily, gauge
+from .http import FetchError, error_message
+from .openmetrics import OpenMetricsCollector
+
+GAUGES_DECLARED_AS_COUNTERS = ("llamacpp:n_tokens_max", "llamacpp:n_busy_slots_per_decode")
+PROPS_REFRESH = 300.0  # /props changes only on restart; re-read it now and then anyway
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str  # ok | loading | error
+    message: str = ""
+
+
+def parse_health(status: int, body: bytes) -> Health:
+    """Map a /health answer to ok, loading or error."""
+    if status == 200:
+        return Health("ok")
+    message = error_message(body)
+    if status == 503 and "loading" in message.lower():
+        return Health("loading", message)
+    return Health("error", message or f"HTTP {status}")
+
+
+def parse_slots(data: Any) -> Tuple[int, int]:
+    """(busy, idle) from a /slots body."""
+    if not isinstance(data, list):
+        raise ValueError("expected a JSON list of slots")
+    busy = 0
+    for slot in data:
+        if not isinstance(slot, dict):
+            raise ValueError("expected each slot to be a JSON object")
+        if "is_processing" in slot:
+            busy += bool(slot["is_processing"])
+        else:
+            busy += slot.get("state", 0) != 0
+    return busy, len(data) - busy
+
+
+@dataclass(frozen=True)
+class Props:
+    model: str
+    context_tokens: Optional[int]
+    total_slots: Optional[int]
+    build: str
+
+
+def parse_props(data: Any) -> Props:
+    """Model name, context size, slot count and build from a /props body."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    settings = data.get("default_generation_settings") or {}
+    n_ctx = settings.get("n_ctx", data.get("n_ctx"))
+    path = str(data.get("model_alias") or data.get("model_path") or "")
+    model = path.rsplit("/", 1)[-1]
+    slots = data.get("total_slots")
+    return Props(model, int(n_ctx) if isinstance(n_ctx, (int, float)) else None,
+                 int(slots) if isinstance(slots, int) else None, str(data.get("build_info", "")))
+
+
+def retype_llamacpp(families: List[MetricFamily]) -> List[MetricFamily]:
+    """Declare llama-server's max/average 'counters' as gauges."""
+    for fam in families:
+        if fam.name in GAUGES_DECLARED_AS_COUNTERS and fam.type == COUNTER:
+            fam.type = GAUGE
+    return families
+
+
+class LlamaCppCollector(OpenMetricsCollector):
+    """One llama-server target."""
+
+    kind = "llamacpp"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._props: Optional[Props] = None
+        self._props_at = -PROPS_REFRESH
+        self.health: Optional[Health] = None
+
+    def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
+        return retype_llamacpp(families)
+
+    def scrape(self, deadline: float, out: List[MetricFamily]) -> bool:
+        # /health first: if the server is gone or hung, this costs one timeout, not four
+        try:
+            resp = self.get("/health", deadline, ok_statuses=(200, 500, 503))
+            self.health = parse_health(resp.status, resp.body)
+        except FetchError as e:
+            self.health = None
+            self.count_error(e.reason)
+            self.down_problem(e)
+            self._rate_prev.clear()
+            self._props = None
+            return False
+        out.append(self._health_family())
+        self._scrape_passthrough(deadline, out)
+        self._scrape_slots(deadline, out)
+        self._scrape_props(deadline, out)
+        return True
+
+    def _health_family(self) -> MetricFamily:
+        lbl = dict(self.labels)
+        fam = gauge("llm_agent_target_ready", "Whether the target's /health says it is ready to serve (1) or not (0).")
+        fam.add(lbl, 1 if self.health.state == "ok" else 0)
+        if self.health.state == "loading":
+            self.problem("warning", "the server is still loading its model", "wait; alert if it lasts")
+        elif self.health.state == "error":
+            self.problem("critical", f"/health reports an error: {self.health.message}", "read the server's log")
+        return fam
+
+    def _scrape_passthrough(self, deadline: float, out: List[MetricFamily]) -> None:
+        enabled = gauge("llm_agent_target_metrics_enabled",
+                        "Whether the target serves /metrics (0: llama-server started without --metrics).")
+        try:
+            out.extend(self.scrape_metrics(deadline))
+            enabled.add(dict(self.labels), 1)
+        except FetchError as e:
+            self.count_error(e.reason)
+            if e.status == 501:
+                enabled.add(dict(self.labels), 0)
+                self.problem("warning", "llama-server was started without --metrics, so its own metrics are missing",
+                             "add --metrics to the llama-server command line (or LLAMA_ARG_ENDPOINT_METRICS=1)")
+            else:
+                self.problem("warning", f"/metrics failed: {e}")
+        out.append(enabled)
+
+    def _scrape_slots(self, deadline: float, out: List[MetricFamily]) -> None:
+        try:
+            busy, idle = parse_slots(self.get("/slots", deadline).json())
+        except FetchError as e:
+            if e.status != 501:  # 501: slots endpoint disabled, nothing to report per cycle
+                self.count_error(e.reason)
+            else:
+                self.problem("info", "the /slots endpoint is disabled, so busy/idle slots are not known",
+                             "start llama-server with --slots")
+            return
+        except ValueError as e:
+            self.count_error("invalid")
+            self.problem("warning", f"/slots answered something unexpected: {e}")
+            return
+        lbl = dict(self.labels)
+        out.append(gauge("llm_agent_target_slots", "The target's slots by state (busy, idle), from /slots.")
+                   .add({**lbl, "state": "busy"}, busy).add({**lbl, "state": "idle"}, idle))
+
+    def _scrape_props(self, deadline: float, out: List[MetricFamily]) -> None:
+        now = self.clock()
+        if self._props is None or now - self._props_at > PROPS_REFRESH:
+            try:
+                self._props = parse_props(self.get("/props", deadline).json())
+                self._props_at = now
+            except (FetchError, ValueError) as e:
+                self.count_error(getattr(e, "reason", "invalid"))
+                return
+        p, lbl = self._props, dict(self.labels)
+        out.append(gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
+                   .add({**lbl, "model": p.model, "build": p.build}, 1))
+        if p.context_tokens is not None:
+            out.append(gauge("llm_agent_target_context_tokens", "The target's context size per slot, in tokens.")
+                       .add(lbl, p.context_tokens))
+

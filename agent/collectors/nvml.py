@@ -1,0 +1,291 @@
+"""Every GPU through NVML, under dcgm-exporter's names and labels.
+
+Failure handling follows gpustat/nvitop: a field the GPU does not support is omitted (and
+logged once); a lost GPU is `llm_agent_gpu_up 0` while the others carry on; a missing
+library or driver is reported and retried with exponential backoff; NVML never takes the
+agent down. The pynvml module is passed in, so tests drive this code with a fake.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+
+from ..model import GAUGE, MetricFamily, Problem, counter, gauge
+from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
+from .xid import XidWatcher
+
+log = logging.getLogger(__name__)
+
+# Errors after which a GPU's other readings cannot be trusted this cycle
+_GPU_BROKEN = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_UNKNOWN", "NVML_ERROR_RESET_REQUIRED", "NVML_ERROR_GPU_NOT_FOUND")
+# Errors meaning the library as a whole is gone: re-initialise
+_LIBRARY_GONE = ("NVML_ERROR_UNINITIALIZED", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIB_RM_VERSION_MISMATCH")
+_HINTS = {
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "libnvidia-ml.so.1 was not found: install the NVIDIA driver (or ignore this on a host without GPUs; [collectors.nvml] enabled = false silences it)",
+    "NVML_ERROR_DRIVER_NOT_LOADED": "the NVIDIA kernel driver is not loaded: check `nvidia-smi` and `dmesg`, or `modprobe nvidia`",
+    "NVML_ERROR_NO_PERMISSION": "no permission to open /dev/nvidia*: run the agent in the video group or allow the devices in its unit",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "the driver library and kernel module versions differ (a driver upgrade without reboot): reboot or reload the module",
+}
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class Gpu:
+    index: int
+    handle: Any
+    labels: Dict[str, str]
+
+
+class NvmlCollector:
+    """Reads all GPUs each cycle; the XID thread counts events between cycles."""
+
+    name = "nvml"
+
+    def __init__(self, nvml: Any = None, hostname: str = "", xid_events: bool = True, process_memory: bool = True,
+                 retry_max: float = 300.0, clock: Callable[[], float] = time.monotonic,
+                 process_name: Optional[Callable[[int], str]] = None):
+        if nvml is None:
+            import pynvml as nvml  # nvidia-ml-py
+        self.nvml = nvml
+        self.hostname = hostname
+        self.xid_events = xid_events
+        self.process_memory = process_memory
+        self.retry_max = retry_max
+        self.clock = clock
+        self.process_name = process_name or _process_name
+        self.problems: List[Problem] = []
+        self.gpus: List[Gpu] = []
+        self.init_error = ""
+        self._initialized = False
+        self._next_init = 0.0
+        self._backoff = 1.0
+        self._init_failures = 0
+        self._logged: Set[Tuple[int, str, str]] = set()
+        self._field_errors: Dict[str, int] = {}
+        self._xid: Optional[XidWatcher] = None
+        self._versions: Dict[str, str] = {}
+        self._unsupported: Set[Tuple[int, str]] = set()  # static per GPU: stop asking
+        self._error_names = {getattr(nvml, a): a for a in dir(nvml) if a.startswith("NVML_ERROR_")}
+
+    def _err_name(self, e: Exception) -> str:
+        value = getattr(e, "value", None)
+        return self._error_names.get(value, f"NVML_ERROR_{value}")
+
+    # -- initialisation with backoff --------------------------------------------------------
+
+    def _ensure_init(self) -> bool:
+        if self._initialized:
+            return True
+        now = self.clock()
+        if now < self._next_init:
+            return False
+        try:
+            self.nvml.nvmlInit()
+            self._discover()
+        except self.nvml.NVMLError as e:
+            self._init_failed(self._err_name(e), str(e), now)
+            return False
+        self._initialized, self.init_error, self._backoff = True, "", 1.0
+        log.info("NVML: %d GPU(s), driver %s", len(self.gpus), self._versions.get("driver_version", "?"))
+        return True
+
+    def _init_failed(self, err_name: str, message: str, now: float) -> None:
+        self._init_failures += 1
+        first = not self.init_error
+        self.init_error = f"{message} ({err_name})"
+        self._next_init = now + self._backoff
+        self._backoff = min(self._backoff * 2, self.retry_max)
+        (log.warning if first else log.debug)("NVML unavailable: %s; retrying in %.0fs", self.init_error,
+                                              self._next_init - now)
+
+    def _discover(self) -> None:
+        nvml = self.nvml
+        self._versions = {}
+        self._unsupported.clear()
+        for key, fn in (("driver_version", "nvmlSystemGetDriverVersion"), ("nvml_version", "nvmlSystemGetNVMLVersion")):
+            try:
+                self._versions[key] = _text(getattr(nvml, fn)())
+            except (nvml.NVMLError, AttributeError):
+                pass
+        self.gpus = [self._describe(i) for i in range(nvml.nvmlDeviceGetCount())]
+        if self.xid_events and self._xid is None:
+            try:
+                self._xid = XidWatcher(nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None])
+            except (nvml.NVMLError, AttributeError) as e:
+                log.warning("NVML: XID events unavailable (%s); DCGM_FI_DEV_XID_ERRORS will be missing", e)
+
+    def _describe(self, index: int) -> Gpu:
+        nvml = self.nvml
+        labels = {"gpu": str(index), "UUID": "", "pci_bus_id": "", "device": f"nvidia{index}",
+                  "modelName": "", "Hostname": self.hostname}
+        try:
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        except nvml.NVMLError as e:
+            self._once(index, "handle", str(e), "gpu %d: cannot get a handle: %s", index, e)
+            return Gpu(index, None, labels)
+        for key, read in (("UUID", lambda: nvml.nvmlDeviceGetUUID(handle)),
+                          ("modelName", lambda: nvml.nvmlDeviceGetName(handle)),
+                          ("pci_bus_id", lambda: nvml.nvmlDeviceGetPciInfo(handle).busId),
+                          ("device", lambda: f"nvidia{nvml.nvmlDeviceGetMinorNumber(handle)}")):
+            try:
+                labels[key] = _text(read())
+            except nvml.NVMLError as e:
+                log.info("gpu %d: %s unavailable: %s", index, key, e)
+        return Gpu(index, handle, labels)
+
+    # -- the collect cycle -------------------------------------------------------------------
+
+    def collect(self) -> List[MetricFamily]:
+        self.problems = []
+        nvml_up = gauge("llm_agent_nvml_up", "Whether NVML is initialised and answering (1) or not (0).")
+        failures = counter("llm_agent_nvml_init_failures_total", "Failed attempts to initialise NVML.")
+        failures.add({}, self._init_failures)
+        if not self._ensure_init():
+            hint = _HINTS.get(self.init_error.rsplit("(", 1)[-1].rstrip(")"), "")
+            sev = "info" if "LIBRARY_NOT_FOUND" in self.init_error else "warning"
+            self.problems.append(Problem(sev, "nvml", f"NVML unavailable: {self.init_error}", hint))
+            return [nvml_up.add({}, 0), failures]
+        families: Dict[str, MetricFamily] = {}
+        try:
+            for gpu in self.gpus:
+                self._collect_gpu(gpu, families)
+        except _LibraryGone as e:
+            self._initialized = False
+            self._init_failed(e.err_name, e.message, self.clock())
+            self.problems.append(Problem("critical", "nvml", f"NVML stopped answering: {e.message}",
+                                         _HINTS.get(e.err_name, "")))
+            return [nvml_up.add({}, 0), failures]
+        nvml_up.add({}, 1)
+        info = gauge("llm_agent_nvml_info", "NVML and driver versions; always 1.").add(self._versions, 1)
+        errors = counter("llm_agent_nvml_field_errors_total", "NVML readings that failed with an unexpected error, by field.")
+        for field_name, n in sorted(self._field_errors.items()):
+            errors.add({"field": field_name}, n)
+        return [nvml_up, failures, info, errors] + list(families.values())
+
+    def _family(self, families: Dict[str, MetricFamily], name: str, mtype: str = GAUGE, help: str = "") -> MetricFamily:
+        fam = families.get(name)
+        if fam is None:
+            if name in METRICS:
+                mtype, help = METRICS[name]
+            fam = families[name] = MetricFamily(name, mtype, help)
+        return fam
+
+    def _collect_gpu(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
+        up = self._family(families, "llm_agent_gpu_up", help="Whether the GPU answers NVML (1) or is lost or broken (0).")
+        if gpu.handle is None:  # lost at start-up: ask again, it may have been reset since
+            described = self._describe(gpu.index)
+            gpu.handle, gpu.labels = described.handle, described.labels
+        if gpu.handle is None:
+            up.add(gpu.labels, 0)
+            self._gpu_problem(gpu, "has no NVML handle (lost at start-up?)")
+            return
+        values: Dict[str, float] = {}
+        for field_name, read in READERS:
+            if (gpu.index, field_name) in self._unsupported:
+                continue
+            try:
+                values.update(read(self.nvml, gpu.handle))
+            except self.nvml.NVMLError as e:
+                err_name = self._err_name(e)
+                if err_name in _LIBRARY_GONE:
+                    raise _LibraryGone(err_name, str(e)) from None
+                if err_name in _GPU_BROKEN:
+                    up.add(gpu.labels, 0)
+                    self._gpu_problem(gpu, f"is lost or broken ({e})")
+                    return
+                self._field_failed(gpu, field_name, err_name, e)
+            except AttributeError as e:  # pynvml older than the function
+                self._unsupported.add((gpu.index, field_name))
+                self._once(gpu.index, field_name, "missing",
+                           "gpu %d: %s unavailable in this pynvml (%s); upgrade nvidia-ml-py", gpu.index, field_name, e)
+        up.add(gpu.labels, 1)
+        for name, value in values.items():
+            self._family(families, name).add(gpu.labels, value)
+        if "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS" in values:
+            self._clock_reasons(gpu, int(values["DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"]), families)
+        self._xid_families(gpu, families)
+        if self.process_memory:
+            self._processes(gpu, families)
+
+    def _field_failed(self, gpu: Gpu, field_name: str, err_name: str, e: Exception) -> None:
+        if err_name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND", "NVML_ERROR_NOT_FOUND"):
+            self._unsupported.add((gpu.index, field_name))
+            self._once(gpu.index, field_name, err_name, "gpu %d: %s not supported (%s); omitted",
+                       gpu.index, field_name, e)
+            return
+        self._field_errors[field_name] = self._field_errors.get(field_name, 0) + 1
+        self._once(gpu.index, field_name, err_name, "gpu %d: reading %s failed: %s (%s)",
+                   gpu.index, field_name, e, _HINTS.get(err_name, err_name))
+
+    def _once(self, index: int, field_name: str, why: str, msg: str, *args: Any) -> None:
+        if (index, field_name, why) not in self._logged:
+            self._logged.add((index, field_name, why))
+            log.info(msg, *args)
+
+    def _gpu_problem(self, gpu: Gpu, what: str) -> None:
+        name = f"GPU {gpu.index} ({gpu.labels['UUID']})" if gpu.labels["UUID"] else f"GPU {gpu.index}"
+        self.problems.append(Problem("critical", f"gpu {gpu.index}", f"{name} {what}",
+                                     "check `nvidia-smi` and `dmesg` for XID 79/48; the GPU needs a reset or reboot"))
+
+    def _clock_reasons(self, gpu: Gpu, mask: int, families: Dict[str, MetricFamily]) -> None:
+        fam = self._family(families, "llm_agent_gpu_clock_event_reasons",
+                           help="Whether each clocks event (throttle) reason is active (1) or not (0).")
+        for bit, reason in CLOCK_EVENT_REASONS:
+            fam.add({**gpu.labels, "reason": reason}, 1 if mask & bit else 0)
+
+    def _xid_families(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
+        if self._xid is None or gpu.index not in self._xid.watched:
+            return
+        counts, last = self._xid.snapshot()
+        self._family(families, "DCGM_FI_DEV_XID_ERRORS", help="Value of the last XID error seen (0: none since start).") \
+            .add(gpu.labels, last.get(gpu.index, 0))
+        total = self._family(families, "llm_agent_gpu_xid_errors_total", "counter", "XID errors seen since the agent started, by code.")
+        for (index, xid), n in sorted(counts.items()):
+            if index == gpu.index:
+                total.add({**gpu.labels, "xid": str(xid)}, n)
+
+    def _processes(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
+        try:
+            procs = self.nvml.nvmlDeviceGetComputeRunningProcesses(gpu.handle)
+        except (self.nvml.NVMLError, AttributeError) as e:
+            self._once(gpu.index, "processes", type(e).__name__, "gpu %d: process list unavailable: %s", gpu.index, e)
+            return
+        fam = self._family(families, "llm_agent_gpu_process_memory_bytes",
+                           help="GPU memory used by each process, in bytes (omitted where the driver does not say).")
+        for p in procs:
+            if p.usedGpuMemory is None:
+                continue
+            fam.add({**gpu.labels, "pid": str(p.pid), "process_name": self.process_name(p.pid)}, p.usedGpuMemory)
+
+    def close(self) -> None:
+        if self._xid is not None:
+            self._xid.close()
+            self._xid = None
+        if self._initialized:
+            try:
+                self.nvml.nvmlShutdown()
+            except self.nvml.NVMLError:
+                pass
+            self._initialized = False
+
+
+class _LibraryGone(Exception):
+    def __init__(self, err_name: str, message: str):
+        super().__init__(message)
+        self.err_name = err_name
+        self.message = message
+
+
+def _process_name(pid: int) -> str:
+    import psutil
+
+    try:
+        return psutil.Process(pid).name()
+    except (psutil.Error, OSError):
+        return ""

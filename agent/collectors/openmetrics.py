@@ -1,0 +1,189 @@
+"""Scrape an inference server's /metrics and pass it through with a `server` label.
+
+This is the generic collector (vLLM's `vllm:*`, SGLang's `sglang:*`, anything Prometheus-
+shaped) and the base of the llama.cpp one. Besides passthrough it derives what no server
+exports: whether the target is up, how long the scrape took, generated and prompt tokens per
+second from counter deltas, and restarts from counter resets.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Dict, List, Optional, Tuple
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+
+from ..config import TargetConfig
+from ..expfmt import parse_text
+from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
+from .http import FetchError, fetch
+
+# Counters whose per-second rate is exported as llm_agent_{generation,prompt}_tokens_per_second.
+RATE_SOURCES = {
+    "generation": ("llamacpp:tokens_predicted_total", "vllm:generation_tokens_total", "sglang:generation_tokens_total"),
+    "prompt": ("llamacpp:prompt_tokens_total", "vllm:prompt_tokens_total", "sglang:prompt_tokens_total"),
+}
+TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, for messages."""
+    parts = urlsplit(url)
+    if parts.username or parts.password:
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def relabel(families: List[MetricFamily], extra: Labels) -> List[MetricFamily]:
+    """Prefix every sample's labels with `extra` (the `server` label and static labels). A
+    label the server already uses is kept as `exported_<name>`, as Prometheus does."""
+    names = {k for k, _ in extra}
+    for fam in families:
+        out = []
+        for s in fam.samples:
+            own = tuple((f"exported_{k}" if k in names else k, v) for k, v in s.labels)
+            out.append(Sample(s.name, extra + own, s.value))
+        fam.samples = out
+    return families
+
+
+def sum_family(families: Dict[str, MetricFamily], name: str) -> Optional[float]:
+    fam = families.get(name)
+    if fam is None:
+        return None
+    return sum(s.value for s in fam.samples if s.name == name)
+
+
+class OpenMetricsCollector:
+    """Generic passthrough collector for one target."""
+
+    kind = "openmetrics"
+
+    def __init__(self, target: TargetConfig, session: Optional[requests.Session] = None,
+                 max_bytes: int = 16 << 20, clock: Callable[[], float] = time.monotonic):
+        self.target = target
+        self.name = f"target:{target.name}"
+        self.session = session or requests.Session()
+        self.max_bytes = max_bytes
+        self.clock = clock
+        self.headers = {"Accept": TEXT_ACCEPT}
+        if target.api_key:
+            self.headers["Authorization"] = f"Bearer {target.api_key}"
+        self.labels: Labels = (("server", target.name),) + tuple(sorted(target.labels.items()))
+        self.problems: List[Problem] = []
+        self._rate_prev: Dict[str, Tuple[float, float]] = {}
+        self._counters: Dict[Tuple[str, Labels], float] = {}
+        self._errors: Dict[str, int] = {}
+        self._parse_errors = 0
+        self.restarts = 0
+
+    # -- helpers for subclasses -------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return self.target.url + path
+
+    def get(self, path: str, deadline: float, ok_statuses: tuple = (200,)):
+        """Fetch `path` on the target within what is left of this cycle's deadline."""
+        return fetch(self.session, self.url(path), max(0.05, deadline - self.clock()),
+                     self.max_bytes, self.headers, ok_statuses, self.clock)
+
+    def problem(self, severity: str, message: str, fix: str = "") -> None:
+        self.problems.append(Problem(severity, f"target {self.target.name}", message, fix))
+
+    def count_error(self, reason: str) -> None:
+        self._errors[reason] = self._errors.get(reason, 0) + 1
+
+    def down_problem(self, err: FetchError) -> None:
+        self.problem("critical", f"{public_url(self.target.url)} is down: {err}",
+                     f"start the server, or point [[targets]] url for {self.target.name!r} at it")
+
+    # -- the collect cycle -------------------------------------------------------------------
+
+    def collect(self) -> List[MetricFamily]:
+        self.problems = []
+        start = self.clock()
+        deadline = start + self.target.timeout
+        out: List[MetricFamily] = []
+        up = self.scrape(deadline, out)
+        out.extend(self._target_families(up, self.clock() - start))
+        return out
+
+    def scrape(self, deadline: float, out: List[MetricFamily]) -> bool:
+        """Fetch everything from the target into `out`; return whether it is up."""
+        try:
+            passthrough = self.scrape_metrics(deadline)
+        except FetchError as e:
+            self.count_error(e.reason)
+            self.down_problem(e)
+            self._rate_prev.clear()
+            return False
+        out.extend(passthrough)
+        return True
+
+    def scrape_metrics(self, deadline: float) -> List[MetricFamily]:
+        """GET the metrics path, parse, retype, derive rates and resets, relabel."""
+        resp = self.get(self.target.metrics_path, deadline)
+        parsed = parse_text(resp.body.decode("utf-8", "replace"))
+        if parsed.errors:
+            self._parse_errors += len(parsed.errors)
+            self.problem("warning", f"{len(parsed.errors)} malformed /metrics line(s), first: {parsed.errors[0]}",
+                         "the lines were skipped; report it to the server's maintainers")
+        families = self.retype(parsed.families)
+        self._derive(families)
+        return relabel(families, self.labels)
+
+    def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
+        """Hook: correct types a server declares wrongly (llama.cpp's gauges-as-counters)."""
+        return families
+
+    def _derive(self, families: List[MetricFamily]) -> None:
+        now = self.clock()
+        by_name = {f.name: f for f in families}
+        reset = self._detect_reset(families)
+        if reset:
+            self.restarts += 1
+            self._rate_prev.clear()
+        self.rates: Dict[str, float] = {}
+        for what, names in RATE_SOURCES.items():
+            total = next((t for t in (sum_family(by_name, n) for n in names) if t is not None), None)
+            if total is None:
+                continue
+            prev = self._rate_prev.get(what)
+            self._rate_prev[what] = (total, now)
+            if prev is not None and now > prev[1]:
+                self.rates[what] = max(total - prev[0], 0.0) / (now - prev[1])
+
+    def _detect_reset(self, families: List[MetricFamily]) -> bool:
+        current = {(s.name, s.labels): s.value for f in families if f.type == COUNTER for s in f.samples}
+        reset = any(current.get(k, v) < v for k, v in self._counters.items())
+        self._counters = current
+        return reset
+
+    def _target_families(self, up: bool, duration: float) -> List[MetricFamily]:
+        lbl = dict(self.labels)
+        fams = [
+            gauge("llm_agent_target_up", "Whether the target answered its last scrape (1) or not (0).")
+            .add({**lbl, "kind": self.kind}, 1 if up else 0),
+            gauge("llm_agent_target_scrape_duration_seconds", "How long the last scrape of the target took.")
+            .add(lbl, duration),
+            counter("llm_agent_target_restarts_total", "Restarts of the target detected from its counters going backwards.")
+            .add(lbl, self.restarts),
+            counter("llm_agent_target_parse_errors_total", "Malformed lines skipped in the target's /metrics bodies.")
+            .add(lbl, self._parse_errors),
+        ]
+        errors = counter("llm_agent_target_scrape_errors_total", "Failed requests to the target, by reason.")
+        for reason, n in sorted(self._errors.items()):
+            errors.add({**lbl, "reason": reason}, n)
+        fams.append(errors)
+        if up:
+            for what, rate in getattr(self, "rates", {}).items():
+                fams.append(gauge(f"llm_agent_{what}_tokens_per_second",
+                                  f"{what.capitalize()} tokens per second over the last cycle, from the server's counters.")
+                            .add(lbl, rate))
+        return fams
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,80 @@
+"""Count XID errors from NVML's event API in a background thread.
+
+XIDs are events, not state: polling `DCGM_FI_DEV_XID_ERRORS` once per cycle misses every XID
+but the last. A thread blocked in `nvmlEventSetWait` sees each one and counts it by code.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Dict, List, Tuple
+
+log = logging.getLogger(__name__)
+WAIT_MS = 1000
+
+
+class XidWatcher:
+    """Registers every handle for XID events and counts them per (gpu index, xid)."""
+
+    def __init__(self, nvml: Any, handles: List[Tuple[int, Any]]):
+        self.nvml = nvml
+        self.counts: Dict[Tuple[int, int], int] = {}
+        self.last: Dict[int, int] = {}
+        self.watched: List[int] = []
+        self.error = ""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._index_of = {}
+        self._set = nvml.nvmlEventSetCreate()
+        for index, handle in handles:
+            try:
+                nvml.nvmlDeviceRegisterEvents(handle, nvml.nvmlEventTypeXidCriticalError, self._set)
+            except nvml.NVMLError as e:  # NotSupported on some boards: that GPU just isn't watched
+                log.info("gpu %d: XID events unavailable: %s", index, e)
+                continue
+            self._index_of[self._key(handle)] = index
+            self.watched.append(index)
+        self._thread = threading.Thread(target=self._loop, name="nvml-xid", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _key(handle: Any) -> Any:
+        # ctypes handles compare by address, not identity
+        return getattr(handle, "value", None) or getattr(getattr(handle, "contents", None), "value", None) or id(handle)
+
+    def _loop(self) -> None:
+        nvml = self.nvml
+        while not self._stop.is_set():
+            try:
+                data = nvml.nvmlEventSetWait_v2(self._set, WAIT_MS)
+            except nvml.NVMLError as e:
+                if e.value == nvml.NVML_ERROR_TIMEOUT:
+                    continue
+                self.error = str(e)
+                log.warning("XID event wait failed, XID counting stops: %s", e)
+                return
+            index = self._index_of.get(self._key(data.device), -1)
+            xid = int(data.eventData)
+            with self._lock:
+                self.counts[(index, xid)] = self.counts.get((index, xid), 0) + 1
+                self.last[index] = xid
+            log.warning("gpu %d: XID %d", index, xid)
+
+    def snapshot(self) -> Tuple[Dict[Tuple[int, int], int], Dict[int, int]]:
+        """Copies of (counts by (gpu, xid), last xid by gpu)."""
+        with self._lock:
+            return dict(self.counts), dict(self.last)
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=WAIT_MS / 1000 * 2)
+        if self._thread.is_alive():  # still inside nvmlEventSetWait: freeing the set now would crash it
+            return
+        try:
+            self.nvml.nvmlEventSetFree(self._set)
+        except Exception as e:  # freeing at shutdown is best effort
+            log.debug("nvmlEventSetFree: %s", e)

@@ -1,0 +1,293 @@
+"""TOML configuration -> typed `Config`. Every key is optional; every error names the key
+path and the file:line it came from, and all errors are reported at once.
+
+The schema below is the single source of truth for keys, defaults and parsers;
+`agent.toml.example` documents the same keys for people.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+
+from . import configvalues as v
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10
+    import tomli as tomllib
+
+DEFAULT_PATH = "/etc/llm-agent/agent.toml"
+ENV_VAR = "LLM_AGENT_CONFIG"
+Path = Tuple[Union[str, int], ...]
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key: its default (None means absent unless given) and the parser for its value."""
+
+    default: Any
+    parse: Callable[[Any], Any]
+    required: bool = False
+    secret: bool = False
+
+
+_TARGET = {
+    "name": Field(None, v.typed(str), required=True),
+    "url": Field(None, v.parse_url, required=True),
+    "kind": Field("llamacpp", v.one_of(("llamacpp", "openmetrics"))),
+    "metrics_path": Field("/metrics", v.typed(str)),
+    "timeout": Field("3s", v.positive(v.parse_duration)),
+    "api_key": Field("", v.typed(str), secret=True),
+    "labels": Field({}, v.str_table),
+}
+
+SCHEMA: Dict[str, Any] = {
+    "agent": {
+        "interval": Field("5s", v.positive(v.parse_duration)),
+        "state_dir": Field("/var/lib/llm-agent", v.typed(str)),
+        "hostname": Field("", v.typed(str)),
+        "collector_timeout": Field("", lambda x: v.parse_duration(x) if x else 0.0),
+        "max_response_bytes": Field("16MiB", v.positive(v.parse_size)),
+        "log_level": Field("info", v.one_of(("debug", "info", "warning", "error"))),
+    },
+    "exporter": {
+        "listen": Field("0.0.0.0:9400", v.parse_listen),
+        "max_threads": Field(8, v.typed(int, 1, 256)),
+        "request_timeout": Field("10s", v.positive(v.parse_duration)),
+    },
+    "targets": [_TARGET],
+    "discovery": {
+        "enabled": Field(True, v.typed(bool)),
+        "interval": Field("30s", v.positive(v.parse_duration)),
+        "fallback_url": Field("http://127.0.0.1:8080", v.parse_url),
+    },
+    "collectors": {
+        "nvml": {
+            "enabled": Field(True, v.typed(bool)),
+            "xid_events": Field(True, v.typed(bool)),
+            "process_memory": Field(True, v.typed(bool)),
+            "retry_max": Field("5m", v.positive(v.parse_duration)),
+        },
+        "host": {
+            "enabled": Field(True, v.typed(bool)),
+            "fs_types_exclude": Field(["tmpfs", "devtmpfs", "squashfs", "overlay", "nsfs", "ramfs"], v.str_list),
+            "mount_points_exclude": Field("^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
+                                          v.typed(str)),
+            "net_devices_exclude": Field("^(lo|veth.*|docker.*|br-.*)$", v.typed(str)),
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """An inference server to scrape."""
+
+    name: str
+    url: str
+    kind: str = "llamacpp"
+    metrics_path: str = "/metrics"
+    timeout: float = 3.0
+    api_key: str = field(default="", repr=False)
+    labels: Dict[str, str] = field(default_factory=dict)
+    discovered: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole, validated configuration. `sections` holds every key with its typed value."""
+
+    sections: Dict[str, Any]
+    targets: Tuple[TargetConfig, ...]
+    source: str = "(defaults)"
+
+    def get(self, dotted: str) -> Any:
+        """A typed value by dotted path, e.g. ``config.get("agent.interval")``."""
+        node: Any = self.sections
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    @property
+    def interval(self) -> float:
+        return self.get("agent.interval")
+
+    @property
+    def hostname(self) -> str:
+        return self.get("agent.hostname") or socket.gethostname()
+
+    @property
+    def collector_timeout(self) -> float:
+        """Per-collector timeout: configured, or 80% of the interval (never above 10 s)."""
+        return self.get("agent.collector_timeout") or min(self.interval * 0.8, 10.0)
+
+
+class ConfigError(Exception):
+    """One or more invalid keys; `str()` lists them one per line, each with file:line."""
+
+    def __init__(self, problems: List[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def key_lines(text: str) -> Dict[Path, int]:
+    """Map each key path to the line it is written on (tomllib keeps no positions)."""
+    lines: Dict[Path, int] = {}
+    arrays: Dict[Path, int] = {}
+    prefix: Path = ()
+
+    def split(name: str) -> Tuple[str, ...]:
+        return tuple(p.strip().strip("\"'") for p in name.split("."))
+
+    def with_indexes(parts: Tuple[str, ...]) -> Path:
+        # [targets.labels] after [[targets]] belongs to the latest targets element
+        out: list = []
+        for part in parts:
+            out.append(part)
+            if tuple(p for p in out if isinstance(p, str)) in arrays:
+                out.append(arrays[tuple(p for p in out if isinstance(p, str))])
+        return tuple(out)
+
+    for no, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line.startswith("[["):
+            parts = split(line[2:line.find("]]")])
+            arrays[parts] = arrays.get(parts, -1) + 1
+            prefix = with_indexes(parts)
+            lines.setdefault(prefix, no)
+            lines.setdefault(prefix[:-1], no)
+        elif line.startswith("["):
+            prefix = with_indexes(split(line[1:line.find("]")]))
+            lines.setdefault(prefix, no)
+        else:
+            m = re.match(r"^([A-Za-z0-9_\-.\"' ]+?)\s*=", line)
+            if m:
+                lines.setdefault(prefix + split(m.group(1)), no)
+    return lines
+
+
+class _Validator:
+    def __init__(self, source: str, text: str, environ: Optional[Dict[str, str]]):
+        self.source = source
+        self.lines = key_lines(text) if text else {}
+        self.environ = environ
+        self.problems: List[str] = []
+
+    def where(self, path: Path) -> str:
+        for cut in range(len(path), 0, -1):
+            if path[:cut] in self.lines:
+                return f"{self.source}:{self.lines[path[:cut]]}"
+        return self.source
+
+    def error(self, path: Path, message: str) -> None:
+        self.problems.append(f"{self.where(path)}: {format_path(path)}: {message}")
+
+    def table(self, spec: Dict[str, Any], raw: Any, path: Path) -> Dict[str, Any]:
+        if not isinstance(raw, dict):
+            self.error(path, f"expected a table, got {type(raw).__name__}")
+            raw = {}
+        for key in raw:
+            if key not in spec:
+                hint = difflib.get_close_matches(key, list(spec), n=1)
+                near = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(spec)}"
+                self.error(path + (key,), f"unknown key{near}")
+        return {key: self.node(sub, raw.get(key), path + (key,), key in raw) for key, sub in spec.items()}
+
+    def node(self, spec: Any, raw: Any, path: Path, given: bool) -> Any:
+        if isinstance(spec, dict):
+            return self.table(spec, raw if given else {}, path)
+        if isinstance(spec, list):
+            if not given:
+                return []
+            if not isinstance(raw, list):
+                self.error(path, f"expected an array of tables ([[{format_path(path)}]])")
+                return []
+            return [self.table(spec[0], item, path + (i,)) for i, item in enumerate(raw)]
+        return self.field(spec, raw, path, given)
+
+    def field(self, spec: Field, raw: Any, path: Path, given: bool) -> Any:
+        if not given:
+            if spec.required:
+                self.error(path, "is required")
+                return None
+            raw = spec.default
+        if isinstance(raw, str) and "${" in raw:
+            try:
+                raw = v.expand_secrets(raw, self.environ)
+            except ValueError as e:
+                self.error(path, str(e))
+                return None
+        try:
+            return spec.parse(raw)
+        except ValueError as e:
+            # a secret's value is never echoed back
+            self.error(path, "invalid value (not shown: secret)" if spec.secret else str(e))
+            return None
+
+
+def _check_targets(val: _Validator, targets: List[Dict[str, Any]]) -> None:
+    seen: Dict[str, int] = {}
+    for i, t in enumerate(targets):
+        if t.get("name") is None:
+            continue
+        if t["name"] in seen:
+            val.error(("targets", i, "name"), f"duplicate target name {t['name']!r} (also targets[{seen[t['name']]}])")
+        seen.setdefault(t["name"], i)
+
+
+def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str, str]] = None) -> Config:
+    """Validate TOML text into a Config, or raise ConfigError listing every problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"line (\d+)", str(e))
+        raise ConfigError([f"{source}:{m.group(1) if m else '?'}: invalid TOML: {e}"]) from None
+    val = _Validator(source, text, environ)
+    sections = val.table(SCHEMA, raw, ())
+    _check_targets(val, sections["targets"])
+    if val.problems:
+        raise ConfigError(val.problems)
+    targets = tuple(TargetConfig(**t) for t in sections["targets"])
+    return Config(sections=sections, targets=targets, source=source)
+
+
+def default_config() -> Config:
+    """The embedded defaults, as if an empty file had been given."""
+    return parse_config("", "(defaults)")
+
+
+def resolve_path(cli_path: Optional[str], environ: Optional[Dict[str, str]] = None) -> Optional[str]:
+    """--config, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if present, else None."""
+    env = os.environ if environ is None else environ
+    if cli_path:
+        return cli_path
+    if env.get(ENV_VAR):
+        return env[ENV_VAR]
+    return DEFAULT_PATH if os.path.exists(DEFAULT_PATH) else None
+
+
+def load_config(path: Optional[str], environ: Optional[Dict[str, str]] = None) -> Config:
+    """Read and validate the file at `path` (None: embedded defaults)."""
+    if path is None:
+        return default_config()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read config: {e.strerror}"]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: config is not UTF-8 text: {e.reason} at byte {e.start}"]) from None
+    return parse_config(text, path, environ)

@@ -1,0 +1,125 @@
+"""Find inference servers on this host when no targets are configured.
+
+llama-server, vLLM and SGLang processes are recognised from their command lines (psutil);
+their address comes from `--host`/`--port` (or llama-server's LLAMA_ARG_HOST/PORT), with
+each server's default port otherwise. `parse_server_cmdline()` is pure and table-tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
+
+from .config import TargetConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Found:
+    kind: str  # llamacpp | openmetrics
+    flavour: str  # llama-server | vllm | sglang
+    host: str
+    port: int
+    pid: int = 0
+
+
+# (flavour, collector kind, default port)
+_LLAMA = ("llama-server", "llamacpp", 8080)
+_VLLM = ("vllm", "openmetrics", 8000)
+_SGLANG = ("sglang", "openmetrics", 30000)
+
+
+def _flavour(argv: Sequence[str]) -> Optional[Tuple[str, str, int]]:
+    if not argv:
+        return None
+    exe = os.path.basename(argv[0])
+    if exe == "llama-server" or exe.startswith("llama-server"):
+        return _LLAMA
+    joined = " ".join(argv[:4])
+    if exe == "vllm" and len(argv) > 1 and argv[1] == "serve" or "vllm.entrypoints" in joined:
+        return _VLLM
+    if "sglang.launch_server" in joined or exe == "sglang" and "serve" in argv[1:2]:
+        return _SGLANG
+    if exe.startswith("python") and len(argv) > 1 and os.path.basename(argv[1]) in ("vllm",):
+        return _VLLM
+    return None
+
+
+def _option(argv: Sequence[str], names: Iterable[str]) -> Optional[str]:
+    names = tuple(names)
+    for i, arg in enumerate(argv):
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.startswith(name + "="):
+                return arg[len(name) + 1:]
+    return None
+
+
+def parse_server_cmdline(argv: Sequence[str], environ: Optional[Dict[str, str]] = None, pid: int = 0) -> Optional[Found]:
+    """Recognise an inference server from its argv; None when it is not one."""
+    flavour = _flavour(argv)
+    if flavour is None:
+        return None
+    name, kind, port = flavour
+    env = environ or {}
+    host = _option(argv, ("--host",)) or (env.get("LLAMA_ARG_HOST") if name == "llama-server" else None) or "127.0.0.1"
+    port_text = _option(argv, ("--port",)) or (env.get("LLAMA_ARG_PORT") if name == "llama-server" else None)
+    if port_text:
+        try:
+            port = int(port_text)
+        except ValueError:
+            log.debug("pid %d: unreadable --port %r", pid, port_text)
+    if host in ("0.0.0.0", "::", "", "[::]"):
+        host = "127.0.0.1"  # listening everywhere: reach it on loopback
+    if host.endswith(".sock"):
+        return None  # a UNIX socket: not scrapeable over TCP
+    return Found(kind, name, host, port, pid)
+
+
+def target_name(found: Found, taken: Dict[str, int]) -> str:
+    """A stable, readable name: 'llama-server-8080'."""
+    base = f"{found.flavour}-{found.port}"
+    taken[base] = taken.get(base, 0) + 1
+    return base if taken[base] == 1 else f"{base}-{taken[base]}"
+
+
+def discover_processes() -> List[Found]:
+    """Scan running processes (cheap: one /proc walk reading cmdline and environ)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "pid"]):
+        argv = proc.info.get("cmdline") or []
+        if not argv:
+            continue
+        if _flavour(argv) is None:
+            continue
+        try:
+            env = proc.environ()
+        except (psutil.Error, OSError):
+            env = {}
+        hit = parse_server_cmdline(argv, env, proc.info["pid"])
+        if hit is not None:
+            found.append(hit)
+    return found
+
+
+def discovered_targets(found: Sequence[Found], fallback_url: str) -> Tuple[TargetConfig, ...]:
+    """Targets for what was found (one per address), or the fallback when nothing was."""
+    targets, seen, taken = [], set(), {}
+    for f in sorted(found, key=lambda f: (f.port, f.pid)):
+        if (f.host, f.port) in seen:
+            continue
+        seen.add((f.host, f.port))
+        host = f"[{f.host}]" if ":" in f.host else f.host
+        targets.append(TargetConfig(name=target_name(f, taken), url=f"http://{host}:{f.port}", kind=f.kind, discovered=True))
+    if not targets:
+        # same name as a llama-server later found on that port, so its series do not move
+        port = urlsplit(fallback_url).port or 80
+        targets.append(TargetConfig(name=f"llama-server-{port}", url=fallback_url, kind="llamacpp", discovered=True))
+    return tuple(targets)

@@ -1,0 +1,160 @@
+"""Parse the Prometheus text exposition format (0.0.4), tolerating OpenMetrics extras.
+
+A malformed line is skipped and reported with its line number instead of failing the whole
+body: one bad line from a server must not cost every other series it exports.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ..model import COUNTER, HISTOGRAM, METRIC_TYPES, SUMMARY, UNTYPED, Labels, MetricFamily, Sample
+
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_SUFFIXES = {
+    HISTOGRAM: ("_bucket", "_sum", "_count", "_created"),
+    SUMMARY: ("_sum", "_count", "_created"),
+    COUNTER: ("_total", "_created"),
+}
+_TYPE_ALIASES = {"unknown": UNTYPED}  # OpenMetrics spells untyped "unknown"
+_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+@dataclass
+class ParseResult:
+    """What a body yielded: its families, and each line that could not be read."""
+
+    families: List[MetricFamily]
+    errors: List[str] = field(default_factory=list)
+
+
+class _LineError(ValueError):
+    pass
+
+
+def parse_value(text: str) -> float:
+    """A sample value as the format spells it (NaN, +Inf, -Inf, Go float syntax)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise _LineError(f"invalid value {text!r}") from None
+
+
+def _parse_labels(line: str, pos: int) -> Tuple[Labels, int]:
+    """Labels starting after the '{' at `pos`; returns them and the index after '}'."""
+    labels = []
+    n = len(line)
+    while True:
+        while pos < n and line[pos] in " \t":
+            pos += 1
+        if pos < n and line[pos] == "}":
+            return tuple(labels), pos + 1
+        m = _LABEL_NAME.match(line, pos)
+        if not m:
+            raise _LineError(f"invalid label name at column {pos + 1}")
+        name = m.group(0)
+        pos = m.end()
+        while pos < n and line[pos] in " \t":
+            pos += 1
+        if line[pos:pos + 2] != '="':
+            raise _LineError(f"expected '=\"' after label {name!r}")
+        pos += 2
+        chars = []
+        while True:
+            if pos >= n:
+                raise _LineError(f"unterminated value for label {name!r}")
+            c = line[pos]
+            if c == '"':
+                pos += 1
+                break
+            if c == "\\":
+                if pos + 1 >= n or line[pos + 1] not in _ESCAPES:
+                    raise _LineError(f"invalid escape in label {name!r}")
+                chars.append(_ESCAPES[line[pos + 1]])
+                pos += 2
+                continue
+            chars.append(c)
+            pos += 1
+        labels.append((name, "".join(chars)))
+        while pos < n and line[pos] in " \t":
+            pos += 1
+        if pos < n and line[pos] == ",":
+            pos += 1
+        elif pos < n and line[pos] != "}":
+            raise _LineError(f"expected ',' or '}}' after label {name!r}")
+
+
+def parse_sample(line: str) -> Sample:
+    """One sample line: ``name{labels} value [timestamp]`` (the timestamp is dropped)."""
+    m = _NAME.match(line)
+    if not m:
+        raise _LineError("invalid metric name")
+    name, pos = m.group(0), m.end()
+    labels: Labels = ()
+    if pos < len(line) and line[pos] == "{":
+        labels, pos = _parse_labels(line, pos + 1)
+    rest = line[pos:].split()
+    if not rest or len(rest) > 3:  # value, timestamp, and OpenMetrics' exemplar marker at most
+        raise _LineError("expected a value (and optional timestamp) after the series")
+    return Sample(name, labels, parse_value(rest[0]))
+
+
+def _family_for(name: str, families: Dict[str, MetricFamily]) -> Optional[MetricFamily]:
+    fam = families.get(name)
+    if fam is not None:
+        return fam
+    for suffix in ("_bucket", "_sum", "_count", "_total", "_created"):
+        if name.endswith(suffix):
+            fam = families.get(name[: -len(suffix)])
+            if fam is not None and suffix in _SUFFIXES.get(fam.type, ()):
+                return fam
+    return None
+
+
+def _unescape_help(text: str) -> str:
+    return text.replace("\\n", "\n").replace("\\\\", "\\")
+
+
+def parse_text(body: str) -> ParseResult:
+    """Parse an exposition body into families (in first-seen order) and line errors."""
+    families: Dict[str, MetricFamily] = {}
+    helps: Dict[str, str] = {}
+    errors: List[str] = []
+    for lineno, raw in enumerate(body.split("\n"), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line[0] == "#":
+            parts = line.split(None, 3)
+            if len(parts) >= 3 and parts[1] == "HELP":
+                helps[parts[2]] = _unescape_help(parts[3]) if len(parts) > 3 else ""
+                if parts[2] in families:
+                    families[parts[2]].help = helps[parts[2]]
+            elif len(parts) == 4 and parts[1] == "TYPE":
+                mtype = _TYPE_ALIASES.get(parts[3], parts[3])
+                if mtype not in METRIC_TYPES or not _NAME.fullmatch(parts[2]):
+                    errors.append(f"line {lineno}: invalid TYPE line")
+                    continue
+                fam = families.get(parts[2])
+                if fam is None:
+                    families[parts[2]] = MetricFamily(parts[2], mtype, helps.get(parts[2], ""))
+                elif not fam.samples:
+                    fam.type = mtype
+            continue
+        try:
+            sample = parse_sample(line)
+        except _LineError as e:
+            errors.append(f"line {lineno}: {e}")
+            continue
+        fam = _family_for(sample.name, families)
+        if fam is None:
+            fam = families[sample.name] = MetricFamily(sample.name, UNTYPED, helps.get(sample.name, ""))
+        if not math.isfinite(sample.value) and fam.type == COUNTER and not math.isnan(sample.value):
+            errors.append(f"line {lineno}: counter {sample.name} is infinite")
+            continue
+        fam.samples.append(sample)
+    return ParseResult([f for f in families.values() if f.samples], errors)

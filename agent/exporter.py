@@ -1,0 +1,230 @@
+"""The HTTP endpoint: /metrics from bytes rendered once per cycle, /healthz, and a landing page.
+
+A scrape never touches NVML, HTTP targets or /proc: it copies bytes out of the current
+`Exposition`, so scrapes cost microseconds, two scrapers cannot disturb llama-server, and a
+slow source cannot slow a scrape. Worker threads are bounded; a slow client is cut off by
+the socket timeout; anything malformed gets a 4xx.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Callable, Dict, Optional, Tuple
+
+from .expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_openmetrics, render_text
+from .model import Snapshot
+
+log = logging.getLogger(__name__)
+
+
+class Exposition:
+    """One snapshot rendered in both formats; gzip variants made on first request."""
+
+    def __init__(self, snapshot: Optional[Snapshot]):
+        self.snapshot = snapshot
+        families = snapshot.families if snapshot else ()
+        self.bodies: Dict[str, bytes] = {"text": render_text(families), "openmetrics": render_openmetrics(families)}
+        self._gzipped: Dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def body(self, fmt: str, gzipped: bool) -> bytes:
+        if not gzipped:
+            return self.bodies[fmt]
+        with self._lock:
+            if fmt not in self._gzipped:
+                self._gzipped[fmt] = gzip.compress(self.bodies[fmt], compresslevel=6, mtime=0)
+            return self._gzipped[fmt]
+
+
+def negotiate(accept: str) -> str:
+    """'openmetrics' when the Accept header prefers it over text, else 'text'."""
+    best, best_q = "text", 0.0
+    for part in accept.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media, q = fields[0].lower(), 1.0
+        for f in fields[1:]:
+            if f.startswith("q="):
+                try:
+                    q = float(f[2:])
+                except ValueError:
+                    q = 0.0
+        fmt = "openmetrics" if media == "application/openmetrics-text" else "text" if media in ("text/plain", "*/*", "text/*") else None
+        if fmt and q > best_q:
+            best, best_q = fmt, q
+    return best
+
+
+def accepts_gzip(header: str) -> bool:
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        if fields[0].lower() in ("gzip", "*"):
+            return not any(f.replace(" ", "") in ("q=0", "q=0.0") for f in fields[1:])
+    return False
+
+
+LANDING = b"""<!doctype html><html><head><title>llm-agent</title></head><body>
+<h1>llm-agent</h1><ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li></ul>
+</body></html>
+"""
+
+
+class ExporterStats:
+    """Request counts by (path, code), read into the agent's self-metrics."""
+
+    def __init__(self) -> None:
+        self.requests: Dict[Tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def count(self, path: str, code: int) -> None:
+        with self._lock:
+            key = (path, str(code))
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def copy(self) -> Dict[Tuple[str, str], int]:
+        with self._lock:
+            return dict(self.requests)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "llm-agent"
+    # one request per connection: an idle keep-alive client cannot pin one of the few workers
+    protocol_version = "HTTP/1.0"
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
+        log.debug("exporter: %s " + format, self.address_string(), *args)
+
+    def _send(self, code: int, body: bytes, content_type: str, extra: Optional[Dict[str, str]] = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (extra or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+        path = self.path.split("?", 1)[0]
+        self.server.stats.count(path if path in ("/metrics", "/healthz", "/") else "other", code)
+
+    def do_GET(self) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._metrics()
+        elif path == "/healthz":
+            code, doc = self.server.health()
+            self._send(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
+        elif path == "/":
+            self._send(200, LANDING, "text/html; charset=utf-8")
+        else:
+            self._send(404, b"not found: try /metrics\n", "text/plain; charset=utf-8")
+
+    do_HEAD = do_GET
+
+    def _refuse(self) -> None:
+        self._send(405, b"method not allowed: use GET\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+    def _metrics(self) -> None:
+        expo = self.server.exposition
+        fmt = negotiate(self.headers.get("Accept", ""))
+        zipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
+        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding, Accept"} if zipped else {"Vary": "Accept-Encoding, Accept"}
+        ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
+        self._send(200, expo.body(fmt, zipped), ctype, headers)
+
+
+class ExporterError(Exception):
+    """The endpoint could not start (port in use, bad address); the message says what to change."""
+
+
+class Exporter(HTTPServer):
+    """The HTTP server, with a bounded pool of worker threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
+                 health: Optional[Callable[[], Tuple[int, dict]]] = None, config_source: str = "agent.toml"):
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.exposition = Exposition(None)
+        self.stats = ExporterStats()
+        self.health = health or (lambda: (200, {"status": "ok"}))
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
+        self._slots = threading.BoundedSemaphore(max_threads * 4)  # queued + running connections
+        self.rejected = 0
+        handler = type("Handler", (_Handler,), {"timeout": request_timeout})
+        try:
+            super().__init__((host, port), handler)
+        except OSError as e:
+            where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+            if e.errno == errno.EADDRINUSE:
+                raise ExporterError(f"cannot listen on {where}: the port is already in use; "
+                                    f"set [exporter] listen in {config_source} to a free port") from None
+            raise ExporterError(f"cannot listen on {where}: {e.strerror}; check [exporter] listen in {config_source}") from None
+        self._thread: Optional[threading.Thread] = None
+
+    def publish(self, snapshot: Snapshot) -> None:
+        """Render `snapshot` once and serve it from now on (an atomic reference swap)."""
+        self.exposition = Exposition(snapshot)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.rejected += 1
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        self._pool.submit(self._work, request, client_address)
+
+    def _work(self, request, client_address) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # a broken client must not kill the worker
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        log.debug("exporter: error serving %s", client_address, exc_info=True)
+
+    def start(self) -> "Exporter":
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.5},
+                                        name="exporter", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self._pool.shutdown(wait=False)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+
+def agent_health(last_cycle: Callable[[], Optional[float]], interval: float,
+                 clock: Callable[[], float] = time.time) -> Callable[[], Tuple[int, dict]]:
+    """/healthz for the agent itself: 200 while cycles keep coming, 503 when they stop."""
+
+    def health() -> Tuple[int, dict]:
+        last = last_cycle()
+        if last is None:
+            return 503, {"status": "starting", "reason": "no cycle completed yet"}
+        age = clock() - last
+        if age > 3 * interval + 10:
+            return 503, {"status": "stalled", "reason": f"last cycle {age:.0f}s ago", "last_cycle_age_seconds": age}
+        return 200, {"status": "ok", "last_cycle_age_seconds": round(age, 3)}
+
+    return health

@@ -1,0 +1,157 @@
+"""The data that crosses from collection to consumers: samples, metric families, snapshots.
+
+Everything here is plain data. A collector builds `MetricFamily` objects; the runner merges
+what every collector produced into one immutable `Snapshot` per cycle, and the exporter,
+`check` and (later) the rule engine only ever read snapshots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+Labels = Tuple[Tuple[str, str], ...]
+
+COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED = "counter", "gauge", "histogram", "summary", "untyped"
+METRIC_TYPES = (COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED)
+
+
+class Sample:
+    """One series value: full sample name (``foo_bucket`` for a histogram), labels, value."""
+
+    __slots__ = ("name", "labels", "value")
+
+    def __init__(self, name: str, labels: Labels, value: float):
+        self.name = name
+        self.labels = labels
+        self.value = value
+
+    def label(self, key: str, default: str = "") -> str:
+        """The value of label `key`, or `default` when the sample has none."""
+        for k, v in self.labels:
+            if k == key:
+                return v
+        return default
+
+    def __repr__(self) -> str:
+        return f"Sample({self.name!r}, {dict(self.labels)!r}, {self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sample):
+            return NotImplemented
+        same_value = self.value == other.value or (math.isnan(self.value) and math.isnan(other.value))
+        return self.name == other.name and self.labels == other.labels and same_value
+
+
+class MetricFamily:
+    """A named metric with a type, a help sentence and its samples."""
+
+    __slots__ = ("name", "type", "help", "samples")
+
+    def __init__(self, name: str, type: str, help: str, samples: Optional[List[Sample]] = None):
+        self.name = name
+        self.type = type
+        self.help = help
+        self.samples: List[Sample] = samples if samples is not None else []
+
+    def add(self, labels: Mapping[str, str], value: float, suffix: str = "") -> "MetricFamily":
+        """Append a sample (labels in the given order); returns self so calls chain."""
+        self.samples.append(Sample(self.name + suffix, tuple(labels.items()), float(value)))
+        return self
+
+    def __repr__(self) -> str:
+        return f"MetricFamily({self.name!r}, {self.type!r}, {len(self.samples)} samples)"
+
+
+def gauge(name: str, help: str) -> MetricFamily:
+    """A new, empty gauge family."""
+    return MetricFamily(name, GAUGE, help)
+
+
+def counter(name: str, help: str) -> MetricFamily:
+    """A new, empty counter family."""
+    return MetricFamily(name, COUNTER, help)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something an operator should know, with what to do about it (shown by `check`)."""
+
+    severity: str  # "critical" | "warning" | "info"
+    subject: str  # what it is about: "target llama", "gpu 0", "nvml"
+    message: str
+    fix: str = ""
+
+
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+
+
+@dataclass(frozen=True)
+class CollectorStatus:
+    """How one collector fared in one cycle."""
+
+    name: str
+    success: bool
+    duration: float
+    error: str = ""
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one cycle learned. Immutable once built; consumers only read it."""
+
+    timestamp: float
+    families: Tuple[MetricFamily, ...]
+    collectors: Tuple[CollectorStatus, ...] = ()
+    problems: Tuple[Problem, ...] = ()
+    _index: Dict[str, MetricFamily] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._index.update((f.name, f) for f in self.families)
+
+    def family(self, name: str) -> Optional[MetricFamily]:
+        """The family called `name`, or None."""
+        return self._index.get(name)
+
+    def samples(self, name: str) -> List[Sample]:
+        """All samples of family `name` (empty when absent)."""
+        fam = self._index.get(name)
+        return fam.samples if fam else []
+
+    def value(self, name: str, **labels: str) -> Optional[float]:
+        """The value of the first sample of `name` whose labels include `labels`."""
+        for s in self.samples(name):
+            if all(s.label(k) == v for k, v in labels.items()):
+                return s.value
+        return None
+
+
+def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[MetricFamily], List[str]]:
+    """Merge families from several collectors into one list with unique names and series.
+
+    Two targets both export ``llamacpp:prompt_tokens_total``; the exposition must carry one
+    TYPE line and no duplicate series (Prometheus rejects a whole scrape for either), so
+    same-named families are joined, and a conflicting type or a repeated series is dropped
+    and described in the returned list of conflicts.
+    """
+    merged: Dict[str, MetricFamily] = {}
+    seen: set = set()
+    conflicts: List[str] = []
+    for group in groups:
+        for fam in group:
+            into = merged.get(fam.name)
+            if into is None:
+                into = merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
+            elif into.type != fam.type:
+                conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
+                continue
+            for s in fam.samples:
+                key = (s.name, s.labels)
+                if key in seen:
+                    conflicts.append(f"{s.name}{dict(s.labels)}: duplicate series dropped")
+                    continue
+                seen.add(key)
+                into.samples.append(s)
+    return list(merged.values()), conflicts

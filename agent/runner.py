@@ -1,0 +1,135 @@
+"""Run every collector side by side, each against its own timeout, and build the Snapshot.
+
+The runner owns isolation and self-metrics (node_exporter's `execute()`): a collector that
+raises loses only its own series, one that overruns costs one timeout and is skipped (and
+counted) while it is still busy, and every collector always gets
+`llm_agent_collector_success` and `llm_agent_collector_duration_seconds`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Callable, Dict, Iterable, List, Protocol, Sequence, Tuple
+
+from .model import CollectorStatus, MetricFamily, Problem, Snapshot, counter, gauge, merge_families
+
+log = logging.getLogger(__name__)
+
+
+class Collector(Protocol):
+    """One source. `collect()` returns fresh families; `problems` (optional) describes what
+    the last collect found wrong, for `check`; `close()` (optional) releases resources."""
+
+    name: str
+
+    def collect(self) -> Iterable[MetricFamily]: ...
+
+
+_Outcome = Tuple[List[MetricFamily], Tuple[Problem, ...], float, str]
+
+
+def _run_one(collector: Collector) -> _Outcome:
+    start = time.perf_counter()
+    try:
+        families = list(collector.collect())
+        error = ""
+    except Exception as e:  # isolation is the point: no collector takes the agent down
+        log.warning("collector %s failed: %s", collector.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
+        families, error = [], f"{type(e).__name__}: {e}"
+    problems = tuple(getattr(collector, "problems", ()) or ())
+    return families, problems, time.perf_counter() - start, error
+
+
+class Runner:
+    """Collects from `collectors` once per `run()`; keeps in-flight work across cycles."""
+
+    def __init__(self, collectors: Sequence[Collector], timeout: float,
+                 clock: Callable[[], float] = time.time, max_threads: int = 32):
+        self.collectors = list(collectors)
+        self.timeout = timeout
+        self.clock = clock
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="collector")
+        self._inflight: Dict[str, Future] = {}
+        self._overruns: Dict[str, int] = {}
+        self._errors: Dict[str, int] = {}
+        self.conflicts_total = 0
+
+    def set_collectors(self, collectors: Sequence[Collector]) -> None:
+        """Swap the collector set (discovery found new targets, or a reload); closes the
+        collectors that are not in the new set."""
+        kept = {id(c) for c in collectors}
+        names = {c.name for c in collectors}
+        for old in self.collectors:
+            if id(old) not in kept:
+                getattr(old, "close", lambda: None)()
+        for name in list(self._inflight):
+            if name not in names:
+                del self._inflight[name]
+        self.collectors = list(collectors)
+
+    def run(self, extra: Iterable[MetricFamily] = ()) -> Snapshot:
+        """One cycle: collect everything, then merge it with `extra` into a Snapshot."""
+        now = self.clock()
+        started: Dict[str, Future] = {}
+        statuses: List[CollectorStatus] = []
+        for c in self.collectors:
+            busy = self._inflight.get(c.name)
+            if busy is not None and not busy.done():
+                self._overruns[c.name] = self._overruns.get(c.name, 0) + 1
+                statuses.append(CollectorStatus(c.name, False, 0.0, "previous run still busy", skipped=True))
+                continue
+            started[c.name] = self._inflight[c.name] = self._pool.submit(_run_one, c)
+        if started:
+            wait(list(started.values()), timeout=self.timeout)
+        groups: List[List[MetricFamily]] = []
+        problems: List[Problem] = []
+        for name, fut in started.items():
+            if not fut.done():
+                self._overruns[name] = self._overruns.get(name, 0) + 1
+                statuses.append(CollectorStatus(name, False, self.timeout, f"timed out after {self.timeout:g}s"))
+                problems.append(Problem("warning", f"collector {name}", f"did not finish within {self.timeout:g}s",
+                                        "a source is hanging; its series are missing until it answers"))
+                continue
+            families, found, duration, error = fut.result()
+            groups.append(families)
+            problems.extend(found)
+            statuses.append(CollectorStatus(name, not error, duration, error))
+            if error:
+                self._errors[name] = self._errors.get(name, 0) + 1
+                problems.append(Problem("warning", f"collector {name}", f"failed: {error}"))
+        statuses.sort(key=lambda s: s.name)
+        groups.append(self._self_metrics(statuses))
+        groups.append(list(extra))
+        families, conflicts = merge_families(groups)
+        if conflicts:
+            self.conflicts_total += len(conflicts)
+            log.warning("dropped %d conflicting series, first: %s", len(conflicts), conflicts[0])
+        return Snapshot(now, tuple(families), tuple(statuses), tuple(problems))
+
+    def _self_metrics(self, statuses: Sequence[CollectorStatus]) -> List[MetricFamily]:
+        success = gauge("llm_agent_collector_success", "Whether the collector succeeded in the last cycle (1) or not (0).")
+        duration = gauge("llm_agent_collector_duration_seconds", "How long the collector took in the last cycle.")
+        overruns = counter("llm_agent_collector_overruns_total",
+                           "Cycles in which the collector timed out or was skipped because its previous run was still busy.")
+        errors = counter("llm_agent_collector_errors_total", "Cycles in which the collector raised an error.")
+        for s in statuses:
+            lbl = {"collector": s.name}
+            success.add(lbl, 1 if s.success else 0)
+            duration.add(lbl, s.duration)
+            overruns.add(lbl, self._overruns.get(s.name, 0))
+            errors.add(lbl, self._errors.get(s.name, 0))
+        conflicts = counter("llm_agent_snapshot_conflicts_total",
+                            "Series dropped because two sources exported the same series or clashing types.")
+        conflicts.add({}, self.conflicts_total)
+        return [success, duration, overruns, errors, conflicts]
+
+    def close(self) -> None:
+        """Close every collector and stop the worker threads (not waiting for hung ones)."""
+        for c in self.collectors:
+            try:
+                getattr(c, "close", lambda: None)()
+            except Exception as e:  # closing must not stop shutdown
+                log.debug("closing %s: %s", c.name, e)
+        self._pool.shutdown(wait=False)
