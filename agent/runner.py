@@ -100,12 +100,17 @@ class Runner:
                 self._errors[name] = self._errors.get(name, 0) + 1
                 problems.append(Problem("warning", f"collector {name}", f"failed: {error}"))
         statuses.sort(key=lambda s: s.name)
-        groups.append(self._self_metrics(statuses))
+        own = self._self_metrics(statuses)
+        groups.append(own)
         groups.append(list(extra))
         families, conflicts = merge_families(groups)
         if conflicts:
             self.conflicts_total += len(conflicts)
             log.warning("dropped %d conflicting series, first: %s", len(conflicts), conflicts[0])
+            problems.append(Problem("warning", "exposition", f"{len(conflicts)} conflicting series dropped: {conflicts[0]}",
+                                    "two targets export the same series; give them distinct names or labels"))
+        # this cycle's count, known only after the merge; the sample is ours to set
+        own[-1].samples[0].value = float(self.conflicts_total)
         return Snapshot(now, tuple(families), tuple(statuses), tuple(problems))
 
     def _self_metrics(self, statuses: Sequence[CollectorStatus]) -> List[MetricFamily]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
 import requests
+import urllib3
 
 CHUNK = 64 * 1024
 
@@ -61,14 +62,19 @@ def fetch(session: requests.Session, url: str, timeout: float, max_bytes: int,
         raise FetchError("invalid", f"request failed: {type(e).__name__}") from None
     chunks, size = [], 0
     try:
-        for chunk in resp.iter_content(CHUNK):
+        # read1 returns what has arrived (urllib3 2): a trickling server meets the deadline
+        # check on every few bytes instead of hiding behind a 64 KiB read
+        while True:
+            chunk = resp.raw.read1(CHUNK, decode_content=True)
+            if not chunk:
+                break
             size += len(chunk)
             if size > max_bytes:
                 raise FetchError("too_large", f"response body over the {max_bytes} byte limit")
             if clock() > deadline:
                 raise FetchError("timeout", f"body not complete within {timeout:g}s")
             chunks.append(chunk)
-    except requests.exceptions.RequestException as e:
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
         reason = "timeout" if "timed out" in str(e).lower() else "invalid"
         raise FetchError(reason, f"body read failed: {type(e).__name__}") from None
     finally:

@@ -1,0 +1,125 @@
+"""Configuration: defaults, the table of bad files and their exact messages, secrets."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from agent.config import SCHEMA, ConfigError, default_config, load_config, parse_config, resolve_path
+
+ROOT = Path(__file__).parent.parent.parent
+
+
+def errors_of(text, environ=None):
+    with pytest.raises(ConfigError) as e:
+        parse_config(text, "agent.toml", environ or {})
+    return e.value.problems
+
+
+def test_no_file_gives_sensible_defaults():
+    c = default_config()
+    assert c.interval == 5.0
+    assert c.get("exporter.listen") == ("0.0.0.0", 9400)
+    assert c.get("agent.state_dir") == "/var/lib/llm-agent"
+    assert c.targets == ()
+    assert c.get("collectors.nvml.enabled") and c.get("collectors.host.enabled") and c.get("discovery.enabled")
+    assert c.collector_timeout == 4.0
+
+
+BAD = [
+    ('[agent]\ninterval = "5x"\n',
+     'agent.toml:2: agent.interval: invalid duration \'5x\': use a number and a unit (ms, s, m, h, d), e.g. "5s"'),
+    ('[agent]\ninterval = "0s"\n', "agent.toml:2: agent.interval: must be greater than zero, got '0s'"),
+    ('[agent]\ninterval = 5\n', 'agent.toml:2: agent.interval: expected a duration string such as "5s", got 5'),
+    ('[agent]\nintervall = "5s"\n', "agent.toml:2: agent.intervall: unknown key; did you mean 'interval'?"),
+    ('[exporter]\nlisten = ":70000"\n', "agent.toml:2: exporter.listen: port 70000 is out of range 1-65535"),
+    ('[exporter]\nlisten = "9400"\n',
+     "agent.toml:2: exporter.listen: expected \"host:port\" such as \"0.0.0.0:9400\", got '9400'"),
+    ('[exporter]\nmax_threads = 0\n', "agent.toml:2: exporter.max_threads: 0 is out of range 1-256"),
+    ('[exporter]\nmax_threads = true\n', "agent.toml:2: exporter.max_threads: expected int, got bool True"),
+    ('[[targets]]\nurl = "http://127.0.0.1:8080"\n', "agent.toml:1: targets[0].name: is required"),
+    ('[[targets]]\nname = "a"\nurl = "ftp://x"\n',
+     "agent.toml:3: targets[0].url: invalid URL 'ftp://x': expected http://host:port"),
+    ('[[targets]]\nname = "a"\nurl = "http://x:1"\nkind = "llama"\n',
+     "agent.toml:4: targets[0].kind: expected one of 'llamacpp', 'openmetrics', got 'llama'"),
+    ('[[targets]]\nname = "a"\nurl = "http://x:1"\n[[targets]]\nname = "a"\nurl = "http://y:1"\n',
+     "agent.toml:5: targets[1].name: duplicate target name 'a' (also targets[0])"),
+    ('[collectors.nvml]\nenabled = "yes"\n', "agent.toml:2: collectors.nvml.enabled: expected bool, got str 'yes'"),
+    ('[collectors.gpu]\nenabled = true\n', "agent.toml:1: collectors.gpu: unknown key; known keys: nvml, host"),
+    ('[agent]\nmax_response_bytes = "lots"\n',
+     "agent.toml:2: agent.max_response_bytes: invalid size 'lots': use bytes or a unit (KiB, MiB, GiB, KB, MB, GB), e.g. \"8MiB\""),
+    ('targets = "x"\n', "agent.toml:1: targets: expected an array of tables ([[targets]])"),
+    ('[agent\n', "agent.toml:1: invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 7)"),
+]
+
+
+@pytest.mark.parametrize("text,message", BAD, ids=[m.split(": ")[1] for _, m in BAD])
+def test_bad_files_give_exact_messages(text, message):
+    assert errors_of(text) == [message]
+
+
+def test_every_problem_is_reported_at_once():
+    problems = errors_of('[agent]\ninterval = "x"\nlog_level = "loud"\n[exporter]\nlisten = ":0"\n')
+    assert [p.split(":")[1] for p in problems] == ["2", "3", "5"]
+
+
+def test_secret_from_environment_and_unset_variable():
+    text = '[[targets]]\nname = "a"\nurl = "http://x:1"\napi_key = "${LLAMA_KEY}"\n'
+    c = parse_config(text, "agent.toml", {"LLAMA_KEY": "s3cret-value"})
+    assert c.targets[0].api_key == "s3cret-value"
+    assert "s3cret-value" not in repr(c.targets[0])
+    assert errors_of(text) == ["agent.toml:4: targets[0].api_key: environment variable LLAMA_KEY is not set"]
+
+
+def test_secret_from_file(tmp_path):
+    secret = tmp_path / "key"
+    secret.write_text("from-file\n")
+    c = parse_config(f'[[targets]]\nname = "a"\nurl = "http://x:1"\napi_key = "${{file:{secret}}}"\n', "t", {})
+    assert c.targets[0].api_key == "from-file"
+
+
+def test_durations_and_sizes():
+    c = parse_config('[agent]\ninterval = "1m30s"\ncollector_timeout = "250ms"\nmax_response_bytes = "2MiB"\n')
+    assert c.interval == 90.0 and c.collector_timeout == 0.25 and c.get("agent.max_response_bytes") == 2 << 20
+
+
+def test_ipv6_listen():
+    assert parse_config('[exporter]\nlisten = "[::1]:9500"\n').get("exporter.listen") == ("::1", 9500)
+
+
+def test_path_resolution(tmp_path, monkeypatch):
+    f = tmp_path / "a.toml"
+    f.write_text("")
+    assert resolve_path(str(f), {}) == str(f)
+    assert resolve_path(None, {"LLM_AGENT_CONFIG": "/x.toml"}) == "/x.toml"
+    with pytest.raises(ConfigError, match="cannot read config: No such file"):
+        load_config(str(tmp_path / "missing.toml"))
+
+
+def test_example_file_is_valid_and_documents_every_key():
+    text = (ROOT / "agent.toml.example").read_text()
+    uncommented = "\n".join(re.sub(r"^# ?", "", line) if re.match(r"^# ?(\[|[a-z_]+ =)", line) else line
+                            for line in text.splitlines())
+    config = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k"})
+    assert config.targets, "the example shows a [[targets]] entry"
+
+    def keys(spec, prefix=""):
+        for k, v in spec.items():
+            if isinstance(v, dict):
+                yield from keys(v, prefix + k + ".")
+            elif isinstance(v, list):
+                yield from keys(v[0], prefix + k + ".")
+            else:
+                yield prefix + k
+    for key in keys(SCHEMA):
+        assert re.search(rf"^#? ?{re.escape(key.rsplit('.', 1)[-1])} =", text, re.M), f"{key} is not documented"
+
+
+def test_example_defaults_match_the_embedded_ones():
+    text = (ROOT / "agent.toml.example").read_text()
+    uncommented = "\n".join(re.sub(r"^# ?", "", line) if re.match(r"^# ?(\[|[a-z_]+ =)", line) else line
+                            for line in text.splitlines())
+    example = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k"})
+    defaults = default_config()
+    for section in ("agent", "exporter", "discovery", "collectors"):
+        assert example.sections[section] == defaults.sections[section], section

@@ -1,0 +1,82 @@
+"""The exposition parser and renderers, on a captured llama-server body and edge cases."""
+
+import math
+from pathlib import Path
+
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from agent.expfmt import parse_text, render_openmetrics, render_text
+from agent.model import MetricFamily, Sample
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+def test_parses_captured_llama_server_metrics():
+    result = parse_text((FIXTURES / "llamacpp" / "metrics.txt").read_text())
+    assert result.errors == []
+    by_name = {f.name: f for f in result.families}
+    assert by_name["llamacpp:tokens_predicted_total"].type == "counter"
+    assert by_name["llamacpp:tokens_predicted_total"].samples[0].value == 8
+    assert by_name["llamacpp:requests_processing"].type == "gauge"
+    assert by_name["llamacpp:prompt_tokens_total"].help.startswith("Number of prompt tokens processed")
+
+
+def test_histogram_samples_join_their_family():
+    result = parse_text((FIXTURES / "vllm" / "metrics.txt").read_text())
+    ttft = next(f for f in result.families if f.name == "vllm:time_to_first_token_seconds")
+    assert ttft.type == "histogram"
+    assert {s.name for s in ttft.samples} == {"vllm:time_to_first_token_seconds_bucket",
+                                              "vllm:time_to_first_token_seconds_count",
+                                              "vllm:time_to_first_token_seconds_sum"}
+
+
+def test_malformed_lines_are_reported_by_number_and_the_rest_kept():
+    body = "# TYPE a gauge\na 1\nb{x=\"unterminated} 2\nc 1 2 3 4 5\nd{1bad=\"x\"} 3\ne notanumber\nf 4\n"
+    result = parse_text(body)
+    assert [(f.name, f.samples[0].value) for f in result.families] == [("a", 1.0), ("f", 4.0)]
+    assert [e.split(":")[0] for e in result.errors] == ["line 3", "line 4", "line 5", "line 6"]
+
+
+def test_label_escapes_round_trip():
+    fam = MetricFamily("m", "gauge", "Help with \\ backslash\nand newline.",
+                       [Sample("m", (("path", 'C:\\dir "quoted"\nline'),), 1.5)])
+    parsed = parse_text(render_text([fam]).decode())
+    assert parsed.errors == []
+    assert parsed.families[0].samples[0].labels == (("path", 'C:\\dir "quoted"\nline'),)
+    assert parsed.families[0].help == fam.help
+
+
+def test_special_values():
+    fam = MetricFamily("v", "gauge", "Values.", [Sample("v", (("k", str(i)),), x)
+                                                 for i, x in enumerate([math.nan, math.inf, -math.inf, 2.0, 0.25, 1e20])])
+    text = render_text([fam]).decode()
+    assert [line.split()[-1] for line in text.splitlines()[2:]] == ["NaN", "+Inf", "-Inf", "2", "0.25", "1e+20"]
+    values = [s.value for s in parse_text(text).families[0].samples]
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 2.0, 0.25, 1e20]
+
+
+def test_openmetrics_is_valid_and_keeps_sample_names():
+    families = parse_text((FIXTURES / "llamacpp" / "metrics.txt").read_text()).families
+    families.append(MetricFamily("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Energy in mJ.",
+                                 [Sample("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", (("gpu", "0"),), 5.0)]))
+    body = render_openmetrics(families).decode()
+    assert body.endswith("# EOF\n")
+    parsed = {f.name: f for f in om_parse(body)}  # prometheus_client's strict OpenMetrics parser
+    assert parsed["llamacpp:tokens_predicted"].type == "counter"
+    assert parsed["llamacpp:tokens_predicted"].samples[0].name == "llamacpp:tokens_predicted_total"
+    # a counter without _total keeps its exact name, declared unknown
+    assert parsed["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "unknown"
+    assert parsed["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].samples[0].name == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+
+
+def test_openmetrics_input_is_tolerated():
+    body = "# TYPE x counter\n# UNIT x seconds\n# HELP x X.\nx_total 3\nx_created 1.7e9\n# TYPE y unknown\ny 1\n# EOF\n"
+    result = parse_text(body)
+    assert result.errors == []
+    assert [(f.name, f.type, len(f.samples)) for f in result.families] == [("x", "counter", 2), ("y", "untyped", 1)]
+
+
+def test_empty_and_binary_bodies_do_not_raise():
+    assert parse_text("").families == []
+    garbage = parse_text(bytes(range(256)).decode("latin-1"))
+    assert garbage.families == [] and garbage.errors

@@ -1,0 +1,210 @@
+"""The NVML collector driven through a fake pynvml shaped after the real one, in scenarios
+named after real failures; and the real pynvml on this GPU-less machine."""
+
+import time
+
+import pytest
+
+from agent.collectors.nvml import NvmlCollector
+from agent.model import Snapshot
+from tests.support.fake_pynvml import FakeGpu, FakeNvml, three_gpus
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def collect(collector):
+    fams = collector.collect()
+    return Snapshot(0.0, tuple(fams))
+
+
+def gpus_with(snap, name):
+    return sorted(s.label("gpu") for s in snap.samples(name))
+
+
+@pytest.fixture
+def three():
+    fake = FakeNvml(three_gpus())
+    c = NvmlCollector(fake, hostname="gpu-host-1", process_name=lambda pid: {4242: "llama-server"}.get(pid, ""))
+    yield fake, c
+    c.close()
+
+
+def test_three_gpus_one_without_power_one_lost(three):
+    fake, c = three
+    snap = collect(c)
+    assert snap.value("llm_agent_nvml_up") == 1
+    assert {s.label("gpu"): s.value for s in snap.samples("llm_agent_gpu_up")} == {"0": 1, "1": 1, "2": 0}
+    # GPU 1 has no power readings: omitted, not zero
+    assert gpus_with(snap, "DCGM_FI_DEV_POWER_USAGE") == ["0"]
+    assert gpus_with(snap, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION") == ["0"]
+    assert gpus_with(snap, "DCGM_FI_DEV_GPU_UTIL") == ["0", "1"]
+    # the lost GPU has nothing but up 0
+    assert all(s.label("gpu") != "2" for f in snap.families if f.name != "llm_agent_gpu_up" for s in f.samples)
+    assert [p.subject for p in c.problems] == ["gpu 2"] and c.problems[0].severity == "critical"
+
+
+def test_dcgm_names_units_and_labels(three):
+    _, c = three
+    snap = collect(c)
+    s = snap.samples("DCGM_FI_DEV_FB_USED")[0]
+    assert dict(s.labels) == {"gpu": "0", "UUID": "GPU-aaaaaaaa-0000-0000-0000-000000000000",
+                              "pci_bus_id": "00000000:17:00.0", "device": "nvidia0",
+                              "modelName": "NVIDIA H100 80GB HBM3", "Hostname": "gpu-host-1"}
+    assert s.value == 58000  # MiB
+    assert snap.value("DCGM_FI_DEV_FB_RESERVED", gpu="0") == 559
+    assert snap.value("DCGM_FI_DEV_POWER_USAGE", gpu="0") == 312.0  # W from mW
+    assert snap.value("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", gpu="0") == 123_456_789  # mJ as NVML gives
+    assert snap.value("DCGM_FI_DEV_SM_CLOCK", gpu="0") == 1980
+    assert snap.value("DCGM_FI_DEV_MEMORY_TEMP", gpu="0") == 52
+    assert snap.value("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", gpu="0") == 3
+    assert snap.family("DCGM_FI_DEV_ECC_SBE_VOL_TOTAL").type == "counter"
+    # GPU 1 predates memory info v2: no reserved figure, the rest from v1
+    assert gpus_with(snap, "DCGM_FI_DEV_FB_RESERVED") == ["0"]
+    assert gpus_with(snap, "DCGM_FI_DEV_FB_USED") == ["0", "1"]
+    # fan: not supported on GPU 0 (omitted), supported on GPU 1
+    assert gpus_with(snap, "DCGM_FI_DEV_FAN_SPEED") == ["1"]
+
+
+def test_clock_event_reasons_decoded(three):
+    _, c = three
+    snap = collect(c)
+    active = {s.label("reason") for s in snap.samples("llm_agent_gpu_clock_event_reasons")
+              if s.label("gpu") == "1" and s.value == 1}
+    assert active == {"sw_power_cap", "hw_thermal_slowdown"}
+    assert snap.value("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", gpu="1") == 0x44
+
+
+def test_process_memory_with_names_and_unknown_usage_omitted(three):
+    _, c = three
+    snap = collect(c)
+    procs = [(s.label("pid"), s.label("process_name"), s.value) for s in snap.samples("llm_agent_gpu_process_memory_bytes")]
+    assert procs == [("4242", "llama-server", 56 << 30)]
+
+
+def test_xid_events_counted_by_code(three):
+    fake, c = three
+    collect(c)  # initialises NVML and starts the event thread
+    for xid in (79, 79, 13):
+        fake.inject_xid(0, xid)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        snap = collect(c)
+        if sum(s.value for s in snap.samples("llm_agent_gpu_xid_errors_total")) == 3:
+            break
+        time.sleep(0.05)
+    counts = {s.label("xid"): s.value for s in snap.samples("llm_agent_gpu_xid_errors_total")}
+    assert counts == {"79": 2, "13": 1}
+    assert snap.value("DCGM_FI_DEV_XID_ERRORS", gpu="0") == 13  # the last one
+    assert snap.value("DCGM_FI_DEV_XID_ERRORS", gpu="1") == 0
+
+
+def test_gpu_lost_mid_run_then_others_carry_on(three):
+    fake, c = three
+    assert collect(c).value("llm_agent_gpu_up", gpu="0") == 1
+    fake.gpus[0].lost = True
+    snap = collect(c)
+    assert snap.value("llm_agent_gpu_up", gpu="0") == 0
+    assert snap.value("llm_agent_gpu_up", gpu="1") == 1
+    # the lost GPU keeps its identity labels, so its alert names the right board
+    lost = [s for s in snap.samples("llm_agent_gpu_up") if s.label("gpu") == "0"][0]
+    assert lost.label("UUID") == "GPU-aaaaaaaa-0000-0000-0000-000000000000"
+    assert gpus_with(snap, "DCGM_FI_DEV_GPU_UTIL") == ["1"]
+
+
+def test_driver_not_loaded_is_reported_and_retried_with_backoff():
+    fake = FakeNvml([FakeGpu()], driver_loaded=False)
+    clock = Clock()
+    c = NvmlCollector(fake, clock=clock, xid_events=False)
+    snap = collect(c)
+    assert snap.value("llm_agent_nvml_up") == 0
+    assert "Driver Not Loaded" in c.problems[0].message and "modprobe nvidia" in c.problems[0].fix
+    collect(c)
+    assert fake.init_calls == 1  # backing off: no retry yet
+    clock.now += 1.5
+    collect(c)
+    assert fake.init_calls == 2
+    clock.now += 1.5  # the backoff doubled to 2s
+    collect(c)
+    assert fake.init_calls == 2
+    fake.driver_loaded = True
+    clock.now += 1.0
+    snap = collect(c)
+    assert snap.value("llm_agent_nvml_up") == 1 and snap.value("llm_agent_gpu_up", gpu="0") == 1
+    assert snap.value("llm_agent_nvml_init_failures_total") == 2
+
+
+def test_driver_unloaded_mid_run_reinitialises():
+    fake = FakeNvml([FakeGpu()])
+    clock = Clock()
+    c = NvmlCollector(fake, clock=clock, xid_events=False)
+    assert collect(c).value("llm_agent_nvml_up") == 1
+    fake.driver_loaded = False
+    snap = collect(c)
+    assert snap.value("llm_agent_nvml_up") == 0
+    assert c.problems[0].severity == "critical"
+    fake.driver_loaded = True
+    clock.now += 2
+    assert collect(c).value("llm_agent_nvml_up") == 1
+
+
+def test_unexpected_field_error_is_counted_and_omitted():
+    fake = FakeNvml([FakeGpu(errors={"nvmlDeviceGetPowerUsage": FakeNvml([]).NVML_ERROR_NO_PERMISSION})])
+    c = NvmlCollector(fake, xid_events=False)
+    snap = collect(c)
+    collect(c)
+    snap = collect(c)
+    assert snap.samples("DCGM_FI_DEV_POWER_USAGE") == []
+    assert snap.value("llm_agent_nvml_field_errors_total", field="power usage") == 3
+    assert snap.value("llm_agent_gpu_up", gpu="0") == 1
+
+
+class OldBindings(FakeNvml):
+    """nvidia-ml-py before 12.535 named the call ...ClocksThrottleReasons only."""
+
+    nvmlDeviceGetCurrentClocksEventReasons = None
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
+        return self._gpu(h, "throttle").throttle
+
+
+class AncientBindings(FakeNvml):
+    """Bindings with neither call: the field is omitted, the GPU stays up."""
+
+    nvmlDeviceGetCurrentClocksEventReasons = None
+
+
+def test_old_bindings_use_the_old_call_name():
+    snap = collect(NvmlCollector(OldBindings([FakeGpu(throttle=0x4)]), xid_events=False))
+    assert snap.value("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", gpu="0") == 4
+
+
+def test_missing_function_in_bindings_is_omitted():
+    snap = collect(NvmlCollector(AncientBindings([FakeGpu()]), xid_events=False))
+    assert snap.samples("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS") == []
+    assert snap.value("llm_agent_gpu_up", gpu="0") == 1
+
+
+def test_unsupported_fields_are_not_asked_again():
+    fake = FakeNvml([FakeGpu(power_mw=None)])
+    calls = []
+    original = fake.nvmlDeviceGetPowerUsage
+    fake.nvmlDeviceGetPowerUsage = lambda h: calls.append(1) or original(h)
+    c = NvmlCollector(fake, xid_events=False)
+    for _ in range(3):
+        collect(c)
+    assert len(calls) == 1
+
+
+def test_real_pynvml_without_a_gpu_reports_and_survives():
+    """This machine has no NVIDIA driver: the real bindings raise LibraryNotFound."""
+    c = NvmlCollector(None, xid_events=False)
+    snap = collect(c)
+    assert snap.value("llm_agent_nvml_up") == 0
+    assert c.problems[0].subject == "nvml" and "libnvidia-ml.so.1" in c.problems[0].fix
+    assert c.problems[0].severity == "info"

@@ -1,0 +1,114 @@
+"""The runner: isolation, timeouts, skipping busy collectors, self-metrics, merging."""
+
+import threading
+import time
+
+from agent.model import MetricFamily, Sample, gauge
+from agent.runner import Runner
+
+
+class Fixed:
+    def __init__(self, name, value=1.0, family="m"):
+        self.name = name
+        self.value = value
+        self.family = family
+
+    def collect(self):
+        return [gauge(self.family, "A value.").add({"src": self.name}, self.value)]
+
+
+class Raising:
+    name = "raising"
+
+    def collect(self):
+        raise RuntimeError("device on fire")
+
+
+class Hanging:
+    name = "hanging"
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.calls = 0
+
+    def collect(self):
+        self.calls += 1
+        self.release.wait(10)
+        return []
+
+
+def test_a_raising_collector_loses_only_its_own_series():
+    r = Runner([Fixed("a"), Raising()], timeout=1)
+    snap = r.run()
+    assert snap.value("m", src="a") == 1
+    assert snap.value("llm_agent_collector_success", collector="a") == 1
+    assert snap.value("llm_agent_collector_success", collector="raising") == 0
+    assert snap.value("llm_agent_collector_errors_total", collector="raising") == 1
+    assert any("device on fire" in p.message for p in snap.problems)
+    r.close()
+
+
+def test_a_hung_collector_costs_one_timeout_then_is_skipped_and_counted():
+    hang = Hanging()
+    r = Runner([Fixed("a"), hang], timeout=0.3)
+    start = time.monotonic()
+    snap = r.run()
+    assert time.monotonic() - start < 1.0
+    assert snap.value("m", src="a") == 1
+    assert snap.value("llm_agent_collector_success", collector="hanging") == 0
+    start = time.monotonic()
+    snap = r.run()
+    assert time.monotonic() - start < 0.2, "a busy collector is skipped, not waited for again"
+    assert hang.calls == 1
+    assert snap.value("llm_agent_collector_overruns_total", collector="hanging") == 2
+    hang.release.set()
+    time.sleep(0.05)
+    r.run()
+    assert hang.calls == 2
+    r.close()
+
+
+def test_collectors_run_side_by_side():
+    class Slow(Fixed):
+        def collect(self):
+            time.sleep(0.3)
+            return super().collect()
+
+    r = Runner([Slow(f"s{i}") for i in range(5)], timeout=2)
+    start = time.monotonic()
+    snap = r.run()
+    assert time.monotonic() - start < 0.9
+    assert len(snap.samples("m")) == 5
+    r.close()
+
+
+def test_duplicate_series_and_type_clashes_are_dropped_and_counted():
+    class Clash:
+        name = "clash"
+
+        def collect(self):
+            return [MetricFamily("m", "counter", "Other.", [Sample("m", (("src", "x"),), 1)])]
+
+    class Same(Fixed):  # another source exporting the very series "a" exports
+        def collect(self):
+            return [gauge("m", "A value.").add({"src": "a"}, 2.0)]
+
+    r = Runner([Fixed("a"), Same("b"), Clash()], timeout=1)
+    snap = r.run()
+    assert len(snap.samples("m")) == 1
+    assert snap.value("llm_agent_snapshot_conflicts_total") == 2
+    r.close()
+
+
+def test_replaced_collectors_are_closed():
+    closed = []
+
+    class Closable(Fixed):
+        def close(self):
+            closed.append(self.name)
+
+    a, b = Closable("a"), Closable("b")
+    r = Runner([a, b], timeout=1)
+    r.set_collectors([a])
+    assert closed == ["b"]
+    r.close()

@@ -1,0 +1,163 @@
+"""Target collectors against local servers that misbehave on purpose: malformed and huge
+bodies, a server that accepts and never answers, one that trickles, one that vanishes.
+(The real llama-server is exercised in tests/integration.)"""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.collectors.llamacpp import LlamaCppCollector
+from agent.collectors.openmetrics import OpenMetricsCollector
+from agent.config import TargetConfig
+from agent.model import Snapshot
+from tests.support.httpservers import RouteServer, SilentServer, static
+
+FIX = Path(__file__).parent.parent / "fixtures"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def snap_of(collector):
+    return Snapshot(0.0, tuple(collector.collect()))
+
+
+def llama_routes(metrics=None, health=(200, b'{"status":"ok"}')):
+    return {
+        "/health": static(health[1], health[0], "application/json"),
+        "/metrics": static(metrics if metrics is not None else (FIX / "llamacpp" / "metrics.txt").read_bytes()),
+        "/slots": static((FIX / "llamacpp" / "slots.json").read_bytes(), ctype="application/json"),
+        "/props": static((FIX / "llamacpp" / "props.json").read_bytes(), ctype="application/json"),
+    }
+
+
+def test_vllm_passthrough_with_server_label_and_rates():
+    body = (FIX / "vllm" / "metrics.txt").read_text()
+    with RouteServer({"/metrics": lambda h: (200, state["body"].encode(), "text/plain")}) as srv:
+        state = {"body": body}
+        clock = Clock()
+        c = OpenMetricsCollector(TargetConfig("vllm", srv.url, "openmetrics", labels={"zone": "a"}), clock=clock)
+        snap = snap_of(c)
+        running = snap.samples("vllm:num_requests_running")[0]
+        assert running.labels[:2] == (("server", "vllm"), ("zone", "a"))
+        assert running.label("model_name") == "meta-llama/Llama-3.1-8B-Instruct"
+        assert snap.value("llm_agent_target_up") == 1
+        assert snap.samples("llm_agent_generation_tokens_per_second") == []  # one point is not a rate
+        clock.now += 5
+        state["body"] = body.replace("88211.0", "88711.0")
+        snap = snap_of(c)
+        assert snap.value("llm_agent_generation_tokens_per_second", server="vllm") == pytest.approx(100.0)
+        assert snap.value("llm_agent_prompt_tokens_per_second", server="vllm") == 0.0
+        clock.now += 5
+        state["body"] = body.replace("88211.0", "10.0")  # the server restarted
+        snap = snap_of(c)
+        assert snap.value("llm_agent_target_restarts_total") == 1
+
+
+def test_existing_server_label_is_kept_as_exported_server():
+    with RouteServer({"/metrics": static(b'm{server="inner"} 1\n')}) as srv:
+        snap = snap_of(OpenMetricsCollector(TargetConfig("outer", srv.url, "openmetrics")))
+        assert snap.samples("m")[0].labels == (("server", "outer"), ("exported_server", "inner"))
+
+
+def test_malformed_body_keeps_good_lines_and_counts_bad_ones():
+    with RouteServer(llama_routes(metrics=b"# TYPE good gauge\ngood 1\nbad{ 2\n\x00\x01garbage\n")) as srv:
+        c = LlamaCppCollector(TargetConfig("l", srv.url))
+        snap = snap_of(c)
+        assert snap.value("good") == 1
+        assert snap.value("llm_agent_target_parse_errors_total") == 2
+        assert any("malformed" in p.message for p in c.problems)
+
+
+def test_huge_body_is_refused_and_counted():
+    with RouteServer(llama_routes(metrics=b"x 1\n" * 300_000)) as srv:
+        c = LlamaCppCollector(TargetConfig("l", srv.url), max_bytes=1 << 20)
+        snap = snap_of(c)
+        assert snap.value("llm_agent_target_up") == 1  # /health answered
+        assert snap.value("llm_agent_target_scrape_errors_total", reason="too_large") == 1
+        assert snap.samples("x") == []
+
+
+def test_hung_target_costs_one_timeout():
+    with SilentServer() as srv:
+        c = LlamaCppCollector(TargetConfig("hung", srv.url, timeout=0.5))
+        start = time.monotonic()
+        snap = snap_of(c)
+        elapsed = time.monotonic() - start
+        assert snap.value("llm_agent_target_up") == 0
+        assert snap.value("llm_agent_target_scrape_errors_total", reason="timeout") == 1
+        assert elapsed < 1.5, f"one timeout (0.5s), not four: took {elapsed:.2f}s"
+
+
+def test_trickling_body_is_cut_at_the_deadline():
+    with SilentServer(trickle=True) as srv:
+        c = OpenMetricsCollector(TargetConfig("slow", srv.url, "openmetrics", timeout=0.6))
+        start = time.monotonic()
+        snap = snap_of(c)
+        assert time.monotonic() - start < 2.0
+        assert snap.value("llm_agent_target_up") == 0
+        assert snap.value("llm_agent_target_scrape_errors_total", reason="timeout") == 1
+
+
+def test_refused_connection_is_down_with_a_fix():
+    with RouteServer({}) as srv:
+        url = srv.url
+    c = LlamaCppCollector(TargetConfig("gone", url))
+    snap = snap_of(c)
+    assert snap.value("llm_agent_target_up") == 0
+    assert snap.value("llm_agent_target_scrape_errors_total", reason="refused") == 1
+    assert c.problems[0].severity == "critical" and "start the server" in c.problems[0].fix
+
+
+def test_metrics_disabled_is_reported_as_exactly_that():
+    routes = llama_routes()
+    routes["/metrics"] = static((FIX / "llamacpp" / "metrics_501.json").read_bytes(), 501, "application/json")
+    routes["/slots"] = static((FIX / "llamacpp" / "slots_501.json").read_bytes(), 501, "application/json")
+    with RouteServer(routes) as srv:
+        c = LlamaCppCollector(TargetConfig("nometrics", srv.url))
+        snap = snap_of(c)
+        assert snap.value("llm_agent_target_up") == 1
+        assert snap.value("llm_agent_target_metrics_enabled") == 0
+        problem = next(p for p in c.problems if "--metrics" in p.message)
+        assert problem.severity == "warning" and "add --metrics" in problem.fix
+        assert any("--slots" in p.fix for p in c.problems)
+
+
+def test_loading_model_is_up_but_not_ready():
+    routes = llama_routes(health=(503, (FIX / "llamacpp" / "health_loading.json").read_bytes()))
+    with RouteServer(routes) as srv:
+        c = LlamaCppCollector(TargetConfig("loading", srv.url))
+        snap = snap_of(c)
+        assert snap.value("llm_agent_target_up") == 1
+        assert snap.value("llm_agent_target_ready") == 0
+        assert any("loading" in p.message for p in c.problems)
+
+
+def test_props_are_read_once_not_every_cycle():
+    with RouteServer(llama_routes()) as srv:
+        c = LlamaCppCollector(TargetConfig("l", srv.url))
+        for _ in range(3):
+            snap = snap_of(c)
+        assert srv.hits["/props"] == 1 and srv.hits["/metrics"] == 3
+        assert snap.samples("llm_agent_target_info")[0].label("model") == "tiny.gguf"
+        assert snap.value("llm_agent_target_context_tokens") == 512
+
+
+def test_api_key_is_sent_and_never_in_problems():
+    seen = {}
+
+    def metrics(handler):
+        seen["auth"] = handler.headers.get("Authorization")
+        return 500, b"internal", "text/plain"
+
+    with RouteServer({"/metrics": metrics}) as srv:
+        c = OpenMetricsCollector(TargetConfig("k", srv.url, "openmetrics", api_key="sk-very-secret"))
+        snap_of(c)
+        assert seen["auth"] == "Bearer sk-very-secret"
+        assert all("sk-very-secret" not in repr(p) for p in c.problems)
