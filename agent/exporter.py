@@ -150,6 +150,7 @@ class Exporter(HTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # listen backlog: a burst of scrapers waits in the kernel, not refused
 
     def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
                  health: Optional[Callable[[], Tuple[int, dict]]] = None, config_source: str = "agent.toml"):

@@ -101,23 +101,26 @@ def promtool_path() -> str:
     return path
 
 
-# promtool's lint findings that the design accepts (DESIGN.md, "Names on the wire"): names fixed
-# for compatibility with llama.cpp, node_exporter and dcgm-exporter dashboards.
+# promtool's lint findings that the design accepts (DESIGN.md, "Names on the wire"): names and
+# labels fixed for compatibility with llama.cpp, node_exporter and dcgm-exporter dashboards.
+# (metric name prefix, finding)
 ACCEPTED_LINT = (
-    "metric names should not contain ':'",  # llamacpp:*, vllm:* passed through unchanged
-    "metric names should be written in 'snake_case' not 'camelCase'",  # node_memory_MemAvailable_bytes
-    'counter metrics should have "_total" suffix',  # DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION and kin
+    ("llamacpp:", "metric names should not contain ':'"),
+    ("vllm:", "metric names should not contain ':'"),
+    ("node_memory_", "metric names should be written in 'snake_case' not 'camelCase'"),
+    # dcgm-exporter's labels (modelName, Hostname), kept on the GPU extras so they join
+    ("DCGM_FI_", "label names should be written in 'snake_case' not 'camelCase'"),
+    ("llm_agent_gpu_", "label names should be written in 'snake_case' not 'camelCase'"),
+    ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "metric name should not include type 'counter'"),
+    ("DCGM_FI_", 'counter metrics should have "_total" suffix'),
 )
 
 
 def promtool_lint(body: bytes) -> List[str]:
     """promtool check metrics findings that are not among the accepted ones."""
     out = subprocess.run([promtool_path(), "check", "metrics"], input=body, capture_output=True, timeout=60)
-    text = (out.stdout + out.stderr).decode()
-    findings = [line for line in text.splitlines() if line.strip()]
-    allowed_prefixes = ("llamacpp:", "node_memory_", "DCGM_FI_")
-    return [f for f in findings
-            if not (any(a in f for a in ACCEPTED_LINT) and f.startswith(allowed_prefixes))]
+    findings = [line for line in (out.stdout + out.stderr).decode().splitlines() if line.strip()]
+    return [f for f in findings if not any(f.startswith(prefix) and finding in f for prefix, finding in ACCEPTED_LINT)]
 
 
 class Prometheus:

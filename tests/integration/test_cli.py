@@ -1,0 +1,117 @@
+"""The `llm-agent` command as operators and scripts use it (a subprocess each time)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import requests
+
+from tests.support.peers import free_port, wait_until
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def cli(*args, env=None, timeout=60):
+    full_env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
+    full_env.pop("LLM_AGENT_CONFIG", None) if not (env and "LLM_AGENT_CONFIG" in env) else None
+    return subprocess.run([sys.executable, "-m", "agent.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=ROOT)
+
+
+def write(tmp_path, text, name="agent.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_version_and_help():
+    assert cli("--version").stdout.strip() == "llm-agent 0.1.0"
+    out = cli("--help").stdout
+    for command in ("run", "check", "config validate"):
+        assert f"\n  {command} " in out
+
+
+def test_config_validate(tmp_path):
+    bad = write(tmp_path, '[agent]\ninterval = "5x"\n[exporter]\nlisten = ":70000"\n')
+    r = cli("config", "validate", bad)
+    assert r.returncode == 2
+    assert f'{bad}:2: agent.interval: invalid duration' in r.stderr
+    assert f"{bad}:4: exporter.listen: port 70000 is out of range 1-65535" in r.stderr
+    good = write(tmp_path, '[agent]\ninterval = "10s"\n', "good.toml")
+    r = cli("config", "validate", good)
+    assert (r.returncode, r.stdout.strip()) == (0, f"{good}: valid")
+
+
+def test_config_from_environment_variable(tmp_path):
+    bad = write(tmp_path, "[agent]\nbogus = 1\n")
+    r = cli("config", "validate", env={"LLM_AGENT_CONFIG": bad})
+    assert r.returncode == 2 and "agent.bogus: unknown key" in r.stderr
+
+
+def test_run_refuses_a_bad_config_without_starting(tmp_path):
+    r = cli("run", "--config", write(tmp_path, '[agent]\ninterval = "0s"\n'))
+    assert r.returncode == 2 and "agent.interval: must be greater than zero" in r.stderr
+
+
+def test_run_port_in_use_is_one_clear_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        config = write(tmp_path, f'[exporter]\nlisten = "127.0.0.1:{port}"\n')
+        r = cli("run", "--config", config)
+    assert r.returncode == 1
+    assert r.stderr.strip() == (f"llm-agent: cannot listen on 127.0.0.1:{port}: the port is already in use; "
+                                f"set [exporter] listen in {config} to a free port")
+
+
+def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path, llama_server):
+    port = free_port()
+    config = write(tmp_path, f'[agent]\ninterval = "1s"\n[exporter]\nlisten = "127.0.0.1:{port}"\n'
+                             f'[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: b'llm_agent_target_up{server="tiny",kind="llamacpp"} 1'
+                   in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).content, 20, what="agent serving")
+        assert requests.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert b"stopped" in proc.stderr.read()
+
+
+def test_check_json_with_a_healthy_server(tmp_path, llama_server):
+    llama_server.complete(8)
+    config = write(tmp_path, f'[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\n')
+    r = cli("check", "--json", "--sample", "0.2", "--config", config)
+    report = json.loads(r.stdout)
+    assert r.returncode == 0, r.stdout
+    assert report["status"] == "ok"
+    target = report["targets"][0]
+    assert (target["name"], target["up"], target["ready"], target["model"]) == ("tiny", True, True, "tiny.gguf")
+    assert "generation_tokens_per_second" in target
+    assert report["nvml"] is False  # no GPU on this machine: said, not fatal
+    assert any(p["subject"] == "nvml" and p["severity"] == "info" for p in report["problems"])
+    assert report["host"]["cpus"] >= 1
+
+
+def test_check_text_on_a_host_with_nothing_running(tmp_path):
+    config = write(tmp_path, f'[[targets]]\nname = "llama"\nurl = "http://127.0.0.1:{free_port()}"\n')
+    r = cli("check", "--config", config)
+    assert r.returncode == 2
+    assert "Targets\n  llama (llamacpp)  CRITICAL: down" in r.stdout
+    assert "CRITICAL target llama: http://127.0.0.1:" in r.stdout and "fix: start the server" in r.stdout
+    assert "NVML" in r.stdout and "libnvidia-ml.so.1" in r.stdout
+    assert r.stdout.rstrip().endswith("Status: CRITICAL (exit 2)")
+
+
+def test_check_never_prints_a_secret(tmp_path, llama_server):
+    config = write(tmp_path, f'[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\napi_key = "${{TOKEN}}"\n')
+    r = cli("check", "--json", "--config", config, env={"TOKEN": "sk-never-print-me"})
+    assert "sk-never-print-me" not in r.stdout + r.stderr

@@ -1,0 +1,118 @@
+"""The HTTP endpoint: cached bytes, content negotiation, gzip, bad requests, slow clients."""
+
+import gzip
+import socket
+import time
+
+import pytest
+import requests
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from agent.exporter import Exporter, ExporterError, accepts_gzip, negotiate
+from agent.model import Snapshot, counter, gauge
+from tests.support.peers import wait_until
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+@pytest.fixture
+def exporter():
+    e = Exporter("127.0.0.1", 0, max_threads=2, request_timeout=0.5).start()
+    e.publish(Snapshot(1.0, (gauge("a_gauge", "A gauge.").add({"x": "1"}, 2.5),
+                             counter("a_thing_total", "A counter.").add({}, 7))))
+    yield e
+    e.stop()
+
+
+def url(e, path="/metrics"):
+    return f"http://127.0.0.1:{e.port}{path}"
+
+
+def test_negotiation():
+    assert negotiate(PROMETHEUS_ACCEPT) == "openmetrics"
+    assert negotiate("text/plain;version=0.0.4") == "text"
+    assert negotiate("") == "text"
+    assert negotiate("application/openmetrics-text;q=0.1,text/plain;q=0.9") == "text"
+    assert accepts_gzip("gzip, deflate") and not accepts_gzip("identity") and not accepts_gzip("gzip;q=0")
+
+
+def test_text_by_default(exporter):
+    r = requests.get(url(exporter))
+    assert r.status_code == 200
+    assert r.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert 'a_gauge{x="1"} 2.5' in r.text and "a_thing_total 7" in r.text
+
+
+def test_openmetrics_when_prometheus_asks(exporter):
+    r = requests.get(url(exporter), headers={"Accept": PROMETHEUS_ACCEPT})
+    assert r.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    fams = {f.name: f for f in om_parse(r.text)}
+    assert fams["a_thing"].type == "counter"
+
+
+def test_gzip_on_request(exporter):
+    r = requests.get(url(exporter), headers={"Accept-Encoding": "gzip"}, stream=True)
+    assert r.headers["Content-Encoding"] == "gzip"
+    assert b"a_gauge" in gzip.decompress(r.raw.read())
+    plain = requests.get(url(exporter), headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+
+
+def test_serves_the_published_bytes_without_collecting(exporter):
+    first = requests.get(url(exporter)).content
+    assert requests.get(url(exporter)).content == first
+    exporter.publish(Snapshot(2.0, (gauge("b", "B.").add({}, 1),)))
+    assert b"b 1" in requests.get(url(exporter)).content
+
+
+def test_other_paths_and_methods(exporter):
+    assert requests.get(url(exporter, "/nope")).status_code == 404
+    r = requests.post(url(exporter), data=b"x")
+    assert r.status_code == 405 and r.headers["Allow"] == "GET, HEAD"
+    head = requests.head(url(exporter))
+    assert head.status_code == 200 and head.content == b""
+    assert requests.get(url(exporter, "/")).status_code == 200
+    health = requests.get(url(exporter, "/healthz"))
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+def test_garbage_request_gets_400_and_the_server_lives(exporter):
+    with socket.create_connection(("127.0.0.1", exporter.port)) as s:
+        s.sendall(b"\x16\x03\x01garbage that is not HTTP\r\n\r\n")  # a TLS hello, say
+        answer = b"".join(iter(lambda: s.recv(4096), b""))
+        assert b"Error code: 400" in answer
+    assert requests.get(url(exporter)).status_code == 200
+
+
+def test_silent_clients_do_not_block_scrapes(exporter):
+    idle = [socket.create_connection(("127.0.0.1", exporter.port)) for _ in range(2)]  # as many as workers
+    try:
+        start = time.monotonic()
+        assert requests.get(url(exporter), timeout=5).status_code == 200
+        assert time.monotonic() - start < 2.0  # cut off by the 0.5s request timeout
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_too_many_connections_get_503_not_unbounded_threads(exporter):
+    idle = [socket.create_connection(("127.0.0.1", exporter.port)) for _ in range(12)]
+    try:
+        wait_until(lambda: exporter.rejected >= 4, 3, what="4 of 12 connections refused")  # 2 workers x 4 = 8 admitted
+    finally:
+        for s in idle:
+            s.close()
+    time.sleep(0.7)
+    assert requests.get(url(exporter)).status_code == 200
+
+
+def test_port_in_use_names_the_port_and_the_key():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ExporterError) as e:
+            Exporter("127.0.0.1", port, config_source="/etc/llm-agent/agent.toml")
+    assert str(e.value) == (f"cannot listen on 127.0.0.1:{port}: the port is already in use; "
+                            "set [exporter] listen in /etc/llm-agent/agent.toml to a free port")
