@@ -68,7 +68,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     host, port = config.get("exporter.listen")
     try:
         exporter = Exporter(host, port, config.get("exporter.max_threads"), config.get("exporter.request_timeout"),
-                            config_source=config.source if config.source != "(defaults)" else "/etc/llm-agent/agent.toml")
+                            config_source=config.source if config.source != "(defaults)" else "/etc/llm-agent/agent.toml",
+                            max_connections=config.get("exporter.max_connections"))
     except ExporterError as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Wiring and scheduling: config -> collectors -> runner -> snapshot -> exporter, once per
 interval; SIGHUP reloads, SIGTERM/SIGINT stop.
 
-Everything that varies (clock, NVML module, HTTP sessions, process discovery) is passed to
+Everything that varies (clocks, the NVML module, process discovery) is passed to
 `Agent`, so tests run the real loop against fakes and real peers alike.
 """
 
@@ -12,8 +12,6 @@ import signal
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
-
-import requests
 
 from .collectors.host import HostCollector
 from .collectors.llamacpp import LlamaCppCollector
@@ -39,12 +37,10 @@ class Agent:
     """One agent: owns the collectors and produces a Snapshot per `cycle()`."""
 
     def __init__(self, config: Config, nvml: object = None,
-                 session_factory: Callable[[], requests.Session] = requests.Session,
                  discover: Callable[[], Sequence[Found]] = discover_processes,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
         self.config = config
         self.nvml = nvml
-        self.session_factory = session_factory
         self.discover = discover
         self.clock = clock
         self.monotonic = monotonic
@@ -99,7 +95,7 @@ class Agent:
         for t in self.targets():
             key = _target_key(t)
             wanted[key] = self._targets.get(key) or TARGET_KINDS[t.kind](
-                t, self.session_factory(), max_bytes=self.config.get("agent.max_response_bytes"), clock=self.monotonic)
+                t, max_bytes=self.config.get("agent.max_response_bytes"), clock=self.monotonic)
         if wanted.keys() != self._targets.keys():
             log.info("targets: %s", ", ".join(f"{k[0]} ({k[1]})" for k in wanted) or "none")
         self._targets = wanted

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable, Dict, Optional, Tuple
 
-from .expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_openmetrics, render_text
+from .expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
 from .model import Snapshot
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,8 @@ class Exposition:
     def __init__(self, snapshot: Optional[Snapshot]):
         self.snapshot = snapshot
         families = snapshot.families if snapshot else ()
-        self.bodies: Dict[str, bytes] = {"text": render_text(families), "openmetrics": render_openmetrics(families)}
+        text, openmetrics = render_both(families)
+        self.bodies: Dict[str, bytes] = {"text": text, "openmetrics": openmetrics}
         self._gzipped: Dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -153,13 +154,15 @@ class Exporter(HTTPServer):
     request_queue_size = 128  # listen backlog: a burst of scrapers waits in the kernel, not refused
 
     def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
-                 health: Optional[Callable[[], Tuple[int, dict]]] = None, config_source: str = "agent.toml"):
+                 health: Optional[Callable[[], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
+                 max_connections: int = 128):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.exposition = Exposition(None)
         self.stats = ExporterStats()
         self.health = health or (lambda: (200, {"status": "ok"}))
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
-        self._slots = threading.BoundedSemaphore(max_threads * 4)  # queued + running connections
+        # connections being served or waiting for a worker; past this a client gets 503 at once
+        self._slots = threading.BoundedSemaphore(max(max_connections, max_threads))
         self.rejected = 0
         handler = type("Handler", (_Handler,), {"timeout": request_timeout})
         try:

@@ -1,26 +1,30 @@
-"""Bounded HTTP GETs for collectors: a hard deadline and a size cap on every body.
+"""Bounded HTTP GETs for collectors: one kept-alive connection per target, a hard deadline
+and a size cap on every body.
 
-`requests`' timeout bounds each socket read, not the whole response, so a server that
-trickles bytes forever would hold a collector hostage; here the body is read in chunks
-against one deadline and one byte budget.
+Built on http.client rather than requests: a cycle makes a dozen small loopback requests, and
+requests' per-call machinery (proxy environment scans, adapters, hooks) cost more CPU than
+everything else in the cycle together (profiled: ~1.5 ms of 3.3 ms per llama-server target).
+The body is read with `read1` against one deadline, so a server that trickles bytes meets the
+deadline check on every few bytes instead of hiding behind a blocking 64 KiB read.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import socket
+import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
-
-import requests
-import urllib3
+from typing import Any, Callable, Dict, Optional, Tuple
+from urllib.parse import urlsplit
 
 CHUNK = 64 * 1024
 
 
 class FetchError(Exception):
     """A GET that produced no usable body. `reason` is a short label for metrics:
-    refused, timeout, too_large, http_<status>, invalid."""
+    refused, connect, timeout, too_large, http_<status>, invalid."""
 
     def __init__(self, reason: str, message: str, status: int = 0, body: bytes = b""):
         super().__init__(message)
@@ -42,47 +46,95 @@ class Response:
             raise FetchError("invalid", f"invalid JSON: {e}") from None
 
 
-def fetch(session: requests.Session, url: str, timeout: float, max_bytes: int,
-          headers: Optional[Dict[str, str]] = None, ok_statuses: tuple = (200,),
-          clock: Callable[[], float] = time.monotonic) -> Response:
-    """GET `url`; raise FetchError unless the status is in `ok_statuses` and the whole body
-    (at most `max_bytes`) arrived within `timeout` seconds. The URL is never in a message
-    (it may carry credentials); callers name the target instead."""
-    start = clock()
-    deadline = start + timeout
-    try:
-        resp = session.get(url, timeout=(min(timeout, 2.0), timeout), stream=True, headers=headers)
-    except requests.exceptions.Timeout:
-        raise FetchError("timeout", f"no answer within {timeout:g}s") from None
-    except requests.exceptions.ConnectionError as e:
-        text = str(e)
-        reason = "refused" if "refused" in text.lower() else "connect"
-        raise FetchError(reason, "connection refused" if reason == "refused" else "cannot connect") from None
-    except requests.exceptions.RequestException as e:
-        raise FetchError("invalid", f"request failed: {type(e).__name__}") from None
-    chunks, size = [], 0
-    try:
-        # read1 returns what has arrived (urllib3 2): a trickling server meets the deadline
-        # check on every few bytes instead of hiding behind a 64 KiB read
+class HttpClient:
+    """GETs against one base URL over a reused connection. Not for concurrent use: each
+    collector owns its client, and the runner never runs one collector twice at once."""
+
+    def __init__(self, base_url: str, headers: Optional[Dict[str, str]] = None,
+                 clock: Callable[[], float] = time.monotonic):
+        parts = urlsplit(base_url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (443 if self.https else 80)
+        self.prefix = parts.path.rstrip("/")
+        self.headers = {"User-Agent": "llm-agent", **(headers or {})}
+        self.clock = clock
+        self._conn: Optional[http.client.HTTPConnection] = None
+
+    def _connection(self, timeout: float) -> http.client.HTTPConnection:
+        if self._conn is None:
+            if self.https:
+                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
+                                                         context=ssl.create_default_context())
+            else:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def get(self, path: str, timeout: float, max_bytes: int, ok_statuses: Tuple[int, ...] = (200,)) -> Response:
+        """GET `path`; raise FetchError unless the status is in `ok_statuses` and the whole
+        body (at most `max_bytes`) arrived within `timeout` seconds. Messages never carry
+        the URL or headers (they may hold credentials); callers name the target."""
+        start = self.clock()
+        deadline = start + timeout
+        try:
+            status, body, reusable = self._exchange(path, timeout, deadline, max_bytes)
+        except FetchError:
+            self.close()
+            raise
+        except (socket.timeout, TimeoutError):
+            self.close()
+            raise FetchError("timeout", f"no answer within {timeout:g}s") from None
+        except ConnectionRefusedError:
+            self.close()
+            raise FetchError("refused", "connection refused") from None
+        except (OSError, http.client.HTTPException) as e:
+            self.close()
+            raise FetchError("connect" if isinstance(e, OSError) else "invalid",
+                             f"request failed: {type(e).__name__}") from None
+        if not reusable:
+            self.close()
+        if status not in ok_statuses:
+            raise FetchError(f"http_{status}", f"HTTP {status}", status, body[:4096])
+        return Response(status, body, self.clock() - start)
+
+    def _exchange(self, path: str, timeout: float, deadline: float, max_bytes: int) -> Tuple[int, bytes, bool]:
+        for attempt in (0, 1):
+            reused = self._conn is not None
+            conn = self._connection(timeout)
+            try:
+                conn.timeout = timeout
+                if conn.sock is not None:
+                    conn.sock.settimeout(timeout)
+                conn.request("GET", self.prefix + path, headers=self.headers)
+                resp = conn.getresponse()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # the server closed our idle kept-alive connection: reconnect once
+                self.close()
+                if attempt or not reused:
+                    raise
+        chunks, size = [], 0
+        read = getattr(resp, "read1", resp.read)
         while True:
-            chunk = resp.raw.read1(CHUNK, decode_content=True)
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise FetchError("timeout", f"body not complete within {timeout:g}s")
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+            chunk = read(CHUNK)
             if not chunk:
+                resp.read()  # read1 leaves an exhausted Content-Length body open; this closes it
                 break
             size += len(chunk)
             if size > max_bytes:
                 raise FetchError("too_large", f"response body over the {max_bytes} byte limit")
-            if clock() > deadline:
-                raise FetchError("timeout", f"body not complete within {timeout:g}s")
             chunks.append(chunk)
-    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
-        reason = "timeout" if "timed out" in str(e).lower() else "invalid"
-        raise FetchError(reason, f"body read failed: {type(e).__name__}") from None
-    finally:
-        resp.close()
-    body = b"".join(chunks)
-    if resp.status_code not in ok_statuses:
-        raise FetchError(f"http_{resp.status_code}", f"HTTP {resp.status_code}", resp.status_code, body[:4096])
-    return Response(resp.status_code, body, clock() - start)
+        return resp.status, b"".join(chunks), not resp.will_close
 
 
 def error_message(body: bytes) -> str:

@@ -12,12 +12,10 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-
 from ..config import TargetConfig
 from ..expfmt import parse_text
 from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
-from .http import FetchError, fetch
+from .http import FetchError, HttpClient, Response
 
 # Counters whose per-second rate is exported as llm_agent_{generation,prompt}_tokens_per_second.
 RATE_SOURCES = {
@@ -62,16 +60,16 @@ class OpenMetricsCollector:
 
     kind = "openmetrics"
 
-    def __init__(self, target: TargetConfig, session: Optional[requests.Session] = None,
+    def __init__(self, target: TargetConfig, client: Optional[HttpClient] = None,
                  max_bytes: int = 16 << 20, clock: Callable[[], float] = time.monotonic):
         self.target = target
         self.name = f"target:{target.name}"
-        self.session = session or requests.Session()
         self.max_bytes = max_bytes
         self.clock = clock
-        self.headers = {"Accept": TEXT_ACCEPT}
+        headers = {"Accept": TEXT_ACCEPT}
         if target.api_key:
-            self.headers["Authorization"] = f"Bearer {target.api_key}"
+            headers["Authorization"] = f"Bearer {target.api_key}"
+        self.client = client or HttpClient(target.url, headers, clock)
         self.labels: Labels = (("server", target.name),) + tuple(sorted(target.labels.items()))
         self.problems: List[Problem] = []
         self._rate_prev: Dict[str, Tuple[float, float]] = {}
@@ -82,13 +80,9 @@ class OpenMetricsCollector:
 
     # -- helpers for subclasses -------------------------------------------------------------
 
-    def url(self, path: str) -> str:
-        return self.target.url + path
-
-    def get(self, path: str, deadline: float, ok_statuses: tuple = (200,)):
+    def get(self, path: str, deadline: float, ok_statuses: Tuple[int, ...] = (200,)) -> Response:
         """Fetch `path` on the target within what is left of this cycle's deadline."""
-        return fetch(self.session, self.url(path), max(0.05, deadline - self.clock()),
-                     self.max_bytes, self.headers, ok_statuses, self.clock)
+        return self.client.get(path, max(0.05, deadline - self.clock()), self.max_bytes, ok_statuses)
 
     def problem(self, severity: str, message: str, fix: str = "") -> None:
         self.problems.append(Problem(severity, f"target {self.target.name}", message, fix))
@@ -186,4 +180,4 @@ class OpenMetricsCollector:
         return fams
 
     def close(self) -> None:
-        self.session.close()
+        self.client.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, List
+from typing import Iterable, List, Tuple
 
 from ..model import COUNTER, UNTYPED, MetricFamily
 
@@ -28,48 +28,61 @@ def _escape_label(v: str) -> str:
     return v
 
 
-def _series(lines: List[str], fam: MetricFamily) -> None:
+def _series(fam: MetricFamily) -> List[str]:
+    lines = []
     for s in fam.samples:
         if s.labels:
             lbl = ",".join(f'{k}="{_escape_label(v)}"' for k, v in s.labels)
             lines.append(f"{s.name}{{{lbl}}} {format_value(s.value)}")
         else:
             lines.append(f"{s.name} {format_value(s.value)}")
+    return lines
+
+
+def _text_header(fam: MetricFamily) -> List[str]:
+    help_ = fam.help.replace("\\", "\\\\").replace("\n", "\\n")
+    return [f"# HELP {fam.name} {help_}", f"# TYPE {fam.name} {fam.type}"]
+
+
+def _openmetrics_header(fam: MetricFamily) -> List[str]:
+    # A counter's family name drops `_total`; a counter whose samples lack `_total`
+    # (dcgm-exporter's DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION) is declared `unknown` so its
+    # series keep the exact names dashboards use.
+    name, mtype = fam.name, fam.type
+    if mtype == COUNTER:
+        if name.endswith("_total"):
+            name = name[:-6]
+        else:
+            mtype = UNTYPED
+    if mtype == UNTYPED:
+        mtype = "unknown"
+    help_ = fam.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    return [f"# HELP {name} {help_}", f"# TYPE {name} {mtype}"]
+
+
+def render_both(families: Iterable[MetricFamily]) -> Tuple[bytes, bytes]:
+    """(text 0.0.4, OpenMetrics 1.0) at once: the series lines are the same in both formats,
+    so each is formatted once."""
+    text: List[str] = []
+    om: List[str] = []
+    for fam in families:
+        if not fam.samples:
+            continue
+        series = _series(fam)
+        text += _text_header(fam)
+        text += series
+        om += _openmetrics_header(fam)
+        om += series
+    text.append("")
+    om.append("# EOF\n")
+    return "\n".join(text).encode("utf-8"), "\n".join(om).encode("utf-8")
 
 
 def render_text(families: Iterable[MetricFamily]) -> bytes:
     """The text format 0.0.4, as every Prometheus version scrapes it."""
-    lines: List[str] = []
-    for fam in families:
-        if not fam.samples:
-            continue
-        help_ = fam.help.replace("\\", "\\\\").replace("\n", "\\n")
-        lines.append(f"# HELP {fam.name} {help_}")
-        lines.append(f"# TYPE {fam.name} {fam.type}")
-        _series(lines, fam)
-    lines.append("")
-    return "\n".join(lines).encode("utf-8")
+    return render_both(families)[0]
 
 
 def render_openmetrics(families: Iterable[MetricFamily]) -> bytes:
-    """OpenMetrics 1.0. A counter's family name drops `_total`; a counter whose samples lack
-    `_total` (dcgm-exporter's DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, llama-server's
-    n_tokens_max) is declared `unknown` so its series keep the exact names dashboards use."""
-    lines: List[str] = []
-    for fam in families:
-        if not fam.samples:
-            continue
-        name, mtype = fam.name, fam.type
-        if mtype == COUNTER:
-            if name.endswith("_total"):
-                name = name[:-6]
-            else:
-                mtype = UNTYPED
-        if mtype == UNTYPED:
-            mtype = "unknown"
-        help_ = fam.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-        lines.append(f"# HELP {name} {help_}")
-        lines.append(f"# TYPE {name} {mtype}")
-        _series(lines, fam)
-    lines.append("# EOF\n")
-    return "\n".join(lines).encode("utf-8")
+    """OpenMetrics 1.0 (what Prometheus asks for first)."""
+    return render_both(families)[1]

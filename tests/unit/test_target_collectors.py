@@ -161,3 +161,36 @@ def test_api_key_is_sent_and_never_in_problems():
         snap_of(c)
         assert seen["auth"] == "Bearer sk-very-secret"
         assert all("sk-very-secret" not in repr(p) for p in c.problems)
+
+
+def test_connection_is_kept_alive_across_requests():
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    peers = set()
+
+    class KeepAlive(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            peers.add(self.client_address)
+            body = b"up 1\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), KeepAlive)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        c = OpenMetricsCollector(TargetConfig("k", f"http://127.0.0.1:{httpd.server_address[1]}", "openmetrics"))
+        for _ in range(5):
+            assert snap_of(c).value("up") == 1
+        assert len(peers) == 1, "five scrapes over one connection"
+        c.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

