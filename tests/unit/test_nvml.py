@@ -7,15 +7,9 @@ import pytest
 
 from agent.collectors.nvml import NvmlCollector
 from agent.model import Snapshot
+from tests.support.clock import ManualClock
 from tests.support.fake_pynvml import FakeGpu, FakeNvml, three_gpus
 
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 def collect(collector):
@@ -119,7 +113,7 @@ def test_gpu_lost_mid_run_then_others_carry_on(three):
 
 def test_driver_not_loaded_is_reported_and_retried_with_backoff():
     fake = FakeNvml([FakeGpu()], driver_loaded=False)
-    clock = Clock()
+    clock = ManualClock()
     c = NvmlCollector(fake, clock=clock, xid_events=False)
     snap = collect(c)
     assert snap.value("llm_agent_nvml_up") == 0
@@ -141,7 +135,7 @@ def test_driver_not_loaded_is_reported_and_retried_with_backoff():
 
 def test_driver_unloaded_mid_run_reinitialises():
     fake = FakeNvml([FakeGpu()])
-    clock = Clock()
+    clock = ManualClock()
     c = NvmlCollector(fake, clock=clock, xid_events=False)
     assert collect(c).value("llm_agent_nvml_up") == 1
     fake.driver_loaded = False

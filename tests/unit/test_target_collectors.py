@@ -11,17 +11,11 @@ from agent.collectors.llamacpp import LlamaCppCollector
 from agent.collectors.openmetrics import OpenMetricsCollector
 from agent.config import TargetConfig
 from agent.model import Snapshot
+from tests.support.clock import ManualClock
 from tests.support.httpservers import RouteServer, SilentServer, static
 
 FIX = Path(__file__).parent.parent / "fixtures"
 
-
-class Clock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
 
 
 def snap_of(collector):
@@ -41,7 +35,7 @@ def test_vllm_passthrough_with_server_label_and_rates():
     body = (FIX / "vllm" / "metrics.txt").read_text()
     with RouteServer({"/metrics": lambda h: (200, state["body"].encode(), "text/plain")}) as srv:
         state = {"body": body}
-        clock = Clock()
+        clock = ManualClock()
         c = OpenMetricsCollector(TargetConfig("vllm", srv.url, "openmetrics", labels={"zone": "a"}), clock=clock)
         snap = snap_of(c)
         running = snap.samples("vllm:num_requests_running")[0]
