@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from .collectors.host import HostCollector
 from .collectors.llamacpp import LlamaCppCollector
 from .collectors.nvml import NvmlCollector
-from .collectors.openmetrics import OpenMetricsCollector
+from .collectors.openmetrics import OpenMetricsCollector, public_url
 from .collectors.selfstats import SelfCollector
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes, discovered_targets
@@ -97,7 +97,7 @@ class Agent:
             wanted[key] = self._targets.get(key) or TARGET_KINDS[t.kind](
                 t, max_bytes=self.config.get("agent.max_response_bytes"), clock=self.monotonic)
         if wanted.keys() != self._targets.keys():
-            log.info("targets: %s", ", ".join(f"{k[0]} ({k[1]})" for k in wanted) or "none")
+            log.info("targets: %s", ", ".join(f"{k[0]} ({public_url(k[1])})" for k in wanted) or "none")
         self._targets = wanted
         self.runner.set_collectors(self._fixed + list(wanted.values()))
 

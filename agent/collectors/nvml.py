@@ -127,7 +127,7 @@ class NvmlCollector:
         try:
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
         except nvml.NVMLError as e:
-            self._once(index, "handle", str(e), "gpu %d: cannot get a handle: %s", index, e)
+            self._once(index, "handle", str(e), "gpu %d: cannot get a handle: %s", index, e, level=logging.WARNING)
             return Gpu(index, None, labels)
         for key, read in (("UUID", lambda: nvml.nvmlDeviceGetUUID(handle)),
                           ("modelName", lambda: nvml.nvmlDeviceGetName(handle)),
@@ -196,6 +196,8 @@ class NvmlCollector:
                 if err_name in _LIBRARY_GONE:
                     raise _LibraryGone(err_name, str(e)) from None
                 if err_name in _GPU_BROKEN:
+                    self._once(gpu.index, "gpu", err_name, "gpu %d is lost or broken: %s", gpu.index, e,
+                               level=logging.WARNING)
                     up.add(gpu.labels, 0)
                     self._gpu_problem(gpu, f"is lost or broken ({e})")
                     return
@@ -223,10 +225,10 @@ class NvmlCollector:
         self._once(gpu.index, field_name, err_name, "gpu %d: reading %s failed: %s (%s)",
                    gpu.index, field_name, e, _HINTS.get(err_name, err_name))
 
-    def _once(self, index: int, field_name: str, why: str, msg: str, *args: Any) -> None:
+    def _once(self, index: int, field_name: str, why: str, msg: str, *args: Any, level: int = logging.INFO) -> None:
         if (index, field_name, why) not in self._logged:
             self._logged.add((index, field_name, why))
-            log.info(msg, *args)
+            log.log(level, msg, *args)
 
     def _gpu_problem(self, gpu: Gpu, what: str) -> None:
         name = f"GPU {gpu.index} ({gpu.labels['UUID']})" if gpu.labels["UUID"] else f"GPU {gpu.index}"

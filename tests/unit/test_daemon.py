@@ -1,0 +1,51 @@
+"""The agent loop: SIGHUP-style reload keeps running on a broken config; discovery refresh."""
+
+import threading
+
+from agent.config import load_config
+from agent.daemon import Agent
+from agent.discovery import Found
+from agent.exporter import Exporter
+from tests.support.clock import ManualClock
+from tests.support.httpservers import RouteServer, static
+from tests.support.peers import wait_until
+
+BASE = '[agent]\ninterval = "200ms"\n[collectors.nvml]\nenabled = false\n[collectors.host]\nenabled = false\n'
+
+
+def test_reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one(tmp_path):
+    with RouteServer({"/metrics": static(b"a 1\n")}) as srv:
+        path = tmp_path / "agent.toml"
+        path.write_text(BASE + f'[[targets]]\nname = "one"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
+        agent = Agent(load_config(str(path)))
+        exporter = Exporter("127.0.0.1", 0)
+        loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
+        loop.start()
+        try:
+            wait_until(lambda: agent.snapshot and agent.snapshot.value("a", server="one") == 1, 5, what="first cycle")
+            path.write_text(BASE + f'[[targets]]\nname = "two"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
+            agent.request_reload()
+            wait_until(lambda: agent.snapshot.value("a", server="two") == 1, 5, what="reloaded target")
+            assert agent.snapshot.value("llm_agent_config_last_reload_successful") == 1
+            path.write_text(BASE + '[agent]\ninterval = "nope"\n')
+            agent.request_reload()
+            wait_until(lambda: agent.snapshot.value("llm_agent_config_last_reload_successful") == 0, 5,
+                       what="failed reload reported")
+            assert agent.snapshot.value("a", server="two") == 1  # the old config keeps running
+        finally:
+            agent.stop()
+            loop.join(5)
+            exporter.server_close()
+            agent.close()
+
+
+def test_discovery_reruns_and_picks_up_a_server_started_later():
+    found = []
+    clock = ManualClock()
+    agent = Agent(load_config(None), discover=lambda: list(found), monotonic=clock)
+    assert [t.name for t in agent.targets()] == ["llama-server-8080"]  # the fallback
+    found.append(Found("openmetrics", "vllm", "127.0.0.1", 8000, 42))
+    assert [t.name for t in agent.targets()] == ["llama-server-8080"]  # not yet: discovery interval
+    clock.now += 31
+    assert [t.name for t in agent.targets()] == ["vllm-8000"]
+    agent.close()
