@@ -126,7 +126,7 @@ def promtool_lint(body: bytes) -> List[str]:
 class Prometheus:
     """A real Prometheus server scraping the given targets every `interval`."""
 
-    def __init__(self, targets: List[str], workdir: str, interval: str = "1s"):
+    def __init__(self, targets: List[str], workdir: str, interval: str = "1s", data_dir: Optional[str] = None):
         path = shutil.which("prometheus")
         require("prometheus", path is not None, "apt-get install prometheus")
         self.binary = path
@@ -138,6 +138,7 @@ class Prometheus:
                     "scrape_configs:\n  - job_name: llm-agent\n    static_configs:\n"
                     f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
         self.config = config
+        self.data_dir = data_dir or os.path.join(workdir, "data")
         self.proc: Optional[subprocess.Popen] = None
 
     @property
@@ -147,15 +148,20 @@ class Prometheus:
     def start(self) -> "Prometheus":
         self.log = open(os.path.join(self.workdir, "prometheus.log"), "ab")
         self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.workdir}/data",
+            [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.data_dir}",
              f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: requests.get(self.url + "/-/ready", timeout=1).status_code == 200, 60, what="prometheus")
         return self
 
-    def query(self, expr: str) -> list:
-        r = requests.get(self.url + "/api/v1/query", params={"query": expr}, timeout=5)
+    def query(self, expr: str, at: Optional[float] = None) -> list:
+        params = {"query": expr} if at is None else {"query": expr, "time": repr(at)}
+        r = requests.get(self.url + "/api/v1/query", params=params, timeout=5)
         r.raise_for_status()
         return r.json()["data"]["result"]
+
+    def query_raw(self, expr: str, at: float) -> dict:
+        """The whole API answer (result type, result, or the error Prometheus gave)."""
+        return requests.get(self.url + "/api/v1/query", params={"query": expr, "time": repr(at)}, timeout=10).json()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -1,0 +1,99 @@
+"""The PromQL subset's syntax tree. Every node knows its result type, checked at parse time,
+so an expression that loads is one that evaluates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional, Tuple
+
+SCALAR, VECTOR, MATRIX = "scalar", "vector", "matrix"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    label: str
+    op: str  # = != =~ !~
+    value: str
+
+
+@dataclass
+class Number:
+    value: float
+    type: str = SCALAR
+
+
+@dataclass
+class VectorSelector:
+    name: str  # may be "" when only matchers select
+    matchers: Tuple[Matcher, ...]
+    type: str = VECTOR
+
+    def all_matchers(self) -> Tuple[Matcher, ...]:
+        """Matchers including the metric name as a __name__ equality."""
+        if self.name:
+            return (Matcher("__name__", "=", self.name),) + self.matchers
+        return self.matchers
+
+
+@dataclass
+class MatrixSelector:
+    vector: VectorSelector
+    range: float  # seconds
+    type: str = MATRIX
+
+
+@dataclass
+class Call:
+    func: str
+    args: List[object]
+    type: str = VECTOR
+
+
+@dataclass
+class Aggregate:
+    op: str
+    expr: object
+    grouping: Tuple[str, ...] = ()
+    without: bool = False
+    type: str = VECTOR
+
+
+@dataclass
+class Matching:
+    on: bool  # on(...) when True, ignoring(...) when False
+    labels: Tuple[str, ...] = ()
+
+
+@dataclass
+class Binary:
+    op: str
+    lhs: object
+    rhs: object
+    bool_mod: bool = False
+    matching: Optional[Matching] = None
+    type: str = VECTOR
+
+
+@dataclass
+class Unary:
+    op: str
+    expr: object
+    type: str = VECTOR
+
+
+def selectors(node: object, out: Optional[List[Tuple[VectorSelector, float]]] = None) -> List[Tuple[VectorSelector, float]]:
+    """The (selector, range seconds) pairs an expression reads, for the history to keep."""
+    out = [] if out is None else out
+    if isinstance(node, VectorSelector):
+        out.append((node, 0.0))
+    elif isinstance(node, MatrixSelector):
+        out.append((node.vector, node.range))
+    elif isinstance(node, Call):
+        for a in node.args:
+            selectors(a, out)
+    elif isinstance(node, (Aggregate, Unary)):
+        selectors(node.expr, out)
+    elif isinstance(node, Binary):
+        selectors(node.lhs, out)
+        selectors(node.rhs, out)
+    return out

@@ -1,0 +1,212 @@
+"""PromQL's functions over range vectors and histograms, with Prometheus 2.x's arithmetic
+(promql/functions.go, quantile.go): extrapolated rates, Kahan-compensated sums, the same
+NaN rules. Points are (seconds, value) pairs, oldest first."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+Point = Tuple[float, float]
+
+
+def _kahan_inc(inc: float, total: float, c: float) -> Tuple[float, float]:
+    t = total + inc
+    if abs(total) >= abs(inc):
+        c += (total - t) + inc
+    else:
+        c += (inc - t) + total
+    return t, c
+
+
+def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: float,
+                      is_counter: bool, is_rate: bool) -> Optional[float]:
+    """rate, increase and delta: the change over the window, extrapolated to its edges."""
+    if len(points) < 2:
+        return None
+    first_t, first_v = points[0]
+    last_t, last_v = points[-1]
+    result = last_v - first_v
+    if is_counter:
+        prev = 0.0
+        for _, v in points:
+            if v < prev:
+                result += prev
+            prev = v
+    to_start = first_t - range_start
+    to_end = range_end - last_t
+    sampled = last_t - first_t
+    average_gap = sampled / (len(points) - 1)
+    if is_counter and result > 0 and first_v >= 0:
+        to_zero = sampled * (first_v / result)
+        if to_zero < to_start:
+            to_start = to_zero
+    threshold = average_gap * 1.1
+    interval = sampled
+    interval += to_start if to_start < threshold else average_gap / 2
+    interval += to_end if to_end < threshold else average_gap / 2
+    result = result * (interval / sampled)
+    if is_rate:
+        result /= range_end - range_start
+    return result
+
+
+def irate(points: Sequence[Point]) -> Optional[float]:
+    if len(points) < 2:
+        return None
+    (t0, v0), (t1, v1) = points[-2], points[-1]
+    change = v1 if v1 < v0 else v1 - v0  # a counter reset: the new value is the increase
+    dt = t1 - t0
+    return None if dt == 0 else change / dt
+
+
+def linear_regression(points: Sequence[Point], intercept_time: float) -> Tuple[float, float]:
+    n = 0.0
+    sx = cx = sy = cy = sxy = cxy = sx2 = cx2 = 0.0
+    init_y = points[0][1]
+    const_y = True
+    for i, (t, v) in enumerate(points):
+        if const_y and i > 0 and v != init_y:
+            const_y = False
+        n += 1
+        x = t - intercept_time
+        sx, cx = _kahan_inc(x, sx, cx)
+        sy, cy = _kahan_inc(v, sy, cy)
+        sxy, cxy = _kahan_inc(x * v, sxy, cxy)
+        sx2, cx2 = _kahan_inc(x * x, sx2, cx2)
+    if const_y:
+        if math.isinf(init_y):
+            return math.nan, math.nan
+        return 0.0, init_y
+    sx, sy, sxy, sx2 = sx + cx, sy + cy, sxy + cxy, sx2 + cx2
+    cov = sxy - sx * sy / n
+    var = sx2 - sx * sx / n
+    slope = cov / var if var != 0 else (math.nan if cov == 0 else math.copysign(math.inf, cov))
+    return slope, sy / n - slope * sx / n
+
+
+def deriv(points: Sequence[Point]) -> Optional[float]:
+    if len(points) < 2:
+        return None
+    return linear_regression(points, points[0][0])[0]
+
+
+def predict_linear(points: Sequence[Point], t: float, seconds: float) -> Optional[float]:
+    if len(points) < 2:
+        return None
+    slope, intercept = linear_regression(points, t)
+    return slope * seconds + intercept
+
+
+def avg_over_time(values: List[float]) -> float:
+    mean = c = 0.0
+    count = 0.0
+    for v in values:
+        count += 1
+        if math.isinf(mean):
+            if math.isinf(v) and (mean > 0) == (v > 0):
+                continue  # the mean stays infinite
+            if not math.isinf(v) and not math.isnan(v):
+                continue  # a finite value cannot move an infinite mean
+        mean, c = _kahan_inc(v / count - mean / count, mean, c)
+    if math.isinf(mean):
+        return mean
+    return mean + c
+
+
+def sum_over_time(values: List[float]) -> float:
+    total = c = 0.0
+    for v in values:
+        total, c = _kahan_inc(v, total, c)
+    return total if math.isinf(total) else total + c
+
+
+def stddev_over_time(values: List[float]) -> float:
+    count = mean = cmean = aux = caux = 0.0
+    for v in values:
+        count += 1
+        delta = v - (mean + cmean)
+        mean, cmean = _kahan_inc(delta / count, mean, cmean)
+        aux, caux = _kahan_inc(delta * (v - (mean + cmean)), aux, caux)
+    return math.sqrt((aux + caux) / count)
+
+
+def min_over_time(values: List[float]) -> float:
+    best = values[0]
+    for v in values:
+        if v < best or math.isnan(best):
+            best = v
+    return best
+
+
+def max_over_time(values: List[float]) -> float:
+    best = values[0]
+    for v in values:
+        if v > best or math.isnan(best):
+            best = v
+    return best
+
+
+def quantile(q: float, values: List[float]) -> float:
+    """The φ-quantile with linear interpolation (Prometheus' `quantile`)."""
+    if not values or math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    ordered = sorted(values)
+    n = len(ordered)
+    rank = q * (n - 1)
+    lower = max(0, math.floor(rank))
+    upper = min(n - 1, lower + 1)
+    weight = rank - math.floor(rank)
+    return ordered[int(lower)] * (1 - weight) + ordered[int(upper)] * weight
+
+
+OVER_TIME: Dict[str, Callable[[List[float]], float]] = {
+    "avg_over_time": avg_over_time, "sum_over_time": sum_over_time, "stddev_over_time": stddev_over_time,
+    "min_over_time": min_over_time, "max_over_time": max_over_time,
+    "count_over_time": lambda values: float(len(values)),
+}
+
+
+def bucket_quantile(q: float, buckets: List[Tuple[float, float]]) -> float:
+    """histogram_quantile over (upper bound, cumulative count) pairs."""
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    buckets = sorted(buckets)
+    if not buckets or not math.isinf(buckets[-1][0]):
+        return math.nan
+    merged: List[List[float]] = []
+    for bound, count in buckets:  # coalesce buckets with the same bound
+        if merged and merged[-1][0] == bound:
+            merged[-1][1] += count
+        else:
+            merged.append([bound, count])
+    highest = -math.inf
+    for b in merged:  # enforce monotonic counts, as Prometheus does
+        if b[1] < highest:
+            b[1] = highest
+        highest = b[1]
+    if len(merged) < 2:
+        return math.nan
+    observations = merged[-1][1]
+    if observations == 0:
+        return math.nan
+    rank = q * observations
+    b = next((i for i in range(len(merged) - 1) if merged[i][1] >= rank), len(merged) - 1)
+    if b == len(merged) - 1:
+        return merged[-2][0]
+    if b == 0 and merged[0][0] <= 0:
+        return merged[0][0]
+    start, end, count = 0.0, merged[b][0], merged[b][1]
+    if b > 0:
+        start = merged[b - 1][0]
+        count -= merged[b - 1][1]
+        rank -= merged[b - 1][1]
+    return start + (end - start) * (rank / count)
