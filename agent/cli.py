@@ -73,7 +73,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ExporterError as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1
-    agent = Agent(config)
+    try:
+        agent = Agent(config)
+    except OSError as e:
+        print(f"llm-agent: {e}", file=sys.stderr)
+        exporter.server_close()
+        return 1
     install_signals(agent)
     exporter.start()
     log.info("llm-agent %s serving on http://%s:%d/metrics every %gs (config: %s)",
@@ -95,7 +100,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return 2
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    agent = Agent(config)
+    agent = Agent(config, alerting=False)
     try:
         snapshot = agent.cycle()
         if any(s.value for s in snapshot.samples("llm_agent_target_up")) and args.sample > 0:

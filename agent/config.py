@@ -47,6 +47,61 @@ _TARGET = {
     "labels": Field({}, v.str_table),
 }
 
+def _expr(value: Any) -> Any:
+    from .rules.parser import parse
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a PromQL expression string, got {value!r}")
+    parse(value)  # PromQLError is a ValueError: reported with the key and file:line
+    return value
+
+
+def _templates(value: Any) -> Dict[str, str]:
+    from .rules.templates import Template
+
+    table = v.str_table(value)
+    for text in table.values():
+        Template(text)  # TemplateError is a ValueError
+    return table
+
+
+def _matchers(value: Any) -> list:
+    from .rules.parser import parse_matcher
+
+    items = v.str_list(value)
+    for item in items:
+        parse_matcher(item)  # PromQLError is a ValueError
+    return items
+
+
+_RULE = {
+    "name": Field(None, v.typed(str), required=True),
+    "expr": Field(None, _expr, required=True),
+    "for": Field("0s", v.parse_duration),
+    "keep_firing_for": Field("0s", v.parse_duration),
+    "cooldown": Field("4h", v.parse_duration),
+    "severity": Field("warning", v.one_of(("critical", "warning", "info"))),
+    "labels": Field({}, _templates),
+    "annotations": Field({}, _templates),
+}
+_INHIBIT = {
+    "source_matchers": Field(None, _matchers, required=True),
+    "target_matchers": Field(None, _matchers, required=True),
+    "equal": Field([], v.str_list),
+}
+_NOTIFY = {
+    "name": Field(None, v.typed(str), required=True),
+    "type": Field(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager")), required=True),
+    "url": Field("", v.typed(str), secret=True),
+    "urls": Field([], v.str_list, secret=True),
+    "routing_key": Field("", v.typed(str), secret=True),
+    "severities": Field([], v.str_list),
+    "matchers": Field([], _matchers),
+    "send_resolved": Field(True, v.typed(bool)),
+    "timeout": Field("10s", v.positive(v.parse_duration)),
+    "max_age": Field("24h", v.positive(v.parse_duration)),
+}
+
 SCHEMA: Dict[str, Any] = {
     "agent": {
         "interval": Field("5s", v.positive(v.parse_duration)),
@@ -63,6 +118,15 @@ SCHEMA: Dict[str, Any] = {
         "request_timeout": Field("10s", v.positive(v.parse_duration)),
     },
     "targets": [_TARGET],
+    "alerting": {
+        "default_rules": Field(True, v.typed(bool)),
+        "disable": Field([], v.str_list),
+        "no_data_timeout": Field("10m", v.positive(v.parse_duration)),
+        "alertmanager_resend": Field("1m", v.positive(v.parse_duration)),
+    },
+    "rules": [_RULE],
+    "inhibit": [_INHIBIT],
+    "notify": [_NOTIFY],
     "discovery": {
         "enabled": Field(True, v.typed(bool)),
         "interval": Field("30s", v.positive(v.parse_duration)),
@@ -239,14 +303,30 @@ class _Validator:
             return None
 
 
-def _check_targets(val: _Validator, targets: List[Dict[str, Any]]) -> None:
+def _check_unique_names(val: _Validator, section: str, items: List[Dict[str, Any]]) -> None:
     seen: Dict[str, int] = {}
-    for i, t in enumerate(targets):
+    for i, t in enumerate(items):
         if t.get("name") is None:
             continue
         if t["name"] in seen:
-            val.error(("targets", i, "name"), f"duplicate target name {t['name']!r} (also targets[{seen[t['name']]}])")
+            val.error((section, i, "name"), f"duplicate name {t['name']!r} (also {section}[{seen[t['name']]}])")
         seen.setdefault(t["name"], i)
+
+
+_CHANNEL_NEEDS = {"slack": "url", "webhook": "url", "pagerduty": "routing_key", "alertmanager": "urls"}
+
+
+def _check_channels(val: _Validator, channels: List[Dict[str, Any]]) -> None:
+    for i, ch in enumerate(channels):
+        need = _CHANNEL_NEEDS.get(ch.get("type") or "")
+        if need and not ch.get(need):
+            val.error(("notify", i, need), f"a {ch['type']} channel needs {need}")
+        for j, url in enumerate(([ch["url"]] if ch.get("url") else []) + list(ch.get("urls") or [])):
+            try:
+                v.parse_url(url)
+            except ValueError:
+                val.error(("notify", i, "urls" if j or not ch.get("url") else "url"),
+                          "invalid URL (not shown: secret): expected http(s)://host[:port]/path")
 
 
 def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str, str]] = None) -> Config:
@@ -258,7 +338,9 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
         raise ConfigError([f"{source}:{m.group(1) if m else '?'}: invalid TOML: {e}"]) from None
     val = _Validator(source, text, environ)
     sections = val.table(SCHEMA, raw, ())
-    _check_targets(val, sections["targets"])
+    for section in ("targets", "rules", "notify"):
+        _check_unique_names(val, section, sections[section])
+    _check_channels(val, sections["notify"])
     if val.problems:
         raise ConfigError(val.problems)
     targets = tuple(TargetConfig(**t) for t in sections["targets"])

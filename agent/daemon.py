@@ -18,6 +18,7 @@ from .collectors.llamacpp import LlamaCppCollector
 from .collectors.nvml import NvmlCollector
 from .collectors.openmetrics import OpenMetricsCollector, public_url
 from .collectors.selfstats import SelfCollector
+from .alerting import Alerting, resolve_state_dir
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes, discovered_targets
 from .exporter import Exporter, agent_health
@@ -38,7 +39,8 @@ class Agent:
 
     def __init__(self, config: Config, nvml: object = None,
                  discover: Callable[[], Sequence[Found]] = discover_processes,
-                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
+                 alerting: bool = True, state_dir: Optional[str] = None):
         self.config = config
         self.nvml = nvml
         self.discover = discover
@@ -57,6 +59,9 @@ class Agent:
         self._reload = threading.Event()
         self._wake = threading.Event()
         self._build_fixed()
+        self.alerting: Optional[Alerting] = None
+        if alerting:
+            self.alerting = Alerting(config, state_dir or resolve_state_dir(config), clock)
 
     # -- collectors --------------------------------------------------------------------------
 
@@ -118,6 +123,12 @@ class Agent:
         self._sync_collectors()
         reload_ok = gauge("llm_agent_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or not (0).")
         snapshot = self.runner.run(extra=[reload_ok.add({}, 1 if self.reload_ok else 0)])
+        if self.alerting is not None:
+            try:
+                self.alerting.process(snapshot)
+            except Exception:  # alerting must not stop collection; the failure is logged and visible
+                log.exception("rule evaluation failed")
+            snapshot = snapshot.with_families(self.alerting.families())
         self.snapshot = snapshot
         if self.exporter is not None:
             self.exporter.publish(snapshot)
@@ -132,6 +143,8 @@ class Agent:
         """Cycle every interval until `stop()`; reload when asked."""
         self.exporter = exporter
         exporter.health = agent_health(self.last_cycle_time, self.config.interval, self.clock)
+        if self.alerting is not None:
+            exporter.api_alerts = self.alerting.api_alerts
         next_tick = self.monotonic()
         while not self._stop.is_set():
             if self._reload.is_set():
@@ -172,12 +185,17 @@ class Agent:
         self.runner.timeout = new.collector_timeout
         if new.sections["collectors"] != old.sections["collectors"] or new.hostname != old.hostname:
             self._build_fixed()  # otherwise keep NVML's state (XID counts) across the reload
+        if self.alerting is not None:
+            self.alerting.configure(new)
         self._next_discovery = 0.0
         log.info("configuration reloaded from %s%s", new.source,
                  "; [exporter] listen changes only on restart" if listen_changed else "")
 
-    def close(self) -> None:
+    def close(self, drain: float = 5.0) -> None:
+        """Stop collecting; deliver what the outbox holds for at most `drain` seconds."""
         self.runner.close()
+        if self.alerting is not None:
+            self.alerting.close(drain)
 
 
 def install_signals(agent: Agent) -> None:

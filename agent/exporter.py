@@ -72,7 +72,8 @@ def accepts_gzip(header: str) -> bool:
 
 
 LANDING = b"""<!doctype html><html><head><title>llm-agent</title></head><body>
-<h1>llm-agent</h1><ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li></ul>
+<h1>llm-agent</h1><ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
+<li><a href="/api/v1/alerts">/api/v1/alerts</a></li></ul>
 </body></html>
 """
 
@@ -112,7 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
         path = self.path.split("?", 1)[0]
-        self.server.stats.count(path if path in ("/metrics", "/healthz", "/") else "other", code)
+        self.server.stats.count(path if path in ("/metrics", "/healthz", "/api/v1/alerts", "/") else "other", code)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -121,6 +122,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             code, doc = self.server.health()
             self._send(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
+        elif path == "/api/v1/alerts":
+            self._send(200, json.dumps(self.server.api_alerts()).encode(), "application/json")
         elif path == "/":
             self._send(200, LANDING, "text/html; charset=utf-8")
         else:
@@ -160,6 +163,7 @@ class Exporter(HTTPServer):
         self.exposition = Exposition(None)
         self.stats = ExporterStats()
         self.health = health or (lambda: (200, {"status": "ok"}))
+        self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         # connections being served or waiting for a worker; past this a client gets 503 at once
         self._slots = threading.BoundedSemaphore(max(max_connections, max_threads))

@@ -106,10 +106,14 @@ class Snapshot:
     families: Tuple[MetricFamily, ...]
     collectors: Tuple[CollectorStatus, ...] = ()
     problems: Tuple[Problem, ...] = ()
-    _index: Dict[str, MetricFamily] = field(default_factory=dict, compare=False, repr=False)
+    _index: Dict[str, MetricFamily] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self._index.update((f.name, f) for f in self.families)
+
+    def with_families(self, extra: Sequence[MetricFamily]) -> "Snapshot":
+        """A copy with `extra` families appended (their names must be new)."""
+        return Snapshot(self.timestamp, self.families + tuple(extra), self.collectors, self.problems)
 
     def family(self, name: str) -> Optional[MetricFamily]:
         """The family called `name`, or None."""

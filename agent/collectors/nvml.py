@@ -247,10 +247,14 @@ class NvmlCollector:
         counts, last = self._xid.snapshot()
         self._family(families, "DCGM_FI_DEV_XID_ERRORS", help="Value of the last XID error seen (0: none since start).") \
             .add(gpu.labels, last.get(gpu.index, 0))
-        total = self._family(families, "llm_agent_gpu_xid_errors_total", "counter", "XID errors seen since the agent started, by code.")
-        for (index, xid), n in sorted(counts.items()):
-            if index == gpu.index:
-                total.add({**gpu.labels, "xid": str(xid)}, n)
+        by_code = self._family(families, "llm_agent_gpu_xid_errors_total", "counter",
+                               "XID errors seen since the agent started, by code.")
+        mine = sorted((xid, n) for (index, xid), n in counts.items() if index == gpu.index)
+        for xid, n in mine:
+            by_code.add({**gpu.labels, "xid": str(xid)}, n)
+        # every code together, from 0: a series that exists before the first XID, so increase() sees it
+        self._family(families, "llm_agent_gpu_xid_events_total", "counter",
+                     "XID errors of any code seen since the agent started.").add(gpu.labels, sum(n for _, n in mine))
 
     def _processes(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
         try:

@@ -68,10 +68,10 @@ class Evaluator:
 
     def __init__(self, history: History):
         self.history = history
-        self.selected = 0
+        self.selected_labels: List[Labels] = []  # every series a selector returned
 
     def eval(self, node: object, t: float) -> Value:
-        self.selected = 0
+        self.selected_labels = []
         return self._eval(node, t)
 
     def _eval(self, node: object, t: float) -> Value:
@@ -79,7 +79,7 @@ class Evaluator:
             return node.value
         if isinstance(node, VectorSelector):
             found = self.history.instant(node, t)
-            self.selected += len(found)
+            self.selected_labels.extend(labels for labels, _ in found)
             return found
         if isinstance(node, Call):
             return self._call(node, t)
@@ -98,7 +98,7 @@ class Evaluator:
 
     def _matrix(self, node: MatrixSelector, t: float):
         found = self.history.range(node.vector, t, node.range)
-        self.selected += len(found)
+        self.selected_labels.extend(labels for labels, _ in found)
         return found
 
     def _call(self, node: Call, t: float) -> Vector:

@@ -312,3 +312,22 @@ def parse(text: str) -> object:
     if not text.strip():
         raise PromQLError("empty expression")
     return _Parser(text).parse()
+
+
+_MATCHER = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*")
+
+
+def parse_matcher(text: str) -> Matcher:
+    """An Alertmanager-style matcher: `alertname=LlmTargetDown`, `severity=~"warning|critical"`."""
+    m = _MATCHER.fullmatch(text)
+    if not m:
+        raise PromQLError(f"invalid matcher {text!r}: use label=value, label!=value, label=~regex or label!~regex")
+    label, op, value = m.groups()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        value = _unquote(value)
+    if op in ("=~", "!~"):
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise PromQLError(f"invalid regular expression in matcher {text!r}: {e}") from None
+    return Matcher(label, op, value)

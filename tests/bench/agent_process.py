@@ -2,6 +2,7 @@
 the benchmark. Usage: agent_process.py PORT INTERVAL TARGET_URL..."""
 
 import os
+import tempfile
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -21,7 +22,7 @@ def main():
     port, interval, urls = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{u}"\n' for i, u in enumerate(urls))
     config = parse_config(f'[agent]\ninterval = "{interval}"\nhostname = "bench"\n{targets}')
-    agent = Agent(config, nvml=FakeNvml(eight_gpus()))
+    agent = Agent(config, nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp())
     exporter = Exporter("127.0.0.1", port, max_threads=8).start()
     install_signals(agent)
     print("ready", flush=True)

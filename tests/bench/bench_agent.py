@@ -42,7 +42,8 @@ def pct(values, p):
 
 def cycle_cpu(urls, cycles):
     targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{u}"\n' for i, u in enumerate(urls))
-    agent = Agent(parse_config(f'[agent]\nhostname = "bench"\n{targets}'), nvml=FakeNvml(eight_gpus()))
+    agent = Agent(parse_config(f'[agent]\nhostname = "bench"\n{targets}'), nvml=FakeNvml(eight_gpus()),
+                  state_dir=tempfile.mkdtemp())
     agent.exporter = Exporter("127.0.0.1", 0)  # so each cycle includes rendering both formats
     try:
         for _ in range(3):  # warm up: NVML init, /props, first rates

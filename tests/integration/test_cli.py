@@ -70,7 +70,7 @@ def test_run_port_in_use_is_one_clear_line(tmp_path):
 
 def test_run_serves_and_stops_cleanly_on_sigterm(tmp_path, llama_server):
     port = free_port()
-    config = write(tmp_path, f'[agent]\ninterval = "1s"\n[exporter]\nlisten = "127.0.0.1:{port}"\n'
+    config = write(tmp_path, f'[agent]\ninterval = "1s"\nstate_dir = "{tmp_path}"\n[exporter]\nlisten = "127.0.0.1:{port}"\n'
                              f'[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\n')
     proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -6,6 +6,7 @@ Regenerate after an intended change with:  pytest tests/integration/test_golden.
 """
 
 import re
+import tempfile
 from pathlib import Path
 
 import requests
@@ -33,6 +34,7 @@ def replay_routes():
 
 
 def scrape_agent(accept="text/plain"):
+    state_dir = tempfile.mkdtemp()
     with RouteServer(replay_routes()) as replay:
         config = parse_config(f'''
 [agent]
@@ -43,7 +45,7 @@ enabled = false
 name = "llama"
 url = "{replay.url}"
 ''')
-        agent = Agent(config, nvml=FakeNvml(three_gpus()))
+        agent = Agent(config, nvml=FakeNvml(three_gpus()), state_dir=state_dir)
         exporter = Exporter("127.0.0.1", 0).start()
         agent.exporter = exporter
         try:

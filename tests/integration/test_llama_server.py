@@ -11,6 +11,7 @@ from tests.support.peers import LlamaServer
 
 
 def agent_for(server, extra=""):
+    """An agent watching `server` only (no NVML, host or alerting)."""
     config = parse_config(f'''
 [agent]
 interval = "1s"
@@ -22,7 +23,7 @@ enabled = false
 name = "tiny"
 url = "{server.url}"
 {extra}''')
-    return Agent(config)
+    return Agent(config, alerting=False)
 
 
 def test_passthrough_with_server_label_and_derived_series(llama_server):

@@ -19,7 +19,7 @@ enabled = false
 name = "tiny"
 url = "{llama_server.url}"
 ''')
-    agent = Agent(config)
+    agent = Agent(config, state_dir=str(tmp_path))
     exporter = Exporter("127.0.0.1", 0).start()
     loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
     loop.start()

@@ -111,6 +111,7 @@ ACCEPTED_LINT = (
     # dcgm-exporter's labels (modelName, Hostname), kept on the GPU extras so they join
     ("DCGM_FI_", "label names should be written in 'snake_case' not 'camelCase'"),
     ("llm_agent_gpu_", "label names should be written in 'snake_case' not 'camelCase'"),
+    ("llm_agent_alert_firing", "label names should be written in 'snake_case' not 'camelCase'"),  # an alert's own labels
     ("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "metric name should not include type 'counter'"),
     ("DCGM_FI_", 'counter metrics should have "_total" suffix'),
 )

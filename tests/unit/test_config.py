@@ -43,7 +43,7 @@ BAD = [
     ('[[targets]]\nname = "a"\nurl = "http://x:1"\nkind = "llama"\n',
      "agent.toml:4: targets[0].kind: expected one of 'llamacpp', 'openmetrics', got 'llama'"),
     ('[[targets]]\nname = "a"\nurl = "http://x:1"\n[[targets]]\nname = "a"\nurl = "http://y:1"\n',
-     "agent.toml:5: targets[1].name: duplicate target name 'a' (also targets[0])"),
+     "agent.toml:5: targets[1].name: duplicate name 'a' (also targets[0])"),
     ('[collectors.nvml]\nenabled = "yes"\n', "agent.toml:2: collectors.nvml.enabled: expected bool, got str 'yes'"),
     ('[collectors.gpu]\nenabled = true\n', "agent.toml:1: collectors.gpu: unknown key; known keys: nvml, host"),
     ('[agent]\nmax_response_bytes = "lots"\n',
@@ -100,7 +100,7 @@ def test_example_file_is_valid_and_documents_every_key():
     text = (ROOT / "agent.toml.example").read_text()
     uncommented = "\n".join(re.sub(r"^# ?", "", line) if re.match(r"^# ?(\[|[a-z_]+ =)", line) else line
                             for line in text.splitlines())
-    config = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k"})
+    config = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32})
     assert config.targets, "the example shows a [[targets]] entry"
 
     def keys(spec, prefix=""):
@@ -119,7 +119,7 @@ def test_example_defaults_match_the_embedded_ones():
     text = (ROOT / "agent.toml.example").read_text()
     uncommented = "\n".join(re.sub(r"^# ?", "", line) if re.match(r"^# ?(\[|[a-z_]+ =)", line) else line
                             for line in text.splitlines())
-    example = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k"})
+    example = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32})
     defaults = default_config()
-    for section in ("agent", "exporter", "discovery", "collectors"):
+    for section in ("agent", "exporter", "discovery", "collectors", "alerting"):
         assert example.sections[section] == defaults.sections[section], section

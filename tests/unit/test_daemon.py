@@ -17,7 +17,7 @@ def test_reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one(tmp_pat
     with RouteServer({"/metrics": static(b"a 1\n")}) as srv:
         path = tmp_path / "agent.toml"
         path.write_text(BASE + f'[[targets]]\nname = "one"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
-        agent = Agent(load_config(str(path)))
+        agent = Agent(load_config(str(path)), state_dir=str(tmp_path))
         exporter = Exporter("127.0.0.1", 0)
         loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
         loop.start()
@@ -42,7 +42,7 @@ def test_reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one(tmp_pat
 def test_discovery_reruns_and_picks_up_a_server_started_later():
     found = []
     clock = ManualClock()
-    agent = Agent(load_config(None), discover=lambda: list(found), monotonic=clock)
+    agent = Agent(load_config(None), discover=lambda: list(found), monotonic=clock, alerting=False)
     assert [t.name for t in agent.targets()] == ["llama-server-8080"]  # the fallback
     found.append(Found("openmetrics", "vllm", "127.0.0.1", 8000, 42))
     assert [t.name for t in agent.targets()] == ["llama-server-8080"]  # not yet: discovery interval

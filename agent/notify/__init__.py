@@ -1,0 +1,1 @@
+"""Delivering alerts: a durable outbox, a dispatcher with retries, and one module per channel."""

@@ -1,0 +1,126 @@
+"""What every channel shares: the notifier contract, the one status table, and redaction.
+
+Contract (Alertmanager notify/): `send(batch)` returns None on success or raises
+NotifyError(retryable, retry_after). Status table for every channel: 2xx delivered; 408,
+429 and 5xx retried (honouring Retry-After); any other 4xx failed for good; connection
+errors and timeouts retried. Messages never contain a URL, header or routing key.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+import requests
+
+
+class NotifyError(Exception):
+    """A failed delivery. `retryable`: try again later; `retry_after`: the receiver's wish."""
+
+    def __init__(self, message: str, retryable: bool, retry_after: Optional[float] = None, status: int = 0):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+@dataclass
+class AlertDoc:
+    """One alert as channels see it (stored in the outbox as JSON)."""
+
+    status: str  # firing | resolved
+    labels: Dict[str, str]
+    annotations: Dict[str, str]
+    starts_at: float
+    ends_at: float  # 0 while firing
+    value: float
+    fingerprint: str
+    test: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AlertDoc":
+        return cls(**json.loads(text))
+
+
+@dataclass
+class Channel:
+    """A configured destination."""
+
+    name: str
+    type: str
+    urls: List[str] = field(default_factory=list, repr=False)
+    routing_key: str = field(default="", repr=False)
+    severities: Sequence[str] = ()
+    matchers: Sequence[Any] = ()
+    send_resolved: bool = True
+    timeout: float = 10.0
+    max_age: float = 86400.0
+    hostname: str = ""
+
+    def secrets(self) -> List[str]:
+        return [s for s in list(self.urls) + [self.routing_key] if s]
+
+
+def retry_after_seconds(value: Optional[str], now: float) -> Optional[float]:
+    """Retry-After as seconds: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "<secret>")
+    return text
+
+
+def classify(status: int, body: str, retry_after: Optional[float]) -> None:
+    """Apply the status table: return on 2xx, raise NotifyError otherwise."""
+    if 200 <= status < 300:
+        return
+    detail = body.strip().replace("\n", " ")[:200]
+    message = f"HTTP {status}" + (f": {detail}" if detail else "")
+    if status in (408, 429) or status >= 500:
+        raise NotifyError(message, retryable=True, retry_after=retry_after, status=status)
+    raise NotifyError(message, retryable=False, status=status)
+
+
+def post_json(session: requests.Session, url: str, payload: Any, timeout: float, secrets: Sequence[str],
+              headers: Optional[Dict[str, str]] = None) -> requests.Response:
+    """POST JSON and apply the status table; errors never carry the URL."""
+    try:
+        resp = session.post(url, data=json.dumps(payload).encode(), timeout=timeout,
+                            headers={"Content-Type": "application/json", "User-Agent": "llm-agent", **(headers or {})})
+    except requests.exceptions.Timeout:
+        raise NotifyError(f"no answer within {timeout:g}s", retryable=True) from None
+    except requests.exceptions.ConnectionError as e:
+        what = "connection refused" if "refused" in str(e).lower() else "cannot connect"
+        raise NotifyError(what, retryable=True) from None
+    except requests.exceptions.RequestException as e:
+        raise NotifyError(f"request failed: {type(e).__name__}", retryable=True) from None
+    try:
+        classify(resp.status_code, redact(resp.text, secrets), retry_after_seconds(resp.headers.get("Retry-After"), time.time()))
+    except NotifyError as e:
+        raise NotifyError(redact(str(e), secrets), e.retryable, e.retry_after, e.status) from None
+    return resp
+
+
+def iso(ts: float) -> str:
+    """RFC 3339 in UTC, as Alertmanager and PagerDuty expect."""
+    if not ts:
+        return "0001-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"

@@ -1,0 +1,268 @@
+"""The alert state machine, per rule and label set: inactive -> pending -> firing -> resolved
+(Prometheus rules/alerting.go), with `for`, `keep_firing_for`, `cooldown` (re-notify while
+firing), inhibition, and state that survives a restart.
+
+A missing series never silently resolves an alert: an alert resolves only when the series it
+came from are still there and no longer match. If they vanished (a lost GPU, a collector
+that failed) the alert is held, and resolved with a "no data" note only after
+`no_data_timeout`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from .ast import Matcher
+from .evaluator import EvalError, Evaluator
+from .history import History, matches
+from .templates import Template
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Rule:
+    name: str
+    expr_text: str
+    expr: object
+    for_: float = 0.0
+    keep_firing_for: float = 0.0
+    cooldown: float = 0.0
+    severity: str = "warning"
+    labels: Dict[str, str] = field(default_factory=dict)
+    annotations: Dict[str, Template] = field(default_factory=dict)
+    label_templates: Dict[str, Template] = field(default_factory=dict)
+
+
+@dataclass
+class Alert:
+    rule: str
+    labels: Dict[str, str]
+    source: Tuple[Tuple[str, str], ...]  # the result's own labels, to find its series again
+    annotations: Dict[str, str]
+    state: str  # pending | firing
+    active_at: float
+    value: float
+    last_seen: float
+    fired_at: float = 0.0
+    last_sent: float = 0.0  # last firing notification (0: never, e.g. inhibited all along)
+    inhibited: bool = False
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.labels)
+
+    def to_doc(self) -> dict:
+        return {k: getattr(self, k) for k in ("rule", "labels", "source", "annotations", "state", "active_at",
+                                               "value", "last_seen", "fired_at", "last_sent", "inhibited")}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> "Alert":
+        doc = dict(doc)
+        doc["source"] = tuple(tuple(kv) for kv in doc["source"])
+        return cls(**doc)
+
+
+def fingerprint(labels: Dict[str, str]) -> str:
+    """A stable id for a label set: the dedup key receivers see."""
+    return hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A state change to deliver: firing (also repeats) or resolved."""
+
+    status: str
+    alert: Alert
+    at: float
+
+
+@dataclass(frozen=True)
+class InhibitRule:
+    """While an alert matching `source` fires, alerts matching `target` with the same
+    values of `equal` are held back (Alertmanager's inhibit_rules)."""
+
+    source: Tuple[Matcher, ...]
+    target: Tuple[Matcher, ...]
+    equal: Tuple[str, ...]
+
+
+class Engine:
+    """Evaluates every rule against the History at time t and returns the notifications due."""
+
+    def __init__(self, rules: Sequence[Rule], history: History, inhibit: Sequence[InhibitRule] = (),
+                 no_data_timeout: float = 600.0, store=None):
+        self.rules = list(rules)
+        self.history = history
+        self.inhibit = list(inhibit)
+        self.no_data_timeout = no_data_timeout
+        self.store = store
+        self.alerts: Dict[str, Dict[str, Alert]] = {r.name: {} for r in self.rules}
+        self.failures: Dict[str, int] = {}
+        self.last_duration = 0.0
+        self.last_error: Dict[str, str] = {}
+        self._register()
+        if store is not None:
+            self._load()
+
+    def _register(self) -> None:
+        from .ast import selectors
+
+        self.history.clear_selectors()
+        for rule in self.rules:
+            for sel, rng in selectors(rule.expr):
+                self.history.register(sel, rng)
+
+    # -- persistence ----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        with self.store.lock:
+            rows = self.store.db.execute("SELECT rule, doc FROM alert_state").fetchall()
+        for rule_name, doc in rows:
+            alert = Alert.from_doc(json.loads(doc))
+            self.alerts.setdefault(rule_name, {})[alert.fingerprint] = alert
+        if rows:
+            log.info("restored %d alert(s) from %s", len(rows), self.store.path)
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        docs = [(a.fingerprint, a.rule, json.dumps(a.to_doc())) for by_rule in self.alerts.values() for a in by_rule.values()]
+        try:
+            with self.store.lock:
+                self.store.db.execute("BEGIN")
+                self.store.db.execute("DELETE FROM alert_state")
+                self.store.db.executemany("INSERT INTO alert_state VALUES (?, ?, ?)", docs)
+                self.store.db.execute("COMMIT")
+        except Exception as e:  # a full disk must not stop alerting; state is saved again next cycle
+            log.warning("saving alert state failed: %s", e)
+            try:
+                self.store.db.execute("ROLLBACK")
+            except Exception:
+                pass
+
+    # -- evaluation -----------------------------------------------------------------------------
+
+    def evaluate(self, t: float) -> List[Notification]:
+        start = time.perf_counter()
+        out: List[Notification] = []
+        known = {r.name for r in self.rules}
+        for rule_name in [n for n in self.alerts if n not in known]:  # rules removed by a reload
+            for alert in self.alerts.pop(rule_name).values():
+                if alert.state == "firing" and alert.last_sent:
+                    alert.annotations["resolved_reason"] = "the rule was removed"
+                    out.append(Notification("resolved", alert, t))
+        for rule in self.rules:
+            out.extend(self._evaluate_rule(rule, t))
+        out = self._apply_inhibition(out, t)
+        self._save()
+        self.last_duration = time.perf_counter() - start
+        return out
+
+    def _evaluate_rule(self, rule: Rule, t: float) -> List[Notification]:
+        evaluator = Evaluator(self.history)
+        try:
+            result = evaluator.eval(rule.expr, t)
+        except EvalError as e:
+            self.failures[rule.name] = self.failures.get(rule.name, 0) + 1
+            self.last_error[rule.name] = str(e)
+            log.warning("rule %s: %s", rule.name, e)
+            return []
+        self.last_error.pop(rule.name, None)
+        if not isinstance(result, list):  # a scalar expression: treat as one unlabelled sample
+            result = [((), result)]
+        active = self.alerts.setdefault(rule.name, {})
+        seen = set()
+        out: List[Notification] = []
+        for labels, value in result:
+            source = tuple(kv for kv in labels if kv[0] != "__name__")
+            alert_labels = self._labels(rule, dict(source), value)
+            fp = fingerprint(alert_labels)
+            seen.add(fp)
+            alert = active.get(fp)
+            if alert is None:
+                alert = active[fp] = Alert(rule.name, alert_labels, source, {}, "pending", t, value, t)
+            alert.value, alert.last_seen = value, t
+            alert.annotations = {k: tpl.render(alert_labels, value) for k, tpl in rule.annotations.items()}
+            if alert.state == "pending" and t - alert.active_at >= rule.for_:
+                alert.state, alert.fired_at = "firing", t
+                out.append(Notification("firing", alert, t))
+            elif alert.state == "firing" and rule.cooldown > 0 and alert.last_sent and t - alert.last_sent >= rule.cooldown:
+                out.append(Notification("firing", alert, t))
+        for fp, alert in list(active.items()):
+            if fp in seen:
+                continue
+            if alert.state == "pending":
+                del active[fp]
+            elif t - alert.last_seen < rule.keep_firing_for:
+                continue
+            elif self._still_has_data(alert, evaluator):
+                del active[fp]
+                out.append(Notification("resolved", alert, t))
+            elif t - alert.last_seen >= self.no_data_timeout:
+                del active[fp]
+                alert.annotations["resolved_reason"] = f"no data for {self.no_data_timeout:g}s: its series vanished"
+                out.append(Notification("resolved", alert, t))
+        return out
+
+    @staticmethod
+    def _labels(rule: Rule, source: Dict[str, str], value: float) -> Dict[str, str]:
+        labels = dict(source)
+        labels.update(rule.labels)
+        for key, tpl in rule.label_templates.items():
+            labels[key] = tpl.render(source, value)
+        labels["alertname"] = rule.name
+        labels.setdefault("severity", rule.severity)
+        return labels
+
+    @staticmethod
+    def _still_has_data(alert: Alert, evaluator: Evaluator) -> bool:
+        """Whether some series the rule read still carries the alert's source labels."""
+        wanted = set(alert.source)
+        return any(wanted <= set(labels) for labels in evaluator.selected_labels)
+
+    def _apply_inhibition(self, notifications: List[Notification], t: float) -> List[Notification]:
+        firing = [a for by_rule in self.alerts.values() for a in by_rule.values() if a.state == "firing"]
+        for alert in firing:
+            alert.inhibited = any(self._inhibits(rule, source, alert) for rule in self.inhibit for source in firing
+                                  if source is not alert)
+        out = []
+        for n in notifications:
+            if n.status == "firing" and n.alert.inhibited:
+                continue
+            if n.status == "resolved" and not n.alert.last_sent:
+                continue  # never announced (inhibited all along): nothing to resolve
+            out.append(n)
+        # an alert whose inhibition ended while it still fires is announced now
+        announced = {id(n.alert) for n in out}
+        for alert in firing:
+            if not alert.inhibited and not alert.last_sent and id(alert) not in announced:
+                out.append(Notification("firing", alert, t))
+        for n in out:
+            if n.status == "firing":
+                n.alert.last_sent = t
+        return out
+
+    @staticmethod
+    def _inhibits(rule: InhibitRule, source: Alert, target: Alert) -> bool:
+        if not matches(rule.source, source.labels) or not matches(rule.target, target.labels):
+            return False
+        if matches(rule.source, target.labels) and matches(rule.target, source.labels):
+            return False  # two alerts of the same kind do not silence each other
+        return all(source.labels.get(k, "") == target.labels.get(k, "") for k in rule.equal)
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def active(self) -> List[Alert]:
+        return [a for by_rule in self.alerts.values() for a in by_rule.values()]
+
+    def find(self, fp: str) -> Optional[Alert]:
+        for by_rule in self.alerts.values():
+            if fp in by_rule:
+                return by_rule[fp]
+        return None

@@ -1,0 +1,190 @@
+"""The part of Prometheus' alert templating that rules use: `{{ $labels.x }}`, `{{ $value }}`,
+pipelines through humanize, humanize1024, humanizeDuration, humanizePercentage, printf,
+toUpper, toLower, title. Checked at load, so a rule never fails to render at 3 a.m.; the
+same text works unchanged when the rule is exported to Prometheus."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable, Dict, List
+
+_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
+_PRINTF = re.compile(r'^printf\s+"((?:[^"\\]|\\.)*)"\s*(.*)$')
+
+
+class TemplateError(ValueError):
+    """A template outside the supported subset."""
+
+
+def _fmt_g(v: float) -> str:
+    return "%.4g" % v
+
+
+def humanize(v: float) -> str:
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return _fmt_g(v)
+    if abs(v) >= 1:
+        prefix = ""
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(v) < 1000:
+                break
+            prefix, v = p, v / 1000
+        return _fmt_g(v) + prefix
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return _fmt_g(v) + prefix
+
+
+def humanize1024(v: float) -> str:
+    if abs(v) <= 1 or math.isnan(v) or math.isinf(v):
+        return _fmt_g(v)
+    prefix = ""
+    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
+        if abs(v) < 1024:
+            break
+        prefix, v = p, v / 1024
+    return _fmt_g(v) + prefix
+
+
+def humanize_duration(v: float) -> str:
+    if math.isnan(v) or math.isinf(v):
+        return _fmt_g(v)
+    if v == 0:
+        return "0s"
+    if abs(v) >= 1:
+        sign = "-" if v < 0 else ""
+        secs = int(abs(v))
+        days, hours, minutes, seconds = secs // 86400, secs // 3600 % 24, secs // 60 % 60, secs % 60
+        if days:
+            return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+        if hours:
+            return f"{sign}{hours}h {minutes}m {seconds}s"
+        if minutes:
+            return f"{sign}{minutes}m {seconds}s"
+        return f"{sign}{_fmt_g(abs(v))}s"
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return f"{_fmt_g(v)}{prefix}s"
+
+
+def humanize_percentage(v: float) -> str:
+    return _fmt_g(v * 100) + "%"
+
+
+def _to_float(x: object) -> float:
+    try:
+        return float(x)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise TemplateError(f"{x!r} is not a number") from None
+
+
+FUNCTIONS: Dict[str, Callable[[object], str]] = {
+    "humanize": lambda x: humanize(_to_float(x)),
+    "humanize1024": lambda x: humanize1024(_to_float(x)),
+    "humanizeDuration": lambda x: humanize_duration(_to_float(x)),
+    "humanizePercentage": lambda x: humanize_percentage(_to_float(x)),
+    "toUpper": lambda x: str(x).upper(),
+    "toLower": lambda x: str(x).lower(),
+    "title": lambda x: str(x).title(),
+}
+
+
+def _go_printf(fmt: str, args: List[object]) -> str:
+    fmt = fmt.encode().decode("unicode_escape")
+    py = re.sub(r"%v", "%s", fmt)
+    try:
+        return py % tuple(args)
+    except (TypeError, ValueError) as e:
+        raise TemplateError(f"printf {fmt!r}: {e}") from None
+
+
+class Template:
+    """A parsed template; `render(labels, value)` fills it in."""
+
+    def __init__(self, text: str):
+        self.text = text
+        self.parts: List[object] = []  # str literals and action pipelines
+        pos = 0
+        for m in _ACTION.finditer(text):
+            self.parts.append(text[pos:m.start()])
+            self.parts.append(self._parse_action(m.group(1)))
+            pos = m.end()
+        rest = text[pos:]
+        if "{{" in rest:
+            raise TemplateError(f"unclosed '{{{{' in {text!r}")
+        self.parts.append(rest)
+
+    @staticmethod
+    def _term(term: str) -> Callable[[Dict[str, str], float], object]:
+        term = term.strip()
+        if term == "$value":
+            return lambda labels, value: value
+        m = re.fullmatch(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)", term)
+        if m:
+            key = m.group(1)
+            return lambda labels, value: labels.get(key, "")
+        m = re.fullmatch(r'index \$labels "([^"]+)"', term)
+        if m:
+            key = m.group(1)
+            return lambda labels, value: labels.get(key, "")
+        if re.fullmatch(r'"(?:[^"\\]|\\.)*"', term):
+            literal = term[1:-1]
+            return lambda labels, value: literal
+        raise TemplateError(f"unsupported template term {term!r}: use $value, $labels.name or a quoted string")
+
+    def _parse_action(self, action: str) -> List[object]:
+        stages = [s.strip() for s in action.split("|")]
+        first = stages[0]
+        pipeline: List[object] = []
+        m = _PRINTF.match(first)
+        if m:
+            fmt, rest = m.group(1), m.group(2)
+            terms = [self._term(t) for t in re.findall(r'"[^"]*"|\S+', rest)] if rest else []
+            pipeline.append(("printf", fmt, terms))
+        else:
+            pipeline.append(("term", self._term(first)))
+        for stage in stages[1:]:
+            m = _PRINTF.match(stage)
+            if m:
+                pipeline.append(("printf-pipe", m.group(1), [self._term(t) for t in m.group(2).split()] if m.group(2) else []))
+            elif stage in FUNCTIONS:
+                pipeline.append(("func", stage))
+            else:
+                raise TemplateError(f"unsupported template function {stage!r}; known: printf, {', '.join(FUNCTIONS)}")
+        return pipeline
+
+    def render(self, labels: Dict[str, str], value: float) -> str:
+        out = []
+        for part in self.parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            current: object = None
+            for stage in part:
+                if stage[0] == "term":
+                    current = stage[1](labels, value)
+                elif stage[0] == "printf":
+                    current = _go_printf(stage[1], [t(labels, value) for t in stage[2]])
+                elif stage[0] == "printf-pipe":
+                    current = _go_printf(stage[1], [t(labels, value) for t in stage[2]] + [current])
+                else:
+                    current = FUNCTIONS[stage[1]](current)
+            out.append(_format(current))
+        return "".join(out)
+
+
+def _format(x: object) -> str:
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "NaN"
+        if math.isinf(x):
+            return "+Inf" if x > 0 else "-Inf"
+        return repr(x) if not x.is_integer() else str(int(x))
+    return str(x)
