@@ -18,6 +18,8 @@ EPILOG = """commands:
   run              collect every interval and serve /metrics (the systemd service runs this)
   check            one pass over GPUs, targets and host; report problems (exit 0 ok, 1 warning, 2 critical)
   config validate  check a config file and print the errors with file:line
+  rules export     print the loaded alert rules as a Prometheus rule file
+  test-alert       send a clearly marked test alert through a [[notify]] channel
 
 The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
 exists, else the embedded defaults."""
@@ -36,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
     chk.add_argument("--sample", type=float, default=1.0, metavar="SECONDS",
                      help="gap between the two passes that measure tokens/s (default 1)")
+    rules = sub.add_parser("rules", help="alert rule tools")
+    rules_sub = rules.add_subparsers(dest="rules_command", metavar="SUBCOMMAND")
+    export = rules_sub.add_parser("export", help="print the loaded rules as a Prometheus rule file")
+    export.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    test = sub.add_parser("test-alert", help="send a test alert through a channel")
+    test.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    test.add_argument("--channel", required=True, metavar="NAME", help="the [[notify]] channel's name")
+    test.add_argument("--resolve", action="store_true", help="send the resolve after the alert")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     val = cfg_sub.add_parser("validate", help="validate a config file")
@@ -127,6 +138,50 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rules_export(args: argparse.Namespace) -> int:
+    from .rules.export import export_rules
+    from .rules.loader import rule_docs
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    text = export_rules(rule_docs(config)[0])
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_test_alert(args: argparse.Namespace) -> int:
+    from .alerting import channels_from
+    from .notify.base import NotifyError, redact
+    from .notify.dispatcher import make_notifier
+    from .notify.testalert import test_docs
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    channels = {c.name: c for c in channels_from(config)}
+    channel = channels.get(args.channel)
+    if channel is None:
+        known = ", ".join(sorted(channels)) or "none configured"
+        print(f"llm-agent: no [[notify]] channel named {args.channel!r} (known: {known})", file=sys.stderr)
+        return 2
+    notifier = make_notifier(channel, config.get("alerting.alertmanager_resend"))
+    for doc in test_docs(config.hostname, resolve=args.resolve):
+        try:
+            notifier.send([doc])
+        except NotifyError as e:
+            kind = "would be retried" if e.retryable else "not retryable: fix the channel"
+            print(f"llm-agent: test {doc.status} to {channel.name} ({channel.type}) failed: "
+                  f"{redact(str(e), channel.secrets())} ({kind})", file=sys.stderr)
+            return 1
+        print(f"test {doc.status} delivered to {channel.name} ({channel.type})")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -136,6 +191,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         return cmd_check(args)
     if args.command == "config" and args.config_command == "validate":
         return cmd_config_validate(args)
+    if args.command == "rules" and args.rules_command == "export":
+        return cmd_rules_export(args)
+    if args.command == "test-alert":
+        return cmd_test_alert(args)
     parser.print_help(sys.stderr)
     return 2
 

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import requests
+from urllib.parse import parse_qsl, urlsplit
+
+# urllib3 logs each request line at DEBUG, and a webhook's path is its secret: never let it through
+logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 class NotifyError(Exception):
@@ -64,7 +69,17 @@ class Channel:
     hostname: str = ""
 
     def secrets(self) -> List[str]:
-        return [s for s in list(self.urls) + [self.routing_key] if s]
+        """Everything that could reveal a credential: whole URLs, their longer path segments
+        and query values (a Slack hook's path is its key), passwords, the routing key."""
+        out = [self.routing_key] if self.routing_key else []
+        for url in self.urls:
+            parts = urlsplit(url)
+            out.append(url)
+            out.extend(seg for seg in parts.path.split("/") if len(seg) >= 8)
+            out.extend(v for _, v in parse_qsl(parts.query) if len(v) >= 8)
+            if parts.password:
+                out.append(parts.password)
+        return sorted(set(out), key=len, reverse=True)  # longest first, so a URL goes before its parts
 
 
 def retry_after_seconds(value: Optional[str], now: float) -> Optional[float]:

@@ -52,6 +52,7 @@ class Alert:
     fired_at: float = 0.0
     last_sent: float = 0.0  # last firing notification (0: never, e.g. inhibited all along)
     inhibited: bool = False
+    keep_firing_since: float = 0.0  # first evaluation without it, while keep_firing_for holds it
 
     @property
     def fingerprint(self) -> str:
@@ -59,7 +60,7 @@ class Alert:
 
     def to_doc(self) -> dict:
         return {k: getattr(self, k) for k in ("rule", "labels", "source", "annotations", "state", "active_at",
-                                               "value", "last_seen", "fired_at", "last_sent", "inhibited")}
+                                               "value", "last_seen", "fired_at", "last_sent", "inhibited", "keep_firing_since")}
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Alert":
@@ -187,7 +188,7 @@ class Engine:
             alert = active.get(fp)
             if alert is None:
                 alert = active[fp] = Alert(rule.name, alert_labels, source, {}, "pending", t, value, t)
-            alert.value, alert.last_seen = value, t
+            alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
             alert.annotations = {k: tpl.render(alert_labels, value) for k, tpl in rule.annotations.items()}
             if alert.state == "pending" and t - alert.active_at >= rule.for_:
                 alert.state, alert.fired_at = "firing", t
@@ -199,9 +200,12 @@ class Engine:
                 continue
             if alert.state == "pending":
                 del active[fp]
-            elif t - alert.last_seen < rule.keep_firing_for:
                 continue
-            elif self._still_has_data(alert, evaluator):
+            if rule.keep_firing_for > 0:  # Prometheus: measured from the first evaluation without it
+                alert.keep_firing_since = alert.keep_firing_since or t
+                if t - alert.keep_firing_since < rule.keep_firing_for:
+                    continue
+            if self._still_has_data(alert, evaluator):
                 del active[fp]
                 out.append(Notification("resolved", alert, t))
             elif t - alert.last_seen >= self.no_data_timeout:

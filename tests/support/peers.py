@@ -173,3 +173,50 @@ class Prometheus:
                 self.proc.kill()
         if getattr(self, "log", None):
             self.log.close()
+
+
+class Alertmanager:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on loopback, clustering off."""
+
+    def __init__(self, workdir: str):
+        path = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        require("alertmanager", path is not None, "apt-get install prometheus-alertmanager")
+        self.binary = path
+        self.port = free_port()
+        self.workdir = workdir
+        self.config = os.path.join(workdir, "alertmanager.yml")
+        with open(self.config, "w") as f:
+            f.write("route:\n  receiver: blackhole\n  group_wait: 0s\nreceivers:\n  - name: blackhole\n")
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Alertmanager":
+        self.log = open(os.path.join(self.workdir, "alertmanager.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.config}", f"--storage.path={self.workdir}/am-data",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address="],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: requests.get(self.url + "/-/ready", timeout=1).status_code == 200, 60, what="alertmanager")
+        return self
+
+    def amtool_alerts(self) -> list:
+        import json
+
+        amtool = shutil.which("amtool")
+        require("amtool", amtool is not None, "apt-get install prometheus-alertmanager")
+        out = subprocess.run([amtool, f"--alertmanager.url={self.url}", "alert", "query", "--active", "-o", "json"],
+                             capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(out.stdout)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "log", None):
+            self.log.close()

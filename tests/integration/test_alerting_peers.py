@@ -1,0 +1,173 @@
+"""Alerting end to end with real peers: Alertmanager receives the pushes (read back through its
+API and amtool); a real llama-server killed and restarted pages and resolves through a
+webhook; the agent SIGKILLed with notifications pending delivers each exactly once after a
+restart; the exported rules pass promtool; test-alert goes through the real path."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from agent.config import parse_config
+from agent.daemon import Agent
+from agent.exporter import Exporter
+from agent.notify.base import AlertDoc, Channel
+from agent.notify.dispatcher import make_notifier
+from tests.support.peers import Alertmanager, free_port, promtool_path, wait_until
+from tests.support.receivers import SLACK, WEBHOOK, Receiver
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_alertmanager_receives_firing_and_resolved(tmp_path):
+    am = Alertmanager(str(tmp_path)).start()
+    try:
+        channel = Channel("am", "alertmanager", urls=[am.url, f"http://127.0.0.1:{free_port()}"])  # one replica down
+        notifier = make_notifier(channel)
+        now = time.time()
+        firing = AlertDoc("firing", {"alertname": "LlmTargetDown", "server": "llama", "severity": "critical"},
+                          {"summary": "llama is down"}, now, 0.0, 0.0, "f1")
+        notifier.send([firing])  # one replica accepting is a delivery
+        alerts = am.amtool_alerts()
+        assert [(a["labels"]["alertname"], a["labels"]["server"], a["status"]["state"]) for a in alerts] == \
+               [("LlmTargetDown", "llama", "active")]
+        api = requests.get(am.url + "/api/v2/alerts").json()
+        assert api[0]["annotations"]["summary"] == "llama is down"
+        resolved = AlertDoc("resolved", firing.labels, firing.annotations, now, time.time(), 0.0, "f1")
+        notifier.send([resolved])
+        wait_until(lambda: am.amtool_alerts() == [], 10, what="Alertmanager to see the resolve")
+    finally:
+        am.stop()
+
+
+def test_killed_llama_server_pages_and_restart_resolves(llama_server, tmp_path):
+    receiver = Receiver(WEBHOOK, "ok")
+    config = parse_config(f'''
+[agent]
+interval = "500ms"
+[collectors.nvml]
+enabled = false
+[collectors.host]
+enabled = false
+[[targets]]
+name = "tiny"
+url = "{llama_server.url}"
+[[notify]]
+name = "hook"
+type = "webhook"
+url = "{receiver.url}"
+''')
+    agent = Agent(config, state_dir=str(tmp_path))
+    exporter = Exporter("127.0.0.1", 0)
+    loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
+    loop.start()
+    try:
+        wait_until(lambda: agent.snapshot is not None, 10, what="first cycle")
+        llama_server.kill()
+        wait_until(lambda: receiver.alerts("firing"), 10, what="the firing alert at the webhook")
+        alert = receiver.alerts("firing")[0]
+        assert alert["labels"]["alertname"] == "LlmTargetDown" and alert["labels"]["server"] == "tiny"
+        assert alert["annotations"]["summary"] == "Inference server tiny is down"
+        api = agent.alerting.api_alerts()["data"]["alerts"]
+        assert [(a["labels"]["alertname"], a["state"]) for a in api] == [("LlmTargetDown", "firing")]
+        llama_server.start()
+        wait_until(lambda: receiver.alerts("resolved"), 15, what="the resolve at the webhook")
+        assert receiver.alerts("resolved")[0]["fingerprint"] == alert["fingerprint"]
+        assert len(receiver.alerts("firing")) == 1, "paged once"
+    finally:
+        agent.stop()
+        loop.join(5)
+        exporter.server_close()
+        agent.close()
+        receiver.close()
+
+
+def _agent_process(config_path):
+    return subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config_path], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_sigkill_with_pending_notifications_loses_none_and_repeats_none(tmp_path):
+    receiver = Receiver(WEBHOOK, "unavailable")
+    config = tmp_path / "agent.toml"
+    config.write_text(f'''
+[agent]
+interval = "200ms"
+state_dir = "{tmp_path}"
+[exporter]
+listen = "127.0.0.1:{free_port()}"
+[discovery]
+enabled = false
+[collectors.nvml]
+enabled = false
+[collectors.host]
+enabled = false
+[alerting]
+default_rules = false
+[[rules]]
+name = "AlwaysFiring"
+expr = "llm_agent_config_last_reload_successful == 1"
+[[rules]]
+name = "NoTargets"
+expr = 'llm_agent_targets{{source="configured"}} == 0'
+[[notify]]
+name = "hook"
+type = "webhook"
+url = "{receiver.url}"
+''')
+    proc = _agent_process(str(config))
+    try:
+        wait_until(lambda: len({a["labels"]["alertname"] for a in receiver.alerts(accepted_only=False)}) == 2, 20,
+                   what="both alerts attempted while the receiver answers 503")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert receiver.accepted == []
+        receiver.mode = "ok"
+        proc = _agent_process(str(config))
+        wait_until(lambda: len(receiver.unique) == 2, 20, what="both pending notifications delivered after restart")
+        time.sleep(1.5)  # several more cycles: nothing is paged again
+        delivered = [(a["labels"]["alertname"], a["status"]) for a in receiver.alerts()]
+        assert sorted(delivered) == [("AlwaysFiring", "firing"), ("NoTargets", "firing")], "each exactly once"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        receiver.close()
+
+
+def test_exported_rules_pass_promtool(tmp_path):
+    out = tmp_path / "rules.yml"
+    r = subprocess.run([sys.executable, "-m", "agent.cli", "rules", "export", "-o", str(out)], cwd=ROOT,
+                       env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    check = subprocess.run([promtool_path(), "check", "rules", str(out)], capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 24 rules found" in check.stdout
+
+
+def test_test_alert_goes_through_the_real_notifier(tmp_path):
+    receiver = Receiver(SLACK, "ok")
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[[notify]]\nname = "ops"\ntype = "slack"\nurl = "${{HOOK}}"\n')
+    env = {**os.environ, "PYTHONPATH": ROOT, "HOOK": receiver.url + "/T000/B000/sekritsekrit"}
+    try:
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "test-alert", "--channel", "ops", "--resolve",
+                            "--config", str(config)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["test firing delivered to ops (slack)", "test resolved delivered to ops (slack)"]
+        first = receiver.requests[0]["body"]
+        assert first["text"].startswith("[TEST] [INFO] LlmAgentTestAlert")
+        receiver.mode = "invalid_payload"
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "test-alert", "--channel", "ops", "--config", str(config)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1
+        assert "HTTP 400: invalid_payload (not retryable: fix the channel)" in r.stderr
+        assert "sekritsekrit" not in r.stderr + r.stdout
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "test-alert", "--channel", "nope", "--config", str(config)],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "known: ops" in r.stderr
+    finally:
+        receiver.close()

@@ -1,0 +1,186 @@
+"""Every channel against local receivers that answer as Slack and PagerDuty document (and a
+webhook endpoint): the whole status table decides retry-or-not; payloads have the documented
+shape; secrets never reach a log line, an error or the outbox."""
+
+import json
+import logging
+import socket
+
+import pytest
+
+from agent.notify.base import AlertDoc, Channel
+from agent.notify.dispatcher import Dispatcher
+from agent.notify.outbox import Outbox
+from agent.notify.pagerduty import MAX_BYTES
+from agent.store import Store
+from tests.support.clock import ManualClock
+from tests.support.receivers import PAGERDUTY, SLACK, WEBHOOK, Receiver
+
+SECRET = "sekrit-T0KEN-0123456789abcdef"
+
+
+def doc(status="firing", summary="GPU 0 is on fire", description="Runbook text.", severity="critical"):
+    labels = {"alertname": "GpuHot", "severity": severity, "gpu": "0", "Hostname": "h1"}
+    return AlertDoc(status, labels, {"summary": summary, "description": description}, 1000.0,
+                    1060.0 if status == "resolved" else 0.0, 91.0, "0123456789abcdef")
+
+
+def setup(tmp_path, kind, receiver_url, timeout=2.0):
+    store = Store(str(tmp_path / "state.db"))
+    outbox = Outbox(store)
+    if kind == "pagerduty":
+        channel = Channel("pd", "pagerduty", urls=[receiver_url], routing_key=SECRET, timeout=timeout, hostname="h1")
+    else:
+        channel = Channel(kind, kind, urls=[receiver_url + "/" + SECRET], timeout=timeout, hostname="h1")
+    clock = ManualClock(1000.0)
+    dispatcher = Dispatcher(outbox, [channel], clock=clock, jitter=lambda: 0.5)
+    return store, outbox, channel, dispatcher, clock
+
+
+def outcome(store, outbox, dispatcher, channel, clock):
+    outbox.enqueue(channel.name, "0123456789abcdef", "firing", doc().to_json(), clock())
+    dispatcher.deliver_once(channel.name)
+    rows = store.db.execute("SELECT attempts, next_attempt, last_error FROM outbox").fetchall()
+    log = store.db.execute("SELECT result, detail FROM notification_log").fetchall()
+    if rows:
+        return "retried", rows[0]
+    return log[0][0], log[0]
+
+
+CASES = [(kind, table, mode, expected) for kind, table in (("slack", SLACK), ("pagerduty", PAGERDUTY))
+         for mode, expected in (("ok", "delivered"), ("invalid_payload", "dead"), ("rate_limited", "retried"),
+                                ("server_error", "retried"), ("unavailable", "retried"))]
+CASES += [("slack", SLACK, "revoked", "dead"), ("slack", SLACK, "archived", "dead"),
+          ("webhook", WEBHOOK, "ok", "delivered"), ("webhook", WEBHOOK, "unavailable", "retried")]
+
+
+@pytest.mark.parametrize("kind,table,mode,expected", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
+def test_status_table(tmp_path, kind, table, mode, expected):
+    receiver = Receiver(table, mode)
+    store, outbox, channel, dispatcher, clock = setup(tmp_path, kind, receiver.url)
+    try:
+        result, row = outcome(store, outbox, dispatcher, channel, clock)
+        assert result == expected
+        if mode == "rate_limited":
+            assert row[1] >= clock() + 30, "Retry-After honoured"
+        elif result == "retried":
+            assert row[0] == 1 and clock() + 0.9 <= row[1] <= clock() + 1.1, "first backoff ~1s"
+        assert len(receiver.requests) == 1
+    finally:
+        receiver.close()
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager"])
+def test_refused_and_hanging_receivers_are_retried(tmp_path, kind):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    store, outbox, channel, dispatcher, clock = setup(tmp_path, kind, dead_url)
+    assert outcome(store, outbox, dispatcher, channel, clock)[0] == "retried"
+    store.close()
+    hang = Receiver(SLACK, "hang")
+    store, outbox, channel, dispatcher, clock = setup(tmp_path / "h", kind, hang.url.rsplit("/", 1)[0], timeout=0.5)
+    try:
+        result, row = outcome(store, outbox, dispatcher, channel, clock)
+        assert result == "retried" and "no answer within 0.5s" in row[2]
+    finally:
+        hang.close()
+        store.close()
+
+
+def test_backoff_grows_and_gives_up_after_max_age(tmp_path):
+    receiver = Receiver(SLACK, "server_error")
+    store, outbox, channel, dispatcher, clock = setup(tmp_path, "slack", receiver.url)
+    channel.max_age = 100
+    try:
+        outbox.enqueue("slack", "k", "firing", doc().to_json(), clock())
+        delays = []
+        for _ in range(4):
+            clock.now = outbox.next_due("slack")
+            dispatcher.deliver_once("slack")
+            delays.append(round(outbox.next_due("slack") - clock.now, 3))
+        assert delays == [1.0, 2.0, 4.0, 8.0]
+        clock.now += 200
+        dispatcher.deliver_once("slack")
+        assert outbox.depth() == {}
+        assert dispatcher.results[("slack", "dead")] == 1
+    finally:
+        receiver.close()
+        store.close()
+
+
+def test_slack_payload(tmp_path):
+    receiver = Receiver(SLACK, "ok")
+    store, outbox, channel, dispatcher, clock = setup(tmp_path, "slack", receiver.url)
+    try:
+        for status in ("firing", "resolved"):
+            outbox.enqueue("slack", "k", status, doc(status).to_json(), clock())
+            dispatcher.deliver_once("slack")
+        firing, resolved = (r["body"] for r in receiver.requests)
+        assert firing["text"] == "[CRITICAL] GpuHot: GPU 0 is on fire"
+        assert firing["attachments"][0]["color"] == "#d63232"
+        assert resolved["text"].startswith("[RESOLVED]") and resolved["attachments"][0]["color"] == "#2eb886"
+        assert firing["attachments"][0]["blocks"][1]["text"]["text"] == "Runbook text."
+    finally:
+        receiver.close()
+        store.close()
+
+
+def test_pagerduty_payload_trigger_then_resolve_with_one_dedup_key(tmp_path):
+    receiver = Receiver(PAGERDUTY, "ok")
+    store, outbox, channel, dispatcher, clock = setup(tmp_path, "pagerduty", receiver.url)
+    try:
+        huge = doc(summary="x" * 5000, description="y" * 600_000)
+        outbox.enqueue("pd", "k", "firing", huge.to_json(), clock())
+        outbox.enqueue("pd", "k", "resolved", doc("resolved").to_json(), clock())
+        dispatcher.deliver_once("pd")
+        dispatcher.deliver_once("pd")
+        trigger, resolve = (r["body"] for r in receiver.requests)
+        assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
+        assert trigger["dedup_key"] == resolve["dedup_key"] == "llm-agent/0123456789abcdef"
+        assert len(trigger["payload"]["summary"]) == 1024
+        assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["source"] == "h1"
+        assert len(json.dumps(trigger).encode()) < MAX_BYTES
+    finally:
+        receiver.close()
+        store.close()
+
+
+def test_webhook_payload_is_alertmanager_v4(tmp_path):
+    receiver = Receiver(WEBHOOK, "ok")
+    store, outbox, channel, dispatcher, clock = setup(tmp_path, "webhook", receiver.url)
+    try:
+        outbox.enqueue("webhook", "k", "firing", doc().to_json(), clock())
+        dispatcher.deliver_once("webhook")
+        body = receiver.requests[0]["body"]
+        assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "webhook"
+        alert = body["alerts"][0]
+        assert alert["labels"]["alertname"] == "GpuHot" and alert["startsAt"] == "1970-01-01T00:16:40.000Z"
+        assert alert["endsAt"] == "0001-01-01T00:00:00Z" and alert["fingerprint"] == "0123456789abcdef"
+        assert body["commonLabels"]["gpu"] == "0"
+    finally:
+        receiver.close()
+        store.close()
+
+
+ECHO = {"echo": (400, "bad request for " + SECRET, {}), "down": (503, "upstream " + SECRET + " failed", {})}
+
+
+@pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager"])
+def test_secrets_never_leak(tmp_path, kind, caplog):
+    caplog.set_level(logging.DEBUG)
+    for mode in ("echo", "down"):
+        receiver = Receiver(ECHO, mode)
+        store, outbox, channel, dispatcher, clock = setup(tmp_path / mode, kind, receiver.url)
+        try:
+            outbox.enqueue(channel.name, "k", "firing", doc().to_json(), clock())
+            dispatcher.deliver_once(channel.name)
+            stored = store.db.execute("SELECT last_error FROM outbox UNION ALL SELECT detail FROM notification_log").fetchall()
+            assert stored and all(SECRET not in row[0] for row in stored)
+            assert any("<secret>" in row[0] for row in stored)
+            assert SECRET not in repr(channel)
+        finally:
+            receiver.close()
+            store.close()
+    assert SECRET not in caplog.text

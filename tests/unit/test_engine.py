@@ -1,0 +1,194 @@
+"""The alert state machine on a History fed by hand: for, keep_firing_for, cooldown,
+resolve, the no-data hold, inhibition, templates, and state across a restart."""
+
+import pytest
+
+from agent.config import parse_config
+from agent.rules.engine import Engine, InhibitRule
+from agent.rules.history import History
+from agent.rules.loader import build_rule
+from agent.rules.parser import parse_matcher
+from agent.store import Store
+
+
+def rule(name, expr, **kw):
+    text = f'[[rules]]\nname = "{name}"\nexpr = \'{expr}\'\n' + "".join(f"{k} = {v}\n" for k, v in kw.items())
+    return build_rule(parse_config(text).sections["rules"][0])
+
+
+class World:
+    """A history we write series into, one cycle at a time (with staleness like a snapshot)."""
+
+    def __init__(self):
+        self.history = History()
+        self.t = 1000.0
+
+    def cycle(self, engine, series):
+        from agent.model import MetricFamily, Sample, Snapshot
+
+        fams = {}
+        for name, labels, value in series:
+            fams.setdefault(name, MetricFamily(name, "gauge", "")).samples.append(Sample(name, tuple(labels.items()), value))
+        self.history.ingest(Snapshot(self.t, tuple(fams.values())))
+        notes = engine.evaluate(self.t)
+        self.t += 5
+        return [(n.status, n.alert.labels["alertname"], n.alert.labels.get("server", "")) for n in notes]
+
+
+def up(server, value):
+    return ("llm_agent_target_up", {"server": server}, value)
+
+
+def test_for_holds_pending_then_fires_once_then_resolves():
+    w = World()
+    e = Engine([rule("Down", "llm_agent_target_up == 0", **{"for": '"10s"'})], w.history)
+    assert w.cycle(e, [up("a", 0)]) == []
+    assert e.active()[0].state == "pending"
+    assert w.cycle(e, [up("a", 0)]) == []
+    assert w.cycle(e, [up("a", 0)]) == [("firing", "Down", "a")]
+    assert w.cycle(e, [up("a", 0)]) == []  # once, not every cycle
+    assert w.cycle(e, [up("a", 1)]) == [("resolved", "Down", "a")]
+    assert e.active() == []
+
+
+def test_pending_that_clears_never_notifies():
+    w = World()
+    e = Engine([rule("Down", "llm_agent_target_up == 0", **{"for": '"1m"'})], w.history)
+    w.cycle(e, [up("a", 0)])
+    assert w.cycle(e, [up("a", 1)]) == []
+    assert e.active() == []
+
+
+def test_keep_firing_for():
+    w = World()
+    e = Engine([rule("Down", "llm_agent_target_up == 0", keep_firing_for='"10s"')], w.history)
+    assert w.cycle(e, [up("a", 0)]) == [("firing", "Down", "a")]
+    assert w.cycle(e, [up("a", 1)]) == []
+    assert w.cycle(e, [up("a", 1)]) == []
+    assert w.cycle(e, [up("a", 1)]) == [("resolved", "Down", "a")]
+
+
+def test_cooldown_renotifies_while_firing():
+    w = World()
+    e = Engine([rule("Down", "llm_agent_target_up == 0", cooldown='"10s"')], w.history)
+    notes = [w.cycle(e, [up("a", 0)]) for _ in range(5)]
+    assert notes == [[("firing", "Down", "a")], [], [("firing", "Down", "a")], [], [("firing", "Down", "a")]]
+
+
+def test_a_vanished_series_holds_the_alert_instead_of_resolving():
+    w = World()
+    e = Engine([rule("Hot", "gpu_temp > 85")], w.history, no_data_timeout=12)
+    t0 = [("gpu_temp", {"gpu": "0"}, 90.0), ("gpu_temp", {"gpu": "1"}, 50.0)]
+    assert w.cycle(e, t0) == [("firing", "Hot", "")]
+    # GPU 0's series vanishes (lost GPU): no resolve while GPU 1 still reports
+    assert w.cycle(e, [("gpu_temp", {"gpu": "1"}, 50.0)]) == []
+    assert w.cycle(e, [("gpu_temp", {"gpu": "1"}, 50.0)]) == []
+    assert e.active()[0].state == "firing"
+    alert = e.active()[0]
+    # after no_data_timeout (12s since last seen) it resolves, and says why
+    assert w.cycle(e, [("gpu_temp", {"gpu": "1"}, 50.0)]) == [("resolved", "Hot", "")]
+    assert "no data" in alert.annotations["resolved_reason"]
+
+
+def test_series_back_and_normal_resolves_at_once():
+    w = World()
+    e = Engine([rule("Hot", "gpu_temp > 85")], w.history)
+    w.cycle(e, [("gpu_temp", {"gpu": "0"}, 90.0)])
+    w.cycle(e, [])
+    assert w.cycle(e, [("gpu_temp", {"gpu": "0"}, 60.0)]) == [("resolved", "Hot", "")]
+
+
+def test_absent_fires_for_a_missing_series_and_resolves_when_it_appears():
+    w = World()
+    e = Engine([rule("NoUp", 'absent(llm_agent_target_up{server="a"})')], w.history)
+    assert w.cycle(e, [up("b", 1)]) == [("firing", "NoUp", "a")]
+    assert w.cycle(e, [up("a", 1)]) == [("resolved", "NoUp", "a")]
+
+
+def test_labels_and_annotations_are_templated():
+    w = World()
+    r = rule("Hot", "gpu_temp > 85", severity='"critical"', labels='{ team = "infra" }',
+             annotations='{ summary = "GPU {{ $labels.gpu }} at {{ $value | humanize }} C", '
+                         'pct = "{{ $value | humanizePercentage }}" }')
+    e = Engine([r], w.history)
+    w.cycle(e, [("gpu_temp", {"gpu": "3"}, 91.25)])
+    alert = e.active()[0]
+    assert alert.labels == {"gpu": "3", "team": "infra", "alertname": "Hot", "severity": "critical"}
+    assert alert.annotations == {"summary": "GPU 3 at 91.25 C", "pct": "9125%"}
+
+
+def test_down_target_inhibits_its_other_alerts_but_not_others():
+    w = World()
+    rules = [rule("LlmTargetDown", "llm_agent_target_up == 0"), rule("Slow", "tokens_per_second < 10")]
+    inhibit = [InhibitRule((parse_matcher("alertname=LlmTargetDown"),),
+                           (parse_matcher("alertname!=LlmTargetDown"), parse_matcher("server=~.+")), ("server",))]
+    e = Engine(rules, w.history, inhibit)
+    notes = w.cycle(e, [up("a", 0), up("b", 1), ("tokens_per_second", {"server": "a"}, 1.0),
+                        ("tokens_per_second", {"server": "b"}, 2.0)])
+    assert sorted(notes) == [("firing", "LlmTargetDown", "a"), ("firing", "Slow", "b")]
+    # the target comes back, still slow: now its Slow alert is announced
+    notes = w.cycle(e, [up("a", 1), up("b", 1), ("tokens_per_second", {"server": "a"}, 1.0),
+                        ("tokens_per_second", {"server": "b"}, 2.0)])
+    assert sorted(notes) == [("firing", "Slow", "a"), ("resolved", "LlmTargetDown", "a")]
+
+
+def test_inhibited_alert_that_clears_sends_no_resolve():
+    w = World()
+    rules = [rule("LlmTargetDown", "llm_agent_target_up == 0"), rule("Slow", "tokens_per_second < 10")]
+    inhibit = [InhibitRule((parse_matcher("alertname=LlmTargetDown"),), (parse_matcher("alertname=Slow"),), ("server",))]
+    e = Engine(rules, w.history, inhibit)
+    w.cycle(e, [up("a", 0), ("tokens_per_second", {"server": "a"}, 1.0)])
+    notes = w.cycle(e, [up("a", 0), ("tokens_per_second", {"server": "a"}, 50.0)])
+    assert notes == []
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "state.db"))
+    yield s
+    s.close()
+
+
+def test_firing_alert_is_not_paged_again_after_a_restart(tmp_path):
+    w = World()
+    s = Store(str(tmp_path / "state.db"))
+    e = Engine([rule("Down", "llm_agent_target_up == 0")], w.history, store=s)
+    assert w.cycle(e, [up("a", 0)]) == [("firing", "Down", "a")]
+    s.close()
+    s = Store(str(tmp_path / "state.db"))  # the agent restarts: new history, same database
+    w2 = World()
+    w2.t = w.t + 60
+    e2 = Engine([rule("Down", "llm_agent_target_up == 0")], w2.history, store=s)
+    assert e2.active()[0].state == "firing"
+    assert w2.cycle(e2, [up("a", 0)]) == []  # still down: no second page
+    s.close()
+
+
+def test_alert_that_cleared_while_the_agent_was_down_resolves(tmp_path):
+    w = World()
+    s = Store(str(tmp_path / "state.db"))
+    e = Engine([rule("Down", "llm_agent_target_up == 0")], w.history, store=s)
+    w.cycle(e, [up("a", 0)])
+    s.close()
+    s = Store(str(tmp_path / "state.db"))
+    w2 = World()
+    e2 = Engine([rule("Down", "llm_agent_target_up == 0")], w2.history, store=s)
+    assert w2.cycle(e2, [up("a", 1)]) == [("resolved", "Down", "a")]
+    s.close()
+
+
+def test_a_removed_rule_resolves_its_firing_alerts(tmp_path):
+    w = World()
+    s = Store(str(tmp_path / "state.db"))
+    e = Engine([rule("Down", "llm_agent_target_up == 0")], w.history, store=s)
+    w.cycle(e, [up("a", 0)])
+    e2 = Engine([rule("Other", "llm_agent_target_up == 5")], w.history, store=s)
+    assert w.cycle(e2, [up("a", 0)]) == [("resolved", "Down", "a")]
+    s.close()
+
+
+def test_evaluation_error_keeps_state_and_counts():
+    w = World()
+    e = Engine([rule("Dup", "a + on(k) b")], w.history)
+    w.cycle(e, [("a", {"k": "1", "x": "1"}, 1.0), ("a", {"k": "1", "x": "2"}, 1.0), ("b", {"k": "1"}, 1.0)])
+    assert e.failures == {"Dup": 1} and "multiple matches" in e.last_error["Dup"]
