@@ -107,6 +107,7 @@ class Engine:
         self.failures: Dict[str, int] = {}
         self.last_duration = 0.0
         self.last_error: Dict[str, str] = {}
+        self._saved: Optional[list] = None
         self._register()
         if store is not None:
             self._load()
@@ -134,12 +135,15 @@ class Engine:
         if self.store is None:
             return
         docs = [(a.fingerprint, a.rule, json.dumps(a.to_doc())) for by_rule in self.alerts.values() for a in by_rule.values()]
+        if docs == self._saved:
+            return  # unchanged: no write, no fsync
         try:
             with self.store.lock:
                 self.store.db.execute("BEGIN")
                 self.store.db.execute("DELETE FROM alert_state")
                 self.store.db.executemany("INSERT INTO alert_state VALUES (?, ?, ?)", docs)
                 self.store.db.execute("COMMIT")
+            self._saved = docs
         except Exception as e:  # a full disk must not stop alerting; state is saved again next cycle
             log.warning("saving alert state failed: %s", e)
             try:
@@ -158,15 +162,16 @@ class Engine:
                 if alert.state == "firing" and alert.last_sent:
                     alert.annotations["resolved_reason"] = "the rule was removed"
                     out.append(Notification("resolved", alert, t))
+        cache: Dict[tuple, tuple] = {}
         for rule in self.rules:
-            out.extend(self._evaluate_rule(rule, t))
+            out.extend(self._evaluate_rule(rule, t, cache))
         out = self._apply_inhibition(out, t)
         self._save()
         self.last_duration = time.perf_counter() - start
         return out
 
-    def _evaluate_rule(self, rule: Rule, t: float) -> List[Notification]:
-        evaluator = Evaluator(self.history)
+    def _evaluate_rule(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
+        evaluator = Evaluator(self.history, cache)
         try:
             result = evaluator.eval(rule.expr, t)
         except EvalError as e:

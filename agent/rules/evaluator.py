@@ -66,9 +66,12 @@ _COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a,
 class Evaluator:
     """Evaluates expressions at time `t`; counts how many series its selectors matched."""
 
-    def __init__(self, history: History):
+    def __init__(self, history: History, cache: Optional[Dict[tuple, tuple]] = None):
         self.history = history
         self.selected_labels: List[Labels] = []  # every series a selector returned
+        # results of range functions, shared by the rules of one evaluation (two default rules
+        # read avg_over_time(DCGM_FI_DEV_GPU_UTIL[30m])): computed once per cycle
+        self.cache = cache if cache is not None else {}
 
     def eval(self, node: object, t: float) -> Value:
         self.selected_labels = []
@@ -104,22 +107,16 @@ class Evaluator:
     def _call(self, node: Call, t: float) -> Vector:
         f, args = node.func, node.args
         if f in ("rate", "increase", "delta", "irate", "deriv", "predict_linear") or f in fn.OVER_TIME:
-            out = []
             matrix = args[0]
             extra = self._eval(args[1], t) if f == "predict_linear" else None
-            for labels, points in self._matrix(matrix, t):
-                if f == "irate":
-                    value = fn.irate(points)
-                elif f == "deriv":
-                    value = fn.deriv(points)
-                elif f == "predict_linear":
-                    value = fn.predict_linear(points, t, extra)
-                elif f in fn.OVER_TIME:
-                    value = fn.OVER_TIME[f]([v for _, v in points])
-                else:
-                    value = fn.extrapolated_rate(points, t - matrix.range, t, f != "delta", f == "rate")
-                if value is not None:
-                    out.append((_no_name(labels), value))
+            key = (f, matrix.vector.name, matrix.vector.matchers, matrix.range, extra, t)
+            if key in self.cache:
+                result, selected = self.cache[key]
+                self.selected_labels.extend(selected)
+                return list(result)
+            before = len(self.selected_labels)
+            out = self._range_function(f, matrix, extra, t)
+            self.cache[key] = (tuple(out), tuple(self.selected_labels[before:]))
             return out
         if f == "quantile_over_time":
             q = self._eval(args[0], t)
@@ -135,6 +132,23 @@ class Evaluator:
         if f == "histogram_quantile":
             return self._histogram_quantile(self._eval(args[0], t), self._eval(args[1], t))
         raise EvalError(f"unknown function {f}")
+
+    def _range_function(self, f: str, matrix: MatrixSelector, extra: Optional[float], t: float) -> Vector:
+        out = []
+        for labels, points in self._matrix(matrix, t):
+            if f == "irate":
+                value = fn.irate(points)
+            elif f == "deriv":
+                value = fn.deriv(points)
+            elif f == "predict_linear":
+                value = fn.predict_linear(points, t, extra)
+            elif f in fn.OVER_TIME:
+                value = fn.OVER_TIME[f]([v for _, v in points])
+            else:
+                value = fn.extrapolated_rate(points, t - matrix.range, t, f != "delta", f == "rate")
+            if value is not None:
+                out.append((_no_name(labels), value))
+        return out
 
     @staticmethod
     def _absent(arg: object, vector: Vector) -> Vector:

@@ -98,7 +98,19 @@ def predict_linear(points: Sequence[Point], t: float, seconds: float) -> Optiona
     return slope * seconds + intercept
 
 
+def _finite_fsum(values: List[float]) -> Optional[float]:
+    """math.fsum when every value is finite (exactly rounded, and done in C); else None."""
+    try:
+        total = math.fsum(values)
+    except (OverflowError, ValueError):
+        return None
+    return total if math.isfinite(total) else None
+
+
 def avg_over_time(values: List[float]) -> float:
+    total = _finite_fsum(values)
+    if total is not None:
+        return total / len(values)
     mean = c = 0.0
     count = 0.0
     for v in values:
@@ -115,6 +127,9 @@ def avg_over_time(values: List[float]) -> float:
 
 
 def sum_over_time(values: List[float]) -> float:
+    exact = _finite_fsum(values)
+    if exact is not None:
+        return exact
     total = c = 0.0
     for v in values:
         total, c = _kahan_inc(v, total, c)

@@ -3,22 +3,22 @@
 Only series matching a registered selector are kept, and each only as long as the longest
 range any rule reads it over (plus the 5-minute lookback for instant selectors): with N
 matching series, interval I and longest range R, memory is about N * (R + 300) / I samples.
-A series missing from a snapshot gets a staleness marker, as Prometheus writes one when a
-series vanishes from a scrape: instant selectors stop returning it at once, ranges keep its
-older samples until they age out.
+A series missing from a snapshot is marked stale, as Prometheus writes a staleness marker
+when a series vanishes from a scrape: instant selectors stop returning it at once, ranges
+keep its older samples until they age out.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from collections import deque
-from typing import Deque, Dict, Iterable, List, Optional, Tuple
+from bisect import bisect_left, bisect_right
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ..model import Snapshot
 from .ast import Matcher, VectorSelector
 
 LOOKBACK = 300.0  # Prometheus' default lookback delta
-STALE = float("nan")  # a distinct NaN object; identity marks staleness, as Prometheus' special NaN does
 Labels = Tuple[Tuple[str, str], ...]
 Point = Tuple[float, float]
 
@@ -43,16 +43,23 @@ class History:
     def __init__(self, lookback: float = LOOKBACK, max_series: int = 100_000):
         self.lookback = lookback
         self.max_series = max_series
-        self.series: Dict[str, Dict[Labels, Deque[Point]]] = {}  # by metric name
+        self.series: Dict[str, Dict[Labels, List[Point]]] = {}  # by metric name; points oldest first
         self.selectors: List[Tuple[VectorSelector, float]] = []
+        self._by_name: Dict[str, List[VectorSelector]] = {}  # selectors with a metric name, by name
+        self._nameless: List[VectorSelector] = []
         self.dropped_series = 0
         self.series_count = 0
+        self.stale: Dict[Labels, float] = {}  # series gone from the snapshots, and since when
 
     def register(self, selector: VectorSelector, range_seconds: float) -> None:
         self.selectors.append((selector, range_seconds))
+        if selector.name:
+            self._by_name.setdefault(selector.name, []).append(selector)
+        else:
+            self._nameless.append(selector)
 
     def clear_selectors(self) -> None:
-        self.selectors = []
+        self.selectors, self._by_name, self._nameless = [], {}, []
 
     def keep_for(self) -> float:
         return max((r for _, r in self.selectors), default=0.0) + self.lookback
@@ -68,8 +75,10 @@ class History:
             if self.series_count >= self.max_series:
                 self.dropped_series += 1
                 return
-            points = by_name[labels] = deque()
+            points = by_name[labels] = []
             self.series_count += 1
+        elif self.stale:
+            self.stale.pop(labels, None)
         points.append((t, v))
 
     def ingest(self, snapshot: Snapshot) -> None:
@@ -78,40 +87,38 @@ class History:
         seen = set()
         for family in snapshot.families:
             for s in family.samples:
+                named = self._by_name.get(s.name)
+                if named is None and not self._nameless:
+                    continue  # most series: no rule reads them
                 labels = tuple(sorted(s.labels + (("__name__", s.name),)))
-                if labels in seen or not self._wanted(s.name, labels):
+                if labels in seen or not self._wanted(named or (), labels):
                     continue
                 seen.add(labels)
                 self.add(labels, t, s.value)
         horizon = t - self.keep_for()
         for name, by_name in list(self.series.items()):
             for labels, points in list(by_name.items()):
-                if labels not in seen and points and points[-1][1] is not STALE:
-                    points.append((t, STALE))
-                while points and points[0][0] < horizon:
-                    points.popleft()
-                if not points or (len(points) == 1 and points[0][1] is STALE):
+                if labels not in seen and labels not in self.stale:
+                    self.stale[labels] = t  # Prometheus' staleness marker
+                if points and points[0][0] < horizon:
+                    del points[:bisect_left(points, (horizon,))]
+                if not points:
                     del by_name[labels]
+                    self.stale.pop(labels, None)
                     self.series_count -= 1
             if not by_name:
                 del self.series[name]
 
-    def _wanted(self, name: str, labels: Labels) -> bool:
-        as_dict = None
-        for sel, _ in self.selectors:
-            if sel.name and sel.name != name:
-                continue
-            as_dict = as_dict or dict(labels)
-            if matches(sel.matchers, as_dict):
-                return True
-        return False
+    def _wanted(self, named: Iterable[VectorSelector], labels: Labels) -> bool:
+        as_dict = dict(labels)
+        return any(matches(sel.matchers, as_dict) for sel in list(named) + self._nameless)
 
     def sample_count(self) -> int:
         return sum(len(p) for by_name in self.series.values() for p in by_name.values())
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _candidates(self, sel: VectorSelector) -> Iterable[Tuple[Labels, Deque[Point]]]:
+    def _candidates(self, sel: VectorSelector) -> Iterable[Tuple[Labels, List[Point]]]:
         if sel.name:
             return self.series.get(sel.name, {}).items()
         return ((labels, pts) for by_name in self.series.values() for labels, pts in by_name.items())
@@ -123,26 +130,29 @@ class History:
             if not matches(sel.matchers, dict(labels)):
                 continue
             latest = _latest(points, t)
-            if latest is not None and latest[1] is not STALE and latest[0] >= t - self.lookback:
-                out.append((labels, latest[1]))
+            if latest is None or latest[0] < t - self.lookback:
+                continue
+            gone = self.stale.get(labels)
+            if gone is not None and latest[0] < gone <= t:
+                continue  # marked stale after its last sample: instant selectors see nothing
+            out.append((labels, latest[1]))
         return out
 
     def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]:
-        """Samples in [t - seconds, t] (Prometheus 2.x: both ends included), staleness markers dropped."""
+        """Samples in [t - seconds, t] (Prometheus 2.x: both ends included)."""
         out = []
         start = t - seconds
         for labels, points in self._candidates(sel):
             if not matches(sel.matchers, dict(labels)):
                 continue
-            window = [p for p in points if start <= p[0] <= t and p[1] is not STALE]
+            # points are in time order: find the window by bisection; (t, inf) sorts after any value at t
+            window = points[bisect_left(points, (start,)):bisect_right(points, (t, math.inf))]
             if window:
                 out.append((labels, window))
         return out
 
 
-def _latest(points: Deque[Point], t: float) -> Optional[Point]:
-    for p in reversed(points):
-        if p[0] <= t:
-            return p
-    return None
+def _latest(points: List[Point], t: float) -> Optional[Point]:
+    i = bisect_right(points, (t, math.inf))
+    return points[i - 1] if i else None
 

@@ -151,7 +151,7 @@ def test_exported_rules_pass_promtool(tmp_path):
 def test_test_alert_goes_through_the_real_notifier(tmp_path):
     receiver = Receiver(SLACK, "ok")
     config = tmp_path / "agent.toml"
-    config.write_text(f'[[notify]]\nname = "ops"\ntype = "slack"\nurl = "${{HOOK}}"\n')
+    config.write_text('[[notify]]\nname = "ops"\ntype = "slack"\nurl = "${HOOK}"\n')
     env = {**os.environ, "PYTHONPATH": ROOT, "HOOK": receiver.url + "/T000/B000/sekritsekrit"}
     try:
         r = subprocess.run([sys.executable, "-m", "agent.cli", "test-alert", "--channel", "ops", "--resolve",

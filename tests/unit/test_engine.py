@@ -192,3 +192,19 @@ def test_evaluation_error_keeps_state_and_counts():
     e = Engine([rule("Dup", "a + on(k) b")], w.history)
     w.cycle(e, [("a", {"k": "1", "x": "1"}, 1.0), ("a", {"k": "1", "x": "2"}, 1.0), ("b", {"k": "1"}, 1.0)])
     assert e.failures == {"Dup": 1} and "multiple matches" in e.last_error["Dup"]
+
+
+def test_vanished_series_is_stale_for_instant_selectors_but_stays_in_ranges():
+    from agent.model import MetricFamily, Sample, Snapshot
+    from agent.rules.evaluator import Evaluator
+    from agent.rules.parser import parse
+
+    h = History()
+    for sel, rng in [(parse("m"), 0.0), (parse("m[1m]").vector, 60.0)]:
+        h.register(sel, rng)
+    h.ingest(Snapshot(100.0, (MetricFamily("m", "gauge", "", [Sample("m", (("a", "1"),), 5.0)]),)))
+    h.ingest(Snapshot(105.0, ()))
+    assert Evaluator(h).eval(parse("m"), 105.0) == []
+    assert Evaluator(h).eval(parse("max_over_time(m[1m])"), 105.0) == [((("a", "1"),), 5.0)]
+    h.ingest(Snapshot(110.0, (MetricFamily("m", "gauge", "", [Sample("m", (("a", "1"),), 7.0)]),)))
+    assert Evaluator(h).eval(parse("m"), 110.0) == [((("__name__", "m"), ("a", "1")), 7.0)]

@@ -1,0 +1,145 @@
+"""Benchmark: time from killing a real llama-server to the webhook receiving the alert.
+
+1. llm-agent with its default config (5 s interval, default rules) plus one target and one
+   webhook channel: N trials (default 20), kill -9 at a random moment, median and p95.
+2. The same fault through Prometheus + Alertmanager with their default settings (scrape and
+   evaluation every 1 m, group_wait 30 s), rule `up == 0`: M trials (default 3; each takes
+   minutes), each with a fresh Prometheus and Alertmanager.
+3. Rule evaluation CPU per cycle with the default rules and 8 fake GPUs, and history memory.
+
+    python tests/bench/bench_alert.py [--trials 20] [--prom-trials 3]
+"""
+
+import argparse
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from agent.config import parse_config  # noqa: E402
+from agent.daemon import Agent  # noqa: E402
+from tests.bench.agent_process import eight_gpus  # noqa: E402
+from tests.support.fake_pynvml import FakeNvml  # noqa: E402
+from tests.support.peers import Alertmanager, LlamaServer, Prometheus, free_port, wait_until  # noqa: E402
+from tests.support.receivers import WEBHOOK, Receiver  # noqa: E402
+from tests.support.tinymodel import write_tiny_llama  # noqa: E402
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def agent_trials(model, tmp, trials):
+    server = LlamaServer(model, log_dir=tmp).start()
+    rx = Receiver(WEBHOOK, "ok")
+    config = os.path.join(tmp, "agent.toml")
+    with open(config, "w") as f:
+        f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{free_port()}"\n'
+                f'[[targets]]\nname = "llama"\nurl = "{server.url}"\n'
+                f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{rx.url}"\n')
+    agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latencies = []
+    try:
+        for i in range(trials):
+            resolved_before = len(rx.alerts("resolved"))
+            time.sleep(random.uniform(5.5, 10.5))  # the target is up and scraped; kill at a random phase
+            server.kill()
+            t0 = time.time()
+            firing_before = len(rx.alerts("firing"))
+            wait_until(lambda: len(rx.alerts("firing")) > firing_before, 30, 0.01, "firing alert")
+            latencies.append(time.time() - t0)
+            server.start()
+            wait_until(lambda: len(rx.alerts("resolved")) > resolved_before, 30, 0.05, "resolve")
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(15)
+        server.kill()
+        rx.close()
+    return latencies
+
+
+def prometheus_trials(model, tmp, trials):
+    latencies = []
+    for i in range(trials):
+        work = tempfile.mkdtemp(dir=tmp)
+        server = LlamaServer(model, log_dir=work).start()
+        rx = Receiver(WEBHOOK, "ok")
+        am = Alertmanager(work)
+        with open(am.config, "w") as f:  # Alertmanager's defaults: group_wait 30s, group_interval 5m
+            f.write(f"route:\n  receiver: hook\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {rx.url}\n")
+        am.start()
+        rules = os.path.join(work, "rules.yml")
+        with open(rules, "w") as f:
+            f.write('groups:\n  - name: llama\n    rules:\n      - alert: LlamaDown\n        expr: up{job="llama"} == 0\n')
+        prom = Prometheus([], work)
+        with open(prom.config, "w") as f:  # Prometheus' defaults: scrape and evaluate every 1m
+            f.write(f"rule_files: [{rules}]\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am.port}']\n"
+                    f"scrape_configs:\n  - job_name: llama\n    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n")
+        prom.start()
+        try:
+            wait_until(lambda: prom.query('up{job="llama"} == 1'), 120, 1, "Prometheus' first scrape")
+            time.sleep(random.uniform(0, 60))
+            server.kill()
+            t0 = time.time()
+            wait_until(lambda: rx.alerts("firing"), 400, 0.1, "Alertmanager's webhook")
+            latencies.append(time.time() - t0)
+            print(f"  prometheus trial {i + 1}: {latencies[-1]:.1f} s", flush=True)
+        finally:
+            prom.stop()
+            am.stop()
+            server.kill()
+            rx.close()
+    return latencies
+
+
+def rule_cost():
+    agent = Agent(parse_config('[agent]\nhostname = "bench"\n[collectors.host]\nenabled = true\n'),
+                  nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp(), discover=lambda: [])
+    try:
+        for _ in range(3):
+            agent.cycle()
+        costs = []
+        t = agent.runner.clock()
+        for i in range(400):  # ~33 minutes of 5 s cycles, so the 30 m ranges fill
+            snap = agent.runner.run()
+            snap = type(snap)(t + 5 * i, snap.families, snap.collectors, snap.problems)
+            c0 = time.process_time()
+            agent.alerting.process(snap)
+            costs.append(time.process_time() - c0)
+        h = agent.alerting.history
+        return costs[-100:], h.series_count, h.sample_count(), len(agent.alerting.engine.rules)
+    finally:
+        agent.close(drain=0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--prom-trials", type=int, default=3)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
+    costs, series, samples, nrules = rule_cost()
+    print(f"rules: {nrules} default rules, 8 fake GPUs + host: evaluation CPU median {statistics.median(costs) * 1000:.2f} ms, "
+          f"p95 {pct(costs, 95) * 1000:.2f} ms per cycle; history {series} series, {samples} samples after 33 min of cycles",
+          flush=True)
+    agent = agent_trials(model, tmp, args.trials)
+    print(f"llm-agent (5 s interval, default rules): kill -> webhook median {statistics.median(agent):.2f} s, "
+          f"p95 {pct(agent, 95):.2f} s, max {max(agent):.2f} s over {len(agent)} trials", flush=True)
+    if args.prom_trials:
+        prom = prometheus_trials(model, tmp, args.prom_trials)
+        print(f"Prometheus + Alertmanager (defaults): kill -> webhook median {statistics.median(prom):.1f} s over "
+              f"{len(prom)} trials; ratio of medians {statistics.median(prom) / statistics.median(agent):.0f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
