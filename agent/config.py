@@ -329,6 +329,22 @@ def _check_channels(val: _Validator, channels: List[Dict[str, Any]]) -> None:
                           "invalid URL (not shown: secret): expected http(s)://host[:port]/path")
 
 
+def _default_rule_names() -> List[str]:
+    from importlib import resources
+
+    text = resources.files("agent.rules").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return [r["name"] for r in tomllib.loads(text).get("rules", [])]
+
+
+def _check_disable(val: _Validator, names: Optional[List[str]]) -> None:
+    known = _default_rule_names() if names else []
+    for name in names or []:
+        if name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            val.error(("alerting", "disable"), f"no default rule named {name!r}" +
+                      (f"; did you mean {hint[0]!r}?" if hint else "; `llm-agent rules export` lists them"))
+
+
 def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str, str]] = None) -> Config:
     """Validate TOML text into a Config, or raise ConfigError listing every problem."""
     try:
@@ -341,6 +357,7 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
     for section in ("targets", "rules", "notify"):
         _check_unique_names(val, section, sections[section])
     _check_channels(val, sections["notify"])
+    _check_disable(val, sections["alerting"]["disable"])
     if val.problems:
         raise ConfigError(val.problems)
     targets = tuple(TargetConfig(**t) for t in sections["targets"])

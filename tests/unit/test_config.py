@@ -49,6 +49,17 @@ BAD = [
     ('[agent]\nmax_response_bytes = "lots"\n',
      "agent.toml:2: agent.max_response_bytes: invalid size 'lots': use bytes or a unit (KiB, MiB, GiB, KB, MB, GB), e.g. \"8MiB\""),
     ('targets = "x"\n', "agent.toml:1: targets: expected an array of tables ([[targets]])"),
+    ('[alerting]\ndisable = ["GpuLsot"]\n', "agent.toml:2: alerting.disable: no default rule named 'GpuLsot'; did you mean 'GpuLost'?"),
+    ('[[rules]]\nname = "X"\nexpr = "rate(x)"\n',
+     "agent.toml:3: rules[0].expr: argument 1 of rate() must be a range vector, got a vector at column 1 (found 'rate')"),
+    ('[[rules]]\nname = "X"\nexpr = "topk(3, x)"\n',
+     "agent.toml:3: rules[0].expr: function 'topk' is not in the supported PromQL subset at column 1 (found 'topk')"),
+    ('[[rules]]\nname = "X"\nexpr = "x"\nannotations = { s = "{{ $value | bogus }}" }\n',
+     "agent.toml:4: rules[0].annotations: unsupported template function 'bogus'; known: printf, humanize, "
+     "humanize1024, humanizeDuration, humanizePercentage, toUpper, toLower, title"),
+    ('[[notify]]\nname = "p"\ntype = "pagerduty"\n', "agent.toml:1: notify[0].routing_key: a pagerduty channel needs routing_key"),
+    ('[[notify]]\nname = "s"\ntype = "slack"\nurl = "not-a-url-sekrit"\n',
+     "agent.toml:4: notify[0].url: invalid URL (not shown: secret): expected http(s)://host[:port]/path"),
     ('[agent\n', "agent.toml:1: invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 7)"),
 ]
 

@@ -1,6 +1,5 @@
 """The outbox: durable across a reopen, coalescing repeats, surviving a full disk."""
 
-import sqlite3
 import time
 
 from agent.notify.base import Channel
