@@ -162,14 +162,24 @@ def max_over_time(values: List[float]) -> float:
     return best
 
 
-def quantile(q: float, values: List[float]) -> float:
-    """The φ-quantile with linear interpolation (Prometheus' `quantile`)."""
-    if not values or math.isnan(q):
+def _out_of_range(q: float) -> Optional[float]:
+    """What PromQL returns for a quantile outside [0, 1] (NaN, -Inf, +Inf); None inside."""
+    if math.isnan(q):
         return math.nan
     if q < 0:
         return -math.inf
     if q > 1:
         return math.inf
+    return None
+
+
+def quantile(q: float, values: List[float]) -> float:
+    """The φ-quantile with linear interpolation (Prometheus' `quantile`)."""
+    if not values:
+        return math.nan
+    outside = _out_of_range(q)
+    if outside is not None:
+        return outside
     ordered = sorted(values)
     n = len(ordered)
     rank = q * (n - 1)
@@ -188,12 +198,9 @@ OVER_TIME: Dict[str, Callable[[List[float]], float]] = {
 
 def bucket_quantile(q: float, buckets: List[Tuple[float, float]]) -> float:
     """histogram_quantile over (upper bound, cumulative count) pairs."""
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
+    outside = _out_of_range(q)
+    if outside is not None:
+        return outside
     buckets = sorted(buckets)
     if not buckets or not math.isinf(buckets[-1][0]):
         return math.nan

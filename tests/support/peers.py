@@ -124,7 +124,23 @@ def promtool_lint(body: bytes) -> List[str]:
     return [f for f in findings if not any(f.startswith(prefix) and finding in f for prefix, finding in ACCEPTED_LINT)]
 
 
-class Prometheus:
+class _Server:
+    """A peer process with a log file, stopped with SIGTERM (then SIGKILL)."""
+
+    proc: Optional[subprocess.Popen] = None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        if getattr(self, "log", None):
+            self.log.close()
+
+
+class Prometheus(_Server):
     """A real Prometheus server scraping the given targets every `interval`."""
 
     def __init__(self, targets: List[str], workdir: str, interval: str = "1s", data_dir: Optional[str] = None):
@@ -164,18 +180,9 @@ class Prometheus:
         """The whole API answer (result type, result, or the error Prometheus gave)."""
         return requests.get(self.url + "/api/v1/query", params={"query": expr, "time": repr(at)}, timeout=10).json()
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if getattr(self, "log", None):
-            self.log.close()
 
 
-class Alertmanager:
+class Alertmanager(_Server):
     """A real Alertmanager (Debian's prometheus-alertmanager) on loopback, clustering off."""
 
     def __init__(self, workdir: str):
@@ -211,12 +218,3 @@ class Alertmanager:
                              capture_output=True, text=True, timeout=30, check=True)
         return json.loads(out.stdout)
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        if getattr(self, "log", None):
-            self.log.close()
