@@ -289,12 +289,14 @@ class _Validator:
                 self.error(path, "is required")
                 return None
             raw = spec.default
-        if isinstance(raw, str) and "${" in raw:
-            try:
+        try:
+            if isinstance(raw, str) and "${" in raw:
                 raw = v.expand_secrets(raw, self.environ)
-            except ValueError as e:
-                self.error(path, str(e))
-                return None
+            elif isinstance(raw, list):
+                raw = [v.expand_secrets(x, self.environ) if isinstance(x, str) and "${" in x else x for x in raw]
+        except ValueError as e:
+            self.error(path, str(e))
+            return None
         try:
             return spec.parse(raw)
         except ValueError as e:

@@ -171,3 +171,67 @@ def test_test_alert_goes_through_the_real_notifier(tmp_path):
         assert r.returncode == 2 and "known: ops" in r.stderr
     finally:
         receiver.close()
+
+
+def test_no_secret_reaches_logs_metrics_api_or_outbox(tmp_path, caplog):
+    import json
+    import logging
+
+    from agent.exporter import Exposition
+
+    caplog.set_level(logging.DEBUG)
+    dead = f"http://127.0.0.1:{free_port()}"
+    secret = "SEKRITsekrit0123456789"
+    env = {"SLACK": f"{dead}/services/T0/B0/{secret}", "PD": secret * 2, "HOOK": f"{dead}/hook?token={secret}",
+           "AM": f"http://user:{secret}@127.0.0.1:{free_port()}"}
+    config = parse_config(f'''
+[agent]
+interval = "200ms"
+[collectors.nvml]
+enabled = false
+[collectors.host]
+enabled = false
+[discovery]
+enabled = false
+[alerting]
+default_rules = false
+[[rules]]
+name = "Always"
+expr = "llm_agent_config_last_reload_successful == 1"
+[[notify]]
+name = "slack"
+type = "slack"
+url = "${{SLACK}}"
+[[notify]]
+name = "pd"
+type = "pagerduty"
+routing_key = "${{PD}}"
+url = "{dead}/v2/enqueue"
+[[notify]]
+name = "hook"
+type = "webhook"
+url = "${{HOOK}}"
+[[notify]]
+name = "am"
+type = "alertmanager"
+urls = ["${{AM}}"]
+''', "agent.toml", env)
+    agent = Agent(config, state_dir=str(tmp_path))
+    try:
+        for _ in range(3):
+            snap = agent.cycle()
+            time.sleep(0.3)
+        results = agent.alerting.dispatcher.results
+        assert sum(n for (ch, r), n in results.items() if r == "retried") >= 4, results
+        rows = agent.alerting.store.db.execute("SELECT last_error FROM outbox").fetchall()
+        surfaces = {
+            "logs": caplog.text,
+            "api": json.dumps(agent.alerting.api_alerts()),
+            "metrics": Exposition(snap).bodies["text"].decode(),
+            "outbox": json.dumps(rows),
+            "config repr": repr(config.targets) + repr(agent.alerting.dispatcher.channels),
+        }
+        for name, text in surfaces.items():
+            assert secret not in text, f"the secret leaked into {name}"
+    finally:
+        agent.close(drain=0)
