@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 from .config import Config
 from .model import MetricFamily, Snapshot, counter, gauge
-from .notify.base import Channel
+from .notify.base import Channel, iso
 from .notify.dispatcher import Dispatcher
 from .notify.outbox import Outbox
 from .notify.router import Router
@@ -119,16 +119,10 @@ class Alerting:
     def api_alerts(self) -> dict:
         """Prometheus' /api/v1/alerts shape."""
         alerts = [{"labels": a.labels, "annotations": a.annotations, "state": a.state,
-                   "activeAt": _rfc3339(a.active_at), "value": repr(a.value)} for a in self.engine.active()]
+                   "activeAt": iso(a.active_at), "value": repr(a.value)} for a in self.engine.active()]
         return {"status": "success", "data": {"alerts": alerts}}
 
     def close(self, drain: float = 5.0) -> None:
         if self.dispatcher is not None:
             self.dispatcher.stop(drain)
         self.store.close()
-
-
-def _rfc3339(ts: float) -> str:
-    from .notify.base import iso
-
-    return iso(ts)

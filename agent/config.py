@@ -1,7 +1,7 @@
 """TOML configuration -> typed `Config`. Every key is optional; every error names the key
 path and the file:line it came from, and all errors are reported at once.
 
-The schema below is the single source of truth for keys, defaults and parsers;
+The schema (configschema.py) is the single source of truth for keys, defaults and parsers;
 `agent.toml.example` documents the same keys for people.
 """
 
@@ -13,9 +13,10 @@ import re
 import socket
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import configvalues as v
+from .configschema import SCHEMA, Field
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,129 +26,6 @@ else:  # pragma: no cover - exercised on 3.9/3.10
 DEFAULT_PATH = "/etc/llm-agent/agent.toml"
 ENV_VAR = "LLM_AGENT_CONFIG"
 Path = Tuple[Union[str, int], ...]
-
-
-@dataclass(frozen=True)
-class Field:
-    """One key: its default (None means absent unless given) and the parser for its value."""
-
-    default: Any
-    parse: Callable[[Any], Any]
-    required: bool = False
-    secret: bool = False
-
-
-_TARGET = {
-    "name": Field(None, v.typed(str), required=True),
-    "url": Field(None, v.parse_url, required=True),
-    "kind": Field("llamacpp", v.one_of(("llamacpp", "openmetrics"))),
-    "metrics_path": Field("/metrics", v.typed(str)),
-    "timeout": Field("3s", v.positive(v.parse_duration)),
-    "api_key": Field("", v.typed(str), secret=True),
-    "labels": Field({}, v.str_table),
-}
-
-def _expr(value: Any) -> Any:
-    from .rules.parser import parse
-
-    if not isinstance(value, str):
-        raise ValueError(f"expected a PromQL expression string, got {value!r}")
-    parse(value)  # PromQLError is a ValueError: reported with the key and file:line
-    return value
-
-
-def _templates(value: Any) -> Dict[str, str]:
-    from .rules.templates import Template
-
-    table = v.str_table(value)
-    for text in table.values():
-        Template(text)  # TemplateError is a ValueError
-    return table
-
-
-def _matchers(value: Any) -> list:
-    from .rules.parser import parse_matcher
-
-    items = v.str_list(value)
-    for item in items:
-        parse_matcher(item)  # PromQLError is a ValueError
-    return items
-
-
-_RULE = {
-    "name": Field(None, v.typed(str), required=True),
-    "expr": Field(None, _expr, required=True),
-    "for": Field("0s", v.parse_duration),
-    "keep_firing_for": Field("0s", v.parse_duration),
-    "cooldown": Field("4h", v.parse_duration),
-    "severity": Field("warning", v.one_of(("critical", "warning", "info"))),
-    "labels": Field({}, _templates),
-    "annotations": Field({}, _templates),
-}
-_INHIBIT = {
-    "source_matchers": Field(None, _matchers, required=True),
-    "target_matchers": Field(None, _matchers, required=True),
-    "equal": Field([], v.str_list),
-}
-_NOTIFY = {
-    "name": Field(None, v.typed(str), required=True),
-    "type": Field(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager")), required=True),
-    "url": Field("", v.typed(str), secret=True),
-    "urls": Field([], v.str_list, secret=True),
-    "routing_key": Field("", v.typed(str), secret=True),
-    "severities": Field([], v.str_list),
-    "matchers": Field([], _matchers),
-    "send_resolved": Field(True, v.typed(bool)),
-    "timeout": Field("10s", v.positive(v.parse_duration)),
-    "max_age": Field("24h", v.positive(v.parse_duration)),
-}
-
-SCHEMA: Dict[str, Any] = {
-    "agent": {
-        "interval": Field("5s", v.positive(v.parse_duration)),
-        "state_dir": Field("/var/lib/llm-agent", v.typed(str)),
-        "hostname": Field("", v.typed(str)),
-        "collector_timeout": Field("", lambda x: v.parse_duration(x) if x else 0.0),
-        "max_response_bytes": Field("16MiB", v.positive(v.parse_size)),
-        "log_level": Field("info", v.one_of(("debug", "info", "warning", "error"))),
-    },
-    "exporter": {
-        "listen": Field("0.0.0.0:9400", v.parse_listen),
-        "max_threads": Field(8, v.typed(int, 1, 256)),
-        "max_connections": Field(128, v.typed(int, 1, 65536)),
-        "request_timeout": Field("10s", v.positive(v.parse_duration)),
-    },
-    "targets": [_TARGET],
-    "alerting": {
-        "default_rules": Field(True, v.typed(bool)),
-        "disable": Field([], v.str_list),
-        "no_data_timeout": Field("10m", v.positive(v.parse_duration)),
-        "alertmanager_resend": Field("1m", v.positive(v.parse_duration)),
-    },
-    "rules": [_RULE],
-    "inhibit": [_INHIBIT],
-    "notify": [_NOTIFY],
-    "discovery": {
-        "enabled": Field(True, v.typed(bool)),
-        "interval": Field("30s", v.positive(v.parse_duration)),
-        "fallback_url": Field("http://127.0.0.1:8080", v.parse_url),
-    },
-    "collectors": {
-        "nvml": {
-            "enabled": Field(True, v.typed(bool)),
-            "xid_events": Field(True, v.typed(bool)),
-            "process_memory": Field(True, v.typed(bool)),
-            "retry_max": Field("5m", v.positive(v.parse_duration)),
-        },
-        "host": {
-            "enabled": Field(True, v.typed(bool)),
-            "fs_types_exclude": Field(["tmpfs", "devtmpfs", "squashfs", "overlay", "nsfs", "ramfs"], v.str_list),
-            "mount_points_exclude": Field("^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
-                                          v.typed(str)),
-            "net_devices_exclude": Field("^(lo|veth.*|docker.*|br-.*)$", v.typed(str)),
-        },
-    },
-}
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
+from urllib.parse import parse_qsl, urlsplit
 
 import requests
-from urllib.parse import parse_qsl, urlsplit
 
 # urllib3 logs each request line at DEBUG, and a webhook's path is its secret: never let it through
 logging.getLogger("urllib3").setLevel(logging.WARNING)

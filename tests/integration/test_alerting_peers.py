@@ -235,3 +235,14 @@ urls = ["${{AM}}"]
             assert secret not in text, f"the secret leaked into {name}"
     finally:
         agent.close(drain=0)
+
+
+def test_shipped_contrib_rules_match_the_defaults():
+    """contrib/prometheus/llm-agent-rules.yml is `llm-agent rules export` of the defaults;
+    regenerate it with that command when the defaults change."""
+    from agent.config import default_config
+    from agent.rules.export import export_rules
+    from agent.rules.loader import rule_docs
+
+    shipped = open(os.path.join(ROOT, "contrib", "prometheus", "llm-agent-rules.yml")).read()
+    assert shipped == export_rules(rule_docs(default_config())[0])
