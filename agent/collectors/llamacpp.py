@@ -106,6 +106,7 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.health = None
             self.count_error(e.reason)
             self.down_problem(e)
+            self._health_timed_out = e.reason == "timeout"
             self._rate_prev.clear()
             self._props = None
             return False
@@ -138,6 +139,7 @@ class LlamaCppCollector(OpenMetricsCollector):
                 self.problem("warning", "llama-server was started without --metrics, so its own metrics are missing",
                              "add --metrics to the llama-server command line (or LLAMA_ARG_ENDPOINT_METRICS=1)")
             else:
+                self._metrics_timed_out = e.reason == "timeout"  # /health answers, the engine does not
                 self.problem("warning", f"/metrics failed: {e}")
         out.append(enabled)
 

@@ -16,12 +16,15 @@ from ..config import TargetConfig
 from ..expfmt import parse_text
 from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
+from .liveness import Liveness
 
 # Counters whose per-second rate is exported as llm_agent_{generation,prompt}_tokens_per_second.
 RATE_SOURCES = {
     "generation": ("llamacpp:tokens_predicted_total", "vllm:generation_tokens_total", "sglang:generation_tokens_total"),
     "prompt": ("llamacpp:prompt_tokens_total", "vllm:prompt_tokens_total", "sglang:prompt_tokens_total"),
 }
+# gauges saying requests are being processed right now (stall detection)
+BUSY_GAUGES = ("llamacpp:requests_processing", "vllm:num_requests_running", "sglang:num_running_reqs")
 TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 
@@ -61,8 +64,10 @@ class OpenMetricsCollector:
     kind = "openmetrics"
 
     def __init__(self, target: TargetConfig, client: Optional[HttpClient] = None,
-                 max_bytes: int = 16 << 20, clock: Callable[[], float] = time.monotonic):
+                 max_bytes: int = 16 << 20, clock: Callable[[], float] = time.monotonic,
+                 liveness: Optional[Liveness] = None):
         self.target = target
+        self.liveness = liveness
         self.name = f"target:{target.name}"
         self.max_bytes = max_bytes
         self.clock = clock
@@ -101,8 +106,15 @@ class OpenMetricsCollector:
         start = self.clock()
         deadline = start + self.target.timeout
         out: List[MetricFamily] = []
+        self._health_timed_out = self._metrics_timed_out = False
+        self._busy: Optional[bool] = None
+        self._progressed = False
         up = self.scrape(deadline, out)
         out.extend(self._target_families(up, self.clock() - start))
+        if self.liveness is not None:
+            self.liveness.observe(self._health_timed_out, self._metrics_timed_out, self._busy, self._progressed)
+            out.extend(self.liveness.families())
+            self.problems.extend(self.liveness.problems())
         return out
 
     def scrape(self, deadline: float, out: List[MetricFamily]) -> bool:
@@ -113,6 +125,7 @@ class OpenMetricsCollector:
             self.count_error(e.reason)
             self.down_problem(e)
             self._rate_prev.clear()
+            self._health_timed_out = e.reason == "timeout"  # /metrics is this server's only health check
             return False
         out.extend(passthrough)
         return True
@@ -141,12 +154,17 @@ class OpenMetricsCollector:
             self.restarts += 1
             self._rate_prev.clear()
         self.rates: Dict[str, float] = {}
+        busy = [sum_family(by_name, n) for n in BUSY_GAUGES]
+        if any(b is not None for b in busy):
+            self._busy = any(b for b in busy if b)
         for what, names in RATE_SOURCES.items():
             total = next((t for t in (sum_family(by_name, n) for n in names) if t is not None), None)
             if total is None:
                 continue
             prev = self._rate_prev.get(what)
             self._rate_prev[what] = (total, now)
+            if what == "generation" and prev is not None:
+                self._progressed = total != prev[0]
             if prev is not None and now > prev[1]:
                 self.rates[what] = max(total - prev[0], 0.0) / (now - prev[1])
 

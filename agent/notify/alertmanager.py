@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import List
-
-import requests
+from typing import TYPE_CHECKING, List
 
 from .base import AlertDoc, Channel, NotifyError, iso, post_json
+
+if TYPE_CHECKING:  # requests is imported only when a channel is configured
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ class AlertmanagerNotifier:
     max_batch = 64
     min_interval = 0.0
 
-    def __init__(self, channel: Channel, session: requests.Session, resend: float = 60.0, clock=None):
+    def __init__(self, channel: Channel, session: "requests.Session", resend: float = 60.0, clock=None):
         self.channel = channel
         self.session = session
         self.resend = resend

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-import requests
-
 # urllib3 logs each request line at DEBUG, and a webhook's path is its secret: never let it through
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -114,9 +112,11 @@ def classify(status: int, body: str, retry_after: Optional[float]) -> None:
     raise NotifyError(message, retryable=False, status=status)
 
 
-def post_json(session: requests.Session, url: str, payload: Any, timeout: float, secrets: Sequence[str],
-              headers: Optional[Dict[str, str]] = None) -> requests.Response:
-    """POST JSON and apply the status table; errors never carry the URL."""
+def post_json(session: Any, url: str, payload: Any, timeout: float, secrets: Sequence[str],
+              headers: Optional[Dict[str, str]] = None) -> Any:
+    """POST JSON with a requests session and apply the status table; errors never carry the URL."""
+    import requests  # here, not at import time: an agent without channels never loads it (~8 MiB)
+
     try:
         resp = session.post(url, data=json.dumps(payload).encode(), timeout=timeout,
                             headers={"Content-Type": "application/json", "User-Agent": "llm-agent", **(headers or {})})

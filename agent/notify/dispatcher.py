@@ -11,8 +11,6 @@ import threading
 import time
 from typing import Callable, Dict, List, Tuple
 
-import requests
-
 from .alertmanager import AlertmanagerNotifier
 from .base import AlertDoc, Channel, NotifyError, redact
 from .outbox import Outbox, Row
@@ -27,6 +25,8 @@ NOTIFIERS = {"slack": SlackNotifier, "pagerduty": PagerDutyNotifier, "webhook": 
 
 
 def make_notifier(channel: Channel, resend: float = 60.0):
+    import requests  # only when a channel exists
+
     session = requests.Session()
     session.trust_env = False  # proxies from the environment are not the operator's choice for pages
     cls = NOTIFIERS[channel.type]

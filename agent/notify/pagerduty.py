@@ -5,11 +5,12 @@ answers 202 on success, 400 for an invalid event, 429 when rate limited, 5xx to 
 from __future__ import annotations
 
 import json
-from typing import List
-
-import requests
+from typing import TYPE_CHECKING, List
 
 from .base import AlertDoc, Channel, iso, post_json
+
+if TYPE_CHECKING:  # requests is imported only when a channel is configured
+    import requests
 
 EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 SEVERITY = {"critical": "critical", "warning": "warning", "info": "info", "error": "error"}
@@ -46,7 +47,7 @@ class PagerDutyNotifier:
     max_batch = 1
     min_interval = 0.0
 
-    def __init__(self, channel: Channel, session: requests.Session):
+    def __init__(self, channel: Channel, session: "requests.Session"):
         self.channel = channel
         self.session = session
         self.url = channel.urls[0] if channel.urls else EVENTS_URL

@@ -5,11 +5,12 @@ second per hook, which the dispatcher enforces (`min_interval`)."""
 
 from __future__ import annotations
 
-from typing import List
-
-import requests
+from typing import TYPE_CHECKING, List
 
 from .base import AlertDoc, Channel, post_json
+
+if TYPE_CHECKING:  # requests is imported only when a channel is configured
+    import requests
 
 COLOURS = {"critical": "#d63232", "warning": "#e8a317", "info": "#439fe0"}
 RESOLVED = "#2eb886"
@@ -36,7 +37,7 @@ class SlackNotifier:
     max_batch = 1
     min_interval = 1.0
 
-    def __init__(self, channel: Channel, session: requests.Session):
+    def __init__(self, channel: Channel, session: "requests.Session"):
         self.channel = channel
         self.session = session
 

@@ -3,11 +3,12 @@ Alertmanager work unchanged."""
 
 from __future__ import annotations
 
-from typing import Dict, List
-
-import requests
+from typing import TYPE_CHECKING, Dict, List
 
 from .base import AlertDoc, Channel, iso, post_json
+
+if TYPE_CHECKING:  # requests is imported only when a channel is configured
+    import requests
 
 
 def common(dicts: List[Dict[str, str]]) -> Dict[str, str]:
@@ -40,7 +41,7 @@ class WebhookNotifier:
     max_batch = 64
     min_interval = 0.0
 
-    def __init__(self, channel: Channel, session: requests.Session):
+    def __init__(self, channel: Channel, session: "requests.Session"):
         self.channel = channel
         self.session = session
 

@@ -1,0 +1,78 @@
+"""Is a live process actually serving? Hang and stall detection for one target.
+
+- Hung: the process behind the port is alive (a stopped process counts) but the target's
+  health check has timed out for `hang_after` seconds.
+- Stalled: requests are being processed but no token has been generated for `stall_after`
+  seconds (counters flat), or /metrics times out while /health still answers.
+On the moment a target becomes hung or stalled, a Python server's stacks are dumped with
+py-spy in the background (agent/stacks.py).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, List, Optional
+
+from ..model import MetricFamily, Problem, gauge
+from .process import ProcessCollector, is_python
+
+
+class Liveness:
+    def __init__(self, server: str, clock: Callable[[], float], process: Optional[ProcessCollector] = None,
+                 stacks=None, hang_after: float = 10.0, stall_after: float = 60.0):
+        self.server = server
+        self.clock = clock
+        self.process = process
+        self.stacks = stacks
+        self.hang_after = hang_after
+        self.stall_after = stall_after
+        self.timeout_since: Optional[float] = None
+        self.metrics_timeout_since: Optional[float] = None
+        self.last_progress: Optional[float] = None
+        self.hung = False
+        self.stalled = False
+
+    def observe(self, health_timed_out: bool, metrics_timed_out: bool = False, busy: Optional[bool] = None,
+                progressed: bool = False) -> None:
+        now = self.clock()
+        self.timeout_since = (self.timeout_since or now) if health_timed_out else None
+        self.metrics_timeout_since = (self.metrics_timeout_since or now) if metrics_timed_out else None
+        if progressed or not busy:
+            self.last_progress = now
+        elif self.last_progress is None:
+            self.last_progress = now
+        alive = self.process is not None and self.process.alive()
+        hung = alive and self.timeout_since is not None and now - self.timeout_since >= self.hang_after
+        flat = bool(busy) and now - (self.last_progress or now) >= self.stall_after
+        slow_metrics = self.metrics_timeout_since is not None and now - self.metrics_timeout_since >= self.stall_after
+        stalled = not hung and (flat or slow_metrics)
+        if (hung and not self.hung) or (stalled and not self.stalled):
+            self._dump("hung" if hung else "stalled")
+        self.hung, self.stalled = hung, stalled
+
+    def _dump(self, reason: str) -> None:
+        proc = self.process.proc if self.process is not None else None
+        if self.stacks is not None and proc is not None and is_python(proc):
+            self.stacks.capture(self.server, proc.pid, f"{self.server} {reason}")
+
+    def families(self) -> List[MetricFamily]:
+        lbl = {"server": self.server}
+        fams = [gauge("llm_agent_target_stalled", "Whether the target is processing requests without producing tokens (1).")
+                .add(lbl, 1 if self.stalled else 0)]
+        if self.process is not None and self.process.local:
+            fams.append(gauge("llm_agent_target_hung", "Whether the target's process is alive but its health check "
+                                                        "keeps timing out (1).").add(lbl, 1 if self.hung else 0))
+        return fams
+
+    def problems(self) -> List[Problem]:
+        found = []
+        dump = self.stacks.latest.get(self.server) if self.stacks is not None else None
+        where = f"; stacks: {dump.summary} (full dump: {dump.path})" if dump is not None and dump.path else ""
+        if self.hung:
+            found.append(Problem("critical", f"target {self.server}",
+                                 f"hung: the process is alive but has not answered for {self.hang_after:g}s{where}",
+                                 "look at the stacks; restart the server if it does not recover"))
+        if self.stalled:
+            found.append(Problem("critical", f"target {self.server}",
+                                 f"stalled: requests are in progress but no tokens for {self.stall_after:g}s{where}",
+                                 "look at the stacks and the GPU (XID errors, utilisation)"))
+        return found

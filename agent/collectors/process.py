@@ -1,0 +1,151 @@
+"""The process behind a target's port: its resources, its restarts, and its exit the moment it
+happens.
+
+`find_listener()` maps a TCP port to the process listening on it (psutil). `ProcessCollector`
+exports that process's RSS, CPU, file descriptors, threads, start time and GPU memory (from the
+NVML collector's per-process table). `ExitWatcher` polls the known processes several times a
+second and calls back when one exits, so a crash is paged in about a second instead of at the
+next cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable, Dict, List, Optional
+from urllib.parse import urlsplit
+
+import psutil
+
+from ..model import MetricFamily, counter, gauge
+
+log = logging.getLogger(__name__)
+
+
+def find_listener(port: int) -> Optional[int]:
+    """The pid listening on TCP `port`, or None (not found, or not ours to see)."""
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
+        return None
+    for c in conns:
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+            return c.pid
+    return None
+
+
+def is_python(proc: psutil.Process) -> bool:
+    try:
+        return "python" in proc.name().lower() or any("python" in part for part in proc.cmdline()[:1])
+    except (psutil.Error, OSError):
+        return False
+
+
+class ProcessCollector:
+    """Metrics of the process serving one target."""
+
+    def __init__(self, server: str, url: str, gpu_memory: Callable[[], Dict[int, int]] = dict,
+                 finder: Callable[[int], Optional[int]] = find_listener):
+        self.name = f"process:{server}"
+        self.server = server
+        self.port = urlsplit(url).port or 80
+        self.local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+        self.gpu_memory = gpu_memory
+        self.finder = finder
+        self.proc: Optional[psutil.Process] = None
+        self.starts = 0
+        self.problems: List = []
+
+    def current(self) -> Optional[psutil.Process]:
+        """The live process behind the port, re-found when the last one is gone."""
+        if self.proc is not None:
+            try:
+                if self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE:
+                    return self.proc
+            except psutil.Error:
+                pass
+            self.proc = None
+        if not self.local:
+            return None
+        pid = self.finder(self.port)
+        if pid is None:
+            return None
+        try:
+            self.proc = psutil.Process(pid)
+            self.starts += 1
+        except psutil.Error:
+            return None
+        return self.proc
+
+    def alive(self) -> bool:
+        """Whether a process still holds the target's port (a stopped one counts as alive)."""
+        return self.current() is not None
+
+    def collect(self) -> List[MetricFamily]:
+        proc = self.current()
+        lbl = {"server": self.server}
+        found = gauge("llm_agent_target_process_found", "Whether the process listening on the target's port was found (1) or not (0).")
+        if proc is None:
+            return [found.add(lbl, 0)]
+        try:
+            with proc.oneshot():
+                cpu, mem = proc.cpu_times(), proc.memory_info()
+                values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.", mem.rss),
+                          ("cpu_seconds_total", "counter", "CPU time of the target's process.", cpu.user + cpu.system),
+                          ("threads", "gauge", "Threads in the target's process.", proc.num_threads()),
+                          ("start_time_seconds", "gauge", "Start time of the target's process (a change is a restart).",
+                           proc.create_time())]
+                try:
+                    values.append(("open_fds", "gauge", "Open file descriptors of the target's process.", proc.num_fds()))
+                except (psutil.AccessDenied, OSError):
+                    pass
+        except psutil.Error:
+            self.proc = None
+            return [found.add(lbl, 0)]
+        fams = [found.add(lbl, 1), gauge("llm_agent_target_process_info", "The pid behind the target; always 1.")
+                .add({**lbl, "pid": str(proc.pid)}, 1)]
+        fams += [MetricFamily(f"llm_agent_target_process_{name}", mtype, help_).add(lbl, v)
+                 for name, mtype, help_, v in values]
+        used = self.gpu_memory().get(proc.pid)
+        if used is not None:
+            fams.append(gauge("llm_agent_target_process_gpu_memory_bytes", "GPU memory the target's process uses (NVML).")
+                        .add(lbl, used))
+        fams.append(counter("llm_agent_target_process_changes_total",
+                            "Times a new process was found behind the target's port.").add(lbl, self.starts))
+        return fams
+
+
+class ExitWatcher:
+    """Polls the watched processes every `period` seconds; calls `on_exit(server)` when one ends."""
+
+    def __init__(self, on_exit: Callable[[str], None], period: float = 0.2):
+        self.on_exit = on_exit
+        self.period = period
+        self.watched: Dict[str, ProcessCollector] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="exit-watcher", daemon=True)
+        self._thread.start()
+
+    def set(self, collectors: List[ProcessCollector]) -> None:
+        self.watched = {c.server: c for c in collectors}
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period):
+            for server, c in list(self.watched.items()):
+                proc = c.proc
+                if proc is None:
+                    continue
+                try:
+                    gone = not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+                except psutil.Error:
+                    gone = True
+                if gone:
+                    c.proc = None
+                    log.warning("target %s: its process %d exited", server, proc.pid)
+                    try:
+                        self.on_exit(server)
+                    except Exception:  # the watcher must outlive a bad callback
+                        log.exception("exit callback failed")
+
+    def close(self) -> None:
+        self._stop.set()

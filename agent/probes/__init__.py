@@ -1,0 +1,1 @@
+"""Health probes: streamed completions (TTFT/TPOT) and the canary."""

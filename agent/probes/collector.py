@@ -1,0 +1,166 @@
+"""Run the completion probe for one target on its own schedule, in its own thread, and export
+what it measured. A probe never overlaps itself (one thread per target), backs off while the
+target refuses connections, and never delays a collection cycle: `collect()` only reads the
+recorded results."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..model import MetricFamily, counter, gauge
+from .completion import ProbeResult, ProbeSpec, run_probe
+
+log = logging.getLogger(__name__)
+
+TTFT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+TPOT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+ERROR_KINDS = ("timeout", "http_status", "empty", "broken_stream", "connect")
+
+
+class Histogram:
+    """A cumulative histogram, exported in Prometheus' layout."""
+
+    def __init__(self, buckets: Sequence[float]):
+        self.bounds = tuple(buckets) + (float("inf"),)
+        self.counts = [0] * len(self.bounds)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        for i, bound in enumerate(self.bounds):
+            if value <= bound:
+                self.counts[i] += 1
+        self.sum += value
+        self.count += 1
+
+    def family(self, name: str, help: str, labels: Dict[str, str]) -> MetricFamily:
+        fam = MetricFamily(name, "histogram", help)
+        for bound, n in zip(self.bounds, self.counts):
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            fam.add({**labels, "le": le}, n, "_bucket")
+        fam.add(labels, self.sum, "_sum")
+        fam.add(labels, self.count, "_count")
+        return fam
+
+
+def error_kind(result: ProbeResult) -> str:
+    if result.error.startswith("http_"):
+        return "http_status"
+    if result.error in ("refused", "connect"):
+        return "connect"
+    return result.error
+
+
+class ProbeCollector:
+    """The probe thread and its metrics for one target."""
+
+    def __init__(self, server: str, spec: ProbeSpec, interval: float = 60.0, max_backoff: float = 600.0,
+                 canary_regex: str = "", canary_baseline: bool = False, state_dir: str = "",
+                 run: Callable[[ProbeSpec], ProbeResult] = run_probe, clock: Callable[[], float] = time.monotonic):
+        self.name = f"probe:{server}"
+        self.server = server
+        self.spec = spec
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.canary = re.compile(canary_regex) if canary_regex else None
+        self.baseline_path = os.path.join(state_dir, f"canary-{re.sub(r'[^A-Za-z0-9_.-]', '_', server)}.txt") \
+            if canary_baseline and state_dir else ""
+        self.run = run
+        self.clock = clock
+        self.problems: List = []
+        self.ttft, self.tpot, self.duration = Histogram(TTFT_BUCKETS), Histogram(TPOT_BUCKETS), Histogram(DURATION_BUCKETS)
+        self.errors: Dict[str, int] = {k: 0 for k in ERROR_KINDS}
+        self.runs = 0
+        self.tokens_total = 0
+        self.last: Optional[ProbeResult] = None
+        self.canary_match: Optional[bool] = None
+        self.failures_in_a_row = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"probe-{server}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            result = self.run(self.spec)
+            self.record(result)
+            delay = self.interval
+            if not result.success and result.error in ("refused", "connect"):
+                # the target is down: probe less often until it answers again
+                delay = min(self.max_backoff, self.interval * 2 ** min(self.failures_in_a_row, 10))
+            self._stop.wait(delay)
+
+    def record(self, result: ProbeResult) -> None:
+        with self._lock:
+            self.runs += 1
+            self.last = result
+            if result.success:
+                self.failures_in_a_row = 0
+                self.ttft.observe(result.ttft)
+                if result.tpot is not None:
+                    self.tpot.observe(result.tpot)
+                self.duration.observe(result.duration)
+                self.tokens_total += result.tokens
+                self.canary_match = self._check_canary(result.text)
+            else:
+                self.failures_in_a_row += 1
+                kind = error_kind(result)
+                self.errors[kind] = self.errors.get(kind, 0) + 1
+                log.info("probe %s failed: %s %s", self.server, result.error, result.detail)
+
+    def _check_canary(self, text: str) -> Optional[bool]:
+        if self.canary is not None:
+            return self.canary.search(text) is not None
+        if not self.baseline_path:
+            return None
+        try:
+            with open(self.baseline_path, encoding="utf-8") as f:
+                return f.read() == text
+        except FileNotFoundError:
+            with open(self.baseline_path, "w", encoding="utf-8") as f:
+                f.write(text)  # the first answer is the baseline (temperature 0, fixed seed)
+            log.info("probe %s: recorded the canary baseline in %s", self.server, self.baseline_path)
+            return True
+
+    def collect(self) -> List[MetricFamily]:
+        self.problems = []
+        lbl = {"server": self.server}
+        with self._lock:
+            fams = [
+                self.ttft.family("llm_agent_probe_ttft_seconds", "Time to first token of the completion probe.", lbl),
+                self.tpot.family("llm_agent_probe_tpot_seconds", "Time per output token of the completion probe.", lbl),
+                self.duration.family("llm_agent_probe_duration_seconds", "Total time of successful completion probes.", lbl),
+                counter("llm_agent_probes_total", "Completion probes run.").add(lbl, self.runs),
+                counter("llm_agent_probe_tokens_total", "Tokens received by completion probes (their cost to the model).")
+                .add(lbl, self.tokens_total),
+            ]
+            errors = counter("llm_agent_probe_errors_total", "Failed completion probes by kind.")
+            for kind, n in sorted(self.errors.items()):
+                errors.add({**lbl, "kind": kind}, n)
+            fams.append(errors)
+            if self.last is not None:
+                fams.append(gauge("llm_agent_probe_success", "Whether the last completion probe succeeded (1) or not (0).")
+                            .add(lbl, 1 if self.last.success else 0))
+                if not self.last.success:
+                    self.problems.append(_problem(self.server, self.last))
+            if self.canary_match is not None:
+                fams.append(gauge("llm_agent_probe_canary_match",
+                                  "Whether the last probe answer matched the canary (regex or recorded baseline).")
+                            .add(lbl, 1 if self.canary_match else 0))
+        return fams
+
+    def close(self) -> None:
+        self._stop.set()
+
+
+def _problem(server: str, result: ProbeResult):
+    from ..model import Problem
+
+    return Problem("warning", f"target {server}", f"completion probe failed: {result.error} {result.detail}".strip(),
+                   "the model does not answer as it should; check the server's log")

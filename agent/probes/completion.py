@@ -1,0 +1,137 @@
+"""A streamed completion probe: does the model actually answer, and how fast?
+
+One short request (temperature 0, fixed seed) to llama-server's /completion or an OpenAI
+/v1/chat/completions, read as server-sent events, timing the first token (TTFT) and the gap
+between tokens (TPOT). `parse_event()` is pure and tested on captured streams; `run_probe()`
+does the I/O against one deadline.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Tuple
+from urllib.parse import urlsplit
+
+
+@dataclass
+class ProbeSpec:
+    url: str
+    api: str = "completion"  # completion (llama-server) | chat (OpenAI-compatible)
+    prompt: str = "Reply with the single word OK."
+    max_tokens: int = 8
+    seed: int = 42
+    timeout: float = 10.0
+    model: str = ""
+    api_key: str = field(default="", repr=False)
+
+
+@dataclass
+class ProbeResult:
+    success: bool
+    error: str = ""  # timeout | http_<status> | empty | broken_stream | refused | connect
+    ttft: Optional[float] = None
+    tpot: Optional[float] = None
+    duration: float = 0.0
+    tokens: int = 0
+    text: str = ""
+    detail: str = ""
+
+
+def request_body(spec: ProbeSpec) -> Tuple[str, dict]:
+    """(path, JSON body) for the probe."""
+    if spec.api == "chat":
+        body = {"messages": [{"role": "user", "content": spec.prompt}], "max_tokens": spec.max_tokens,
+                "temperature": 0, "seed": spec.seed, "stream": True}
+        if spec.model:
+            body["model"] = spec.model
+        return "/v1/chat/completions", body
+    return "/completion", {"prompt": spec.prompt, "n_predict": spec.max_tokens, "temperature": 0,
+                           "seed": spec.seed, "stream": True, "cache_prompt": False}
+
+
+def parse_event(line: str) -> Tuple[str, bool]:
+    """One SSE line -> (text piece, end of stream). Raises ValueError on a malformed event.
+    llama-server: data: {"content": "...", "stop": false}; OpenAI: data: {"choices":
+    [{"delta": {"content": "..."}, "finish_reason": null}]} ... data: [DONE]."""
+    if not line.startswith("data:"):
+        return "", False
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return "", True
+    event = json.loads(data)
+    if not isinstance(event, dict):
+        raise ValueError("event is not a JSON object")
+    if "error" in event:
+        raise ValueError(f"error event: {str(event['error'])[:200]}")
+    if "choices" in event:
+        choices = event["choices"] or [{}]
+        delta = choices[0].get("delta") or {}
+        return delta.get("content") or choices[0].get("text") or "", False
+    return event.get("content") or "", bool(event.get("stop"))
+
+
+def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> ProbeResult:
+    """Send the probe and read its stream against `spec.timeout`."""
+    parts = urlsplit(spec.url)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    path, body = request_body(spec)
+    headers = {"Content-Type": "application/json", "Accept": "text/event-stream", "User-Agent": "llm-agent-probe"}
+    if spec.api_key:
+        headers["Authorization"] = f"Bearer {spec.api_key}"
+    start = clock()
+    deadline = start + spec.timeout
+    conn = conn_cls(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout=spec.timeout)
+    token_times: List[float] = []
+    pieces: List[str] = []
+    try:
+        conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return ProbeResult(False, f"http_{resp.status}", duration=clock() - start,
+                               detail=resp.read(300).decode("utf-8", "replace"))
+        ended = False
+        buffer = b""
+        while not ended:
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise socket.timeout()
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+            chunk = resp.read1(4096) if hasattr(resp, "read1") else resp.read(1)
+            if not chunk:
+                break
+            buffer += chunk
+            while b"\n" in buffer and not ended:
+                raw, buffer = buffer.split(b"\n", 1)
+                try:
+                    text, ended = parse_event(raw.decode("utf-8", "replace").strip())
+                except ValueError as e:
+                    return ProbeResult(False, "broken_stream", duration=clock() - start, tokens=len(token_times),
+                                       detail=str(e)[:200])
+                if text:
+                    token_times.append(clock())
+                    pieces.append(text)
+        duration = clock() - start
+        if not ended:
+            return ProbeResult(False, "broken_stream", duration=duration, tokens=len(token_times),
+                               detail="the stream ended without its final event")
+        if not token_times:
+            return ProbeResult(False, "empty", duration=duration, detail="no token in the answer")
+        tpot = (token_times[-1] - token_times[0]) / (len(token_times) - 1) if len(token_times) > 1 else None
+        return ProbeResult(True, ttft=token_times[0] - start, tpot=tpot, duration=duration,
+                           tokens=len(token_times), text="".join(pieces))
+    except (socket.timeout, TimeoutError):
+        return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(token_times),
+                           detail=f"no complete answer within {spec.timeout:g}s")
+    except ConnectionRefusedError:
+        return ProbeResult(False, "refused", duration=clock() - start, detail="connection refused")
+    except (OSError, http.client.HTTPException) as e:
+        kind = "broken_stream" if token_times or isinstance(e, http.client.HTTPException) else "connect"
+        return ProbeResult(False, kind, duration=clock() - start, tokens=len(token_times), detail=type(e).__name__)
+    finally:
+        conn.close()
+
