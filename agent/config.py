@@ -39,6 +39,8 @@ class TargetConfig:
     timeout: float = 3.0
     api_key: str = field(default="", repr=False)
     labels: Dict[str, str] = field(default_factory=dict)
+    probe: bool = True
+    slo_availability: float = 0.0  # 0: the [slo] default
     discovered: bool = False
 
 

@@ -30,7 +30,21 @@ _TARGET = {
     "timeout": Field("3s", v.positive(v.parse_duration)),
     "api_key": Field("", v.typed(str), secret=True),
     "labels": Field({}, v.str_table),
+    "probe": Field(True, v.typed(bool)),
+    "slo_availability": Field(0.0, lambda x: _fraction(x, allow_zero=True)),
 }
+
+def _regex(value: Any) -> str:
+    import re
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression string, got {value!r}")
+    try:
+        re.compile(value)
+    except re.error as e:
+        raise ValueError(f"invalid regular expression {value!r}: {e}") from None
+    return value
+
 
 def _expr(value: Any) -> Any:
     from .rules.parser import parse
@@ -57,6 +71,12 @@ def _matchers(value: Any) -> list:
     for item in items:
         parse_matcher(item)  # PromQLError is a ValueError
     return items
+
+
+def _fraction(value: Any, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < 1 or allow_zero and value == 0):
+        raise ValueError(f"expected a fraction between 0 and 1 such as 0.995, got {value!r}")
+    return float(value)
 
 
 _RULE = {
@@ -112,6 +132,34 @@ SCHEMA: Dict[str, Any] = {
     "rules": [_RULE],
     "inhibit": [_INHIBIT],
     "notify": [_NOTIFY],
+    "probes": {
+        "enabled": Field(True, v.typed(bool)),
+        "interval": Field("60s", v.positive(v.parse_duration)),
+        "timeout": Field("10s", v.positive(v.parse_duration)),
+        "prompt": Field("Reply with the single word OK.", v.typed(str)),
+        "max_tokens": Field(8, v.typed(int, 1, 4096)),
+        "api": Field("auto", v.one_of(("auto", "completion", "chat"))),
+        "model": Field("", v.typed(str)),
+        "canary_regex": Field("", _regex),
+        "canary_baseline": Field(False, v.typed(bool)),
+    },
+    "health": {
+        "hang_after": Field("10s", v.positive(v.parse_duration)),
+        "stall_after": Field("60s", v.positive(v.parse_duration)),
+        "watch_processes": Field(True, v.typed(bool)),
+        "py_spy": Field(True, v.typed(bool)),
+        "py_spy_timeout": Field("10s", v.positive(v.parse_duration)),
+    },
+    "slo": {
+        "availability": Field(0.995, _fraction),
+        "ttft_seconds": Field("1s", v.positive(v.parse_duration)),
+    },
+    "cost": {
+        "gpu_hour_price": Field(0.0, v.typed((int, float), 0)),
+        "host_hour_price": Field(0.0, v.typed((int, float), 0)),
+        "currency": Field("USD", v.typed(str)),
+        "month_budget": Field(0.0, v.typed((int, float), 0)),
+    },
     "discovery": {
         "enabled": Field(True, v.typed(bool)),
         "interval": Field("30s", v.positive(v.parse_duration)),

@@ -118,14 +118,16 @@ def one_of(choices: Sequence[str]) -> Callable[[Any], str]:
     return parse
 
 
-def typed(kind: type, low: Optional[float] = None, high: Optional[float] = None) -> Callable[[Any], Any]:
-    """A parser accepting a value of `kind` (bool is not an int here), optionally in range."""
+def typed(kind: Any, low: Optional[float] = None, high: Optional[float] = None) -> Callable[[Any], Any]:
+    """A parser accepting a value of `kind` (a type or a tuple; bool is not a number here),
+    optionally in range."""
+    name = kind.__name__ if isinstance(kind, type) else "number"
 
     def parse(value: Any) -> Any:
         if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
-            raise ValueError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+            raise ValueError(f"expected {name}, got {type(value).__name__} {value!r}")
         if low is not None and value < low or high is not None and value > high:
-            raise ValueError(f"{value!r} is out of range {low}-{high}")
+            raise ValueError(f"{value!r} is out of range {low}-{high}" if high is not None else f"{value!r} is below {low}")
         return value
 
     return parse

@@ -17,13 +17,20 @@ from .collectors.host import HostCollector
 from .collectors.llamacpp import LlamaCppCollector
 from .collectors.nvml import NvmlCollector
 from .collectors.openmetrics import OpenMetricsCollector, public_url
+from .collectors.liveness import Liveness
+from .collectors.process import ExitWatcher, ProcessCollector
 from .collectors.selfstats import SelfCollector
+from .collectors.slocost import SloCostCollector, total_rate
 from .alerting import Alerting, resolve_state_dir
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes, discovered_targets
-from .exporter import Exporter, agent_health
+from .exporter import Exporter
+from .healthz import health
 from .model import Snapshot, gauge
+from .probes.collector import ProbeCollector
+from .probes.completion import ProbeSpec
 from .runner import Collector, Runner
+from .stacks import StackStore
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +58,22 @@ class Agent:
         self.runner = Runner([], config.collector_timeout, clock)
         self.stats: Dict[str, object] = {"cycles": 0, "overruns": 0, "last_cycle_seconds": 0.0}
         self.reload_ok = True
-        self._targets: Dict[Tuple, Collector] = {}
+        self._targets: Dict[Tuple, List[Collector]] = {}  # per target: its collector, process, probe
         self._fixed: List[Collector] = []
         self._discovered: Tuple[TargetConfig, ...] = ()
         self._next_discovery = 0.0
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()
+        self.state_dir = state_dir or (resolve_state_dir(config) if alerting else "")
+        self.stacks = StackStore(self.state_dir or "/tmp", config.get("health.py_spy_timeout")) \
+            if config.get("health.py_spy") else None
+        self.exit_watcher: Optional[ExitWatcher] = None
+        self._cycle_now = threading.Event()
         self._build_fixed()
         self.alerting: Optional[Alerting] = None
         if alerting:
-            self.alerting = Alerting(config, state_dir or resolve_state_dir(config), clock)
+            self.alerting = Alerting(config, self.state_dir, clock)
 
     # -- collectors --------------------------------------------------------------------------
 
@@ -76,6 +88,9 @@ class Agent:
             fixed.append(HostCollector(c.get("collectors.host.fs_types_exclude"),
                                        c.get("collectors.host.mount_points_exclude"),
                                        c.get("collectors.host.net_devices_exclude")))
+        self.nvml_collector = next((x for x in fixed if isinstance(x, NvmlCollector)), None)
+        fixed.append(SloCostCollector(c, self.targets_now, lambda: len(self.nvml_collector.gpus) if self.nvml_collector else 0,
+                                      lambda: sum(total_rate(self.target_collectors()).values()), self.clock))
         self._fixed = fixed
 
     def targets(self) -> Tuple[TargetConfig, ...]:
@@ -95,16 +110,47 @@ class Agent:
             self._next_discovery = now + self.config.get("discovery.interval")
         return self._discovered
 
+    def _make_target(self, t: TargetConfig) -> List[Collector]:
+        """The collectors of one target: its own, the process behind it, its probe."""
+        c = self.config
+        nvml = self.nvml_collector
+        process = ProcessCollector(t.name, t.url, (lambda: nvml.pid_memory) if nvml else dict)
+        liveness = Liveness(t.name, self.monotonic, process, self.stacks, c.get("health.hang_after"),
+                            c.get("health.stall_after"))
+        group: List[Collector] = [TARGET_KINDS[t.kind](t, max_bytes=c.get("agent.max_response_bytes"),
+                                                      clock=self.monotonic, liveness=liveness), process]
+        if c.get("probes.enabled") and t.probe:
+            api = c.get("probes.api")
+            spec = ProbeSpec(t.url, api if api != "auto" else ("completion" if t.kind == "llamacpp" else "chat"),
+                             c.get("probes.prompt"), c.get("probes.max_tokens"), timeout=c.get("probes.timeout"),
+                             model=c.get("probes.model"), api_key=t.api_key)
+            group.append(ProbeCollector(t.name, spec, c.get("probes.interval"), canary_regex=c.get("probes.canary_regex"),
+                                        canary_baseline=c.get("probes.canary_baseline"), state_dir=self.state_dir))
+        return group
+
     def _sync_collectors(self) -> None:
-        wanted: Dict[Tuple, Collector] = {}
+        wanted: Dict[Tuple, List[Collector]] = {}
         for t in self.targets():
             key = _target_key(t)
-            wanted[key] = self._targets.get(key) or TARGET_KINDS[t.kind](
-                t, max_bytes=self.config.get("agent.max_response_bytes"), clock=self.monotonic)
+            wanted[key] = self._targets.get(key) or self._make_target(t)
         if wanted.keys() != self._targets.keys():
             log.info("targets: %s", ", ".join(f"{k[0]} ({public_url(k[1])})" for k in wanted) or "none")
         self._targets = wanted
-        self.runner.set_collectors(self._fixed + list(wanted.values()))
+        self.runner.set_collectors(self._fixed + [c for group in wanted.values() for c in group])
+        if self.exit_watcher is not None:
+            self.exit_watcher.set([c for group in wanted.values() for c in group if isinstance(c, ProcessCollector)])
+
+    def targets_now(self) -> Tuple[TargetConfig, ...]:
+        """The targets of the current collector set (no discovery run)."""
+        return tuple(group[0].target for group in self._targets.values())
+
+    def target_collectors(self) -> List[Collector]:
+        return [group[0] for group in self._targets.values()]
+
+    def wake_now(self, server: str = "") -> None:
+        """Run a cycle at once (a watched process exited), not at the next tick."""
+        self._cycle_now.set()
+        self._wake.set()
 
     # -- cycles ------------------------------------------------------------------------------
 
@@ -136,28 +182,29 @@ class Agent:
         self.stats["last_cycle_seconds"] = self.monotonic() - start
         return snapshot
 
-    def last_cycle_time(self) -> Optional[float]:
-        return self.snapshot.timestamp if self.snapshot else None
-
     def serve(self, exporter: Exporter) -> None:
         """Cycle every interval until `stop()`; reload when asked."""
         self.exporter = exporter
-        exporter.health = agent_health(self.last_cycle_time, self.config.interval, self.clock)
+        exporter.health = lambda target="": health(self.snapshot, self.clock(), self.config.interval, target)
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
+        if self.config.get("health.watch_processes"):
+            self.exit_watcher = ExitWatcher(self.wake_now)
         next_tick = self.monotonic()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
                 self._do_reload()
+            self._cycle_now.clear()
             started = self.monotonic()
             self.cycle()
             interval = self.config.interval
-            next_tick += interval
-            if self.monotonic() - started > interval:
-                self.stats["overruns"] = int(self.stats["overruns"]) + 1  # type: ignore[call-overload]
-                log.warning("cycle took %.1fs, longer than the %.1fs interval", self.monotonic() - started, interval)
-                next_tick = self.monotonic()
+            if started >= next_tick - 0.001:  # the scheduled cycle (not one a process exit asked for)
+                next_tick += interval
+                if self.monotonic() - started > interval:
+                    self.stats["overruns"] = int(self.stats["overruns"]) + 1  # type: ignore[call-overload]
+                    log.warning("cycle took %.1fs, longer than the %.1fs interval", self.monotonic() - started, interval)
+                    next_tick = self.monotonic()
             self._wake.wait(max(0.0, next_tick - self.monotonic()))
             self._wake.clear()
 
@@ -193,6 +240,8 @@ class Agent:
 
     def close(self, drain: float = 5.0) -> None:
         """Stop collecting; deliver what the outbox holds for at most `drain` seconds."""
+        if self.exit_watcher is not None:
+            self.exit_watcher.close()
         self.runner.close()
         if self.alerting is not None:
             self.alerting.close(drain)

@@ -14,10 +14,10 @@ import json
 import logging
 import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Callable, Dict, Optional, Tuple
+from urllib.parse import parse_qs
 
 from .expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
 from .model import Snapshot
@@ -120,7 +120,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/metrics":
             self._metrics()
         elif path == "/healthz":
-            code, doc = self.server.health()
+            query = parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
+            code, doc = self.server.health(query.get("target", [""])[0])
             self._send(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
         elif path == "/api/v1/alerts":
             self._send(200, json.dumps(self.server.api_alerts()).encode(), "application/json")
@@ -157,12 +158,12 @@ class Exporter(HTTPServer):
     request_queue_size = 128  # listen backlog: a burst of scrapers waits in the kernel, not refused
 
     def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
-                 health: Optional[Callable[[], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
+                 health: Optional[Callable[[str], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
                  max_connections: int = 128):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.exposition = Exposition(None)
         self.stats = ExporterStats()
-        self.health = health or (lambda: (200, {"status": "ok"}))
+        self.health: Callable[[str], Tuple[int, dict]] = health or (lambda target="": (200, {"status": "ok"}))
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         # connections being served or waiting for a worker; past this a client gets 503 at once
@@ -220,19 +221,3 @@ class Exporter(HTTPServer):
     @property
     def port(self) -> int:
         return self.server_address[1]
-
-
-def agent_health(last_cycle: Callable[[], Optional[float]], interval: float,
-                 clock: Callable[[], float] = time.time) -> Callable[[], Tuple[int, dict]]:
-    """/healthz for the agent itself: 200 while cycles keep coming, 503 when they stop."""
-
-    def health() -> Tuple[int, dict]:
-        last = last_cycle()
-        if last is None:
-            return 503, {"status": "starting", "reason": "no cycle completed yet"}
-        age = clock() - last
-        if age > 3 * interval + 10:
-            return 503, {"status": "stalled", "reason": f"last cycle {age:.0f}s ago", "last_cycle_age_seconds": age}
-        return 200, {"status": "ok", "last_cycle_age_seconds": round(age, 3)}
-
-    return health

@@ -71,6 +71,7 @@ class NvmlCollector:
         self._xid: Optional[XidWatcher] = None
         self._versions: Dict[str, str] = {}
         self._unsupported: Set[Tuple[int, str]] = set()  # static per GPU: stop asking
+        self.pid_memory: Dict[int, int] = {}  # GPU memory per pid, all GPUs (read by the process collector)
         self._error_names = {getattr(nvml, a): a for a in dir(nvml) if a.startswith("NVML_ERROR_")}
 
     def _err_name(self, e: Exception) -> str:
@@ -152,6 +153,7 @@ class NvmlCollector:
             self.problems.append(Problem(sev, "nvml", f"NVML unavailable: {self.init_error}", hint))
             return [nvml_up.add({}, 0), failures]
         families: Dict[str, MetricFamily] = {}
+        self._pid_memory_next: Dict[int, int] = {}
         try:
             for gpu in self.gpus:
                 self._collect_gpu(gpu, families)
@@ -162,6 +164,7 @@ class NvmlCollector:
                                          _HINTS.get(e.err_name, "")))
             return [nvml_up.add({}, 0), failures]
         nvml_up.add({}, 1)
+        self.pid_memory = self._pid_memory_next
         info = gauge("llm_agent_nvml_info", "NVML and driver versions; always 1.").add(self._versions, 1)
         errors = counter("llm_agent_nvml_field_errors_total", "NVML readings that failed with an unexpected error, by field.")
         for field_name, n in sorted(self._field_errors.items()):
@@ -268,6 +271,7 @@ class NvmlCollector:
             if p.usedGpuMemory is None:
                 continue
             fam.add({**gpu.labels, "pid": str(p.pid), "process_name": self.process_name(p.pid)}, p.usedGpuMemory)
+            self._pid_memory_next[p.pid] = self._pid_memory_next.get(p.pid, 0) + p.usedGpuMemory
 
     def close(self) -> None:
         if self._xid is not None:

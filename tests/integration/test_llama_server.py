@@ -19,6 +19,8 @@ interval = "1s"
 enabled = false
 [collectors.host]
 enabled = false
+[probes]
+enabled = false
 [[targets]]
 name = "tiny"
 url = "{server.url}"

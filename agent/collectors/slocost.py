@@ -1,0 +1,80 @@
+"""SLO objectives and cost figures as series, so burn-rate and budget rules are plain PromQL.
+
+- llm_agent_slo_error_budget{server}: 1 - the availability objective, per target (the default
+  burn-rate rules compare the probes' failure ratio with 14.4x and 6x of it).
+- Cost: the host's price per hour (GPU-hours x GPUs + host-hours), today's cost so far, the
+  month's projection, and the cost per 1,000 generated tokens from the measured throughput
+  (smoothed over about five minutes).
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from typing import Callable, Dict, List, Sequence
+
+from ..config import Config, TargetConfig
+from ..model import MetricFamily, gauge
+
+
+class SloCostCollector:
+    name = "slo_cost"
+
+    def __init__(self, config: Config, targets: Callable[[], Sequence[TargetConfig]], gpu_count: Callable[[], int],
+                 tokens_per_second: Callable[[], float], clock: Callable[[], float] = time.time):
+        self.config = config
+        self.targets = targets
+        self.gpu_count = gpu_count
+        self.tokens_per_second = tokens_per_second
+        self.clock = clock
+        self.smoothed = None
+        self._last = None
+        self.problems: List = []
+
+    def collect(self) -> List[MetricFamily]:
+        c = self.config
+        budget = gauge("llm_agent_slo_error_budget", "1 minus the target's availability objective.")
+        objective = gauge("llm_agent_slo_objective", "The target's objectives: availability (ratio), ttft (seconds).")
+        for t in self.targets():
+            avail = t.slo_availability or c.get("slo.availability")
+            budget.add({"server": t.name}, round(1 - avail, 9))
+            objective.add({"server": t.name, "slo": "availability"}, avail)
+            objective.add({"server": t.name, "slo": "ttft"}, c.get("slo.ttft_seconds"))
+        return [budget, objective] + self._cost()
+
+    def _cost(self) -> List[MetricFamily]:
+        c = self.config
+        per_hour = c.get("cost.gpu_hour_price") * self.gpu_count() + c.get("cost.host_hour_price")
+        if per_hour <= 0:
+            return []
+        now = self.clock()
+        lbl = {"currency": c.get("cost.currency")}
+        local = time.localtime(now)
+        midnight = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
+        days = calendar.monthrange(local.tm_year, local.tm_mon)[1]
+        fams = [gauge("llm_agent_cost_per_hour", "What the host costs per hour (configured prices x GPUs).").add(lbl, per_hour),
+                gauge("llm_agent_cost_today", "What the host has cost since local midnight.")
+                .add(lbl, per_hour * (now - midnight) / 3600),
+                gauge("llm_agent_cost_month_projection", "What the host will cost this month at the current price.")
+                .add(lbl, per_hour * 24 * days)]
+        if c.get("cost.month_budget") > 0:
+            fams.append(gauge("llm_agent_cost_month_budget", "The configured monthly budget.").add(lbl, c.get("cost.month_budget")))
+        rate = self.tokens_per_second()
+        if self._last is not None:
+            alpha = min(1.0, (now - self._last) / 300.0)  # about a five-minute average
+            self.smoothed = rate if self.smoothed is None else self.smoothed + alpha * (rate - self.smoothed)
+        self._last = now
+        if self.smoothed:
+            fams.append(gauge("llm_agent_cost_per_1k_tokens", "Cost per 1,000 generated tokens at the measured throughput.")
+                        .add(lbl, per_hour / (self.smoothed * 3600) * 1000))
+        return fams
+
+
+def total_rate(collectors: Sequence[object]) -> Dict[str, float]:
+    """Generation tokens/s per server from the target collectors' last cycle."""
+    out = {}
+    for c in collectors:
+        rates = getattr(c, "rates", None)
+        if rates and "generation" in rates:
+            out[c.target.name] = rates["generation"]
+    return out
