@@ -14,7 +14,7 @@ from .notify.base import Channel, iso
 from .notify.dispatcher import Dispatcher
 from .notify.outbox import Outbox
 from .notify.router import Router
-from .rules.engine import Engine
+from .rules.engine import Engine, Notification
 from .rules.history import History
 from .rules.loader import load_rules
 from .store import Store
@@ -54,8 +54,10 @@ def channels_from(config: Config) -> List[Channel]:
 
 
 class Alerting:
-    def __init__(self, config: Config, state_dir: str, clock=time.time):
+    def __init__(self, config: Config, state_dir: str, clock=time.time, stacks=None):
         self.clock = clock
+        self.stacks = stacks  # StackStore: py-spy summaries attached to a target's alerts
+        self._stacks_sent: Dict[str, str] = {}  # alert fingerprint -> dump already announced
         self.store = Store(os.path.join(state_dir, DB_NAME))
         self.history = History()
         self.outbox = Outbox(self.store)
@@ -80,8 +82,31 @@ class Alerting:
         """Evaluate the rules on this cycle's snapshot and queue what changed."""
         self.history.ingest(snapshot)
         notifications = self.engine.evaluate(snapshot.timestamp)
+        notifications += self._attach_stacks(notifications, snapshot.timestamp)
         self.router.route(notifications)
         self.router.resend_firing(self.engine.active(), snapshot.timestamp)
+
+    def _attach_stacks(self, notifications: List[Notification], t: float) -> List[Notification]:
+        """Add the latest py-spy summary of a hung or stalled server to its firing alerts. The
+        dump runs in the background, so it may land after the alert was sent: then the alert
+        is sent again, updated (receivers de-duplicate by its key)."""
+        if self.stacks is None:
+            return []
+        pending = {id(n.alert) for n in notifications if n.status == "firing"}
+        updates = []
+        for alert in self.engine.active():
+            server = alert.labels.get("server")
+            dump = self.stacks.latest.get(server) if server else None
+            if alert.state != "firing" or dump is None or not dump.path or dump.taken_at < alert.active_at - 60:
+                continue
+            alert.annotations["stacks"] = dump.summary
+            alert.annotations["stacks_file"] = dump.path
+            fp = alert.fingerprint
+            if self._stacks_sent.get(fp) != dump.path:
+                self._stacks_sent[fp] = dump.path
+                if id(alert) not in pending and alert.last_sent and not alert.inhibited:
+                    updates.append(Notification("firing", alert, t))
+        return updates
 
     def families(self) -> List[MetricFamily]:
         firing = gauge("llm_agent_alert_firing", "Alerts firing now (1), with their labels; inhibited ones included.")

@@ -20,6 +20,7 @@ EPILOG = """commands:
   config validate  check a config file and print the errors with file:line
   rules export     print the loaded alert rules as a Prometheus rule file
   test-alert       send a clearly marked test alert through a [[notify]] channel
+  stacks           dump a Python server's stacks with py-spy (by target name or pid)
 
 The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
 exists, else the embedded defaults."""
@@ -47,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--config", metavar="FILE", help="config file (TOML)")
     test.add_argument("--channel", required=True, metavar="NAME", help="the [[notify]] channel's name")
     test.add_argument("--resolve", action="store_true", help="send the resolve after the alert")
+    stacks = sub.add_parser("stacks", help="dump a Python server's stacks with py-spy")
+    stacks.add_argument("which", metavar="TARGET|PID", help="a target name (its port's process) or a pid")
+    stacks.add_argument("--config", metavar="FILE", help="config file (TOML)")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     val = cfg_sub.add_parser("validate", help="validate a config file")
@@ -182,6 +186,45 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stacks(args: argparse.Namespace) -> int:
+    from .alerting import resolve_state_dir
+    from .collectors.process import ProcessCollector
+    from .stacks import StackStore
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.which.isdigit():
+        pid, name = int(args.which), f"pid-{args.which}"
+    else:
+        from .daemon import Agent
+
+        agent = Agent(config, alerting=False)
+        targets = {t.name: t for t in agent.targets()}
+        agent.close(drain=0)
+        target = targets.get(args.which)
+        if target is None:
+            print(f"llm-agent: no target named {args.which!r} (known: {', '.join(sorted(targets)) or 'none'})", file=sys.stderr)
+            return 2
+        proc = ProcessCollector(target.name, target.url).current()
+        if proc is None:
+            print(f"llm-agent: no process found listening for {target.name} ({target.url})", file=sys.stderr)
+            return 1
+        pid, name = proc.pid, target.name
+    try:
+        state_dir = resolve_state_dir(config)
+    except OSError:
+        state_dir = "/tmp"
+    result = StackStore(state_dir, config.get("health.py_spy_timeout")).take_now(name, pid, "llm-agent stacks")
+    if result.error:
+        print(f"llm-agent: {result.error}", file=sys.stderr)
+        return 1
+    print(result.text.rstrip())
+    print(f"\nsummary: {result.summary}\nsaved to {result.path}")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -195,6 +238,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return cmd_rules_export(args)
     if args.command == "test-alert":
         return cmd_test_alert(args)
+    if args.command == "stacks":
+        return cmd_stacks(args)
     parser.print_help(sys.stderr)
     return 2
 

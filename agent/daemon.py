@@ -73,7 +73,7 @@ class Agent:
         self._build_fixed()
         self.alerting: Optional[Alerting] = None
         if alerting:
-            self.alerting = Alerting(config, self.state_dir, clock)
+            self.alerting = Alerting(config, self.state_dir, clock, self.stacks)
 
     # -- collectors --------------------------------------------------------------------------
 
@@ -118,7 +118,8 @@ class Agent:
         liveness = Liveness(t.name, self.monotonic, process, self.stacks, c.get("health.hang_after"),
                             c.get("health.stall_after"))
         group: List[Collector] = [TARGET_KINDS[t.kind](t, max_bytes=c.get("agent.max_response_bytes"),
-                                                      clock=self.monotonic, liveness=liveness), process]
+                                                      clock=self.monotonic, liveness=liveness,
+                                                      budget=c.collector_timeout * 0.9), process]
         if c.get("probes.enabled") and t.probe:
             api = c.get("probes.api")
             spec = ProbeSpec(t.url, api if api != "auto" else ("completion" if t.kind == "llamacpp" else "chat"),

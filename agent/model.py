@@ -120,9 +120,17 @@ class Snapshot:
         return self._index.get(name)
 
     def samples(self, name: str) -> List[Sample]:
-        """All samples of family `name` (empty when absent)."""
+        """All samples of family `name`, or the samples called `name` of a histogram or
+        summary family (``foo_count`` of ``foo``); empty when absent."""
         fam = self._index.get(name)
-        return fam.samples if fam else []
+        if fam is not None:
+            return fam.samples
+        for suffix in ("_count", "_sum", "_bucket"):
+            if name.endswith(suffix):
+                fam = self._index.get(name[: -len(suffix)])
+                if fam is not None:
+                    return [s for s in fam.samples if s.name == name]
+        return []
 
     def value(self, name: str, **labels: str) -> Optional[float]:
         """The value of the first sample of `name` whose labels include `labels`."""

@@ -48,9 +48,19 @@ def summarize(text: str, threads: int = 3, frames: int = 3) -> str:
         f = _FRAME.match(line)
         if f and current is not None:
             current[2].append(f"{f.group(1)} ({os.path.basename(f.group(2))})")
-    parsed.sort(key=lambda t: (t[1] != "active", 0))
+    # active threads first, then those not parked in a known wait: that is where a hang lives
+    parsed.sort(key=lambda t: 0 if t[1] == "active" else (2 if not t[2] or _parked(t[2][0]) else 1))
     parts = [f"{name} ({state}): " + " <- ".join(stack[:frames]) for name, state, stack in parsed[:threads] if stack]
     return "; ".join(parts) or "no Python frames found"
+
+
+_WAITS = ("wait", "select", "poll", "accept", "serve_forever", "_wait_for_tstate_lock", "get", "join",
+          "acquire", "recv", "read", "readinto", "sleep")
+
+
+def _parked(frame: str) -> bool:
+    # py-spy writes qualified names for methods: "Condition.wait", "_PollLikeSelector.select"
+    return frame.split(" ", 1)[0].rsplit(".", 1)[-1] in _WAITS
 
 
 def py_spy_path() -> Optional[str]:

@@ -65,8 +65,11 @@ class OpenMetricsCollector:
 
     def __init__(self, target: TargetConfig, client: Optional[HttpClient] = None,
                  max_bytes: int = 16 << 20, clock: Callable[[], float] = time.monotonic,
-                 liveness: Optional[Liveness] = None):
+                 liveness: Optional[Liveness] = None, budget: float = 0.0):
         self.target = target
+        # all of a cycle's requests must end inside the runner's collector timeout, or their
+        # results (a timeout is a result too) would be thrown away with the late collector
+        self.timeout = min(target.timeout, budget) if budget > 0 else target.timeout
         self.liveness = liveness
         self.name = f"target:{target.name}"
         self.max_bytes = max_bytes
@@ -104,7 +107,7 @@ class OpenMetricsCollector:
     def collect(self) -> List[MetricFamily]:
         self.problems = []
         start = self.clock()
-        deadline = start + self.target.timeout
+        deadline = start + self.timeout
         out: List[MetricFamily] = []
         self._health_timed_out = self._metrics_timed_out = False
         self._busy: Optional[bool] = None

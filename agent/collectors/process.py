@@ -11,6 +11,7 @@ next cycle.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Callable, Dict, List, Optional
 from urllib.parse import urlsplit
@@ -35,10 +36,12 @@ def find_listener(port: int) -> Optional[int]:
 
 
 def is_python(proc: psutil.Process) -> bool:
+    """Whether the process is a Python interpreter (not merely installed under site-packages)."""
     try:
-        return "python" in proc.name().lower() or any("python" in part for part in proc.cmdline()[:1])
+        names = [proc.name()] + [os.path.basename(a) for a in proc.cmdline()[:1]]
     except (psutil.Error, OSError):
         return False
+    return any(n.lower().startswith("python") for n in names)
 
 
 class ProcessCollector:

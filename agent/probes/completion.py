@@ -45,7 +45,7 @@ def request_body(spec: ProbeSpec) -> Tuple[str, dict]:
     """(path, JSON body) for the probe."""
     if spec.api == "chat":
         body = {"messages": [{"role": "user", "content": spec.prompt}], "max_tokens": spec.max_tokens,
-                "temperature": 0, "seed": spec.seed, "stream": True}
+                "temperature": 0, "seed": spec.seed, "stream": True, "stream_options": {"include_usage": True}}
         if spec.model:
             body["model"] = spec.model
         return "/v1/chat/completions", body
@@ -53,25 +53,30 @@ def request_body(spec: ProbeSpec) -> Tuple[str, dict]:
                            "seed": spec.seed, "stream": True, "cache_prompt": False}
 
 
-def parse_event(line: str) -> Tuple[str, bool]:
-    """One SSE line -> (text piece, end of stream). Raises ValueError on a malformed event.
-    llama-server: data: {"content": "...", "stop": false}; OpenAI: data: {"choices":
-    [{"delta": {"content": "..."}, "finish_reason": null}]} ... data: [DONE]."""
+def parse_event(line: str) -> Tuple[str, bool, Optional[int]]:
+    """One SSE line -> (text piece, end of stream, tokens the server says it generated).
+    Raises ValueError on a malformed event. llama-server: data: {"content": "...", "stop":
+    false}, the last one with "tokens_predicted"; OpenAI: data: {"choices": [{"delta":
+    {"content": "..."}}]}, a "usage" chunk, then data: [DONE]. A server may merge several
+    tokens into one event (llama-server holds back incomplete UTF-8), so the count it
+    reports wins over the number of events."""
     if not line.startswith("data:"):
-        return "", False
+        return "", False, None
     data = line[5:].strip()
     if data == "[DONE]":
-        return "", True
+        return "", True, None
     event = json.loads(data)
     if not isinstance(event, dict):
         raise ValueError("event is not a JSON object")
     if "error" in event:
         raise ValueError(f"error event: {str(event['error'])[:200]}")
+    usage = event.get("usage") or {}
     if "choices" in event:
         choices = event["choices"] or [{}]
         delta = choices[0].get("delta") or {}
-        return delta.get("content") or choices[0].get("text") or "", False
-    return event.get("content") or "", bool(event.get("stop"))
+        return delta.get("content") or choices[0].get("text") or "", False, usage.get("completion_tokens")
+    reported = event.get("tokens_predicted") if event.get("stop") else None
+    return event.get("content") or "", bool(event.get("stop")), reported
 
 
 def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> ProbeResult:
@@ -87,6 +92,7 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
     conn = conn_cls(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout=spec.timeout)
     token_times: List[float] = []
     pieces: List[str] = []
+    reported: Optional[int] = None
     try:
         conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
         resp = conn.getresponse()
@@ -108,7 +114,8 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
             while b"\n" in buffer and not ended:
                 raw, buffer = buffer.split(b"\n", 1)
                 try:
-                    text, ended = parse_event(raw.decode("utf-8", "replace").strip())
+                    text, ended, count = parse_event(raw.decode("utf-8", "replace").strip())
+                    reported = count if count is not None else reported
                 except ValueError as e:
                     return ProbeResult(False, "broken_stream", duration=clock() - start, tokens=len(token_times),
                                        detail=str(e)[:200])
@@ -121,9 +128,11 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
                                detail="the stream ended without its final event")
         if not token_times:
             return ProbeResult(False, "empty", duration=duration, detail="no token in the answer")
-        tpot = (token_times[-1] - token_times[0]) / (len(token_times) - 1) if len(token_times) > 1 else None
+        tokens = max(reported or 0, len(token_times))
+        # time per output token after the first, over the tokens the server generated
+        tpot = (token_times[-1] - token_times[0]) / (tokens - 1) if tokens > 1 else None
         return ProbeResult(True, ttft=token_times[0] - start, tpot=tpot, duration=duration,
-                           tokens=len(token_times), text="".join(pieces))
+                           tokens=tokens, text="".join(pieces))
     except (socket.timeout, TimeoutError):
         return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(token_times),
                            detail=f"no complete answer within {spec.timeout:g}s")
