@@ -1,0 +1,134 @@
+"""The completion probe: captured llama-server streams, and failures by kind against local
+servers that break the stream on purpose."""
+
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import threading
+from pathlib import Path
+
+import pytest
+
+from agent.probes.collector import ProbeCollector
+from agent.probes.completion import ProbeResult, ProbeSpec, parse_event, run_probe
+from agent.model import Snapshot
+
+FIX = Path(__file__).parent.parent / "fixtures" / "llamacpp"
+
+
+def events(name):
+    return [parse_event(line) for line in (FIX / name).read_text().splitlines() if line.startswith("data:")]
+
+
+def test_llama_server_completion_stream():
+    parsed = events("completion_stream.txt")
+    assert parsed[-1][1] is True and parsed[-1][2] == 6  # stop, and the server's own token count
+    assert all(not end for _, end, _ in parsed[:-1])
+    assert sum(1 for text, _, _ in parsed if text) <= 6  # incomplete UTF-8 merges tokens into fewer events
+
+
+def test_openai_chat_stream_with_usage():
+    parsed = events("chat_stream.txt")
+    assert parsed[-1] == ("", True, None)  # data: [DONE]
+    assert any(count == 6 for _, _, count in parsed)  # the usage chunk
+    assert "".join(t for t, _, _ in parsed)
+
+
+@pytest.mark.parametrize("line", ['data: {"error": {"message": "boom"}}', "data: [1, 2]", "data: {not json"])
+def test_malformed_events_raise(line):
+    with pytest.raises(ValueError):
+        parse_event(line)
+
+
+class Scripted(BaseHTTPRequestHandler):
+    """POST answers as the server's `mode` says."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        mode = self.server.mode
+        if mode == "status":
+            self.send_response(503)
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"busy")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if mode == "empty":
+            self.wfile.write(b'data: {"content": "", "stop": true, "tokens_predicted": 0}\n\n')
+        elif mode == "broken":
+            self.wfile.write(b'data: {"content": "a", "stop": false}\n\n')  # then the connection closes
+        elif mode == "garbage":
+            self.wfile.write(b"data: {garbage\n\n")
+        elif mode == "ok":
+            for piece in ("O", "K"):
+                self.wfile.write(f'data: {json.dumps({"content": piece, "stop": False})}\n\n'.encode())
+            self.wfile.write(b'data: {"content": "", "stop": true, "tokens_predicted": 2}\n\n')
+
+
+@pytest.fixture
+def scripted():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("mode,error", [("ok", ""), ("status", "http_503"), ("empty", "empty"),
+                                        ("broken", "broken_stream"), ("garbage", "broken_stream")])
+def test_failures_by_kind(scripted, mode, error):
+    scripted.mode = mode
+    result = run_probe(ProbeSpec(f"http://127.0.0.1:{scripted.server_address[1]}", timeout=3))
+    assert result.error == error
+    if mode == "ok":
+        assert result.success and result.tokens == 2 and result.text == "OK" and result.ttft > 0
+
+
+def test_refused():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert run_probe(ProbeSpec(f"http://127.0.0.1:{port}", timeout=1)).error == "refused"
+
+
+def test_collector_exports_histograms_errors_and_canary(tmp_path):
+    answers = iter([ProbeResult(True, ttft=0.2, tpot=0.02, duration=0.3, tokens=8, text="OK"),
+                    ProbeResult(False, "timeout", duration=10),
+                    ProbeResult(True, ttft=0.3, tpot=0.03, duration=0.4, tokens=8, text="gibberish")])
+    gate = threading.Event()
+
+    def run(spec):
+        gate.wait(5)
+        gate.clear()
+        try:
+            return next(answers)
+        except StopIteration:
+            threading.Event().wait(60)
+
+    c = ProbeCollector("llama", ProbeSpec("http://x"), interval=0.01, canary_regex="^OK$", run=run)
+    try:
+        for expected_runs in (1, 2, 3):
+            gate.set()
+            deadline = threading.Event()
+            while c.runs < expected_runs and not deadline.wait(0.01):
+                pass
+        snap = Snapshot(0.0, tuple(c.collect()))
+        assert snap.value("llm_agent_probes_total") == 3
+        assert snap.value("llm_agent_probe_ttft_seconds_count") == 2
+        assert snap.value("llm_agent_probe_ttft_seconds_bucket", le="0.25") == 1
+        assert snap.value("llm_agent_probe_errors_total", kind="timeout") == 1
+        assert snap.value("llm_agent_probe_tokens_total") == 16
+        assert snap.value("llm_agent_probe_success") == 1
+        assert snap.value("llm_agent_probe_canary_match") == 0  # "gibberish" fails ^OK$
+    finally:
+        c.close()

@@ -1,0 +1,51 @@
+"""SLO and cost series, and the default burn-rate rule firing on probe failures."""
+
+import time
+
+from agent.collectors.slocost import SloCostCollector
+from agent.config import TargetConfig, parse_config
+from agent.model import Snapshot
+
+
+def test_objectives_and_cost():
+    config = parse_config('[slo]\navailability = 0.99\n[cost]\ngpu_hour_price = 2.0\nhost_hour_price = 1.0\n'
+                          'month_budget = 1000.0\n')
+    targets = [TargetConfig("a", "http://x:1"), TargetConfig("b", "http://x:2", slo_availability=0.999)]
+    now = time.mktime((2026, 11, 25, 6, 0, 0, 0, 0, -1))  # 06:00 local, a 30-day month
+    clock = iter([now, now + 60]).__next__
+    c = SloCostCollector(config, lambda: targets, lambda: 8, lambda: 100.0, clock)
+    snap = Snapshot(0.0, tuple(c.collect()))
+    assert snap.value("llm_agent_slo_error_budget", server="a") == 0.01
+    assert snap.value("llm_agent_slo_error_budget", server="b") == 0.001
+    assert snap.value("llm_agent_cost_per_hour") == 17.0  # 8 GPUs x 2 + 1
+    assert snap.value("llm_agent_cost_today") == 17.0 * 6
+    assert snap.value("llm_agent_cost_month_projection") == 17.0 * 24 * 30
+    assert snap.value("llm_agent_cost_month_budget") == 1000.0
+    assert snap.samples("llm_agent_cost_per_1k_tokens") == []  # one reading is not yet a rate
+    snap = Snapshot(0.0, tuple(c.collect()))
+    assert round(snap.value("llm_agent_cost_per_1k_tokens"), 6) == round(17.0 / (100 * 3600) * 1000, 6)
+
+
+def test_no_price_no_cost_series():
+    c = SloCostCollector(parse_config(""), lambda: [], lambda: 8, lambda: 0.0)
+    assert [f.name for f in c.collect()] == ["llm_agent_slo_error_budget", "llm_agent_slo_objective"]
+
+
+def test_fast_burn_rule_fires_on_failing_probes():
+    from agent.model import MetricFamily, Sample
+    from agent.rules.engine import Engine
+    from agent.rules.history import History
+    from agent.rules.loader import load_rules
+
+    rules, _ = load_rules(parse_config(""))
+    burn = [r for r in rules if r.name == "LlmSloBurnFast"]
+    history = History()
+    engine = Engine(burn, history)
+    fired = []
+    for i in range(0, 3600, 60):  # an hour of probes, one a minute, failing half the time
+        t = 10_000.0 + i
+        fams = (MetricFamily("llm_agent_probe_success", "gauge", "", [Sample("llm_agent_probe_success", (("server", "a"),), i // 60 % 2)]),
+                MetricFamily("llm_agent_slo_error_budget", "gauge", "", [Sample("llm_agent_slo_error_budget", (("server", "a"),), 0.005)]))
+        history.ingest(Snapshot(t, fams))
+        fired += [(n.status, n.alert.labels["server"]) for n in engine.evaluate(t)]
+    assert ("firing", "a") in fired
