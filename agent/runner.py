@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 class Collector(Protocol):
     """One source. `collect()` returns fresh families; `problems` (optional) describes what
-    the last collect found wrong, for `check`; `close()` (optional) releases resources."""
+    the last collect found wrong, for `check`; `close()` (optional) releases resources;
+    `inline = True` (optional) marks a collector that only reads memory or /proc and cannot
+    block: it runs in the runner's own thread, saving a thread hand-off per cycle."""
 
     name: str
 
@@ -72,19 +74,27 @@ class Runner:
     def run(self, extra: Iterable[MetricFamily] = ()) -> Snapshot:
         """One cycle: collect everything, then merge it with `extra` into a Snapshot."""
         now = self.clock()
+        begun = time.monotonic()
         started: Dict[str, Future] = {}
         statuses: List[CollectorStatus] = []
+        inline = []
         for c in self.collectors:
+            if getattr(c, "inline", False):
+                inline.append(c)
+                continue
             busy = self._inflight.get(c.name)
             if busy is not None and not busy.done():
                 self._overruns[c.name] = self._overruns.get(c.name, 0) + 1
                 statuses.append(CollectorStatus(c.name, False, 0.0, "previous run still busy", skipped=True))
                 continue
             started[c.name] = self._inflight[c.name] = self._pool.submit(_run_one, c)
-        if started:
-            wait(list(started.values()), timeout=self.timeout)
         groups: List[List[MetricFamily]] = []
         problems: List[Problem] = []
+        for c in inline:  # while the others work in their threads
+            families, found, duration, error = _run_one(c)
+            self._record(c.name, families, found, duration, error, groups, problems, statuses)
+        if started:
+            wait(list(started.values()), timeout=max(0.0, self.timeout - (time.monotonic() - begun)))
         for name, fut in started.items():
             if not fut.done():
                 self._overruns[name] = self._overruns.get(name, 0) + 1
@@ -92,13 +102,7 @@ class Runner:
                 problems.append(Problem("warning", f"collector {name}", f"did not finish within {self.timeout:g}s",
                                         "a source is hanging; its series are missing until it answers"))
                 continue
-            families, found, duration, error = fut.result()
-            groups.append(families)
-            problems.extend(found)
-            statuses.append(CollectorStatus(name, not error, duration, error))
-            if error:
-                self._errors[name] = self._errors.get(name, 0) + 1
-                problems.append(Problem("warning", f"collector {name}", f"failed: {error}"))
+            self._record(name, *fut.result(), groups, problems, statuses)
         statuses.sort(key=lambda s: s.name)
         own = self._self_metrics(statuses)
         groups.append(own)
@@ -112,6 +116,15 @@ class Runner:
         # this cycle's count, known only after the merge; the sample is ours to set
         own[-1].samples[0].value = float(self.conflicts_total)
         return Snapshot(now, tuple(families), tuple(statuses), tuple(problems))
+
+    def _record(self, name: str, families: List[MetricFamily], found: Tuple[Problem, ...], duration: float, error: str,
+                groups: List[List[MetricFamily]], problems: List[Problem], statuses: List[CollectorStatus]) -> None:
+        groups.append(families)
+        problems.extend(found)
+        statuses.append(CollectorStatus(name, not error, duration, error))
+        if error:
+            self._errors[name] = self._errors.get(name, 0) + 1
+            problems.append(Problem("warning", f"collector {name}", f"failed: {error}"))
 
     def _self_metrics(self, statuses: Sequence[CollectorStatus]) -> List[MetricFamily]:
         success = gauge("llm_agent_collector_success", "Whether the collector succeeded in the last cycle (1) or not (0).")

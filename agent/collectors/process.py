@@ -47,6 +47,8 @@ def is_python(proc: psutil.Process) -> bool:
 class ProcessCollector:
     """Metrics of the process serving one target."""
 
+    inline = True  # reads memory or /proc only (see runner.Collector)
+
     def __init__(self, server: str, url: str, gpu_memory: Callable[[], Dict[int, int]] = dict,
                  finder: Callable[[int], Optional[int]] = find_listener):
         self.name = f"process:{server}"

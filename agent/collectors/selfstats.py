@@ -15,6 +15,8 @@ from ..model import MetricFamily, counter, gauge
 class SelfCollector:
     """Reads counters the daemon and exporter keep; `stats()` returns them as a dict."""
 
+    inline = True  # reads memory or /proc only (see runner.Collector)
+
     name = "agent"
 
     def __init__(self, stats: Callable[[], Dict[str, object]]):

@@ -18,7 +18,10 @@ from ..model import MetricFamily, gauge
 
 
 class SloCostCollector:
+    """Objectives per target, and the host's cost."""
+
     name = "slo_cost"
+    inline = True  # reads memory only (see runner.Collector)
 
     def __init__(self, config: Config, targets: Callable[[], Sequence[TargetConfig]], gpu_count: Callable[[], int],
                  tokens_per_second: Callable[[], float], clock: Callable[[], float] = time.time):

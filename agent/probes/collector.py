@@ -60,6 +60,8 @@ def error_kind(result: ProbeResult) -> str:
 class ProbeCollector:
     """The probe thread and its metrics for one target."""
 
+    inline = True  # reads memory or /proc only (see runner.Collector)
+
     def __init__(self, server: str, spec: ProbeSpec, interval: float = 60.0, max_backoff: float = 600.0,
                  canary_regex: str = "", canary_baseline: bool = False, state_dir: str = "",
                  run: Callable[[ProbeSpec], ProbeResult] = run_probe, clock: Callable[[], float] = time.monotonic):

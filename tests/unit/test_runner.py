@@ -112,3 +112,24 @@ def test_replaced_collectors_are_closed():
     r.set_collectors([a])
     assert closed == ["b"]
     r.close()
+
+
+def test_inline_collectors_run_in_the_runner_thread_and_stay_isolated():
+    seen = []
+
+    class Inline(Fixed):
+        inline = True
+
+        def collect(self):
+            seen.append(threading.current_thread())
+            return super().collect()
+
+    class InlineRaising(Raising):
+        inline = True
+
+    r = Runner([Inline("i"), InlineRaising(), Fixed("t")], timeout=1)
+    snap = r.run()
+    assert seen == [threading.current_thread()]
+    assert snap.value("m", src="i") == 1 and snap.value("m", src="t") == 1
+    assert snap.value("llm_agent_collector_success", collector="raising") == 0
+    r.close()
