@@ -90,9 +90,10 @@ def dump(pid: int, timeout: float = 10.0, binary: Optional[str] = None) -> Stack
 class StackStore:
     """The latest dump per target, written to state_dir/stacks; dumps taken in the background."""
 
-    def __init__(self, state_dir: str, timeout: float = 10.0):
+    def __init__(self, state_dir: str, timeout: float = 10.0, binary: Optional[str] = None):
         self.dir = os.path.join(state_dir, "stacks")
         self.timeout = timeout
+        self.binary = binary  # py-spy; found on PATH when None
         self.latest: Dict[str, StackDump] = {}
         self._busy: Dict[str, bool] = {}
         self._reported: set = set()
@@ -112,7 +113,7 @@ class StackStore:
 
     def _take(self, server: str, pid: int, reason: str) -> StackDump:
         try:
-            result = dump(pid, self.timeout)
+            result = dump(pid, self.timeout, self.binary)
             if result.error:
                 if result.error not in self._reported:  # once, not every cycle
                     self._reported.add(result.error)
