@@ -45,6 +45,11 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
     gen = _by_label(snapshot, "llm_agent_generation_tokens_per_second", "server")
     ctx = _by_label(snapshot, "llm_agent_target_context_tokens", "server")
     models = {s.label("server"): s.label("model") for s in snapshot.samples("llm_agent_target_info")}
+    probe_ok = _by_label(snapshot, "llm_agent_probe_success", "server")
+    ttft_sum = _by_label(snapshot, "llm_agent_probe_ttft_seconds_sum", "server")
+    ttft_count = _by_label(snapshot, "llm_agent_probe_ttft_seconds_count", "server")
+    hung = _by_label(snapshot, "llm_agent_target_hung", "server")
+    stalled = _by_label(snapshot, "llm_agent_target_stalled", "server")
     slots: Dict[str, Dict[str, float]] = {}
     for s in snapshot.samples("llm_agent_target_slots"):
         slots.setdefault(s.label("server"), {})[s.label("state")] = s.value
@@ -60,6 +65,11 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
                 row[key] = table[name]
         if name in slots:
             row["slots_busy"], row["slots_idle"] = int(slots[name].get("busy", 0)), int(slots[name].get("idle", 0))
+        if name in probe_ok:
+            row["probe_ok"] = bool(probe_ok[name])
+        if ttft_count.get(name):
+            row["probe_ttft_seconds_mean"] = ttft_sum[name] / ttft_count[name]
+        row["hung"], row["stalled"] = bool(hung.get(name)), bool(stalled.get(name))
         rows.append(row)
     return rows
 
@@ -162,6 +172,11 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
             parts.append(f"{t['generation_tokens_per_second']:.1f} tokens/s")
         if "slots_busy" in t:
             parts.append(f"slots {t['slots_busy']}/{t['slots_busy'] + t['slots_idle']} busy")
+        if "probe_ok" in t:
+            ttft = f", TTFT {t['probe_ttft_seconds_mean'] * 1000:.0f} ms" if "probe_ttft_seconds_mean" in t else ""
+            parts.append(("probe ok" if t["probe_ok"] else tag("warning") + ": probe failing") + ttft)
+        if t.get("hung") or t.get("stalled"):
+            parts.append(tag("critical") + (": hung" if t.get("hung") else ": stalled"))
         lines.append("  ".join(parts))
     h = r["host"]
     lines += ["", "Host"]
