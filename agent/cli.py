@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="collect every interval and serve /metrics")
     run.add_argument("--config", metavar="FILE", help="config file (TOML)")
     run.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="override agent.log_level")
+    run.add_argument("--log-format", choices=("auto", "text", "json", "journal"), default="auto",
+                     help="auto: journal priorities under systemd (JOURNAL_STREAM), text on a terminal")
     chk = sub.add_parser("check", help="one diagnostic pass; exit 0 ok, 1 warnings, 2 critical")
     chk.add_argument("--config", metavar="FILE", help="config file (TOML)")
     chk.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -67,9 +69,12 @@ def _load(path_arg: Optional[str]):
         return None
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from .logformat import handler_for
+
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level.upper()))
+    root.addHandler(handler_for(fmt, sys.stderr))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -79,7 +84,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 2
-    _setup_logging(args.log_level or config.get("agent.log_level"))
+    _setup_logging(args.log_level or config.get("agent.log_level"), args.log_format)
     host, port = config.get("exporter.listen")
     try:
         exporter = Exporter(host, port, config.get("exporter.max_threads"), config.get("exporter.request_timeout"),

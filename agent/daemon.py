@@ -31,6 +31,7 @@ from .probes.collector import ProbeCollector
 from .probes.completion import ProbeSpec
 from .runner import Collector, Runner
 from .stacks import StackStore
+from .systemd import Notifier, Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -183,22 +184,35 @@ class Agent:
         self.stats["last_cycle_seconds"] = self.monotonic() - start
         return snapshot
 
-    def serve(self, exporter: Exporter) -> None:
-        """Cycle every interval until `stop()`; reload when asked."""
+    def serve(self, exporter: Exporter, notifier: Optional[Notifier] = None) -> None:
+        """Cycle every interval until `stop()`; reload when asked; keep systemd informed."""
         self.exporter = exporter
         exporter.health = lambda target="": health(self.snapshot, self.clock(), self.config.interval, target)
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
         if self.config.get("health.watch_processes"):
             self.exit_watcher = ExitWatcher(self.wake_now)
+        notifier = notifier or Notifier()
+        self.last_progress = self.monotonic()
+        watchdog = Watchdog(notifier, lambda: self.last_progress,
+                            stale_after=2 * self.config.interval + self.config.collector_timeout + 5)
+        ready = False
         next_tick = self.monotonic()
         while not self._stop.is_set():
             if self._reload.is_set():
                 self._reload.clear()
+                notifier.reloading()
                 self._do_reload()
+                notifier.ready(self.status_line())
             self._cycle_now.clear()
             started = self.monotonic()
             self.cycle()
+            self.last_progress = self.monotonic()
+            if not ready:  # the first snapshot is being served: systemd may consider us started
+                notifier.ready(self.status_line())
+                ready = True
+            else:
+                notifier.status(self.status_line())
             interval = self.config.interval
             if started >= next_tick - 0.001:  # the scheduled cycle (not one a process exit asked for)
                 next_tick += interval
@@ -208,6 +222,19 @@ class Agent:
                     next_tick = self.monotonic()
             self._wake.wait(max(0.0, next_tick - self.monotonic()))
             self._wake.clear()
+        notifier.stopping()
+        watchdog.close()
+
+    def status_line(self) -> str:
+        """One line for `systemctl status`: targets, GPUs, alerts, cycle time."""
+        snap = self.snapshot
+        if snap is None:
+            return "starting"
+        up = snap.samples("llm_agent_target_up")
+        gpus = snap.samples("llm_agent_gpu_up")
+        firing = sum(1 for s in snap.samples("llm_agent_alert_firing"))
+        return (f"targets {sum(1 for s in up if s.value)}/{len(up)} up, GPUs {sum(1 for s in gpus if s.value)}/{len(gpus)}, "
+                f"{firing} alert(s) firing, cycle {float(self.stats['last_cycle_seconds']) * 1000:.0f} ms")
 
     def stop(self) -> None:
         self._stop.set()
