@@ -40,8 +40,8 @@ class Liveness:
             self.last_progress = now
         elif self.last_progress is None:
             self.last_progress = now
-        alive = self.process is not None and self.process.alive()
-        hung = alive and self.timeout_since is not None and now - self.timeout_since >= self.hang_after
+        waited = self.timeout_since is not None and now - self.timeout_since >= self.hang_after
+        hung = waited and self.process is not None and self.process.alive()  # /proc read only when needed
         flat = bool(busy) and now - (self.last_progress or now) >= self.stall_after
         slow_metrics = self.metrics_timeout_since is not None and now - self.metrics_timeout_since >= self.stall_after
         stalled = not hung and (flat or slow_metrics)

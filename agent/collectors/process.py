@@ -61,9 +61,11 @@ class ProcessCollector:
         self.starts = 0
         self.problems: List = []
 
-    def current(self) -> Optional[psutil.Process]:
+    def current(self, check: bool = True) -> Optional[psutil.Process]:
         """The live process behind the port, re-found when the last one is gone."""
         if self.proc is not None:
+            if not check:
+                return self.proc
             try:
                 if self.proc.is_running() and self.proc.status() != psutil.STATUS_ZOMBIE:
                     return self.proc
@@ -87,13 +89,15 @@ class ProcessCollector:
         return self.current() is not None
 
     def collect(self) -> List[MetricFamily]:
-        proc = self.current()
+        proc = self.current(check=False)  # its liveness is read below, in the same oneshot
         lbl = {"server": self.server}
         found = gauge("llm_agent_target_process_found", "Whether the process listening on the target's port was found (1) or not (0).")
         if proc is None:
             return [found.add(lbl, 0)]
         try:
             with proc.oneshot():
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    raise psutil.NoSuchProcess(proc.pid)
                 cpu, mem = proc.cpu_times(), proc.memory_info()
                 values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.", mem.rss),
                           ("cpu_seconds_total", "counter", "CPU time of the target's process.", cpu.user + cpu.system),
@@ -105,7 +109,7 @@ class ProcessCollector:
                 except (psutil.AccessDenied, OSError):
                     pass
         except psutil.Error:
-            self.proc = None
+            self.proc = None  # gone: the next cycle looks for a new process on the port
             return [found.add(lbl, 0)]
         fams = [found.add(lbl, 1), gauge("llm_agent_target_process_info", "The pid behind the target; always 1.")
                 .add({**lbl, "pid": str(proc.pid)}, 1)]

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
+import threading
 from typing import Callable, Dict, List, Tuple
 
 import psutil
 
 from .. import __version__
 from ..model import MetricFamily, counter, gauge
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 class SelfCollector:
@@ -21,7 +25,7 @@ class SelfCollector:
 
     def __init__(self, stats: Callable[[], Dict[str, object]]):
         self.stats = stats
-        self.process = psutil.Process(os.getpid())
+        self.started = psutil.Process(os.getpid()).create_time()
         self.problems: List = []
 
     def collect(self) -> List[MetricFamily]:
@@ -48,20 +52,21 @@ class SelfCollector:
         return fams
 
     def _process(self) -> List[MetricFamily]:
-        # the standard process_* names that client libraries export for themselves
-        p = self.process
-        with p.oneshot():
-            cpu = p.cpu_times()
-            mem = p.memory_info()
-            start = p.create_time()
-            fds = p.num_fds()
-            threads = p.num_threads()
+        # the standard process_* names that client libraries export for themselves, read with
+        # one getrusage and two small /proc reads (psutil's oneshot cost ~10x more per cycle)
+        usage = resource.getrusage(resource.RUSAGE_SELF)
         values: List[Tuple[str, str, str, float]] = [
-            ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpu.user + cpu.system),
-            ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", mem.rss),
-            ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", mem.vms),
-            ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", start),
-            ("process_open_fds", "gauge", "Number of open file descriptors.", fds),
-            ("llm_agent_threads", "gauge", "Threads in the agent process.", threads),
+            ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+             usage.ru_utime + usage.ru_stime),
+            ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", self.started),
+            ("llm_agent_threads", "gauge", "Threads in the agent process.", threading.active_count()),
         ]
+        try:
+            with open("/proc/self/statm", "rb") as f:
+                vms, rss = (int(x) * PAGE for x in f.read().split()[:2])
+            values += [("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss),
+                       ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vms),
+                       ("process_open_fds", "gauge", "Number of open file descriptors.", len(os.listdir("/proc/self/fd")))]
+        except OSError:  # not Linux, or /proc hidden: omit rather than guess
+            pass
         return [MetricFamily(name, mtype, help_).add({}, v) for name, mtype, help_, v in values]
