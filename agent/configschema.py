@@ -153,6 +153,7 @@ SCHEMA: Dict[str, Any] = {
     "slo": {
         "availability": Field(0.995, _fraction),
         "ttft_seconds": Field("1s", v.positive(v.parse_duration)),
+        "ttft_objective": Field(0.95, _fraction),
     },
     "cost": {
         "gpu_hour_price": Field(0.0, v.typed((int, float), 0)),

@@ -127,7 +127,8 @@ class Agent:
                              c.get("probes.prompt"), c.get("probes.max_tokens"), timeout=c.get("probes.timeout"),
                              model=c.get("probes.model"), api_key=t.api_key)
             group.append(ProbeCollector(t.name, spec, c.get("probes.interval"), canary_regex=c.get("probes.canary_regex"),
-                                        canary_baseline=c.get("probes.canary_baseline"), state_dir=self.state_dir))
+                                        canary_baseline=c.get("probes.canary_baseline"), state_dir=self.state_dir,
+                                        slow_after=c.get("slo.ttft_seconds")))
         return group
 
     def _sync_collectors(self) -> None:

@@ -37,13 +37,16 @@ class SloCostCollector:
     def collect(self) -> List[MetricFamily]:
         c = self.config
         budget = gauge("llm_agent_slo_error_budget", "1 minus the target's availability objective.")
+        latency_budget = gauge("llm_agent_slo_latency_error_budget",
+                               "1 minus the share of probes that must meet the time-to-first-token objective.")
         objective = gauge("llm_agent_slo_objective", "The target's objectives: availability (ratio), ttft (seconds).")
         for t in self.targets():
             avail = t.slo_availability or c.get("slo.availability")
             budget.add({"server": t.name}, round(1 - avail, 9))
             objective.add({"server": t.name, "slo": "availability"}, avail)
             objective.add({"server": t.name, "slo": "ttft"}, c.get("slo.ttft_seconds"))
-        return [budget, objective] + self._cost()
+            latency_budget.add({"server": t.name}, round(1 - c.get("slo.ttft_objective"), 9))
+        return [budget, latency_budget, objective] + self._cost()
 
     def _cost(self) -> List[MetricFamily]:
         c = self.config

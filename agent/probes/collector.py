@@ -64,7 +64,8 @@ class ProbeCollector:
 
     def __init__(self, server: str, spec: ProbeSpec, interval: float = 60.0, max_backoff: float = 600.0,
                  canary_regex: str = "", canary_baseline: bool = False, state_dir: str = "",
-                 run: Callable[[ProbeSpec], ProbeResult] = run_probe, clock: Callable[[], float] = time.monotonic):
+                 run: Callable[[ProbeSpec], ProbeResult] = run_probe, clock: Callable[[], float] = time.monotonic,
+                 slow_after: float = 1.0):
         self.name = f"probe:{server}"
         self.server = server
         self.spec = spec
@@ -79,6 +80,8 @@ class ProbeCollector:
         self.ttft, self.tpot, self.duration = Histogram(TTFT_BUCKETS), Histogram(TPOT_BUCKETS), Histogram(DURATION_BUCKETS)
         self.errors: Dict[str, int] = {k: 0 for k in ERROR_KINDS}
         self.runs = 0
+        self.slow_after = slow_after  # [slo] ttft_seconds: the latency SLI counts probes slower than this
+        self.slow = 0
         self.tokens_total = 0
         self.last: Optional[ProbeResult] = None
         self.canary_match: Optional[bool] = None
@@ -105,6 +108,8 @@ class ProbeCollector:
             if result.success:
                 self.failures_in_a_row = 0
                 self.ttft.observe(result.ttft)
+                if result.ttft > self.slow_after:
+                    self.slow += 1
                 if result.tpot is not None:
                     self.tpot.observe(result.tpot)
                 self.duration.observe(result.duration)
@@ -139,6 +144,8 @@ class ProbeCollector:
                 self.tpot.family("llm_agent_probe_tpot_seconds", "Time per output token of the completion probe.", lbl),
                 self.duration.family("llm_agent_probe_duration_seconds", "Total time of successful completion probes.", lbl),
                 counter("llm_agent_probes_total", "Completion probes run.").add(lbl, self.runs),
+                counter("llm_agent_probe_slow_total", "Successful probes whose time to first token missed the [slo] "
+                                                      "ttft_seconds objective (the latency SLI).").add(lbl, self.slow),
                 counter("llm_agent_probe_tokens_total", "Tokens received by completion probes (their cost to the model).")
                 .add(lbl, self.tokens_total),
             ]

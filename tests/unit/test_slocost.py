@@ -28,7 +28,8 @@ def test_objectives_and_cost():
 
 def test_no_price_no_cost_series():
     c = SloCostCollector(parse_config(""), lambda: [], lambda: 8, lambda: 0.0)
-    assert [f.name for f in c.collect()] == ["llm_agent_slo_error_budget", "llm_agent_slo_objective"]
+    assert [f.name for f in c.collect()] == ["llm_agent_slo_error_budget", "llm_agent_slo_latency_error_budget",
+                                             "llm_agent_slo_objective"]
 
 
 def test_fast_burn_rule_fires_on_failing_probes():
@@ -46,6 +47,29 @@ def test_fast_burn_rule_fires_on_failing_probes():
         t = 10_000.0 + i
         fams = (MetricFamily("llm_agent_probe_success", "gauge", "", [Sample("llm_agent_probe_success", (("server", "a"),), i // 60 % 2)]),
                 MetricFamily("llm_agent_slo_error_budget", "gauge", "", [Sample("llm_agent_slo_error_budget", (("server", "a"),), 0.005)]))
+        history.ingest(Snapshot(t, fams))
+        fired += [(n.status, n.alert.labels["server"]) for n in engine.evaluate(t)]
+    assert ("firing", "a") in fired
+
+
+def test_fast_latency_burn_rule_fires_on_slow_probes():
+    from agent.model import MetricFamily, Sample
+    from agent.rules.engine import Engine
+    from agent.rules.history import History
+    from agent.rules.loader import load_rules
+
+    rules, _ = load_rules(parse_config(""))
+    engine_rules = [r for r in rules if r.name == "LlmLatencySloBurnFast"]
+    history = History()
+    engine = Engine(engine_rules, history)
+    fired = []
+    for i in range(60):  # an hour of probes, every one slower than the objective (14.4x of a 5% budget is 72%)
+        t = 10_000.0 + 60 * i
+        def fam(name, value):
+            return MetricFamily(name, "counter", "", [Sample(name, (("server", "a"),), value)])
+        fams = (fam("llm_agent_probes_total", i + 1), fam("llm_agent_probe_slow_total", i + 1),
+                MetricFamily("llm_agent_slo_latency_error_budget", "gauge", "",
+                             [Sample("llm_agent_slo_latency_error_budget", (("server", "a"),), 0.05)]))
         history.ingest(Snapshot(t, fams))
         fired += [(n.status, n.alert.labels["server"]) for n in engine.evaluate(t)]
     assert ("firing", "a") in fired
