@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import ssl
 import sys
 import time
 from typing import List, Optional
@@ -77,6 +78,16 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
     root.addHandler(handler_for(fmt, sys.stderr))
 
 
+def exporter_security(config):
+    """(TLSContext or None, BasicAuth or None) from [exporter]."""
+    from .websecurity import BasicAuth, TLSContext
+
+    cert, key = config.get("exporter.tls_cert_file"), config.get("exporter.tls_key_file")
+    tls = TLSContext(cert, key, config.get("exporter.tls_client_ca_file")) if cert and key else None
+    users = config.get("exporter.basic_auth_users")
+    return tls, (BasicAuth(users) if users else None)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Agent, install_signals
     from .exporter import Exporter, ExporterError
@@ -87,10 +98,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.get("agent.log_level"), args.log_format)
     host, port = config.get("exporter.listen")
     try:
+        tls, auth = exporter_security(config)
         exporter = Exporter(host, port, config.get("exporter.max_threads"), config.get("exporter.request_timeout"),
                             config_source=config.source if config.source != "(defaults)" else "/etc/llm-agent/agent.toml",
-                            max_connections=config.get("exporter.max_connections"))
-    except ExporterError as e:
+                            max_connections=config.get("exporter.max_connections"), tls=tls, auth=auth)
+    except (ExporterError, OSError, ssl.SSLError) as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1
     try:

@@ -46,6 +46,15 @@ def _regex(value: Any) -> str:
     return value
 
 
+def _bcrypt_users(value: Any) -> Dict[str, str]:
+    users = v.str_table(value)
+    for name, hashed in users.items():
+        if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
+            raise ValueError(f"the password of {name!r} must be a bcrypt hash ($2y$...), as in Prometheus' web config "
+                             "(make one with: htpasswd -nBC 10 '' | tr -d ':')")
+    return users
+
+
 def _expr(value: Any) -> Any:
     from .rules.parser import parse
 
@@ -121,6 +130,10 @@ SCHEMA: Dict[str, Any] = {
         "max_threads": Field(8, v.typed(int, 1, 256)),
         "max_connections": Field(128, v.typed(int, 1, 65536)),
         "request_timeout": Field("10s", v.positive(v.parse_duration)),
+        "tls_cert_file": Field("", v.typed(str)),
+        "tls_key_file": Field("", v.typed(str)),
+        "tls_client_ca_file": Field("", v.typed(str)),
+        "basic_auth_users": Field({}, _bcrypt_users),
     },
     "targets": [_TARGET],
     "alerting": {

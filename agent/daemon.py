@@ -164,6 +164,8 @@ class Agent:
         if self.exporter is not None:
             stats["requests"] = self.exporter.stats.copy()
             stats["rejected"] = self.exporter.rejected
+            stats["auth_failures"] = self.exporter.auth_failures
+            stats["tls_errors"] = self.exporter.tls_errors
         return stats
 
     def cycle(self) -> Snapshot:

@@ -13,6 +13,7 @@ import gzip
 import json
 import logging
 import socket
+import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs
 
 from .expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
 from .model import Snapshot
+from .websecurity import BasicAuth, TLSContext
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +119,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
+        auth = self.server.auth
+        if auth is not None and path != "/healthz" and not auth.check(self.headers.get("Authorization")):
+            self.server.auth_failures += 1
+            self._send(401, b"unauthorized\n", "text/plain; charset=utf-8", {"WWW-Authenticate": 'Basic realm="llm-agent"'})
+            return
         if path == "/metrics":
             self._metrics()
         elif path == "/healthz":
@@ -159,7 +166,7 @@ class Exporter(HTTPServer):
 
     def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
                  health: Optional[Callable[[str], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
-                 max_connections: int = 128):
+                 max_connections: int = 128, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.exposition = Exposition(None)
         self.stats = ExporterStats()
@@ -169,6 +176,11 @@ class Exporter(HTTPServer):
         # connections being served or waiting for a worker; past this a client gets 503 at once
         self._slots = threading.BoundedSemaphore(max(max_connections, max_threads))
         self.rejected = 0
+        self.tls = tls
+        self.auth = auth
+        self.auth_failures = 0
+        self.tls_errors = 0
+        self.request_timeout = request_timeout
         handler = type("Handler", (_Handler,), {"timeout": request_timeout})
         try:
             super().__init__((host, port), handler)
@@ -197,6 +209,14 @@ class Exporter(HTTPServer):
 
     def _work(self, request, client_address) -> None:
         try:
+            if self.tls is not None:  # the handshake happens here, in a worker, never in the accept loop
+                request.settimeout(self.request_timeout)
+                try:
+                    request = self.tls.context().wrap_socket(request, server_side=True)
+                except (ssl.SSLError, OSError) as e:
+                    self.tls_errors += 1
+                    log.debug("exporter: TLS handshake with %s failed: %s", client_address, e)
+                    return
             self.finish_request(request, client_address)
         except Exception:  # a broken client must not kill the worker
             self.handle_error(request, client_address)

@@ -48,6 +48,10 @@ class SelfCollector:
         fams.append(requests)
         fams.append(counter("llm_agent_exporter_rejected_total", "Connections refused with 503 because every worker was busy.")
                     .add({}, s.get("rejected", 0)))
+        fams.append(counter("llm_agent_exporter_auth_failures_total", "Requests refused with 401 (missing or wrong credentials).")
+                    .add({}, s.get("auth_failures", 0)))
+        fams.append(counter("llm_agent_exporter_tls_errors_total", "TLS handshakes that failed (no or wrong client certificate, "
+                                                                   "plain HTTP on the TLS port).").add({}, s.get("tls_errors", 0)))
         fams.extend(self._process())
         return fams
 

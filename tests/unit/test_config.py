@@ -49,6 +49,9 @@ BAD = [
     ('[agent]\nmax_response_bytes = "lots"\n',
      "agent.toml:2: agent.max_response_bytes: invalid size 'lots': use bytes or a unit (KiB, MiB, GiB, KB, MB, GB), e.g. \"8MiB\""),
     ('targets = "x"\n', "agent.toml:1: targets: expected an array of tables ([[targets]])"),
+    ('[exporter]\nbasic_auth_users = { prom = "plaintext" }\n',
+     "agent.toml:2: exporter.basic_auth_users: the password of 'prom' must be a bcrypt hash ($2y$...), as in "
+     "Prometheus' web config (make one with: htpasswd -nBC 10 '' | tr -d ':')"),
     ('[alerting]\ndisable = ["GpuLsot"]\n', "agent.toml:2: alerting.disable: no default rule named 'GpuLsot'; did you mean 'GpuLost'?"),
     ('[[rules]]\nname = "X"\nexpr = "rate(x)"\n',
      "agent.toml:3: rules[0].expr: argument 1 of rate() must be a range vector, got a vector at column 1 (found 'rate')"),
