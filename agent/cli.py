@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import ssl
 import sys
 import time
@@ -14,6 +15,7 @@ from . import __version__
 from .config import ConfigError, load_config, resolve_path
 
 log = logging.getLogger("agent")
+PIDFILE = "llm-agent.pid"
 
 EPILOG = """commands:
   run              collect every interval and serve /metrics (the systemd service runs this)
@@ -22,6 +24,7 @@ EPILOG = """commands:
   rules export     print the loaded alert rules as a Prometheus rule file
   test-alert       send a clearly marked test alert through a [[notify]] channel
   stacks           dump a Python server's stacks with py-spy (by target name or pid)
+  reload           ask the running agent to re-read its configuration (SIGHUP)
 
 The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
 exists, else the embedded defaults."""
@@ -54,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
     stacks = sub.add_parser("stacks", help="dump a Python server's stacks with py-spy")
     stacks.add_argument("which", metavar="TARGET|PID", help="a target name (its port's process) or a pid")
     stacks.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    rel = sub.add_parser("reload", help="ask the running agent to re-read its configuration (SIGHUP)")
+    rel.add_argument("--config", metavar="FILE", help="config file (TOML); its state_dir holds the pid file")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     val = cfg_sub.add_parser("validate", help="validate a config file")
@@ -112,6 +117,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         exporter.server_close()
         return 1
     install_signals(agent)
+    pidfile = os.path.join(agent.state_dir, PIDFILE)
+    with open(pidfile, "w") as f:
+        f.write(f"{os.getpid()}\n")
     exporter.start()
     log.info("llm-agent %s serving on http://%s:%d/metrics every %gs (config: %s)",
              __version__, host, exporter.port, config.interval, config.source)
@@ -120,6 +128,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         exporter.stop()
         agent.close()
+        try:
+            os.unlink(pidfile)
+        except OSError:
+            pass
     log.info("stopped")
     return 0
 
@@ -242,6 +254,32 @@ def cmd_stacks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload(args: argparse.Namespace) -> int:
+    import signal
+
+    import psutil
+
+    from .alerting import resolve_state_dir
+
+    config = _load(args.config)
+    if config is None:
+        return 2
+    pidfile = os.path.join(resolve_state_dir(config), PIDFILE)
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        proc = psutil.Process(pid)
+        if not any("llm-agent" in part or "agent.cli" in part for part in proc.cmdline()):
+            raise psutil.NoSuchProcess(pid)
+    except (OSError, ValueError, psutil.Error):
+        print(f"llm-agent: no running agent found (no live pid in {pidfile}); under systemd use "
+              "`systemctl reload llm-agent`", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGHUP)
+    print(f"reload requested (pid {pid}); a rejected config is logged and the old one keeps running")
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -257,6 +295,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return cmd_test_alert(args)
     if args.command == "stacks":
         return cmd_stacks(args)
+    if args.command == "reload":
+        return cmd_reload(args)
     parser.print_help(sys.stderr)
     return 2
 

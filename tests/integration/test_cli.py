@@ -115,3 +115,25 @@ def test_check_never_prints_a_secret(tmp_path, llama_server):
     config = write(tmp_path, f'[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\napi_key = "${{TOKEN}}"\n')
     r = cli("check", "--json", "--config", config, env={"TOKEN": "sk-never-print-me"})
     assert "sk-never-print-me" not in r.stdout + r.stderr
+
+
+def test_reload_command_applies_a_new_config(tmp_path, llama_server):
+    port = free_port()
+    head = f'[agent]\ninterval = "300ms"\nstate_dir = "{tmp_path}"\n[exporter]\nlisten = "127.0.0.1:{port}"\n' \
+           '[probes]\nenabled = false\n'
+    config = write(tmp_path, head + f'[[targets]]\nname = "one"\nurl = "{llama_server.url}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    try:
+        wait_until(lambda: b'server="one"' in requests.get(metrics, timeout=1).content, 20, what="first target")
+        write(tmp_path, head + f'[[targets]]\nname = "two"\nurl = "{llama_server.url}"\n')
+        r = cli("reload", "--config", config)
+        assert r.returncode == 0 and "reload requested" in r.stdout
+        wait_until(lambda: b'server="two"' in requests.get(metrics, timeout=1).content, 20, what="reloaded target")
+        assert b"llm_agent_config_last_reload_successful 1" in requests.get(metrics).content
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert not (tmp_path / "llm-agent.pid").exists()
+    assert cli("reload", "--config", config).returncode == 1
