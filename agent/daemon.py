@@ -138,6 +138,8 @@ class Agent:
             wanted[key] = self._targets.get(key) or self._make_target(t)
         if wanted.keys() != self._targets.keys():
             log.info("targets: %s", ", ".join(f"{k[0]} ({public_url(k[1])})" for k in wanted) or "none")
+            for key in wanted.keys() - self._targets.keys():
+                log.info("watching target %s", key[0], extra={"TARGET": key[0]})
         self._targets = wanted
         self.runner.set_collectors(self._fixed + [c for group in wanted.values() for c in group])
         if self.exit_watcher is not None:

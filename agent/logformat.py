@@ -44,8 +44,18 @@ def under_journal(stream: IO) -> bool:
 
 
 def handler_for(fmt: str, stream: IO) -> logging.Handler:
+    """The handler for `fmt` (auto, text, json, journal). Under the journal, systemd-python's
+    JournalHandler when installed: each line then carries the fields the agent logs with
+    (TARGET, ALERTNAME, CHANNEL, GPU), so `journalctl TARGET=llama` works."""
     if fmt == "auto":
         fmt = "journal" if under_journal(stream) else "text"
+    if fmt == "journal":
+        try:
+            from systemd import journal
+
+            return journal.JournalHandler(SYSLOG_IDENTIFIER="llm-agent")
+        except ImportError:
+            pass
     handler = logging.StreamHandler(stream)
     if fmt == "journal":
         handler.setFormatter(JournalFormatter())

@@ -117,14 +117,15 @@ class StackStore:
             if result.error:
                 if result.error not in self._reported:  # once, not every cycle
                     self._reported.add(result.error)
-                    log.warning("stacks of %s (pid %d): %s", server, pid, result.error)
+                    log.warning("stacks of %s (pid %d): %s", server, pid, result.error, extra={"TARGET": server})
             else:
                 os.makedirs(self.dir, exist_ok=True)
                 name = re.sub(r"[^A-Za-z0-9_.-]", "_", server)
                 result.path = os.path.join(self.dir, f"{name}-{time.strftime('%Y%m%dT%H%M%S')}-{pid}.txt")
                 with open(result.path, "w", encoding="utf-8") as f:
                     f.write(f"# {reason}; pid {pid}; {time.strftime('%Y-%m-%d %H:%M:%S %z')}\n{result.text}")
-                log.warning("stacks of %s (%s) in %s: %s", server, reason, result.path, result.summary)
+                log.warning("stacks of %s (%s) in %s: %s", server, reason, result.path, result.summary,
+                            extra={"TARGET": server})
             with self._lock:
                 self.latest[server] = result
             return result

@@ -150,7 +150,7 @@ class ExitWatcher:
                     gone = True
                 if gone:
                     c.proc = None
-                    log.warning("target %s: its process %d exited", server, proc.pid)
+                    log.warning("target %s: its process %d exited", server, proc.pid, extra={"TARGET": server})
                     try:
                         self.on_exit(server)
                     except Exception:  # the watcher must outlive a bad callback

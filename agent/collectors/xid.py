@@ -59,7 +59,7 @@ class XidWatcher:
             with self._lock:
                 self.counts[(index, xid)] = self.counts.get((index, xid), 0) + 1
                 self.last[index] = xid
-            log.warning("gpu %d: XID %d", index, xid)
+            log.warning("gpu %d: XID %d", index, xid, extra={"GPU": str(index)})
 
     def snapshot(self) -> Tuple[Dict[Tuple[int, int], int], Dict[int, int]]:
         """Copies of (counts by (gpu, xid), last xid by gpu)."""

@@ -111,7 +111,7 @@ class Dispatcher:
                 self.outbox.dead(row, now, f"not delivered within {channel.max_age:g}s; last error: {row.last_error}")
                 self._count(name, "dead")
                 log.error("notify %s: dropped a %s notification after %d attempts: %s", name, row.status,
-                          row.attempts, row.last_error)
+                          row.attempts, row.last_error, extra={"CHANNEL": name})
             else:
                 fresh.append(row)
         if not fresh:
@@ -134,7 +134,8 @@ class Dispatcher:
                     self.outbox.dead(row, self.clock(), message)
             self._count(name, "retried" if e.retryable else "failed", len(fresh))
             (log.warning if e.retryable else log.error)(
-                "notify %s: %s (%s)", name, message, "will retry" if e.retryable else "not retried: fix the channel")
+                "notify %s: %s (%s)", name, message, "will retry" if e.retryable else "not retried: fix the channel",
+                extra={"CHANNEL": name})
             return True
         for row in fresh:
             self.outbox.delivered(row, self.clock())

@@ -177,7 +177,7 @@ class Engine:
         except EvalError as e:
             self.failures[rule.name] = self.failures.get(rule.name, 0) + 1
             self.last_error[rule.name] = str(e)
-            log.warning("rule %s: %s", rule.name, e)
+            log.warning("rule %s: %s", rule.name, e, extra={"ALERTNAME": rule.name})
             return []
         self.last_error.pop(rule.name, None)
         if not isinstance(result, list):  # a scalar expression: treat as one unlabelled sample

@@ -106,3 +106,33 @@ def test_daemon_says_ready_after_the_first_cycle_and_stopping_at_the_end(systemd
     except socket.timeout:
         pass
     assert messages[-1] == "STOPPING=1"
+
+
+def test_systemd_python_path_reaches_the_socket(systemd_socket, monkeypatch):
+    """With systemd-python installed the library sends; it reads $NOTIFY_SOCKET itself."""
+    from tests.support.peers import require
+
+    try:
+        from systemd import daemon  # noqa: F401
+        found = True
+    except ImportError:
+        found = False
+    require("systemd-python", found, "pip install systemd-python (needs libsystemd-dev)")
+    path, sock = systemd_socket
+    monkeypatch.setenv("NOTIFY_SOCKET", path)  # the library's own interface is the environment
+    n = Notifier({"NOTIFY_SOCKET": path}, use_library=True)
+    assert n._library is not None
+    assert n.notify(READY="1", STATUS="via systemd-python")
+    assert received(sock) == "READY=1\nSTATUS=via systemd-python"
+
+
+def test_journal_handler_is_used_under_the_journal_when_available():
+    import io
+
+    from agent.logformat import handler_for
+
+    try:
+        from systemd import journal
+    except ImportError:
+        pytest.skip("systemd-python is not installed")
+    assert isinstance(handler_for("journal", io.StringIO()), journal.JournalHandler)
