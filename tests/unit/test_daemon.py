@@ -23,10 +23,13 @@ def test_reload_applies_a_good_config_and_keeps_the_old_one_on_a_bad_one(tmp_pat
         loop.start()
         try:
             wait_until(lambda: agent.snapshot and agent.snapshot.value("a", server="one") == 1, 5, what="first cycle")
+            history, outbox, store = agent.alerting.history, agent.alerting.outbox, agent.alerting.store
             path.write_text(BASE + f'[[targets]]\nname = "two"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
             agent.request_reload()
             wait_until(lambda: agent.snapshot.value("a", server="two") == 1, 5, what="reloaded target")
             assert agent.snapshot.value("llm_agent_config_last_reload_successful") == 1
+            # alert history, the outbox and the database carry over a reload
+            assert (agent.alerting.history, agent.alerting.outbox, agent.alerting.store) == (history, outbox, store)
             path.write_text(BASE + '[agent]\ninterval = "nope"\n')
             agent.request_reload()
             wait_until(lambda: agent.snapshot.value("llm_agent_config_last_reload_successful") == 0, 5,
