@@ -138,6 +138,8 @@ class Alerting:
                 .add({}, self.engine.last_duration),
                 gauge("llm_agent_history_series", "Series kept in the rules' history.").add({}, self.history.series_count),
                 gauge("llm_agent_history_samples", "Samples kept in the rules' history.").add({}, self.history.sample_count()),
+                counter("llm_agent_history_dropped_series_total", "Series not kept because the history was full (100,000 series).")
+                .add({}, self.history.dropped_series),
                 counter("llm_agent_outbox_write_errors_total", "Failed writes to the outbox database (a full disk, say).")
                 .add({}, self.outbox.write_errors)]
 

@@ -28,12 +28,6 @@ class VectorSelector:
     matchers: Tuple[Matcher, ...]
     type: str = VECTOR
 
-    def all_matchers(self) -> Tuple[Matcher, ...]:
-        """Matchers including the metric name as a __name__ equality."""
-        if self.name:
-            return (Matcher("__name__", "=", self.name),) + self.matchers
-        return self.matchers
-
 
 @dataclass
 class MatrixSelector:

@@ -184,7 +184,7 @@ class _Parser:
         return node
 
     def primary(self) -> object:
-        kind, value, col = self.peek()
+        kind, value, _ = self.peek()
         if kind == "number":
             self.next()
             return Number(float(int(value, 16)) if value.lower().startswith("0x") else float(value))
