@@ -1,4 +1,5 @@
-"""The `llm-agent` command: run | check | config validate."""
+"""The `llm-agent` command: the parser, `run`, `check` and `config validate` (the smaller
+subcommands are in commands.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import time
 from typing import List, Optional
 
 from . import __version__
-from .config import ConfigError, load_config, resolve_path
+from .commands import PIDFILE
+from .config import Config, ConfigError, load_config, resolve_path
 
 log = logging.getLogger("agent")
-PIDFILE = "llm-agent.pid"
 
 EPILOG = """commands:
   run              collect every interval and serve /metrics (the systemd service runs this)
@@ -93,13 +94,10 @@ def exporter_security(config):
     return tls, (BasicAuth(users) if users else None)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from .daemon import Agent, install_signals
     from .exporter import Exporter, ExporterError
 
-    config = _load(args.config)
-    if config is None:
-        return 2
     _setup_logging(args.log_level or config.get("agent.log_level"), args.log_format)
     host, port = config.get("exporter.listen")
     try:
@@ -136,13 +134,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_check(args: argparse.Namespace) -> int:
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from .check import EXIT, build_report, render_report, use_color
     from .daemon import Agent
 
-    config = _load(args.config)
-    if config is None:
-        return 2
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     agent = Agent(config, alerting=False)
     try:
@@ -171,134 +166,24 @@ def cmd_config_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_rules_export(args: argparse.Namespace) -> int:
-    from .rules.export import export_rules
-    from .rules.loader import rule_docs
-
-    config = _load(args.config)
-    if config is None:
-        return 2
-    text = export_rules(rule_docs(config)[0])
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
-def cmd_test_alert(args: argparse.Namespace) -> int:
-    from .alerting import channels_from
-    from .notify.base import NotifyError, redact
-    from .notify.dispatcher import make_notifier
-    from .notify.testalert import test_docs
-
-    config = _load(args.config)
-    if config is None:
-        return 2
-    channels = {c.name: c for c in channels_from(config)}
-    channel = channels.get(args.channel)
-    if channel is None:
-        known = ", ".join(sorted(channels)) or "none configured"
-        print(f"llm-agent: no [[notify]] channel named {args.channel!r} (known: {known})", file=sys.stderr)
-        return 2
-    notifier = make_notifier(channel, config.get("alerting.alertmanager_resend"))
-    for doc in test_docs(config.hostname, resolve=args.resolve):
-        try:
-            notifier.send([doc])
-        except NotifyError as e:
-            kind = "would be retried" if e.retryable else "not retryable: fix the channel"
-            print(f"llm-agent: test {doc.status} to {channel.name} ({channel.type}) failed: "
-                  f"{redact(str(e), channel.secrets())} ({kind})", file=sys.stderr)
-            return 1
-        print(f"test {doc.status} delivered to {channel.name} ({channel.type})")
-    return 0
-
-
-def cmd_stacks(args: argparse.Namespace) -> int:
-    from .alerting import resolve_state_dir
-    from .collectors.process import ProcessCollector
-    from .stacks import StackStore
-
-    config = _load(args.config)
-    if config is None:
-        return 2
-    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    if args.which.isdigit():
-        pid, name = int(args.which), f"pid-{args.which}"
-    else:
-        from .daemon import Agent
-
-        agent = Agent(config, alerting=False)
-        targets = {t.name: t for t in agent.targets()}
-        agent.close(drain=0)
-        target = targets.get(args.which)
-        if target is None:
-            print(f"llm-agent: no target named {args.which!r} (known: {', '.join(sorted(targets)) or 'none'})", file=sys.stderr)
-            return 2
-        proc = ProcessCollector(target.name, target.url).current()
-        if proc is None:
-            print(f"llm-agent: no process found listening for {target.name} ({target.url})", file=sys.stderr)
-            return 1
-        pid, name = proc.pid, target.name
-    try:
-        state_dir = resolve_state_dir(config)
-    except OSError:
-        state_dir = "/tmp"
-    result = StackStore(state_dir, config.get("health.py_spy_timeout")).take_now(name, pid, "llm-agent stacks")
-    if result.error:
-        print(f"llm-agent: {result.error}", file=sys.stderr)
-        return 1
-    print(result.text.rstrip())
-    print(f"\nsummary: {result.summary}\nsaved to {result.path}")
-    return 0
-
-
-def cmd_reload(args: argparse.Namespace) -> int:
-    import signal
-
-    import psutil
-
-    from .alerting import resolve_state_dir
-
-    config = _load(args.config)
-    if config is None:
-        return 2
-    pidfile = os.path.join(resolve_state_dir(config), PIDFILE)
-    try:
-        with open(pidfile) as f:
-            pid = int(f.read().strip())
-        proc = psutil.Process(pid)
-        if not any("llm-agent" in part or "agent.cli" in part for part in proc.cmdline()):
-            raise psutil.NoSuchProcess(pid)
-    except (OSError, ValueError, psutil.Error):
-        print(f"llm-agent: no running agent found (no live pid in {pidfile}); under systemd use "
-              "`systemctl reload llm-agent`", file=sys.stderr)
-        return 1
-    os.kill(pid, signal.SIGHUP)
-    print(f"reload requested (pid {pid}); a rejected config is logged and the old one keeps running")
-    return 0
-
-
 def main(argv: Optional[List[str]] = None) -> int:
+    from . import commands
+
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.command == "run":
-        return cmd_run(args)
-    if args.command == "check":
-        return cmd_check(args)
     if args.command == "config" and args.config_command == "validate":
         return cmd_config_validate(args)
-    if args.command == "rules" and args.rules_command == "export":
-        return cmd_rules_export(args)
-    if args.command == "test-alert":
-        return cmd_test_alert(args)
-    if args.command == "stacks":
-        return cmd_stacks(args)
-    if args.command == "reload":
-        return cmd_reload(args)
-    parser.print_help(sys.stderr)
-    return 2
+    handlers = {"run": cmd_run, "check": cmd_check, "test-alert": commands.test_alert, "stacks": commands.stacks,
+                "reload": commands.reload, "rules": commands.rules_export if args.command == "rules"
+                and args.rules_command == "export" else None}
+    handler = handlers.get(args.command)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    config = _load(args.config)
+    if config is None:
+        return 2
+    return handler(args, config)
 
 
 if __name__ == "__main__":

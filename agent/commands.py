@@ -1,0 +1,110 @@
+"""The smaller `llm-agent` subcommands: rules export, test-alert, stacks, reload. Each takes
+the parsed arguments and the loaded configuration (cli.main loads it once)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from .config import Config
+
+PIDFILE = "llm-agent.pid"
+
+
+def rules_export(args: argparse.Namespace, config: Config) -> int:
+    from .rules.export import export_rules
+    from .rules.loader import rule_docs
+
+    text = export_rules(rule_docs(config)[0])
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def test_alert(args: argparse.Namespace, config: Config) -> int:
+    from .alerting import channels_from
+    from .notify.base import NotifyError, redact
+    from .notify.dispatcher import make_notifier
+    from .notify.testalert import test_docs
+
+    channels = {c.name: c for c in channels_from(config)}
+    channel = channels.get(args.channel)
+    if channel is None:
+        known = ", ".join(sorted(channels)) or "none configured"
+        print(f"llm-agent: no [[notify]] channel named {args.channel!r} (known: {known})", file=sys.stderr)
+        return 2
+    notifier = make_notifier(channel, config.get("alerting.alertmanager_resend"))
+    for doc in test_docs(config.hostname, resolve=args.resolve):
+        try:
+            notifier.send([doc])
+        except NotifyError as e:
+            kind = "would be retried" if e.retryable else "not retryable: fix the channel"
+            print(f"llm-agent: test {doc.status} to {channel.name} ({channel.type}) failed: "
+                  f"{redact(str(e), channel.secrets())} ({kind})", file=sys.stderr)
+            return 1
+        print(f"test {doc.status} delivered to {channel.name} ({channel.type})")
+    return 0
+
+
+def stacks(args: argparse.Namespace, config: Config) -> int:
+    from .alerting import resolve_state_dir
+    from .collectors.process import ProcessCollector
+    from .stacks import StackStore
+
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if args.which.isdigit():
+        pid, name = int(args.which), f"pid-{args.which}"
+    else:
+        from .daemon import Agent
+
+        agent = Agent(config, alerting=False)
+        targets = {t.name: t for t in agent.targets()}
+        agent.close(drain=0)
+        target = targets.get(args.which)
+        if target is None:
+            print(f"llm-agent: no target named {args.which!r} (known: {', '.join(sorted(targets)) or 'none'})", file=sys.stderr)
+            return 2
+        proc = ProcessCollector(target.name, target.url).current()
+        if proc is None:
+            print(f"llm-agent: no process found listening for {target.name} ({target.url})", file=sys.stderr)
+            return 1
+        pid, name = proc.pid, target.name
+    try:
+        state_dir = resolve_state_dir(config)
+    except OSError:
+        state_dir = "/tmp"
+    result = StackStore(state_dir, config.get("health.py_spy_timeout")).take_now(name, pid, "llm-agent stacks")
+    if result.error:
+        print(f"llm-agent: {result.error}", file=sys.stderr)
+        return 1
+    print(result.text.rstrip())
+    print(f"\nsummary: {result.summary}\nsaved to {result.path}")
+    return 0
+
+
+def reload(args: argparse.Namespace, config: Config) -> int:
+    import signal
+
+    import psutil
+
+    from .alerting import resolve_state_dir
+
+    pidfile = os.path.join(resolve_state_dir(config), PIDFILE)
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        proc = psutil.Process(pid)
+        if not any("llm-agent" in part or "agent.cli" in part for part in proc.cmdline()):
+            raise psutil.NoSuchProcess(pid)
+    except (OSError, ValueError, psutil.Error):
+        print(f"llm-agent: no running agent found (no live pid in {pidfile}); under systemd use "
+              "`systemctl reload llm-agent`", file=sys.stderr)
+        return 1
+    os.kill(pid, signal.SIGHUP)
+    print(f"reload requested (pid {pid}); a rejected config is logged and the old one keeps running")
+    return 0
