@@ -31,13 +31,10 @@ from agent.daemon import Agent  # noqa: E402
 from agent.exporter import Exporter  # noqa: E402
 from tests.bench.agent_process import eight_gpus  # noqa: E402
 from tests.support.fake_pynvml import FakeNvml  # noqa: E402
+from tests.bench.common import pct  # noqa: E402
 from tests.support.peers import LlamaServer, free_port, wait_until  # noqa: E402
 from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def cycle_cpu(urls, cycles):

@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,26 +26,17 @@ from agent.config import parse_config  # noqa: E402
 from agent.daemon import Agent  # noqa: E402
 from tests.bench.agent_process import eight_gpus  # noqa: E402
 from tests.support.fake_pynvml import FakeNvml  # noqa: E402
-from tests.support.peers import Alertmanager, LlamaServer, Prometheus, free_port, wait_until  # noqa: E402
+from tests.bench.common import pct, start_agent  # noqa: E402
+from tests.support.peers import Alertmanager, LlamaServer, Prometheus, wait_until  # noqa: E402
 from tests.support.receivers import WEBHOOK, Receiver  # noqa: E402
 from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def agent_trials(model, tmp, trials):
     server = LlamaServer(model, log_dir=tmp).start()
     rx = Receiver(WEBHOOK, "ok")
-    config = os.path.join(tmp, "agent.toml")
-    with open(config, "w") as f:
-        f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{free_port()}"\n'
-                f'[[targets]]\nname = "llama"\nurl = "{server.url}"\n'
-                f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{rx.url}"\n')
-    agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = start_agent(tmp, server.url, rx.url)
     latencies = []
     try:
         for i in range(trials):

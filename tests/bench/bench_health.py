@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,14 +24,11 @@ sys.path.insert(0, ROOT)
 import psutil  # noqa: E402
 
 from agent.probes.completion import ProbeSpec, run_probe  # noqa: E402
-from tests.support.peers import LlamaServer, free_port, wait_until  # noqa: E402
+from tests.bench.common import pct, start_agent  # noqa: E402
+from tests.support.peers import LlamaServer, wait_until  # noqa: E402
 from tests.support.receivers import WEBHOOK, Receiver  # noqa: E402
 from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 
-
-def pct(values, p):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
 def probe_overhead(server, n=30):
@@ -76,13 +72,7 @@ def main():
           f"TTFT median {ttft * 1000:.1f} ms per probe ({ok}/30 ok, tiny model on CPU); at the default 60 s interval: "
           f"{tokens * 60:.0f} tokens/hour, {server_cpu * 60:.2f} s server CPU/hour", flush=True)
     rx = Receiver(WEBHOOK, "ok")
-    config = os.path.join(tmp, "agent.toml")
-    with open(config, "w") as f:
-        f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{free_port()}"\n'
-                f'[[targets]]\nname = "llama"\nurl = "{server.url}"\n'
-                f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{rx.url}"\n')
-    agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
-                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = start_agent(tmp, server.url, rx.url)
     try:
         time.sleep(6)
         hang = trials(server, rx, args.trials, lambda: server.proc.send_signal(signal.SIGSTOP), "LlmTargetHung",
