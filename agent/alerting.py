@@ -124,11 +124,11 @@ class Alerting:
         now = self.clock()
         depth = gauge("llm_agent_outbox_depth", "Notifications waiting in the outbox, by channel.")
         oldest = gauge("llm_agent_outbox_oldest_age_seconds", "Age of the oldest notification waiting, by channel.")
-        waiting = self.outbox.depth()
-        ages = self.outbox.oldest()
+        waiting = self.outbox.waiting()  # one query per cycle for both series
         for channel in self.dispatcher.channels if self.dispatcher else {}:
-            depth.add({"channel": channel}, waiting.get(channel, 0))
-            oldest.add({"channel": channel}, max(0.0, now - ages[channel]) if channel in ages else 0.0)
+            n, first = waiting.get(channel, (0, now))
+            depth.add({"channel": channel}, n)
+            oldest.add({"channel": channel}, max(0.0, now - first))
         results = counter("llm_agent_notifications_total", "Notification deliveries by channel and result "
                                                             "(delivered, retried, failed, dead).")
         for (channel, result), n in sorted((self.dispatcher.results if self.dispatcher else {}).items()):

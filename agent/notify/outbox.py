@@ -13,7 +13,7 @@ import itertools
 import logging
 import sqlite3
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..store import Store
 
@@ -114,16 +114,16 @@ class Outbox:
             self.write_errors += 1
             log.error("outbox: cannot reschedule a %s notification: %s", row.channel, e)
 
-    def depth(self) -> Dict[str, int]:
+    def waiting(self) -> Dict[str, Tuple[int, float]]:
+        """Per channel: (notifications waiting, creation time of the oldest), in one query."""
         with self.store.lock:
-            counts = dict(self.store.db.execute("SELECT channel, COUNT(*) FROM outbox GROUP BY channel").fetchall())
+            rows = self.store.db.execute("SELECT channel, COUNT(*), MIN(created_at) FROM outbox GROUP BY channel").fetchall()
+        out = {channel: (n, oldest) for channel, n, oldest in rows}
         for r in self.memory.values():
-            counts[r.channel] = counts.get(r.channel, 0) + 1
-        return counts
+            n, oldest = out.get(r.channel, (0, r.created_at))
+            out[r.channel] = (n + 1, min(oldest, r.created_at))
+        return out
 
-    def oldest(self) -> Dict[str, float]:
-        with self.store.lock:
-            oldest = dict(self.store.db.execute("SELECT channel, MIN(created_at) FROM outbox GROUP BY channel").fetchall())
-        for r in self.memory.values():
-            oldest[r.channel] = min(oldest.get(r.channel, r.created_at), r.created_at)
-        return oldest
+    def depth(self) -> Dict[str, int]:
+        """Notifications waiting, per channel."""
+        return {channel: n for channel, (n, _) in self.waiting().items()}

@@ -21,33 +21,41 @@ def _fmt_g(v: float) -> str:
     return "%.4g" % v
 
 
-def humanize(v: float) -> str:
-    if v == 0 or math.isnan(v) or math.isinf(v):
-        return _fmt_g(v)
-    if abs(v) >= 1:
-        prefix = ""
-        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
-            if abs(v) < 1000:
-                break
-            prefix, v = p, v / 1000
-        return _fmt_g(v) + prefix
+_SMALL = ("m", "u", "n", "p", "f", "a", "z", "y")
+
+
+def _scale_up(v: float, base: float, prefixes) -> str:
+    """v divided by `base` while it is that large, with the matching prefix."""
     prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+    for p in prefixes:
+        if abs(v) < base:
+            break
+        prefix, v = p, v / base
+    return _fmt_g(v) + prefix
+
+
+def _scale_down(v: float) -> str:
+    """v multiplied by 1000 while it is below 1, with the matching prefix (m, u, n, ...)."""
+    prefix = ""
+    for p in _SMALL:
         if abs(v) >= 1:
             break
         prefix, v = p, v * 1000
     return _fmt_g(v) + prefix
 
 
+def humanize(v: float) -> str:
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return _fmt_g(v)
+    if abs(v) >= 1:
+        return _scale_up(v, 1000, ("k", "M", "G", "T", "P", "E", "Z", "Y"))
+    return _scale_down(v)
+
+
 def humanize1024(v: float) -> str:
     if abs(v) <= 1 or math.isnan(v) or math.isinf(v):
         return _fmt_g(v)
-    prefix = ""
-    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
-        if abs(v) < 1024:
-            break
-        prefix, v = p, v / 1024
-    return _fmt_g(v) + prefix
+    return _scale_up(v, 1024, ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"))
 
 
 def humanize_duration(v: float) -> str:
@@ -66,12 +74,7 @@ def humanize_duration(v: float) -> str:
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
         return f"{sign}{_fmt_g(abs(v))}s"
-    prefix = ""
-    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
-    return f"{_fmt_g(v)}{prefix}s"
+    return _scale_down(v) + "s"
 
 
 def humanize_percentage(v: float) -> str:
