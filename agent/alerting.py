@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from .config import Config
 from .model import MetricFamily, Snapshot, counter, gauge
@@ -61,25 +61,32 @@ class Alerting:
         self.store = Store(os.path.join(state_dir, DB_NAME))
         self.history = History()
         self.outbox = Outbox(self.store)
-        self.engine: Engine
-        self.router: Router
+        self.engine: Optional[Engine] = None
+        self.router: Optional[Router] = None
         self.dispatcher: Optional[Dispatcher] = None
         self.configure(config)
 
     def configure(self, config: Config) -> None:
-        """(Re)build rules and channels; alert state, history and the outbox carry over."""
+        """(Re)build rules and channels. Alert state, history, the outbox, the delivery workers
+        (with what they are sending now) and every counter carry over: a reload re-sends nothing."""
         rules, inhibit = load_rules(config)
-        self.engine = Engine(rules, self.history, inhibit, config.get("alerting.no_data_timeout"), self.store)
         channels = channels_from(config)
+        self.engine = Engine(rules, self.history, inhibit, config.get("alerting.no_data_timeout"), self.store,
+                             budget=config.get("alerting.evaluation_budget"), previous=self.engine)
         resend = config.get("alerting.alertmanager_resend")
-        if self.dispatcher is not None:
-            self.dispatcher.stop(drain=0)
-        self.router = Router(channels, self.outbox, resend)
-        self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
+        if self.router is None:
+            self.router = Router(channels, self.outbox, resend)
+        else:
+            self.router.configure(channels, resend)
+        if self.dispatcher is None:
+            self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
+        else:
+            self.dispatcher.configure(channels, resend)
         log.info("alerting: %d rule(s), %d channel(s)", len(rules), len(channels))
 
     def process(self, snapshot: Snapshot) -> None:
         """Evaluate the rules on this cycle's snapshot and queue what changed."""
+        self.outbox.sync()  # what a full disk refused earlier, saved now if it can be
         self.history.ingest(snapshot)
         notifications = self.engine.evaluate(snapshot.timestamp)
         notifications += self._attach_stacks(notifications, snapshot.timestamp)
@@ -109,39 +116,62 @@ class Alerting:
         return updates
 
     def families(self) -> List[MetricFamily]:
+        engine, dispatcher, outbox = self.engine, self.dispatcher, self.outbox
         firing = gauge("llm_agent_alert_firing", "Alerts firing now (1), with their labels; inhibited ones included.")
         states = gauge("llm_agent_alerts", "Active alerts by state.")
         counts = {"pending": 0, "firing": 0}
-        for alert in self.engine.active():
+        for alert in engine.active():
             counts[alert.state] += 1
             if alert.state == "firing":
                 firing.add({**alert.labels, "inhibited": "true" if alert.inhibited else "false"}, 1)
         for state, n in counts.items():
             states.add({"state": state}, n)
-        failures = counter("llm_agent_rule_evaluation_failures_total", "Rule evaluations that failed, by rule.")
-        for rule, n in sorted(self.engine.failures.items()):
-            failures.add({"rule": rule}, n)
+        channels = list(dispatcher.channels) if dispatcher else []
         now = self.clock()
         depth = gauge("llm_agent_outbox_depth", "Notifications waiting in the outbox, by channel.")
         oldest = gauge("llm_agent_outbox_oldest_age_seconds", "Age of the oldest notification waiting, by channel.")
-        waiting = self.outbox.waiting()  # one query per cycle for both series
-        for channel in self.dispatcher.channels if self.dispatcher else {}:
+        waiting = outbox.waiting()
+        for channel in channels:
             n, first = waiting.get(channel, (0, now))
             depth.add({"channel": channel}, n)
             oldest.add({"channel": channel}, max(0.0, now - first))
         results = counter("llm_agent_notifications_total", "Notification deliveries by channel and result "
                                                             "(delivered, retried, failed, dead).")
-        for (channel, result), n in sorted((self.dispatcher.results if self.dispatcher else {}).items()):
+        for (channel, result), n in sorted((dispatcher.results if dispatcher else {}).items()):
             results.add({"channel": channel, "result": result}, n)
-        return [firing, states, failures, depth, oldest, results,
+        writes = self.store.write_errors
+        return [firing, states,
+                _per(counter("llm_agent_rule_evaluation_failures_total", "Rule evaluations that failed, by rule."),
+                     "rule", engine.failures),
+                _per(counter("llm_agent_rule_template_errors_total",
+                             "Templates that failed to render (sent as <error expanding template>), by rule."),
+                     "rule", engine.template_errors),
+                _per(counter("llm_agent_rule_evaluations_skipped_total",
+                             "Rule evaluations left for the next cycle because the evaluation budget was spent, by rule."),
+                     "rule", engine.skipped),
+                depth, oldest, results,
+                _per(counter("llm_agent_outbox_enqueued_total", "Notifications created, by channel."),
+                     "channel", outbox.enqueued, channels),
+                _per(counter("llm_agent_outbox_coalesced_total",
+                             "Repeats of a waiting notification folded into it, by channel."),
+                     "channel", outbox.coalesced, channels),
+                _per(counter("llm_agent_outbox_dropped_total",
+                             "Notifications dropped because a channel's queue was full, by channel."),
+                     "channel", outbox.overflowed, channels),
                 gauge("llm_agent_rule_evaluation_duration_seconds", "Time the last evaluation of every rule took.")
-                .add({}, self.engine.last_duration),
+                .add({}, engine.last_duration),
                 gauge("llm_agent_history_series", "Series kept in the rules' history.").add({}, self.history.series_count),
                 gauge("llm_agent_history_samples", "Samples kept in the rules' history.").add({}, self.history.sample_count()),
-                counter("llm_agent_history_dropped_series_total", "Series not kept because the history was full (100,000 series).")
-                .add({}, self.history.dropped_series),
+                _per(counter("llm_agent_history_dropped_series_total",
+                             "New series the rules' history refused because every series it holds of that metric "
+                             "(or in all) is live, by metric."), "metric", self.history.dropped),
+                counter("llm_agent_history_evicted_series_total",
+                        "Stale series removed from the rules' history early to make room for new ones.")
+                .add({}, self.history.evicted),
                 counter("llm_agent_outbox_write_errors_total", "Failed writes to the outbox database (a full disk, say).")
-                .add({}, self.outbox.write_errors)]
+                .add({}, writes.get("outbox", 0)),
+                counter("llm_agent_state_write_errors_total", "Failed writes of alert state to the database.")
+                .add({}, writes.get("alert_state", 0))]
 
     def api_alerts(self) -> dict:
         """Prometheus' /api/v1/alerts shape."""
@@ -153,3 +183,10 @@ class Alerting:
         if self.dispatcher is not None:
             self.dispatcher.stop(drain)
         self.store.close()
+
+
+def _per(family: MetricFamily, label: str, counts: Dict[str, int], always: Iterable[str] = ()) -> MetricFamily:
+    """One sample per key of `counts` (and a zero for each of `always` not in it)."""
+    for key in sorted(set(counts) | set(always)):
+        family.add({label: key}, counts.get(key, 0))
+    return family

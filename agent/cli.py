@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import ssl
 import sys
 import time
 from typing import List, Optional
 
 from . import __version__
-from .commands import PIDFILE
 from .config import Config, ConfigError, load_config, resolve_path
 
 log = logging.getLogger("agent")
@@ -95,8 +93,12 @@ def exporter_security(config):
 
 
 def cmd_run(args: argparse.Namespace, config: Config) -> int:
+    import sqlite3
+
+    from .alerting import resolve_state_dir
     from .daemon import Agent, install_signals
     from .exporter import Exporter, ExporterError
+    from .statelock import StateDirInUse, StateLock
 
     _setup_logging(args.log_level or config.get("agent.log_level"), args.log_format)
     host, port = config.get("exporter.listen")
@@ -108,16 +110,18 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     except (ExporterError, OSError, ssl.SSLError) as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1
+    lock = None
     try:
-        agent = Agent(config)
-    except OSError as e:
+        state_dir = resolve_state_dir(config)
+        lock = StateLock(state_dir)  # before the database is opened: a second agent must not touch it
+        agent = Agent(config, state_dir=state_dir)
+    except (OSError, StateDirInUse, sqlite3.Error) as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         exporter.server_close()
+        if lock is not None:
+            lock.release()
         return 1
     install_signals(agent)
-    pidfile = os.path.join(agent.state_dir, PIDFILE)
-    with open(pidfile, "w") as f:
-        f.write(f"{os.getpid()}\n")
     exporter.start()
     log.info("llm-agent %s serving on http://%s:%d/metrics every %gs (config: %s)",
              __version__, host, exporter.port, config.interval, config.source)
@@ -126,10 +130,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     finally:
         exporter.stop()
         agent.close()
-        try:
-            os.unlink(pidfile)
-        except OSError:
-            pass
+        lock.release()
     log.info("stopped")
     return 0
 

@@ -9,8 +9,7 @@ import os
 import sys
 
 from .config import Config
-
-PIDFILE = "llm-agent.pid"
+from .statelock import PIDFILE
 
 
 def rules_export(args: argparse.Namespace, config: Config) -> int:

@@ -183,6 +183,10 @@ class _Validator:
             # a secret's value is never echoed back
             self.error(path, "invalid value (not shown: secret)" if spec.secret else str(e))
             return None
+        except Exception as e:  # a value no parser foresaw: still an error with its key, never a traceback
+            self.error(path, "invalid value (not shown: secret)" if spec.secret else
+                       f"cannot be used ({type(e).__name__}): {str(e)[:200]}")
+            return None
 
 
 def _check_unique_names(val: _Validator, section: str, items: List[Dict[str, Any]]) -> None:

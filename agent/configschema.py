@@ -35,15 +35,12 @@ _TARGET = {
 }
 
 def _regex(value: Any) -> str:
-    import re
+    """An RE2 pattern (Prometheus and node_exporter use the same syntax)."""
+    from . import regex
 
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression string, got {value!r}")
-    try:
-        re.compile(value)
-    except re.error as e:
-        raise ValueError(f"invalid regular expression {value!r}: {e}") from None
-    return value
+    return regex.check(value)  # RegexError is a ValueError
 
 
 def _bcrypt_users(value: Any) -> Dict[str, str]:
@@ -141,6 +138,7 @@ SCHEMA: Dict[str, Any] = {
         "disable": Field([], v.str_list),
         "no_data_timeout": Field("10m", v.positive(v.parse_duration)),
         "alertmanager_resend": Field("1m", v.positive(v.parse_duration)),
+        "evaluation_budget": Field("1s", v.positive(v.parse_duration)),
     },
     "rules": [_RULE],
     "inhibit": [_INHIBIT],
@@ -190,8 +188,8 @@ SCHEMA: Dict[str, Any] = {
             "enabled": Field(True, v.typed(bool)),
             "fs_types_exclude": Field(["tmpfs", "devtmpfs", "squashfs", "overlay", "nsfs", "ramfs"], v.str_list),
             "mount_points_exclude": Field("^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
-                                          v.typed(str)),
-            "net_devices_exclude": Field("^(lo|veth.*|docker.*|br-.*)$", v.typed(str)),
+                                          _regex),
+            "net_devices_exclude": Field("^(lo|veth.*|docker.*|br-.*)$", _regex),
         },
     },
 }

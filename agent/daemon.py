@@ -78,13 +78,22 @@ class Agent:
 
     # -- collectors --------------------------------------------------------------------------
 
-    def _build_fixed(self) -> None:
+    def _build_fixed(self, previous: Optional[Config] = None) -> None:
+        """The collectors every config has. On a reload the NVML collector is kept unless its
+        settings changed (its XID counters and event thread live on); a replaced one is closed."""
         c = self.config
         fixed: List[Collector] = [SelfCollector(self._self_stats)]
+        old_nvml = getattr(self, "nvml_collector", None)
+        nvml_same = previous is not None and previous.sections["collectors"]["nvml"] == c.sections["collectors"]["nvml"] \
+            and previous.hostname == c.hostname
+        if old_nvml is not None and not nvml_same:
+            old_nvml.close()
+            old_nvml = None
         if c.get("collectors.nvml.enabled"):
-            fixed.append(NvmlCollector(self.nvml, hostname=c.hostname, xid_events=c.get("collectors.nvml.xid_events"),
-                                       process_memory=c.get("collectors.nvml.process_memory"),
-                                       retry_max=c.get("collectors.nvml.retry_max")))
+            fixed.append(old_nvml or NvmlCollector(self.nvml, hostname=c.hostname,
+                                                   xid_events=c.get("collectors.nvml.xid_events"),
+                                                   process_memory=c.get("collectors.nvml.process_memory"),
+                                                   retry_max=c.get("collectors.nvml.retry_max")))
         if c.get("collectors.host.enabled"):
             fixed.append(HostCollector(c.get("collectors.host.fs_types_exclude"),
                                        c.get("collectors.host.mount_points_exclude"),
@@ -254,19 +263,22 @@ class Agent:
         path = None if self.config.source == "(defaults)" else self.config.source
         try:
             new = load_config(path)
+            if self.alerting is not None:
+                self.alerting.configure(new)  # builds everything before it replaces anything
         except ConfigError as e:
             self.reload_ok = False
             log.error("reload rejected, keeping the running configuration:\n%s", e)
+            return
+        except Exception as e:  # whatever a config provokes, the running agent goes on with the old one
+            self.reload_ok = False
+            log.error("reload rejected, keeping the running configuration: %s: %s", type(e).__name__, e)
             return
         self.reload_ok = True
         old = self.config
         listen_changed = new.get("exporter.listen") != old.get("exporter.listen")
         self.config = new
         self.runner.timeout = new.collector_timeout
-        if new.sections["collectors"] != old.sections["collectors"] or new.hostname != old.hostname:
-            self._build_fixed()  # otherwise keep NVML's state (XID counts) across the reload
-        if self.alerting is not None:
-            self.alerting.configure(new)
+        self._build_fixed(previous=old)  # [cost], [slo] and the host collector take effect; NVML kept if unchanged
         self._next_discovery = 0.0
         log.info("configuration reloaded from %s%s", new.source,
                  "; [exporter] listen changes only on restart" if listen_changed else "")

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -64,7 +65,10 @@ def _parked(frame: str) -> bool:
 
 
 def py_spy_path() -> Optional[str]:
-    return shutil.which("py-spy")
+    """py-spy on PATH, else beside the running interpreter: a venv's bin/ (the checkout's
+    .venv, the .deb's /opt/llm-agent) is often not on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "py-spy")
+    return shutil.which("py-spy") or (beside if os.access(beside, os.X_OK) else None)
 
 
 def dump(pid: int, timeout: float = 10.0, binary: Optional[str] = None) -> StackDump:

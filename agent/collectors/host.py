@@ -6,12 +6,12 @@ captured values. `HostCollector` only calls psutil.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Sequence, Tuple
 
 import psutil
 
+from .. import regex
 from ..model import MetricFamily, counter, gauge
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -110,8 +110,8 @@ class HostCollector:
     def __init__(self, fs_types_exclude: Sequence[str] = (), mount_points_exclude: str = "^$",
                  net_devices_exclude: str = "^$"):
         self.fs_types_exclude = set(fs_types_exclude)
-        self.mount_points_exclude = re.compile(mount_points_exclude)
-        self.net_devices_exclude = re.compile(net_devices_exclude)
+        self.mount_points_exclude = regex.compile(mount_points_exclude)  # RE2, as node_exporter's flags
+        self.net_devices_exclude = regex.compile(net_devices_exclude)
         self.problems: List = []
 
     def read(self) -> HostReadings:

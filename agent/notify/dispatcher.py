@@ -1,15 +1,26 @@
 """Deliver what the outbox holds: one worker thread per channel (a hung Slack never delays
-PagerDuty), batches as each channel allows, exponential backoff with jitter, Retry-After
-honoured, a per-channel minimum interval (Slack: 1 message/s), and dead-lettering of
-notifications older than the channel's max_age."""
+PagerDuty), always from the head of that channel's queue, so notifications leave in the order
+they were created.
+
+A failure backs off the channel, not the notification: while a receiver is down (or asked
+for a pause with Retry-After) nothing else is sent to it, and once it answers the whole backlog
+follows in order. Backoff doubles from `base_backoff` to `max_backoff` with x0.5-1.5 jitter.
+A per-channel minimum interval (Slack: 1 message/s) and dead-lettering of notifications older
+than the channel's max_age complete it.
+
+The dispatcher lives as long as the agent: a reload swaps a channel's settings under its
+worker (in-flight deliveries finish, nothing is sent twice) and its counters keep counting.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import threading
 import time
-from typing import Callable, Dict, List, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Tuple
 
 from .alertmanager import AlertmanagerNotifier
 from .base import AlertDoc, Channel, NotifyError, redact
@@ -33,111 +44,215 @@ def make_notifier(channel: Channel, resend: float = 60.0):
     return cls(channel, session, resend) if cls is AlertmanagerNotifier else cls(channel, session)
 
 
+@dataclass
+class ChannelState:
+    """One channel's settings and delivery state; replaced settings keep the state."""
+
+    channel: Channel
+    notifier: Any
+    failures: int = 0  # consecutive failed attempts
+    hold_until: float = 0.0  # no attempt before this (backoff, Retry-After)
+    last_send: float = 0.0
+    event: threading.Event = field(default_factory=threading.Event)
+
+
 class Dispatcher:
     def __init__(self, outbox: Outbox, channels: List[Channel], resend: float = 60.0,
-                 clock: Callable[[], float] = time.time, base_backoff: float = 1.0, max_backoff: float = 300.0,
-                 jitter: Callable[[], float] = random.random):
+                 clock: Callable[[], float] = time.time, base_backoff: float = 1.0, max_backoff: float = 60.0,
+                 jitter: Callable[[], float] = random.random, sleep: Callable[[float], None] = time.sleep):
         self.outbox = outbox
-        self.channels = {c.name: c for c in channels}
-        self.notifiers = {c.name: make_notifier(c, resend) for c in channels}
         self.clock = clock
         self.base_backoff = base_backoff
         self.max_backoff = max_backoff
         self.jitter = jitter
+        self.sleep = sleep
         self.results: Dict[Tuple[str, str], int] = {}
-        self._events = {name: threading.Event() for name in self.channels}
+        self.states: Dict[str, ChannelState] = {}
         self._stop = threading.Event()
         self._drain_until = 0.0
-        self._threads: List[threading.Thread] = []
-        self._last_send: Dict[str, float] = {}
+        self._threads: Dict[str, threading.Thread] = {}
+        self._started = False
         self._lock = threading.Lock()
         outbox.on_enqueue = self.wake
+        self.configure(channels, resend)
+
+    @property
+    def channels(self) -> Dict[str, Channel]:
+        return {name: st.channel for name, st in self.states.items()}
+
+    def configure(self, channels: List[Channel], resend: float = 60.0) -> None:
+        """Take a new channel list (a reload). Unchanged channels keep their worker and state;
+        changed ones get new settings for their next delivery; removed ones stop, and what
+        they still held is dropped, counted and logged."""
+        wanted = {c.name: c for c in channels}
+        with self._lock:
+            for name, channel in wanted.items():
+                state = self.states.get(name)
+                if state is None:
+                    self.states[name] = ChannelState(channel, make_notifier(channel, resend))
+                elif state.channel != channel or getattr(state.notifier, "resend", resend) != resend:
+                    state.channel, state.notifier = channel, make_notifier(channel, resend)
+            removed = [name for name in self.states if name not in wanted]
+            for name in removed:
+                self.states.pop(name).event.set()
+        for name in removed + [c for c in self.outbox.channels() if c not in wanted]:
+            n = self.outbox.drop_channel(name)
+            if n:
+                self._count(name, "dead", n)
+                log.error("notify %s: the channel is no longer configured; dropped %d waiting notification(s)",
+                          name, n, extra={"CHANNEL": name})
+        if self._started:
+            self._start_workers()
 
     def wake(self, channel: str) -> None:
-        event = self._events.get(channel)
-        if event is not None:
-            event.set()
+        state = self.states.get(channel)
+        if state is not None:
+            state.event.set()
 
     def start(self) -> "Dispatcher":
-        for name in self.channels:
-            t = threading.Thread(target=self._worker, args=(name,), name=f"notify-{name}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._started = True
+        self._start_workers()
         return self
 
+    def _start_workers(self) -> None:
+        for name, state in list(self.states.items()):
+            thread = self._threads.get(name)
+            if thread is None or not thread.is_alive():
+                t = threading.Thread(target=self._worker, args=(name, state), name=f"notify-{name}", daemon=True)
+                self._threads[name] = t
+                t.start()
+
     def stop(self, drain: float = 5.0) -> None:
-        """Stop, first delivering what is due for at most `drain` seconds."""
+        """Stop, first trying to deliver the whole backlog (backoff ignored) for at most `drain` seconds."""
         self._drain_until = self.clock() + drain
         self._stop.set()
-        for event in self._events.values():
-            event.set()
-        for t in self._threads:
+        for state in list(self.states.values()):
+            state.event.set()
+        for t in list(self._threads.values()):
             t.join(drain + 1)
 
     def _count(self, channel: str, result: str, n: int = 1) -> None:
         with self._lock:
             self.results[(channel, result)] = self.results.get((channel, result), 0) + n
 
-    def _worker(self, name: str) -> None:
-        event = self._events[name]
-        while True:
+    def _worker(self, name: str, state: ChannelState) -> None:
+        while self.states.get(name) is state:
             stopping = self._stop.is_set()
-            if stopping and self.clock() >= self._drain_until:
+            if stopping and (self.clock() >= self._drain_until or not self.outbox.has(name)):
                 return
             try:
-                sent = self.deliver_once(name)
+                progressed = self.deliver_once(name, draining=stopping)
             except Exception as e:  # the outbox or a notifier bug must not kill the worker
-                log.exception("notify %s: unexpected error: %s", name, redact(str(e), self.channels[name].secrets()))
-                sent = False
-            if sent:
+                log.error("notify %s: unexpected error (%s): %s", name, type(e).__name__,
+                          redact(str(e), state.channel.secrets()), extra={"CHANNEL": name})
+                progressed = False
+            if progressed and not stopping:
                 continue
             if stopping:
-                return
-            due = self.outbox.next_due(name)
-            wait = 1.0 if due is None else min(1.0, max(0.0, due - self.clock()))
-            event.wait(wait)
-            event.clear()
+                if not progressed:
+                    self.sleep(0.2)  # draining: retry soon, whatever the backoff
+                continue
+            wait = max(0.0, state.hold_until - self.clock()) if state.hold_until else 1.0
+            state.event.wait(min(1.0, wait))
+            state.event.clear()
 
-    def deliver_once(self, name: str) -> bool:
-        """Send one batch of what is due for `name`; False when nothing was due."""
-        channel, notifier = self.channels[name], self.notifiers[name]
+    def next_attempt(self, name: str) -> float:
+        """When the channel may be tried next (0: now)."""
+        return self.states[name].hold_until
+
+    def deliver_once(self, name: str, draining: bool = False) -> bool:
+        """Send one batch from the head of `name`'s queue. False when nothing was sent: the
+        queue is empty, or the channel is backing off (unless draining at shutdown)."""
+        state = self.states.get(name)
+        if state is None:
+            return False
+        channel, notifier = state.channel, state.notifier
         now = self.clock()
-        rows = self.outbox.due(name, now, notifier.max_batch)
+        if now < state.hold_until and not draining:
+            return False
+        rows = self.outbox.take(name, notifier.max_batch)
         if not rows:
             return False
-        fresh: List[Row] = []
-        for row in rows:
-            if now - row.created_at > channel.max_age:
-                self.outbox.dead(row, now, f"not delivered within {channel.max_age:g}s; last error: {row.last_error}")
-                self._count(name, "dead")
-                log.error("notify %s: dropped a %s notification after %d attempts: %s", name, row.status,
-                          row.attempts, row.last_error, extra={"CHANNEL": name})
-            else:
-                fresh.append(row)
+        fresh = self._drop_expired(name, channel, rows, now)
+        docs, fresh = self._decode(name, fresh)
         if not fresh:
             return True
-        gap = notifier.min_interval - (now - self._last_send.get(name, 0.0))
+        gap = notifier.min_interval - (now - state.last_send)
         if gap > 0:
-            time.sleep(gap)
-        self._last_send[name] = self.clock()
+            self.sleep(gap)
+        state.last_send = self.clock()
         try:
-            notifier.send([AlertDoc.from_json(r.payload) for r in fresh])
+            notifier.send(docs)
         except NotifyError as e:
-            message = redact(str(e), channel.secrets())
-            for row in fresh:
-                if e.retryable:
-                    delay = min(self.max_backoff, self.base_backoff * 2 ** row.attempts) * (0.5 + self.jitter())
-                    if e.retry_after:
-                        delay = max(delay, e.retry_after)
-                    self.outbox.retry(row, self.clock() + delay, message)
-                else:
-                    self.outbox.dead(row, self.clock(), message)
-            self._count(name, "retried" if e.retryable else "failed", len(fresh))
-            (log.warning if e.retryable else log.error)(
-                "notify %s: %s (%s)", name, message, "will retry" if e.retryable else "not retried: fix the channel",
-                extra={"CHANNEL": name})
+            self._failed(name, state, fresh, e)
             return True
-        for row in fresh:
-            self.outbox.delivered(row, self.clock())
+        except Exception as e:  # a notifier bug: back off like an outage, and never let one row block the channel
+            self._internal_error(name, state, fresh, e)
+            return True
+        self.outbox.finish(fresh)
+        state.failures, state.hold_until = 0, 0.0
         self._count(name, "delivered", len(fresh))
+        for doc in docs:
+            log.info("notify %s: delivered %s %s", name, doc.status, doc.labels.get("alertname", "?"),
+                     extra={"CHANNEL": name, "ALERTNAME": doc.labels.get("alertname", "?")})
         return True
+
+    def _decode(self, name: str, rows: List[Row]) -> Tuple[List[AlertDoc], List[Row]]:
+        """The rows' documents; a row that cannot be read (a damaged database) is dropped, logged."""
+        docs, good = [], []
+        for row in rows:
+            try:
+                docs.append(AlertDoc.from_json(row.payload))
+                good.append(row)
+            except (ValueError, TypeError) as e:
+                self.outbox.finish([row])
+                self._count(name, "failed")
+                log.error("notify %s: dropped an unreadable notification (row %d): %s", name, row.id, e,
+                          extra={"CHANNEL": name})
+        return docs, good
+
+    def _internal_error(self, name: str, state: ChannelState, rows: List[Row], e: Exception) -> None:
+        log.error("notify %s: unexpected error (%s): %s", name, type(e).__name__,
+                  redact(str(e), state.channel.secrets()), extra={"CHANNEL": name})
+        if rows[0].attempts >= 2:  # the third failure of the same head: give up on it, not on the channel
+            self._failed(name, state, rows[:1], NotifyError(f"internal error: {type(e).__name__}", retryable=False))
+            self.outbox.failed_attempt(rows[1:], "")
+        else:
+            self._failed(name, state, rows, NotifyError(f"internal error: {type(e).__name__}", retryable=True))
+
+    def _drop_expired(self, name: str, channel: Channel, rows: List[Row], now: float) -> List[Row]:
+        expired = [r for r in rows if now - r.created_at > channel.max_age]
+        if expired:
+            self.outbox.finish(expired)
+            self._count(name, "dead", len(expired))
+            for row in expired:
+                log.error("notify %s: dropped a %s notification of %s after %d attempts in %gs: %s", name, row.status,
+                          _alertname(row), row.attempts, channel.max_age, row.last_error, extra={"CHANNEL": name})
+        return [r for r in rows if r not in expired]
+
+    def _failed(self, name: str, state: ChannelState, rows: List[Row], e: NotifyError) -> None:
+        message = redact(str(e), state.channel.secrets())
+        if e.retryable:
+            state.failures += 1
+            delay = min(self.max_backoff, self.base_backoff * 2 ** (state.failures - 1)) * (0.5 + self.jitter())
+            if e.retry_after:
+                delay = max(delay, e.retry_after)
+            state.hold_until = self.clock() + delay
+            self.outbox.failed_attempt(rows, message)
+            self._count(name, "retried", len(rows))
+            # one line when the outage starts, then one each time the backoff doubles past a minute
+            if state.failures == 1 or delay >= self.max_backoff * 0.5 and state.failures % 10 == 0:
+                log.warning("notify %s: %s; holding the channel for %.1fs (attempt %d, %d waiting)", name, message,
+                            delay, state.failures, len(self.outbox.rows(name)), extra={"CHANNEL": name})
+        else:
+            self.outbox.finish(rows)
+            self._count(name, "failed", len(rows))
+            log.error("notify %s: %s (not retried: fix the channel); dropped %d notification(s)", name, message,
+                      len(rows), extra={"CHANNEL": name})
+
+
+def _alertname(row: Row) -> str:
+    try:
+        return str(json.loads(row.payload)["labels"]["alertname"])
+    except (ValueError, TypeError, KeyError):
+        return "?"

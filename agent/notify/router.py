@@ -21,11 +21,16 @@ def alert_doc(alert: Alert, status: str, t: float, test: bool = False) -> AlertD
 
 class Router:
     def __init__(self, channels: List[Channel], outbox: Outbox, resend: float = 60.0):
-        self.channels = channels
         self.outbox = outbox
+        self._last_resend: Dict[Tuple[str, str], float] = {}  # kept across reloads: a reload re-sends nothing
+        self.configure(channels, resend)
+
+    def configure(self, channels: List[Channel], resend: float = 60.0) -> None:
+        self.channels = channels
         self.resend = resend
         self.matchers = {c.name: tuple(parse_matcher(m) for m in c.matchers) for c in channels}
-        self._last_resend: Dict[Tuple[str, str], float] = {}
+        names = {c.name for c in channels}
+        self._last_resend = {k: v for k, v in self._last_resend.items() if k[0] in names}
 
     def wants(self, channel: Channel, alert: Alert, status: str) -> bool:
         if status == "resolved" and not channel.send_resolved:
@@ -40,7 +45,7 @@ class Router:
             doc = alert_doc(n.alert, n.status, n.at)
             for channel in self.channels:
                 if self.wants(channel, n.alert, n.status):
-                    self.outbox.enqueue(channel.name, doc.fingerprint, n.status, doc.to_json(), n.at)
+                    self.outbox.enqueue(channel.name, doc.fingerprint, n.status, doc.to_json(), n.at, doc.starts_at)
                     self._last_resend[(channel.name, doc.fingerprint)] = n.at
                     queued += 1
         return queued
@@ -56,5 +61,5 @@ class Router:
                 key = (channel.name, alert.fingerprint)
                 if t - self._last_resend.get(key, 0.0) >= self.resend and self.wants(channel, alert, "firing"):
                     doc = alert_doc(alert, "firing", t)
-                    self.outbox.enqueue(channel.name, doc.fingerprint, "firing", doc.to_json(), t)
+                    self.outbox.enqueue(channel.name, doc.fingerprint, "firing", doc.to_json(), t, doc.starts_at)
                     self._last_resend[key] = t

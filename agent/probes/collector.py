@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
+from .. import regex
 from ..model import MetricFamily, counter, gauge
 from .completion import ProbeResult, ProbeSpec, run_probe
 
@@ -71,7 +72,7 @@ class ProbeCollector:
         self.spec = spec
         self.interval = interval
         self.max_backoff = max_backoff
-        self.canary = re.compile(canary_regex) if canary_regex else None
+        self.canary = regex.compile(canary_regex) if canary_regex else None  # RE2: linear in the answer
         self.baseline_path = os.path.join(state_dir, f"canary-{re.sub(r'[^A-Za-z0-9_.-]', '_', server)}.txt") \
             if canary_baseline and state_dir else ""
         self.run = run

@@ -91,3 +91,49 @@ def selectors(node: object, out: Optional[List[Tuple[VectorSelector, float]]] = 
         selectors(node.lhs, out)
         selectors(node.rhs, out)
     return out
+
+
+def label_sources(node: object) -> List[VectorSelector]:
+    """The selectors whose series give the result its labels: an alert "came from" these.
+    `x > 0 and on(k) y > 0` keeps x's series (y only filters); `a or b` may come from either;
+    aggregations and functions pass their argument's; `absent()` and numbers come from none."""
+    if isinstance(node, VectorSelector):
+        return [node]
+    if isinstance(node, MatrixSelector):
+        return [node.vector]
+    if isinstance(node, Call):
+        if node.func == "absent":
+            return []
+        return [s for a in node.args if getattr(a, "type", SCALAR) != SCALAR for s in label_sources(a)]
+    if isinstance(node, (Aggregate, Unary)):
+        return label_sources(node.expr)
+    if isinstance(node, Binary):
+        if node.op == "or":
+            return label_sources(node.lhs) + label_sources(node.rhs)
+        if node.lhs.type == SCALAR:
+            return label_sources(node.rhs)
+        return label_sources(node.lhs)  # and, unless, and one-to-one matching keep the left side's series
+    return []
+
+
+def depth(node: object) -> int:
+    """How deeply the tree nests, counted without recursion (a 5,000-term sum is 5,000 deep)."""
+    deepest, stack = 0, [(node, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        for child in _children(current):
+            stack.append((child, level + 1))
+    return deepest
+
+
+def _children(node: object) -> List[object]:
+    if isinstance(node, MatrixSelector):
+        return [node.vector]
+    if isinstance(node, Call):
+        return list(node.args)
+    if isinstance(node, (Aggregate, Unary)):
+        return [node.expr]
+    if isinstance(node, Binary):
+        return [node.lhs, node.rhs]
+    return []

@@ -13,11 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .ast import Matcher
+from .ast import Matcher, label_sources
 from .evaluator import EvalError, Evaluator
 from .history import History, matches
 from .templates import Template
@@ -94,22 +95,43 @@ class InhibitRule:
 
 
 class Engine:
-    """Evaluates every rule against the History at time t and returns the notifications due."""
+    """Evaluates every rule against the History at time t and returns the notifications due.
+
+    One rule never affects another: an evaluation error or any exception is counted against
+    that rule (`failures`), a template that fails to render becomes Prometheus' `<error
+    expanding template: ...>` text (`template_errors`) and the alert still fires, and once
+    `budget` seconds of evaluation are spent in a cycle the remaining rules wait for the next
+    one (`skipped`), where they go first."""
 
     def __init__(self, rules: Sequence[Rule], history: History, inhibit: Sequence[InhibitRule] = (),
-                 no_data_timeout: float = 600.0, store=None):
+                 no_data_timeout: float = 600.0, store=None, budget: float = math.inf,
+                 previous: Optional["Engine"] = None, timer: Callable[[], float] = time.perf_counter):
         self.rules = list(rules)
         self.history = history
         self.inhibit = list(inhibit)
         self.no_data_timeout = no_data_timeout
         self.store = store
+        self.budget = budget
+        self.timer = timer
         self.alerts: Dict[str, Dict[str, Alert]] = {r.name: {} for r in self.rules}
         self.failures: Dict[str, int] = {}
+        self.template_errors: Dict[str, int] = {}
+        self.skipped: Dict[str, int] = {}
         self.last_duration = 0.0
         self.last_error: Dict[str, str] = {}
-        self._saved: Optional[list] = None
+        self._origins = {r.name: {id(s) for s in label_sources(r.expr)} for r in self.rules}
+        self._go_first: List[str] = []  # rules the budget skipped last cycle
+        self._over_budget = 0  # cycles in a row that ran out of budget
+        self._saved: Dict[str, Tuple[str, str]] = {}  # fingerprint -> (rule, doc) as in the database
+        self._template_logged: Dict[Tuple[str, str], str] = {}
         self._register()
-        if store is not None:
+        if previous is not None:  # a reload: alert state carries over in memory, counters too
+            self.alerts.update(previous.alerts)
+            self._saved = previous._saved
+            for mine, theirs in ((self.failures, previous.failures), (self.template_errors, previous.template_errors),
+                                 (self.skipped, previous.skipped)):
+                mine.update(theirs)
+        elif store is not None:
             self._load()
 
     def _register(self) -> None:
@@ -124,37 +146,36 @@ class Engine:
 
     def _load(self) -> None:
         with self.store.lock:
-            rows = self.store.db.execute("SELECT rule, doc FROM alert_state").fetchall()
-        for rule_name, doc in rows:
+            rows = self.store.db.execute("SELECT fingerprint, rule, doc FROM alert_state").fetchall()
+        for fp, rule_name, doc in rows:
             alert = Alert.from_doc(json.loads(doc))
             self.alerts.setdefault(rule_name, {})[alert.fingerprint] = alert
+            self._saved[fp] = (rule_name, doc)
         if rows:
             log.info("restored %d alert(s) from %s", len(rows), self.store.path)
 
     def _save(self) -> None:
+        """Write the alerts that changed since the last save, and delete the ended ones."""
         if self.store is None:
             return
-        docs = [(a.fingerprint, a.rule, json.dumps(a.to_doc())) for by_rule in self.alerts.values() for a in by_rule.values()]
-        if docs == self._saved:
-            return  # unchanged: no write, no fsync
-        try:
-            with self.store.lock:
-                self.store.db.execute("BEGIN")
-                self.store.db.execute("DELETE FROM alert_state")
-                self.store.db.executemany("INSERT INTO alert_state VALUES (?, ?, ?)", docs)
-                self.store.db.execute("COMMIT")
+        docs = {a.fingerprint: (a.rule, json.dumps(a.to_doc())) for by_rule in self.alerts.values() for a in by_rule.values()}
+        changed = [(fp, rule, doc) for fp, (rule, doc) in docs.items() if self._saved.get(fp) != (rule, doc)]
+        gone = [(fp,) for fp in self._saved if fp not in docs]
+        if not changed and not gone:
+            return  # no write, no fsync
+
+        def work(db):
+            db.executemany("DELETE FROM alert_state WHERE fingerprint=?", gone)
+            db.executemany("INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?)", changed)
+
+        if self.store.write("alert_state", work):  # else kept in memory, written again next cycle
             self._saved = docs
-        except Exception as e:  # a full disk must not stop alerting; state is saved again next cycle
-            log.warning("saving alert state failed: %s", e)
-            try:
-                self.store.db.execute("ROLLBACK")
-            except Exception:
-                pass
+            self.store.recovered("alert_state")
 
     # -- evaluation -----------------------------------------------------------------------------
 
     def evaluate(self, t: float) -> List[Notification]:
-        start = time.perf_counter()
+        start = self.timer()
         out: List[Notification] = []
         known = {r.name for r in self.rules}
         for rule_name in [n for n in self.alerts if n not in known]:  # rules removed by a reload
@@ -163,23 +184,61 @@ class Engine:
                     alert.annotations["resolved_reason"] = "the rule was removed"
                     out.append(Notification("resolved", alert, t))
         cache: Dict[tuple, tuple] = {}
-        for rule in self.rules:
-            out.extend(self._evaluate_rule(rule, t, cache))
+        first = set(self._go_first)
+        order = [r for r in self.rules if r.name in first] + [r for r in self.rules if r.name not in first]
+        self._go_first = []
+        for i, rule in enumerate(order):
+            if self.timer() - start > self.budget:
+                self._skip(order[i:])
+                break
+            out.extend(self._evaluate_isolated(rule, t, cache))
+        else:
+            self._over_budget = 0
         out = self._apply_inhibition(out, t)
         self._save()
-        self.last_duration = time.perf_counter() - start
+        self.last_duration = self.timer() - start
         return out
+
+    def _skip(self, rules: List[Rule]) -> None:
+        self._go_first = [r.name for r in rules]
+        for r in rules:
+            self.skipped[r.name] = self.skipped.get(r.name, 0) + 1
+        self._over_budget += 1
+        if self._over_budget % 60 == 1:  # the first time, then every 60th cycle it goes on
+            log.warning("rule evaluation took more than its %gs budget; %d rule(s) wait for the next cycle: %s",
+                        self.budget, len(rules), ", ".join(self._go_first[:5]) + (" ..." if len(rules) > 5 else ""))
+
+    def _evaluate_isolated(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
+        try:
+            out = self._evaluate_rule(rule, t, cache)
+        except EvalError as e:
+            self._failed(rule, str(e), logging.WARNING)
+            return []
+        except Exception as e:  # a bug or a pathological input in one rule must not stop the others
+            self._failed(rule, f"{type(e).__name__}: {e}", logging.ERROR)
+            return []
+        self.last_error.pop(rule.name, None)
+        return out
+
+    def _failed(self, rule: Rule, message: str, level: int) -> None:
+        self.failures[rule.name] = self.failures.get(rule.name, 0) + 1
+        if self.last_error.get(rule.name) != message:  # once per distinct error, not every cycle
+            log.log(level, "rule %s: %s", rule.name, message, extra={"ALERTNAME": rule.name})
+        self.last_error[rule.name] = message
+
+    def _render(self, rule: Rule, key: str, template: Template, labels: Dict[str, str], value: float) -> str:
+        try:
+            return template.render(labels, value)
+        except Exception as e:  # TemplateError, or anything a label's value provokes
+            self.template_errors[rule.name] = self.template_errors.get(rule.name, 0) + 1
+            if self._template_logged.get((rule.name, key)) != str(e):
+                self._template_logged[(rule.name, key)] = str(e)
+                log.warning("rule %s: template %s: %s", rule.name, key, e, extra={"ALERTNAME": rule.name})
+            return f"<error expanding template: {e}>"
 
     def _evaluate_rule(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
         evaluator = Evaluator(self.history, cache)
-        try:
-            result = evaluator.eval(rule.expr, t)
-        except EvalError as e:
-            self.failures[rule.name] = self.failures.get(rule.name, 0) + 1
-            self.last_error[rule.name] = str(e)
-            log.warning("rule %s: %s", rule.name, e, extra={"ALERTNAME": rule.name})
-            return []
-        self.last_error.pop(rule.name, None)
+        result = evaluator.eval(rule.expr, t)
         if not isinstance(result, list):  # a scalar expression: treat as one unlabelled sample
             result = [((), result)]
         active = self.alerts.setdefault(rule.name, {})
@@ -194,7 +253,7 @@ class Engine:
             if alert is None:
                 alert = active[fp] = Alert(rule.name, alert_labels, source, {}, "pending", t, value, t)
             alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
-            alert.annotations = {k: tpl.render(alert_labels, value) for k, tpl in rule.annotations.items()}
+            alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
             if alert.state == "pending" and t - alert.active_at >= rule.for_:
                 alert.state, alert.fired_at = "firing", t
                 out.append(Notification("firing", alert, t))
@@ -210,7 +269,7 @@ class Engine:
                 alert.keep_firing_since = alert.keep_firing_since or t
                 if t - alert.keep_firing_since < rule.keep_firing_for:
                     continue
-            if self._still_has_data(alert, evaluator):
+            if self._still_has_data(rule, alert, evaluator):
                 del active[fp]
                 out.append(Notification("resolved", alert, t))
             elif t - alert.last_seen >= self.no_data_timeout:
@@ -219,21 +278,23 @@ class Engine:
                 out.append(Notification("resolved", alert, t))
         return out
 
-    @staticmethod
-    def _labels(rule: Rule, source: Dict[str, str], value: float) -> Dict[str, str]:
+    def _labels(self, rule: Rule, source: Dict[str, str], value: float) -> Dict[str, str]:
         labels = dict(source)
         labels.update(rule.labels)
         for key, tpl in rule.label_templates.items():
-            labels[key] = tpl.render(source, value)
+            labels[key] = self._render(rule, key, tpl, source, value)
         labels["alertname"] = rule.name
         labels.setdefault("severity", rule.severity)
         return labels
 
-    @staticmethod
-    def _still_has_data(alert: Alert, evaluator: Evaluator) -> bool:
-        """Whether some series the rule read still carries the alert's source labels."""
+    def _still_has_data(self, rule: Rule, alert: Alert, evaluator: Evaluator) -> bool:
+        """Whether a series the alert came from (a selector whose labels reach the result, not
+        one that only filters) still carries the alert's source labels."""
+        origins = self._origins.get(rule.name)
+        if not origins:
+            return True  # absent() and numbers: no series to wait for
         wanted = set(alert.source)
-        return any(wanted <= set(labels) for labels in evaluator.selected_labels)
+        return any(wanted <= set(labels) for sel in origins for labels in evaluator.selected.get(sel, ()))
 
     def _apply_inhibition(self, notifications: List[Notification], t: float) -> List[Notification]:
         firing = [a for by_rule in self.alerts.values() for a in by_rule.values() if a.state == "firing"]

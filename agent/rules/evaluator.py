@@ -5,7 +5,7 @@ comparison filters and `bool`, set operators, aggregation grouping and NaN rules
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 from . import functions as fn
 from .ast import SCALAR, Aggregate, Binary, Call, Matching, MatrixSelector, Number, Unary, VectorSelector
@@ -68,21 +68,24 @@ class Evaluator:
 
     def __init__(self, history: History, cache: Optional[Dict[tuple, tuple]] = None):
         self.history = history
-        self.selected_labels: List[Labels] = []  # every series a selector returned
+        self.selected: Dict[int, List[Labels]] = {}  # by id() of the selector node: the series it returned
         # results of range functions, shared by the rules of one evaluation (two default rules
         # read avg_over_time(DCGM_FI_DEV_GPU_UTIL[30m])): computed once per cycle
         self.cache = cache if cache is not None else {}
 
     def eval(self, node: object, t: float) -> Value:
-        self.selected_labels = []
+        self.selected = {}
         return self._eval(node, t)
+
+    def _record(self, selector: VectorSelector, labels: Iterable[Labels]) -> None:
+        self.selected.setdefault(id(selector), []).extend(labels)
 
     def _eval(self, node: object, t: float) -> Value:
         if isinstance(node, Number):
             return node.value
         if isinstance(node, VectorSelector):
             found = self.history.instant(node, t)
-            self.selected_labels.extend(labels for labels, _ in found)
+            self._record(node, (labels for labels, _ in found))
             return found
         if isinstance(node, Call):
             return self._call(node, t)
@@ -101,7 +104,7 @@ class Evaluator:
 
     def _matrix(self, node: MatrixSelector, t: float):
         found = self.history.range(node.vector, t, node.range)
-        self.selected_labels.extend(labels for labels, _ in found)
+        self._record(node.vector, (labels for labels, _ in found))
         return found
 
     def _call(self, node: Call, t: float) -> Vector:
@@ -112,11 +115,10 @@ class Evaluator:
             key = (f, matrix.vector.name, matrix.vector.matchers, matrix.range, extra, t)
             if key in self.cache:
                 result, selected = self.cache[key]
-                self.selected_labels.extend(selected)
+                self._record(matrix.vector, selected)
                 return list(result)
-            before = len(self.selected_labels)
             out = self._range_function(f, matrix, extra, t)
-            self.cache[key] = (tuple(out), tuple(self.selected_labels[before:]))
+            self.cache[key] = (tuple(out), tuple(self.selected.get(id(matrix.vector), ())))
             return out
         if f == "quantile_over_time":
             q = self._eval(args[0], t)

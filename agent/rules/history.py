@@ -1,23 +1,33 @@
-"""A short history of the series the loaded rules read, in bounded ring buffers.
+"""A short history of the series the loaded rules read.
 
-Only series matching a registered selector are kept, and each only as long as the longest
-range any rule reads it over (plus the 5-minute lookback for instant selectors): with N
-matching series, interval I and longest range R, memory is about N * (R + 300) / I samples.
-A series missing from a snapshot is marked stale, as Prometheus writes a staleness marker
-when a series vanishes from a scrape: instant selectors stop returning it at once, ranges
-keep its older samples until they age out.
+Only series matching a registered selector are kept, and each only as long as the rules that
+read *it* need: the longest range over it (plus the 5-minute lookback for instant selectors).
+One rule with `rate(x[365d])` keeps x for a year, not every series. With N matching series,
+interval I and range R, memory is about N * (R + 300) / I samples.
+
+A series missing from a snapshot is marked stale, as Prometheus writes a staleness marker when
+a series vanishes from a scrape: instant selectors stop returning it at once, ranges keep its
+older samples until they age out.
+
+Bounded against a target that churns label values: at most `max_series_per_metric` series
+per metric name and `max_series` in all. At a bound, the series that went stale longest ago
+makes room; only when every series is live is the new one refused, counted per metric
+(`dropped`) and logged once per metric, so churn can neither grow memory nor blind the
+alerts of other metrics.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import re
 from bisect import bisect_left, bisect_right
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .. import regex
 from ..model import Snapshot
 from .ast import Matcher, VectorSelector
 
+log = logging.getLogger(__name__)
 LOOKBACK = 300.0  # Prometheus' default lookback delta
 Labels = Tuple[Tuple[str, str], ...]
 Point = Tuple[float, float]
@@ -28,90 +38,162 @@ def _match_one(m: Matcher, value: str) -> bool:
         return value == m.value
     if m.op == "!=":
         return value != m.value
-    hit = re.fullmatch(m.value, value) is not None
+    hit = regex.fullmatch(m.value, value)
     return hit if m.op == "=~" else not hit
 
 
 def matches(matchers: Iterable[Matcher], labels: Dict[str, str]) -> bool:
-    """PromQL matching: a missing label has the empty value; regexes are anchored."""
+    """PromQL matching: a missing label has the empty value; regexes are anchored (RE2)."""
     return all(_match_one(m, labels.get(m.label, "")) for m in matchers)
 
 
 class History:
-    """Samples per series for the registered selectors; `keep` seconds each."""
+    """Samples per series for the registered selectors; each kept as long as its readers need."""
 
-    def __init__(self, lookback: float = LOOKBACK, max_series: int = 100_000):
+    def __init__(self, lookback: float = LOOKBACK, max_series: int = 100_000, max_series_per_metric: int = 20_000):
         self.lookback = lookback
         self.max_series = max_series
+        self.max_series_per_metric = max_series_per_metric
         self.series: Dict[str, Dict[Labels, List[Point]]] = {}  # by metric name; points oldest first
+        self.keep: Dict[Labels, float] = {}  # seconds each series is kept
         self.selectors: List[Tuple[VectorSelector, float]] = []
-        self._by_name: Dict[str, List[VectorSelector]] = {}  # selectors with a metric name, by name
-        self._nameless: List[VectorSelector] = []
-        self.dropped_series = 0
+        self._by_name: Dict[str, List[Tuple[VectorSelector, float]]] = {}  # selectors with a metric name
+        self._nameless: List[Tuple[VectorSelector, float]] = []
+        self._keep_stale = False  # selectors changed: every series' retention is worked out again
+        self.dropped: Dict[str, int] = {}  # new series refused at a bound, by metric name
+        self.evicted = 0  # stale series removed early to make room
         self.series_count = 0
-        self.stale: Dict[Labels, float] = {}  # series gone from the snapshots, and since when
+        self.stale: Dict[Labels, float] = {}  # series gone from the snapshots, and since when (oldest first)
+        self._stale_by_name: Dict[str, Dict[Labels, float]] = {}
+
+    @property
+    def dropped_series(self) -> int:
+        return sum(self.dropped.values())
 
     def register(self, selector: VectorSelector, range_seconds: float) -> None:
         self.selectors.append((selector, range_seconds))
         if selector.name:
-            self._by_name.setdefault(selector.name, []).append(selector)
+            self._by_name.setdefault(selector.name, []).append((selector, range_seconds))
         else:
-            self._nameless.append(selector)
+            self._nameless.append((selector, range_seconds))
+        self._keep_stale = True
 
     def clear_selectors(self) -> None:
         self.selectors, self._by_name, self._nameless = [], {}, []
+        self._keep_stale = True
 
     def keep_for(self) -> float:
+        """The longest any series is kept."""
         return max((r for _, r in self.selectors), default=0.0) + self.lookback
 
     # -- writing -----------------------------------------------------------------------------
 
-    def add(self, labels: Labels, t: float, v: float) -> None:
+    def add(self, labels: Labels, t: float, v: float, keep: Optional[float] = None) -> None:
         """Append one sample; `labels` is sorted and includes __name__."""
         name = dict(labels).get("__name__", "")
         by_name = self.series.setdefault(name, {})
         points = by_name.get(labels)
         if points is None:
-            if self.series_count >= self.max_series:
-                self.dropped_series += 1
+            if not self._make_room(name, by_name):
                 return
             points = by_name[labels] = []
+            self.keep[labels] = self.keep_for() if keep is None else keep
             self.series_count += 1
-        elif self.stale:
-            self.stale.pop(labels, None)
+        elif labels in self.stale:
+            self._unstale(name, labels)
         points.append((t, v))
 
+    def _make_room(self, name: str, by_name: Dict[Labels, List[Point]]) -> bool:
+        """Room for one more series of `name`: evict the longest-stale series if at a bound."""
+        if len(by_name) >= self.max_series_per_metric:
+            victim = next(iter(self._stale_by_name.get(name, {})), None)
+        elif self.series_count >= self.max_series:
+            victim = next(iter(self.stale), None)
+        else:
+            return True
+        if victim is None:
+            n = self.dropped[name] = self.dropped.get(name, 0) + 1
+            if n == 1:
+                log.warning("rule history: %s has more live series than the history holds (%d per metric, %d in all); "
+                            "new ones are dropped and counted in llm_agent_history_dropped_series_total "
+                            "(a target churning label values?)", name or "(no name)", self.max_series_per_metric,
+                            self.max_series)
+            return False
+        self._delete(dict(victim).get("__name__", ""), victim)
+        self.evicted += 1
+        return True
+
+    def _delete(self, name: str, labels: Labels) -> None:
+        by_name = self.series.get(name, {})
+        if by_name.pop(labels, None) is not None:
+            self.series_count -= 1
+        self.keep.pop(labels, None)
+        self._unstale(name, labels)
+        if not by_name:
+            self.series.pop(name, None)
+
+    def _mark_stale(self, name: str, labels: Labels, t: float) -> None:
+        self.stale[labels] = t
+        self._stale_by_name.setdefault(name, {})[labels] = t
+
+    def _unstale(self, name: str, labels: Labels) -> None:
+        if self.stale.pop(labels, None) is not None:
+            by_name = self._stale_by_name.get(name)
+            if by_name is not None:
+                by_name.pop(labels, None)
+                if not by_name:
+                    del self._stale_by_name[name]
+
     def ingest(self, snapshot: Snapshot) -> None:
-        """Record every snapshot series a registered selector wants; mark the vanished stale."""
+        """Record every snapshot series a registered selector wants; mark the vanished stale;
+        trim each series to its own retention."""
         t = snapshot.timestamp
-        seen = set()
+        if self._keep_stale:
+            self._rework_retention()
+        wanted: Dict[Labels, Tuple[float, float]] = {}  # this snapshot's series a rule reads: value, retention
         for family in snapshot.families:
             for s in family.samples:
                 named = self._by_name.get(s.name)
                 if named is None and not self._nameless:
                     continue  # most series: no rule reads them
                 labels = tuple(sorted(s.labels + (("__name__", s.name),)))
-                if labels in seen or not self._wanted(named or (), labels):
+                if labels in wanted:
                     continue
-                seen.add(labels)
-                self.add(labels, t, s.value)
-        horizon = t - self.keep_for()
+                keep = self.keep.get(labels)
+                if keep is None:
+                    keep = self._retention(named or (), labels)
+                    if keep is None:
+                        continue
+                wanted[labels] = (s.value, keep)
+        # staleness first, so that series gone in this snapshot can make room for its new ones
         for name, by_name in list(self.series.items()):
             for labels, points in list(by_name.items()):
-                if labels not in seen and labels not in self.stale:
-                    self.stale[labels] = t  # Prometheus' staleness marker
+                if labels not in wanted and labels not in self.stale:
+                    self._mark_stale(name, labels, t)  # Prometheus' staleness marker
+                horizon = t - self.keep.get(labels, 0.0)
                 if points and points[0][0] < horizon:
                     del points[:bisect_left(points, (horizon,))]
                 if not points:
-                    del by_name[labels]
-                    self.stale.pop(labels, None)
-                    self.series_count -= 1
-            if not by_name:
-                del self.series[name]
+                    self._delete(name, labels)
+        for labels, (value, keep) in wanted.items():
+            self.add(labels, t, value, keep)
 
-    def _wanted(self, named: Iterable[VectorSelector], labels: Labels) -> bool:
+    def _retention(self, named: Iterable[Tuple[VectorSelector, float]], labels: Labels) -> Optional[float]:
+        """How long the selectors that want this series need it; None if none wants it."""
         as_dict = dict(labels)
-        return any(matches(sel.matchers, as_dict) for sel in list(named) + self._nameless)
+        ranges = [r for sel, r in list(named) + self._nameless if matches(sel.matchers, as_dict)]
+        return max(ranges) + self.lookback if ranges else None
+
+    def _rework_retention(self) -> None:
+        """After a reload: each series' retention from the new rules; unwanted series go."""
+        self._keep_stale = False
+        for name, by_name in list(self.series.items()):
+            for labels in list(by_name):
+                keep = self._retention(self._by_name.get(name, ()), labels)
+                if keep is None:
+                    self._delete(name, labels)
+                else:
+                    self.keep[labels] = keep
 
     def sample_count(self) -> int:
         return sum(len(p) for by_name in self.series.values() for p in by_name.values())

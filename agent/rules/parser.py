@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from typing import List, Optional, Tuple
 
+from .. import regex
 from .ast import (MATRIX, SCALAR, VECTOR, Aggregate, Binary, Call, Matcher, Matching, MatrixSelector, Number,
-                  Unary, VectorSelector)
+                  Unary, VectorSelector, depth)
 
 # name -> argument types; the result is a vector
 FUNCTIONS = {
@@ -46,12 +47,21 @@ _DURATION_PART = re.compile(r"(\d+)(ms|[smhdwy])")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
+# Deeper trees would exhaust Python's stack while parsing or evaluating; no sane rule nests
+# this deep (a sum of 200 terms is better split into recording rules).
+MAX_DEPTH = 200
+MAX_LENGTH = 100_000
+
+
 class PromQLError(ValueError):
     """An expression outside the subset or malformed; the message names the column."""
 
 
 def _duration(text: str) -> float:
-    return sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    seconds = sum(int(n) * _UNITS[u] for n, u in _DURATION_PART.findall(text))
+    if seconds > 10 * _UNITS["y"]:
+        raise PromQLError(f"duration {text} is longer than 10 years")
+    return float(seconds)
 
 
 def _unquote(text: str) -> str:
@@ -75,6 +85,7 @@ class _Parser:
             pos = m.end()
         self.tokens.append(("eof", "", len(text) + 1))
         self.i = 0
+        self.nesting = 0
 
     # -- token helpers -------------------------------------------------------------------------
 
@@ -113,6 +124,15 @@ class _Parser:
         return node
 
     def expression(self, min_prec: int) -> object:
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_DEPTH:
+                raise self.error(f"the expression nests more than {MAX_DEPTH} levels deep")
+            return self._expression(min_prec)
+        finally:
+            self.nesting -= 1
+
+    def _expression(self, min_prec: int) -> object:
         lhs = self.unary()
         while True:
             op = self.binary_op()
@@ -187,7 +207,10 @@ class _Parser:
         kind, value, _ = self.peek()
         if kind == "number":
             self.next()
-            return Number(float(int(value, 16)) if value.lower().startswith("0x") else float(value))
+            try:
+                return Number(float(int(value, 16)) if value.lower().startswith("0x") else float(value))
+            except OverflowError:
+                raise self.error("number out of range") from None
         if kind == "op" and value == "(":
             self.next()
             node = self.expression(0)
@@ -230,9 +253,9 @@ class _Parser:
                 value = _unquote(text)
                 if op_tok[1] in ("=~", "!~"):
                     try:
-                        re.compile(value)
-                    except re.error as e:
-                        raise self.error(f"invalid regular expression {value!r}: {e}", op_tok) from None
+                        regex.check(value)
+                    except regex.RegexError as e:
+                        raise self.error(str(e), op_tok) from None
                 matchers.append(Matcher(label, op_tok[1], value))
                 if self.peek()[1] == ",":
                     self.next()
@@ -243,7 +266,7 @@ class _Parser:
             if m.label == "__name__" and m.op == "=" and not name:
                 name = m.value
                 matchers.remove(m)
-        if not name and not any(m.op in ("=", "=~") and m.value and not re.fullmatch(m.value, "") if m.op == "=~"
+        if not name and not any(m.op in ("=", "=~") and m.value and not regex.fullmatch(m.value, "") if m.op == "=~"
                                 else m.op == "=" and m.value for m in matchers):
             raise self.error("a selector needs a metric name or a matcher that does not match the empty string")
         return VectorSelector(name, tuple(matchers))
@@ -311,7 +334,13 @@ def parse(text: str) -> object:
     """Parse `text` into a syntax tree, or raise PromQLError naming the column."""
     if not text.strip():
         raise PromQLError("empty expression")
-    return _Parser(text).parse()
+    if len(text) > MAX_LENGTH:
+        raise PromQLError(f"the expression is {len(text)} characters long; at most {MAX_LENGTH} are supported")
+    node = _Parser(text).parse()
+    if depth(node) > MAX_DEPTH:
+        raise PromQLError(f"the expression nests more than {MAX_DEPTH} levels deep (a chain of that many "
+                          "operators counts as that deep); split it into several rules")
+    return node
 
 
 _MATCHER = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*")
@@ -327,7 +356,7 @@ def parse_matcher(text: str) -> Matcher:
         value = _unquote(value)
     if op in ("=~", "!~"):
         try:
-            re.compile(value)
-        except re.error as e:
-            raise PromQLError(f"invalid regular expression in matcher {text!r}: {e}") from None
+            regex.check(value)
+        except regex.RegexError as e:
+            raise PromQLError(f"in matcher {text!r}: {e}") from None
     return Matcher(label, op, value)

@@ -99,17 +99,72 @@ FUNCTIONS: Dict[str, Callable[[object], str]] = {
 }
 
 
+# Go's printf verbs this subset renders (%v as %s); flags, width and precision allowed
+_VERB = re.compile(r"%([-+# 0]*\d*(?:\.\d+)?)([a-zA-Z%])")
+_VERBS = "svdfFgGeExXo"
+NUMBER, TEXT = "number", "text"  # what a pipeline stage yields, as far as load time can know
+
+
+def _printf_arity(fmt: str) -> int:
+    """How many arguments `fmt` consumes; TemplateError for verbs outside the subset."""
+    n = 0
+    for m in _VERB.finditer(fmt):
+        verb = m.group(2)
+        if verb == "%":
+            continue
+        if verb not in _VERBS:
+            raise TemplateError(f"printf {fmt!r}: verb %{verb} is not supported (use one of %s %v %d %f %g %e %x)")
+        n += 1
+    return n
+
+
+def _unescape(fmt: str) -> str:
+    """A Go string literal's common escapes; anything else is kept as written."""
+    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}.get(m.group(1), m.group(0)), fmt)
+
+
 def _go_printf(fmt: str, args: List[object]) -> str:
-    fmt = fmt.encode().decode("unicode_escape")
-    py = re.sub(r"%v", "%s", fmt)
+    py = _VERB.sub(lambda m: "%" + m.group(1) + ("s" if m.group(2) == "v" else m.group(2)), fmt)
+    converted = [_to_float(a) if isinstance(a, str) and _wants_number(v) else a
+                 for a, v in zip(args, [m.group(2) for m in _VERB.finditer(fmt) if m.group(2) != "%"])]
     try:
-        return py % tuple(args)
-    except (TypeError, ValueError) as e:
+        return py % tuple(converted)
+    except (TypeError, ValueError, OverflowError) as e:
         raise TemplateError(f"printf {fmt!r}: {e}") from None
 
 
+def _wants_number(verb: str) -> bool:
+    return verb in "dfFgGeExXo"
+
+
+class _Term:
+    """A pipeline's first value: $value, a label, or a quoted string."""
+
+    def __init__(self, text: str):
+        text = text.strip()
+        self.kind, self.literal = TEXT, None
+        if text == "$value":
+            self.kind, self.get = NUMBER, (lambda labels, value: value)
+            return
+        m = re.fullmatch(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)", text) or re.fullmatch(r'index \$labels "([^"]+)"', text)
+        if m:
+            key = m.group(1)
+            self.get = lambda labels, value: labels.get(key, "")
+            return
+        if re.fullmatch(r'"(?:[^"\\]|\\.)*"', text):
+            literal = self.literal = text[1:-1]
+            self.get = lambda labels, value: literal
+            return
+        raise TemplateError(f"unsupported template term {text!r}: use $value, $labels.name or a quoted string")
+
+
 class Template:
-    """A parsed template; `render(labels, value)` fills it in."""
+    """A parsed template; `render(labels, value)` fills it in or raises TemplateError.
+
+    Checked at load as far as the types can be known: printf's argument count and verbs,
+    toUpper/toLower/title on $value (a number), humanize* on a quoted string that is not a
+    number. A label's value is known only at run time, so `$labels.x | humanize` can still fail
+    then; the engine renders such a failure as Prometheus does, `<error expanding template: ...>`."""
 
     def __init__(self, text: str):
         self.text = text
@@ -125,42 +180,41 @@ class Template:
         self.parts.append(rest)
 
     @staticmethod
-    def _term(term: str) -> Callable[[Dict[str, str], float], object]:
-        term = term.strip()
-        if term == "$value":
-            return lambda labels, value: value
-        m = re.fullmatch(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)", term)
-        if m:
-            key = m.group(1)
-            return lambda labels, value: labels.get(key, "")
-        m = re.fullmatch(r'index \$labels "([^"]+)"', term)
-        if m:
-            key = m.group(1)
-            return lambda labels, value: labels.get(key, "")
-        if re.fullmatch(r'"(?:[^"\\]|\\.)*"', term):
-            literal = term[1:-1]
-            return lambda labels, value: literal
-        raise TemplateError(f"unsupported template term {term!r}: use $value, $labels.name or a quoted string")
+    def _printf(fmt: str, rest: str, piped: bool) -> tuple:
+        terms = [_Term(t) for t in re.findall(r'"(?:[^"\\]|\\.)*"|\S+', rest)] if rest else []
+        fmt = _unescape(fmt)
+        wanted, given = _printf_arity(fmt), len(terms) + piped
+        if wanted != given:
+            raise TemplateError(f"printf {fmt!r} needs {wanted} argument(s), gets {given}")
+        return fmt, terms
 
     def _parse_action(self, action: str) -> List[object]:
         stages = [s.strip() for s in action.split("|")]
-        first = stages[0]
         pipeline: List[object] = []
-        m = _PRINTF.match(first)
+        m = _PRINTF.match(stages[0])
         if m:
-            fmt, rest = m.group(1), m.group(2)
-            terms = [self._term(t) for t in re.findall(r'"[^"]*"|\S+', rest)] if rest else []
-            pipeline.append(("printf", fmt, terms))
+            pipeline.append(("printf", *self._printf(m.group(1), m.group(2), piped=False)))
+            kind, literal = TEXT, None
         else:
-            pipeline.append(("term", self._term(first)))
+            term = _Term(stages[0])
+            pipeline.append(("term", term.get))
+            kind, literal = term.kind, term.literal
         for stage in stages[1:]:
             m = _PRINTF.match(stage)
             if m:
-                pipeline.append(("printf-pipe", m.group(1), [self._term(t) for t in m.group(2).split()] if m.group(2) else []))
+                pipeline.append(("printf-pipe", *self._printf(m.group(1), m.group(2), piped=True)))
+            elif stage in ("toUpper", "toLower", "title"):
+                if kind == NUMBER:
+                    raise TemplateError(f"{stage} needs text, but gets a number ($value): "
+                                        f"use printf \"%.2f\" first, or humanize")
+                pipeline.append(("func", stage))
             elif stage in FUNCTIONS:
+                if literal is not None:
+                    _to_float(literal)  # a quoted string that is not a number fails here, at load
                 pipeline.append(("func", stage))
             else:
                 raise TemplateError(f"unsupported template function {stage!r}; known: printf, {', '.join(FUNCTIONS)}")
+            kind, literal = TEXT, None
         return pipeline
 
     def render(self, labels: Dict[str, str], value: float) -> str:
@@ -174,9 +228,9 @@ class Template:
                 if stage[0] == "term":
                     current = stage[1](labels, value)
                 elif stage[0] == "printf":
-                    current = _go_printf(stage[1], [t(labels, value) for t in stage[2]])
+                    current = _go_printf(stage[1], [t.get(labels, value) for t in stage[2]])
                 elif stage[0] == "printf-pipe":
-                    current = _go_printf(stage[1], [t(labels, value) for t in stage[2]] + [current])
+                    current = _go_printf(stage[1], [t.get(labels, value) for t in stage[2]] + [current])
                 else:
                     current = FUNCTIONS[stage[1]](current)
             out.append(_format(current))

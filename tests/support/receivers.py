@@ -41,6 +41,7 @@ class Receiver:
         self.unique: Dict[Tuple[str, str], dict] = {}
         self.accepted: List[dict] = []  # bodies answered with 2xx
         self.release = threading.Event()
+        self.delay = 0.0  # seconds each answer takes (a slow receiver)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -52,6 +53,8 @@ class Receiver:
                 if outer.mode == "hang":
                     outer.release.wait(30)
                     return
+                if outer.delay:
+                    outer.release.wait(outer.delay)
                 try:
                     doc = json.loads(body)
                 except ValueError:
