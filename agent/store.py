@@ -91,11 +91,14 @@ class Store:
                 self.db.execute("BEGIN IMMEDIATE")
                 work(self.db)
                 self.db.execute("COMMIT")
-            except sqlite3.Error as e:
-                try:
-                    self.db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            except BaseException as e:
+                if self.db.in_transaction:  # never leave one open: every later BEGIN would fail
+                    try:
+                        self.db.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
+                if not isinstance(e, sqlite3.Error):
+                    raise
                 self.write_errors[kind] = self.write_errors.get(kind, 0) + 1
                 if kind not in self._failing:
                     self._failing[kind] = str(e)

@@ -70,7 +70,7 @@ class Dispatcher:
         self.states: Dict[str, ChannelState] = {}
         self._stop = threading.Event()
         self._drain_until = 0.0
-        self._threads: Dict[str, threading.Thread] = {}
+        self._threads: Dict[str, Tuple[ChannelState, threading.Thread]] = {}
         self._started = False
         self._lock = threading.Lock()
         outbox.on_enqueue = self.wake
@@ -115,11 +115,13 @@ class Dispatcher:
         return self
 
     def _start_workers(self) -> None:
+        """One worker per channel state. A channel removed and added again gets a new state and
+        a new worker; the old one finishes its send and exits."""
         for name, state in list(self.states.items()):
-            thread = self._threads.get(name)
-            if thread is None or not thread.is_alive():
+            current = self._threads.get(name)
+            if current is None or current[0] is not state:
                 t = threading.Thread(target=self._worker, args=(name, state), name=f"notify-{name}", daemon=True)
-                self._threads[name] = t
+                self._threads[name] = (state, t)
                 t.start()
 
     def stop(self, drain: float = 5.0) -> None:
@@ -128,8 +130,9 @@ class Dispatcher:
         self._stop.set()
         for state in list(self.states.values()):
             state.event.set()
-        for t in list(self._threads.values()):
-            t.join(drain + 1)
+        deadline = time.monotonic() + drain + 1  # one deadline for all: workers drain side by side
+        for _, t in list(self._threads.values()):
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def _count(self, channel: str, result: str, n: int = 1) -> None:
         with self._lock:

@@ -208,3 +208,26 @@ def test_a_notifier_bug_backs_off_and_gives_up_on_the_row_not_the_channel(tmp_pa
     assert outbox.depth() == {} and broken.calls == 4
     assert d.results == {("hook", "retried"): 4, ("hook", "failed"): 1, ("hook", "delivered"): 1}
     assert "unexpected error (KeyError)" in caplog.text
+
+
+def test_a_channel_removed_and_added_again_mid_send_gets_a_worker(tmp_path):
+    receiver = Receiver(WEBHOOK, "ok")
+    receiver.delay = 0.5
+    outbox = Outbox(Store(str(tmp_path / "state.db")))
+    channel = Channel("hook", "webhook", urls=[receiver.url])
+    d = Dispatcher(outbox, [channel]).start()
+    try:
+        queue(outbox, "hook", "A")
+        wait = time.monotonic() + 5
+        while not outbox.inflight and time.monotonic() < wait:
+            time.sleep(0.01)
+        d.configure([])  # removed while its worker is mid-send
+        d.configure([channel])  # and back before that send ends
+        queue(outbox, "hook", "B")
+        wait = time.monotonic() + 10
+        while "B" not in [a["fingerprint"] for a in receiver.alerts()] and time.monotonic() < wait:
+            time.sleep(0.05)
+        assert "B" in [a["fingerprint"] for a in receiver.alerts()]
+    finally:
+        d.stop(drain=0)
+        receiver.close()

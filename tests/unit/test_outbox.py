@@ -146,3 +146,18 @@ def test_an_old_database_is_migrated_with_its_alerts_and_outbox(tmp_path):
     assert store.db.execute("SELECT rule FROM alert_state").fetchall() == [("Rule",)]
     tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "notification_log" not in tables
+
+
+def test_a_write_that_raises_something_else_leaves_no_transaction_open(tmp_path):
+    store = Store(str(tmp_path / "state.db"))
+
+    def bug(db):
+        db.execute("DELETE FROM outbox")
+        raise KeyError("bug")
+
+    try:
+        store.write("outbox", bug)
+    except KeyError:
+        pass
+    assert not store.db.in_transaction
+    assert store.write("outbox", lambda db: db.execute("DELETE FROM outbox"))
