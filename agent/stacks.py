@@ -75,7 +75,9 @@ def dump(pid: int, timeout: float = 10.0, binary: Optional[str] = None) -> Stack
     """One non-blocking dump of `pid`."""
     binary = binary or py_spy_path()
     if binary is None:
-        return StackDump(pid, "", "", error="py-spy is not installed (pip install 'llm-agent[stacks]')")
+        where = os.path.dirname(sys.executable)
+        return StackDump(pid, "", "", error=f"py-spy is not installed: it ships with llm-agent; reinstall the agent, "
+                                            f"or run {os.path.join(where, 'pip')} install py-spy")
     try:
         out = subprocess.run([binary, "dump", "--pid", str(pid), "--nonblocking"], capture_output=True,
                              text=True, timeout=timeout)
@@ -87,6 +89,10 @@ def dump(pid: int, timeout: float = 10.0, binary: Optional[str] = None) -> Stack
         first = err[0] if err else f"exit status {out.returncode}"
         if "ermission" in first or "not permitted" in first:
             return StackDump(pid, "", "", error=f"no permission to read process {pid}: {PTRACE_FIX}")
+        if "python version" in first:
+            return StackDump(pid, "", "", error=f"process {pid} is not a Python process: py-spy reads Python stacks only")
+        if "executable name" in first or "No such process" in first:
+            return StackDump(pid, "", "", error=f"no process {pid}")
         return StackDump(pid, "", "", error=f"py-spy failed: {first[:200]}")
     return StackDump(pid, text, summarize(text), taken_at=time.time())
 

@@ -96,8 +96,13 @@ def test_check_json_with_a_healthy_server(tmp_path, llama_server):
     target = report["targets"][0]
     assert (target["name"], target["up"], target["ready"], target["model"]) == ("tiny", True, True, "tiny.gguf")
     assert "generation_tokens_per_second" in target
-    assert report["nvml"] is False  # no GPU on this machine: said, not fatal
-    assert any(p["subject"] == "nvml" and p["severity"] == "info" for p in report["problems"])
+    from tests.unit.test_nvml import real_nvml_works
+
+    if real_nvml_works():  # a GPU host, the product's home
+        assert report["nvml"] is True
+    else:  # no driver: said, as information, not fatal
+        assert report["nvml"] is False
+        assert any(p["subject"] == "nvml" and p["severity"] == "info" for p in report["problems"])
     assert report["host"]["cpus"] >= 1
 
 
@@ -107,7 +112,7 @@ def test_check_text_on_a_host_with_nothing_running(tmp_path):
     assert r.returncode == 2
     assert "Targets\n  llama (llamacpp)  CRITICAL: down" in r.stdout
     assert "CRITICAL target llama: http://127.0.0.1:" in r.stdout and "fix: start the server" in r.stdout
-    assert "NVML" in r.stdout and "libnvidia-ml.so.1" in r.stdout
+    assert "NVML" in r.stdout
     assert r.stdout.rstrip().endswith("Status: CRITICAL (exit 2)")
 
 

@@ -196,9 +196,21 @@ url = "{receiver.url}"
         alert = stalled_with_stacks()[0]
         assert "stuck_in_decode" in alert["annotations"]["stacks"]
         assert alert["annotations"]["stacks_file"] == dump.path
-        r = subprocess.run([sys.executable, "-m", "agent.cli", "stacks", str(proc.pid)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=60, env={**os.environ, "PYTHONPATH": ROOT})
-        assert r.returncode == 0 and "stuck_in_decode" in r.stdout
+        cli_config = tmp_path / "cli.toml"
+        cli_config.write_text(f'[agent]\nstate_dir = "{tmp_path / "cli-state"}"\n')
+        # as a fresh checkout runs it: the venv's bin/ (where py-spy is) not on PATH
+        bare = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": ROOT, "HOME": str(tmp_path)}
+        r = subprocess.run([sys.executable, "-m", "agent.cli", "stacks", str(proc.pid), "--config", str(cli_config)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=bare)
+        assert r.returncode == 0 and "stuck_in_decode" in r.stdout, r.stderr
+        assert str(tmp_path / "cli-state" / "stacks") in r.stdout
+        sleeper = subprocess.Popen(["sleep", "30"])
+        try:
+            r = subprocess.run([sys.executable, "-m", "agent.cli", "stacks", str(sleeper.pid), "--config",
+                                str(cli_config)], cwd=ROOT, capture_output=True, text=True, timeout=60, env=bare)
+        finally:
+            sleeper.kill()
+        assert r.returncode == 1 and f"process {sleeper.pid} is not a Python process" in r.stderr
     finally:
         run.stop()
         receiver.close()
