@@ -8,7 +8,7 @@ thresholds an operator would look at first; exit status 0 = all good, 1 = warnin
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .model import SEVERITY_RANK, Problem, Snapshot
 
@@ -49,6 +49,7 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
     ttft_sum = _by_label(snapshot, "llm_agent_probe_ttft_seconds_sum", "server")
     ttft_count = _by_label(snapshot, "llm_agent_probe_ttft_seconds_count", "server")
     hung = _by_label(snapshot, "llm_agent_target_hung", "server")
+    found = _by_label(snapshot, "llm_agent_target_process_found", "server")
     stalled = _by_label(snapshot, "llm_agent_target_stalled", "server")
     slots: Dict[str, Dict[str, float]] = {}
     for s in snapshot.samples("llm_agent_target_slots"):
@@ -70,6 +71,8 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
         if ttft_count.get(name):
             row["probe_ttft_seconds_mean"] = ttft_sum[name] / ttft_count[name]
         row["hung"], row["stalled"] = bool(hung.get(name)), bool(stalled.get(name))
+        if name in found:
+            row["process_found"] = bool(found[name])
         rows.append(row)
     return rows
 
@@ -137,6 +140,30 @@ def _fmt(value: Optional[float], fmt: str, unit: str = "") -> str:
     return "-" if value is None else f"{value:{fmt}}{unit}"
 
 
+def running_alerts(listen: Tuple[str, int], tls: bool = False, timeout: float = 1.0) -> Dict[str, Any]:
+    """What the agent running with this config fires now, read from its /api/v1/alerts."""
+    import json
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    host, port = listen
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    url = f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}/api/v1/alerts"
+    context = ssl._create_unverified_context() if tls else None  # our own agent, on this host
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
+            alerts = json.loads(resp.read(4 << 20))["data"]["alerts"]
+    except urllib.error.HTTPError as e:
+        return {"url": url, "error": "it asks for credentials (basic auth)" if e.code == 401 else f"HTTP {e.code}"}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        reason = getattr(e, "reason", e)
+        return {"url": url, "error": "no agent is running there" if "refused" in str(reason) else str(reason)[:200]}
+    return {"url": url, "alerts": [{"alertname": a["labels"].get("alertname", "?"), "state": a["state"],
+                                    "severity": a["labels"].get("severity", ""), "labels": a["labels"],
+                                    "active_at": a.get("activeAt", "")} for a in alerts]}
+
+
 def render_report(r: Dict[str, Any], color: bool = False) -> str:
     """A one-screen text report."""
     paint = {"critical": "\033[31m", "warning": "\033[33m", "ok": "\033[32m", "info": "\033[36m"} if color else {}
@@ -162,7 +189,12 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
     if not r["targets"]:
         lines.append("  none")
     for t in r["targets"]:
-        state = "up" if t["up"] else tag("critical") + ": down"
+        if t["up"]:
+            state = "up"
+        elif t.get("process_found"):  # something listens but does not answer: hung or stopped, not down
+            state = tag("critical") + ": not answering (its process is alive)"
+        else:
+            state = tag("critical") + ": down"
         if t["up"] and "ready" in t:
             state += ", ready" if t["ready"] else ", " + tag("warning") + ": not ready"
         parts = [f"  {t['name']} ({t['kind']})  {state}"]
@@ -186,6 +218,19 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
         mem = f"{used:.1f}/{h['memory_total_bytes'] / GIB:.1f} GiB"
     fs = ", ".join(f"{f['mountpoint']} {f['used_percent']:.0f}%" for f in h.get("filesystems", [])[:4]) or "-"
     lines.append(f"  {h.get('cpus', '?')} CPUs, load {_fmt(h.get('load1'), '.2f')}, memory {mem}, disks {fs}")
+    running = r.get("running_agent")
+    if running is not None:
+        lines += ["", "Firing now (the running agent)"]
+        if "error" in running:
+            lines.append(f"  cannot tell: {running['error']} ({running['url']})")
+        elif not any(a["state"] == "firing" for a in running["alerts"]):
+            lines.append("  nothing")
+        for a in running.get("alerts", []):
+            if a["state"] != "firing":
+                continue
+            where = ", ".join(f"{k}={a['labels'][k]}" for k in ("server", "gpu", "device", "mountpoint") if k in a["labels"])
+            lines.append(f"  {tag(a['severity'] or 'warning')} {a['alertname']}" + (f" ({where})" if where else "")
+                         + f" since {a['active_at']}")
     lines += ["", "Problems"]
     if not r["problems"]:
         lines.append("  none")

@@ -105,7 +105,8 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     try:
         tls, auth = exporter_security(config)
         exporter = Exporter(host, port, config.get("exporter.max_threads"), config.get("exporter.request_timeout"),
-                            config_source=config.source if config.source != "(defaults)" else "/etc/llm-agent/agent.toml",
+                            config_source=config.source if config.source != "(defaults)" else
+                            "a config file given with --config (none is in use: the embedded defaults run)",
                             max_connections=config.get("exporter.max_connections"), tls=tls, auth=auth)
     except (ExporterError, OSError, ssl.SSLError) as e:
         print(f"llm-agent: {e}", file=sys.stderr)
@@ -136,7 +137,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from .check import EXIT, build_report, render_report, use_color
+    from .check import EXIT, build_report, render_report, running_alerts, use_color
     from .daemon import Agent
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
@@ -149,6 +150,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     finally:
         agent.close()
     report = build_report(snapshot, config.hostname, config.source)
+    report["running_agent"] = running_alerts(config.get("exporter.listen"), bool(config.get("exporter.tls_cert_file")))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -169,6 +169,7 @@ class _Validator:
                 self.error(path, "is required")
                 return None
             raw = spec.default
+        written = raw
         try:
             if isinstance(raw, str) and "${" in raw:
                 raw = v.expand_secrets(raw, self.environ)
@@ -179,14 +180,20 @@ class _Validator:
             return None
         try:
             return spec.parse(raw)
-        except ValueError as e:
-            # a secret's value is never echoed back
-            self.error(path, "invalid value (not shown: secret)" if spec.secret else str(e))
+        except Exception as e:  # ValueError, or one no parser foresaw: an error with its key, never a traceback
+            self.error(path, self._shown(spec, written, raw, e))
             return None
-        except Exception as e:  # a value no parser foresaw: still an error with its key, never a traceback
-            self.error(path, "invalid value (not shown: secret)" if spec.secret else
-                       f"cannot be used ({type(e).__name__}): {str(e)[:200]}")
-            return None
+
+    @staticmethod
+    def _shown(spec: Field, written: Any, expanded: Any, e: Exception) -> str:
+        """The error to print, never a secret: a secret field's value is not shown; a value that
+        came from ${ENV} or ${file:} is shown as the reference the file wrote."""
+        if spec.secret:
+            return "invalid value (not shown: secret)"
+        if written != expanded:
+            return f"invalid value from {written!r} (the value is not shown)"
+        message = str(e) if isinstance(e, ValueError) else f"cannot be used ({type(e).__name__}): {e}"
+        return message[:300]
 
 
 def _check_unique_names(val: _Validator, section: str, items: List[Dict[str, Any]]) -> None:

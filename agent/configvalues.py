@@ -72,17 +72,37 @@ def parse_listen(value: Any) -> Tuple[str, int]:
     return host or "0.0.0.0", port
 
 
+def without_password(url: str) -> str:
+    """`url` with the password of its user part (user:password@) replaced by ***."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    userinfo, _, host = authority.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{head}://{user}:***@{host}{slash}{path}"
+
+
 def parse_url(value: Any) -> str:
-    """An http(s) URL with a host; the trailing slash is dropped."""
+    """An http(s) URL with a host; the trailing slash is dropped. Errors never show a password."""
     if not isinstance(value, str):
         raise ValueError(f"expected a URL string, got {value!r}")
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"invalid URL {value!r}: expected http://host:port")
+    shown = without_password(value)
     try:
-        parts.port  # raises on a bad port
-    except ValueError as e:
-        raise ValueError(f"invalid URL {value!r}: {e}") from None
+        parts = urlsplit(value)
+        port_error = None
+        try:
+            parts.port  # raises on a bad port
+        except ValueError as e:
+            port_error = str(e)
+    except ValueError:  # urlsplit itself refuses some hosts (a bad IPv6 literal)
+        raise ValueError(f"invalid URL {shown!r}: expected http://host:port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"invalid URL {shown!r}: expected http://host:port")
+    if port_error:
+        raise ValueError(f"invalid URL {shown!r}: {port_error}")
     return value.rstrip("/")
 
 

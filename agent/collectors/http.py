@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 CHUNK = 64 * 1024
@@ -58,6 +58,7 @@ class HttpClient:
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.headers = {"User-Agent": "llm-agent", **(headers or {})}
+        self._secrets = credentials(self.headers.get("Authorization", ""))
         self.clock = clock
         self._conn: Optional[http.client.HTTPConnection] = None
 
@@ -98,6 +99,8 @@ class HttpClient:
                              f"request failed: {type(e).__name__}") from None
         if not reusable:
             self.close()
+        if status != 200:  # error bodies end up in logs and `check`: never with our own credentials
+            body = redact_bytes(body, self._secrets)
         if status not in ok_statuses:
             raise FetchError(f"http_{status}", f"HTTP {status}", status, body[:4096])
         return Response(status, body, self.clock() - start)
@@ -135,6 +138,22 @@ class HttpClient:
                 raise FetchError("too_large", f"response body over the {max_bytes} byte limit")
             chunks.append(chunk)
         return resp.status, b"".join(chunks), not resp.will_close
+
+
+def credentials(authorization: str) -> List[str]:
+    """What of an Authorization header must never be repeated: the header and its token."""
+    if not authorization:
+        return []
+    token = authorization.split(" ", 1)[-1]
+    return [authorization, token] if len(token) >= 4 else [authorization]
+
+
+def redact_bytes(body: bytes, secrets: List[str]) -> bytes:
+    """`body` with every secret replaced by <secret> (a target that echoes our request headers)."""
+    for secret in secrets:
+        if secret and secret.encode() in body:
+            body = body.replace(secret.encode(), b"<secret>")
+    return body
 
 
 def error_message(body: bytes) -> str:

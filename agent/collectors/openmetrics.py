@@ -99,6 +99,19 @@ class OpenMetricsCollector:
         self._errors[reason] = self._errors.get(reason, 0) + 1
 
     def down_problem(self, err: FetchError) -> None:
+        proc = self.liveness.process.current() if self.liveness is not None and self.liveness.process else None
+        if proc is not None and err.reason == "timeout":  # alive behind the port, but silent: not "down"
+            try:
+                state = proc.status()
+            except Exception:  # gone meanwhile
+                state = "?"
+            how = "stopped (SIGSTOP?)" if state == "stopped" else f"alive ({state})"
+            self.problem("critical", f"{public_url(self.target.url)} does not answer: {err}; its process "
+                                     f"(pid {proc.pid}) is {how}",
+                         ("send it SIGCONT (kill -CONT " + str(proc.pid) + ")" if state == "stopped" else
+                          f"it may be hung: `llm-agent stacks {self.target.name}` shows a Python server's stacks") +
+                         "; restart it if it does not recover")
+            return
         self.problem("critical", f"{public_url(self.target.url)} is down: {err}",
                      f"start the server, or point [[targets]] url for {self.target.name!r} at it")
 

@@ -154,7 +154,7 @@ class ExitWatcher:
                     try:
                         self.on_exit(server)
                     except Exception:  # the watcher must outlive a bad callback
-                        log.exception("exit callback failed")
+                        log.error("exit callback failed", exc_info=log.isEnabledFor(logging.DEBUG))
 
     def close(self) -> None:
         self._stop.set()

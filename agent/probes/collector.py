@@ -120,7 +120,7 @@ class ProbeCollector:
                 self.failures_in_a_row += 1
                 kind = error_kind(result)
                 self.errors[kind] = self.errors.get(kind, 0) + 1
-                log.info("probe %s failed: %s %s", self.server, result.error, result.detail)
+                log.info("probe %s failed: %s", self.server, describe(result), extra={"TARGET": self.server})
 
     def _check_canary(self, text: str) -> Optional[bool]:
         if self.canary is not None:
@@ -169,8 +169,18 @@ class ProbeCollector:
         self._stop.set()
 
 
+def describe(result: ProbeResult) -> str:
+    """'connection refused', 'HTTP 500: <body>', 'timeout: no complete answer within 10s'."""
+    kind, detail = result.error, result.detail.strip()
+    if kind.startswith("http_"):
+        return f"HTTP {kind[5:]}" + (f": {detail}" if detail else "")
+    if not detail or kind.replace("_", " ") in detail:
+        return detail or kind.replace("_", " ")
+    return f"{kind.replace('_', ' ')}: {detail}"
+
+
 def _problem(server: str, result: ProbeResult):
     from ..model import Problem
 
-    return Problem("warning", f"target {server}", f"completion probe failed: {result.error} {result.detail}".strip(),
+    return Problem("warning", f"target {server}", f"completion probe failed: {describe(result)}",
                    "the model does not answer as it should; check the server's log")

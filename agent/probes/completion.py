@@ -81,6 +81,13 @@ def parse_event(line: str) -> Tuple[str, bool, Optional[int]]:
 
 def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> ProbeResult:
     """Send the probe and read its stream against `spec.timeout`."""
+    result = _run(spec, clock)
+    if spec.api_key and spec.api_key in result.detail:  # a server that echoes our Authorization header
+        result.detail = result.detail.replace(spec.api_key, "<secret>")
+    return result
+
+
+def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     parts = urlsplit(spec.url)
     conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     path, body = request_body(spec)

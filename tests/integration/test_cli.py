@@ -142,3 +142,37 @@ def test_reload_command_applies_a_new_config(tmp_path, llama_server):
         assert proc.wait(15) == 0
     assert not (tmp_path / "llm-agent.pid").exists()
     assert cli("reload", "--config", config).returncode == 1
+
+
+def test_check_calls_a_stopped_server_not_answering_not_down(tmp_path, llama_server):
+    config = write(tmp_path, f'[probes]\nenabled = false\n[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\n'
+                             'timeout = "500ms"\n')
+    os.kill(llama_server.proc.pid, signal.SIGSTOP)
+    try:
+        r = cli("check", "--sample", "0", "--config", config)
+    finally:
+        os.kill(llama_server.proc.pid, signal.SIGCONT)
+    assert "tiny (llamacpp)  CRITICAL: not answering (its process is alive)" in r.stdout, r.stdout
+    assert f"(pid {llama_server.proc.pid}) is stopped (SIGSTOP?)" in r.stdout
+    assert f"fix: send it SIGCONT (kill -CONT {llama_server.proc.pid})" in r.stdout
+    assert "start the server" not in r.stdout
+
+
+def test_check_shows_what_the_running_agent_fires(tmp_path):
+    from tests.support.agentproc import new_agent, webhook
+
+    agent, flapper = new_agent(tmp_path, webhook("http://127.0.0.1:9/none"))
+    try:
+        flapper.set(["x"], 1.0)
+        agent.start()
+        wait_until(lambda: agent.value("llm_agent_alert_firing", alertname="Flap") == 1, 20, what="Flap firing")
+        r = cli("check", "--json", "--sample", "0", "--config", agent.config_path)
+        running = json.loads(r.stdout)["running_agent"]
+        assert [a["alertname"] for a in running["alerts"] if a["state"] == "firing"] == ["Flap"]
+        text = cli("check", "--sample", "0", "--config", agent.config_path).stdout
+        assert "Firing now (the running agent)\n  WARNING Flap" in text
+    finally:
+        agent.stop()
+        flapper.close()
+    text = cli("check", "--sample", "0", "--config", agent.config_path).stdout
+    assert "cannot tell: no agent is running there" in text

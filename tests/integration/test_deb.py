@@ -33,7 +33,8 @@ def in_throwaway_root(workdir, script: str) -> subprocess.CompletedProcess:
         os.makedirs(upper)
         os.makedirs(work)
         mounts.append(f"mount -t overlay overlay -o lowerdir=/{d},upperdir={upper},workdir={work} /{d}")
-    body = "set -e\n" + "\n".join(mounts) + "\n" + script
+    # as on a fresh machine, Python writes bytecode next to the modules it runs
+    body = "set -e\nunset PYTHONDONTWRITEBYTECODE\n" + "\n".join(mounts) + "\n" + script
     return subprocess.run(["unshare", "--mount", "--propagation", "private", "bash", "-c", body],
                           capture_output=True, text=True, timeout=600)
 
