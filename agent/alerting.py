@@ -90,6 +90,7 @@ class Alerting:
         self.history.ingest(snapshot)
         notifications = self.engine.evaluate(snapshot.timestamp)
         notifications += self._attach_stacks(notifications, snapshot.timestamp)
+        _log_transitions(notifications)
         self.router.route(notifications)
         self.router.resend_firing(self.engine.active(), snapshot.timestamp)
 
@@ -183,6 +184,29 @@ class Alerting:
         if self.dispatcher is not None:
             self.dispatcher.stop(drain)
         self.store.close()
+
+
+LOGGED_PER_CYCLE = 10  # a storm logs this many transitions a cycle, then one line with the rest
+
+
+def _log_transitions(notifications: List[Notification]) -> None:
+    """One line per alert that fired or resolved (journal fields ALERTNAME, TARGET, GPU), at
+    most LOGGED_PER_CYCLE a cycle so that a storm cannot flood the journal."""
+    for n in notifications[:LOGGED_PER_CYCLE]:
+        labels = n.alert.labels
+        where = ", ".join(f"{k}={labels[k]}" for k in ("server", "gpu", "device", "mountpoint") if k in labels)
+        extra = {"ALERTNAME": labels.get("alertname", "")}
+        if "server" in labels:
+            extra["TARGET"] = labels["server"]
+        if "gpu" in labels:
+            extra["GPU"] = labels["gpu"]
+        log.info("alert %s %s%s (%s)", labels.get("alertname", "?"), n.status, f" on {where}" if where else "",
+                 labels.get("severity", ""), extra=extra)
+    if len(notifications) > LOGGED_PER_CYCLE:
+        rest = notifications[LOGGED_PER_CYCLE:]
+        firing = sum(1 for n in rest if n.status == "firing")
+        log.info("... and %d more alert transitions this cycle (%d firing, %d resolved)", len(rest), firing,
+                 len(rest) - firing)
 
 
 def _per(family: MetricFamily, label: str, counts: Dict[str, int], always: Iterable[str] = ()) -> MetricFamily:

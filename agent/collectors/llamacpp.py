@@ -107,7 +107,7 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.count_error(e.reason)
             self.down_problem(e)
             self._health_timed_out = e.reason == "timeout"
-            self._rate_prev.clear()
+            self.rates = {}
             self._props = None
             return False
         out.append(self._health_family())

@@ -9,7 +9,8 @@ second from counter deltas, and restarts from counter resets.
 from __future__ import annotations
 
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from collections import deque
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TargetConfig
@@ -26,6 +27,32 @@ RATE_SOURCES = {
 # gauges saying requests are being processed right now (stall detection)
 BUSY_GAUGES = ("llamacpp:requests_processing", "vllm:num_requests_running", "sglang:num_running_reqs")
 TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
+RATE_WINDOW = 60.0  # llm_agent_*_tokens_per_second: as rate(x[1m]) over the server's token counter
+
+
+class CounterRate:
+    """A counter's per-second rate over the last RATE_WINDOW seconds of the values this
+    collector read, as PromQL's rate() reads it: a value that went down is a restart from zero.
+    One busy cycle between idle ones is a bump in a one-minute average, not a spike."""
+
+    def __init__(self, window: float = RATE_WINDOW):
+        self.window = window
+        self.points: Deque[Tuple[float, float]] = deque()
+
+    def last(self) -> Optional[float]:
+        return self.points[-1][1] if self.points else None
+
+    def add(self, t: float, total: float) -> Optional[float]:
+        """Record a reading; the rate over the window (None until two readings span time)."""
+        self.points.append((t, total))
+        while len(self.points) > 2 and self.points[1][0] <= t - self.window:
+            self.points.popleft()  # keep one reading at or before the window's start
+        first_t = self.points[0][0]
+        if t <= first_t:
+            return None
+        values = [v for _, v in self.points]
+        increase = sum(b - a if b >= a else b for a, b in zip(values, values[1:]))
+        return increase / (t - first_t)
 
 
 def public_url(url: str) -> str:
@@ -80,7 +107,8 @@ class OpenMetricsCollector:
         self.client = client or HttpClient(target.url, headers, clock)
         self.labels: Labels = (("server", target.name),) + tuple(sorted(target.labels.items()))
         self.problems: List[Problem] = []
-        self._rate_prev: Dict[str, Tuple[float, float]] = {}
+        self._token_rates: Dict[str, CounterRate] = {}
+        self.rates: Dict[str, float] = {}  # this cycle's tokens per second; empty when the scrape failed
         self._counters: Dict[Tuple[str, Labels], float] = {}
         self._errors: Dict[str, int] = {}
         self._parse_errors = 0
@@ -140,7 +168,7 @@ class OpenMetricsCollector:
         except FetchError as e:
             self.count_error(e.reason)
             self.down_problem(e)
-            self._rate_prev.clear()
+            self.rates = {}
             self._health_timed_out = e.reason == "timeout"  # /metrics is this server's only health check
             return False
         out.extend(passthrough)
@@ -165,11 +193,9 @@ class OpenMetricsCollector:
     def _derive(self, families: List[MetricFamily]) -> None:
         now = self.clock()
         by_name = {f.name: f for f in families}
-        reset = self._detect_reset(families)
-        if reset:
+        if self._detect_reset(families):
             self.restarts += 1
-            self._rate_prev.clear()
-        self.rates: Dict[str, float] = {}
+        self.rates = {}
         busy = [sum_family(by_name, n) for n in BUSY_GAUGES]
         if any(b is not None for b in busy):
             self._busy = any(b for b in busy if b)
@@ -177,12 +203,13 @@ class OpenMetricsCollector:
             total = next((t for t in (sum_family(by_name, n) for n in names) if t is not None), None)
             if total is None:
                 continue
-            prev = self._rate_prev.get(what)
-            self._rate_prev[what] = (total, now)
+            counter_rate = self._token_rates.setdefault(what, CounterRate())
+            prev = counter_rate.last()
             if what == "generation" and prev is not None:
-                self._progressed = total != prev[0]
-            if prev is not None and now > prev[1]:
-                self.rates[what] = max(total - prev[0], 0.0) / (now - prev[1])
+                self._progressed = total != prev
+            rate = counter_rate.add(now, total)
+            if rate is not None:
+                self.rates[what] = rate
 
     def _detect_reset(self, families: List[MetricFamily]) -> bool:
         current = {(s.name, s.labels): s.value for f in families if f.type == COUNTER for s in f.samples}
@@ -207,10 +234,10 @@ class OpenMetricsCollector:
             errors.add({**lbl, "reason": reason}, n)
         fams.append(errors)
         if up:
-            for what, rate in getattr(self, "rates", {}).items():
+            for what, rate in self.rates.items():
                 fams.append(gauge(f"llm_agent_{what}_tokens_per_second",
-                                  f"{what.capitalize()} tokens per second over the last cycle, from the server's counters.")
-                            .add(lbl, rate))
+                                  f"{what.capitalize()} tokens per second over the last minute, from the server's "
+                                  "counters (as rate(counter[1m])).").add(lbl, rate))
         return fams
 
     def close(self) -> None:

@@ -195,9 +195,14 @@ class Dispatcher:
         self.outbox.finish(fresh)
         state.failures, state.hold_until = 0, 0.0
         self._count(name, "delivered", len(fresh))
-        for doc in docs:
-            log.info("notify %s: delivered %s %s", name, doc.status, doc.labels.get("alertname", "?"),
-                     extra={"CHANNEL": name, "ALERTNAME": doc.labels.get("alertname", "?")})
+        if len(docs) <= 3:
+            for doc in docs:
+                log.info("notify %s: delivered %s %s", name, doc.status, doc.labels.get("alertname", "?"),
+                         extra={"CHANNEL": name, "ALERTNAME": doc.labels.get("alertname", "?")})
+        else:  # a backlog or a storm: one line a batch
+            firing = sum(1 for d in docs if d.status == "firing")
+            log.info("notify %s: delivered %d notifications (%d firing, %d resolved)", name, len(docs), firing,
+                     len(docs) - firing, extra={"CHANNEL": name})
         return True
 
     def _decode(self, name: str, rows: List[Row]) -> Tuple[List[AlertDoc], List[Row]]:

@@ -133,3 +133,21 @@ def test_engine_logs_each_distinct_failure_once(caplog):
     for _ in range(3):
         w.cycle(e, dup)
     assert e.failures == {"Dup": 3} and sum("rule Dup" in r.message for r in caplog.records) == 1
+
+
+def test_transitions_are_logged_with_journal_fields_and_bounded_under_a_storm(tmp_path, caplog):
+    from agent.alerting import LOGGED_PER_CYCLE, Alerting
+    from agent.config import parse_config
+
+    caplog.set_level(logging.INFO)
+    config = parse_config('[alerting]\ndefault_rules = false\n[[rules]]\nname = "Down"\nexpr = "llm_agent_target_up == 0"\n')
+    alerting = Alerting(config, str(tmp_path))
+    try:
+        fams = [MetricFamily("llm_agent_target_up", "gauge", "",
+                             [Sample("llm_agent_target_up", (("server", f"s{i}"),), 0.0) for i in range(25)])]
+        alerting.process(Snapshot(1000.0, tuple(fams)))
+    finally:
+        alerting.close(drain=0)
+    lines = [r for r in caplog.records if r.getMessage().startswith("alert Down firing")]
+    assert len(lines) == LOGGED_PER_CYCLE and lines[0].ALERTNAME == "Down" and lines[0].TARGET == "s0"
+    assert "... and 15 more alert transitions this cycle (15 firing, 0 resolved)" in caplog.text

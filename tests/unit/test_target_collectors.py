@@ -188,3 +188,32 @@ def test_connection_is_kept_alive_across_requests():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_tokens_per_second_is_a_one_minute_rate_and_vanishes_when_the_scrape_fails():
+    body = (FIX / "vllm" / "metrics.txt").read_text()
+    total = {"v": 88211.0, "status": 200}
+    route = lambda h: (total["status"], body.replace("88211.0", f"{total['v']:.1f}").encode(), "text/plain")  # noqa: E731
+    with RouteServer({"/metrics": route}) as srv:
+        clock = ManualClock()
+        c = OpenMetricsCollector(TargetConfig("vllm", srv.url, "openmetrics"), clock=clock)
+        rates = []
+        for burst in (0, 0, 80, 0, 0, 0):  # one busy 5-second cycle among idle ones
+            clock.now += 5
+            total["v"] += burst
+            rates.append(snap_of(c).value("llm_agent_generation_tokens_per_second"))
+        assert rates[0] is None and rates[1] == 0.0
+        assert rates[2:] == [pytest.approx(80 / 10), pytest.approx(80 / 15), pytest.approx(80 / 20),
+                             pytest.approx(80 / 25)], "averaged over the minute, not 16 for one cycle then 0"
+        for _ in range(12):  # a minute later the burst has left the window
+            clock.now += 5
+            rate = snap_of(c).value("llm_agent_generation_tokens_per_second")
+        assert rate == 0.0
+        clock.now += 5
+        total["v"] = 40.0  # a restart: the counter starts again from zero
+        assert snap_of(c).value("llm_agent_generation_tokens_per_second") == pytest.approx(40 / 60)
+        total["status"] = 500
+        clock.now += 5
+        snap = snap_of(c)
+        assert snap.value("llm_agent_target_up") == 0
+        assert snap.samples("llm_agent_generation_tokens_per_second") == [] and c.rates == {}
