@@ -42,6 +42,10 @@ class TargetConfig:
     probe: bool = True
     slo_availability: float = 0.0  # 0: the [slo] default
     discovered: bool = False
+    sample_limit: int = 50_000  # Prometheus' per-target limits; 0: none
+    label_limit: int = 64
+    label_name_length_limit: int = 256
+    label_value_length_limit: int = 4096
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,10 @@ _TARGET = {
     "labels": Field({}, v.str_table),
     "probe": Field(True, v.typed(bool)),
     "slo_availability": Field(0.0, lambda x: _fraction(x, allow_zero=True)),
+    "sample_limit": Field(50_000, v.typed(int, 0, 10_000_000)),
+    "label_limit": Field(64, v.typed(int, 0, 10_000)),
+    "label_name_length_limit": Field(256, v.typed(int, 0, 1_000_000)),
+    "label_value_length_limit": Field(4096, v.typed(int, 0, 10_000_000)),
 }
 
 def _regex(value: Any) -> str:

@@ -140,25 +140,46 @@ class Snapshot:
         return None
 
 
+def owned_names(fam: MetricFamily) -> set:
+    """Every name the family claims in either format: its own, its samples', and its
+    OpenMetrics family name (a counter `x_total` is family `x` there; a histogram owns its
+    `_bucket`, `_sum`, `_count` and `_created`)."""
+    names = {fam.name} | {s.name for s in fam.samples}
+    if fam.type == COUNTER and fam.name.endswith("_total"):
+        names.add(fam.name[:-6])
+    if fam.type in (HISTOGRAM, SUMMARY):
+        names |= {fam.name + suffix for suffix in ("_bucket", "_sum", "_count", "_created")}
+    return names
+
+
 def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[MetricFamily], List[str]]:
     """Merge families from several collectors into one list with unique names and series.
 
     Two targets both export ``llamacpp:prompt_tokens_total``; the exposition must carry one
     TYPE line and no duplicate series (Prometheus rejects a whole scrape for either), so
-    same-named families are joined, and a conflicting type or a repeated series is dropped
-    and described in the returned list of conflicts.
+    same-named families are joined, and a conflicting type, a repeated series, or a family
+    whose names collide with another family's (a gauge `x_bucket` beside a histogram `x`) is
+    dropped and described in the returned list of conflicts. Earlier groups win: the runner
+    passes the agent's own families before the targets'.
     """
     merged: Dict[str, MetricFamily] = {}
+    claimed: Dict[str, str] = {}  # a name -> the family that owns it
     seen: set = set()
     conflicts: List[str] = []
     for group in groups:
         for fam in group:
             into = merged.get(fam.name)
             if into is None:
+                clash = next((claimed[n] for n in owned_names(fam) if claimed.get(n, fam.name) != fam.name), None)
+                if clash is not None:
+                    conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
+                    continue
                 into = merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
             elif into.type != fam.type:
                 conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
                 continue
+            for n in owned_names(fam):
+                claimed.setdefault(n, fam.name)
             for s in fam.samples:
                 key = (s.name, s.labels)
                 if key in seen:

@@ -88,7 +88,7 @@ class Runner:
                 statuses.append(CollectorStatus(c.name, False, 0.0, "previous run still busy", skipped=True))
                 continue
             started[c.name] = self._inflight[c.name] = self._pool.submit(_run_one, c)
-        groups: List[List[MetricFamily]] = []
+        groups: List[Tuple[str, List[MetricFamily]]] = []
         problems: List[Problem] = []
         for c in inline:  # while the others work in their threads
             families, found, duration, error = _run_one(c)
@@ -105,9 +105,10 @@ class Runner:
             self._record(name, *fut.result(), groups, problems, statuses)
         statuses.sort(key=lambda s: s.name)
         own = self._self_metrics(statuses)
-        groups.append(own)
-        groups.append(list(extra))
-        families, conflicts = merge_families(groups)
+        # the agent's own families first, what targets pass through last: in a clash, ours win
+        foreign = {c.name for c in self.collectors if getattr(c, "foreign", False)}
+        ordered = [own, list(extra)] + [g for n, g in groups if n not in foreign] + [g for n, g in groups if n in foreign]
+        families, conflicts = merge_families(ordered)
         if conflicts:
             self.conflicts_total += len(conflicts)
             log.warning("dropped %d conflicting series, first: %s", len(conflicts), conflicts[0])
@@ -118,8 +119,9 @@ class Runner:
         return Snapshot(now, tuple(families), tuple(statuses), tuple(problems))
 
     def _record(self, name: str, families: List[MetricFamily], found: Tuple[Problem, ...], duration: float, error: str,
-                groups: List[List[MetricFamily]], problems: List[Problem], statuses: List[CollectorStatus]) -> None:
-        groups.append(families)
+                groups: List[Tuple[str, List[MetricFamily]]], problems: List[Problem],
+                statuses: List[CollectorStatus]) -> None:
+        groups.append((name, families))
         problems.extend(found)
         statuses.append(CollectorStatus(name, not error, duration, error))
         if error:

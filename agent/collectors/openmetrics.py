@@ -18,6 +18,7 @@ from ..expfmt import parse_text
 from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
 from .liveness import Liveness
+from .sanitize import LimitExceeded, Limits, check_limits, sanitize
 
 # Counters whose per-second rate is exported as llm_agent_{generation,prompt}_tokens_per_second.
 RATE_SOURCES = {
@@ -67,12 +68,25 @@ def public_url(url: str) -> str:
 
 def relabel(families: List[MetricFamily], extra: Labels) -> List[MetricFamily]:
     """Prefix every sample's labels with `extra` (the `server` label and static labels). A
-    label the server already uses is kept as `exported_<name>`, as Prometheus does."""
+    label the server already uses is kept as `exported_<name>`, as Prometheus does; if that
+    is taken too, `exported_exported_<name>`, and so on."""
     names = {k for k, _ in extra}
     for fam in families:
         out = []
         for s in fam.samples:
-            own = tuple((f"exported_{k}" if k in names else k, v) for k, v in s.labels)
+            own = s.labels
+            if any(k in names for k, _ in own):
+                taken = names | {k for k, _ in own}
+                renamed = []
+                for k, v in own:
+                    if k in names:
+                        new = "exported_" + k
+                        while new in taken:
+                            new = "exported_" + new
+                        taken.add(new)
+                        k = new
+                    renamed.append((k, v))
+                own = tuple(renamed)
             out.append(Sample(s.name, extra + own, s.value))
         fam.samples = out
     return families
@@ -88,6 +102,7 @@ def sum_family(families: Dict[str, MetricFamily], name: str) -> Optional[float]:
 class OpenMetricsCollector:
     """Generic passthrough collector for one target."""
 
+    foreign = True  # passes a target's families through: merged after the agent's own
     kind = "openmetrics"
 
     def __init__(self, target: TargetConfig, client: Optional[HttpClient] = None,
@@ -108,6 +123,9 @@ class OpenMetricsCollector:
         self.labels: Labels = (("server", target.name),) + tuple(sorted(target.labels.items()))
         self.problems: List[Problem] = []
         self._token_rates: Dict[str, CounterRate] = {}
+        self.limits = Limits(target.sample_limit, target.label_limit, target.label_name_length_limit,
+                             target.label_value_length_limit)
+        self._dropped: Dict[str, int] = {}  # series sanitize() refused, by reason
         self.rates: Dict[str, float] = {}  # this cycle's tokens per second; empty when the scrape failed
         self._counters: Dict[Tuple[str, Labels], float] = {}
         self._errors: Dict[str, int] = {}
@@ -177,12 +195,28 @@ class OpenMetricsCollector:
     def scrape_metrics(self, deadline: float) -> List[MetricFamily]:
         """GET the metrics path, parse, retype, derive rates and resets, relabel."""
         resp = self.get(self.target.metrics_path, deadline)
-        parsed = parse_text(resp.body.decode("utf-8", "replace"))
+        limits = self.limits
+        parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit)
+        del resp  # a big body need not outlive the parse
         if parsed.errors:
             self._parse_errors += len(parsed.errors)
             self.problem("warning", f"{len(parsed.errors)} malformed /metrics line(s), first: {parsed.errors[0]}",
                          "the lines were skipped; report it to the server's maintainers")
-        families = self.retype(parsed.families)
+        try:
+            if parsed.exceeded:
+                raise LimitExceeded("sample_limit", f"more than sample_limit {limits.sample_limit} samples")
+            check_limits(parsed.families, limits, len(self.labels))
+        except LimitExceeded as e:  # as Prometheus: the whole scrape fails, with its reason
+            raise FetchError(e.reason, f"{e}; raise [[targets]] {e.reason} for {self.target.name!r} "
+                                       "if the server really exports that much") from None
+        families, dropped = sanitize(self.retype(parsed.families))
+        for reason, n in dropped.items():
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+        if dropped:
+            self.problem("warning", f"{sum(dropped.values())} series dropped from /metrics "
+                                    f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
+                         "they would have broken the exposition or claimed the agent's own names; "
+                         "llm_agent_target_series_dropped_total counts them")
         self._derive(families)
         return relabel(families, self.labels)
 
@@ -229,10 +263,17 @@ class OpenMetricsCollector:
             counter("llm_agent_target_parse_errors_total", "Malformed lines skipped in the target's /metrics bodies.")
             .add(lbl, self._parse_errors),
         ]
-        errors = counter("llm_agent_target_scrape_errors_total", "Failed requests to the target, by reason.")
+        errors = counter("llm_agent_target_scrape_errors_total", "Failed requests to the target, by reason "
+                                                                 "(sample_limit and label limits included).")
         for reason, n in sorted(self._errors.items()):
             errors.add({**lbl, "reason": reason}, n)
         fams.append(errors)
+        dropped = counter("llm_agent_target_series_dropped_total",
+                          "Series from the target's /metrics dropped because they would break the exposition or "
+                          "use the agent's own names, by reason.")
+        for reason, n in sorted(self._dropped.items()):
+            dropped.add({**lbl, "reason": reason}, n)
+        fams.append(dropped)
         if up:
             for what, rate in self.rates.items():
                 fams.append(gauge(f"llm_agent_{what}_tokens_per_second",

@@ -6,6 +6,7 @@ body: one bad line from a server must not cost every other series it exports.
 
 from __future__ import annotations
 
+import io
 import math
 import re
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ class ParseResult:
 
     families: List[MetricFamily]
     errors: List[str] = field(default_factory=list)
+    exceeded: bool = False  # stopped at max_samples: the rest of the body was not read
 
 
 class _LineError(ValueError):
@@ -119,12 +121,15 @@ def _unescape_help(text: str) -> str:
     return text.replace("\\n", "\n").replace("\\\\", "\\")
 
 
-def parse_text(body: str) -> ParseResult:
-    """Parse an exposition body into families (in first-seen order) and line errors."""
+def parse_text(body: str, max_samples: int = 0) -> ParseResult:
+    """Parse an exposition body into families (in first-seen order) and line errors. With
+    `max_samples`, stop at the sample after it (`exceeded`): memory stays bounded whatever
+    the body holds."""
     families: Dict[str, MetricFamily] = {}
+    count = 0
     helps: Dict[str, str] = {}
     errors: List[str] = []
-    for lineno, raw in enumerate(body.split("\n"), 1):
+    for lineno, raw in enumerate(io.StringIO(body, newline="\n"), 1):  # lazily: a huge body is never a list of lines
         line = raw.strip()
         if not line:
             continue
@@ -157,4 +162,7 @@ def parse_text(body: str) -> ParseResult:
             errors.append(f"line {lineno}: counter {sample.name} is infinite")
             continue
         fam.samples.append(sample)
+        count += 1
+        if max_samples and count > max_samples:
+            return ParseResult([f for f in families.values() if f.samples], errors, exceeded=True)
     return ParseResult([f for f in families.values() if f.samples], errors)

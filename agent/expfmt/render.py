@@ -52,8 +52,9 @@ def _openmetrics_header(fam: MetricFamily) -> List[str]:
     if mtype == COUNTER:
         if name.endswith("_total"):
             name = name[:-6]
-        else:
+        elif any(s.name == name for s in fam.samples):
             mtype = UNTYPED
+        # else: family `x` with samples `x_total` (a server that wrote TYPE without the suffix)
     if mtype == UNTYPED:
         mtype = "unknown"
     help_ = fam.help.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')

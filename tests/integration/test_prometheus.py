@@ -40,3 +40,45 @@ url = "{llama_server.url}"
         loop.join(5)
         exporter.stop()
         agent.close()
+
+
+def test_a_hostile_target_never_breaks_prometheus_scrape_of_the_agent(tmp_path):
+    """A target that sends a different hostile body every cycle (duplicate labels, __name__,
+    server and exported_server, the agent's own family names, broken histograms, second TYPE
+    lines, ...): every scrape Prometheus makes of the agent succeeds, in OpenMetrics."""
+    import random
+
+    from tests.support.hostile import hostile_body
+    from tests.support.httpservers import RouteServer
+
+    rng = random.Random(8)
+    bodies = [hostile_body(rng, 40).encode() for _ in range(400)]
+    served = {"n": 0}
+
+    def evil(_handler):
+        served["n"] += 1
+        return 200, bodies[served["n"] % len(bodies)], "text/plain"
+
+    with RouteServer({"/metrics": evil}) as srv:
+        config = parse_config('[agent]\ninterval = "250ms"\n[collectors.nvml]\nenabled = false\n'
+                              f'[[targets]]\nname = "evil"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
+        agent = Agent(config, state_dir=str(tmp_path))
+        exporter = Exporter("127.0.0.1", 0).start()
+        loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
+        loop.start()
+        prom = Prometheus([f"127.0.0.1:{exporter.port}"], str(tmp_path), interval="500ms").start()
+        try:
+            wait_until(lambda: float(prom.query('count_over_time(up{job="llm-agent"}[1m])')[0]["value"][1]) >= 20,
+                       60, 0.5, "20 scrapes of the agent")
+            assert served["n"] >= 40, "the agent went through many hostile bodies"
+            scrapes = float(prom.query('count_over_time(up{job="llm-agent"}[1m])')[0]["value"][1])
+            good = float(prom.query('sum_over_time(up{job="llm-agent"}[1m])')[0]["value"][1])
+            assert good == scrapes, f"{scrapes - good:.0f} of {scrapes:.0f} scrapes failed: see {tmp_path}/prometheus.log"
+            assert prom.query('llm_agent_collector_success{collector="target:evil"}')
+            assert prom.query('llm_agent_target_series_dropped_total{server="evil"}')
+        finally:
+            prom.stop()
+            agent.stop()
+            loop.join(5)
+            exporter.stop()
+            agent.close(drain=0)
