@@ -129,7 +129,7 @@ SCHEMA: Dict[str, Any] = {
     "exporter": {
         "listen": Field("0.0.0.0:9400", v.parse_listen),
         "max_threads": Field(8, v.typed(int, 1, 256)),
-        "max_connections": Field(128, v.typed(int, 1, 65536)),
+        "max_connections": Field(1024, v.typed(int, 1, 65536)),
         "request_timeout": Field("10s", v.positive(v.parse_duration)),
         "tls_cert_file": Field("", v.typed(str)),
         "tls_key_file": Field("", v.typed(str)),

@@ -2,21 +2,25 @@
 
 A scrape never touches NVML, HTTP targets or /proc: it copies bytes out of the current
 `Exposition`, so scrapes cost microseconds, two scrapers cannot disturb llama-server, and a
-slow source cannot slow a scrape. Worker threads are bounded; a slow client is cut off by
-the socket timeout; anything malformed gets a 4xx.
+slow source cannot slow a scrape. Connections are read and written by one event loop, so idle
+or slow clients hold no worker thread and a bounded buffer each; anything malformed gets a 4xx.
 """
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import gzip
 import json
 import logging
+import queue
+import selectors
 import socket
 import ssl
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
@@ -97,147 +101,383 @@ class ExporterStats:
             return dict(self.requests)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "llm-agent"
-    # one request per connection: an idle keep-alive client cannot pin one of the few workers
-    protocol_version = "HTTP/1.0"
+REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
+           408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+MAX_HEAD = 16 * 1024  # a request head larger than this is refused: memory per connection stays bounded
+PLAIN = "text/plain; charset=utf-8"
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's name
-        log.debug("exporter: %s " + format, self.address_string(), *args)
 
-    def _send(self, code: int, body: bytes, content_type: str, extra: Optional[Dict[str, str]] = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-        path = self.path.split("?", 1)[0]
-        self.server.stats.count(path if path in ("/metrics", "/healthz", "/api/v1/alerts", "/") else "other", code)
+@dataclass
+class Request:
+    method: str
+    target: str
+    headers: Dict[str, str]  # names lower-cased
+    client: str = ""  # the peer's address
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        auth = self.server.auth
-        if auth is not None and path != "/healthz" and not auth.check(self.headers.get("Authorization")):
-            self.server.auth_failures += 1
-            self._send(401, b"unauthorized\n", "text/plain; charset=utf-8", {"WWW-Authenticate": 'Basic realm="llm-agent"'})
-            return
-        if path == "/metrics":
-            self._metrics()
-        elif path == "/healthz":
-            query = parse_qs(self.path.split("?", 1)[1]) if "?" in self.path else {}
-            code, doc = self.server.health(query.get("target", [""])[0])
-            self._send(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
-        elif path == "/api/v1/alerts":
-            self._send(200, json.dumps(self.server.api_alerts()).encode(), "application/json")
-        elif path == "/":
-            self._send(200, LANDING, "text/html; charset=utf-8")
-        else:
-            self._send(404, b"not found: try /metrics\n", "text/plain; charset=utf-8")
+    @property
+    def path(self) -> str:
+        return self.target.split("?", 1)[0]
 
-    do_HEAD = do_GET
 
-    def _refuse(self) -> None:
-        self._send(405, b"method not allowed: use GET\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
+def parse_head(head: bytes) -> Request:
+    """The request line and headers of one HTTP/1.x request head; ValueError if malformed."""
+    lines = head.decode("iso-8859-1").split("\r\n") if b"\r\n" in head else head.decode("iso-8859-1").split("\n")
+    parts = lines[0].split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or not parts[1].startswith("/"):
+        raise ValueError("not an HTTP/1.x request line")
+    headers: Dict[str, str] = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip():
+            raise ValueError("malformed header line")
+        headers[name.lower()] = value.strip()
+    return Request(parts[0], parts[1], headers)
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
-    def _metrics(self) -> None:
-        expo = self.server.exposition
-        fmt = negotiate(self.headers.get("Accept", ""))
-        zipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
-        headers = {"Content-Encoding": "gzip", "Vary": "Accept-Encoding, Accept"} if zipped else {"Vary": "Accept-Encoding, Accept"}
-        ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
-        self._send(200, expo.body(fmt, zipped), ctype, headers)
+def response(code: int, body: bytes, content_type: str, extra: Optional[Dict[str, str]] = None,
+             head_only: bool = False) -> bytes:
+    lines = [f"HTTP/1.1 {code} {REASONS.get(code, '')}", "Server: llm-agent",
+             f"Date: {email.utils.formatdate(usegmt=True)}", f"Content-Type: {content_type}",
+             f"Content-Length: {len(body)}", "Connection: close"]
+    lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body)
+
+
+class _Conn:
+    """One client connection, owned by the event loop thread."""
+
+    __slots__ = ("sock", "addr", "buf", "out", "state", "deadline", "since", "linger")
+
+    def __init__(self, sock: socket.socket, addr, state: str, deadline: float, now: float):
+        self.sock, self.addr, self.state, self.deadline, self.since = sock, addr, state, deadline, now
+        self.buf = bytearray()
+        self.out = memoryview(b"")
+        self.linger = False  # after an error reply to unread input: drain before closing, or a reset eats the reply
 
 
 class ExporterError(Exception):
     """The endpoint could not start (port in use, bad address); the message says what to change."""
 
 
-class Exporter(HTTPServer):
-    """The HTTP server, with a bounded pool of worker threads."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # listen backlog: a burst of scrapers waits in the kernel, not refused
+class Exporter:
+    """The HTTP server. One event-loop thread accepts connections, reads request heads and
+    writes responses without blocking, so an idle or slow client holds no worker and costs
+    a bounded buffer; a small worker pool builds responses (basic auth's bcrypt runs there,
+    never in the loop). At `max_connections` the connection that has been idle longest is
+    dropped to admit a new one: a scrape is answered whatever idle clients hold."""
 
     def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
                  health: Optional[Callable[[str], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
-                 max_connections: int = 128, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                 max_connections: int = 1024, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
         self.exposition = Exposition(None)
         self.stats = ExporterStats()
         self.health: Callable[[str], Tuple[int, dict]] = health or (lambda target="": (200, {"status": "ok"}))
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
-        # connections being served or waiting for a worker; past this a client gets 503 at once
-        self._slots = threading.BoundedSemaphore(max(max_connections, max_threads))
-        self.rejected = 0
+        self.max_connections = max(max_connections, 1)
+        self.request_timeout = request_timeout
         self.tls = tls
         self.auth = auth
+        self.rejected = 0  # connections refused (503) or dropped to make room
         self.auth_failures = 0
         self.tls_errors = 0
-        self.request_timeout = request_timeout
-        handler = type("Handler", (_Handler,), {"timeout": request_timeout})
+        _raise_fd_limit(self.max_connections + 64)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            super().__init__((host, port), handler)
+            self._listener.bind((host, port))
+            self._listener.listen(128)  # a burst of scrapers waits in the kernel, not refused
         except OSError as e:
+            self._listener.close()
             where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
             if e.errno == errno.EADDRINUSE:
                 raise ExporterError(f"cannot listen on {where}: the port is already in use; "
                                     f"set [exporter] listen in {config_source} to a free port") from None
             raise ExporterError(f"cannot listen on {where}: {e.strerror}; check [exporter] listen in {config_source}") from None
+        self._listener.setblocking(False)
+        self.server_address = self._listener.getsockname()
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._done: "queue.SimpleQueue[Tuple[_Conn, bytes]]" = queue.SimpleQueue()
+        self._conns: Dict[int, _Conn] = {}
+        self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
 
     def publish(self, snapshot: Snapshot) -> None:
         """Render `snapshot` once and serve it from now on (an atomic reference swap)."""
         self.exposition = Exposition(snapshot)
 
-    def process_request(self, request, client_address) -> None:
-        if not self._slots.acquire(blocking=False):
-            self.rejected += 1
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        self._pool.submit(self._work, request, client_address)
-
-    def _work(self, request, client_address) -> None:
-        try:
-            if self.tls is not None:  # the handshake happens here, in a worker, never in the accept loop
-                request.settimeout(self.request_timeout)
-                try:
-                    request = self.tls.context().wrap_socket(request, server_side=True)
-                except (ssl.SSLError, OSError) as e:
-                    self.tls_errors += 1
-                    log.debug("exporter: TLS handshake with %s failed: %s", client_address, e)
-                    return
-            self.finish_request(request, client_address)
-        except Exception:  # a broken client must not kill the worker
-            self.handle_error(request, client_address)
-        finally:
-            self.shutdown_request(request)
-            self._slots.release()
-
-    def handle_error(self, request, client_address) -> None:
-        log.debug("exporter: error serving %s", client_address, exc_info=True)
-
     def start(self) -> "Exporter":
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="exporter", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="exporter", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        self.shutdown()
+        self._stopping.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(5)
         self.server_close()
         self._pool.shutdown(wait=False)
 
-    @property
-    def port(self) -> int:
-        return self.server_address[1]
+    def server_close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        for s in (self._listener, self._wake_r, self._wake_w):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    # -- the event loop ----------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        sel = self._selector
+        sel.register(self._listener, selectors.EVENT_READ, "accept")
+        sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        while not self._stopping.is_set():
+            for key, events in sel.select(timeout=0.25):
+                if key.data == "accept":
+                    self._accept()
+                elif key.data == "wake":
+                    try:
+                        while self._wake_r.recv(4096):
+                            pass
+                    except (BlockingIOError, InterruptedError):
+                        pass
+                else:
+                    self._ready(key.data, events)
+            self._collect_done()
+            self._expire(time.monotonic())
+
+    def _accept(self) -> None:
+        for _ in range(64):  # a burst at a time, then back to the others
+            try:
+                sock, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:  # out of file descriptors, say: drop the oldest idle one, try later
+                log.warning("exporter: accept failed: %s", e)
+                self._evict_idle()
+                return
+            sock.setblocking(False)
+            if len(self._conns) >= self.max_connections and not self._evict_idle():
+                self.rejected += 1
+                try:
+                    sock.send(response(503, b"too many connections\n", PLAIN))
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            now = time.monotonic()
+            if self.tls is not None:
+                try:
+                    sock = self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except (ssl.SSLError, OSError) as e:
+                    self.tls_errors += 1
+                    log.debug("exporter: TLS setup for %s failed: %s", addr, e)
+                    sock.close()
+                    continue
+                conn = _Conn(sock, addr, "handshake", now + self.request_timeout, now)
+            else:
+                conn = _Conn(sock, addr, "read", now + self.request_timeout, now)
+            self._conns[sock.fileno()] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _evict_idle(self) -> bool:
+        """Close the connection that has waited longest for a request head; False if none."""
+        idle = [c for c in self._conns.values() if c.state in ("read", "handshake")]
+        if not idle:
+            return False
+        self.rejected += 1
+        self._close(min(idle, key=lambda c: c.since))
+        return True
+
+    def _ready(self, conn: _Conn, events: int) -> None:
+        try:
+            if conn.state == "handshake":
+                self._handshake(conn)
+            elif conn.state == "read":
+                self._read(conn)
+            elif conn.state == "write":
+                self._write(conn)
+            elif conn.state == "linger":
+                while conn.sock.recv(65536):
+                    pass
+                self._close(conn)
+        except ssl.SSLWantReadError:
+            self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        except ssl.SSLWantWriteError:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        except (BlockingIOError, InterruptedError):
+            pass
+        except (OSError, ValueError) as e:  # reset by the peer, a TLS alert: nothing more to say to it
+            if isinstance(e, ssl.SSLError) and conn.state == "handshake":
+                self.tls_errors += 1
+            log.debug("exporter: connection from %s: %s", conn.addr, e)
+            self._close(conn)
+
+    def _handshake(self, conn: _Conn) -> None:
+        conn.sock.do_handshake()  # raises SSLWant*Error until done
+        conn.state = "read"
+        self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+        self._read(conn)
+
+    def _read(self, conn: _Conn) -> None:
+        while True:
+            chunk = conn.sock.recv(4096)
+            if not chunk:
+                self._close(conn)
+                return
+            conn.buf += chunk
+            end = conn.buf.find(b"\r\n\r\n")
+            end = end + 4 if end >= 0 else (conn.buf.find(b"\n\n") + 2 if b"\n\n" in conn.buf else -1)
+            if end > 0:
+                self._dispatch(conn, bytes(conn.buf[:end]))
+                return
+            if len(conn.buf) > MAX_HEAD:
+                conn.linger = True
+                self._reply(conn, response(431, b"request head too large\n", PLAIN))
+                return
+            if not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
+                return  # wait for more
+
+    def _dispatch(self, conn: _Conn, head: bytes) -> None:
+        try:
+            request = parse_head(head)
+            request.client = str(conn.addr[0]) if isinstance(conn.addr, tuple) else str(conn.addr)
+        except ValueError as e:
+            conn.linger = True
+            self._reply(conn, response(400, f"bad request: {e}\n".encode(), PLAIN))
+            return
+        conn.state = "wait"
+        conn.buf = bytearray()
+        self._selector.unregister(conn.sock)  # nothing to read while a worker answers; re-registered to write
+        self._pool.submit(self._work, conn, request)
+
+    def _work(self, conn: _Conn, request: Request) -> None:
+        try:
+            out = self.handle(request)
+        except Exception as e:  # a handler bug must not kill the worker or leave the client hanging
+            log.debug("exporter: error answering %s: %s", conn.addr, e, exc_info=True)
+            out = response(500, b"internal error\n", PLAIN)
+        self._done.put((conn, out))
+        self._wake()
+
+    def _collect_done(self) -> None:
+        while True:
+            try:
+                conn, out = self._done.get_nowait()
+            except queue.Empty:
+                return
+            if self._conns.get(conn.sock.fileno() if conn.sock.fileno() >= 0 else -1) is conn:
+                self._reply(conn, out)
+
+    def _reply(self, conn: _Conn, out: bytes) -> None:
+        waiting = conn.state == "wait"
+        conn.out, conn.state = memoryview(out), "write"
+        conn.deadline = time.monotonic() + self.request_timeout  # a slow reader gets this long for the body
+        if waiting:
+            self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+        else:
+            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
+        try:
+            self._write(conn)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            pass  # the loop writes the rest when the socket can take it
+        except OSError as e:
+            log.debug("exporter: writing to %s: %s", conn.addr, e)
+            self._close(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        while len(conn.out):
+            sent = conn.sock.send(conn.out[:262144])
+            conn.out = conn.out[sent:]
+        if conn.linger and not isinstance(conn.sock, ssl.SSLSocket):
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.state, conn.deadline = "linger", time.monotonic() + 1.0
+            self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            return
+        self._close(conn)
+
+    def _expire(self, now: float) -> None:
+        for conn in [c for c in self._conns.values() if c.deadline < now and c.state != "wait"]:
+            log.debug("exporter: %s timed out (%s)", conn.addr, conn.state)
+            self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        fd = conn.sock.fileno()
+        if fd >= 0 and self._conns.get(fd) is conn:
+            del self._conns[fd]
+            try:
+                self._selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        try:
+            conn.sock.close()
+        except OSError:
+            pass
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def handle(self, request: Request) -> bytes:
+        """The whole response to one request (runs in a worker thread)."""
+        head_only = request.method == "HEAD"
+        path = request.path
+        counted = path if path in ("/metrics", "/healthz", "/api/v1/alerts", "/") else "other"
+
+        def reply(code: int, body: bytes, ctype: str, extra: Optional[Dict[str, str]] = None) -> bytes:
+            self.stats.count(counted, code)
+            return response(code, body, ctype, extra, head_only)
+
+        if request.method not in ("GET", "HEAD"):
+            return reply(405, b"method not allowed: use GET\n", PLAIN, {"Allow": "GET, HEAD"})
+        authorization = request.headers.get("authorization")
+        if self.auth is not None and path != "/healthz" and not self.auth.check(authorization, request.client):
+            self.auth_failures += 1
+            return reply(401, b"unauthorized\n", PLAIN, {"WWW-Authenticate": 'Basic realm="llm-agent"'})
+        if path == "/metrics":
+            expo = self.exposition
+            fmt = negotiate(request.headers.get("accept", ""))
+            zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+            extra = {"Vary": "Accept-Encoding, Accept"}
+            if zipped:
+                extra["Content-Encoding"] = "gzip"
+            ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
+            return reply(200, expo.body(fmt, zipped), ctype, extra)
+        if path == "/healthz":
+            query = parse_qs(request.target.split("?", 1)[1]) if "?" in request.target else {}
+            code, doc = self.health(query.get("target", [""])[0])
+            return reply(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
+        if path == "/api/v1/alerts":
+            return reply(200, json.dumps(self.api_alerts()).encode(), "application/json")
+        if path == "/":
+            return reply(200, LANDING, "text/html; charset=utf-8")
+        return reply(404, b"not found: try /metrics\n", PLAIN)
+
+
+def _raise_fd_limit(wanted: int) -> None:
+    """Room for `wanted` sockets: raise the soft file limit toward the hard one if needed."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ImportError, ValueError, OSError):
+        pass

@@ -11,7 +11,9 @@ import hmac
 import os
 import ssl
 import threading
-from typing import Dict, Optional, Tuple
+import time
+from collections import OrderedDict
+from typing import Callable, Dict, Optional, Tuple
 
 
 class TLSContext:
@@ -43,36 +45,87 @@ class TLSContext:
 
 
 class BasicAuth:
-    """Checks `Authorization: Basic` against bcrypt hashes; a verified pair is remembered (by
-    a keyed digest, never the password) so a scrape costs one bcrypt at most once."""
+    """Checks `Authorization: Basic` against bcrypt hashes, with the CPU a flood can take bounded.
 
-    def __init__(self, users: Dict[str, str]):
+    - A verified pair is remembered by a keyed digest (never the password), so a scrape costs
+      bcrypt once; a refused pair is remembered too, so repeating it costs no bcrypt.
+    - An unknown user is checked against a dummy hash of the same cost: the answer takes as
+      long as for a known user, and does not reveal which names exist.
+    - A client that keeps failing is held off (no bcrypt for it) for a time that doubles, up
+      to a minute; and bcrypt runs at most `bcrypt_per_second` times a second in all. The
+      pairs already verified (Prometheus' own) keep working through any of it.
+    """
+
+    def __init__(self, users: Dict[str, str], clock: Callable[[], float] = time.monotonic,
+                 bcrypt_per_second: float = 4.0):
         import bcrypt  # a dependency; imported here so an agent without users never loads it
 
         self._bcrypt = bcrypt
         self.users = {u: h.encode() for u, h in users.items()}
+        self.clock = clock
+        cost = max((int(h.split("$")[2]) for h in users.values() if h.count("$") >= 3 and h.split("$")[2].isdigit()),
+                   default=10)
+        self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=min(max(cost, 4), 31)))
         self._key = os.urandom(32)
         self._verified: Dict[bytes, str] = {}
+        self._refused: "OrderedDict[bytes, None]" = OrderedDict()
+        self._clients: Dict[str, Tuple[int, float]] = {}  # client -> (failures in a row, held until)
+        self._rate = bcrypt_per_second
+        self._tokens, self._tokens_at = bcrypt_per_second, clock()
         self._lock = threading.Lock()
+        self.bcrypt_checks = 0  # how often bcrypt actually ran (the flood's real cost)
+        self.throttled = 0  # checks refused without bcrypt: held-off clients, spent budget
 
-    def check(self, header: Optional[str]) -> bool:
+    def check(self, header: Optional[str], client: str = "") -> bool:
         if not header or not header.startswith("Basic "):
             return False
         try:
             user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        hashed = self.users.get(user)
-        if hashed is None:
-            return False
         digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
         with self._lock:
             if self._verified.get(digest) == user:
                 return True
-        if not self._bcrypt.checkpw(password.encode(), hashed):
-            return False
+            if digest in self._refused:
+                self._fail(client)
+                return False
+            if not self._may_bcrypt(client):
+                self.throttled += 1
+                return False
+            self.bcrypt_checks += 1
+        hashed = self.users.get(user)
+        ok = self._bcrypt.checkpw(password.encode(), hashed if hashed is not None else self._dummy) and hashed is not None
         with self._lock:
-            if len(self._verified) > 1024:
-                self._verified.clear()
-            self._verified[digest] = user
+            if ok:
+                if len(self._verified) > 1024:
+                    self._verified.clear()
+                self._verified[digest] = user
+                self._clients.pop(client, None)
+            else:
+                self._refused[digest] = None
+                if len(self._refused) > 10_000:
+                    self._refused.popitem(last=False)
+                self._fail(client)
+        return ok
+
+    def _may_bcrypt(self, client: str) -> bool:
+        now = self.clock()
+        _, held_until = self._clients.get(client, (0, 0.0))
+        if now < held_until:
+            return False
+        self._tokens = min(self._rate, self._tokens + (now - self._tokens_at) * self._rate)
+        self._tokens_at = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
         return True
+
+    def _fail(self, client: str) -> None:
+        failures, _ = self._clients.get(client, (0, 0.0))
+        failures += 1
+        hold = 0.0 if failures < 3 else min(60.0, 0.5 * 2 ** (failures - 3))
+        self._clients[client] = (failures, self.clock() + hold)
+        if len(self._clients) > 10_000:  # many addresses: forget the oldest entries
+            for key in list(self._clients)[:1000]:
+                del self._clients[key]
