@@ -103,7 +103,8 @@ def threshold_problems(gpus: List[Dict[str, Any]], host: Dict[str, Any]) -> List
         if g.get("fb_total_mib") and g.get("fb_used_mib", 0) / g["fb_total_mib"] > 0.95:
             found.append(Problem("warning", subject, "GPU memory over 95% used", "an out-of-memory error is near"))
         if g.get("last_xid"):
-            found.append(Problem("warning", subject, f"XID {g['last_xid']:.0f} reported", "look it up in NVIDIA's XID catalogue; check dmesg"))
+            found.append(Problem("warning", subject, f"XID {g['last_xid']:.0f} reported",
+                                 "look it up in NVIDIA's XID catalogue; check dmesg"))
         if g.get("row_remap_failure"):
             found.append(Problem("critical", subject, "row remapping failed", "the GPU needs service (RMA)"))
         elif g.get("row_remap_pending"):

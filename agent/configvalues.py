@@ -94,7 +94,7 @@ def parse_url(value: Any) -> str:
         parts = urlsplit(value)
         port_error = None
         try:
-            parts.port  # raises on a bad port
+            _ = parts.port  # raises on a bad port
         except ValueError as e:
             port_error = str(e)
     except ValueError:  # urlsplit itself refuses some hosts (a bad IPv6 literal)

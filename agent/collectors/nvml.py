@@ -24,10 +24,12 @@ _GPU_BROKEN = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_UNKNOWN", "NVML_ERROR_RESET
 # Errors meaning the library as a whole is gone: re-initialise
 _LIBRARY_GONE = ("NVML_ERROR_UNINITIALIZED", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIB_RM_VERSION_MISMATCH")
 _HINTS = {
-    "NVML_ERROR_LIBRARY_NOT_FOUND": "libnvidia-ml.so.1 was not found: install the NVIDIA driver (or ignore this on a host without GPUs; [collectors.nvml] enabled = false silences it)",
+    "NVML_ERROR_LIBRARY_NOT_FOUND": "libnvidia-ml.so.1 was not found: install the NVIDIA driver (or ignore this on a "
+                                    "host without GPUs; [collectors.nvml] enabled = false silences it)",
     "NVML_ERROR_DRIVER_NOT_LOADED": "the NVIDIA kernel driver is not loaded: check `nvidia-smi` and `dmesg`, or `modprobe nvidia`",
     "NVML_ERROR_NO_PERMISSION": "no permission to open /dev/nvidia*: run the agent in the video group or allow the devices in its unit",
-    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "the driver library and kernel module versions differ (a driver upgrade without reboot): reboot or reload the module",
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": "the driver library and kernel module versions differ (a driver upgrade "
+                                          "without reboot): reboot or reload the module",
 }
 
 

@@ -96,7 +96,8 @@ def main():
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs = [agent, node]
         for port in (agent_port, node_port):
-            wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 30, what=f"port {port}")
+            wait_until(lambda port=port: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 30,
+                       what=f"port {port}")
         time.sleep(20)  # 20 cycles at 1 s: steady state
         rss = psutil.Process(agent.pid).memory_info().rss
         print(f"agent RSS after 20 cycles: {rss / 2**20:.1f} MiB; node_exporter RSS: "

@@ -39,16 +39,16 @@ def agent_trials(model, tmp, trials):
     agent = start_agent(tmp, server.url, rx.url)
     latencies = []
     try:
-        for i in range(trials):
+        for _ in range(trials):
             resolved_before = len(rx.alerts("resolved"))
             time.sleep(random.uniform(5.5, 10.5))  # the target is up and scraped; kill at a random phase
             server.kill()
             t0 = time.time()
             firing_before = len(rx.alerts("firing"))
-            wait_until(lambda: len(rx.alerts("firing")) > firing_before, 30, 0.01, "firing alert")
+            wait_until(lambda n=firing_before: len(rx.alerts("firing")) > n, 30, 0.01, "firing alert")
             latencies.append(time.time() - t0)
             server.start()
-            wait_until(lambda: len(rx.alerts("resolved")) > resolved_before, 30, 0.05, "resolve")
+            wait_until(lambda n=resolved_before: len(rx.alerts("resolved")) > n, 30, 0.05, "resolve")
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(15)
@@ -72,15 +72,16 @@ def prometheus_trials(model, tmp, trials):
             f.write('groups:\n  - name: llama\n    rules:\n      - alert: LlamaDown\n        expr: up{job="llama"} == 0\n')
         prom = Prometheus([], work)
         with open(prom.config, "w") as f:  # Prometheus' defaults: scrape and evaluate every 1m
-            f.write(f"rule_files: [{rules}]\nalerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am.port}']\n"
+            f.write(f"rule_files: [{rules}]\nalerting:\n  alertmanagers:\n    - static_configs:\n"
+                    f"        - targets: ['127.0.0.1:{am.port}']\n"
                     f"scrape_configs:\n  - job_name: llama\n    static_configs:\n      - targets: ['127.0.0.1:{server.port}']\n")
         prom.start()
         try:
-            wait_until(lambda: prom.query('up{job="llama"} == 1'), 120, 1, "Prometheus' first scrape")
+            wait_until(lambda prom=prom: prom.query('up{job="llama"} == 1'), 120, 1, "Prometheus' first scrape")
             time.sleep(random.uniform(0, 60))
             server.kill()
             t0 = time.time()
-            wait_until(lambda: rx.alerts("firing"), 400, 0.1, "Alertmanager's webhook")
+            wait_until(lambda rx=rx: rx.alerts("firing"), 400, 0.1, "Alertmanager's webhook")
             latencies.append(time.time() - t0)
             print(f"  prometheus trial {i + 1}: {latencies[-1]:.1f} s", flush=True)
         finally:

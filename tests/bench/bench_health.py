@@ -52,11 +52,11 @@ def trials(server, rx, n, fault, alertname, recover):
         time.sleep(random.uniform(5.5, 10.5))
         fault()
         t0 = time.time()
-        wait_until(lambda: len([a for a in rx.alerts("firing") if a["labels"]["alertname"] == alertname]) > firing,
+        wait_until(lambda n=firing: len([a for a in rx.alerts("firing") if a["labels"]["alertname"] == alertname]) > n,
                    60, 0.01, alertname)
         latencies.append(time.time() - t0)
         recover()
-        wait_until(lambda: len(rx.alerts("resolved")) > resolved, 60, 0.05, "resolve")
+        wait_until(lambda n=resolved: len(rx.alerts("resolved")) > n, 60, 0.05, "resolve")
     return latencies
 
 

@@ -8,6 +8,7 @@ import pytest
 from agent.config import SCHEMA, ConfigError, default_config, load_config, parse_config, resolve_path
 
 ROOT = Path(__file__).parent.parent.parent
+EXAMPLE_ENV = {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32}
 
 
 def errors_of(text, environ=None):
@@ -114,7 +115,7 @@ def test_example_file_is_valid_and_documents_every_key():
     text = (ROOT / "agent.toml.example").read_text()
     uncommented = "\n".join(re.sub(r"^# ?", "", line) if re.match(r"^# ?(\[|[a-z_]+ =)", line) else line
                             for line in text.splitlines())
-    config = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32})
+    config = parse_config(uncommented, "agent.toml.example", EXAMPLE_ENV)
     assert config.targets, "the example shows a [[targets]] entry"
 
     def keys(spec, prefix=""):
@@ -133,7 +134,7 @@ def test_example_defaults_match_the_embedded_ones():
     text = (ROOT / "agent.toml.example").read_text()
     uncommented = "\n".join(re.sub(r"^# ?", "", line) if re.match(r"^# ?(\[|[a-z_]+ =)", line) else line
                             for line in text.splitlines())
-    example = parse_config(uncommented, "agent.toml.example", {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32})
+    example = parse_config(uncommented, "agent.toml.example", EXAMPLE_ENV)
     defaults = default_config()
     for section in ("agent", "exporter", "discovery", "collectors", "alerting"):
         assert example.sections[section] == defaults.sections[section], section

@@ -11,7 +11,8 @@ Swap = namedtuple("sswap", "total used free percent sin sout")
 Part = namedtuple("sdiskpart", "device mountpoint fstype opts")
 Usage = namedtuple("sdiskusage", "total used free percent")
 Net = namedtuple("snetio", "bytes_sent bytes_recv packets_sent packets_recv errin errout dropin dropout")
-Disk = namedtuple("sdiskio", "read_count write_count read_bytes write_bytes read_time write_time read_merged_count write_merged_count busy_time")
+Disk = namedtuple("sdiskio", "read_count write_count read_bytes write_bytes read_time write_time read_merged_count "
+                             "write_merged_count busy_time")
 
 
 def test_node_exporter_names_from_psutil_values():
