@@ -65,6 +65,7 @@ class Alerting:
         self.router: Optional[Router] = None
         self.dispatcher: Optional[Dispatcher] = None
         self.configure(config)
+        self._api_doc = self._build_api_doc()
 
     def configure(self, config: Config) -> None:
         """(Re)build rules and channels. Alert state, history, the outbox, the delivery workers
@@ -93,6 +94,8 @@ class Alerting:
         _log_transitions(notifications)
         self.router.route(notifications)
         self.router.resend_firing(self.engine.active(), snapshot.timestamp)
+        # readers on other threads (the exporter's /api/v1/alerts) get this cycle's copy, never the live dicts
+        self._api_doc = self._build_api_doc()
 
     def _attach_stacks(self, notifications: List[Notification], t: float) -> List[Notification]:
         """Add the latest py-spy summary of a hung or stalled server to its firing alerts. The
@@ -175,8 +178,11 @@ class Alerting:
                 .add({}, writes.get("alert_state", 0))]
 
     def api_alerts(self) -> dict:
-        """Prometheus' /api/v1/alerts shape."""
-        alerts = [{"labels": a.labels, "annotations": a.annotations, "state": a.state,
+        """Prometheus' /api/v1/alerts shape, as of the last evaluation (safe from any thread)."""
+        return self._api_doc
+
+    def _build_api_doc(self) -> dict:
+        alerts = [{"labels": dict(a.labels), "annotations": dict(a.annotations), "state": a.state,
                    "activeAt": iso(a.active_at), "value": repr(a.value)} for a in self.engine.active()]
         return {"status": "success", "data": {"alerts": alerts}}
 

@@ -41,7 +41,6 @@ class TargetConfig:
     labels: Dict[str, str] = field(default_factory=dict)
     probe: bool = True
     slo_availability: float = 0.0  # 0: the [slo] default
-    discovered: bool = False
     sample_limit: int = 50_000  # Prometheus' per-target limits; 0: none
     label_limit: int = 64
     label_name_length_limit: int = 256

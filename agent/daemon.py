@@ -18,9 +18,9 @@ from .collectors.llamacpp import LlamaCppCollector
 from .collectors.nvml import NvmlCollector
 from .collectors.openmetrics import OpenMetricsCollector, public_url
 from .collectors.liveness import Liveness
-from .collectors.process import ExitWatcher, ProcessCollector
+from .collectors.process import ExitWatcher, ProcessCollector, ProcessGpuMemory
 from .collectors.selfstats import SelfCollector
-from .collectors.slocost import SloCostCollector, total_rate
+from .collectors.slocost import SloCost
 from .alerting import Alerting, resolve_state_dir
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes, discovered_targets
@@ -99,9 +99,8 @@ class Agent:
                                        c.get("collectors.host.mount_points_exclude"),
                                        c.get("collectors.host.net_devices_exclude")))
         self.nvml_collector = next((x for x in fixed if isinstance(x, NvmlCollector)), None)
-        fixed.append(SloCostCollector(c, self.targets_now, lambda: len(self.nvml_collector.gpus) if self.nvml_collector else 0,
-                                      lambda: sum(total_rate(self.target_collectors()).values()), self.clock))
         self._fixed = fixed
+        self.runner.derivers = [SloCost(c, self.targets_now, self.clock), ProcessGpuMemory()]
 
     def targets(self) -> Tuple[TargetConfig, ...]:
         """Configured targets, else discovered ones (re-discovered every discovery.interval)."""
@@ -123,8 +122,7 @@ class Agent:
     def _make_target(self, t: TargetConfig) -> List[Collector]:
         """The collectors of one target: its own, the process behind it, its probe."""
         c = self.config
-        nvml = self.nvml_collector
-        process = ProcessCollector(t.name, t.url, (lambda: nvml.pid_memory) if nvml else dict)
+        process = ProcessCollector(t.name, t.url)
         liveness = Liveness(t.name, self.monotonic, process, self.stacks, c.get("health.hang_after"),
                             c.get("health.stall_after"))
         group: List[Collector] = [TARGET_KINDS[t.kind](t, max_bytes=c.get("agent.max_response_bytes"),

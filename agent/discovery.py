@@ -117,9 +117,9 @@ def discovered_targets(found: Sequence[Found], fallback_url: str) -> Tuple[Targe
             continue
         seen.add((f.host, f.port))
         host = f"[{f.host}]" if ":" in f.host else f.host
-        targets.append(TargetConfig(name=target_name(f, taken), url=f"http://{host}:{f.port}", kind=f.kind, discovered=True))
+        targets.append(TargetConfig(name=target_name(f, taken), url=f"http://{host}:{f.port}", kind=f.kind))
     if not targets:
         # same name as a llama-server later found on that port, so its series do not move
         port = urlsplit(fallback_url).port or 80
-        targets.append(TargetConfig(name=f"llama-server-{port}", url=fallback_url, kind="llamacpp", discovered=True))
+        targets.append(TargetConfig(name=f"llama-server-{port}", url=fallback_url, kind="llamacpp"))
     return tuple(targets)

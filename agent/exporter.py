@@ -89,12 +89,15 @@ class ExporterStats:
 
     def __init__(self) -> None:
         self.requests: Dict[Tuple[str, str], int] = {}
+        self.auth_failures = 0  # counted by the worker threads, under the lock
         self._lock = threading.Lock()
 
     def count(self, path: str, code: int) -> None:
         with self._lock:
             key = (path, str(code))
             self.requests[key] = self.requests.get(key, 0) + 1
+            if code == 401:
+                self.auth_failures += 1
 
     def copy(self) -> Dict[Tuple[str, str], int]:
         with self._lock:
@@ -180,9 +183,8 @@ class Exporter:
         self.request_timeout = request_timeout
         self.tls = tls
         self.auth = auth
-        self.rejected = 0  # connections refused (503) or dropped to make room
-        self.auth_failures = 0
-        self.tls_errors = 0
+        self.rejected = 0  # connections refused (503) or dropped to make room (the event loop's alone)
+        self.tls_errors = 0  # the event loop's alone
         _raise_fd_limit(self.max_connections + 64)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
@@ -206,6 +208,10 @@ class Exporter:
         self._conns: Dict[int, _Conn] = {}
         self._stopping = threading.Event()
         self._thread: Optional[threading.Thread] = None
+
+    @property
+    def auth_failures(self) -> int:
+        return self.stats.auth_failures
 
     @property
     def port(self) -> int:
@@ -448,7 +454,6 @@ class Exporter:
             return reply(405, b"method not allowed: use GET\n", PLAIN, {"Allow": "GET, HEAD"})
         authorization = request.headers.get("authorization")
         if self.auth is not None and path != "/healthz" and not self.auth.check(authorization, request.client):
-            self.auth_failures += 1
             return reply(401, b"unauthorized\n", PLAIN, {"WWW-Authenticate": 'Basic realm="llm-agent"'})
         if path == "/metrics":
             expo = self.exposition

@@ -95,7 +95,6 @@ class CollectorStatus:
     success: bool
     duration: float
     error: str = ""
-    skipped: bool = False
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,22 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Callable, Dict, Iterable, List, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
 from .model import CollectorStatus, MetricFamily, Problem, Snapshot, counter, gauge, merge_families
 
 log = logging.getLogger(__name__)
+
+
+class Deriver(Protocol):
+    """Something worked out from this cycle's results (tokens/s into cost per token, NVML's
+    per-process memory joined with the process behind each target): `derive(view)` reads
+    only the merged families of this cycle's collectors, never another collector's live
+    state, and runs after them, in the runner's thread, isolated and timed like a collector."""
+
+    name: str
+
+    def derive(self, view: Snapshot) -> Iterable[MetricFamily]: ...
 
 
 class Collector(Protocol):
@@ -32,10 +43,10 @@ class Collector(Protocol):
 _Outcome = Tuple[List[MetricFamily], Tuple[Problem, ...], float, str]
 
 
-def _run_one(collector: Collector) -> _Outcome:
+def _run_one(collector: Collector, view: Optional[Snapshot] = None) -> _Outcome:
     start = time.perf_counter()
     try:
-        families = list(collector.collect())
+        families = list(collector.derive(view) if view is not None else collector.collect())  # type: ignore[attr-defined]
         error = ""
     except Exception as e:  # isolation is the point: no collector takes the agent down
         log.warning("collector %s failed: %s", collector.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
@@ -48,8 +59,9 @@ class Runner:
     """Collects from `collectors` once per `run()`; keeps in-flight work across cycles."""
 
     def __init__(self, collectors: Sequence[Collector], timeout: float,
-                 clock: Callable[[], float] = time.time, max_threads: int = 32):
+                 clock: Callable[[], float] = time.time, max_threads: int = 32, derivers: Sequence[Deriver] = ()):
         self.collectors = list(collectors)
+        self.derivers = list(derivers)
         self.timeout = timeout
         self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="collector")
@@ -85,7 +97,7 @@ class Runner:
             busy = self._inflight.get(c.name)
             if busy is not None and not busy.done():
                 self._overruns[c.name] = self._overruns.get(c.name, 0) + 1
-                statuses.append(CollectorStatus(c.name, False, 0.0, "previous run still busy", skipped=True))
+                statuses.append(CollectorStatus(c.name, False, 0.0, "previous run still busy"))
                 continue
             started[c.name] = self._inflight[c.name] = self._pool.submit(_run_one, c)
         groups: List[Tuple[str, List[MetricFamily]]] = []
@@ -103,6 +115,10 @@ class Runner:
                                         "a source is hanging; its series are missing until it answers"))
                 continue
             self._record(name, *fut.result(), groups, problems, statuses)
+        if self.derivers:  # stage two: worked out from this cycle's results alone
+            view = Snapshot(now, tuple(merge_families(g for _, g in groups)[0]))
+            for d in self.derivers:
+                self._record(d.name, *_run_one(d, view), groups, problems, statuses)  # type: ignore[arg-type]
         statuses.sort(key=lambda s: s.name)
         own = self._self_metrics(statuses)
         # the agent's own families first, what targets pass through last: in a clash, ours win

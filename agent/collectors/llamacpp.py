@@ -17,7 +17,7 @@ from typing import Any, List, Optional, Tuple
 
 from ..model import COUNTER, GAUGE, MetricFamily, gauge
 from .http import FetchError, error_message
-from .openmetrics import OpenMetricsCollector
+from .openmetrics import OpenMetricsCollector, Signals
 
 GAUGES_DECLARED_AS_COUNTERS = ("llamacpp:n_tokens_max", "llamacpp:n_busy_slots_per_decode")
 PROPS_REFRESH = 300.0  # /props changes only on restart; re-read it now and then anyway
@@ -97,7 +97,7 @@ class LlamaCppCollector(OpenMetricsCollector):
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         return retype_llamacpp(families)
 
-    def scrape(self, deadline: float, out: List[MetricFamily]) -> bool:
+    def scrape(self, deadline: float, out: List[MetricFamily], signals: Signals) -> bool:
         # /health first: if the server is gone or hung, this costs one timeout, not four
         try:
             resp = self.get("/health", deadline, ok_statuses=(200, 500, 503))
@@ -106,12 +106,12 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.health = None
             self.count_error(e.reason)
             self.down_problem(e)
-            self._health_timed_out = e.reason == "timeout"
+            signals.health_timed_out = e.reason == "timeout"
             self.rates = {}
             self._props = None
             return False
         out.append(self._health_family())
-        self._scrape_passthrough(deadline, out)
+        self._scrape_passthrough(deadline, out, signals)
         self._scrape_slots(deadline, out)
         self._scrape_props(deadline, out)
         return True
@@ -126,11 +126,11 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.problem("critical", f"/health reports an error: {self.health.message}", "read the server's log")
         return fam
 
-    def _scrape_passthrough(self, deadline: float, out: List[MetricFamily]) -> None:
+    def _scrape_passthrough(self, deadline: float, out: List[MetricFamily], signals: Signals) -> None:
         enabled = gauge("llm_agent_target_metrics_enabled",
                         "Whether the target serves /metrics (0: llama-server started without --metrics).")
         try:
-            out.extend(self.scrape_metrics(deadline))
+            out.extend(self.scrape_metrics(deadline, signals))
             enabled.add(dict(self.labels), 1)
         except FetchError as e:
             self.count_error(e.reason)
@@ -139,7 +139,7 @@ class LlamaCppCollector(OpenMetricsCollector):
                 self.problem("warning", "llama-server was started without --metrics, so its own metrics are missing",
                              "add --metrics to the llama-server command line (or LLAMA_ARG_ENDPOINT_METRICS=1)")
             else:
-                self._metrics_timed_out = e.reason == "timeout"  # /health answers, the engine does not
+                signals.metrics_timed_out = e.reason == "timeout"  # /health answers, the engine does not
                 self.problem("warning", f"/metrics failed: {e}")
         out.append(enabled)
 

@@ -73,7 +73,6 @@ class NvmlCollector:
         self._xid: Optional[XidWatcher] = None
         self._versions: Dict[str, str] = {}
         self._unsupported: Set[Tuple[int, str]] = set()  # static per GPU: stop asking
-        self.pid_memory: Dict[int, int] = {}  # GPU memory per pid, all GPUs (read by the process collector)
         self._error_names = {getattr(nvml, a): a for a in dir(nvml) if a.startswith("NVML_ERROR_")}
 
     def _err_name(self, e: Exception) -> str:
@@ -155,7 +154,6 @@ class NvmlCollector:
             self.problems.append(Problem(sev, "nvml", f"NVML unavailable: {self.init_error}", hint))
             return [nvml_up.add({}, 0), failures]
         families: Dict[str, MetricFamily] = {}
-        self._pid_memory_next: Dict[int, int] = {}
         try:
             for gpu in self.gpus:
                 self._collect_gpu(gpu, families)
@@ -166,12 +164,30 @@ class NvmlCollector:
                                          _HINTS.get(e.err_name, "")))
             return [nvml_up.add({}, 0), failures]
         nvml_up.add({}, 1)
-        self.pid_memory = self._pid_memory_next
+        extra = self._xid_watcher_health()
         info = gauge("llm_agent_nvml_info", "NVML and driver versions; always 1.").add(self._versions, 1)
         errors = counter("llm_agent_nvml_field_errors_total", "NVML readings that failed with an unexpected error, by field.")
         for field_name, n in sorted(self._field_errors.items()):
             errors.add({"field": field_name}, n)
-        return [nvml_up, failures, info, errors] + list(families.values())
+        return [nvml_up, failures, info, errors] + extra + list(families.values())
+
+    def _xid_watcher_health(self) -> List[MetricFamily]:
+        """Whether XIDs are being counted; a watcher thread that died is reported and restarted."""
+        if not self.xid_events or self._xid is None:
+            return []
+        up = gauge("llm_agent_nvml_xid_watcher_up", "Whether XID events are being watched (1) or the watcher stopped (0).")
+        if self._xid.alive():
+            return [up.add({}, 1)]
+        self.problems.append(Problem("warning", "nvml", f"XID event watching stopped ({self._xid.error or 'unknown'}); "
+                                                        "XID errors are not counted until it restarts",
+                                     "it is restarted each cycle; if this persists, check the driver (dmesg)"))
+        dead, self._xid = self._xid, None
+        dead.close()
+        try:
+            self._xid = XidWatcher(self.nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None])
+        except (self.nvml.NVMLError, AttributeError) as e:
+            log.warning("NVML: restarting the XID watcher failed: %s", e)
+        return [up.add({}, 0)]
 
     def _family(self, families: Dict[str, MetricFamily], name: str, mtype: str = GAUGE, help: str = "") -> MetricFamily:
         fam = families.get(name)
@@ -273,7 +289,6 @@ class NvmlCollector:
             if p.usedGpuMemory is None:
                 continue
             fam.add({**gpu.labels, "pid": str(p.pid), "process_name": self.process_name(p.pid)}, p.usedGpuMemory)
-            self._pid_memory_next[p.pid] = self._pid_memory_next.get(p.pid, 0) + p.usedGpuMemory
 
     def close(self) -> None:
         if self._xid is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -99,6 +100,17 @@ def sum_family(families: Dict[str, MetricFamily], name: str) -> Optional[float]:
     return sum(s.value for s in fam.samples if s.name == name)
 
 
+@dataclass
+class Signals:
+    """What one collect cycle learned for hang and stall detection; made fresh each cycle and
+    passed down explicitly, so each flag has one owner: the cycle."""
+
+    health_timed_out: bool = False
+    metrics_timed_out: bool = False  # /health answered, /metrics did not (llama-server)
+    busy: Optional[bool] = None  # requests in progress, when the server says
+    progressed: bool = False  # the generated-token counter moved
+
+
 class OpenMetricsCollector:
     """Generic passthrough collector for one target."""
 
@@ -168,31 +180,30 @@ class OpenMetricsCollector:
         start = self.clock()
         deadline = start + self.timeout
         out: List[MetricFamily] = []
-        self._health_timed_out = self._metrics_timed_out = False
-        self._busy: Optional[bool] = None
-        self._progressed = False
-        up = self.scrape(deadline, out)
+        signals = Signals()
+        up = self.scrape(deadline, out, signals)
         out.extend(self._target_families(up, self.clock() - start))
         if self.liveness is not None:
-            self.liveness.observe(self._health_timed_out, self._metrics_timed_out, self._busy, self._progressed)
+            self.liveness.observe(signals.health_timed_out, signals.metrics_timed_out, signals.busy, signals.progressed)
             out.extend(self.liveness.families())
             self.problems.extend(self.liveness.problems())
         return out
 
-    def scrape(self, deadline: float, out: List[MetricFamily]) -> bool:
-        """Fetch everything from the target into `out`; return whether it is up."""
+    def scrape(self, deadline: float, out: List[MetricFamily], signals: "Signals") -> bool:
+        """Fetch everything from the target into `out`, noting what liveness needs in
+        `signals`; return whether it is up."""
         try:
-            passthrough = self.scrape_metrics(deadline)
+            passthrough = self.scrape_metrics(deadline, signals)
         except FetchError as e:
             self.count_error(e.reason)
             self.down_problem(e)
             self.rates = {}
-            self._health_timed_out = e.reason == "timeout"  # /metrics is this server's only health check
+            signals.health_timed_out = e.reason == "timeout"  # /metrics is this server's only health check
             return False
         out.extend(passthrough)
         return True
 
-    def scrape_metrics(self, deadline: float) -> List[MetricFamily]:
+    def scrape_metrics(self, deadline: float, signals: "Signals") -> List[MetricFamily]:
         """GET the metrics path, parse, retype, derive rates and resets, relabel."""
         resp = self.get(self.target.metrics_path, deadline)
         limits = self.limits
@@ -217,14 +228,14 @@ class OpenMetricsCollector:
                                     f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
                          "they would have broken the exposition or claimed the agent's own names; "
                          "llm_agent_target_series_dropped_total counts them")
-        self._derive(families)
+        self._derive(families, signals)
         return relabel(families, self.labels)
 
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         """Hook: correct types a server declares wrongly (llama.cpp's gauges-as-counters)."""
         return families
 
-    def _derive(self, families: List[MetricFamily]) -> None:
+    def _derive(self, families: List[MetricFamily], signals: "Signals") -> None:
         now = self.clock()
         by_name = {f.name: f for f in families}
         if self._detect_reset(families):
@@ -232,7 +243,7 @@ class OpenMetricsCollector:
         self.rates = {}
         busy = [sum_family(by_name, n) for n in BUSY_GAUGES]
         if any(b is not None for b in busy):
-            self._busy = any(b for b in busy if b)
+            signals.busy = any(b for b in busy if b)
         for what, names in RATE_SOURCES.items():
             total = next((t for t in (sum_family(by_name, n) for n in names) if t is not None), None)
             if total is None:
@@ -240,7 +251,7 @@ class OpenMetricsCollector:
             counter_rate = self._token_rates.setdefault(what, CounterRate())
             prev = counter_rate.last()
             if what == "generation" and prev is not None:
-                self._progressed = total != prev
+                signals.progressed = total != prev
             rate = counter_rate.add(now, total)
             if rate is not None:
                 self.rates[what] = rate

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
-from ..model import MetricFamily, counter, gauge
+from ..model import MetricFamily, Snapshot, counter, gauge
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +49,11 @@ class ProcessCollector:
 
     inline = True  # reads memory or /proc only (see runner.Collector)
 
-    def __init__(self, server: str, url: str, gpu_memory: Callable[[], Dict[int, int]] = dict,
-                 finder: Callable[[int], Optional[int]] = find_listener):
+    def __init__(self, server: str, url: str, finder: Callable[[int], Optional[int]] = find_listener):
         self.name = f"process:{server}"
         self.server = server
         self.port = urlsplit(url).port or 80
         self.local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
-        self.gpu_memory = gpu_memory
         self.finder = finder
         self.proc: Optional[psutil.Process] = None
         self.starts = 0
@@ -115,22 +113,39 @@ class ProcessCollector:
                 .add({**lbl, "pid": str(proc.pid)}, 1)]
         fams += [MetricFamily(f"llm_agent_target_process_{name}", mtype, help_).add(lbl, v)
                  for name, mtype, help_, v in values]
-        used = self.gpu_memory().get(proc.pid)
-        if used is not None:
-            fams.append(gauge("llm_agent_target_process_gpu_memory_bytes", "GPU memory the target's process uses (NVML).")
-                        .add(lbl, used))
         fams.append(counter("llm_agent_target_process_changes_total",
                             "Times a new process was found behind the target's port.").add(lbl, self.starts))
         return fams
 
 
+class ProcessGpuMemory:
+    """llm_agent_target_process_gpu_memory_bytes{server}: this cycle's per-process GPU memory
+    from NVML (all GPUs) joined with this cycle's pid behind each target (a runner.Deriver)."""
+
+    name = "process_gpu_memory"
+
+    def derive(self, view: Snapshot) -> List[MetricFamily]:
+        by_pid: Dict[str, float] = {}
+        for s in view.samples("llm_agent_gpu_process_memory_bytes"):
+            by_pid[s.label("pid")] = by_pid.get(s.label("pid"), 0.0) + s.value
+        fam = gauge("llm_agent_target_process_gpu_memory_bytes", "GPU memory the target's process uses (NVML, all GPUs).")
+        for s in view.samples("llm_agent_target_process_info"):
+            used = by_pid.get(s.label("pid"))
+            if used is not None:
+                fam.add({"server": s.label("server")}, used)
+        return [fam]
+
+
 class ExitWatcher:
-    """Polls the watched processes every `period` seconds; calls `on_exit(server)` when one ends."""
+    """Polls the watched processes every `period` seconds; calls `on_exit(server)` when one ends.
+    It only reads the collectors' current process; the collector itself notices the exit and
+    looks for a new one in its own cycle (one owner for its state)."""
 
     def __init__(self, on_exit: Callable[[str], None], period: float = 0.2):
         self.on_exit = on_exit
         self.period = period
         self.watched: Dict[str, ProcessCollector] = {}
+        self._reported: Dict[str, int] = {}  # server -> the pid whose exit was already reported
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="exit-watcher", daemon=True)
         self._thread.start()
@@ -142,14 +157,14 @@ class ExitWatcher:
         while not self._stop.wait(self.period):
             for server, c in list(self.watched.items()):
                 proc = c.proc
-                if proc is None:
+                if proc is None or self._reported.get(server) == proc.pid:
                     continue
                 try:
                     gone = not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
                 except psutil.Error:
                     gone = True
                 if gone:
-                    c.proc = None
+                    self._reported[server] = proc.pid
                     log.warning("target %s: its process %d exited", server, proc.pid, extra={"TARGET": server})
                     try:
                         self.on_exit(server)

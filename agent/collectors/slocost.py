@@ -11,30 +11,27 @@ from __future__ import annotations
 
 import calendar
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from ..config import Config, TargetConfig
-from ..model import MetricFamily, gauge
+from ..model import MetricFamily, Snapshot, gauge
 
 
-class SloCostCollector:
-    """Objectives per target, and the host's cost."""
+class SloCost:
+    """Objectives per target, and the host's cost: a deriver (see runner.Deriver) reading this
+    cycle's GPUs and token rates from the view, never from the collectors themselves."""
 
     name = "slo_cost"
-    inline = True  # reads memory only (see runner.Collector)
 
-    def __init__(self, config: Config, targets: Callable[[], Sequence[TargetConfig]], gpu_count: Callable[[], int],
-                 tokens_per_second: Callable[[], float], clock: Callable[[], float] = time.time):
+    def __init__(self, config: Config, targets: Callable[[], Sequence[TargetConfig]], clock: Callable[[], float] = time.time):
         self.config = config
         self.targets = targets
-        self.gpu_count = gpu_count
-        self.tokens_per_second = tokens_per_second
         self.clock = clock
-        self.smoothed = None
-        self._last = None
+        self.smoothed: Optional[float] = None
+        self._last: Optional[float] = None
         self.problems: List = []
 
-    def collect(self) -> List[MetricFamily]:
+    def derive(self, view: Snapshot) -> List[MetricFamily]:
         c = self.config
         budget = gauge("llm_agent_slo_error_budget", "1 minus the target's availability objective.")
         latency_budget = gauge("llm_agent_slo_latency_error_budget",
@@ -46,11 +43,13 @@ class SloCostCollector:
             objective.add({"server": t.name, "slo": "availability"}, avail)
             objective.add({"server": t.name, "slo": "ttft"}, c.get("slo.ttft_seconds"))
             latency_budget.add({"server": t.name}, round(1 - c.get("slo.ttft_objective"), 9))
-        return [budget, latency_budget, objective] + self._cost()
+        gpus = len(view.samples("llm_agent_gpu_up"))
+        tokens_per_second = sum(s.value for s in view.samples("llm_agent_generation_tokens_per_second"))
+        return [budget, latency_budget, objective] + self._cost(gpus, tokens_per_second)
 
-    def _cost(self) -> List[MetricFamily]:
+    def _cost(self, gpus: int, rate: float) -> List[MetricFamily]:
         c = self.config
-        per_hour = c.get("cost.gpu_hour_price") * self.gpu_count() + c.get("cost.host_hour_price")
+        per_hour = c.get("cost.gpu_hour_price") * gpus + c.get("cost.host_hour_price")
         if per_hour <= 0:
             return []
         now = self.clock()
@@ -65,7 +64,6 @@ class SloCostCollector:
                 .add(lbl, per_hour * 24 * days)]
         if c.get("cost.month_budget") > 0:
             fams.append(gauge("llm_agent_cost_month_budget", "The configured monthly budget.").add(lbl, c.get("cost.month_budget")))
-        rate = self.tokens_per_second()
         if self._last is not None:
             alpha = min(1.0, (now - self._last) / 300.0)  # about a five-minute average
             self.smoothed = rate if self.smoothed is None else self.smoothed + alpha * (rate - self.smoothed)
@@ -75,12 +73,3 @@ class SloCostCollector:
                         .add(lbl, per_hour / (self.smoothed * 3600) * 1000))
         return fams
 
-
-def total_rate(collectors: Sequence[object]) -> Dict[str, float]:
-    """Generation tokens/s per server from the target collectors' last cycle."""
-    out = {}
-    for c in collectors:
-        rates = getattr(c, "rates", None)
-        if rates and "generation" in rates:
-            out[c.target.name] = rates["generation"]
-    return out

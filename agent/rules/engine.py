@@ -10,6 +10,7 @@ that failed) the alert is held, and resolved with a "no data" note only after
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 @dataclass
 class Rule:
     name: str
-    expr_text: str
     expr: object
     for_: float = 0.0
     keep_firing_for: float = 0.0
@@ -50,7 +50,6 @@ class Alert:
     active_at: float
     value: float
     last_seen: float
-    fired_at: float = 0.0
     last_sent: float = 0.0  # last firing notification (0: never, e.g. inhibited all along)
     inhibited: bool = False
     keep_firing_since: float = 0.0  # first evaluation without it, while keep_firing_for holds it
@@ -61,11 +60,12 @@ class Alert:
 
     def to_doc(self) -> dict:
         return {k: getattr(self, k) for k in ("rule", "labels", "source", "annotations", "state", "active_at",
-                                               "value", "last_seen", "fired_at", "last_sent", "inhibited", "keep_firing_since")}
+                                               "value", "last_seen", "last_sent", "inhibited", "keep_firing_since")}
 
     @classmethod
     def from_doc(cls, doc: dict) -> "Alert":
-        doc = dict(doc)
+        known = {f.name for f in dataclasses.fields(cls)}
+        doc = {k: v for k, v in doc.items() if k in known}  # a field an older agent saved and we dropped
         doc["source"] = tuple(tuple(kv) for kv in doc["source"])
         return cls(**doc)
 
@@ -255,7 +255,7 @@ class Engine:
             alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
             alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
             if alert.state == "pending" and t - alert.active_at >= rule.for_:
-                alert.state, alert.fired_at = "firing", t
+                alert.state = "firing"
                 out.append(Notification("firing", alert, t))
             elif alert.state == "firing" and rule.cooldown > 0 and alert.last_sent and t - alert.last_sent >= rule.cooldown:
                 out.append(Notification("firing", alert, t))
@@ -330,9 +330,3 @@ class Engine:
 
     def active(self) -> List[Alert]:
         return [a for by_rule in self.alerts.values() for a in by_rule.values()]
-
-    def find(self, fp: str) -> Optional[Alert]:
-        for by_rule in self.alerts.values():
-            if fp in by_rule:
-                return by_rule[fp]
-        return None

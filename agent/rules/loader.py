@@ -22,7 +22,7 @@ def default_rules_config() -> Config:
 
 def build_rule(doc: Dict) -> Rule:
     templates = {k: Template(v) for k, v in doc["labels"].items() if "{{" in v}
-    return Rule(name=doc["name"], expr_text=doc["expr"], expr=parse(doc["expr"]), for_=doc["for"],
+    return Rule(name=doc["name"], expr=parse(doc["expr"]), for_=doc["for"],
                 keep_firing_for=doc["keep_firing_for"], cooldown=doc["cooldown"], severity=doc["severity"],
                 labels={k: v for k, v in doc["labels"].items() if k not in templates},
                 label_templates=templates,

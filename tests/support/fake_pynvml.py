@@ -93,6 +93,10 @@ class FakeNvml(types.ModuleType):
             self._raise(code)
         return value
 
+    def break_event_wait(self, code: int = real.NVML_ERROR_UNKNOWN) -> None:
+        """The next nvmlEventSetWait fails with `code` (a driver error mid-run)."""
+        self._events.put(code)
+
     def inject_xid(self, index: int, xid: int) -> None:
         """Simulate the driver reporting XID `xid` on GPU `index`."""
         self._events.put(types.SimpleNamespace(device=_Handle(index), eventType=real.nvmlEventTypeXidCriticalError,
@@ -218,9 +222,12 @@ class FakeNvml(types.ModuleType):
 
     def nvmlEventSetWait_v2(self, event_set, timeout_ms):
         try:
-            return self._events.get(timeout=timeout_ms / 1000.0)
+            event = self._events.get(timeout=timeout_ms / 1000.0)
         except queue.Empty:
             self._raise(real.NVML_ERROR_TIMEOUT)
+        if isinstance(event, int):
+            self._raise(event)
+        return event
 
     def nvmlEventSetFree(self, event_set):
         pass

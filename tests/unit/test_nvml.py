@@ -81,6 +81,23 @@ def test_process_memory_with_names_and_unknown_usage_omitted(three):
     assert procs == [("4242", "llama-server", 56 << 30)]
 
 
+def test_a_dead_xid_watcher_is_reported_and_restarted(three):
+    fake, c = three
+    assert collect(c).value("llm_agent_nvml_xid_watcher_up") == 1
+    watcher = c._xid
+    fake.break_event_wait()
+    watcher._thread.join(5)  # the event: the watcher's thread ended on the error
+    snap = collect(c)
+    assert snap.value("llm_agent_nvml_xid_watcher_up") == 0
+    assert any("XID event watching stopped" in p.message for p in c.problems)
+    assert collect(c).value("llm_agent_nvml_xid_watcher_up") == 1, "restarted"
+    fake.inject_xid(1, 48)
+    deadline = time.monotonic() + 5
+    while not collect(c).samples("llm_agent_gpu_xid_errors_total") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert collect(c).value("llm_agent_gpu_xid_errors_total", gpu="1", xid="48") == 1
+
+
 def test_xid_events_counted_by_code(three):
     fake, c = three
     collect(c)  # initialises NVML and starts the event thread

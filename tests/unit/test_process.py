@@ -7,21 +7,27 @@ import subprocess
 import sys
 import threading
 
-from agent.collectors.process import ExitWatcher, ProcessCollector, is_python
-from agent.model import Snapshot
+from agent.collectors.process import ExitWatcher, ProcessCollector, ProcessGpuMemory, is_python
+from agent.model import Snapshot, gauge
 from agent.stacks import StackStore, dump
 
 
-def test_process_metrics_with_gpu_memory_from_nvml():
+def test_process_metrics_and_gpu_memory_joined_from_this_cycles_nvml_series():
     me = os.getpid()
-    c = ProcessCollector("llama", "http://127.0.0.1:8080", gpu_memory=lambda: {me: 123 << 20}, finder=lambda port: me)
-    snap = Snapshot(0.0, tuple(c.collect()))
+    c = ProcessCollector("llama", "http://127.0.0.1:8080", finder=lambda port: me)
+    families = list(c.collect())
+    snap = Snapshot(0.0, tuple(families))
     assert snap.value("llm_agent_target_process_found") == 1
     assert snap.samples("llm_agent_target_process_info")[0].label("pid") == str(me)
     assert snap.value("llm_agent_target_process_resident_memory_bytes") > 0
-    assert snap.value("llm_agent_target_process_gpu_memory_bytes") == 123 << 20
     assert snap.value("llm_agent_target_process_threads") >= 1
     assert is_python(c.proc)
+    nvml = gauge("llm_agent_gpu_process_memory_bytes", "")
+    nvml.add({"gpu": "0", "pid": str(me)}, 100 << 20).add({"gpu": "1", "pid": str(me)}, 23 << 20)
+    nvml.add({"gpu": "1", "pid": "1"}, 5 << 20)  # another process: not this target's
+    derived = Snapshot(0.0, tuple(ProcessGpuMemory().derive(Snapshot(0.0, tuple(families) + (nvml,)))))
+    assert [(s.labels, s.value) for s in derived.samples("llm_agent_target_process_gpu_memory_bytes")] == \
+        [((("server", "llama"),), 123 << 20)]
 
 
 def test_remote_targets_have_no_process():

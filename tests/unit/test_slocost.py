@@ -2,9 +2,20 @@
 
 import time
 
-from agent.collectors.slocost import SloCostCollector
+from agent.collectors.slocost import SloCost
 from agent.config import TargetConfig, parse_config
-from agent.model import Snapshot
+from agent.model import Snapshot, gauge
+
+
+def view(gpus=8, tokens_per_second=(60.0, 40.0)):
+    """This cycle's results as the deriver sees them: GPUs and per-target token rates."""
+    up = gauge("llm_agent_gpu_up", "")
+    for i in range(gpus):
+        up.add({"gpu": str(i)}, 1)
+    rate = gauge("llm_agent_generation_tokens_per_second", "")
+    for i, r in enumerate(tokens_per_second):
+        rate.add({"server": f"s{i}"}, r)
+    return Snapshot(0.0, (up, rate))
 
 
 def test_objectives_and_cost():
@@ -13,8 +24,8 @@ def test_objectives_and_cost():
     targets = [TargetConfig("a", "http://x:1"), TargetConfig("b", "http://x:2", slo_availability=0.999)]
     now = time.mktime((2026, 11, 25, 6, 0, 0, 0, 0, -1))  # 06:00 local, a 30-day month
     clock = iter([now, now + 60]).__next__
-    c = SloCostCollector(config, lambda: targets, lambda: 8, lambda: 100.0, clock)
-    snap = Snapshot(0.0, tuple(c.collect()))
+    c = SloCost(config, lambda: targets, clock)
+    snap = Snapshot(0.0, tuple(c.derive(view())))
     assert snap.value("llm_agent_slo_error_budget", server="a") == 0.01
     assert snap.value("llm_agent_slo_error_budget", server="b") == 0.001
     assert snap.value("llm_agent_cost_per_hour") == 17.0  # 8 GPUs x 2 + 1
@@ -22,13 +33,13 @@ def test_objectives_and_cost():
     assert snap.value("llm_agent_cost_month_projection") == 17.0 * 24 * 30
     assert snap.value("llm_agent_cost_month_budget") == 1000.0
     assert snap.samples("llm_agent_cost_per_1k_tokens") == []  # one reading is not yet a rate
-    snap = Snapshot(0.0, tuple(c.collect()))
+    snap = Snapshot(0.0, tuple(c.derive(view())))
     assert round(snap.value("llm_agent_cost_per_1k_tokens"), 6) == round(17.0 / (100 * 3600) * 1000, 6)
 
 
 def test_no_price_no_cost_series():
-    c = SloCostCollector(parse_config(""), lambda: [], lambda: 8, lambda: 0.0)
-    assert [f.name for f in c.collect()] == ["llm_agent_slo_error_budget", "llm_agent_slo_latency_error_budget",
+    c = SloCost(parse_config(""), lambda: [])
+    assert [f.name for f in c.derive(view())] == ["llm_agent_slo_error_budget", "llm_agent_slo_latency_error_budget",
                                              "llm_agent_slo_objective"]
 
 
