@@ -1,15 +1,17 @@
 """`llm-agent check`: one pass over everything, read back as a report for a person or a script.
 
-The report is built only from a Snapshot (the same one /metrics would serve), plus a few
-thresholds an operator would look at first; exit status 0 = all good, 1 = warnings,
+The report is built only from snapshots (the same ones /metrics would serve): the health of
+each target and GPU as /healthz sees it (health.py), and what the alert rules say of the
+readings, with the thresholds the alerts use; exit status 0 = all good, 1 = warnings,
 2 = critical.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .health import target_checks
 from .model import SEVERITY_RANK, Problem, Snapshot
 
 GIB = 1 << 30
@@ -50,6 +52,7 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
     ttft_count = _by_label(snapshot, "llm_agent_probe_ttft_seconds_count", "server")
     hung = _by_label(snapshot, "llm_agent_target_hung", "server")
     found = _by_label(snapshot, "llm_agent_target_process_found", "server")
+    health_by_target = {c["target"]: c["reasons"] for c in target_checks(snapshot)}
     stalled = _by_label(snapshot, "llm_agent_target_stalled", "server")
     slots: Dict[str, Dict[str, float]] = {}
     for s in snapshot.samples("llm_agent_target_slots"):
@@ -73,6 +76,7 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
         row["hung"], row["stalled"] = bool(hung.get(name)), bool(stalled.get(name))
         if name in found:
             row["process_found"] = bool(found[name])
+        row["health"] = health_by_target.get(name, [])  # the reasons /healthz gives, the same words
         rows.append(row)
     return rows
 
@@ -93,34 +97,12 @@ def host_summary(snapshot: Snapshot) -> Dict[str, Any]:
     return out
 
 
-def threshold_problems(gpus: List[Dict[str, Any]], host: Dict[str, Any]) -> List[Problem]:
-    """What the readings themselves say is wrong (the check-time view of the default alerts)."""
-    found = []
-    for g in gpus:
-        subject = f"gpu {g['gpu']}"
-        if g.get("temp_c", 0) >= 85:
-            found.append(Problem("warning", subject, f"temperature {g['temp_c']:.0f} C", "check cooling and airflow"))
-        if g.get("fb_total_mib") and g.get("fb_used_mib", 0) / g["fb_total_mib"] > 0.95:
-            found.append(Problem("warning", subject, "GPU memory over 95% used", "an out-of-memory error is near"))
-        if g.get("last_xid"):
-            found.append(Problem("warning", subject, f"XID {g['last_xid']:.0f} reported",
-                                 "look it up in NVIDIA's XID catalogue; check dmesg"))
-        if g.get("row_remap_failure"):
-            found.append(Problem("critical", subject, "row remapping failed", "the GPU needs service (RMA)"))
-        elif g.get("row_remap_pending"):
-            found.append(Problem("warning", subject, "a row remap is pending", "reset the GPU when it can be drained"))
-    if host.get("memory_total_bytes") and host.get("memory_available_bytes", 1) / host["memory_total_bytes"] < 0.10:
-        found.append(Problem("warning", "host", "memory over 90% used", "find the process with `ps aux --sort=-rss | head`"))
-    for fs in host.get("filesystems", []):
-        if fs["used_percent"] > 90:
-            found.append(Problem("warning", "host", f"filesystem {fs['mountpoint']} {fs['used_percent']}% full", "free space"))
-    return found
-
-
-def build_report(snapshot: Snapshot, hostname: str, config_source: str) -> Dict[str, Any]:
-    """The whole report as plain data (what --json prints)."""
+def build_report(snapshot: Snapshot, hostname: str, config_source: str,
+                 findings: Sequence[Problem] = ()) -> Dict[str, Any]:
+    """The whole report as plain data (what --json prints). `findings`: what the alert rules
+    say of the readings (health.rule_findings), so check and the alerts share thresholds."""
     gpus, targets, host = gpu_rows(snapshot), target_rows(snapshot), host_summary(snapshot)
-    problems = list(snapshot.problems) + threshold_problems(gpus, host)
+    problems = list(snapshot.problems) + list(findings)
     if not targets:
         problems.append(Problem("warning", "targets", "no inference server is being watched",
                                 "add [[targets]] to the config or enable [discovery]"))
@@ -190,12 +172,8 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
     if not r["targets"]:
         lines.append("  none")
     for t in r["targets"]:
-        if t["up"]:
-            state = "up"
-        elif t.get("process_found"):  # something listens but does not answer: hung or stopped, not down
-            state = tag("critical") + ": not answering (its process is alive)"
-        else:
-            state = tag("critical") + ": down"
+        reasons = [r for r in t.get("health", []) if not r.startswith(("completion probe", "stalled"))]
+        state = "up" if t["up"] else tag("critical") + ": " + (reasons[0] if reasons else "down")
         if t["up"] and "ready" in t:
             state += ", ready" if t["ready"] else ", " + tag("warning") + ": not ready"
         parts = [f"  {t['name']} ({t['kind']})  {state}"]

@@ -139,17 +139,23 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from .check import EXIT, build_report, render_report, running_alerts, use_color
     from .daemon import Agent
+    from .health import rule_findings
+    from .rules.loader import load_rules
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     agent = Agent(config, alerting=False)
     try:
-        snapshot = agent.cycle()
-        if any(s.value for s in snapshot.samples("llm_agent_target_up")) and args.sample > 0:
+        snapshots = [agent.cycle()]
+        if any(s.value for s in snapshots[0].samples("llm_agent_target_up")) and args.sample > 0:
             time.sleep(args.sample)  # a second pass turns token counters into rates
-            snapshot = agent.cycle()
+            snapshots.append(agent.cycle())
     finally:
         agent.close()
-    report = build_report(snapshot, config.hostname, config.source)
+    snapshot = snapshots[-1]
+    rules, inhibit = load_rules(config)
+    covered = {p.subject for p in snapshot.problems}
+    findings = rule_findings(rules, inhibit, snapshots, covered)
+    report = build_report(snapshot, config.hostname, config.source, findings)
     report["running_agent"] = running_alerts(config.get("exporter.listen"), bool(config.get("exporter.tls_cert_file")))
     if args.json:
         print(json.dumps(report, indent=2))

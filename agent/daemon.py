@@ -25,7 +25,7 @@ from .alerting import Alerting, resolve_state_dir
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes, discovered_targets
 from .exporter import Exporter
-from .healthz import health
+from .health import health
 from .model import Snapshot, gauge
 from .probes.collector import ProbeCollector
 from .probes.completion import ProbeSpec

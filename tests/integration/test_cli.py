@@ -152,7 +152,8 @@ def test_check_calls_a_stopped_server_not_answering_not_down(tmp_path, llama_ser
         r = cli("check", "--sample", "0", "--config", config)
     finally:
         os.kill(llama_server.proc.pid, signal.SIGCONT)
-    assert "tiny (llamacpp)  CRITICAL: not answering (its process is alive)" in r.stdout, r.stdout
+    assert "tiny (llamacpp)  CRITICAL: not answering: its process is alive (stopped, hung or overloaded)" in r.stdout, \
+        r.stdout
     assert f"(pid {llama_server.proc.pid}) is stopped (SIGSTOP?)" in r.stdout
     assert f"fix: send it SIGCONT (kill -CONT {llama_server.proc.pid})" in r.stdout
     assert "start the server" not in r.stdout
