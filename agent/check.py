@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .health import target_checks
+from .serve.health import target_checks
 from .model import SEVERITY_RANK, Problem, Snapshot
 
 GIB = 1 << 30

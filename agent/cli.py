@@ -84,7 +84,7 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
 
 def exporter_security(config):
     """(TLSContext or None, BasicAuth or None) from [exporter]."""
-    from .websecurity import BasicAuth, TLSContext
+    from .serve.websecurity import BasicAuth, TLSContext
 
     cert, key = config.get("exporter.tls_cert_file"), config.get("exporter.tls_key_file")
     tls = TLSContext(cert, key, config.get("exporter.tls_client_ca_file")) if cert and key else None
@@ -97,7 +97,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
     from .alerting import resolve_state_dir
     from .daemon import Agent, install_signals
-    from .exporter import Exporter, ExporterError
+    from .serve.exporter import Exporter, ExporterError
     from .statelock import StateDirInUse, StateLock
 
     _setup_logging(args.log_level or config.get("agent.log_level"), args.log_format)
@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from .check import EXIT, build_report, render_report, running_alerts, use_color
     from .daemon import Agent
-    from .health import rule_findings
+    from .serve.health import rule_findings
     from .rules.loader import load_rules
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

@@ -53,17 +53,18 @@ def test_alert(args: argparse.Namespace, config: Config) -> int:
 def stacks(args: argparse.Namespace, config: Config) -> int:
     from .alerting import resolve_state_dir
     from .collectors.process import ProcessCollector
-    from .stacks import StackStore
+    from .probes.stacks import StackStore
 
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     if args.which.isdigit():
         pid, name = int(args.which), f"pid-{args.which}"
     else:
-        from .daemon import Agent
+        from .discovery import discover_processes, discovered_targets
 
-        agent = Agent(config, alerting=False)
-        targets = {t.name: t for t in agent.targets()}
-        agent.close(drain=0)
+        # only what this command needs: the targets, as the running agent would find them
+        found = config.targets or (discovered_targets(discover_processes(), config.get("discovery.fallback_url"))
+                                   if config.get("discovery.enabled") else ())
+        targets = {t.name: t for t in found}
         target = targets.get(args.which)
         if target is None:
             print(f"llm-agent: no target named {args.which!r} (known: {', '.join(sorted(targets)) or 'none'})", file=sys.stderr)

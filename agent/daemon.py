@@ -11,47 +11,33 @@ import logging
 import signal
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
-from .collectors.host import HostCollector
-from .collectors.llamacpp import LlamaCppCollector
-from .collectors.nvml import NvmlCollector
-from .collectors.openmetrics import OpenMetricsCollector, public_url
-from .collectors.liveness import Liveness
-from .collectors.process import ExitWatcher, ProcessCollector, ProcessGpuMemory
-from .collectors.selfstats import SelfCollector
-from .collectors.slocost import SloCost
 from .alerting import Alerting, resolve_state_dir
+from .collectors.process import ExitWatcher
+from .collectors.registry import Context
 from .config import Config, ConfigError, TargetConfig, load_config
-from .discovery import Found, discover_processes, discovered_targets
-from .exporter import Exporter
-from .health import health
+from .discovery import Found, discover_processes
 from .model import Snapshot, gauge
-from .probes.collector import ProbeCollector
-from .probes.completion import ProbeSpec
-from .runner import Collector, Runner
-from .stacks import StackStore
+from .probes.stacks import StackStore
+from .runner import Runner
+from .serve.exporter import Exporter
+from .serve.health import health
 from .systemd import Notifier, Watchdog
+from .wiring import CollectorSet
 
 log = logging.getLogger(__name__)
 
-TARGET_KINDS = {"llamacpp": LlamaCppCollector, "openmetrics": OpenMetricsCollector}
-
-
-def _target_key(t: TargetConfig) -> Tuple:
-    return (t.name, t.url, t.kind, t.metrics_path, t.timeout, t.api_key, tuple(sorted(t.labels.items())))
-
-
 class Agent:
-    """One agent: owns the collectors and produces a Snapshot per `cycle()`."""
+    """One agent: the collection loop. It cycles (the collector set -> the runner -> alerting
+    -> the exporter), reloads on request and keeps systemd informed; what is collected is the
+    CollectorSet's business (wiring.py), what is alerted on the Alerting's."""
 
     def __init__(self, config: Config, nvml: object = None,
                  discover: Callable[[], Sequence[Found]] = discover_processes,
                  clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
                  alerting: bool = True, state_dir: Optional[str] = None):
         self.config = config
-        self.nvml = nvml
-        self.discover = discover
         self.clock = clock
         self.monotonic = monotonic
         self.exporter: Optional[Exporter] = None
@@ -59,105 +45,21 @@ class Agent:
         self.runner = Runner([], config.collector_timeout, clock)
         self.stats: Dict[str, object] = {"cycles": 0, "overruns": 0, "last_cycle_seconds": 0.0}
         self.reload_ok = True
-        self._targets: Dict[Tuple, List[Collector]] = {}  # per target: its collector, process, probe
-        self._fixed: List[Collector] = []
-        self._discovered: Tuple[TargetConfig, ...] = ()
-        self._next_discovery = 0.0
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()
         self.state_dir = state_dir or (resolve_state_dir(config) if alerting else "")
         self.stacks = StackStore(self.state_dir or "/tmp", config.get("health.py_spy_timeout")) \
             if config.get("health.py_spy") else None
-        self.exit_watcher: Optional[ExitWatcher] = None
         self._cycle_now = threading.Event()
-        self._build_fixed()
+        self.collectors = CollectorSet(Context(config, nvml, clock, monotonic, self.state_dir, self.stacks,
+                                               self._self_stats), self.runner, discover)
         self.alerting: Optional[Alerting] = None
         if alerting:
             self.alerting = Alerting(config, self.state_dir, clock, self.stacks)
 
-    # -- collectors --------------------------------------------------------------------------
-
-    def _build_fixed(self, previous: Optional[Config] = None) -> None:
-        """The collectors every config has. On a reload the NVML collector is kept unless its
-        settings changed (its XID counters and event thread live on); a replaced one is closed."""
-        c = self.config
-        fixed: List[Collector] = [SelfCollector(self._self_stats)]
-        old_nvml = getattr(self, "nvml_collector", None)
-        nvml_same = previous is not None and previous.sections["collectors"]["nvml"] == c.sections["collectors"]["nvml"] \
-            and previous.hostname == c.hostname
-        if old_nvml is not None and not nvml_same:
-            old_nvml.close()
-            old_nvml = None
-        if c.get("collectors.nvml.enabled"):
-            fixed.append(old_nvml or NvmlCollector(self.nvml, hostname=c.hostname,
-                                                   xid_events=c.get("collectors.nvml.xid_events"),
-                                                   process_memory=c.get("collectors.nvml.process_memory"),
-                                                   retry_max=c.get("collectors.nvml.retry_max")))
-        if c.get("collectors.host.enabled"):
-            fixed.append(HostCollector(c.get("collectors.host.fs_types_exclude"),
-                                       c.get("collectors.host.mount_points_exclude"),
-                                       c.get("collectors.host.net_devices_exclude")))
-        self.nvml_collector = next((x for x in fixed if isinstance(x, NvmlCollector)), None)
-        self._fixed = fixed
-        self.runner.derivers = [SloCost(c, self.targets_now, self.clock), ProcessGpuMemory()]
-
     def targets(self) -> Tuple[TargetConfig, ...]:
-        """Configured targets, else discovered ones (re-discovered every discovery.interval)."""
-        if self.config.targets:
-            return self.config.targets
-        if not self.config.get("discovery.enabled"):
-            return ()
-        now = self.monotonic()
-        if now >= self._next_discovery:
-            try:
-                found = self.discover()
-            except Exception as e:  # /proc races and permission walls must not stop the agent
-                log.warning("process discovery failed: %s", e)
-                found = []
-            self._discovered = discovered_targets(found, self.config.get("discovery.fallback_url"))
-            self._next_discovery = now + self.config.get("discovery.interval")
-        return self._discovered
-
-    def _make_target(self, t: TargetConfig) -> List[Collector]:
-        """The collectors of one target: its own, the process behind it, its probe."""
-        c = self.config
-        process = ProcessCollector(t.name, t.url)
-        liveness = Liveness(t.name, self.monotonic, process, self.stacks, c.get("health.hang_after"),
-                            c.get("health.stall_after"))
-        group: List[Collector] = [TARGET_KINDS[t.kind](t, max_bytes=c.get("agent.max_response_bytes"),
-                                                      clock=self.monotonic, liveness=liveness,
-                                                      budget=c.collector_timeout * 0.9), process]
-        if c.get("probes.enabled") and t.probe:
-            api = c.get("probes.api")
-            spec = ProbeSpec(t.url, api if api != "auto" else ("completion" if t.kind == "llamacpp" else "chat"),
-                             c.get("probes.prompt"), c.get("probes.max_tokens"), timeout=c.get("probes.timeout"),
-                             model=c.get("probes.model"), api_key=t.api_key)
-            group.append(ProbeCollector(t.name, spec, c.get("probes.interval"), canary_regex=c.get("probes.canary_regex"),
-                                        canary_baseline=c.get("probes.canary_baseline"), state_dir=self.state_dir,
-                                        slow_after=c.get("slo.ttft_seconds")))
-        return group
-
-    def _sync_collectors(self) -> None:
-        wanted: Dict[Tuple, List[Collector]] = {}
-        for t in self.targets():
-            key = _target_key(t)
-            wanted[key] = self._targets.get(key) or self._make_target(t)
-        if wanted.keys() != self._targets.keys():
-            log.info("targets: %s", ", ".join(f"{k[0]} ({public_url(k[1])})" for k in wanted) or "none")
-            for key in wanted.keys() - self._targets.keys():
-                log.info("watching target %s", key[0], extra={"TARGET": key[0]})
-        self._targets = wanted
-        self.runner.set_collectors(self._fixed + [c for group in wanted.values() for c in group])
-        if self.exit_watcher is not None:
-            self.exit_watcher.set([c for group in wanted.values() for c in group if isinstance(c, ProcessCollector)])
-
-    def targets_now(self) -> Tuple[TargetConfig, ...]:
-        """The targets of the current collector set (no discovery run)."""
-        return tuple(group[0].target for group in self._targets.values())
-
-    def target_collectors(self) -> List[Collector]:
-        return [group[0] for group in self._targets.values()]
+        return self.collectors.targets()
 
     def wake_now(self, server: str = "") -> None:
         """Run a cycle at once (a watched process exited), not at the next tick."""
@@ -169,7 +71,7 @@ class Agent:
     def _self_stats(self) -> Dict[str, object]:
         stats = dict(self.stats)
         stats["targets_configured"] = len(self.config.targets)
-        stats["targets_discovered"] = 0 if self.config.targets else len(self._discovered)
+        stats["targets_discovered"] = self.collectors.discovered_count
         if self.exporter is not None:
             stats["requests"] = self.exporter.stats.copy()
             stats["rejected"] = self.exporter.rejected
@@ -180,7 +82,7 @@ class Agent:
     def cycle(self) -> Snapshot:
         """Collect once, publish the snapshot to the exporter, and return it."""
         start = self.monotonic()
-        self._sync_collectors()
+        self.collectors.sync()
         reload_ok = gauge("llm_agent_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or not (0).")
         snapshot = self.runner.run(extra=[reload_ok.add({}, 1 if self.reload_ok else 0)])
         if self.alerting is not None:
@@ -205,7 +107,7 @@ class Agent:
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
         if self.config.get("health.watch_processes"):
-            self.exit_watcher = ExitWatcher(self.wake_now)
+            self.collectors.exit_watcher = ExitWatcher(self.wake_now)
         notifier = notifier or Notifier()
         self.last_progress = self.monotonic()
         watchdog = Watchdog(notifier, lambda: self.last_progress,
@@ -278,15 +180,15 @@ class Agent:
         listen_changed = new.get("exporter.listen") != old.get("exporter.listen")
         self.config = new
         self.runner.timeout = new.collector_timeout
-        self._build_fixed(previous=old)  # [cost], [slo] and the host collector take effect; NVML kept if unchanged
-        self._next_discovery = 0.0
+        self.collectors.ctx.config = new
+        self.collectors.build_fixed(previous=old)  # [cost], [slo] and the host collector take effect; NVML kept if unchanged
         log.info("configuration reloaded from %s%s", new.source,
                  "; [exporter] listen changes only on restart" if listen_changed else "")
 
     def close(self, drain: float = 5.0) -> None:
         """Stop collecting; deliver what the outbox holds for at most `drain` seconds."""
-        if self.exit_watcher is not None:
-            self.exit_watcher.close()
+        if self.collectors.exit_watcher is not None:
+            self.collectors.exit_watcher.close()
         self.runner.close()
         if self.alerting is not None:
             self.alerting.close(drain)

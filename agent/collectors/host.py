@@ -7,12 +7,13 @@ captured values. `HostCollector` only calls psutil.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
+from .registry import Context, register
 
 CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
 
@@ -135,3 +136,12 @@ class HostCollector:
 
     def collect(self) -> List[MetricFamily]:
         return host_families(self.read())
+
+
+@register("host", "collectors.host")
+def _build(ctx: Context) -> Optional[HostCollector]:
+    c = ctx.config
+    if not c.get("collectors.host.enabled"):
+        return None
+    return HostCollector(c.get("collectors.host.fs_types_exclude"), c.get("collectors.host.mount_points_exclude"),
+                         c.get("collectors.host.net_devices_exclude"))

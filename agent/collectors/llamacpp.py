@@ -17,7 +17,8 @@ from typing import Any, List, Optional, Tuple
 
 from ..model import COUNTER, GAUGE, MetricFamily, gauge
 from .http import FetchError, error_message
-from .openmetrics import OpenMetricsCollector, Signals
+from .openmetrics import OpenMetricsCollector, Signals, target_builder
+from .registry import register_target_kind
 
 GAUGES_DECLARED_AS_COUNTERS = ("llamacpp:n_tokens_max", "llamacpp:n_busy_slots_per_decode")
 PROPS_REFRESH = 300.0  # /props changes only on restart; re-read it now and then anyway
@@ -177,3 +178,6 @@ class LlamaCppCollector(OpenMetricsCollector):
             out.append(gauge("llm_agent_target_context_tokens", "The target's context size per slot, in tokens.")
                        .add(lbl, p.context_tokens))
 
+
+
+register_target_kind("llamacpp")(target_builder(LlamaCppCollector))

@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import GAUGE, MetricFamily, Problem, counter, gauge
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
+from .registry import Context, register
 from .xid import XidWatcher
 
 log = logging.getLogger(__name__)
@@ -316,3 +317,12 @@ def _process_name(pid: int) -> str:
         return psutil.Process(pid).name()
     except (psutil.Error, OSError):
         return ""
+
+
+@register("nvml", "collectors.nvml", keep=True)  # kept across a reload: XID counts and the event thread live on
+def _build(ctx: Context) -> Optional[NvmlCollector]:
+    c = ctx.config
+    if not c.get("collectors.nvml.enabled"):
+        return None
+    return NvmlCollector(ctx.nvml, hostname=c.hostname, xid_events=c.get("collectors.nvml.xid_events"),
+                         process_memory=c.get("collectors.nvml.process_memory"), retry_max=c.get("collectors.nvml.retry_max"))

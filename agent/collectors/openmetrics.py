@@ -18,7 +18,8 @@ from ..config import TargetConfig
 from ..expfmt import parse_text
 from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
-from .liveness import Liveness
+from ..probes.liveness import Liveness
+from .registry import Context, register_target_kind
 from .sanitize import LimitExceeded, Limits, check_limits, sanitize
 
 # Counters whose per-second rate is exported as llm_agent_{generation,prompt}_tokens_per_second.
@@ -294,3 +295,13 @@ class OpenMetricsCollector:
 
     def close(self) -> None:
         self.client.close()
+
+
+def target_builder(cls):
+    def build(ctx: Context, target: TargetConfig, liveness: Optional[Liveness]):
+        return cls(target, max_bytes=ctx.config.get("agent.max_response_bytes"), clock=ctx.monotonic, liveness=liveness,
+                   budget=ctx.config.collector_timeout * 0.9)
+    return build
+
+
+register_target_kind("openmetrics")(target_builder(OpenMetricsCollector))

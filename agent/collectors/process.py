@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from ..model import MetricFamily, Snapshot, counter, gauge
+from .registry import Context, register_deriver
 
 log = logging.getLogger(__name__)
 
@@ -173,3 +174,8 @@ class ExitWatcher:
 
     def close(self) -> None:
         self._stop.set()
+
+
+@register_deriver("process_gpu_memory")
+def _build_gpu_memory(ctx: Context) -> ProcessGpuMemory:
+    return ProcessGpuMemory()

@@ -12,6 +12,7 @@ import psutil
 
 from .. import __version__
 from ..model import MetricFamily, counter, gauge
+from .registry import Context, register
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -74,3 +75,8 @@ class SelfCollector:
         except OSError:  # not Linux, or /proc hidden: omit rather than guess
             pass
         return [MetricFamily(name, mtype, help_).add({}, v) for name, mtype, help_, v in values]
+
+
+@register("agent")
+def _build(ctx: Context) -> SelfCollector:
+    return SelfCollector(ctx.self_stats)

@@ -15,6 +15,7 @@ from typing import Callable, List, Optional, Sequence
 
 from ..config import Config, TargetConfig
 from ..model import MetricFamily, Snapshot, gauge
+from .registry import Context, register_deriver
 
 
 class SloCost:
@@ -73,3 +74,8 @@ class SloCost:
                         .add(lbl, per_hour / (self.smoothed * 3600) * 1000))
         return fams
 
+
+
+@register_deriver("slo_cost")
+def _build(ctx: Context) -> SloCost:
+    return SloCost(ctx.config, ctx.targets_now, ctx.clock)

@@ -14,6 +14,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
+from ..collectors.registry import Context, register_per_target
+from ..config import TargetConfig
 from .completion import ProbeResult, ProbeSpec, run_probe
 
 log = logging.getLogger(__name__)
@@ -184,3 +186,17 @@ def _problem(server: str, result: ProbeResult):
 
     return Problem("warning", f"target {server}", f"completion probe failed: {describe(result)}",
                    "the model does not answer as it should; check the server's log")
+
+
+@register_per_target("probe")
+def _build(ctx: Context, target: TargetConfig) -> Optional[ProbeCollector]:
+    c = ctx.config
+    if not c.get("probes.enabled") or not target.probe:
+        return None
+    api = c.get("probes.api")
+    spec = ProbeSpec(target.url, api if api != "auto" else ("completion" if target.kind == "llamacpp" else "chat"),
+                     c.get("probes.prompt"), c.get("probes.max_tokens"), timeout=c.get("probes.timeout"),
+                     model=c.get("probes.model"), api_key=target.api_key)
+    return ProbeCollector(target.name, spec, c.get("probes.interval"), canary_regex=c.get("probes.canary_regex"),
+                          canary_baseline=c.get("probes.canary_baseline"), state_dir=ctx.state_dir,
+                          slow_after=c.get("slo.ttft_seconds"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Dict, List
 
-from ..configvalues import format_duration
+from ..config.values import format_duration
 
 
 def _q(text: str) -> str:

@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 
 from agent.config import parse_config  # noqa: E402
 from agent.daemon import Agent, install_signals  # noqa: E402
-from agent.exporter import Exporter  # noqa: E402
+from agent.serve.exporter import Exporter  # noqa: E402
 from tests.support.fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
 
 

@@ -28,7 +28,7 @@ import requests  # noqa: E402
 
 from agent.config import parse_config  # noqa: E402
 from agent.daemon import Agent  # noqa: E402
-from agent.exporter import Exporter  # noqa: E402
+from agent.serve.exporter import Exporter  # noqa: E402
 from tests.bench.agent_process import eight_gpus  # noqa: E402
 from tests.support.fake_pynvml import FakeNvml  # noqa: E402
 from tests.bench.common import pct  # noqa: E402

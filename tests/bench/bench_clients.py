@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspa
 import bcrypt  # noqa: E402
 import requests  # noqa: E402
 
-from agent.exporter import Exporter  # noqa: E402
+from agent.serve.exporter import Exporter  # noqa: E402
 from agent.model import Snapshot, gauge  # noqa: E402
-from agent.websecurity import BasicAuth  # noqa: E402
+from agent.serve.websecurity import BasicAuth  # noqa: E402
 from tests.bench.common import pct  # noqa: E402
 from tests.support.peers import free_port, wait_until  # noqa: E402
 

@@ -14,7 +14,7 @@ import requests
 
 from agent.config import parse_config
 from agent.daemon import Agent
-from agent.exporter import Exporter
+from agent.serve.exporter import Exporter
 from agent.notify.base import AlertDoc, Channel
 from agent.notify.dispatcher import make_notifier
 from tests.support.peers import Alertmanager, free_port, promtool_path, wait_until
@@ -177,7 +177,7 @@ def test_no_secret_reaches_logs_metrics_api_or_outbox(tmp_path, caplog):
     import json
     import logging
 
-    from agent.exporter import Exposition
+    from agent.serve.exporter import Exposition
 
     caplog.set_level(logging.DEBUG)
     dead = f"http://127.0.0.1:{free_port()}"

@@ -15,8 +15,8 @@ import requests
 
 from agent.config import parse_config
 from agent.daemon import Agent
-from agent.exporter import Exporter
-from agent.websecurity import BasicAuth, TLSContext
+from agent.serve.exporter import Exporter
+from agent.serve.websecurity import BasicAuth, TLSContext
 from tests.support.peers import Prometheus, wait_until
 
 

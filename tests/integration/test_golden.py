@@ -14,7 +14,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 
 from agent.config import parse_config
 from agent.daemon import Agent
-from agent.exporter import Exporter
+from agent.serve.exporter import Exporter
 from tests.support.fake_pynvml import FakeNvml, three_gpus
 from tests.support.httpservers import RouteServer, static
 from tests.support.peers import promtool_lint

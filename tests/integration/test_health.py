@@ -13,7 +13,7 @@ import requests
 
 from agent.config import parse_config
 from agent.daemon import Agent
-from agent.exporter import Exporter
+from agent.serve.exporter import Exporter
 from tests.support.peers import LlamaServer, free_port, wait_until
 from tests.support.receivers import WEBHOOK, Receiver
 

@@ -4,7 +4,7 @@ import threading
 
 from agent.config import parse_config
 from agent.daemon import Agent
-from agent.exporter import Exporter
+from agent.serve.exporter import Exporter
 from tests.support.peers import Prometheus, wait_until
 
 

@@ -5,7 +5,7 @@ import base64
 
 import bcrypt
 
-from agent.websecurity import BasicAuth
+from agent.serve.websecurity import BasicAuth
 from tests.support.clock import ManualClock
 
 HASH = bcrypt.hashpw(b"right", bcrypt.gensalt(rounds=4)).decode()

@@ -5,7 +5,7 @@ import threading
 from agent.config import load_config
 from agent.daemon import Agent
 from agent.discovery import Found
-from agent.exporter import Exporter
+from agent.serve.exporter import Exporter
 from tests.support.clock import ManualClock
 from tests.support.httpservers import RouteServer, static
 from tests.support.peers import wait_until
@@ -52,3 +52,27 @@ def test_discovery_reruns_and_picks_up_a_server_started_later():
     clock.now += 31
     assert [t.name for t in agent.targets()] == ["vllm-8000"]
     agent.close()
+
+
+def test_every_collector_is_registered_and_a_reload_keeps_nvml_unless_its_section_changed(tmp_path):
+    from agent.collectors import registry
+    from agent.config import parse_config
+    from tests.support.fake_pynvml import FakeGpu, FakeNvml
+
+    assert {"agent", "nvml", "host"} <= set(registry.FIXED) and {"slo_cost", "process_gpu_memory"} <= set(registry.DERIVERS)
+    assert set(registry.TARGET_KINDS) == {"llamacpp", "openmetrics"} and "probe" in registry.PER_TARGET
+    agent = Agent(parse_config('[collectors.host]\nenabled = false\n[discovery]\nenabled = false\n'),
+                  nvml=FakeNvml([FakeGpu()]), state_dir=str(tmp_path))
+    try:
+        nvml = agent.collectors.fixed["nvml"]
+        assert "host" not in agent.collectors.fixed, "a disabled collector is not built"
+        agent.config = parse_config('[collectors.host]\nenabled = true\n[discovery]\nenabled = false\n')
+        agent.collectors.ctx.config = agent.config
+        old = agent.collectors.ctx.config
+        agent.collectors.build_fixed(previous=parse_config('[collectors.host]\nenabled = false\n[discovery]\nenabled = false\n'))
+        assert agent.collectors.fixed["nvml"] is nvml and "host" in agent.collectors.fixed
+        agent.collectors.ctx.config = parse_config('[collectors.nvml]\nxid_events = false\n')
+        agent.collectors.build_fixed(previous=old)
+        assert agent.collectors.fixed["nvml"] is not nvml, "its section changed: rebuilt"
+    finally:
+        agent.close(drain=0)

@@ -7,7 +7,7 @@ import pytest
 import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
-from agent.exporter import Exporter, ExporterError, accepts_gzip, negotiate
+from agent.serve.exporter import Exporter, ExporterError, accepts_gzip, negotiate
 from agent.model import Snapshot, counter, gauge
 from tests.support.peers import wait_until
 

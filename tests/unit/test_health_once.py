@@ -2,7 +2,7 @@
 `check` judges readings with the alert rules' own thresholds."""
 
 from agent.config import parse_config
-from agent.health import health, rule_findings, target_checks
+from agent.serve.health import health, rule_findings, target_checks
 from agent.model import Snapshot, gauge
 from agent.rules.loader import load_rules
 

@@ -9,7 +9,7 @@ import threading
 
 from agent.collectors.process import ExitWatcher, ProcessCollector, ProcessGpuMemory, is_python
 from agent.model import Snapshot, gauge
-from agent.stacks import StackStore, dump
+from agent.probes.stacks import StackStore, dump
 
 
 def test_process_metrics_and_gpu_memory_joined_from_this_cycles_nvml_series():

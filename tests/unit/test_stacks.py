@@ -1,6 +1,6 @@
 """py-spy output summaries (the text captured from `py-spy dump` of a real server)."""
 
-from agent.stacks import summarize
+from agent.probes.stacks import summarize
 
 DUMP = """Process 4242: python -m vllm.entrypoints.openai.api_server
 Python v3.11.7 (/usr/bin/python3.11)

@@ -9,7 +9,7 @@ import pytest
 
 from agent.config import load_config
 from agent.daemon import Agent
-from agent.exporter import Exporter
+from agent.serve.exporter import Exporter
 from agent.systemd import Notifier, Watchdog
 from tests.support.clock import ManualClock
 from tests.support.peers import wait_until

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Callable, List, Optional
 
 from ..model import MetricFamily, Problem, gauge
-from .process import ProcessCollector, is_python
+from ..collectors.process import ProcessCollector, is_python
 
 
 class Liveness:

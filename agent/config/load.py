@@ -15,8 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import configvalues as v
-from .configschema import SCHEMA, Field
+from . import values as v
+from .schema import SCHEMA, Field
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
-from .expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
-from .model import Snapshot
+from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
+from ..model import Snapshot
 from .websecurity import BasicAuth, TLSContext
 
 log = logging.getLogger(__name__)

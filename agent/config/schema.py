@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict
 
-from . import configvalues as v
+from . import values as v
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ _TARGET = {
 
 def _regex(value: Any) -> str:
     """An RE2 pattern (Prometheus and node_exporter use the same syntax)."""
-    from . import regex
+    from .. import regex
 
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression string, got {value!r}")
@@ -57,7 +57,7 @@ def _bcrypt_users(value: Any) -> Dict[str, str]:
 
 
 def _expr(value: Any) -> Any:
-    from .rules.parser import parse
+    from ..rules.parser import parse
 
     if not isinstance(value, str):
         raise ValueError(f"expected a PromQL expression string, got {value!r}")
@@ -66,7 +66,7 @@ def _expr(value: Any) -> Any:
 
 
 def _templates(value: Any) -> Dict[str, str]:
-    from .rules.templates import Template
+    from ..rules.templates import Template
 
     table = v.str_table(value)
     for text in table.values():
@@ -75,7 +75,7 @@ def _templates(value: Any) -> Dict[str, str]:
 
 
 def _matchers(value: Any) -> list:
-    from .rules.parser import parse_matcher
+    from ..rules.parser import parse_matcher
 
     items = v.str_list(value)
     for item in items:

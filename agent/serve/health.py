@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .model import Problem, Snapshot
-from .rules.ast import selectors
-from .rules.engine import Engine, InhibitRule, Rule
-from .rules.history import History
+from ..model import Problem, Snapshot
+from ..rules.ast import selectors
+from ..rules.engine import Engine, InhibitRule, Rule
+from ..rules.history import History
 
 
 def _by_server(snapshot: Snapshot, name: str) -> Dict[str, float]:

@@ -1,0 +1,119 @@
+"""The collector set: what is registered (collectors/registry.py), built from the config, for
+the fixed sources and for each target (configured, else discovered and re-discovered every
+`discovery.interval`), kept in step across discovery and reloads."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .collectors import registry
+from .collectors.openmetrics import public_url
+from .collectors.process import ExitWatcher, ProcessCollector
+from .config import Config, TargetConfig
+from .discovery import Found, discovered_targets
+from .probes.liveness import Liveness
+from .runner import Collector, Runner
+
+log = logging.getLogger(__name__)
+registry.load_all()
+
+
+def _target_key(t: TargetConfig) -> Tuple:
+    return (t.name, t.url, t.kind, t.metrics_path, t.timeout, t.api_key, tuple(sorted(t.labels.items())),
+            t.sample_limit, t.label_limit, t.label_name_length_limit, t.label_value_length_limit)
+
+
+class CollectorSet:
+    """Builds and keeps the runner's collectors and derivers for the current config."""
+
+    def __init__(self, ctx: registry.Context, runner: Runner, discover: Callable[[], Sequence[Found]]):
+        self.ctx = ctx
+        self.runner = runner
+        self.discover = discover
+        self.fixed: Dict[str, Collector] = {}
+        self._targets: Dict[Tuple, List[Collector]] = {}  # per target: its collector, process, extras
+        self._discovered: Tuple[TargetConfig, ...] = ()
+        self._next_discovery = 0.0
+        self.exit_watcher: Optional[ExitWatcher] = None
+        ctx.targets_now = self.targets_now
+        self.build_fixed(previous=None)
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    def build_fixed(self, previous: Optional[Config]) -> None:
+        """Every registered fixed collector and deriver for the current config. On a reload a
+        `keep` collector whose section (and the hostname) did not change is kept; any other
+        old one is closed."""
+        built: Dict[str, Collector] = {}
+        for name, reg in sorted(registry.FIXED.items()):
+            old = self.fixed.get(name)
+            same = previous is not None and previous.hostname == self.config.hostname and \
+                registry.section(previous, reg.section) == registry.section(self.config, reg.section)
+            if old is not None and reg.keep and same:
+                built[name] = old
+                continue
+            if old is not None:
+                getattr(old, "close", lambda: None)()
+            collector = reg.build(self.ctx)
+            if collector is not None:
+                built[name] = collector
+        self.fixed = built
+        self.runner.derivers = [reg.build(self.ctx) for _, reg in sorted(registry.DERIVERS.items())]
+        self._next_discovery = 0.0
+
+    def targets(self) -> Tuple[TargetConfig, ...]:
+        """Configured targets, else discovered ones (re-discovered every discovery.interval)."""
+        c = self.config
+        if c.targets:
+            return c.targets
+        if not c.get("discovery.enabled"):
+            return ()
+        now = self.ctx.monotonic()
+        if now >= self._next_discovery:
+            try:
+                found = self.discover()
+            except Exception as e:  # /proc races and permission walls must not stop the agent
+                log.warning("process discovery failed: %s", e)
+                found = []
+            self._discovered = discovered_targets(found, c.get("discovery.fallback_url"))
+            self._next_discovery = now + c.get("discovery.interval")
+        return self._discovered
+
+    @property
+    def discovered_count(self) -> int:
+        return 0 if self.config.targets else len(self._discovered)
+
+    def _build_target(self, t: TargetConfig) -> List[Collector]:
+        """One target's collectors: its own (by kind), the process behind it, the registered extras."""
+        c = self.config
+        process = ProcessCollector(t.name, t.url)
+        liveness = Liveness(t.name, self.ctx.monotonic, process, self.ctx.stacks, c.get("health.hang_after"),
+                            c.get("health.stall_after"))
+        group: List[Collector] = [registry.TARGET_KINDS[t.kind](self.ctx, t, liveness), process]
+        for _, reg in sorted(registry.PER_TARGET.items()):
+            extra = reg.build(self.ctx, t)
+            if extra is not None:
+                group.append(extra)
+        return group
+
+    def sync(self) -> None:
+        """Bring the runner's collectors in step with the targets of now."""
+        wanted: Dict[Tuple, List[Collector]] = {}
+        for t in self.targets():
+            key = _target_key(t)
+            wanted[key] = self._targets.get(key) or self._build_target(t)
+        if wanted.keys() != self._targets.keys():
+            log.info("targets: %s", ", ".join(f"{k[0]} ({public_url(k[1])})" for k in wanted) or "none")
+            for key in wanted.keys() - self._targets.keys():
+                log.info("watching target %s", key[0], extra={"TARGET": key[0]})
+        self._targets = wanted
+        self.runner.set_collectors(list(self.fixed.values()) + [c for group in wanted.values() for c in group])
+        if self.exit_watcher is not None:
+            self.exit_watcher.set([c for group in wanted.values() for c in group if isinstance(c, ProcessCollector)])
+
+    def targets_now(self) -> Tuple[TargetConfig, ...]:
+        """The targets of the current collector set (no discovery run)."""
+        return tuple(group[0].target for group in self._targets.values())  # type: ignore[attr-defined]
