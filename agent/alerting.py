@@ -27,7 +27,7 @@ def resolve_state_dir(config: Config, environ: Optional[Dict[str, str]] = None) 
     """The configured state directory if it can be written; else systemd's $STATE_DIRECTORY,
     else ~/.local/state/llm-agent (a user trying the agent out without root)."""
     env = os.environ if environ is None else environ
-    wanted = config.get("agent.state_dir")
+    wanted = config.agent.state_dir
     candidates = [wanted, env.get("STATE_DIRECTORY", "").split(":")[0],
                   os.path.join(env.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state"), "llm-agent")]
     for path in filter(None, candidates):
@@ -44,11 +44,11 @@ def resolve_state_dir(config: Config, environ: Optional[Dict[str, str]] = None) 
 
 def channels_from(config: Config) -> List[Channel]:
     out = []
-    for d in config.sections["notify"]:
-        urls = ([d["url"]] if d["url"] else []) + list(d["urls"])
-        out.append(Channel(name=d["name"], type=d["type"], urls=urls, routing_key=d["routing_key"],
-                           severities=tuple(d["severities"]), matchers=tuple(d["matchers"]),
-                           send_resolved=d["send_resolved"], timeout=d["timeout"], max_age=d["max_age"],
+    for d in config.notify:
+        urls = ([d.url] if d.url else []) + list(d.urls)
+        out.append(Channel(name=d.name, type=d.type, urls=urls, routing_key=d.routing_key,
+                           severities=tuple(d.severities), matchers=tuple(d.matchers),
+                           send_resolved=d.send_resolved, timeout=d.timeout, max_age=d.max_age,
                            hostname=config.hostname))
     return out
 
@@ -72,9 +72,9 @@ class Alerting:
         (with what they are sending now) and every counter carry over: a reload re-sends nothing."""
         rules, inhibit = load_rules(config)
         channels = channels_from(config)
-        self.engine = Engine(rules, self.history, inhibit, config.get("alerting.no_data_timeout"), self.store,
-                             budget=config.get("alerting.evaluation_budget"), previous=self.engine)
-        resend = config.get("alerting.alertmanager_resend")
+        self.engine = Engine(rules, self.history, inhibit, config.alerting.no_data_timeout, self.store,
+                             budget=config.alerting.evaluation_budget, previous=self.engine)
+        resend = config.alerting.alertmanager_resend
         if self.router is None:
             self.router = Router(channels, self.outbox, resend)
         else:

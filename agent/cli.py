@@ -86,9 +86,9 @@ def exporter_security(config):
     """(TLSContext or None, BasicAuth or None) from [exporter]."""
     from .serve.websecurity import BasicAuth, TLSContext
 
-    cert, key = config.get("exporter.tls_cert_file"), config.get("exporter.tls_key_file")
-    tls = TLSContext(cert, key, config.get("exporter.tls_client_ca_file")) if cert and key else None
-    users = config.get("exporter.basic_auth_users")
+    cert, key = config.exporter.tls_cert_file, config.exporter.tls_key_file
+    tls = TLSContext(cert, key, config.exporter.tls_client_ca_file) if cert and key else None
+    users = config.exporter.basic_auth_users
     return tls, (BasicAuth(users) if users else None)
 
 
@@ -100,14 +100,14 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from .serve.exporter import Exporter, ExporterError
     from .statelock import StateDirInUse, StateLock
 
-    _setup_logging(args.log_level or config.get("agent.log_level"), args.log_format)
-    host, port = config.get("exporter.listen")
+    _setup_logging(args.log_level or config.agent.log_level, args.log_format)
+    host, port = config.exporter.listen
     try:
         tls, auth = exporter_security(config)
-        exporter = Exporter(host, port, config.get("exporter.max_threads"), config.get("exporter.request_timeout"),
+        exporter = Exporter(host, port, config.exporter.max_threads, config.exporter.request_timeout,
                             config_source=config.source if config.source != "(defaults)" else
                             "a config file given with --config (none is in use: the embedded defaults run)",
-                            max_connections=config.get("exporter.max_connections"), tls=tls, auth=auth)
+                            max_connections=config.exporter.max_connections, tls=tls, auth=auth)
     except (ExporterError, OSError, ssl.SSLError) as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1
@@ -156,7 +156,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     covered = {p.subject for p in snapshot.problems}
     findings = rule_findings(rules, inhibit, snapshots, covered)
     report = build_report(snapshot, config.hostname, config.source, findings)
-    report["running_agent"] = running_alerts(config.get("exporter.listen"), bool(config.get("exporter.tls_cert_file")))
+    report["running_agent"] = running_alerts(config.exporter.listen, bool(config.exporter.tls_cert_file))
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -37,7 +37,7 @@ def test_alert(args: argparse.Namespace, config: Config) -> int:
         known = ", ".join(sorted(channels)) or "none configured"
         print(f"llm-agent: no [[notify]] channel named {args.channel!r} (known: {known})", file=sys.stderr)
         return 2
-    notifier = make_notifier(channel, config.get("alerting.alertmanager_resend"))
+    notifier = make_notifier(channel, config.alerting.alertmanager_resend)
     for doc in test_docs(config.hostname, resolve=args.resolve):
         try:
             notifier.send([doc])
@@ -62,8 +62,8 @@ def stacks(args: argparse.Namespace, config: Config) -> int:
         from .discovery import discover_processes, discovered_targets
 
         # only what this command needs: the targets, as the running agent would find them
-        found = config.targets or (discovered_targets(discover_processes(), config.get("discovery.fallback_url"))
-                                   if config.get("discovery.enabled") else ())
+        found = config.targets or (discovered_targets(discover_processes(), config.discovery.fallback_url)
+                                   if config.discovery.enabled else ())
         targets = {t.name: t for t in found}
         target = targets.get(args.which)
         if target is None:
@@ -78,7 +78,7 @@ def stacks(args: argparse.Namespace, config: Config) -> int:
         state_dir = resolve_state_dir(config)
     except OSError:
         state_dir = "/tmp"
-    result = StackStore(state_dir, config.get("health.py_spy_timeout")).take_now(name, pid, "llm-agent stacks")
+    result = StackStore(state_dir, config.health.py_spy_timeout).take_now(name, pid, "llm-agent stacks")
     if result.error:
         print(f"llm-agent: {result.error}", file=sys.stderr)
         return 1

@@ -49,8 +49,8 @@ class Agent:
         self._reload = threading.Event()
         self._wake = threading.Event()
         self.state_dir = state_dir or (resolve_state_dir(config) if alerting else "")
-        self.stacks = StackStore(self.state_dir or "/tmp", config.get("health.py_spy_timeout")) \
-            if config.get("health.py_spy") else None
+        self.stacks = StackStore(self.state_dir or "/tmp", config.health.py_spy_timeout) \
+            if config.health.py_spy else None
         self._cycle_now = threading.Event()
         self.collectors = CollectorSet(Context(config, nvml, clock, monotonic, self.state_dir, self.stacks,
                                                self._self_stats), self.runner, discover)
@@ -106,7 +106,7 @@ class Agent:
         exporter.health = lambda target="": health(self.snapshot, self.clock(), self.config.interval, target)
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
-        if self.config.get("health.watch_processes"):
+        if self.config.health.watch_processes:
             self.collectors.exit_watcher = ExitWatcher(self.wake_now)
         notifier = notifier or Notifier()
         self.last_progress = self.monotonic()
@@ -177,7 +177,7 @@ class Agent:
             return
         self.reload_ok = True
         old = self.config
-        listen_changed = new.get("exporter.listen") != old.get("exporter.listen")
+        listen_changed = new.exporter.listen != old.exporter.listen
         self.config = new
         self.runner.timeout = new.collector_timeout
         self.collectors.ctx.config = new

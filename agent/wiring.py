@@ -69,7 +69,7 @@ class CollectorSet:
         c = self.config
         if c.targets:
             return c.targets
-        if not c.get("discovery.enabled"):
+        if not c.discovery.enabled:
             return ()
         now = self.ctx.monotonic()
         if now >= self._next_discovery:
@@ -78,8 +78,8 @@ class CollectorSet:
             except Exception as e:  # /proc races and permission walls must not stop the agent
                 log.warning("process discovery failed: %s", e)
                 found = []
-            self._discovered = discovered_targets(found, c.get("discovery.fallback_url"))
-            self._next_discovery = now + c.get("discovery.interval")
+            self._discovered = discovered_targets(found, c.discovery.fallback_url)
+            self._next_discovery = now + c.discovery.interval
         return self._discovered
 
     @property
@@ -90,8 +90,8 @@ class CollectorSet:
         """One target's collectors: its own (by kind), the process behind it, the registered extras."""
         c = self.config
         process = ProcessCollector(t.name, t.url)
-        liveness = Liveness(t.name, self.ctx.monotonic, process, self.ctx.stacks, c.get("health.hang_after"),
-                            c.get("health.stall_after"))
+        liveness = Liveness(t.name, self.ctx.monotonic, process, self.ctx.stacks, c.health.hang_after,
+                            c.health.stall_after)
         group: List[Collector] = [registry.TARGET_KINDS[t.kind](self.ctx, t, liveness), process]
         for _, reg in sorted(registry.PER_TARGET.items()):
             extra = reg.build(self.ctx, t)

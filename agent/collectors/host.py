@@ -141,7 +141,7 @@ class HostCollector:
 @register("host", "collectors.host")
 def _build(ctx: Context) -> Optional[HostCollector]:
     c = ctx.config
-    if not c.get("collectors.host.enabled"):
+    if not c.collectors.host.enabled:
         return None
-    return HostCollector(c.get("collectors.host.fs_types_exclude"), c.get("collectors.host.mount_points_exclude"),
-                         c.get("collectors.host.net_devices_exclude"))
+    return HostCollector(c.collectors.host.fs_types_exclude, c.collectors.host.mount_points_exclude,
+                         c.collectors.host.net_devices_exclude)

@@ -322,7 +322,7 @@ def _process_name(pid: int) -> str:
 @register("nvml", "collectors.nvml", keep=True)  # kept across a reload: XID counts and the event thread live on
 def _build(ctx: Context) -> Optional[NvmlCollector]:
     c = ctx.config
-    if not c.get("collectors.nvml.enabled"):
+    if not c.collectors.nvml.enabled:
         return None
-    return NvmlCollector(ctx.nvml, hostname=c.hostname, xid_events=c.get("collectors.nvml.xid_events"),
-                         process_memory=c.get("collectors.nvml.process_memory"), retry_max=c.get("collectors.nvml.retry_max"))
+    return NvmlCollector(ctx.nvml, hostname=c.hostname, xid_events=c.collectors.nvml.xid_events,
+                         process_memory=c.collectors.nvml.process_memory, retry_max=c.collectors.nvml.retry_max)

@@ -299,7 +299,7 @@ class OpenMetricsCollector:
 
 def target_builder(cls):
     def build(ctx: Context, target: TargetConfig, liveness: Optional[Liveness]):
-        return cls(target, max_bytes=ctx.config.get("agent.max_response_bytes"), clock=ctx.monotonic, liveness=liveness,
+        return cls(target, max_bytes=ctx.config.agent.max_response_bytes, clock=ctx.monotonic, liveness=liveness,
                    budget=ctx.config.collector_timeout * 0.9)
     return build
 

@@ -77,10 +77,10 @@ def register_per_target(name: str) -> Callable:
 
 
 def section(config: Config, dotted: str) -> Any:
-    """The validated values of a dotted config section (for comparing across a reload)."""
-    node: Any = config.sections
+    """The typed settings of a dotted config section (for comparing across a reload)."""
+    node: Any = config
     for part in dotted.split(".") if dotted else ():
-        node = node[part]
+        node = getattr(node, part)
     return node
 
 

@@ -13,7 +13,7 @@ import calendar
 import time
 from typing import Callable, List, Optional, Sequence
 
-from ..config import Config, TargetConfig
+from ..config import CostSettings, SloSettings, TargetConfig
 from ..model import MetricFamily, Snapshot, gauge
 from .registry import Context, register_deriver
 
@@ -24,8 +24,9 @@ class SloCost:
 
     name = "slo_cost"
 
-    def __init__(self, config: Config, targets: Callable[[], Sequence[TargetConfig]], clock: Callable[[], float] = time.time):
-        self.config = config
+    def __init__(self, slo: SloSettings, cost: CostSettings, targets: Callable[[], Sequence[TargetConfig]],
+                 clock: Callable[[], float] = time.time):
+        self.slo, self.cost = slo, cost
         self.targets = targets
         self.clock = clock
         self.smoothed: Optional[float] = None
@@ -33,28 +34,26 @@ class SloCost:
         self.problems: List = []
 
     def derive(self, view: Snapshot) -> List[MetricFamily]:
-        c = self.config
         budget = gauge("llm_agent_slo_error_budget", "1 minus the target's availability objective.")
         latency_budget = gauge("llm_agent_slo_latency_error_budget",
                                "1 minus the share of probes that must meet the time-to-first-token objective.")
         objective = gauge("llm_agent_slo_objective", "The target's objectives: availability (ratio), ttft (seconds).")
         for t in self.targets():
-            avail = t.slo_availability or c.get("slo.availability")
+            avail = t.slo_availability or self.slo.availability
             budget.add({"server": t.name}, round(1 - avail, 9))
             objective.add({"server": t.name, "slo": "availability"}, avail)
-            objective.add({"server": t.name, "slo": "ttft"}, c.get("slo.ttft_seconds"))
-            latency_budget.add({"server": t.name}, round(1 - c.get("slo.ttft_objective"), 9))
+            objective.add({"server": t.name, "slo": "ttft"}, self.slo.ttft_seconds)
+            latency_budget.add({"server": t.name}, round(1 - self.slo.ttft_objective, 9))
         gpus = len(view.samples("llm_agent_gpu_up"))
         tokens_per_second = sum(s.value for s in view.samples("llm_agent_generation_tokens_per_second"))
         return [budget, latency_budget, objective] + self._cost(gpus, tokens_per_second)
 
     def _cost(self, gpus: int, rate: float) -> List[MetricFamily]:
-        c = self.config
-        per_hour = c.get("cost.gpu_hour_price") * gpus + c.get("cost.host_hour_price")
+        per_hour = self.cost.gpu_hour_price * gpus + self.cost.host_hour_price
         if per_hour <= 0:
             return []
         now = self.clock()
-        lbl = {"currency": c.get("cost.currency")}
+        lbl = {"currency": self.cost.currency}
         local = time.localtime(now)
         midnight = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
         days = calendar.monthrange(local.tm_year, local.tm_mon)[1]
@@ -63,8 +62,8 @@ class SloCost:
                 .add(lbl, per_hour * (now - midnight) / 3600),
                 gauge("llm_agent_cost_month_projection", "What the host will cost this month at the current price.")
                 .add(lbl, per_hour * 24 * days)]
-        if c.get("cost.month_budget") > 0:
-            fams.append(gauge("llm_agent_cost_month_budget", "The configured monthly budget.").add(lbl, c.get("cost.month_budget")))
+        if self.cost.month_budget > 0:
+            fams.append(gauge("llm_agent_cost_month_budget", "The configured monthly budget.").add(lbl, self.cost.month_budget))
         if self._last is not None:
             alpha = min(1.0, (now - self._last) / 300.0)  # about a five-minute average
             self.smoothed = rate if self.smoothed is None else self.smoothed + alpha * (rate - self.smoothed)
@@ -78,4 +77,4 @@ class SloCost:
 
 @register_deriver("slo_cost")
 def _build(ctx: Context) -> SloCost:
-    return SloCost(ctx.config, ctx.targets_now, ctx.clock)
+    return SloCost(ctx.config.slo, ctx.config.cost, ctx.targets_now, ctx.clock)

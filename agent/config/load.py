@@ -1,7 +1,7 @@
 """TOML configuration -> typed `Config`. Every key is optional; every error names the key
 path and the file:line it came from, and all errors are reported at once.
 
-The schema (configschema.py) is the single source of truth for keys, defaults and parsers;
+The schema (schema.py) is the single source of truth for keys, defaults, parsers and types;
 `agent.toml.example` documents the same keys for people.
 """
 
@@ -12,11 +12,11 @@ import os
 import re
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import values as v
-from .schema import SCHEMA, Field
+from .schema import SCHEMA, Field, Settings, build
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,51 +29,23 @@ Path = Tuple[Union[str, int], ...]
 
 
 @dataclass(frozen=True)
-class TargetConfig:
-    """An inference server to scrape."""
+class Config(Settings):
+    """The whole, validated configuration: typed sections (see schema.py), built once."""
 
-    name: str
-    url: str
-    kind: str = "llamacpp"
-    metrics_path: str = "/metrics"
-    timeout: float = 3.0
-    api_key: str = field(default="", repr=False)
-    labels: Dict[str, str] = field(default_factory=dict)
-    probe: bool = True
-    slo_availability: float = 0.0  # 0: the [slo] default
-    sample_limit: int = 50_000  # Prometheus' per-target limits; 0: none
-    label_limit: int = 64
-    label_name_length_limit: int = 256
-    label_value_length_limit: int = 4096
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole, validated configuration. `sections` holds every key with its typed value."""
-
-    sections: Dict[str, Any]
-    targets: Tuple[TargetConfig, ...]
     source: str = "(defaults)"
-
-    def get(self, dotted: str) -> Any:
-        """A typed value by dotted path, e.g. ``config.get("agent.interval")``."""
-        node: Any = self.sections
-        for part in dotted.split("."):
-            node = node[part]
-        return node
 
     @property
     def interval(self) -> float:
-        return self.get("agent.interval")
+        return self.agent.interval
 
     @property
     def hostname(self) -> str:
-        return self.get("agent.hostname") or socket.gethostname()
+        return self.agent.hostname or socket.gethostname()
 
     @property
     def collector_timeout(self) -> float:
         """Per-collector timeout: configured, or 80% of the interval (never above 10 s)."""
-        return self.get("agent.collector_timeout") or min(self.interval * 0.8, 10.0)
+        return self.agent.collector_timeout or min(self.interval * 0.8, 10.0)
 
 
 class ConfigError(Exception):
@@ -256,8 +228,7 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
     _check_disable(val, sections["alerting"]["disable"])
     if val.problems:
         raise ConfigError(val.problems)
-    targets = tuple(TargetConfig(**t) for t in sections["targets"])
-    return Config(sections=sections, targets=targets, source=source)
+    return build(Config, sections, source=source)
 
 
 def default_config() -> Config:

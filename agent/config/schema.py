@@ -1,20 +1,24 @@
-"""The configuration schema: every key, its default and the parser for its value.
-
-This table is the single source of truth for what agent.toml may contain; config.py walks it
-to validate a file, and agent.toml.example documents the same keys for people.
+"""The configuration schema: every key, its default, its parser and its type, as frozen
+dataclasses. They are the single source of truth: `load.py` walks them to validate a file
+(every error with its key path and file:line) and builds them once; each part of the agent is
+handed the section it needs (`config.probes`, `config.collectors.nvml`) and reads typed
+attributes, so a misspelt key is a type checker's error, not a KeyError at 3 a.m.;
+agent.toml.example documents the same keys for people.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, List, Tuple
 
 from . import values as v
 
 
 @dataclass(frozen=True)
 class Field:
-    """One key: its default (None means absent unless given) and the parser for its value."""
+    """One key: its default as written in TOML (None: absent unless given) and the parser
+    that turns what the file says into the typed value."""
 
     default: Any
     parse: Callable[[Any], Any]
@@ -22,21 +26,29 @@ class Field:
     secret: bool = False
 
 
-_TARGET = {
-    "name": Field(None, v.typed(str), required=True),
-    "url": Field(None, v.parse_url, required=True),
-    "kind": Field("llamacpp", v.one_of(("llamacpp", "openmetrics"))),
-    "metrics_path": Field("/metrics", v.typed(str)),
-    "timeout": Field("3s", v.positive(v.parse_duration)),
-    "api_key": Field("", v.typed(str), secret=True),
-    "labels": Field({}, v.str_table),
-    "probe": Field(True, v.typed(bool)),
-    "slo_availability": Field(0.0, lambda x: _fraction(x, allow_zero=True)),
-    "sample_limit": Field(50_000, v.typed(int, 0, 10_000_000)),
-    "label_limit": Field(64, v.typed(int, 0, 10_000)),
-    "label_name_length_limit": Field(256, v.typed(int, 0, 1_000_000)),
-    "label_value_length_limit": Field(4096, v.typed(int, 0, 10_000_000)),
-}
+def setting(default: Any, parse: Callable[[Any], Any], required: bool = False, secret: bool = False,
+            key: str = "") -> Any:
+    """A dataclass field that is a config key: its typed default is `parse(default)`; `key` is
+    the TOML name where it is not a Python name (`for`)."""
+    meta = {"field": Field(default, parse, required, secret), "key": key}
+    if required:
+        return dataclasses.field(metadata=meta)
+    value = parse(default)
+    if isinstance(value, (list, dict)):
+        frozen = tuple(value) if isinstance(value, list) else value
+        return dataclasses.field(default_factory=lambda: type(value)(frozen), metadata=meta, repr=not secret)
+    return dataclasses.field(default=value, metadata=meta, repr=not secret)
+
+
+def section(cls: type) -> Any:
+    """A nested table ([collectors.nvml])."""
+    return dataclasses.field(default_factory=cls, metadata={"section": cls})
+
+
+def array(cls: type) -> Any:
+    """An array of tables ([[targets]])."""
+    return dataclasses.field(default_factory=tuple, metadata={"array": cls})
+
 
 def _regex(value: Any) -> str:
     """An RE2 pattern (Prometheus and node_exporter use the same syntax)."""
@@ -89,111 +101,209 @@ def _fraction(value: Any, allow_zero: bool = False) -> float:
     return float(value)
 
 
-_RULE = {
-    "name": Field(None, v.typed(str), required=True),
-    "expr": Field(None, _expr, required=True),
-    "for": Field("0s", v.parse_duration),
-    "keep_firing_for": Field("0s", v.parse_duration),
-    "cooldown": Field("4h", v.parse_duration),
-    "severity": Field("warning", v.one_of(("critical", "warning", "info"))),
-    "labels": Field({}, _templates),
-    "annotations": Field({}, _templates),
-}
-_INHIBIT = {
-    "source_matchers": Field(None, _matchers, required=True),
-    "target_matchers": Field(None, _matchers, required=True),
-    "equal": Field([], v.str_list),
-}
-_NOTIFY = {
-    "name": Field(None, v.typed(str), required=True),
-    "type": Field(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager")), required=True),
-    "url": Field("", v.typed(str), secret=True),
-    "urls": Field([], v.str_list, secret=True),
-    "routing_key": Field("", v.typed(str), secret=True),
-    "severities": Field([], v.str_list),
-    "matchers": Field([], _matchers),
-    "send_resolved": Field(True, v.typed(bool)),
-    "timeout": Field("10s", v.positive(v.parse_duration)),
-    "max_age": Field("24h", v.positive(v.parse_duration)),
-}
 
-SCHEMA: Dict[str, Any] = {
-    "agent": {
-        "interval": Field("5s", v.positive(v.parse_duration)),
-        "state_dir": Field("/var/lib/llm-agent", v.typed(str)),
-        "hostname": Field("", v.typed(str)),
-        "collector_timeout": Field("", lambda x: v.parse_duration(x) if x else 0.0),
-        "max_response_bytes": Field("16MiB", v.positive(v.parse_size)),
-        "log_level": Field("info", v.one_of(("debug", "info", "warning", "error"))),
-    },
-    "exporter": {
-        "listen": Field("0.0.0.0:9400", v.parse_listen),
-        "max_threads": Field(8, v.typed(int, 1, 256)),
-        "max_connections": Field(1024, v.typed(int, 1, 65536)),
-        "request_timeout": Field("10s", v.positive(v.parse_duration)),
-        "tls_cert_file": Field("", v.typed(str)),
-        "tls_key_file": Field("", v.typed(str)),
-        "tls_client_ca_file": Field("", v.typed(str)),
-        "basic_auth_users": Field({}, _bcrypt_users),
-    },
-    "targets": [_TARGET],
-    "alerting": {
-        "default_rules": Field(True, v.typed(bool)),
-        "disable": Field([], v.str_list),
-        "no_data_timeout": Field("10m", v.positive(v.parse_duration)),
-        "alertmanager_resend": Field("1m", v.positive(v.parse_duration)),
-        "evaluation_budget": Field("1s", v.positive(v.parse_duration)),
-    },
-    "rules": [_RULE],
-    "inhibit": [_INHIBIT],
-    "notify": [_NOTIFY],
-    "probes": {
-        "enabled": Field(True, v.typed(bool)),
-        "interval": Field("60s", v.positive(v.parse_duration)),
-        "timeout": Field("10s", v.positive(v.parse_duration)),
-        "prompt": Field("Reply with the single word OK.", v.typed(str)),
-        "max_tokens": Field(8, v.typed(int, 1, 4096)),
-        "api": Field("auto", v.one_of(("auto", "completion", "chat"))),
-        "model": Field("", v.typed(str)),
-        "canary_regex": Field("", _regex),
-        "canary_baseline": Field(False, v.typed(bool)),
-    },
-    "health": {
-        "hang_after": Field("10s", v.positive(v.parse_duration)),
-        "stall_after": Field("60s", v.positive(v.parse_duration)),
-        "watch_processes": Field(True, v.typed(bool)),
-        "py_spy": Field(True, v.typed(bool)),
-        "py_spy_timeout": Field("10s", v.positive(v.parse_duration)),
-    },
-    "slo": {
-        "availability": Field(0.995, _fraction),
-        "ttft_seconds": Field("1s", v.positive(v.parse_duration)),
-        "ttft_objective": Field(0.95, _fraction),
-    },
-    "cost": {
-        "gpu_hour_price": Field(0.0, v.typed((int, float), 0)),
-        "host_hour_price": Field(0.0, v.typed((int, float), 0)),
-        "currency": Field("USD", v.typed(str)),
-        "month_budget": Field(0.0, v.typed((int, float), 0)),
-    },
-    "discovery": {
-        "enabled": Field(True, v.typed(bool)),
-        "interval": Field("30s", v.positive(v.parse_duration)),
-        "fallback_url": Field("http://127.0.0.1:8080", v.parse_url),
-    },
-    "collectors": {
-        "nvml": {
-            "enabled": Field(True, v.typed(bool)),
-            "xid_events": Field(True, v.typed(bool)),
-            "process_memory": Field(True, v.typed(bool)),
-            "retry_max": Field("5m", v.positive(v.parse_duration)),
-        },
-        "host": {
-            "enabled": Field(True, v.typed(bool)),
-            "fs_types_exclude": Field(["tmpfs", "devtmpfs", "squashfs", "overlay", "nsfs", "ramfs"], v.str_list),
-            "mount_points_exclude": Field("^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
-                                          _regex),
-            "net_devices_exclude": Field("^(lo|veth.*|docker.*|br-.*)$", _regex),
-        },
-    },
-}
+
+@dataclass(frozen=True)
+class AgentSettings:
+    interval: float = setting("5s", v.positive(v.parse_duration))
+    state_dir: str = setting("/var/lib/llm-agent", v.typed(str))
+    hostname: str = setting("", v.typed(str))
+    collector_timeout: float = setting("", lambda x: v.parse_duration(x) if x else 0.0)
+    max_response_bytes: int = setting("16MiB", v.positive(v.parse_size))
+    log_level: str = setting("info", v.one_of(("debug", "info", "warning", "error")))
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    listen: Tuple[str, int] = setting("0.0.0.0:9400", v.parse_listen)
+    max_threads: int = setting(8, v.typed(int, 1, 256))
+    max_connections: int = setting(1024, v.typed(int, 1, 65536))
+    request_timeout: float = setting("10s", v.positive(v.parse_duration))
+    tls_cert_file: str = setting("", v.typed(str))
+    tls_key_file: str = setting("", v.typed(str))
+    tls_client_ca_file: str = setting("", v.typed(str))
+    basic_auth_users: Dict[str, str] = setting({}, _bcrypt_users)
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """An inference server to scrape."""
+
+    name: str = setting(None, v.typed(str), required=True)
+    url: str = setting(None, v.parse_url, required=True)
+    kind: str = setting("llamacpp", v.one_of(("llamacpp", "openmetrics")))
+    metrics_path: str = setting("/metrics", v.url_path)
+    timeout: float = setting("3s", v.positive(v.parse_duration))
+    api_key: str = setting("", v.header_value, secret=True)
+    labels: Dict[str, str] = setting({}, v.str_table)
+    probe: bool = setting(True, v.typed(bool))
+    slo_availability: float = setting(0.0, lambda x: _fraction(x, allow_zero=True))  # 0: the [slo] default
+    # Prometheus' per-target limits; 0: none
+    sample_limit: int = setting(50_000, v.typed(int, 0, 10_000_000))
+    label_limit: int = setting(64, v.typed(int, 0, 10_000))
+    label_name_length_limit: int = setting(256, v.typed(int, 0, 1_000_000))
+    label_value_length_limit: int = setting(4096, v.typed(int, 0, 10_000_000))
+
+
+@dataclass(frozen=True)
+class AlertingSettings:
+    default_rules: bool = setting(True, v.typed(bool))
+    disable: List[str] = setting([], v.str_list)
+    no_data_timeout: float = setting("10m", v.positive(v.parse_duration))
+    alertmanager_resend: float = setting("1m", v.positive(v.parse_duration))
+    evaluation_budget: float = setting("1s", v.positive(v.parse_duration))
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    name: str = setting(None, v.typed(str), required=True)
+    expr: str = setting(None, _expr, required=True)
+    for_: float = setting("0s", v.parse_duration, key="for")
+    keep_firing_for: float = setting("0s", v.parse_duration)
+    cooldown: float = setting("4h", v.parse_duration)
+    severity: str = setting("warning", v.one_of(("critical", "warning", "info")))
+    labels: Dict[str, str] = setting({}, _templates)
+    annotations: Dict[str, str] = setting({}, _templates)
+
+
+@dataclass(frozen=True)
+class InhibitSettings:
+    source_matchers: List[str] = setting(None, _matchers, required=True)
+    target_matchers: List[str] = setting(None, _matchers, required=True)
+    equal: List[str] = setting([], v.str_list)
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    name: str = setting(None, v.typed(str), required=True)
+    type: str = setting(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager")), required=True)
+    url: str = setting("", v.typed(str), secret=True)
+    urls: List[str] = setting([], v.str_list, secret=True)
+    routing_key: str = setting("", v.typed(str), secret=True)
+    severities: List[str] = setting([], v.str_list)
+    matchers: List[str] = setting([], _matchers)
+    send_resolved: bool = setting(True, v.typed(bool))
+    timeout: float = setting("10s", v.positive(v.parse_duration))
+    max_age: float = setting("24h", v.positive(v.parse_duration))
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    enabled: bool = setting(True, v.typed(bool))
+    interval: float = setting("60s", v.positive(v.parse_duration))
+    timeout: float = setting("10s", v.positive(v.parse_duration))
+    prompt: str = setting("Reply with the single word OK.", v.typed(str))
+    max_tokens: int = setting(8, v.typed(int, 1, 4096))
+    api: str = setting("auto", v.one_of(("auto", "completion", "chat")))
+    model: str = setting("", v.typed(str))
+    canary_regex: str = setting("", _regex)
+    canary_baseline: bool = setting(False, v.typed(bool))
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    hang_after: float = setting("10s", v.positive(v.parse_duration))
+    stall_after: float = setting("60s", v.positive(v.parse_duration))
+    watch_processes: bool = setting(True, v.typed(bool))
+    py_spy: bool = setting(True, v.typed(bool))
+    py_spy_timeout: float = setting("10s", v.positive(v.parse_duration))
+
+
+@dataclass(frozen=True)
+class SloSettings:
+    availability: float = setting(0.995, _fraction)
+    ttft_seconds: float = setting("1s", v.positive(v.parse_duration))
+    ttft_objective: float = setting(0.95, _fraction)
+
+
+@dataclass(frozen=True)
+class CostSettings:
+    gpu_hour_price: float = setting(0.0, v.typed((int, float), 0))
+    host_hour_price: float = setting(0.0, v.typed((int, float), 0))
+    currency: str = setting("USD", v.typed(str))
+    month_budget: float = setting(0.0, v.typed((int, float), 0))
+
+
+@dataclass(frozen=True)
+class DiscoverySettings:
+    enabled: bool = setting(True, v.typed(bool))
+    interval: float = setting("30s", v.positive(v.parse_duration))
+    fallback_url: str = setting("http://127.0.0.1:8080", v.parse_url)
+
+
+@dataclass(frozen=True)
+class NvmlSettings:
+    enabled: bool = setting(True, v.typed(bool))
+    xid_events: bool = setting(True, v.typed(bool))
+    process_memory: bool = setting(True, v.typed(bool))
+    retry_max: float = setting("5m", v.positive(v.parse_duration))
+
+
+@dataclass(frozen=True)
+class HostSettings:
+    enabled: bool = setting(True, v.typed(bool))
+    fs_types_exclude: List[str] = setting(["tmpfs", "devtmpfs", "squashfs", "overlay", "nsfs", "ramfs"], v.str_list)
+    mount_points_exclude: str = setting(
+        "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)", _regex)
+    net_devices_exclude: str = setting("^(lo|veth.*|docker.*|br-.*)$", _regex)
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    nvml: NvmlSettings = section(NvmlSettings)
+    host: HostSettings = section(HostSettings)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole file, as the schema: `load.Config` is this plus where it came from."""
+
+    agent: AgentSettings = section(AgentSettings)
+    exporter: ExporterSettings = section(ExporterSettings)
+    targets: Tuple[TargetConfig, ...] = array(TargetConfig)
+    alerting: AlertingSettings = section(AlertingSettings)
+    rules: Tuple[RuleSettings, ...] = array(RuleSettings)
+    inhibit: Tuple[InhibitSettings, ...] = array(InhibitSettings)
+    notify: Tuple[NotifySettings, ...] = array(NotifySettings)
+    probes: ProbeSettings = section(ProbeSettings)
+    health: HealthSettings = section(HealthSettings)
+    slo: SloSettings = section(SloSettings)
+    cost: CostSettings = section(CostSettings)
+    discovery: DiscoverySettings = section(DiscoverySettings)
+    collectors: CollectorSettings = section(CollectorSettings)
+
+
+def toml_key(f: "dataclasses.Field") -> str:
+    return f.metadata.get("key") or f.name
+
+
+def spec_of(cls: type) -> Dict[str, Any]:
+    """The validator's view of a settings class: key -> Field, nested dict, or [item dict]."""
+    out: Dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if "section" in f.metadata:
+            out[toml_key(f)] = spec_of(f.metadata["section"])
+        elif "array" in f.metadata:
+            out[toml_key(f)] = [spec_of(f.metadata["array"])]
+        else:
+            out[toml_key(f)] = f.metadata["field"]
+    return out
+
+
+def build(cls: type, values: Dict[str, Any], **extra: Any) -> Any:
+    """The typed object for validated `values` (keyed by TOML names)."""
+    kwargs = dict(extra)
+    for f in dataclasses.fields(cls):
+        if f.name in extra:
+            continue
+        raw = values[toml_key(f)]
+        if "section" in f.metadata:
+            kwargs[f.name] = build(f.metadata["section"], raw)
+        elif "array" in f.metadata:
+            kwargs[f.name] = tuple(build(f.metadata["array"], item) for item in raw)
+        else:
+            kwargs[f.name] = raw
+    return cls(**kwargs)
+
+
+SCHEMA: Dict[str, Any] = spec_of(Settings)

@@ -127,6 +127,28 @@ def expand_secrets(value: str, environ: Optional[Dict[str, str]] = None) -> str:
     return _SECRET_REF.sub(sub, value)
 
 
+def url_path(value: Any) -> str:
+    """A path such as /metrics: it starts with '/' and is printable ASCII (percent-encode the rest)."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"expected a path starting with '/', got {value!r}")
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ValueError(f"{value!r} must be printable ASCII without spaces (percent-encode other characters)")
+    return value
+
+
+def header_value(value: Any) -> str:
+    """A string that can go in an HTTP header (an api_key sent as `Authorization: Bearer`)."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError("it goes in an HTTP header, so it must be plain ASCII (or Latin-1)") from None
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("it goes in an HTTP header, so it must not contain a line break")
+    return value
+
+
 def one_of(choices: Sequence[str]) -> Callable[[Any], str]:
     """A parser accepting exactly one of `choices`."""
 

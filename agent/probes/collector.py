@@ -96,7 +96,12 @@ class ProbeCollector:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            result = self.run(self.spec)
+            try:
+                result = self.run(self.spec)
+            except Exception as e:  # a probe bug must not end probing: counted as a failure of its own kind
+                log.warning("probe %s: unexpected %s: %s", self.server, type(e).__name__, str(e)[:200],
+                            extra={"TARGET": self.server})
+                result = ProbeResult(False, "internal", detail=type(e).__name__)
             self.record(result)
             delay = self.interval
             if not result.success and result.error in ("refused", "connect"):
@@ -191,12 +196,12 @@ def _problem(server: str, result: ProbeResult):
 @register_per_target("probe")
 def _build(ctx: Context, target: TargetConfig) -> Optional[ProbeCollector]:
     c = ctx.config
-    if not c.get("probes.enabled") or not target.probe:
+    if not c.probes.enabled or not target.probe:
         return None
-    api = c.get("probes.api")
+    api = c.probes.api
     spec = ProbeSpec(target.url, api if api != "auto" else ("completion" if target.kind == "llamacpp" else "chat"),
-                     c.get("probes.prompt"), c.get("probes.max_tokens"), timeout=c.get("probes.timeout"),
-                     model=c.get("probes.model"), api_key=target.api_key)
-    return ProbeCollector(target.name, spec, c.get("probes.interval"), canary_regex=c.get("probes.canary_regex"),
-                          canary_baseline=c.get("probes.canary_baseline"), state_dir=ctx.state_dir,
-                          slow_after=c.get("slo.ttft_seconds"))
+                     c.probes.prompt, c.probes.max_tokens, timeout=c.probes.timeout,
+                     model=c.probes.model, api_key=target.api_key)
+    return ProbeCollector(target.name, spec, c.probes.interval, canary_regex=c.probes.canary_regex,
+                          canary_baseline=c.probes.canary_baseline, state_dir=ctx.state_dir,
+                          slow_after=c.slo.ttft_seconds)

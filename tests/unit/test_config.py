@@ -20,10 +20,10 @@ def errors_of(text, environ=None):
 def test_no_file_gives_sensible_defaults():
     c = default_config()
     assert c.interval == 5.0
-    assert c.get("exporter.listen") == ("0.0.0.0", 9400)
-    assert c.get("agent.state_dir") == "/var/lib/llm-agent"
+    assert c.exporter.listen == ("0.0.0.0", 9400)
+    assert c.agent.state_dir == "/var/lib/llm-agent"
     assert c.targets == ()
-    assert c.get("collectors.nvml.enabled") and c.get("collectors.host.enabled") and c.get("discovery.enabled")
+    assert c.collectors.nvml.enabled and c.collectors.host.enabled and c.discovery.enabled
     assert c.collector_timeout == 4.0
 
 
@@ -95,11 +95,11 @@ def test_secret_from_file(tmp_path):
 
 def test_durations_and_sizes():
     c = parse_config('[agent]\ninterval = "1m30s"\ncollector_timeout = "250ms"\nmax_response_bytes = "2MiB"\n')
-    assert c.interval == 90.0 and c.collector_timeout == 0.25 and c.get("agent.max_response_bytes") == 2 << 20
+    assert c.interval == 90.0 and c.collector_timeout == 0.25 and c.agent.max_response_bytes == 2 << 20
 
 
 def test_ipv6_listen():
-    assert parse_config('[exporter]\nlisten = "[::1]:9500"\n').get("exporter.listen") == ("::1", 9500)
+    assert parse_config('[exporter]\nlisten = "[::1]:9500"\n').exporter.listen == ("::1", 9500)
 
 
 def test_path_resolution(tmp_path, monkeypatch):
@@ -137,4 +137,4 @@ def test_example_defaults_match_the_embedded_ones():
     example = parse_config(uncommented, "agent.toml.example", EXAMPLE_ENV)
     defaults = default_config()
     for section in ("agent", "exporter", "discovery", "collectors", "alerting"):
-        assert example.sections[section] == defaults.sections[section], section
+        assert getattr(example, section) == getattr(defaults, section), section

@@ -13,7 +13,7 @@ from agent.store import Store
 
 def rule(name, expr, **kw):
     text = f'[[rules]]\nname = "{name}"\nexpr = \'{expr}\'\n' + "".join(f"{k} = {v}\n" for k, v in kw.items())
-    return build_rule(parse_config(text).sections["rules"][0])
+    return build_rule(parse_config(text).rules[0])
 
 
 class World:

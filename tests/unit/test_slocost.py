@@ -24,7 +24,7 @@ def test_objectives_and_cost():
     targets = [TargetConfig("a", "http://x:1"), TargetConfig("b", "http://x:2", slo_availability=0.999)]
     now = time.mktime((2026, 11, 25, 6, 0, 0, 0, 0, -1))  # 06:00 local, a 30-day month
     clock = iter([now, now + 60]).__next__
-    c = SloCost(config, lambda: targets, clock)
+    c = SloCost(config.slo, config.cost, lambda: targets, clock)
     snap = Snapshot(0.0, tuple(c.derive(view())))
     assert snap.value("llm_agent_slo_error_budget", server="a") == 0.01
     assert snap.value("llm_agent_slo_error_budget", server="b") == 0.001
@@ -38,7 +38,7 @@ def test_objectives_and_cost():
 
 
 def test_no_price_no_cost_series():
-    c = SloCost(parse_config(""), lambda: [])
+    c = SloCost(parse_config("").slo, parse_config("").cost, lambda: [])
     assert [f.name for f in c.derive(view())] == ["llm_agent_slo_error_budget", "llm_agent_slo_latency_error_budget",
                                              "llm_agent_slo_objective"]
 
