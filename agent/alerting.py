@@ -61,28 +61,28 @@ class Alerting:
         self.store = Store(os.path.join(state_dir, DB_NAME))
         self.history = History()
         self.outbox = Outbox(self.store)
-        self.engine: Optional[Engine] = None
-        self.router: Optional[Router] = None
-        self.dispatcher: Optional[Dispatcher] = None
-        self.configure(config)
-        self._api_doc = self._build_api_doc()
-
-    def configure(self, config: Config) -> None:
-        """(Re)build rules and channels. Alert state, history, the outbox, the delivery workers
-        (with what they are sending now) and every counter carry over: a reload re-sends nothing."""
         rules, inhibit = load_rules(config)
         channels = channels_from(config)
-        self.engine = Engine(rules, self.history, inhibit, config.alerting.no_data_timeout, self.store,
-                             budget=config.alerting.evaluation_budget, previous=self.engine)
         resend = config.alerting.alertmanager_resend
-        if self.router is None:
-            self.router = Router(channels, self.outbox, resend)
-        else:
-            self.router.configure(channels, resend)
-        if self.dispatcher is None:
-            self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
-        else:
-            self.dispatcher.configure(channels, resend)
+        self.engine = self._engine(config, rules, inhibit, previous=None)
+        self.router = Router(channels, self.outbox, resend)
+        self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
+        self._api_doc = self._build_api_doc()
+        log.info("alerting: %d rule(s), %d channel(s)", len(rules), len(channels))
+
+    def _engine(self, config: Config, rules, inhibit, previous: Optional[Engine]) -> Engine:
+        return Engine(rules, self.history, inhibit, config.alerting.no_data_timeout, self.store,
+                      budget=config.alerting.evaluation_budget, previous=previous)
+
+    def configure(self, config: Config) -> None:
+        """A reload: new rules and channels. Alert state, history, the outbox, the delivery
+        workers (with what they are sending now) and every counter carry over: nothing is re-sent."""
+        rules, inhibit = load_rules(config)
+        channels = channels_from(config)
+        resend = config.alerting.alertmanager_resend
+        self.engine = self._engine(config, rules, inhibit, previous=self.engine)
+        self.router.configure(channels, resend)
+        self.dispatcher.configure(channels, resend)
         log.info("alerting: %d rule(s), %d channel(s)", len(rules), len(channels))
 
     def process(self, snapshot: Snapshot) -> None:
@@ -130,7 +130,7 @@ class Alerting:
                 firing.add({**alert.labels, "inhibited": "true" if alert.inhibited else "false"}, 1)
         for state, n in counts.items():
             states.add({"state": state}, n)
-        channels = list(dispatcher.channels) if dispatcher else []
+        channels = list(dispatcher.channels)
         now = self.clock()
         depth = gauge("llm_agent_outbox_depth", "Notifications waiting in the outbox, by channel.")
         oldest = gauge("llm_agent_outbox_oldest_age_seconds", "Age of the oldest notification waiting, by channel.")
@@ -141,7 +141,7 @@ class Alerting:
             oldest.add({"channel": channel}, max(0.0, now - first))
         results = counter("llm_agent_notifications_total", "Notification deliveries by channel and result "
                                                             "(delivered, retried, failed, dead).")
-        for (channel, result), n in sorted((dispatcher.results if dispatcher else {}).items()):
+        for (channel, result), n in sorted(dispatcher.results.items()):
             results.add({"channel": channel, "result": result}, n)
         writes = self.store.write_errors
         return [firing, states,
@@ -187,8 +187,7 @@ class Alerting:
         return {"status": "success", "data": {"alerts": alerts}}
 
     def close(self, drain: float = 5.0) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.stop(drain)
+        self.dispatcher.stop(drain)
         self.store.close()
 
 

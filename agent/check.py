@@ -64,7 +64,7 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
         for key, table in (("ready", ready), ("metrics_enabled", metrics)):
             if name in table:
                 row[key] = bool(table[name])
-        for key, table in (("generation_tokens_per_second", gen), ("context_tokens", ctx), ("model", models)):
+        for key, table in (("generation_tokens_per_second", gen), ("context_tokens", ctx), ("model", models)):  # type: ignore[assignment]
             if name in table:
                 row[key] = table[name]
         if name in slots:

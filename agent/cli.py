@@ -153,7 +153,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         agent.close()
     snapshot = snapshots[-1]
     rules, inhibit = load_rules(config)
-    covered = {p.subject for p in snapshot.problems}
+    covered = sorted({p.subject for p in snapshot.problems})
     findings = rule_findings(rules, inhibit, snapshots, covered)
     report = build_report(snapshot, config.hostname, config.source, findings)
     report["running_agent"] = running_alerts(config.exporter.listen, bool(config.exporter.tls_cert_file))

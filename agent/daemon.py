@@ -7,15 +7,17 @@ Everything that varies (clocks, the NVML module, process discovery) is passed to
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import threading
 import time
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 from .alerting import Alerting, resolve_state_dir
 from .collectors.process import ExitWatcher
 from .collectors.registry import Context
+from .collectors.selfstats import AgentStats
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes
 from .model import Snapshot, gauge
@@ -43,7 +45,7 @@ class Agent:
         self.exporter: Optional[Exporter] = None
         self.snapshot: Optional[Snapshot] = None
         self.runner = Runner([], config.collector_timeout, clock)
-        self.stats: Dict[str, object] = {"cycles": 0, "overruns": 0, "last_cycle_seconds": 0.0}
+        self.stats = AgentStats()
         self.reload_ok = True
         self._stop = threading.Event()
         self._reload = threading.Event()
@@ -68,15 +70,15 @@ class Agent:
 
     # -- cycles ------------------------------------------------------------------------------
 
-    def _self_stats(self) -> Dict[str, object]:
-        stats = dict(self.stats)
-        stats["targets_configured"] = len(self.config.targets)
-        stats["targets_discovered"] = self.collectors.discovered_count
+    def _self_stats(self) -> AgentStats:
+        stats = dataclasses.replace(self.stats)
+        stats.targets_configured = len(self.config.targets)
+        stats.targets_discovered = self.collectors.discovered_count
         if self.exporter is not None:
-            stats["requests"] = self.exporter.stats.copy()
-            stats["rejected"] = self.exporter.rejected
-            stats["auth_failures"] = self.exporter.auth_failures
-            stats["tls_errors"] = self.exporter.tls_errors
+            stats.requests = self.exporter.stats.copy()
+            stats.rejected = self.exporter.rejected
+            stats.auth_failures = self.exporter.auth_failures
+            stats.tls_errors = self.exporter.tls_errors
         return stats
 
     def cycle(self) -> Snapshot:
@@ -96,14 +98,18 @@ class Agent:
         self.snapshot = snapshot
         if self.exporter is not None:
             self.exporter.publish(snapshot)
-        self.stats["cycles"] = int(self.stats["cycles"]) + 1  # type: ignore[call-overload]
-        self.stats["last_cycle_seconds"] = self.monotonic() - start
+        self.stats.cycles += 1
+        self.stats.last_cycle_seconds = self.monotonic() - start
         return snapshot
+
+    def health(self, target: str = "") -> Tuple[int, dict]:
+        """/healthz from the latest snapshot (serve.health)."""
+        return health(self.snapshot, self.clock(), self.config.interval, target)
 
     def serve(self, exporter: Exporter, notifier: Optional[Notifier] = None) -> None:
         """Cycle every interval until `stop()`; reload when asked; keep systemd informed."""
         self.exporter = exporter
-        exporter.health = lambda target="": health(self.snapshot, self.clock(), self.config.interval, target)
+        exporter.health = self.health
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
         if self.config.health.watch_processes:
@@ -133,7 +139,7 @@ class Agent:
             if started >= next_tick - 0.001:  # the scheduled cycle (not one a process exit asked for)
                 next_tick += interval
                 if self.monotonic() - started > interval:
-                    self.stats["overruns"] = int(self.stats["overruns"]) + 1  # type: ignore[call-overload]
+                    self.stats.overruns += 1
                     log.warning("cycle took %.1fs, longer than the %.1fs interval", self.monotonic() - started, interval)
                     next_tick = self.monotonic()
             self._wake.wait(max(0.0, next_tick - self.monotonic()))
@@ -150,7 +156,7 @@ class Agent:
         gpus = snap.samples("llm_agent_gpu_up")
         firing = sum(1 for s in snap.samples("llm_agent_alert_firing"))
         return (f"targets {sum(1 for s in up if s.value)}/{len(up)} up, GPUs {sum(1 for s in gpus if s.value)}/{len(gpus)}, "
-                f"{firing} alert(s) firing, cycle {float(self.stats['last_cycle_seconds']) * 1000:.0f} ms")
+                f"{firing} alert(s) firing, cycle {self.stats.last_cycle_seconds * 1000:.0f} ms")
 
     def stop(self) -> None:
         self._stop.set()

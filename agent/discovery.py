@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 from .config import TargetConfig
@@ -111,7 +111,9 @@ def discover_processes() -> List[Found]:
 
 def discovered_targets(found: Sequence[Found], fallback_url: str) -> Tuple[TargetConfig, ...]:
     """Targets for what was found (one per address), or the fallback when nothing was."""
-    targets, seen, taken = [], set(), {}
+    targets: List[TargetConfig] = []
+    seen: Set[Tuple[str, int]] = set()
+    taken: Dict[str, int] = {}
     for f in sorted(found, key=lambda f: (f.port, f.pid)):
         if (f.host, f.port) in seen:
             continue

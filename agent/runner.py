@@ -114,11 +114,13 @@ class Runner:
                 problems.append(Problem("warning", f"collector {name}", f"did not finish within {self.timeout:g}s",
                                         "a source is hanging; its series are missing until it answers"))
                 continue
-            self._record(name, *fut.result(), groups, problems, statuses)
+            families, found, duration, error = fut.result()
+            self._record(name, families, found, duration, error, groups, problems, statuses)
         if self.derivers:  # stage two: worked out from this cycle's results alone
             view = Snapshot(now, tuple(merge_families(g for _, g in groups)[0]))
             for d in self.derivers:
-                self._record(d.name, *_run_one(d, view), groups, problems, statuses)  # type: ignore[arg-type]
+                families, found, duration, error = _run_one(d, view)  # type: ignore[arg-type]
+                self._record(d.name, families, found, duration, error, groups, problems, statuses)
         statuses.sort(key=lambda s: s.name)
         own = self._self_metrics(statuses)
         # the agent's own families first, what targets pass through last: in a clash, ours win

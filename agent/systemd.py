@@ -14,7 +14,7 @@ import os
 import socket
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, List, Optional
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class Notifier:
                 self._library = daemon
             except ImportError:
                 pass
-        self.sent = []
+        self.sent: List[str] = []
 
     @property
     def enabled(self) -> bool:

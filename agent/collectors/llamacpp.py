@@ -111,20 +111,20 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.rates = {}
             self._props = None
             return False
-        out.append(self._health_family())
+        out.append(self._health_family(self.health))
         self._scrape_passthrough(deadline, out, signals)
         self._scrape_slots(deadline, out)
         self._scrape_props(deadline, out)
         return True
 
-    def _health_family(self) -> MetricFamily:
+    def _health_family(self, health: Health) -> MetricFamily:
         lbl = dict(self.labels)
         fam = gauge("llm_agent_target_ready", "Whether the target's /health says it is ready to serve (1) or not (0).")
-        fam.add(lbl, 1 if self.health.state == "ok" else 0)
-        if self.health.state == "loading":
+        fam.add(lbl, 1 if health.state == "ok" else 0)
+        if health.state == "loading":
             self.problem("warning", "the server is still loading its model", "wait; alert if it lasts")
-        elif self.health.state == "error":
-            self.problem("critical", f"/health reports an error: {self.health.message}", "read the server's log")
+        elif health.state == "error":
+            self.problem("critical", f"/health reports an error: {health.message}", "read the server's log")
         return fam
 
     def _scrape_passthrough(self, deadline: float, out: List[MetricFamily], signals: Signals) -> None:

@@ -54,7 +54,9 @@ class NvmlCollector:
                  retry_max: float = 300.0, clock: Callable[[], float] = time.monotonic,
                  process_name: Optional[Callable[[int], str]] = None):
         if nvml is None:
-            import pynvml as nvml  # nvidia-ml-py
+            import pynvml  # nvidia-ml-py
+
+            nvml = pynvml
         self.nvml = nvml
         self.hostname = hostname
         self.xid_events = xid_events

@@ -30,7 +30,7 @@ class Context:
     monotonic: Callable[[], float] = field(default=lambda: 0.0)
     state_dir: str = ""
     stacks: Any = None  # probes.stacks.StackStore, or None when py-spy dumps are off
-    self_stats: Callable[[], Dict[str, object]] = dict
+    self_stats: Callable[[], Any] = dict  # -> selfstats.AgentStats
     targets_now: Callable[[], Tuple[TargetConfig, ...]] = tuple
 
 

@@ -6,6 +6,7 @@ import os
 import platform
 import resource
 import threading
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Tuple
 
 import psutil
@@ -17,6 +18,21 @@ from .registry import Context, register
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+@dataclass
+class AgentStats:
+    """What the agent knows of itself each cycle (the loop's counters and the exporter's)."""
+
+    cycles: int = 0
+    overruns: int = 0
+    last_cycle_seconds: float = 0.0
+    targets_configured: int = 0
+    targets_discovered: int = 0
+    requests: Dict[Tuple[str, str], int] = field(default_factory=dict)
+    rejected: int = 0
+    auth_failures: int = 0
+    tls_errors: int = 0
+
+
 class SelfCollector:
     """Reads counters the daemon and exporter keep; `stats()` returns them as a dict."""
 
@@ -24,7 +40,7 @@ class SelfCollector:
 
     name = "agent"
 
-    def __init__(self, stats: Callable[[], Dict[str, object]]):
+    def __init__(self, stats: Callable[[], AgentStats]):
         self.stats = stats
         self.started = psutil.Process(os.getpid()).create_time()
         self.problems: List = []
@@ -34,25 +50,25 @@ class SelfCollector:
         fams = [
             gauge("llm_agent_build_info", "The agent's version and Python; always 1.")
             .add({"version": __version__, "python_version": platform.python_version()}, 1),
-            counter("llm_agent_cycles_total", "Collection cycles completed.").add({}, s.get("cycles", 0)),
+            counter("llm_agent_cycles_total", "Collection cycles completed.").add({}, s.cycles),
             counter("llm_agent_cycle_overruns_total", "Cycles that took longer than the interval.")
-            .add({}, s.get("overruns", 0)),
+            .add({}, s.overruns),
             gauge("llm_agent_cycle_duration_seconds", "Wall time of the previous collection cycle.")
-            .add({}, s.get("last_cycle_seconds", 0.0)),
+            .add({}, s.last_cycle_seconds),
             gauge("llm_agent_targets", "Targets being scraped, by how they were found (configured, discovered).")
-            .add({"source": "configured"}, s.get("targets_configured", 0))
-            .add({"source": "discovered"}, s.get("targets_discovered", 0)),
+            .add({"source": "configured"}, s.targets_configured)
+            .add({"source": "discovered"}, s.targets_discovered),
         ]
         requests = counter("llm_agent_exporter_requests_total", "HTTP requests served by the exporter, by path and status code.")
-        for (path, code), n in sorted(s.get("requests", {}).items()):  # type: ignore[union-attr]
+        for (path, code), n in sorted(s.requests.items()):
             requests.add({"path": path, "code": code}, n)
         fams.append(requests)
         fams.append(counter("llm_agent_exporter_rejected_total", "Connections refused with 503 because every worker was busy.")
-                    .add({}, s.get("rejected", 0)))
+                    .add({}, s.rejected))
         fams.append(counter("llm_agent_exporter_auth_failures_total", "Requests refused with 401 (missing or wrong credentials).")
-                    .add({}, s.get("auth_failures", 0)))
+                    .add({}, s.auth_failures))
         fams.append(counter("llm_agent_exporter_tls_errors_total", "TLS handshakes that failed (no or wrong client certificate, "
-                                                                   "plain HTTP on the TLS port).").add({}, s.get("tls_errors", 0)))
+                                                                   "plain HTTP on the TLS port).").add({}, s.tls_errors))
         fams.extend(self._process())
         return fams
 

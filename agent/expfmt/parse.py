@@ -48,7 +48,7 @@ def parse_value(text: str) -> float:
 
 def _parse_labels(line: str, pos: int) -> Tuple[Labels, int]:
     """Labels starting after the '{' at `pos`; returns them and the index after '}'."""
-    labels = []
+    labels: List[Tuple[str, str]] = []
     n = len(line)
     while True:
         while pos < n and line[pos] in " \t":

@@ -40,8 +40,9 @@ def make_notifier(channel: Channel, resend: float = 60.0):
 
     session = requests.Session()
     session.trust_env = False  # proxies from the environment are not the operator's choice for pages
-    cls = NOTIFIERS[channel.type]
-    return cls(channel, session, resend) if cls is AlertmanagerNotifier else cls(channel, session)
+    if channel.type == "alertmanager":
+        return AlertmanagerNotifier(channel, session, resend)
+    return NOTIFIERS[channel.type](channel, session)
 
 
 @dataclass

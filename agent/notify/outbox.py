@@ -17,6 +17,7 @@ by `sync()` each cycle until space returns. The store counts and logs the failur
 from __future__ import annotations
 
 import json
+import sqlite3
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class Outbox:
             seq = store.db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone()
         self._next_id = max([seq[0] if seq else 0] + [r[0] for r in rows]) + 1
         for r in rows:
-            row = Row(*r, episode=_episode(r[4]))
+            row = Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], episode=_episode(r[4]))
             self.queues.setdefault(row.channel, deque()).append(row)
 
     @property
@@ -112,8 +113,10 @@ class Outbox:
                 self.store.recovered("outbox")
 
     def _remove(self, ids: List[int]) -> None:
-        if ids and not self.store.write("outbox", lambda db: db.executemany("DELETE FROM outbox WHERE id=?",
-                                                                             [(i,) for i in ids])):
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in ids])
+
+        if ids and not self.store.write("outbox", work):
             self._unremoved.update(ids)
 
     def _bound(self, channel: str) -> None:
@@ -176,8 +179,11 @@ class Outbox:
                 r.attempts += 1
                 r.last_error = error
             self.inflight.difference_update(r.id for r in rows)
-            self.store.write("outbox", lambda db: db.executemany(
-                "UPDATE outbox SET attempts=?, last_error=? WHERE id=?", [(r.attempts, error[:500], r.id) for r in rows]))
+            def work(db: sqlite3.Connection) -> None:
+                db.executemany("UPDATE outbox SET attempts=?, last_error=? WHERE id=?",
+                               [(r.attempts, error[:500], r.id) for r in rows])
+
+            self.store.write("outbox", work)
 
     def drop_channel(self, channel: str) -> int:
         """A channel removed from the configuration: its waiting rows can go nowhere."""

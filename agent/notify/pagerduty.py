@@ -39,7 +39,8 @@ def payload(alert: AlertDoc, routing_key: str, hostname: str) -> dict:
         },
     }
     if len(json.dumps(event)) > MAX_BYTES:  # keep what identifies the alert, drop the bulky details
-        event["payload"]["custom_details"] = {"labels": alert.labels, "note": "annotations dropped: over 512 KB"}
+        event["payload"]["custom_details"] = {"labels": alert.labels,  # type: ignore[index]
+                                              "note": "annotations dropped: over 512 KB"}
     return event
 
 

@@ -5,7 +5,7 @@ second per hook, which the dispatcher enforces (`min_interval`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 from .base import AlertDoc, Channel, post_json
 
@@ -25,7 +25,7 @@ def payload(alert: AlertDoc, hostname: str) -> dict:
     text = f"{prefix}[{status}] {name}: {summary}"
     details = alert.annotations.get("description", "")
     labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k not in ("alertname", "severity"))
-    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    blocks: List[Dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     if details:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": details[:2900]}})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{labels or '-'} · host {hostname}"[:2900]}]})

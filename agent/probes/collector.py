@@ -115,8 +115,9 @@ class ProbeCollector:
             self.last = result
             if result.success:
                 self.failures_in_a_row = 0
-                self.ttft.observe(result.ttft)
-                if result.ttft > self.slow_after:
+                ttft = result.ttft or 0.0  # a successful probe always has its first token
+                self.ttft.observe(ttft)
+                if ttft > self.slow_after:
                     self.slow += 1
                 if result.tpot is not None:
                     self.tpot.observe(result.tpot)

@@ -96,7 +96,7 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
         headers["Authorization"] = f"Bearer {spec.api_key}"
     start = clock()
     deadline = start + spec.timeout
-    conn = conn_cls(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), timeout=spec.timeout)
+    conn = conn_cls(parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80), timeout=spec.timeout)
     token_times: List[float] = []
     pieces: List[str] = []
     reported: Optional[int] = None

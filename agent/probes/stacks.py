@@ -38,8 +38,8 @@ class StackDump:
 
 def summarize(text: str, threads: int = 3, frames: int = 3) -> str:
     """'MainThread (active): f (file.py:12) <- g (file.py:30); ...': active threads first."""
-    parsed: List[tuple] = []
-    current = None
+    parsed: List[list] = []
+    current: Optional[list] = None
     for line in text.splitlines():
         m = _THREAD.match(line)
         if m:

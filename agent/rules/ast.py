@@ -4,7 +4,7 @@ so an expression that loads is one that evaluates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 SCALAR, VECTOR, MATRIX = "scalar", "vector", "matrix"
 
@@ -39,14 +39,14 @@ class MatrixSelector:
 @dataclass
 class Call:
     func: str
-    args: List[object]
+    args: List["Node"]
     type: str = VECTOR
 
 
 @dataclass
 class Aggregate:
     op: str
-    expr: object
+    expr: "Node"
     grouping: Tuple[str, ...] = ()
     without: bool = False
     type: str = VECTOR
@@ -61,8 +61,8 @@ class Matching:
 @dataclass
 class Binary:
     op: str
-    lhs: object
-    rhs: object
+    lhs: "Node"
+    rhs: "Node"
     bool_mod: bool = False
     matching: Optional[Matching] = None
     type: str = VECTOR
@@ -71,8 +71,11 @@ class Binary:
 @dataclass
 class Unary:
     op: str
-    expr: object
+    expr: "Node"
     type: str = VECTOR
+
+
+Node = Union[Number, VectorSelector, MatrixSelector, Call, Aggregate, Binary, Unary]
 
 
 def selectors(node: object, out: Optional[List[Tuple[VectorSelector, float]]] = None) -> List[Tuple[VectorSelector, float]]:

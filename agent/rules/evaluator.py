@@ -19,6 +19,25 @@ class EvalError(Exception):
     """A runtime failure PromQL also reports (duplicate series in a one-to-one match, ...)."""
 
 
+def _vector(value: Value) -> Vector:
+    """An instant vector, as the parser's type checks promise at this point."""
+    if not isinstance(value, list):
+        raise EvalError("expected an instant vector, got a scalar")
+    return value
+
+
+def _scalar(value: Value) -> float:
+    if isinstance(value, list):
+        raise EvalError("expected a scalar, got an instant vector")
+    return value
+
+
+def _selector(node: object) -> MatrixSelector:
+    if not isinstance(node, MatrixSelector):
+        raise EvalError("expected a range vector")
+    return node
+
+
 def _drop(labels: Labels, names: Tuple[str, ...]) -> Labels:
     return tuple(kv for kv in labels if kv[0] not in names)
 
@@ -90,12 +109,12 @@ class Evaluator:
         if isinstance(node, Call):
             return self._call(node, t)
         if isinstance(node, Aggregate):
-            return self._aggregate(node, self._eval(node.expr, t))
+            return self._aggregate(node, _vector(self._eval(node.expr, t)))
         if isinstance(node, Unary):
             operand = self._eval(node.expr, t)
             if node.type == SCALAR:
-                return -operand
-            return [(_no_name(labels), -v) for labels, v in operand]
+                return -_scalar(operand)
+            return [(_no_name(labels), -v) for labels, v in _vector(operand)]
         if isinstance(node, Binary):
             return self._binary(node, self._eval(node.lhs, t), self._eval(node.rhs, t))
         raise EvalError(f"cannot evaluate {type(node).__name__}")
@@ -110,8 +129,8 @@ class Evaluator:
     def _call(self, node: Call, t: float) -> Vector:
         f, args = node.func, node.args
         if f in ("rate", "increase", "delta", "irate", "deriv", "predict_linear") or f in fn.OVER_TIME:
-            matrix = args[0]
-            extra = self._eval(args[1], t) if f == "predict_linear" else None
+            matrix = _selector(args[0])
+            extra = _scalar(self._eval(args[1], t)) if f == "predict_linear" else None
             key = (f, matrix.vector.name, matrix.vector.matchers, matrix.range, extra, t)
             if key in self.cache:
                 result, selected = self.cache[key]
@@ -121,18 +140,18 @@ class Evaluator:
             self.cache[key] = (tuple(out), tuple(self.selected.get(id(matrix.vector), ())))
             return out
         if f == "quantile_over_time":
-            q = self._eval(args[0], t)
+            q = _scalar(self._eval(args[0], t))
             return [(_no_name(labels), fn.quantile(q, [v for _, v in points]))
-                    for labels, points in self._matrix(args[1], t)]
+                    for labels, points in self._matrix(_selector(args[1]), t)]
         if f in ("clamp_min", "clamp_max"):
-            vector, bound = self._eval(args[0], t), self._eval(args[1], t)
+            vector, bound = _vector(self._eval(args[0], t)), _scalar(self._eval(args[1], t))
             pick = max if f == "clamp_min" else min
             return [(_no_name(labels), math.nan if math.isnan(v) or math.isnan(bound) else pick(v, bound))
                     for labels, v in vector]
         if f == "absent":
-            return self._absent(args[0], self._eval(args[0], t))
+            return self._absent(args[0], _vector(self._eval(args[0], t)))
         if f == "histogram_quantile":
-            return self._histogram_quantile(self._eval(args[0], t), self._eval(args[1], t))
+            return self._histogram_quantile(_scalar(self._eval(args[0], t)), _vector(self._eval(args[1], t)))
         raise EvalError(f"unknown function {f}")
 
     def _range_function(self, f: str, matrix: MatrixSelector, extra: Optional[float], t: float) -> Vector:
@@ -143,7 +162,7 @@ class Evaluator:
             elif f == "deriv":
                 value = fn.deriv(points)
             elif f == "predict_linear":
-                value = fn.predict_linear(points, t, extra)
+                value = fn.predict_linear(points, t, extra if extra is not None else 0.0)
             elif f in fn.OVER_TIME:
                 value = fn.OVER_TIME[f]([v for _, v in points])
             else:
@@ -209,20 +228,21 @@ class Evaluator:
 
     def _binary(self, node: Binary, lhs: Value, rhs: Value) -> Value:
         op = node.op
-        lhs_scalar, rhs_scalar = not isinstance(lhs, list), not isinstance(rhs, list)
-        if lhs_scalar and rhs_scalar:
+        if not isinstance(lhs, list) and not isinstance(rhs, list):
             if op in _COMPARE:
                 return 1.0 if _COMPARE[op](lhs, rhs) else 0.0
             return _arith(op, lhs, rhs)
-        if lhs_scalar or rhs_scalar:
-            return self._vector_scalar(node, lhs, rhs, swap=lhs_scalar)
+        if not isinstance(lhs, list):
+            return self._vector_scalar(node, _vector(rhs), lhs, swap=True)
+        if not isinstance(rhs, list):
+            return self._vector_scalar(node, lhs, rhs, swap=False)
         if op in ("and", "or", "unless"):
             return self._set_op(op, node.matching, lhs, rhs)
         return self._vector_vector(node, lhs, rhs)
 
     @staticmethod
-    def _vector_scalar(node: Binary, lhs: Value, rhs: Value, swap: bool) -> Vector:
-        vector, scalar = (rhs, lhs) if swap else (lhs, rhs)
+    def _vector_scalar(node: Binary, vector: Vector, scalar: float, swap: bool) -> Vector:
+        """`vector op scalar`, or `scalar op vector` when `swap`."""
         out = []
         for labels, v in vector:
             a, b = (scalar, v) if swap else (v, scalar)

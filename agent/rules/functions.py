@@ -211,10 +211,10 @@ def bucket_quantile(q: float, buckets: List[Tuple[float, float]]) -> float:
         else:
             merged.append([bound, count])
     highest = -math.inf
-    for b in merged:  # enforce monotonic counts, as Prometheus does
-        if b[1] < highest:
-            b[1] = highest
-        highest = b[1]
+    for bucket in merged:  # enforce monotonic counts, as Prometheus does
+        if bucket[1] < highest:
+            bucket[1] = highest
+        highest = bucket[1]
     if len(merged) < 2:
         return math.nan
     observations = merged[-1][1]

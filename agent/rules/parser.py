@@ -14,7 +14,7 @@ from typing import List, Optional, Tuple
 
 from .. import regex
 from .ast import (MATRIX, SCALAR, VECTOR, Aggregate, Binary, Call, Matcher, Matching, MatrixSelector, Number,
-                  Unary, VectorSelector, depth)
+                  Node, Unary, VectorSelector, depth)
 
 # name -> argument types; the result is a vector
 FUNCTIONS = {
@@ -81,7 +81,7 @@ class _Parser:
             if not m:
                 raise PromQLError(f"unexpected character {text[pos]!r} at column {pos + 1}")
             if m.lastgroup != "ws":
-                self.tokens.append((m.lastgroup, m.group(), pos + 1))
+                self.tokens.append((m.lastgroup or "", m.group(), pos + 1))
             pos = m.end()
         self.tokens.append(("eof", "", len(text) + 1))
         self.i = 0
@@ -117,13 +117,13 @@ class _Parser:
 
     # -- grammar -----------------------------------------------------------------------------
 
-    def parse(self) -> object:
+    def parse(self) -> Node:
         node = self.expression(0)
         if self.peek()[0] != "eof":
             raise self.error("unexpected token")
         return node
 
-    def expression(self, min_prec: int) -> object:
+    def expression(self, min_prec: int) -> Node:
         self.nesting += 1
         try:
             if self.nesting > MAX_DEPTH:
@@ -132,7 +132,7 @@ class _Parser:
         finally:
             self.nesting -= 1
 
-    def _expression(self, min_prec: int) -> object:
+    def _expression(self, min_prec: int) -> Node:
         lhs = self.unary()
         while True:
             op = self.binary_op()
@@ -172,7 +172,7 @@ class _Parser:
         node.type = SCALAR if lt == rt == SCALAR else VECTOR
         return node
 
-    def unary(self) -> object:
+    def unary(self) -> Node:
         kind, value, _ = self.peek()
         if kind == "op" and value in ("-", "+"):
             self.next()
@@ -187,7 +187,7 @@ class _Parser:
             return Unary("-", operand, operand.type)
         return self.postfix(self.primary())
 
-    def postfix(self, node: object) -> object:
+    def postfix(self, node: Node) -> Node:
         if self.peek()[1] == "[":
             tok = self.next()
             if not isinstance(node, VectorSelector):
@@ -203,7 +203,7 @@ class _Parser:
             raise self.error("the offset and @ modifiers are not supported")
         return node
 
-    def primary(self) -> object:
+    def primary(self) -> Node:
         kind, value, _ = self.peek()
         if kind == "number":
             self.next()
@@ -288,7 +288,8 @@ class _Parser:
 
     def aggregate(self) -> Aggregate:
         op = self.next()[1]
-        grouping, without = (), False
+        grouping: Tuple[str, ...] = ()
+        without = False
         if self.peek()[1] in ("by", "without"):
             without = self.next()[1] == "without"
             grouping = self.label_list()
@@ -330,7 +331,7 @@ class _Parser:
         return Call(name, args)
 
 
-def parse(text: str) -> object:
+def parse(text: str) -> Node:
     """Parse `text` into a syntax tree, or raise PromQLError naming the column."""
     if not text.strip():
         raise PromQLError("empty expression")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List, Union
 
 _ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
 _PRINTF = re.compile(r'^printf\s+"((?:[^"\\]|\\.)*)"\s*(.*)$')
@@ -168,7 +168,7 @@ class Template:
 
     def __init__(self, text: str):
         self.text = text
-        self.parts: List[object] = []  # str literals and action pipelines
+        self.parts: List[Union[str, List[Any]]] = []  # str literals and action pipelines
         pos = 0
         for m in _ACTION.finditer(text):
             self.parts.append(text[pos:m.start()])

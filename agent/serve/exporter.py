@@ -176,7 +176,7 @@ class Exporter:
                  max_connections: int = 1024, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
         self.exposition = Exposition(None)
         self.stats = ExporterStats()
-        self.health: Callable[[str], Tuple[int, dict]] = health or (lambda target="": (200, {"status": "ok"}))
+        self.health: Callable[[str], Tuple[int, dict]] = health or _always_ok
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         self.max_connections = max(max_connections, 1)
@@ -338,7 +338,9 @@ class Exporter:
             self._close(conn)
 
     def _handshake(self, conn: _Conn) -> None:
-        conn.sock.do_handshake()  # raises SSLWant*Error until done
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        sock.do_handshake()  # raises SSLWant*Error until done
         conn.state = "read"
         self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
         self._read(conn)
@@ -473,6 +475,10 @@ class Exporter:
         if path == "/":
             return reply(200, LANDING, "text/html; charset=utf-8")
         return reply(404, b"not found: try /metrics\n", PLAIN)
+
+
+def _always_ok(target: str = "") -> Tuple[int, dict]:
+    return 200, {"status": "ok"}
 
 
 def _raise_fd_limit(wanted: int) -> None:

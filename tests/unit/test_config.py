@@ -126,8 +126,19 @@ def test_example_file_is_valid_and_documents_every_key():
                 yield from keys(v[0], prefix + k + ".")
             else:
                 yield prefix + k
+
+    # each key must be documented under its own (possibly commented) [section] header
+    documented, header = set(), ""
+    for line in text.splitlines():
+        m = re.match(r"^#? ?\[\[?([a-z_.]+)\]\]?\s*$", line)
+        if m:
+            header = m.group(1)
+            continue
+        m = re.match(r"^#? ?([a-z_]+) =", line)
+        if m and header:
+            documented.add(f"{header}.{m.group(1)}")
     for key in keys(SCHEMA):
-        assert re.search(rf"^#? ?{re.escape(key.rsplit('.', 1)[-1])} =", text, re.M), f"{key} is not documented"
+        assert key in documented, f"{key} is not documented under [{key.rsplit('.', 1)[0]}]"
 
 
 def test_example_defaults_match_the_embedded_ones():

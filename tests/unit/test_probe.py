@@ -11,6 +11,7 @@ import pytest
 from agent.probes.collector import ProbeCollector
 from agent.probes.completion import ProbeResult, ProbeSpec, parse_event, run_probe
 from agent.model import Snapshot
+from tests.support.peers import wait_until
 
 FIX = Path(__file__).parent.parent / "fixtures" / "llamacpp"
 
@@ -119,9 +120,7 @@ def test_collector_exports_histograms_errors_and_canary(tmp_path):
     try:
         for expected_runs in (1, 2, 3):
             gate.set()
-            deadline = threading.Event()
-            while c.runs < expected_runs and not deadline.wait(0.01):
-                pass
+            wait_until(lambda n=expected_runs: c.runs >= n, 5, 0.01, what=f"probe run {expected_runs}")
         snap = Snapshot(0.0, tuple(c.collect()))
         assert snap.value("llm_agent_probes_total") == 3
         assert snap.value("llm_agent_probe_ttft_seconds_count") == 2
