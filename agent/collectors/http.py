@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 CHUNK = 64 * 1024
@@ -64,11 +64,7 @@ class HttpClient:
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
         if self._conn is None:
-            if self.https:
-                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                                         context=ssl.create_default_context())
-            else:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+            self._conn = connect(self.https, self.host, self.port, timeout)
         return self._conn
 
     def close(self) -> None:
@@ -122,22 +118,45 @@ class HttpClient:
                 if attempt or not reused:
                     raise
         chunks, size = [], 0
-        read = getattr(resp, "read1", resp.read)
-        while True:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                raise FetchError("timeout", f"body not complete within {timeout:g}s")
-            if conn.sock is not None:
-                conn.sock.settimeout(remaining)
-            chunk = read(CHUNK)
-            if not chunk:
-                resp.read()  # read1 leaves an exhausted Content-Length body open; this closes it
-                break
-            size += len(chunk)
-            if size > max_bytes:
-                raise FetchError("too_large", f"response body over the {max_bytes} byte limit")
-            chunks.append(chunk)
+        try:
+            for chunk in read_chunks(conn, resp, deadline, self.clock):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise FetchError("too_large", f"response body over the {max_bytes} byte limit")
+                chunks.append(chunk)
+        except DeadlinePassed:
+            raise FetchError("timeout", f"body not complete within {timeout:g}s") from None
         return resp.status, b"".join(chunks), not resp.will_close
+
+
+class DeadlinePassed(TimeoutError):
+    """The whole answer did not arrive before the deadline (however the server trickled it)."""
+
+
+def connect(https: bool, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+    """A connection to a target, for its scrapes and for its probes alike."""
+    if https:
+        return http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
+    return http.client.HTTPConnection(host, port, timeout=timeout)
+
+
+def read_chunks(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, deadline: float,
+                clock: Callable[[], float]) -> Iterator[bytes]:
+    """A response body as it arrives, every read bounded by what is left of one `deadline`: a
+    server that trickles a byte at a time meets the deadline, not a per-read timeout. The one
+    deadline-bounded read, shared by the scrapes and the streamed probes."""
+    read = getattr(resp, "read1", resp.read)
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise DeadlinePassed()
+        if conn.sock is not None:
+            conn.sock.settimeout(remaining)
+        chunk = read(CHUNK)
+        if not chunk:
+            resp.read()  # read1 leaves an exhausted Content-Length body open; this closes it
+            return
+        yield chunk
 
 
 def credentials(authorization: str) -> List[str]:

@@ -4,6 +4,12 @@ Contract (Alertmanager notify/): `send(batch)` returns None on success or raises
 NotifyError(retryable, retry_after). Status table for every channel: 2xx delivered; 408,
 429 and 5xx retried (honouring Retry-After); any other 4xx failed for good; connection
 errors and timeouts retried. Messages never contain a URL, header or routing key.
+
+Why notifiers use `requests` while targets and probes share `collectors/http.py`: notifiers talk
+to public HTTPS services (Slack, PagerDuty, Opsgenie...) and want what requests brings, a CA
+bundle, redirects, pooled sessions per host; a page or two a minute makes its cost irrelevant.
+Targets are scraped every cycle, mostly over loopback, where requests cost 7 ms of CPU a cycle
+(its per-call proxy-environment scan) against 0.1 ms for http.client with one deadline.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Tuple
 from urllib.parse import urlsplit
 
+from ..collectors.http import connect, read_chunks
+
 
 @dataclass
 class ProbeSpec:
@@ -89,14 +91,14 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
 
 def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     parts = urlsplit(spec.url)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     path, body = request_body(spec)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream", "User-Agent": "llm-agent-probe"}
     if spec.api_key:
         headers["Authorization"] = f"Bearer {spec.api_key}"
     start = clock()
     deadline = start + spec.timeout
-    conn = conn_cls(parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80), timeout=spec.timeout)
+    https = parts.scheme == "https"
+    conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)
     token_times: List[float] = []
     pieces: List[str] = []
     reported: Optional[int] = None
@@ -108,15 +110,7 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
                                detail=resp.read(300).decode("utf-8", "replace"))
         ended = False
         buffer = b""
-        while not ended:
-            remaining = deadline - clock()
-            if remaining <= 0:
-                raise socket.timeout()
-            if conn.sock is not None:
-                conn.sock.settimeout(remaining)
-            chunk = resp.read1(4096) if hasattr(resp, "read1") else resp.read(1)
-            if not chunk:
-                break
+        for chunk in read_chunks(conn, resp, deadline, clock):
             buffer += chunk
             while b"\n" in buffer and not ended:
                 raw, buffer = buffer.split(b"\n", 1)
@@ -129,6 +123,8 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
                 if text:
                     token_times.append(clock())
                     pieces.append(text)
+            if ended:
+                break  # the final event: no need to wait for the server to close the stream
         duration = clock() - start
         if not ended:
             return ProbeResult(False, "broken_stream", duration=duration, tokens=len(token_times),
