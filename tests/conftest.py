@@ -32,3 +32,39 @@ def llama_server(tiny_model, tmp_path):
     server = LlamaServer(tiny_model, log_dir=str(tmp_path)).start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def receivers():
+    """Make local receivers (Slack, PagerDuty, webhook tables); all are closed after the test."""
+    from tests.support.receivers import Receiver
+
+    made = []
+
+    def make(table, mode="ok"):
+        made.append(Receiver(table, mode))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.close()
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    """Start the real daemon (`llm-agent run`) against a flapping target: `daemon(channel_toml,
+    state_dir=None, interval="300ms")` returns (AgentProcess, Flapper); both stop after the test."""
+    from tests.support.agentproc import new_agent
+
+    made = []
+
+    def make(channel, state_dir=None, interval="300ms", workdir=None):
+        agent, flapper = new_agent(workdir or tmp_path, channel, state_dir=state_dir, interval=interval)
+        made.append((agent, flapper))
+        return agent, flapper
+
+    yield make
+    for agent, flapper in made:
+        agent.stop()
+        agent.kill()
+        flapper.close()

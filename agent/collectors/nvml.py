@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..model import GAUGE, MetricFamily, Problem, counter, gauge
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
 from .registry import Context, register
-from .xid import XidWatcher
+from .xid import WAIT_MS, XidWatcher
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class NvmlCollector:
 
     def __init__(self, nvml: Any = None, hostname: str = "", xid_events: bool = True, process_memory: bool = True,
                  retry_max: float = 300.0, clock: Callable[[], float] = time.monotonic,
-                 process_name: Optional[Callable[[int], str]] = None):
+                 process_name: Optional[Callable[[int], str]] = None, xid_wait_ms: int = WAIT_MS):
         if nvml is None:
             import pynvml  # nvidia-ml-py
 
@@ -60,6 +60,7 @@ class NvmlCollector:
         self.nvml = nvml
         self.hostname = hostname
         self.xid_events = xid_events
+        self.xid_wait_ms = xid_wait_ms
         self.process_memory = process_memory
         self.retry_max = retry_max
         self.clock = clock
@@ -121,7 +122,8 @@ class NvmlCollector:
         self.gpus = [self._describe(i) for i in range(nvml.nvmlDeviceGetCount())]
         if self.xid_events and self._xid is None:
             try:
-                self._xid = XidWatcher(nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None])
+                self._xid = XidWatcher(nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
+                                       self.xid_wait_ms)
             except (nvml.NVMLError, AttributeError) as e:
                 log.warning("NVML: XID events unavailable (%s); DCGM_FI_DEV_XID_ERRORS will be missing", e)
 
@@ -187,7 +189,8 @@ class NvmlCollector:
         dead, self._xid = self._xid, None
         dead.close()
         try:
-            self._xid = XidWatcher(self.nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None])
+            self._xid = XidWatcher(self.nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
+                                   self.xid_wait_ms)
         except (self.nvml.NVMLError, AttributeError) as e:
             log.warning("NVML: restarting the XID watcher failed: %s", e)
         return [up.add({}, 0)]

@@ -17,8 +17,9 @@ WAIT_MS = 1000
 class XidWatcher:
     """Registers every handle for XID events and counts them per (gpu index, xid)."""
 
-    def __init__(self, nvml: Any, handles: List[Tuple[int, Any]]):
+    def __init__(self, nvml: Any, handles: List[Tuple[int, Any]], wait_ms: int = WAIT_MS):
         self.nvml = nvml
+        self.wait_ms = wait_ms  # how long one wait blocks: closing takes up to this long
         self.counts: Dict[Tuple[int, int], int] = {}
         self.last: Dict[int, int] = {}
         self.watched: List[int] = []
@@ -47,7 +48,7 @@ class XidWatcher:
         nvml = self.nvml
         while not self._stop.is_set():
             try:
-                data = nvml.nvmlEventSetWait_v2(self._set, WAIT_MS)
+                data = nvml.nvmlEventSetWait_v2(self._set, self.wait_ms)
             except nvml.NVMLError as e:
                 if e.value == nvml.NVML_ERROR_TIMEOUT:
                     continue
@@ -71,7 +72,7 @@ class XidWatcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=WAIT_MS / 1000 * 2)
+        self._thread.join(timeout=self.wait_ms / 1000 * 2)
         if self._thread.is_alive():  # still inside nvmlEventSetWait: freeing the set now would crash it
             return
         try:

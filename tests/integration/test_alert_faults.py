@@ -23,25 +23,20 @@ def drained(agent, channel):
     return agent.value("llm_agent_outbox_depth", channel=channel) == 0
 
 
-def test_a_receiver_outage_loses_nothing_and_keeps_order(tmp_path):
-    receiver = Receiver(WEBHOOK, "unavailable")
-    agent, flapper = new_agent(tmp_path, webhook(receiver.url))
-    try:
-        agent.start()
-        flap(flapper, IDS, seconds=12, period=1.2)  # alerts fire and resolve all through the outage
-        assert receiver.requests and not receiver.accepted
-        during = len(receiver.requests)
-        receiver.mode = "ok"
-        wait_until(lambda: drained(agent, "hook") and receiver.accepted, 90, what="the backlog delivered")
-        created = agent.value("llm_agent_outbox_enqueued_total", channel="hook")
-        report = audit(receiver.alerts())
-        assert report == {"received": created, "duplicates": 0, "out_of_order": 0, "missing": 0}, report
-        assert created >= 5 * 8, "each alert went through several episodes"
-        assert during < created, "the outage backed off the channel, not each notification"
-    finally:
-        agent.stop()
-        flapper.close()
-        receiver.close()
+def test_a_receiver_outage_loses_nothing_and_keeps_order(receivers, daemon):
+    receiver = receivers(WEBHOOK, "unavailable")
+    agent, flapper = daemon(webhook(receiver.url))
+    agent.start()
+    flap(flapper, IDS, seconds=12, period=1.2)  # alerts fire and resolve all through the outage
+    assert receiver.requests and not receiver.accepted
+    during = len(receiver.requests)
+    receiver.mode = "ok"
+    wait_until(lambda: drained(agent, "hook") and receiver.accepted, 90, what="the backlog delivered")
+    created = agent.value("llm_agent_outbox_enqueued_total", channel="hook")
+    report = audit(receiver.alerts())
+    assert report == {"received": created, "duplicates": 0, "out_of_order": 0, "missing": 0}, report
+    assert created >= 5 * 8, "each alert went through several episodes"
+    assert during < created, "the outage backed off the channel, not each notification"
 
 
 def _tmpfs(path, size):
@@ -134,23 +129,18 @@ def test_sighup_during_slow_deliveries_resends_nothing_and_counters_never_go_bac
         receiver.close()
 
 
-def test_sigterm_tries_the_whole_backlog_within_the_drain_time(tmp_path):
-    receiver = Receiver(WEBHOOK, "unavailable")
-    agent, flapper = new_agent(tmp_path, webhook(receiver.url))
-    try:
-        agent.start()
-        flap(flapper, IDS, seconds=5, period=1.0)
-        wait_until(lambda: len(receiver.requests) >= 3, 30, what="the channel backing off")
-        created = agent.value("llm_agent_outbox_enqueued_total", channel="hook")
-        receiver.mode = "ok"  # the receiver is back, but the channel is held for seconds
-        agent.signal(signal.SIGTERM)
-        assert agent.proc.wait(15) == 0
-        report = audit(receiver.alerts())
-        assert report == {"received": created, "duplicates": 0, "out_of_order": 0, "missing": 0}, report
-    finally:
-        agent.stop()
-        flapper.close()
-        receiver.close()
+def test_sigterm_tries_the_whole_backlog_within_the_drain_time(receivers, daemon):
+    receiver = receivers(WEBHOOK, "unavailable")
+    agent, flapper = daemon(webhook(receiver.url))
+    agent.start()
+    flap(flapper, IDS, seconds=5, period=1.0)
+    wait_until(lambda: len(receiver.requests) >= 3, 30, what="the channel backing off")
+    created = agent.value("llm_agent_outbox_enqueued_total", channel="hook")
+    receiver.mode = "ok"  # the receiver is back, but the channel is held for seconds
+    agent.signal(signal.SIGTERM)
+    assert agent.proc.wait(15) == 0
+    report = audit(receiver.alerts())
+    assert report == {"received": created, "duplicates": 0, "out_of_order": 0, "missing": 0}, report
 
 
 def test_a_second_agent_on_the_same_state_dir_is_refused_and_a_crash_never_blocks_a_restart(tmp_path):

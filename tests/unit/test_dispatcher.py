@@ -30,80 +30,68 @@ def make(tmp_path, channel, **kw):
     return outbox, clock, Dispatcher(outbox, [channel], clock=clock, jitter=lambda: 0.5, sleep=lambda s: None, **kw)
 
 
-def test_an_outage_holds_the_channel_and_the_backlog_follows_in_order(tmp_path):
-    receiver = Receiver(SLACK, "unavailable")
+def test_an_outage_holds_the_channel_and_the_backlog_follows_in_order(tmp_path, receivers):
+    receiver = receivers(SLACK, "unavailable")
     outbox, clock, d = make(tmp_path, Channel("slack", "slack", urls=[receiver.url]))
-    try:
-        queue(outbox, "slack", "A")
-        queue(outbox, "slack", "B")
-        assert d.deliver_once("slack") and len(receiver.requests) == 1
-        queue(outbox, "slack", "A", "resolved", at=clock.now)
-        queue(outbox, "slack", "A", "firing", starts_at=1002.0, at=clock.now)  # a second episode
-        assert not d.deliver_once("slack"), "held: the new rows do not jump the outage"
-        attempts = 1
-        while attempts < 6:  # the outage goes on: one request per backoff step, always the head row
-            clock.now = d.next_attempt("slack")
-            assert d.deliver_once("slack")
-            attempts += 1
-        assert len(receiver.requests) == attempts
-        assert {r["body"]["text"] for r in receiver.requests} == {"[WARNING] A: A"}
-        receiver.mode = "ok"
+    queue(outbox, "slack", "A")
+    queue(outbox, "slack", "B")
+    assert d.deliver_once("slack") and len(receiver.requests) == 1
+    queue(outbox, "slack", "A", "resolved", at=clock.now)
+    queue(outbox, "slack", "A", "firing", starts_at=1002.0, at=clock.now)  # a second episode
+    assert not d.deliver_once("slack"), "held: the new rows do not jump the outage"
+    attempts = 1
+    while attempts < 6:  # the outage goes on: one request per backoff step, always the head row
         clock.now = d.next_attempt("slack")
-        while d.deliver_once("slack"):
-            pass
-        assert slack_texts(receiver)[attempts:] == ["[WARNING] A", "[WARNING] B", "[RESOLVED] A", "[WARNING] A"]
-        assert d.results == {("slack", "retried"): attempts, ("slack", "delivered"): 4}
-    finally:
-        receiver.close()
+        assert d.deliver_once("slack")
+        attempts += 1
+    assert len(receiver.requests) == attempts
+    assert {r["body"]["text"] for r in receiver.requests} == {"[WARNING] A: A"}
+    receiver.mode = "ok"
+    clock.now = d.next_attempt("slack")
+    while d.deliver_once("slack"):
+        pass
+    assert slack_texts(receiver)[attempts:] == ["[WARNING] A", "[WARNING] B", "[RESOLVED] A", "[WARNING] A"]
+    assert d.results == {("slack", "retried"): attempts, ("slack", "delivered"): 4}
 
 
-def test_backoff_is_per_channel_and_capped(tmp_path):
-    receiver = Receiver(SLACK, "server_error")
+def test_backoff_is_per_channel_and_capped(tmp_path, receivers):
+    receiver = receivers(SLACK, "server_error")
     outbox, clock, d = make(tmp_path, Channel("slack", "slack", urls=[receiver.url]), max_backoff=8.0)
-    try:
-        queue(outbox, "slack", "A")
-        delays = []
-        for _ in range(6):
-            clock.now = max(clock.now, d.next_attempt("slack"))
-            d.deliver_once("slack")
-            delays.append(d.next_attempt("slack") - clock.now)
-        assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
-    finally:
-        receiver.close()
+    queue(outbox, "slack", "A")
+    delays = []
+    for _ in range(6):
+        clock.now = max(clock.now, d.next_attempt("slack"))
+        d.deliver_once("slack")
+        delays.append(d.next_attempt("slack") - clock.now)
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
 
-def test_retry_after_holds_the_whole_channel(tmp_path):
-    receiver = Receiver(PAGERDUTY, "rate_limited")  # 429 with Retry-After: 30
+def test_retry_after_holds_the_whole_channel(tmp_path, receivers):
+    receiver = receivers(PAGERDUTY, "rate_limited")  # 429 with Retry-After: 30
     outbox, clock, d = make(tmp_path, Channel("pd", "pagerduty", urls=[receiver.url], routing_key="r" * 32))
-    try:
-        queue(outbox, "pd", "K1")
-        d.deliver_once("pd")
-        queue(outbox, "pd", "K2")  # another alert: it waits too
-        receiver.mode = "ok"
-        clock.now += 29
-        assert not d.deliver_once("pd") and len(receiver.requests) == 1
-        clock.now += 2
-        while d.deliver_once("pd"):
-            pass
-        assert [r["body"]["payload"]["summary"] for r in receiver.requests[1:]] == ["K1: K1", "K2: K2"]
-    finally:
-        receiver.close()
+    queue(outbox, "pd", "K1")
+    d.deliver_once("pd")
+    queue(outbox, "pd", "K2")  # another alert: it waits too
+    receiver.mode = "ok"
+    clock.now += 29
+    assert not d.deliver_once("pd") and len(receiver.requests) == 1
+    clock.now += 2
+    while d.deliver_once("pd"):
+        pass
+    assert [r["body"]["payload"]["summary"] for r in receiver.requests[1:]] == ["K1: K1", "K2: K2"]
 
 
-def test_slack_gets_at_most_one_message_a_second(tmp_path):
-    receiver = Receiver(SLACK, "ok")
+def test_slack_gets_at_most_one_message_a_second(tmp_path, receivers):
+    receiver = receivers(SLACK, "ok")
     naps = []
     outbox = Outbox(Store(str(tmp_path / "state.db")))
     clock = ManualClock(1000.0)
     d = Dispatcher(outbox, [Channel("slack", "slack", urls=[receiver.url])], clock=clock, sleep=naps.append)
-    try:
-        for key in ("A", "B", "C"):
-            queue(outbox, "slack", key)
-        while d.deliver_once("slack"):
-            clock.now += 0.25  # the send itself took 0.25 s
-        assert len(receiver.requests) == 3 and naps == [0.75, 0.75]
-    finally:
-        receiver.close()
+    for key in ("A", "B", "C"):
+        queue(outbox, "slack", key)
+    while d.deliver_once("slack"):
+        clock.now += 0.25  # the send itself took 0.25 s
+    assert len(receiver.requests) == 3 and naps == [0.75, 0.75]
 
 
 def test_a_reload_during_slow_deliveries_sends_nothing_twice_and_keeps_counting(tmp_path):
@@ -132,23 +120,20 @@ def test_a_reload_during_slow_deliveries_sends_nothing_twice_and_keeps_counting(
         receiver.close()
 
 
-def test_stop_drains_the_whole_backlog_whatever_the_backoff(tmp_path):
-    receiver = Receiver(WEBHOOK, "unavailable")
+def test_stop_drains_the_whole_backlog_whatever_the_backoff(tmp_path, receivers):
+    receiver = receivers(WEBHOOK, "unavailable")
     outbox = Outbox(Store(str(tmp_path / "state.db")))
     d = Dispatcher(outbox, [Channel("hook", "webhook", urls=[receiver.url])], base_backoff=300.0, max_backoff=600.0).start()
-    try:
-        for i in range(5):
-            queue(outbox, "hook", f"K{i}")
-        deadline = time.monotonic() + 10
-        while not d.next_attempt("hook") and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert d.next_attempt("hook") > time.time() + 100, "held for minutes"
-        receiver.mode = "ok"
-        d.stop(drain=5.0)
-        assert outbox.depth() == {}
-        assert sorted(a["fingerprint"] for a in receiver.alerts()) == [f"K{i}" for i in range(5)]
-    finally:
-        receiver.close()
+    for i in range(5):
+        queue(outbox, "hook", f"K{i}")
+    deadline = time.monotonic() + 10
+    while not d.next_attempt("hook") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert d.next_attempt("hook") > time.time() + 100, "held for minutes"
+    receiver.mode = "ok"
+    d.stop(drain=5.0)
+    assert outbox.depth() == {}
+    assert sorted(a["fingerprint"] for a in receiver.alerts()) == [f"K{i}" for i in range(5)]
 
 
 def test_a_removed_channel_drops_its_backlog_counted_and_logged(tmp_path, caplog):
@@ -167,20 +152,17 @@ def test_rows_of_a_channel_unknown_at_start_are_dropped_not_kept_forever(tmp_pat
     assert outbox.depth() == {} and d.results == {("old-name", "dead"): 1}
 
 
-def test_an_unreadable_row_is_dropped_and_does_not_block_the_channel(tmp_path, caplog):
+def test_an_unreadable_row_is_dropped_and_does_not_block_the_channel(tmp_path, caplog, receivers):
     outbox = Outbox(Store(str(tmp_path / "state.db")))
     outbox.enqueue("hook", "K", "firing", json.dumps({"not": "an alert"}), time.time())
     queue(outbox, "hook", "L")
-    receiver = Receiver(WEBHOOK, "ok")
+    receiver = receivers(WEBHOOK, "ok")
     _, _, d = make(tmp_path / "x", Channel("hook", "webhook", urls=[receiver.url]))
     d.outbox = outbox
-    try:
-        while d.deliver_once("hook"):
-            pass
-        assert "dropped an unreadable notification" in caplog.text
-        assert [a["fingerprint"] for a in receiver.alerts()] == ["L"]
-    finally:
-        receiver.close()
+    while d.deliver_once("hook"):
+        pass
+    assert "dropped an unreadable notification" in caplog.text
+    assert [a["fingerprint"] for a in receiver.alerts()] == ["L"]
 
 
 class Broken:

@@ -24,7 +24,8 @@ def gpus_with(snap, name):
 @pytest.fixture
 def three():
     fake = FakeNvml(three_gpus())
-    c = NvmlCollector(fake, hostname="gpu-host-1", process_name=lambda pid: {4242: "llama-server"}.get(pid, ""))
+    c = NvmlCollector(fake, hostname="gpu-host-1", process_name=lambda pid: {4242: "llama-server"}.get(pid, ""),
+                      xid_wait_ms=20)  # the event wait returns every 20 ms: closing takes no second
     yield fake, c
     c.close()
 
