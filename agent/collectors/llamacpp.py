@@ -59,21 +59,18 @@ def parse_slots(data: Any) -> Tuple[int, int]:
 class Props:
     model: str
     context_tokens: Optional[int]
-    total_slots: Optional[int]
     build: str
 
 
 def parse_props(data: Any) -> Props:
-    """Model name, context size, slot count and build from a /props body."""
+    """Model name, context size and build from a /props body (slots come from /slots)."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     settings = data.get("default_generation_settings") or {}
     n_ctx = settings.get("n_ctx", data.get("n_ctx"))
     path = str(data.get("model_alias") or data.get("model_path") or "")
     model = path.rsplit("/", 1)[-1]
-    slots = data.get("total_slots")
-    return Props(model, int(n_ctx) if isinstance(n_ctx, (int, float)) else None,
-                 int(slots) if isinstance(slots, int) else None, str(data.get("build_info", "")))
+    return Props(model, int(n_ctx) if isinstance(n_ctx, (int, float)) else None, str(data.get("build_info", "")))
 
 
 def retype_llamacpp(families: List[MetricFamily]) -> List[MetricFamily]:

@@ -29,7 +29,7 @@ def test_slots_busy_and_idle():
 
 def test_props_model_and_context():
     p = parse_props(json.loads((FIX / "props.json").read_text()))
-    assert (p.model, p.context_tokens, p.total_slots) == ("tiny.gguf", 512, 4)
+    assert (p.model, p.context_tokens, p.build) == ("tiny.gguf", 512, "b0-unknown")
     assert parse_props({}).context_tokens is None
 
 
