@@ -49,8 +49,7 @@ def summarize(text: str, threads: int = 3, frames: int = 3) -> str:
         f = _FRAME.match(line)
         if f and current is not None:
             current[2].append(f"{f.group(1)} ({os.path.basename(f.group(2))})")
-    # active threads first, then those not parked in a known wait: that is where a hang lives
-    parsed.sort(key=lambda t: 0 if t[1] == "active" else (2 if not t[2] or _parked(t[2][0]) else 1))
+    parsed.sort(key=lambda t: _rank(t[1], t[2]))
     parts = [f"{name} ({state}): " + " <- ".join(stack[:frames]) for name, state, stack in parsed[:threads] if stack]
     return "; ".join(parts) or "no Python frames found"
 
@@ -59,9 +58,31 @@ _WAITS = ("wait", "select", "poll", "accept", "serve_forever", "_wait_for_tstate
           "acquire", "recv", "read", "readinto", "sleep")
 
 
-def _parked(frame: str) -> bool:
+# loops where a healthy server's threads wait for work: a thread parked in one of these is idle
+_IDLE_LOOPS = ("serve_forever", "_worker", "_handle_request_noblock", "run_forever", "_run_once", "get_request")
+
+
+def _function(frame: str) -> str:
     # py-spy writes qualified names for methods: "Condition.wait", "_PollLikeSelector.select"
-    return frame.split(" ", 1)[0].rsplit(".", 1)[-1] in _WAITS
+    return frame.split(" ", 1)[0].rsplit(".", 1)[-1]
+
+
+def _parked(frame: str) -> bool:
+    return _function(frame) in _WAITS
+
+
+def _rank(state: str, stack: List[str]) -> int:
+    """Where a hang most likely lives, first: busy threads (active and not in a wait), then
+    threads waiting inside application code (a request stuck on something), and last threads
+    idle in a server's or pool's own loop (what every healthy server has)."""
+    if not stack:
+        return 4
+    parked = _parked(stack[0])
+    if not parked:
+        return 0 if state == "active" else 1
+    if any(_function(f) in _IDLE_LOOPS for f in stack):
+        return 3
+    return 2
 
 
 def py_spy_path() -> Optional[str]:
