@@ -128,8 +128,12 @@ class Agent:
                 notifier.ready(self.status_line())
             self._cycle_now.clear()
             started = self.monotonic()
-            self.cycle()
-            self.last_progress = self.monotonic()
+            try:
+                self.cycle()
+                self.last_progress = self.monotonic()  # only a cycle that completed feeds the watchdog
+            except Exception as e:  # a bug in one cycle must not end the loop; the watchdog sees no progress
+                log.error("cycle failed (%s: %s); trying again next interval", type(e).__name__, str(e)[:300],
+                          exc_info=log.isEnabledFor(logging.DEBUG))
             if not ready:  # the first snapshot is being served: systemd may consider us started
                 notifier.ready(self.status_line())
                 ready = True

@@ -256,19 +256,27 @@ class Exporter:
         sel.register(self._listener, selectors.EVENT_READ, "accept")
         sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         while not self._stopping.is_set():
-            for key, events in sel.select(timeout=0.25):
-                if key.data == "accept":
-                    self._accept()
-                elif key.data == "wake":
-                    try:
-                        while self._wake_r.recv(4096):
-                            pass
-                    except (BlockingIOError, InterruptedError):
+            try:
+                self._turn(sel)
+            except Exception as e:  # the loop is the endpoint: it must outlive any one bad turn
+                log.error("exporter: event loop error (%s: %s); going on", type(e).__name__, e,
+                          exc_info=log.isEnabledFor(logging.DEBUG))
+                time.sleep(0.05)
+
+    def _turn(self, sel: selectors.BaseSelector) -> None:
+        for key, events in sel.select(timeout=0.25):
+            if key.data == "accept":
+                self._accept()
+            elif key.data == "wake":
+                try:
+                    while self._wake_r.recv(4096):
                         pass
-                else:
-                    self._ready(key.data, events)
-            self._collect_done()
-            self._expire(time.monotonic())
+                except (BlockingIOError, InterruptedError):
+                    pass
+            else:
+                self._ready(key.data, events)
+        self._collect_done()
+        self._expire(time.monotonic())
 
     def _accept(self) -> None:
         for _ in range(64):  # a burst at a time, then back to the others

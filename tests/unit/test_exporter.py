@@ -149,3 +149,19 @@ def test_port_in_use_names_the_port_and_the_key():
             Exporter("127.0.0.1", port, config_source="/etc/llm-agent/agent.toml")
     assert str(e.value) == (f"cannot listen on 127.0.0.1:{port}: the port is already in use; "
                             "set [exporter] listen in /etc/llm-agent/agent.toml to a free port")
+
+
+def test_the_event_loop_outlives_an_unexpected_error(exporter, caplog):
+    calls = {"n": 0}
+    real = exporter._expire
+
+    def flaky(now):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        real(now)
+
+    exporter._expire = flaky
+    wait_until(lambda: calls["n"] >= 2, 3, what="the loop turning again")
+    assert requests.get(url(exporter), timeout=2).status_code == 200
+    assert "event loop error (RuntimeError: boom)" in caplog.text
