@@ -25,6 +25,22 @@ def doc(status="firing", summary="GPU 0 is on fire", description="Runbook text."
                     1060.0 if status == "resolved" else 0.0, 91.0, "0123456789abcdef")
 
 
+@pytest.fixture
+def wired(tmp_path):
+    """`wired(kind, receiver_url, timeout=2.0, sub="")`: a store, outbox, channel, dispatcher and
+    manual clock for one channel; the stores are closed after the test."""
+    stores = []
+
+    def make(kind, receiver_url, timeout=2.0, sub=""):
+        made = setup(tmp_path / sub if sub else tmp_path, kind, receiver_url, timeout)
+        stores.append(made[0])
+        return made
+
+    yield make
+    for store in stores:
+        store.close()
+
+
 def setup(tmp_path, kind, receiver_url, timeout=2.0):
     store = Store(str(tmp_path / "state.db"))
     outbox = Outbox(store)
@@ -58,20 +74,16 @@ CASES += [("slack", SLACK, "revoked", "failed"), ("slack", SLACK, "archived", "f
 
 
 @pytest.mark.parametrize("kind,table,mode,expected", CASES, ids=[f"{c[0]}-{c[2]}" for c in CASES])
-def test_status_table(tmp_path, kind, table, mode, expected):
-    receiver = Receiver(table, mode)
-    store, outbox, channel, dispatcher, clock = setup(tmp_path, kind, receiver.url)
-    try:
-        result, row = outcome(store, outbox, dispatcher, channel, clock)
-        assert result == expected
-        if mode == "rate_limited":
-            assert row[1] >= clock() + 30, "Retry-After honoured"
-        elif result == "retried":
-            assert row[0] == 1 and clock() + 0.9 <= row[1] <= clock() + 1.1, "first backoff ~1s"
-        assert len(receiver.requests) == 1
-    finally:
-        receiver.close()
-        store.close()
+def test_status_table(tmp_path, kind, table, mode, expected, receivers, wired):
+    receiver = receivers(table, mode)
+    store, outbox, channel, dispatcher, clock = wired(kind, receiver.url)
+    result, row = outcome(store, outbox, dispatcher, channel, clock)
+    assert result == expected
+    if mode == "rate_limited":
+        assert row[1] >= clock() + 30, "Retry-After honoured"
+    elif result == "retried":
+        assert row[0] == 1 and clock() + 0.9 <= row[1] <= clock() + 1.1, "first backoff ~1s"
+    assert len(receiver.requests) == 1
 
 
 @pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager"])
@@ -92,79 +104,63 @@ def test_refused_and_hanging_receivers_are_retried(tmp_path, kind):
         store.close()
 
 
-def test_backoff_grows_and_gives_up_after_max_age(tmp_path):
-    receiver = Receiver(SLACK, "server_error")
-    store, outbox, channel, dispatcher, clock = setup(tmp_path, "slack", receiver.url)
+def test_backoff_grows_and_gives_up_after_max_age(tmp_path, receivers, wired):
+    receiver = receivers(SLACK, "server_error")
+    store, outbox, channel, dispatcher, clock = wired("slack", receiver.url)
     channel.max_age = 100
-    try:
-        outbox.enqueue("slack", "k", "firing", doc().to_json(), clock())
-        delays = []
-        for _ in range(4):
-            clock.now = max(clock.now, dispatcher.next_attempt("slack"))
-            dispatcher.deliver_once("slack")
-            delays.append(round(dispatcher.next_attempt("slack") - clock.now, 3))
-        assert delays == [1.0, 2.0, 4.0, 8.0]
-        clock.now += 200
+    outbox.enqueue("slack", "k", "firing", doc().to_json(), clock())
+    delays = []
+    for _ in range(4):
+        clock.now = max(clock.now, dispatcher.next_attempt("slack"))
         dispatcher.deliver_once("slack")
-        assert outbox.depth() == {}
-        assert dispatcher.results[("slack", "dead")] == 1
-    finally:
-        receiver.close()
-        store.close()
+        delays.append(round(dispatcher.next_attempt("slack") - clock.now, 3))
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+    clock.now += 200
+    dispatcher.deliver_once("slack")
+    assert outbox.depth() == {}
+    assert dispatcher.results[("slack", "dead")] == 1
 
 
-def test_slack_payload(tmp_path):
-    receiver = Receiver(SLACK, "ok")
-    store, outbox, channel, dispatcher, clock = setup(tmp_path, "slack", receiver.url)
-    try:
-        for status in ("firing", "resolved"):
-            outbox.enqueue("slack", "k", status, doc(status).to_json(), clock())
-            dispatcher.deliver_once("slack")
-        firing, resolved = (r["body"] for r in receiver.requests)
-        assert firing["text"] == "[CRITICAL] GpuHot: GPU 0 is on fire"
-        assert firing["attachments"][0]["color"] == "#d63232"
-        assert resolved["text"].startswith("[RESOLVED]") and resolved["attachments"][0]["color"] == "#2eb886"
-        assert firing["attachments"][0]["blocks"][1]["text"]["text"] == "Runbook text."
-    finally:
-        receiver.close()
-        store.close()
+def test_slack_payload(tmp_path, receivers, wired):
+    receiver = receivers(SLACK, "ok")
+    store, outbox, channel, dispatcher, clock = wired("slack", receiver.url)
+    for status in ("firing", "resolved"):
+        outbox.enqueue("slack", "k", status, doc(status).to_json(), clock())
+        dispatcher.deliver_once("slack")
+    firing, resolved = (r["body"] for r in receiver.requests)
+    assert firing["text"] == "[CRITICAL] GpuHot: GPU 0 is on fire"
+    assert firing["attachments"][0]["color"] == "#d63232"
+    assert resolved["text"].startswith("[RESOLVED]") and resolved["attachments"][0]["color"] == "#2eb886"
+    assert firing["attachments"][0]["blocks"][1]["text"]["text"] == "Runbook text."
 
 
-def test_pagerduty_payload_trigger_then_resolve_with_one_dedup_key(tmp_path):
-    receiver = Receiver(PAGERDUTY, "ok")
-    store, outbox, channel, dispatcher, clock = setup(tmp_path, "pagerduty", receiver.url)
-    try:
-        huge = doc(summary="x" * 5000, description="y" * 600_000)
-        outbox.enqueue("pd", "k", "firing", huge.to_json(), clock())
-        outbox.enqueue("pd", "k", "resolved", doc("resolved").to_json(), clock())
-        dispatcher.deliver_once("pd")
-        dispatcher.deliver_once("pd")
-        trigger, resolve = (r["body"] for r in receiver.requests)
-        assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
-        assert trigger["dedup_key"] == resolve["dedup_key"] == "llm-agent/0123456789abcdef"
-        assert len(trigger["payload"]["summary"]) == 1024
-        assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["source"] == "h1"
-        assert len(json.dumps(trigger).encode()) < MAX_BYTES
-    finally:
-        receiver.close()
-        store.close()
+def test_pagerduty_payload_trigger_then_resolve_with_one_dedup_key(tmp_path, receivers, wired):
+    receiver = receivers(PAGERDUTY, "ok")
+    store, outbox, channel, dispatcher, clock = wired("pagerduty", receiver.url)
+    huge = doc(summary="x" * 5000, description="y" * 600_000)
+    outbox.enqueue("pd", "k", "firing", huge.to_json(), clock())
+    outbox.enqueue("pd", "k", "resolved", doc("resolved").to_json(), clock())
+    dispatcher.deliver_once("pd")
+    dispatcher.deliver_once("pd")
+    trigger, resolve = (r["body"] for r in receiver.requests)
+    assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
+    assert trigger["dedup_key"] == resolve["dedup_key"] == "llm-agent/0123456789abcdef"
+    assert len(trigger["payload"]["summary"]) == 1024
+    assert trigger["payload"]["severity"] == "critical" and trigger["payload"]["source"] == "h1"
+    assert len(json.dumps(trigger).encode()) < MAX_BYTES
 
 
-def test_webhook_payload_is_alertmanager_v4(tmp_path):
-    receiver = Receiver(WEBHOOK, "ok")
-    store, outbox, channel, dispatcher, clock = setup(tmp_path, "webhook", receiver.url)
-    try:
-        outbox.enqueue("webhook", "k", "firing", doc().to_json(), clock())
-        dispatcher.deliver_once("webhook")
-        body = receiver.requests[0]["body"]
-        assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "webhook"
-        alert = body["alerts"][0]
-        assert alert["labels"]["alertname"] == "GpuHot" and alert["startsAt"] == "1970-01-01T00:16:40.000Z"
-        assert alert["endsAt"] == "0001-01-01T00:00:00Z" and alert["fingerprint"] == "0123456789abcdef"
-        assert body["commonLabels"]["gpu"] == "0"
-    finally:
-        receiver.close()
-        store.close()
+def test_webhook_payload_is_alertmanager_v4(tmp_path, receivers, wired):
+    receiver = receivers(WEBHOOK, "ok")
+    store, outbox, channel, dispatcher, clock = wired("webhook", receiver.url)
+    outbox.enqueue("webhook", "k", "firing", doc().to_json(), clock())
+    dispatcher.deliver_once("webhook")
+    body = receiver.requests[0]["body"]
+    assert body["version"] == "4" and body["status"] == "firing" and body["receiver"] == "webhook"
+    alert = body["alerts"][0]
+    assert alert["labels"]["alertname"] == "GpuHot" and alert["startsAt"] == "1970-01-01T00:16:40.000Z"
+    assert alert["endsAt"] == "0001-01-01T00:00:00Z" and alert["fingerprint"] == "0123456789abcdef"
+    assert body["commonLabels"]["gpu"] == "0"
 
 
 ECHO = {"echo": (400, "bad request for " + SECRET, {}), "down": (503, "upstream " + SECRET + " failed", {})}
