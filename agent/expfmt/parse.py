@@ -6,11 +6,10 @@ body: one bad line from a server must not cost every other series it exports.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..model import COUNTER, HISTOGRAM, METRIC_TYPES, SUMMARY, UNTYPED, Labels, MetricFamily, Sample
 
@@ -121,6 +120,19 @@ def _unescape_help(text: str) -> str:
     return text.replace("\\n", "\n").replace("\\\\", "\\")
 
 
+def _lines(body: str) -> Iterator[str]:
+    """The body's lines one at a time, without a copy of the whole body (StringIO would make
+    one at four bytes a character)."""
+    start = 0
+    while True:
+        end = body.find("\n", start)
+        if end < 0:
+            yield body[start:]
+            return
+        yield body[start:end]
+        start = end + 1
+
+
 def parse_text(body: str, max_samples: int = 0) -> ParseResult:
     """Parse an exposition body into families (in first-seen order) and line errors. With
     `max_samples`, stop at the sample after it (`exceeded`): memory stays bounded whatever
@@ -129,7 +141,7 @@ def parse_text(body: str, max_samples: int = 0) -> ParseResult:
     count = 0
     helps: Dict[str, str] = {}
     errors: List[str] = []
-    for lineno, raw in enumerate(io.StringIO(body, newline="\n"), 1):  # lazily: a huge body is never a list of lines
+    for lineno, raw in enumerate(_lines(body), 1):  # lazily: a huge body is never a list of lines
         line = raw.strip()
         if not line:
             continue
