@@ -68,3 +68,40 @@ def daemon(tmp_path):
         agent.stop()
         agent.kill()
         flapper.close()
+
+
+@pytest.fixture
+def serving(tmp_path):
+    """`serving(config, **exporter_args)`: an agent serving in a thread (support/running.py);
+    every one started is stopped after the test, and its state lives in tmp_path."""
+    from tests.support.running import Running
+
+    made = []
+
+    def make(config, nvml=None, **exporter_args):
+        made.append(Running(config, str(tmp_path / f"state{len(made)}"), nvml, **exporter_args))
+        return made[-1]
+
+    yield make
+    for r in made:
+        r.stop()
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """`prometheus(targets, interval="1s")`: a real Prometheus (support/peers.py), stopped after the test."""
+    from tests.support.peers import Prometheus
+
+    made = []
+
+    def make(targets, interval="1s", config_text=None):
+        prom = Prometheus(targets, str(tmp_path), interval=interval)
+        if config_text is not None:
+            with open(prom.config, "w") as f:
+                f.write(config_text)
+        made.append(prom.start())
+        return prom
+
+    yield make
+    for prom in made:
+        prom.stop()

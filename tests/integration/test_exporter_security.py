@@ -6,18 +6,15 @@ import base64
 import os
 import ssl
 import subprocess
-import threading
 import time
 
 import bcrypt
 import pytest
 import requests
 
-from agent.config import parse_config
-from agent.daemon import Agent
 from agent.serve.exporter import Exporter
 from agent.serve.websecurity import BasicAuth, TLSContext
-from tests.support.peers import Prometheus, wait_until
+from tests.support.peers import wait_until
 
 
 def openssl(*args, cwd):
@@ -56,38 +53,27 @@ def test_basic_auth_checks():
     assert not auth.check("Basic !!notbase64") and not auth.check(None) and not auth.check("Bearer x")
 
 
-def test_prometheus_scrapes_over_tls_with_basic_auth(pki, tmp_path):
+def test_prometheus_scrapes_over_tls_with_basic_auth(pki, serving, prometheus):
     tls = TLSContext(str(pki / "server.crt"), str(pki / "server.key"))
-    agent = Agent(parse_config('[agent]\ninterval = "500ms"\n[collectors.nvml]\nenabled = false\n'
-                               '[discovery]\nenabled = false\n'), state_dir=str(tmp_path))
-    exporter = Exporter("127.0.0.1", 0, tls=tls, auth=BasicAuth(USERS)).start()
-    loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
-    loop.start()
-    prom = Prometheus([], str(tmp_path))
-    with open(prom.config, "w") as f:
-        f.write(f"global:\n  scrape_interval: 1s\nscrape_configs:\n"
-                f"  - job_name: agent\n    scheme: https\n    tls_config:\n      ca_file: {pki / 'ca.crt'}\n"
-                f"    basic_auth:\n      username: prometheus\n      password: s3cret\n"
-                f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.port}']\n"
-                f"  - job_name: wrong\n    scheme: https\n    tls_config:\n      ca_file: {pki / 'ca.crt'}\n"
-                f"    basic_auth:\n      username: prometheus\n      password: nope\n"
-                f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.port}']\n")
-    prom.start()
-    try:
-        wait_until(lambda: prom.query('up{job="agent"} == 1'), 30, 0.5, what="the TLS scrape")
-        wait_until(lambda: prom.query('up{job="wrong"} == 0'), 30, 0.5, what="the refused scrape")
-        wait_until(lambda: prom.query("llm_agent_exporter_auth_failures_total > 0"), 30, 0.5, what="401s counted")
-        url = f"https://127.0.0.1:{exporter.port}"
-        assert requests.get(url + "/metrics", verify=str(pki / "ca.crt")).status_code == 401
-        assert requests.get(url + "/healthz", verify=str(pki / "ca.crt")).status_code in (200, 503)  # open for load balancers
-        with pytest.raises(requests.exceptions.ConnectionError):
-            requests.get(f"http://127.0.0.1:{exporter.port}/metrics", timeout=5)  # plain HTTP on the TLS port
-    finally:
-        prom.stop()
-        agent.stop()
-        loop.join(5)
-        exporter.stop()
-        agent.close(drain=0)
+    run = serving('[agent]\ninterval = "500ms"\n[collectors.nvml]\nenabled = false\n[discovery]\nenabled = false\n',
+                  tls=tls, auth=BasicAuth(USERS))
+    exporter = run.exporter
+    prom = prometheus([], config_text=(
+        f"global:\n  scrape_interval: 1s\nscrape_configs:\n"
+        f"  - job_name: agent\n    scheme: https\n    tls_config:\n      ca_file: {pki / 'ca.crt'}\n"
+        f"    basic_auth:\n      username: prometheus\n      password: s3cret\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.port}']\n"
+        f"  - job_name: wrong\n    scheme: https\n    tls_config:\n      ca_file: {pki / 'ca.crt'}\n"
+        f"    basic_auth:\n      username: prometheus\n      password: nope\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.port}']\n"))
+    wait_until(lambda: prom.query('up{job="agent"} == 1'), 30, 0.5, what="the TLS scrape")
+    wait_until(lambda: prom.query('up{job="wrong"} == 0'), 30, 0.5, what="the refused scrape")
+    wait_until(lambda: prom.query("llm_agent_exporter_auth_failures_total > 0"), 30, 0.5, what="401s counted")
+    url = f"https://127.0.0.1:{exporter.port}"
+    assert requests.get(url + "/metrics", verify=str(pki / "ca.crt")).status_code == 401
+    assert requests.get(url + "/healthz", verify=str(pki / "ca.crt")).status_code in (200, 503)  # open for load balancers
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"http://127.0.0.1:{exporter.port}/metrics", timeout=5)  # plain HTTP on the TLS port
 
 
 def test_client_ca_requires_a_client_certificate_and_certificates_reload(pki, tmp_path):

@@ -6,14 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
-import requests
 
-from agent.config import parse_config
-from agent.daemon import Agent
-from agent.serve.exporter import Exporter
+from tests.support.running import Running
 from tests.support.peers import LlamaServer, free_port, wait_until
 from tests.support.receivers import WEBHOOK, Receiver
 
@@ -28,30 +24,6 @@ enabled = false
 [discovery]
 enabled = false
 '''
-
-
-class Running:
-    """An agent serving in a thread, with its exporter on a free port."""
-
-    def __init__(self, text, state_dir):
-        self.agent = Agent(parse_config(text), state_dir=state_dir)
-        self.exporter = Exporter("127.0.0.1", 0).start()
-        self.thread = threading.Thread(target=self.agent.serve, args=(self.exporter,), daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.agent.snapshot is not None, 10, what="first cycle")
-
-    def value(self, name, **labels):
-        return self.agent.snapshot.value(name, **labels)
-
-    def healthz(self, query=""):
-        r = requests.get(f"http://127.0.0.1:{self.exporter.port}/healthz{query}", timeout=5)
-        return r.status_code, r.json()
-
-    def stop(self):
-        self.agent.stop()
-        self.thread.join(5)
-        self.exporter.stop()
-        self.agent.close(drain=0)
 
 
 def test_probe_fills_ttft_and_tpot_and_records_a_canary(llama_server, tmp_path):

@@ -1,16 +1,11 @@
 """A real Prometheus scrapes the agent (which scrapes a real llama-server)."""
 
-import threading
-
-from agent.config import parse_config
-from agent.daemon import Agent
-from agent.serve.exporter import Exporter
-from tests.support.peers import Prometheus, wait_until
+from tests.support.peers import wait_until
 
 
-def test_prometheus_scrapes_the_agent(llama_server, tmp_path):
+def test_prometheus_scrapes_the_agent(llama_server, serving, prometheus):
     llama_server.complete(8)
-    config = parse_config(f'''
+    run = serving(f'''
 [agent]
 interval = "1s"
 [collectors.nvml]
@@ -19,30 +14,19 @@ enabled = false
 name = "tiny"
 url = "{llama_server.url}"
 ''')
-    agent = Agent(config, state_dir=str(tmp_path))
-    exporter = Exporter("127.0.0.1", 0).start()
-    loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
-    loop.start()
-    prom = Prometheus([f"127.0.0.1:{exporter.port}"], str(tmp_path)).start()
-    try:
-        wait_until(lambda: prom.query('up{job="llm-agent"} == 1'), 30, 0.5, "Prometheus to scrape the agent")
-        wait_until(lambda: prom.query('llamacpp:tokens_predicted_total{server="tiny"} >= 8'), 30, 0.5,
-                   "llama-server's series through the agent")
-        assert prom.query('llm_agent_target_up{server="tiny"}')[0]["value"][1] == "1"
-        assert prom.query("node_cpu_seconds_total")
-        assert prom.query('llm_agent_collector_success{collector="target:tiny"}')[0]["value"][1] == "1"
-        # Prometheus negotiated OpenMetrics and stored the counters under their exact names
-        targets = prom.query("scrape_samples_scraped")
-        assert float(targets[0]["value"][1]) > 50
-    finally:
-        prom.stop()
-        agent.stop()
-        loop.join(5)
-        exporter.stop()
-        agent.close()
+    prom = prometheus([f"127.0.0.1:{run.port}"])
+    wait_until(lambda: prom.query('up{job="llm-agent"} == 1'), 30, 0.5, "Prometheus to scrape the agent")
+    wait_until(lambda: prom.query('llamacpp:tokens_predicted_total{server="tiny"} >= 8'), 30, 0.5,
+               "llama-server's series through the agent")
+    assert prom.query('llm_agent_target_up{server="tiny"}')[0]["value"][1] == "1"
+    assert prom.query("node_cpu_seconds_total")
+    assert prom.query('llm_agent_collector_success{collector="target:tiny"}')[0]["value"][1] == "1"
+    # Prometheus negotiated OpenMetrics and stored the counters under their exact names
+    targets = prom.query("scrape_samples_scraped")
+    assert float(targets[0]["value"][1]) > 50
 
 
-def test_a_hostile_target_never_breaks_prometheus_scrape_of_the_agent(tmp_path):
+def test_a_hostile_target_never_breaks_prometheus_scrape_of_the_agent(serving, prometheus):
     """A target that sends a different hostile body every cycle (duplicate labels, __name__,
     server and exported_server, the agent's own family names, broken histograms, second TYPE
     lines, ...): every scrape Prometheus makes of the agent succeeds, in OpenMetrics."""
@@ -60,25 +44,14 @@ def test_a_hostile_target_never_breaks_prometheus_scrape_of_the_agent(tmp_path):
         return 200, bodies[served["n"] % len(bodies)], "text/plain"
 
     with RouteServer({"/metrics": evil}) as srv:
-        config = parse_config('[agent]\ninterval = "250ms"\n[collectors.nvml]\nenabled = false\n'
-                              f'[[targets]]\nname = "evil"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
-        agent = Agent(config, state_dir=str(tmp_path))
-        exporter = Exporter("127.0.0.1", 0).start()
-        loop = threading.Thread(target=agent.serve, args=(exporter,), daemon=True)
-        loop.start()
-        prom = Prometheus([f"127.0.0.1:{exporter.port}"], str(tmp_path), interval="500ms").start()
-        try:
-            wait_until(lambda: float(prom.query('count_over_time(up{job="llm-agent"}[1m])')[0]["value"][1]) >= 20,
-                       60, 0.5, "20 scrapes of the agent")
-            assert served["n"] >= 40, "the agent went through many hostile bodies"
-            scrapes = float(prom.query('count_over_time(up{job="llm-agent"}[1m])')[0]["value"][1])
-            good = float(prom.query('sum_over_time(up{job="llm-agent"}[1m])')[0]["value"][1])
-            assert good == scrapes, f"{scrapes - good:.0f} of {scrapes:.0f} scrapes failed: see {tmp_path}/prometheus.log"
-            assert prom.query('llm_agent_collector_success{collector="target:evil"}')
-            assert prom.query('llm_agent_target_series_dropped_total{server="evil"}')
-        finally:
-            prom.stop()
-            agent.stop()
-            loop.join(5)
-            exporter.stop()
-            agent.close(drain=0)
+        run = serving('[agent]\ninterval = "250ms"\n[collectors.nvml]\nenabled = false\n'
+                      f'[[targets]]\nname = "evil"\nurl = "{srv.url}"\nkind = "openmetrics"\n')
+        prom = prometheus([f"127.0.0.1:{run.port}"], interval="500ms")
+        wait_until(lambda: float(prom.query('count_over_time(up{job="llm-agent"}[1m])')[0]["value"][1]) >= 20,
+                   60, 0.5, "20 scrapes of the agent")
+        assert served["n"] >= 40, "the agent went through many hostile bodies"
+        scrapes = float(prom.query('count_over_time(up{job="llm-agent"}[1m])')[0]["value"][1])
+        good = float(prom.query('sum_over_time(up{job="llm-agent"}[1m])')[0]["value"][1])
+        assert good == scrapes, f"{scrapes - good:.0f} of {scrapes:.0f} scrapes failed: see {prom.workdir}/prometheus.log"
+        assert prom.query('llm_agent_collector_success{collector="target:evil"}')
+        assert prom.query('llm_agent_target_series_dropped_total{server="evil"}')
