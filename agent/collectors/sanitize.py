@@ -15,8 +15,9 @@ Two steps, both pure:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 from ..model import COUNTER, HISTOGRAM, SUMMARY, MetricFamily, Sample, owned_names
 
@@ -68,43 +69,65 @@ def _float(text: str) -> bool:
     return True
 
 
-def sample_fits(fam: MetricFamily, s: Sample) -> bool:
-    """Whether `s` is a sample its family's type allows, by name and special label."""
-    f, name, labels = fam.name, s.name, dict(s.labels)
-    if fam.type == HISTOGRAM:
-        if name == f + "_bucket":
-            return _float(labels.get("le", "x"))
-        return name in (f + "_sum", f + "_count", f + "_created")
-    if fam.type == SUMMARY:
-        if name == f:
-            return _float(labels.get("quantile", "x"))
-        return name in (f + "_sum", f + "_count", f + "_created")
-    if fam.type == COUNTER:
+@dataclass(frozen=True)
+class _Shape:
+    """What one family allows, worked out once per family rather than once per sample."""
+
+    allowed: frozenset  # sample names its type allows
+    label_for: Dict[str, str]  # sample name -> the label it must carry, numeric (le, quantile)
+    non_negative: frozenset  # sample names whose values must be >= 0 and not NaN
+
+
+def _shape(fam: MetricFamily) -> _Shape:
+    return _shape_of(fam.name, fam.type)
+
+
+@functools.lru_cache(maxsize=16384)  # the same families come back every scrape
+def _shape_of(f: str, kind: str) -> _Shape:
+    if kind == HISTOGRAM:
+        hist = (f + "_bucket", f + "_sum", f + "_count", f + "_created")
+        return _Shape(frozenset(hist), {f + "_bucket": "le"}, frozenset(hist[:3]))
+    if kind == SUMMARY:
+        summ = (f + "_sum", f + "_count", f + "_created")
+        return _Shape(frozenset((f,) + summ), {f: "quantile"}, frozenset(summ[:2]) | {f})
+    if kind == COUNTER:
         if f.endswith("_total"):
-            return name in (f, f[:-6] + "_created")
-        return name in (f, f + "_total", f + "_created")
-    return name == f
+            return _Shape(frozenset((f, f[:-6] + "_created")), {}, frozenset((f,)))
+        return _Shape(frozenset((f, f + "_total", f + "_created")), {}, frozenset((f + "_total",)))
+    return _Shape(frozenset((f,)), {}, frozenset())
 
 
-_COUNTER_LIKE = ("_total", "_sum", "_count", "_bucket")
+def _label(labels: Tuple[Tuple[str, str], ...], name: str) -> Optional[str]:
+    for k, v in labels:
+        if k == name:
+            return v
+    return None
 
 
-def value_fits(fam: MetricFamily, s: Sample) -> bool:
+def sample_fits(fam: MetricFamily, s: Sample, shape: Optional[_Shape] = None) -> bool:
+    """Whether `s` is a sample its family's type allows, by name and special label."""
+    shape = shape or _shape(fam)
+    if s.name not in shape.allowed:
+        return False
+    special = shape.label_for.get(s.name)
+    return special is None or _float(_label(s.labels, special) or "x")
+
+
+def value_fits(fam: MetricFamily, s: Sample, shape: Optional[_Shape] = None) -> bool:
     """OpenMetrics: counter-like samples are neither negative nor NaN; quantiles not negative."""
-    v = s.value
-    if fam.type in (COUNTER, HISTOGRAM, SUMMARY) and s.name != fam.name and s.name.endswith(_COUNTER_LIKE) \
-            or fam.type == COUNTER and fam.name.endswith("_total"):
-        return v >= 0  # False for NaN too
+    shape = shape or _shape(fam)
+    if s.name not in shape.non_negative:
+        return True
     if fam.type == SUMMARY and s.name == fam.name:
-        return not v < 0
-    return True
+        return not s.value < 0  # a quantile may be NaN
+    return s.value >= 0  # False for NaN too
 
 
 def _series_error(labels: Tuple[Tuple[str, str], ...]) -> str:
-    names = [k for k, _ in labels]
-    if any(k.startswith("__") for k in names):
-        return "reserved_label"
-    if len(set(names)) != len(names):
+    for k, _ in labels:
+        if k.startswith("__"):
+            return "reserved_label"
+    if len(labels) > 1 and len({k for k, _ in labels}) != len(labels):
         return "duplicate_label"
     return ""
 
@@ -123,17 +146,20 @@ def sanitize(families: List[MetricFamily]) -> Tuple[List[MetricFamily], Dict[str
             drop("reserved_name", len(fam.samples))
             continue
         kept = []
+        shape = _shape(fam)
         for s in fam.samples:
-            reason = _series_error(s.labels) or ("" if sample_fits(fam, s) else "invalid_series") or \
-                ("" if value_fits(fam, s) else "invalid_value")
+            reason = _series_error(s.labels) or ("" if sample_fits(fam, s, shape) else "invalid_series") or \
+                ("" if value_fits(fam, s, shape) else "invalid_value")
             if reason:
                 drop(reason)
             else:
                 kept.append(s)
-        if fam.type == COUNTER and {s.name for s in kept} & {fam.name} and {s.name for s in kept} - {fam.name}:
-            # both `x` and `x_total` in one counter: no format can say that; keep the _total ones
-            drop("invalid_series", sum(1 for s in kept if s.name == fam.name))
-            kept = [s for s in kept if s.name != fam.name]
+        if fam.type == COUNTER and not fam.name.endswith("_total"):
+            bare = sum(1 for s in kept if s.name == fam.name)
+            if 0 < bare < len(kept):
+                # both `x` and `x_total` in one counter: no format can say that; keep the _total ones
+                drop("invalid_series", bare)
+                kept = [s for s in kept if s.name != fam.name]
         if not kept:
             continue
         fam.samples = kept
