@@ -22,9 +22,11 @@ class Deriver(Protocol):
     """Something worked out from this cycle's results (tokens/s into cost per token, NVML's
     per-process memory joined with the process behind each target): `derive(view)` reads
     only the merged families of this cycle's collectors, never another collector's live
-    state, and runs after them, in the runner's thread, isolated and timed like a collector."""
+    state, and runs after them, in the runner's thread, isolated and timed like a collector.
+    `reads` names the families it needs: only those are merged into its view."""
 
     name: str
+    reads: Tuple[str, ...]
 
     def derive(self, view: Snapshot) -> Iterable[MetricFamily]: ...
 
@@ -117,7 +119,8 @@ class Runner:
             families, found, duration, error = fut.result()
             self._record(name, families, found, duration, error, groups, problems, statuses)
         if self.derivers:  # stage two: worked out from this cycle's results alone
-            view = Snapshot(now, tuple(merge_families(g for _, g in groups)[0]))
+            wanted = {name for d in self.derivers for name in d.reads}
+            view = Snapshot(now, tuple(merge_families([[f for _, g in groups for f in g if f.name in wanted]])[0]))
             for d in self.derivers:
                 families, found, duration, error = _run_one(d, view)  # type: ignore[arg-type]
                 self._record(d.name, families, found, duration, error, groups, problems, statuses)

@@ -124,6 +124,7 @@ class ProcessGpuMemory:
     from NVML (all GPUs) joined with this cycle's pid behind each target (a runner.Deriver)."""
 
     name = "process_gpu_memory"
+    reads = ("llm_agent_gpu_process_memory_bytes", "llm_agent_target_process_info")
 
     def derive(self, view: Snapshot) -> List[MetricFamily]:
         by_pid: Dict[str, float] = {}

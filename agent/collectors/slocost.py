@@ -23,6 +23,7 @@ class SloCost:
     cycle's GPUs and token rates from the view, never from the collectors themselves."""
 
     name = "slo_cost"
+    reads = ("llm_agent_gpu_up", "llm_agent_generation_tokens_per_second")
 
     def __init__(self, slo: SloSettings, cost: CostSettings, targets: Callable[[], Sequence[TargetConfig]],
                  clock: Callable[[], float] = time.time):
