@@ -34,20 +34,29 @@ def llama_server(tiny_model, tmp_path):
     server.kill()
 
 
+def _factory(build, stop):
+    """A fixture's maker: `make(...)` builds with `build` and remembers; `stop_all()` stops each."""
+    made = []
+
+    def make(*args, **kwargs):
+        made.append(build(*args, **kwargs))
+        return made[-1]
+
+    def stop_all():
+        for thing in reversed(made):
+            stop(thing)
+
+    return make, stop_all
+
+
 @pytest.fixture
 def receivers():
     """Make local receivers (Slack, PagerDuty, webhook tables); all are closed after the test."""
     from tests.support.receivers import Receiver
 
-    made = []
-
-    def make(table, mode="ok"):
-        made.append(Receiver(table, mode))
-        return made[-1]
-
+    make, stop_all = _factory(lambda table, mode="ok": Receiver(table, mode), lambda r: r.close())
     yield make
-    for r in made:
-        r.close()
+    stop_all()
 
 
 @pytest.fixture
@@ -56,35 +65,33 @@ def daemon(tmp_path):
     state_dir=None, interval="300ms")` returns (AgentProcess, Flapper); both stop after the test."""
     from tests.support.agentproc import new_agent
 
-    made = []
+    def build(channel, state_dir=None, interval="300ms", workdir=None):
+        return new_agent(workdir or tmp_path, channel, state_dir=state_dir, interval=interval)
 
-    def make(channel, state_dir=None, interval="300ms", workdir=None):
-        agent, flapper = new_agent(workdir or tmp_path, channel, state_dir=state_dir, interval=interval)
-        made.append((agent, flapper))
-        return agent, flapper
-
-    yield make
-    for agent, flapper in made:
+    def stop(pair):
+        agent, flapper = pair
         agent.stop()
         agent.kill()
         flapper.close()
+
+    make, stop_all = _factory(build, stop)
+    yield make
+    stop_all()
 
 
 @pytest.fixture
 def serving(tmp_path):
     """`serving(config, **exporter_args)`: an agent serving in a thread (support/running.py);
     every one started is stopped after the test, and its state lives in tmp_path."""
+    from itertools import count
+
     from tests.support.running import Running
 
-    made = []
-
-    def make(config, nvml=None, **exporter_args):
-        made.append(Running(config, str(tmp_path / f"state{len(made)}"), nvml, **exporter_args))
-        return made[-1]
-
+    n = count()
+    make, stop_all = _factory(lambda config, nvml=None, **exporter_args: Running(
+        config, str(tmp_path / f"state{next(n)}"), nvml, **exporter_args), lambda r: r.stop())
     yield make
-    for r in made:
-        r.stop()
+    stop_all()
 
 
 @pytest.fixture
@@ -92,16 +99,13 @@ def prometheus(tmp_path):
     """`prometheus(targets, interval="1s")`: a real Prometheus (support/peers.py), stopped after the test."""
     from tests.support.peers import Prometheus
 
-    made = []
-
-    def make(targets, interval="1s", config_text=None):
+    def build(targets, interval="1s", config_text=None):
         prom = Prometheus(targets, str(tmp_path), interval=interval)
         if config_text is not None:
             with open(prom.config, "w") as f:
                 f.write(config_text)
-        made.append(prom.start())
-        return prom
+        return prom.start()
 
+    make, stop_all = _factory(build, lambda prom: prom.stop())
     yield make
-    for prom in made:
-        prom.stop()
+    stop_all()
