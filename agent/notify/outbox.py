@@ -60,6 +60,7 @@ class Outbox:
         self.enqueued: Dict[str, int] = {}  # rows created, by channel
         self.coalesced: Dict[str, int] = {}  # repeats folded into a waiting row, by channel
         self._unremoved: Set[int] = set()  # finished rows the database still holds
+        self._latest: Dict[Tuple[str, str], Row] = {}  # (channel, alert) -> its newest waiting row
         self.on_enqueue = lambda channel: None  # the dispatcher wakes that channel
         with store.lock:
             rows = store.db.execute("SELECT id, channel, dedup_key, status, payload, created_at, attempts, last_error "
@@ -69,6 +70,7 @@ class Outbox:
         for r in rows:
             row = Row(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], episode=_episode(r[4]))
             self.queues.setdefault(row.channel, deque()).append(row)
+            self._latest[(row.channel, row.dedup_key)] = row
 
     @property
     def write_errors(self) -> int:
@@ -83,7 +85,7 @@ class Outbox:
         episode = _episode(payload) if episode is None else episode
         with self.store.lock:
             queue = self.queues.setdefault(channel, deque())
-            last = next((r for r in reversed(queue) if r.dedup_key == dedup_key), None)
+            last = self._latest.get((channel, dedup_key))  # not a scan: a backlog can hold thousands
             if last is not None and last.status == status and last.episode == episode and last.id not in self.inflight:
                 last.payload = payload
                 last.saved = False
@@ -93,6 +95,7 @@ class Outbox:
                 row = Row(self._next_id, channel, dedup_key, status, payload, now, episode=episode, saved=False)
                 self._next_id += 1
                 queue.append(row)
+                self._latest[(channel, dedup_key)] = row
                 self.enqueued[channel] = self.enqueued.get(channel, 0) + 1
                 self._save([row])
                 self._bound(channel)
@@ -126,11 +129,18 @@ class Outbox:
             if victim is None:
                 return
             queue.remove(victim)
+            self._forget([victim])
             self._remove([victim.id])
             n = self.overflowed[channel] = self.overflowed.get(channel, 0) + 1
             if n == 1 or n % 1000 == 0:
                 log.error("outbox: channel %s holds more than %d notifications; dropped the oldest (%d so far)",
                           channel, self.max_per_channel, n, extra={"CHANNEL": channel})
+
+    def _forget(self, rows: List[Row]) -> None:
+        """Rows leaving the queue stop being their alert's newest waiting row."""
+        for r in rows:
+            if self._latest.get((r.channel, r.dedup_key)) is r:
+                del self._latest[(r.channel, r.dedup_key)]
 
     def sync(self) -> None:
         """Retry what the database refused: rows not yet saved, removals not yet done."""
@@ -170,6 +180,7 @@ class Outbox:
                 if queue and any(r.id in done for r in queue):
                     self.queues[channel] = deque(r for r in queue if r.id not in done)
             self.inflight.difference_update(done)
+            self._forget(rows)
             self._remove(sorted(done))
 
     def failed_attempt(self, rows: List[Row], error: str) -> None:
@@ -189,6 +200,7 @@ class Outbox:
         """A channel removed from the configuration: its waiting rows can go nowhere."""
         with self.store.lock:
             rows = list(self.queues.pop(channel, ()))
+            self._forget(rows)
             self._remove([r.id for r in rows])
         return len(rows)
 
