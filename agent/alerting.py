@@ -16,7 +16,7 @@ from .notify.outbox import Outbox
 from .notify.router import Router
 from .rules.engine import Engine, Notification
 from .rules.history import History
-from .rules.loader import load_rules
+from .rules.loader import RuleSet, load_rules
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -61,29 +61,29 @@ class Alerting:
         self.store = Store(os.path.join(state_dir, DB_NAME))
         self.history = History()
         self.outbox = Outbox(self.store)
-        rules, inhibit = load_rules(config)
+        ruleset = load_rules(config)
         channels = channels_from(config)
         resend = config.alerting.alertmanager_resend
-        self.engine = self._engine(config, rules, inhibit, previous=None)
+        self.engine = self._engine(config, ruleset, previous=None)
         self.router = Router(channels, self.outbox, resend)
         self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
         self._api_doc = self._build_api_doc()
-        log.info("alerting: %d rule(s), %d channel(s)", len(rules), len(channels))
+        _log_loaded(ruleset, channels)
 
-    def _engine(self, config: Config, rules, inhibit, previous: Optional[Engine]) -> Engine:
-        return Engine(rules, self.history, inhibit, config.alerting.no_data_timeout, self.store,
-                      budget=config.alerting.evaluation_budget, previous=previous)
+    def _engine(self, config: Config, ruleset: RuleSet, previous: Optional[Engine]) -> Engine:
+        return Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
+                      budget=config.alerting.evaluation_budget, previous=previous, step=config.interval)
 
     def configure(self, config: Config) -> None:
         """A reload: new rules and channels. Alert state, history, the outbox, the delivery
         workers (with what they are sending now) and every counter carry over: nothing is re-sent."""
-        rules, inhibit = load_rules(config)
+        ruleset = load_rules(config)
         channels = channels_from(config)
         resend = config.alerting.alertmanager_resend
-        self.engine = self._engine(config, rules, inhibit, previous=self.engine)
+        self.engine = self._engine(config, ruleset, previous=self.engine)
         self.router.configure(channels, resend)
         self.dispatcher.configure(channels, resend)
-        log.info("alerting: %d rule(s), %d channel(s)", len(rules), len(channels))
+        _log_loaded(ruleset, channels)
 
     def process(self, snapshot: Snapshot) -> None:
         """Evaluate the rules on this cycle's snapshot and queue what changed."""
@@ -118,6 +118,28 @@ class Alerting:
                 if id(alert) not in pending and alert.last_sent and not alert.inhibited:
                     updates.append(Notification("firing", alert, t))
         return updates
+
+    def recorded_families(self, taken: Iterable[str]) -> List[MetricFamily]:
+        """The recording rules' latest results, one gauge family per `record` name; a name a
+        collector already exports is left out (and counted as that rule's failure)."""
+        taken = set(taken)
+        families: Dict[str, MetricFamily] = {}
+        for rule in self.engine.rules:
+            samples = self.engine.recorded.get(rule.key)
+            if samples is None:
+                continue
+            if rule.name in taken:
+                self.engine.failures[rule.name] = self.engine.failures.get(rule.name, 0) + 1
+                continue
+            fam = families.get(rule.name)
+            if fam is None:
+                fam = families[rule.name] = gauge(rule.name, "Recorded by the recording rule of that name.")
+            seen = {s.labels for s in fam.samples}
+            for labels, value in samples:
+                as_dict = {k: v for k, v in labels if k != "__name__"}
+                if tuple(sorted(as_dict.items())) not in seen:
+                    fam.add(as_dict, value)
+        return list(families.values())
 
     def families(self) -> List[MetricFamily]:
         engine, dispatcher, outbox = self.engine, self.dispatcher, self.outbox
@@ -189,6 +211,11 @@ class Alerting:
     def close(self, drain: float = 5.0) -> None:
         self.dispatcher.stop(drain)
         self.store.close()
+
+
+def _log_loaded(ruleset: RuleSet, channels: List[Channel]) -> None:
+    log.info("alerting: %d alert rule(s), %d recording rule(s), %d channel(s)", len(ruleset.alerts),
+             len(ruleset.records), len(channels))
 
 
 LOGGED_PER_CYCLE = 10  # a storm logs this many transitions a cycle, then one line with the rest

@@ -21,6 +21,7 @@ EPILOG = """commands:
   check            one pass over GPUs, targets and host; report problems (exit 0 ok, 1 warning, 2 critical)
   config validate  check a config file and print the errors with file:line
   rules export     print the loaded alert rules as a Prometheus rule file
+  rules check      validate Prometheus rule files; rules test: run promtool unit tests
   test-alert       send a clearly marked test alert through a [[notify]] channel
   stacks           dump a Python server's stacks with py-spy (by target name or pid)
   reload           ask the running agent to re-read its configuration (SIGHUP)
@@ -49,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     export = rules_sub.add_parser("export", help="print the loaded rules as a Prometheus rule file")
     export.add_argument("--config", metavar="FILE", help="config file (TOML)")
     export.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    check_files = rules_sub.add_parser("check", help="validate Prometheus rule files (as promtool check rules)")
+    check_files.add_argument("files", nargs="+", metavar="FILE")
+    check_files.add_argument("--memory-history", type=_duration_arg, default=7 * 3600.0, metavar="DURATION",
+                             help="note rules reaching further back than this ([alerting] memory_history; default 7h)")
+    test_files = rules_sub.add_parser("test", help="run promtool unit-test files on the agent's engine")
+    test_files.add_argument("files", nargs="+", metavar="FILE")
     test = sub.add_parser("test-alert", help="send a test alert through a channel")
     test.add_argument("--config", metavar="FILE", help="config file (TOML)")
     test.add_argument("--channel", required=True, metavar="NAME", help="the [[notify]] channel's name")
@@ -63,6 +70,15 @@ def _parser() -> argparse.ArgumentParser:
     val = cfg_sub.add_parser("validate", help="validate a config file")
     val.add_argument("file", nargs="?", help="config file (default: as for run)")
     return p
+
+
+def _duration_arg(text: str) -> float:
+    from .config.values import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _load(path_arg: Optional[str]):
@@ -152,9 +168,9 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     finally:
         agent.close()
     snapshot = snapshots[-1]
-    rules, inhibit = load_rules(config)
+    ruleset = load_rules(config)
     covered = sorted({p.subject for p in snapshot.problems})
-    findings = rule_findings(rules, inhibit, snapshots, covered)
+    findings = rule_findings([r for g in ruleset.groups for r in g.rules], ruleset.inhibit, snapshots, covered)
     report = build_report(snapshot, config.hostname, config.source, findings)
     report["running_agent"] = running_alerts(config.exporter.listen, bool(config.exporter.tls_cert_file))
     if args.json:
@@ -182,6 +198,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "config" and args.config_command == "validate":
         return cmd_config_validate(args)
+    if args.command == "rules" and args.rules_command in ("check", "test"):  # files, no agent config
+        return (commands.rules_check if args.rules_command == "check" else commands.rules_test)(args)
     handlers = {"run": cmd_run, "check": cmd_check, "test-alert": commands.test_alert, "stacks": commands.stacks,
                 "reload": commands.reload, "rules": commands.rules_export if args.command == "rules"
                 and args.rules_command == "export" else None}

@@ -94,7 +94,9 @@ class Agent:
                 # frames could carry a channel's URL (a secret); --log-level debug shows it
                 log.error("alerting failed this cycle: %s: %s", type(e).__name__, str(e)[:300],
                           exc_info=log.isEnabledFor(logging.DEBUG))
-            snapshot = snapshot.with_families(self.alerting.families())
+            own = self.alerting.families()
+            taken = {f.name for f in snapshot.families} | {f.name for f in own}
+            snapshot = snapshot.with_families(own + self.alerting.recorded_families(taken))
         self.snapshot = snapshot
         if self.exporter is not None:
             self.exporter.publish(snapshot)

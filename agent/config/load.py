@@ -33,6 +33,7 @@ class Config(Settings):
     """The whole, validated configuration: typed sections (see schema.py), built once."""
 
     source: str = "(defaults)"
+    rule_groups: Tuple[Any, ...] = ()  # rules.rulefile.RuleGroup, from [alerting] rule_files
 
     @property
     def interval(self) -> float:
@@ -226,9 +227,44 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
         _check_unique_names(val, section, sections[section])
     _check_channels(val, sections["notify"])
     _check_disable(val, sections["alerting"]["disable"])
+    groups = _rule_files(val, sections["alerting"]["rule_files"] or [], source)
+    if not val.problems:
+        _check_rule_reach(val, sections, groups)
     if val.problems:
         raise ConfigError(val.problems)
-    return build(Config, sections, source=source)
+    return build(Config, sections, source=source, rule_groups=groups)
+
+
+def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any, ...]:
+    """[alerting] rule_files, read and validated now so that `config validate` and a reload
+    report their errors (file:line) with the rest."""
+    from ..rules.rulefile import RuleFileError, load_files
+
+    if not patterns:
+        return ()
+    base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
+    try:
+        return load_files(patterns, base)
+    except RuleFileError as e:
+        val.problems.extend(e.problems)
+        return ()
+
+
+def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[Any, ...]) -> None:
+    """Rules that read further back than the in-memory history holds are refused, with why."""
+    from ..rules.loader import reach_problem
+
+    limit = sections["alerting"]["memory_history"]
+    for kind in ("rules", "recording_rules"):
+        for i, rule in enumerate(sections[kind]):
+            problem = reach_problem(rule["expr"], limit)
+            if problem:
+                val.error((kind, i, "expr"), problem)
+    for group in groups:
+        for rule in group.rules:
+            problem = reach_problem(rule.expr, limit)
+            if problem:
+                val.problems.append(f"{rule.where}: {rule.alert or rule.record}: {problem}")
 
 
 def default_config() -> Config:

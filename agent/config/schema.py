@@ -9,6 +9,7 @@ agent.toml.example documents the same keys for people.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -152,6 +153,10 @@ class AlertingSettings:
     no_data_timeout: float = setting("10m", v.positive(v.parse_duration))
     alertmanager_resend: float = setting("1m", v.positive(v.parse_duration))
     evaluation_budget: float = setting("1s", v.positive(v.parse_duration))
+    rule_files: List[str] = setting([], v.str_list)
+    # how far back a rule may read (range + offset, subqueries included) from the in-memory
+    # history: the default rules reach 6h; further is refused at load (memory grows with it)
+    memory_history: float = setting("7h", v.positive(v.parse_duration))
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,26 @@ class RuleSettings:
     severity: str = setting("warning", v.one_of(("critical", "warning", "info")))
     labels: Dict[str, str] = setting({}, _templates)
     annotations: Dict[str, str] = setting({}, _templates)
+
+
+def _metric_name(value: Any) -> str:
+    if not isinstance(value, str) or not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", value):
+        raise ValueError(f"invalid recording rule name {value!r}: use a metric name such as job:requests:rate5m")
+    return value
+
+
+def _record_labels(value: Any) -> Dict[str, str]:
+    table = v.str_table(value)
+    if "__name__" in table:
+        raise ValueError("a recording rule's labels cannot set __name__ (that is `record`)")
+    return table
+
+
+@dataclass(frozen=True)
+class RecordingRuleSettings:
+    record: str = setting(None, _metric_name, required=True)
+    expr: str = setting(None, _expr, required=True)
+    labels: Dict[str, str] = setting({}, _record_labels)
 
 
 @dataclass(frozen=True)
@@ -263,6 +288,7 @@ class Settings:
     targets: Tuple[TargetConfig, ...] = array(TargetConfig)
     alerting: AlertingSettings = section(AlertingSettings)
     rules: Tuple[RuleSettings, ...] = array(RuleSettings)
+    recording_rules: Tuple[RecordingRuleSettings, ...] = array(RecordingRuleSettings)
     inhibit: Tuple[InhibitSettings, ...] = array(InhibitSettings)
     notify: Tuple[NotifySettings, ...] = array(NotifySettings)
     probes: ProbeSettings = section(ProbeSettings)

@@ -1,12 +1,13 @@
-"""The PromQL subset's syntax tree. Every node knows its result type, checked at parse time,
-so an expression that loads is one that evaluates."""
+"""PromQL's syntax tree. Every node knows its result type, checked at parse time, so an
+expression that loads is one that evaluates (runtime errors are PromQL's own: duplicate
+series, invalid arguments)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import List, Optional, Tuple, Union
 
-SCALAR, VECTOR, MATRIX = "scalar", "vector", "matrix"
+SCALAR, VECTOR, MATRIX, STRING = "scalar", "vector", "matrix", "string"
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,14 @@ class Matcher:
     value: str
 
 
+@dataclass(frozen=True)
+class At:
+    """The @ modifier: a fixed time (seconds), or the query's start() or end()."""
+
+    kind: str  # "time" | "start" | "end"
+    time: float = 0.0
+
+
 @dataclass
 class Number:
     value: float
@@ -23,16 +32,34 @@ class Number:
 
 
 @dataclass
+class String:
+    value: str
+    type: str = STRING
+
+
+@dataclass
 class VectorSelector:
     name: str  # may be "" when only matchers select
     matchers: Tuple[Matcher, ...]
+    offset: float = 0.0  # seconds; negative reads ahead
+    at: Optional[At] = None
     type: str = VECTOR
 
 
 @dataclass
 class MatrixSelector:
-    vector: VectorSelector
+    vector: VectorSelector  # carries the offset and @ of `x[5m] offset 1h`
     range: float  # seconds
+    type: str = MATRIX
+
+
+@dataclass
+class Subquery:
+    expr: "Node"
+    range: float
+    step: float = 0.0  # 0: the evaluation interval
+    offset: float = 0.0
+    at: Optional[At] = None
     type: str = MATRIX
 
 
@@ -49,6 +76,7 @@ class Aggregate:
     expr: "Node"
     grouping: Tuple[str, ...] = ()
     without: bool = False
+    param: Optional["Node"] = None  # topk/bottomk/quantile: a scalar; count_values: a string
     type: str = VECTOR
 
 
@@ -56,6 +84,8 @@ class Aggregate:
 class Matching:
     on: bool  # on(...) when True, ignoring(...) when False
     labels: Tuple[str, ...] = ()
+    card: str = "one-to-one"  # one-to-one | many-to-one (group_left) | one-to-many (group_right) | many-to-many (sets)
+    include: Tuple[str, ...] = ()  # group_left(...)/group_right(...) labels copied from the "one" side
 
 
 @dataclass
@@ -75,25 +105,59 @@ class Unary:
     type: str = VECTOR
 
 
-Node = Union[Number, VectorSelector, MatrixSelector, Call, Aggregate, Binary, Unary]
+@dataclass
+class Paren:
+    """Kept because PromQL tells `(x)[5m]` (invalid) from `x[5m]`; evaluates as its content."""
+
+    expr: "Node"
+    type: str = field(default=VECTOR)
 
 
-def selectors(node: object, out: Optional[List[Tuple[VectorSelector, float]]] = None) -> List[Tuple[VectorSelector, float]]:
-    """The (selector, range seconds) pairs an expression reads, for the history to keep."""
+Node = Union[Number, String, VectorSelector, MatrixSelector, Subquery, Call, Aggregate, Binary, Unary, Paren]
+
+
+def children(node: object) -> List[object]:
+    if isinstance(node, MatrixSelector):
+        return [node.vector]
+    if isinstance(node, Call):
+        return list(node.args)
+    if isinstance(node, Aggregate):
+        return [node.expr] if node.param is None else [node.param, node.expr]
+    if isinstance(node, (Unary, Paren, Subquery)):
+        return [node.expr]
+    if isinstance(node, Binary):
+        return [node.lhs, node.rhs]
+    return []
+
+
+def unwrap(node: object) -> object:
+    while isinstance(node, Paren):
+        node = node.expr
+    return node
+
+
+def selectors(node: object, out: Optional[List[Tuple[VectorSelector, float]]] = None,
+              outer: float = 0.0) -> List[Tuple[VectorSelector, float]]:
+    """The (selector, reach) pairs an expression reads: how far back from the evaluation time
+    each needs samples (range + offset, plus that of every subquery around it; the lookback
+    is the History's to add). A fixed `@` time reaches arbitrarily far: infinity."""
     out = [] if out is None else out
     if isinstance(node, VectorSelector):
-        out.append((node, 0.0))
+        out.append((node, _reach(outer, 0.0, node.offset, node.at)))
     elif isinstance(node, MatrixSelector):
-        out.append((node.vector, node.range))
-    elif isinstance(node, Call):
-        for a in node.args:
-            selectors(a, out)
-    elif isinstance(node, (Aggregate, Unary)):
-        selectors(node.expr, out)
-    elif isinstance(node, Binary):
-        selectors(node.lhs, out)
-        selectors(node.rhs, out)
+        out.append((node.vector, _reach(outer, node.range, node.vector.offset, node.vector.at)))
+    elif isinstance(node, Subquery):
+        selectors(node.expr, out, _reach(outer, node.range, node.offset, node.at))
+    else:
+        for child in children(node):
+            selectors(child, out, outer)
     return out
+
+
+def _reach(outer: float, rng: float, offset: float, at: Optional[At]) -> float:
+    if at is not None and at.kind == "time":
+        return float("inf")
+    return outer + rng + max(offset, 0.0)
 
 
 def label_sources(node: object) -> List[VectorSelector]:
@@ -105,17 +169,19 @@ def label_sources(node: object) -> List[VectorSelector]:
     if isinstance(node, MatrixSelector):
         return [node.vector]
     if isinstance(node, Call):
-        if node.func == "absent":
+        if node.func in ("absent", "absent_over_time", "vector", "time", "pi"):
             return []
-        return [s for a in node.args if getattr(a, "type", SCALAR) != SCALAR for s in label_sources(a)]
-    if isinstance(node, (Aggregate, Unary)):
+        return [s for a in node.args if getattr(a, "type", SCALAR) in (VECTOR, MATRIX) for s in label_sources(a)]
+    if isinstance(node, (Aggregate, Unary, Paren, Subquery)):
         return label_sources(node.expr)
     if isinstance(node, Binary):
         if node.op == "or":
             return label_sources(node.lhs) + label_sources(node.rhs)
         if node.lhs.type == SCALAR:
             return label_sources(node.rhs)
-        return label_sources(node.lhs)  # and, unless, and one-to-one matching keep the left side's series
+        if node.matching is not None and node.matching.card == "one-to-many":
+            return label_sources(node.rhs)
+        return label_sources(node.lhs)  # and, unless, one-to-one and many-to-one keep the left side's series
     return []
 
 
@@ -125,18 +191,6 @@ def depth(node: object) -> int:
     while stack:
         current, level = stack.pop()
         deepest = max(deepest, level)
-        for child in _children(current):
+        for child in children(current):
             stack.append((child, level + 1))
     return deepest
-
-
-def _children(node: object) -> List[object]:
-    if isinstance(node, MatrixSelector):
-        return [node.vector]
-    if isinstance(node, Call):
-        return list(node.args)
-    if isinstance(node, (Aggregate, Unary)):
-        return [node.expr]
-    if isinstance(node, Binary):
-        return [node.lhs, node.rhs]
-    return []

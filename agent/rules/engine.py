@@ -17,10 +17,10 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .ast import Matcher, label_sources
-from .evaluator import EvalError, Evaluator
+from .evaluator import EvalError, Evaluator, Matrix, unique
 from .history import History, matches
 from .templates import Template
 
@@ -34,10 +34,42 @@ class Rule:
     for_: float = 0.0
     keep_firing_for: float = 0.0
     cooldown: float = 0.0
-    severity: str = "warning"
+    severity: Optional[str] = "warning"  # None: a Prometheus rule file's rule, which sets its own labels
     labels: Dict[str, str] = field(default_factory=dict)
     annotations: Dict[str, Template] = field(default_factory=dict)
     label_templates: Dict[str, Template] = field(default_factory=dict)
+    key: str = ""  # the state's key: the name, or file:group:index:name for a rule file's rule
+
+    def __post_init__(self) -> None:
+        self.key = self.key or self.name
+
+
+@dataclass
+class RecordingRule:
+    """`record` = `expr`: the result, renamed and relabelled, written to the history for the
+    rules after it and served on /metrics."""
+
+    name: str
+    expr: object
+    labels: Dict[str, str] = field(default_factory=dict)
+    key: str = ""
+
+    def __post_init__(self) -> None:
+        self.key = self.key or "record:" + self.name
+
+
+AnyRule = Union[Rule, RecordingRule]
+
+
+@dataclass
+class Group:
+    """Rules evaluated in order every `interval` (0: every cycle); `limit` caps the alerts or
+    series one rule may produce (0: none), as a Prometheus rule group's does."""
+
+    name: str
+    rules: List[AnyRule]
+    interval: float = 0.0
+    limit: int = 0
 
 
 @dataclass
@@ -71,8 +103,18 @@ class Alert:
 
 
 def fingerprint(labels: Dict[str, str]) -> str:
-    """A stable id for a label set: the dedup key receivers see."""
-    return hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
+    """A stable id for a label set: the dedup key receivers see. Every active alert asks for
+    its own every cycle, so results are remembered (bounded)."""
+    key = tuple(sorted(labels.items()))
+    found = _FINGERPRINTS.get(key)
+    if found is None:
+        if len(_FINGERPRINTS) >= 50_000:
+            _FINGERPRINTS.clear()
+        found = _FINGERPRINTS[key] = hashlib.sha256(json.dumps([list(kv) for kv in key]).encode()).hexdigest()[:16]
+    return found
+
+
+_FINGERPRINTS: Dict[Tuple[Tuple[str, str], ...], str] = {}
 
 
 @dataclass(frozen=True)
@@ -103,23 +145,30 @@ class Engine:
     `budget` seconds of evaluation are spent in a cycle the remaining rules wait for the next
     one (`skipped`), where they go first."""
 
-    def __init__(self, rules: Sequence[Rule], history: History, inhibit: Sequence[InhibitRule] = (),
+    def __init__(self, rules: Sequence[Union[AnyRule, Group]], history: History, inhibit: Sequence[InhibitRule] = (),
                  no_data_timeout: float = 600.0, store=None, budget: float = math.inf,
-                 previous: Optional["Engine"] = None, timer: Callable[[], float] = time.perf_counter):
-        self.rules = list(rules)
+                 previous: Optional["Engine"] = None, timer: Callable[[], float] = time.perf_counter,
+                 step: float = 60.0):
+        loose = [r for r in rules if not isinstance(r, Group)]
+        self.groups = ([Group("rules", loose)] if loose else []) + [g for g in rules if isinstance(g, Group)]
+        self.rules: List[AnyRule] = [r for g in self.groups for r in g.rules]
+        self._group_of = {r.key: g for g in self.groups for r in g.rules}
+        self._group_due: Dict[str, float] = {}  # group name -> when it last ran
+        self.step = step  # a subquery's default step: the evaluation interval, as in Prometheus
         self.history = history
         self.inhibit = list(inhibit)
         self.no_data_timeout = no_data_timeout
         self.store = store
         self.budget = budget
         self.timer = timer
-        self.alerts: Dict[str, Dict[str, Alert]] = {r.name: {} for r in self.rules}
+        self.alerts: Dict[str, Dict[str, Alert]] = {r.key: {} for r in self.rules if isinstance(r, Rule)}
+        self.recorded: Dict[str, List[Tuple[Tuple[Tuple[str, str], ...], float]]] = {}  # record rule key -> samples
         self.failures: Dict[str, int] = {}
         self.template_errors: Dict[str, int] = {}
         self.skipped: Dict[str, int] = {}
         self.last_duration = 0.0
         self.last_error: Dict[str, str] = {}
-        self._origins = {r.name: {id(s) for s in label_sources(r.expr)} for r in self.rules}
+        self._origins = {r.key: {id(s) for s in label_sources(r.expr)} for r in self.rules}
         self._go_first: List[str] = []  # rules the budget skipped last cycle
         self._over_budget = 0  # cycles in a row that ran out of budget
         self._saved: Dict[str, Tuple[str, str]] = {}  # fingerprint -> (rule, doc) as in the database
@@ -128,6 +177,7 @@ class Engine:
         if previous is not None:  # a reload: alert state carries over in memory, counters too
             self.alerts.update(previous.alerts)
             self._saved = previous._saved
+            self._group_due = dict(previous._group_due)
             for mine, theirs in ((self.failures, previous.failures), (self.template_errors, previous.template_errors),
                                  (self.skipped, previous.skipped)):
                 mine.update(theirs)
@@ -141,6 +191,7 @@ class Engine:
         for rule in self.rules:
             for sel, rng in selectors(rule.expr):
                 self.history.register(sel, rng)
+        self.history.recorded_names = {r.name for r in self.rules if isinstance(r, RecordingRule)}
 
     # -- persistence ----------------------------------------------------------------------------
 
@@ -177,7 +228,7 @@ class Engine:
     def evaluate(self, t: float) -> List[Notification]:
         start = self.timer()
         out: List[Notification] = []
-        known = {r.name for r in self.rules}
+        known = {r.key for r in self.rules}
         for rule_name in [n for n in self.alerts if n not in known]:  # rules removed by a reload
             for alert in self.alerts.pop(rule_name).values():
                 if alert.state == "firing" and alert.last_sent:
@@ -185,7 +236,8 @@ class Engine:
                     out.append(Notification("resolved", alert, t))
         cache: Dict[tuple, tuple] = {}
         first = set(self._go_first)
-        order = [r for r in self.rules if r.name in first] + [r for r in self.rules if r.name not in first]
+        due = self._due_rules(t)
+        order = [r for r in due if r.key in first] + [r for r in due if r.key not in first]
         self._go_first = []
         for i, rule in enumerate(order):
             if self.timer() - start > self.budget:
@@ -199,8 +251,20 @@ class Engine:
         self.last_duration = self.timer() - start
         return out
 
-    def _skip(self, rules: List[Rule]) -> None:
-        self._go_first = [r.name for r in rules]
+    def _due_rules(self, t: float) -> List[AnyRule]:
+        """The rules of every group whose interval has passed (a group without one: every cycle)."""
+        out: List[AnyRule] = []
+        for group in self.groups:
+            last = self._group_due.get(group.name)
+            # a little early is on time: cycles drift by milliseconds
+            if group.interval and last is not None and t - last < group.interval * 0.98:
+                continue
+            self._group_due[group.name] = t
+            out.extend(group.rules)
+        return out
+
+    def _skip(self, rules: List[AnyRule]) -> None:
+        self._go_first = [r.key for r in rules]
         for r in rules:
             self.skipped[r.name] = self.skipped.get(r.name, 0) + 1
         self._over_budget += 1
@@ -208,9 +272,13 @@ class Engine:
             log.warning("rule evaluation took more than its %gs budget; %d rule(s) wait for the next cycle: %s",
                         self.budget, len(rules), ", ".join(self._go_first[:5]) + (" ..." if len(rules) > 5 else ""))
 
-    def _evaluate_isolated(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
+    def _evaluate_isolated(self, rule: AnyRule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
         try:
-            out = self._evaluate_rule(rule, t, cache)
+            if isinstance(rule, RecordingRule):
+                self._record(rule, t, cache)
+                out: List[Notification] = []
+            else:
+                out = self._evaluate_rule(rule, t, cache)
         except EvalError as e:
             self._failed(rule, str(e), logging.WARNING)
             return []
@@ -220,7 +288,35 @@ class Engine:
         self.last_error.pop(rule.name, None)
         return out
 
-    def _failed(self, rule: Rule, message: str, level: int) -> None:
+    def _evaluator(self, rule: AnyRule, cache: Dict[tuple, tuple]) -> Evaluator:
+        group = self._group_of.get(rule.key)
+        return Evaluator(self.history, cache, step=(group.interval if group is not None and group.interval else self.step))
+
+    def _record(self, rule: RecordingRule, t: float, cache: Dict[tuple, tuple]) -> None:
+        """Evaluate a recording rule; its series go into the history now (the rules after it
+        read them this cycle) and are kept for /metrics."""
+        result = self._evaluator(rule, cache).eval(rule.expr, t)
+        if isinstance(result, str) or not isinstance(result, (list, float)):
+            raise EvalError("a recording rule's result must be an instant vector or a scalar")
+        vector = [((), result)] if isinstance(result, float) else result
+        samples = []
+        for labels, value in vector:
+            as_dict = {k: v for k, v in labels if k != "__name__"}
+            as_dict.update(rule.labels)
+            as_dict["__name__"] = rule.name
+            samples.append((tuple(sorted(as_dict.items())), value))
+        try:
+            unique(samples)
+        except EvalError:
+            raise EvalError("vector contains metrics with the same labelset after applying rule labels") from None
+        group = self._group_of.get(rule.key)
+        if group is not None and group.limit and len(samples) > group.limit:
+            self.recorded.pop(rule.key, None)
+            raise EvalError(f"exceeded limit of {group.limit} with {len(samples)} series")
+        self.recorded[rule.key] = samples
+        self.history.record(rule.name, samples, t)
+
+    def _failed(self, rule: AnyRule, message: str, level: int) -> None:
         self.failures[rule.name] = self.failures.get(rule.name, 0) + 1
         if self.last_error.get(rule.name) != message:  # once per distinct error, not every cycle
             log.log(level, "rule %s: %s", rule.name, message, extra={"ALERTNAME": rule.name})
@@ -237,11 +333,20 @@ class Engine:
             return f"<error expanding template: {e}>"
 
     def _evaluate_rule(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
-        evaluator = Evaluator(self.history, cache)
-        result = evaluator.eval(rule.expr, t)
-        if not isinstance(result, list):  # a scalar expression: treat as one unlabelled sample
-            result = [((), result)]
-        active = self.alerts.setdefault(rule.name, {})
+        evaluator = self._evaluator(rule, cache)
+        value = evaluator.eval(rule.expr, t)
+        result: List[Tuple[Tuple[Tuple[str, str], ...], float]]
+        if isinstance(value, float):  # a scalar expression: treat as one unlabelled sample
+            result = [((), value)]
+        elif isinstance(value, list) and not isinstance(value, Matrix):
+            result = value
+        else:
+            raise EvalError("an alert rule's result must be an instant vector or a scalar")
+        group = self._group_of.get(rule.key)
+        if group is not None and group.limit and len(result) > group.limit:
+            self.alerts[rule.key] = {}
+            raise EvalError(f"exceeded limit of {group.limit} with {len(result)} alerts")
+        active = self.alerts.setdefault(rule.key, {})
         seen = set()
         out: List[Notification] = []
         for labels, value in result:
@@ -251,7 +356,7 @@ class Engine:
             seen.add(fp)
             alert = active.get(fp)
             if alert is None:
-                alert = active[fp] = Alert(rule.name, alert_labels, source, {}, "pending", t, value, t)
+                alert = active[fp] = Alert(rule.key, alert_labels, source, {}, "pending", t, value, t)
             alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
             alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
             if alert.state == "pending" and t - alert.active_at >= rule.for_:
@@ -284,13 +389,14 @@ class Engine:
         for key, tpl in rule.label_templates.items():
             labels[key] = self._render(rule, key, tpl, source, value)
         labels["alertname"] = rule.name
-        labels.setdefault("severity", rule.severity)
+        if rule.severity is not None:
+            labels.setdefault("severity", rule.severity)
         return labels
 
     def _still_has_data(self, rule: Rule, alert: Alert, evaluator: Evaluator) -> bool:
         """Whether a series the alert came from (a selector whose labels reach the result, not
         one that only filters) still carries the alert's source labels."""
-        origins = self._origins.get(rule.name)
+        origins = self._origins.get(rule.key)
         if not origins:
             return True  # absent() and numbers: no series to wait for
         wanted = set(alert.source)
@@ -299,8 +405,9 @@ class Engine:
     def _apply_inhibition(self, notifications: List[Notification], t: float) -> List[Notification]:
         firing = [a for by_rule in self.alerts.values() for a in by_rule.values() if a.state == "firing"]
         for alert in firing:
-            alert.inhibited = any(self._inhibits(rule, source, alert) for rule in self.inhibit for source in firing
-                                  if source is not alert)
+            alert.inhibited = False
+        for rule in self.inhibit:
+            self._inhibit(rule, firing)
         out = []
         for n in notifications:
             if n.status == "firing" and n.alert.inhibited:
@@ -319,12 +426,24 @@ class Engine:
         return out
 
     @staticmethod
-    def _inhibits(rule: InhibitRule, source: Alert, target: Alert) -> bool:
-        if not matches(rule.source, source.labels) or not matches(rule.target, target.labels):
-            return False
-        if matches(rule.source, target.labels) and matches(rule.target, source.labels):
-            return False  # two alerts of the same kind do not silence each other
-        return all(source.labels.get(k, "") == target.labels.get(k, "") for k in rule.equal)
+    def _inhibit(rule: InhibitRule, firing: List[Alert]) -> None:
+        """Mark the alerts `rule` holds back. Sources are indexed by their `equal` values, so a
+        storm of N alerts costs N lookups, not N * N comparisons. An alert matching both sides
+        (two-sided) is held back only by a one-sided source: two alerts of the same kind do
+        not silence each other, and an alert never silences itself."""
+        one_sided: set = set()
+        two_sided: set = set()
+        targets = []
+        for alert in firing:
+            key = tuple(alert.labels.get(k, "") for k in rule.equal)
+            is_source, is_target = matches(rule.source, alert.labels), matches(rule.target, alert.labels)
+            if is_source:
+                (two_sided if is_target else one_sided).add(key)
+            if is_target:
+                targets.append((alert, key, is_source))
+        for alert, key, two in targets:
+            if key in one_sided or (not two and key in two_sided):
+                alert.inhibited = True
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -1,18 +1,30 @@
-"""Evaluate a parsed expression at a time against the History, with PromQL's semantics:
-label handling (which operations drop __name__), one-to-one vector matching with on/ignoring,
-comparison filters and `bool`, set operators, aggregation grouping and NaN rules."""
+"""Evaluate a parsed expression at a time against the History, with Prometheus 2.42's
+semantics: offset and @, subqueries (steps aligned to multiples of the step since the epoch),
+label handling (which operations drop __name__), vector matching with on/ignoring and
+group_left/group_right, comparison filters and `bool`, set operators, every aggregation, and
+the runtime errors Prometheus raises (duplicate series in a match or in a result)."""
 
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
+from .. import regex
 from . import functions as fn
-from .ast import SCALAR, Aggregate, Binary, Call, Matching, MatrixSelector, Number, Unary, VectorSelector
-from .history import History, Labels
+from . import vectorfuncs as vf
+from .aggregation import aggregate
+from .ast import (Aggregate, At, Binary, Call, Matching, MatrixSelector, Number, Paren, String, Subquery, Unary,
+                  VectorSelector, unwrap)
+from .history import History, Labels, Point
 
 Vector = List[Tuple[Labels, float]]
-Value = Union[float, Vector]
+
+
+class Matrix(list):
+    """A range vector: [(labels, [(t, v), ...])]."""
+
+
+Value = Union[float, str, Vector, Matrix]
 
 
 class EvalError(Exception):
@@ -20,22 +32,21 @@ class EvalError(Exception):
 
 
 def _vector(value: Value) -> Vector:
-    """An instant vector, as the parser's type checks promise at this point."""
-    if not isinstance(value, list):
-        raise EvalError("expected an instant vector, got a scalar")
+    if not isinstance(value, list) or isinstance(value, Matrix):
+        raise EvalError("expected an instant vector")
     return value
 
 
 def _scalar(value: Value) -> float:
-    if isinstance(value, list):
-        raise EvalError("expected a scalar, got an instant vector")
+    if not isinstance(value, float):
+        raise EvalError("expected a scalar")
     return value
 
 
-def _selector(node: object) -> MatrixSelector:
-    if not isinstance(node, MatrixSelector):
-        raise EvalError("expected a range vector")
-    return node
+def _string(value: Value) -> str:
+    if not isinstance(value, str):
+        raise EvalError("expected a string")
+    return value
 
 
 def _drop(labels: Labels, names: Tuple[str, ...]) -> Labels:
@@ -48,6 +59,13 @@ def _keep(labels: Labels, names: Tuple[str, ...]) -> Labels:
 
 def _no_name(labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] != "__name__")
+
+
+def unique(vector: Vector) -> Vector:
+    """PromQL refuses a result with two series of one label set (the names dropped, say)."""
+    if len({labels for labels, _ in vector}) != len(vector):
+        raise EvalError("vector cannot contain metrics with the same labelset")
+    return vector
 
 
 def _arith(op: str, a: float, b: float) -> float:
@@ -64,6 +82,8 @@ def _arith(op: str, a: float, b: float) -> float:
             return math.fmod(a, b)
         if op == "^":
             return math.pow(a, b)
+        if op == "atan2":
+            return math.atan2(a, b)
     except ZeroDivisionError:
         if op == "/":
             return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
@@ -80,13 +100,20 @@ def _arith(op: str, a: float, b: float) -> float:
 
 _COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
             "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+_RANGE_KEEPS_NAME = ("last_over_time",)
 
 
 class Evaluator:
-    """Evaluates expressions at time `t`; counts how many series its selectors matched."""
+    """Evaluates expressions at time `t`; counts how many series its selectors matched.
 
-    def __init__(self, history: History, cache: Optional[Dict[tuple, tuple]] = None):
+    `step` is a subquery's default resolution (Prometheus uses the rule group's interval);
+    `start`/`end` are what @ start() and @ end() mean (an instant query: both are t)."""
+
+    def __init__(self, history: History, cache: Optional[Dict[tuple, tuple]] = None, step: float = 60.0,
+                 start: Optional[float] = None, end: Optional[float] = None):
         self.history = history
+        self.step = step
+        self.start, self.end = start, end
         self.selected: Dict[int, List[Labels]] = {}  # by id() of the selector node: the series it returned
         # results of range functions, shared by the rules of one evaluation (two default rules
         # read avg_over_time(DCGM_FI_DEV_GPU_UTIL[30m])): computed once per cycle
@@ -94,101 +121,219 @@ class Evaluator:
 
     def eval(self, node: object, t: float) -> Value:
         self.selected = {}
-        return self._eval(node, t)
+        return self._eval(node, float(t))
 
     def _record(self, selector: VectorSelector, labels: Iterable[Labels]) -> None:
         self.selected.setdefault(id(selector), []).extend(labels)
 
+    def _time(self, t: float, at: Optional[At], offset: float) -> float:
+        """The time a selector or subquery reads at: its @ time (or t), less its offset."""
+        if at is not None:
+            t = at.time if at.kind == "time" else (self.start if at.kind == "start" else self.end) or t
+        return t - offset
+
     def _eval(self, node: object, t: float) -> Value:
         if isinstance(node, Number):
             return node.value
+        if isinstance(node, String):
+            return node.value
+        if isinstance(node, Paren):
+            return self._eval(node.expr, t)
         if isinstance(node, VectorSelector):
-            found = self.history.instant(node, t)
+            found = self.history.instant(node, self._time(t, node.at, node.offset))
             self._record(node, (labels for labels, _ in found))
             return found
+        if isinstance(node, MatrixSelector):
+            return self._matrix(node, t)
+        if isinstance(node, Subquery):
+            return self._subquery(node, t)
         if isinstance(node, Call):
             return self._call(node, t)
         if isinstance(node, Aggregate):
-            return self._aggregate(node, _vector(self._eval(node.expr, t)))
+            param = self._eval(node.param, t) if node.param is not None else None
+            if isinstance(param, list):
+                raise EvalError("expected a scalar or string parameter")
+            try:
+                return aggregate(node, _vector(self._eval(node.expr, t)), param)
+            except ValueError as e:
+                raise EvalError(str(e)) from None
         if isinstance(node, Unary):
             operand = self._eval(node.expr, t)
-            if node.type == SCALAR:
-                return -_scalar(operand)
-            return [(_no_name(labels), -v) for labels, v in _vector(operand)]
+            if isinstance(operand, float):
+                return -operand
+            return unique([(_no_name(labels), -v) for labels, v in _vector(operand)])
         if isinstance(node, Binary):
             return self._binary(node, self._eval(node.lhs, t), self._eval(node.rhs, t))
         raise EvalError(f"cannot evaluate {type(node).__name__}")
 
+    # -- range vectors -------------------------------------------------------------------------
+
+    def _matrix(self, node: MatrixSelector, t: float) -> Matrix:
+        sel = node.vector
+        found = self.history.range(sel, self._time(t, sel.at, sel.offset), node.range)
+        self._record(sel, (labels for labels, _ in found))
+        return Matrix(found)
+
+    def _window(self, node: object, t: float) -> Tuple[Matrix, float, float]:
+        """A range function's argument evaluated at t, with its window's start and end."""
+        node = unwrap(node)
+        if isinstance(node, MatrixSelector):
+            end = self._time(t, node.vector.at, node.vector.offset)
+            return self._matrix(node, t), end - node.range, end
+        if isinstance(node, Subquery):
+            end = self._time(t, node.at, node.offset)
+            return self._subquery(node, t), end - node.range, end
+        raise EvalError("expected a range vector")
+
+    def _subquery(self, node: Subquery, t: float) -> Matrix:
+        """The inner expression at every multiple of the step in [end - range, end]."""
+        end = self._time(t, node.at, node.offset)
+        step_ms = int(round((node.step or self.step) * 1000))
+        if step_ms <= 0:
+            raise EvalError("zero or negative query resolution step widths are not accepted")
+        end_ms, start_ms = int(round(end * 1000)), int(round((end - node.range) * 1000))
+        first = -(-start_ms // step_ms) * step_ms  # the first multiple of the step at or after start
+        series: Dict[Labels, List[Point]] = {}
+        for at_ms in range(first, end_ms + 1, step_ms):
+            at = at_ms / 1000.0
+            value = self._eval(node.expr, at)
+            for labels, v in ([((), value)] if isinstance(value, float) else _vector(value)):
+                series.setdefault(labels, []).append((at, v))
+        return Matrix(series.items())
+
     # -- functions -----------------------------------------------------------------------------
 
-    def _matrix(self, node: MatrixSelector, t: float):
-        found = self.history.range(node.vector, t, node.range)
-        self._record(node.vector, (labels for labels, _ in found))
-        return found
-
-    def _call(self, node: Call, t: float) -> Vector:
+    def _call(self, node: Call, t: float) -> Value:
         f, args = node.func, node.args
-        if f in ("rate", "increase", "delta", "irate", "deriv", "predict_linear") or f in fn.OVER_TIME:
-            matrix = _selector(args[0])
-            extra = _scalar(self._eval(args[1], t)) if f == "predict_linear" else None
-            key = (f, matrix.vector.name, matrix.vector.matchers, matrix.range, extra, t)
-            if key in self.cache:
-                result, selected = self.cache[key]
-                self._record(matrix.vector, selected)
-                return list(result)
-            out = self._range_function(f, matrix, extra, t)
-            self.cache[key] = (tuple(out), tuple(self.selected.get(id(matrix.vector), ())))
-            return out
-        if f == "quantile_over_time":
-            q = _scalar(self._eval(args[0], t))
-            return [(_no_name(labels), fn.quantile(q, [v for _, v in points]))
-                    for labels, points in self._matrix(_selector(args[1]), t)]
-        if f in ("clamp_min", "clamp_max"):
-            vector, bound = _vector(self._eval(args[0], t)), _scalar(self._eval(args[1], t))
-            pick = max if f == "clamp_min" else min
-            return [(_no_name(labels), math.nan if math.isnan(v) or math.isnan(bound) else pick(v, bound))
-                    for labels, v in vector]
+        if f in ("time", "pi"):
+            return t if f == "time" else math.pi
+        if f in fn.OVER_TIME or f in ("rate", "increase", "delta", "irate", "idelta", "deriv", "predict_linear",
+                                      "holt_winters", "quantile_over_time", "absent_over_time"):
+            return self._range_call(node, t)
+        if f == "scalar":
+            vector = _vector(self._eval(args[0], t))
+            return vector[0][1] if len(vector) == 1 else math.nan
+        if f == "vector":
+            return [((), _scalar(self._eval(args[0], t)))]
         if f == "absent":
-            return self._absent(args[0], _vector(self._eval(args[0], t)))
+            return [] if self._eval(args[0], t) else [(_absent_labels(args[0]), 1.0)]
+        if f == "timestamp":
+            return self._timestamp(args[0], t)
+        if f in ("histogram_count", "histogram_sum", "histogram_fraction"):
+            return []  # native histograms only; float series have none (Prometheus answers the same)
         if f == "histogram_quantile":
-            return self._histogram_quantile(_scalar(self._eval(args[0], t)), _vector(self._eval(args[1], t)))
+            return unique(self._histogram_quantile(_scalar(self._eval(args[0], t)), _vector(self._eval(args[1], t))))
+        if f in vf.DATE_PARTS:
+            vector = _vector(self._eval(args[0], t)) if args else [((), t)]
+            return unique([(_no_name(labels), vf.date_part(f, v)) for labels, v in vector])
+        vector = _vector(self._eval(args[0], t))
+        if f in vf.MATH:
+            op = vf.MATH[f]
+            return unique([(_no_name(labels), op(v)) for labels, v in vector])
+        if f in ("sort", "sort_desc"):
+            return sorted(vector, key=lambda s: (math.isnan(s[1]), s[1] if f == "sort" else -s[1]))
+        return unique(self._vector_call(node, vector, t))
+
+    def _vector_call(self, node: Call, vector: Vector, t: float) -> Vector:
+        f, args = node.func, node.args
+        if f == "round":
+            to = _scalar(self._eval(args[1], t)) if len(args) > 1 else 1.0
+            return [(_no_name(labels), vf.round_to(v, to)) for labels, v in vector]
+        if f in ("clamp", "clamp_min", "clamp_max"):
+            bounds = [_scalar(self._eval(a, t)) for a in args[1:]]
+            low, high = (bounds[0], bounds[1]) if f == "clamp" else \
+                (bounds[0], math.inf) if f == "clamp_min" else (-math.inf, bounds[0])
+            if f == "clamp" and high < low:
+                return []
+            return [(_no_name(labels), _go_max(low, _go_min(high, v)) if f == "clamp" else
+                     _go_max(low, v) if f == "clamp_min" else _go_min(high, v)) for labels, v in vector]
+        if f in ("label_replace", "label_join"):
+            return self._label_call(f, vector, [_string(self._eval(a, t)) for a in args[1:]])
         raise EvalError(f"unknown function {f}")
 
-    def _range_function(self, f: str, matrix: MatrixSelector, extra: Optional[float], t: float) -> Vector:
+    def _label_call(self, f: str, vector: Vector, strings: List[str]) -> Vector:
+        dst = strings[0]
+        if not vf.LABEL_NAME.match(dst):
+            raise EvalError(f"invalid destination label name in {f}(): {dst}")
+        if f == "label_replace":
+            try:
+                regex.compile("^(?:" + strings[3] + ")$")
+            except regex.RegexError as e:
+                raise EvalError(f"invalid regular expression in label_replace(): {strings[3]}: {e}") from None
+            if not vf.LABEL_NAME.match(strings[2]) and strings[2] != "":
+                raise EvalError(f"invalid source label name in label_replace(): {strings[2]}")
         out = []
-        for labels, points in self._matrix(matrix, t):
-            if f == "irate":
-                value = fn.irate(points)
-            elif f == "deriv":
-                value = fn.deriv(points)
-            elif f == "predict_linear":
-                value = fn.predict_linear(points, t, extra if extra is not None else 0.0)
-            elif f in fn.OVER_TIME:
-                value = fn.OVER_TIME[f]([v for _, v in points])
-            else:
-                value = fn.extrapolated_rate(points, t - matrix.range, t, f != "delta", f == "rate")
-            if value is not None:
-                out.append((_no_name(labels), value))
+        for labels, v in vector:
+            as_dict = dict(labels)
+            changed = vf.label_replace(as_dict, dst, strings[1], strings[2], strings[3]) if f == "label_replace" \
+                else vf.label_join(as_dict, dst, strings[1], strings[2:])
+            out.append((labels if changed is as_dict else tuple(sorted(changed.items())), v))
+        return out
+
+    def _timestamp(self, arg: object, t: float) -> Vector:
+        inner = unwrap(arg)
+        if isinstance(inner, VectorSelector):  # the samples' own times, not the evaluation time
+            found = self.history.instant_points(inner, self._time(t, inner.at, inner.offset))
+            self._record(inner, (labels for labels, _ in found))
+            return unique([(_no_name(labels), point[0]) for labels, point in found])
+        return unique([(_no_name(labels), t) for labels, _ in _vector(self._eval(arg, t))])
+
+    def _range_call(self, node: Call, t: float) -> Vector:
+        f, args = node.func, node.args
+        matrix_arg = args[1] if f == "quantile_over_time" else args[0]
+        extra = tuple(_scalar(self._eval(a, t)) for a in args if a is not matrix_arg)
+        inner = unwrap(matrix_arg)
+        key = None
+        sel: Optional[VectorSelector] = None
+        if isinstance(inner, MatrixSelector):
+            sel = inner.vector
+            key = (f, sel.name, sel.matchers, inner.range, sel.offset, sel.at, extra, t)
+            if key in self.cache:
+                result, selected = self.cache[key]
+                self._record(sel, selected)
+                return list(result)
+        matrix, start, end = self._window(matrix_arg, t)
+        if f == "absent_over_time":
+            out = [] if matrix else [(_absent_labels(matrix_arg), 1.0)]
+        else:
+            out = unique(self._range_function(f, matrix, extra, start, end))
+        if key is not None and sel is not None:
+            self.cache[key] = (tuple(out), tuple(self.selected.get(id(sel), ())))
         return out
 
     @staticmethod
-    def _absent(arg: object, vector: Vector) -> Vector:
-        if vector:
-            return []
-        labels: Dict[str, str] = {}
-        if isinstance(arg, VectorSelector):
-            seen = set()
-            for m in arg.matchers:
-                if m.op == "=" and m.label != "__name__":
-                    if m.label in seen:  # two equality matchers on one label: no label can be set
-                        labels.pop(m.label, None)
-                        continue
-                    seen.add(m.label)
-                    labels[m.label] = m.value
-        return [(tuple(sorted(labels.items())), 1.0)]
+    def _range_function(f: str, matrix: Matrix, extra: Tuple[float, ...], start: float, end: float) -> Vector:
+        out = []
+        for labels, points in matrix:
+            if not points:
+                continue
+            if f == "irate":
+                value = fn.irate(points)
+            elif f == "idelta":
+                value = fn.idelta(points)
+            elif f == "deriv":
+                value = fn.deriv(points)
+            elif f == "predict_linear":
+                value = fn.predict_linear(points, end, extra[0])
+            elif f == "holt_winters":
+                try:
+                    value = fn.holt_winters(points, extra[0], extra[1])
+                except ValueError as e:
+                    raise EvalError(str(e)) from None
+            elif f == "quantile_over_time":
+                value = fn.quantile(extra[0], [v for _, v in points])
+            elif f in fn.OVER_TIME:
+                value = fn.OVER_TIME[f]([v for _, v in points])
+            else:
+                value = fn.extrapolated_rate(points, start, end, f != "delta", f == "rate")
+            if value is not None:
+                out.append((labels if f in _RANGE_KEEPS_NAME else _no_name(labels), value))
+        return out
 
     @staticmethod
     def _histogram_quantile(q: float, vector: Vector) -> Vector:
+        # grouped by every label but le (the name too), output without the name: buckets of two
+        # metric names are two groups with one label set, which PromQL refuses
         groups: Dict[Labels, List[Tuple[float, float]]] = {}
         for labels, v in vector:
             le = dict(labels).get("le")
@@ -198,47 +343,25 @@ class Evaluator:
                 bound = float(le)
             except ValueError:
                 continue
-            groups.setdefault(_drop(labels, ("le", "__name__")), []).append((bound, v))
-        return [(labels, fn.bucket_quantile(q, buckets)) for labels, buckets in groups.items()]
-
-    # -- aggregation ---------------------------------------------------------------------------
-
-    @staticmethod
-    def _aggregate(node: Aggregate, vector: Vector) -> Vector:
-        groups: Dict[Labels, List[float]] = {}
-        for labels, v in vector:
-            key = _drop(labels, node.grouping + ("__name__",)) if node.without else _keep(labels, node.grouping)
-            groups.setdefault(key, []).append(v)
-        out = []
-        for key, values in groups.items():
-            if node.op == "sum":
-                value = fn.sum_over_time(values)
-            elif node.op == "avg":
-                value = fn.avg_over_time(values)
-            elif node.op == "count":
-                value = float(len(values))
-            elif node.op == "min":
-                value = fn.min_over_time(values)
-            else:
-                value = fn.max_over_time(values)
-            out.append((key, value))
-        return out
+            groups.setdefault(_drop(labels, ("le",)), []).append((bound, v))
+        return [(_no_name(labels), fn.bucket_quantile(q, buckets)) for labels, buckets in groups.items()]
 
     # -- binary operators ----------------------------------------------------------------------
 
     def _binary(self, node: Binary, lhs: Value, rhs: Value) -> Value:
         op = node.op
-        if not isinstance(lhs, list) and not isinstance(rhs, list):
+        if isinstance(lhs, float) and isinstance(rhs, float):
             if op in _COMPARE:
                 return 1.0 if _COMPARE[op](lhs, rhs) else 0.0
             return _arith(op, lhs, rhs)
-        if not isinstance(lhs, list):
-            return self._vector_scalar(node, _vector(rhs), lhs, swap=True)
-        if not isinstance(rhs, list):
-            return self._vector_scalar(node, lhs, rhs, swap=False)
+        if isinstance(lhs, float):
+            return unique(self._vector_scalar(node, _vector(rhs), lhs, swap=True))
+        if isinstance(rhs, float):
+            return unique(self._vector_scalar(node, _vector(lhs), rhs, swap=False))
+        matching = node.matching or Matching(False)
         if op in ("and", "or", "unless"):
-            return self._set_op(op, node.matching, lhs, rhs)
-        return self._vector_vector(node, lhs, rhs)
+            return self._set_op(op, matching, _vector(lhs), _vector(rhs))
+        return unique(self._vector_vector(node, matching, _vector(lhs), _vector(rhs)))
 
     @staticmethod
     def _vector_scalar(node: Binary, vector: Vector, scalar: float, swap: bool) -> Vector:
@@ -253,52 +376,77 @@ class Evaluator:
                 elif keep:
                     out.append((labels, v))  # a filter keeps the vector's own value and name
             else:
-                out.append((_no_name(labels), _arith(node.op, a, b)))
+                out.append((labels if node.op == "atan2" else _no_name(labels), _arith(node.op, a, b)))
         return out
 
     @staticmethod
-    def _signature(labels: Labels, matching: Optional[Matching]) -> Labels:
-        if matching is None:
-            return _no_name(labels)
+    def _signature(labels: Labels, matching: Matching) -> Labels:
         if matching.on:
             return _keep(labels, matching.labels)
         return _drop(labels, matching.labels + ("__name__",))
 
-    def _vector_vector(self, node: Binary, lhs: Vector, rhs: Vector) -> Vector:
-        right: Dict[Labels, float] = {}
+    def _vector_vector(self, node: Binary, matching: Matching, lhs: Vector, rhs: Vector) -> Vector:
+        swapped = matching.card == "one-to-many"
+        if swapped:  # group_right: the right side is the "many" side; values keep their sides
+            lhs, rhs = rhs, lhs
+        one: Dict[Labels, Tuple[Labels, float]] = {}
         for labels, v in rhs:
-            sig = self._signature(labels, node.matching)
-            if sig in right:
-                raise EvalError(f"found duplicate series for the match group {dict(sig)} on the right hand side "
-                                "of the operation: many-to-many matching is not supported")
-            right[sig] = v
-        out, seen = [], set()
+            sig = self._signature(labels, matching)
+            if sig in one:
+                side = "left" if swapped else "right"
+                raise EvalError(f"found duplicate series for the match group {dict(sig)} on the {side} hand-side of "
+                                "the operation; many-to-many matching not allowed: matching labels must be unique on "
+                                "one side")
+            one[sig] = (labels, v)
+        out: Vector = []
+        matched: Dict[Labels, set] = {}
         comparison = node.op in _COMPARE
-        for labels, lv in lhs:
-            sig = self._signature(labels, node.matching)
-            if sig not in right:
+        for labels, v in lhs:
+            sig = self._signature(labels, matching)
+            other = one.get(sig)
+            if other is None:
                 continue
-            if sig in seen:
-                raise EvalError(f"multiple matches for labels {dict(sig)}: many-to-one matching must be explicit "
-                                "(group_left/group_right is not supported)")
-            seen.add(sig)
-            rv = right[sig]
-            result = labels
-            if not comparison or node.bool_mod:
-                result = _no_name(result)
-            if node.matching is not None:
-                result = _keep(result, node.matching.labels) if node.matching.on else _drop(result, node.matching.labels)
+            lv, rv = (other[1], v) if swapped else (v, other[1])
             if comparison:
                 keep = _COMPARE[node.op](lv, rv)
-                if node.bool_mod:
-                    out.append((result, 1.0 if keep else 0.0))
-                elif keep:
-                    out.append((result, lv))
+                if not keep and not node.bool_mod:
+                    continue
+                value = (1.0 if keep else 0.0) if node.bool_mod else lv
             else:
-                out.append((result, _arith(node.op, lv, rv)))
+                value = _arith(node.op, lv, rv)
+            result = self._result_labels(labels, other[0], node, matching)
+            if matching.card == "one-to-one":
+                if sig in matched:
+                    raise EvalError("multiple matches for labels: many-to-one matching must be explicit "
+                                    "(group_left/group_right)")
+                matched[sig] = set()
+            else:
+                seen = matched.setdefault(sig, set())
+                if result in seen:
+                    raise EvalError("multiple matches for labels: grouping labels must ensure unique matches")
+                seen.add(result)
+            out.append((result, value))
         return out
 
-    def _set_op(self, op: str, matching: Optional[Matching], lhs: Vector, rhs: Vector) -> Vector:
+    @staticmethod
+    def _result_labels(labels: Labels, one: Labels, node: Binary, matching: Matching) -> Labels:
+        result = labels
+        if node.op not in _COMPARE and node.op != "atan2" or node.bool_mod:
+            result = _no_name(result)
+        if matching.card == "one-to-one":
+            result = _keep(result, matching.labels) if matching.on else _drop(result, matching.labels)
+        if matching.include:
+            as_dict = dict(result)
+            from_one = dict(one)
+            for name in matching.include:
+                if from_one.get(name):
+                    as_dict[name] = from_one[name]
+                else:
+                    as_dict.pop(name, None)
+            result = tuple(sorted(as_dict.items()))
+        return result
+
+    def _set_op(self, op: str, matching: Matching, lhs: Vector, rhs: Vector) -> Vector:
         right = {self._signature(labels, matching) for labels, _ in rhs}
         if op == "and":
             return [(labels, v) for labels, v in lhs if self._signature(labels, matching) in right]
@@ -306,3 +454,33 @@ class Evaluator:
             return [(labels, v) for labels, v in lhs if self._signature(labels, matching) not in right]
         left = {self._signature(labels, matching) for labels, _ in lhs}
         return list(lhs) + [(labels, v) for labels, v in rhs if self._signature(labels, matching) not in left]
+
+
+def _go_max(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else max(a, b)
+
+
+def _go_min(a: float, b: float) -> float:
+    return math.nan if math.isnan(a) or math.isnan(b) else min(a, b)
+
+
+def _absent_labels(arg: Any) -> Labels:
+    """absent()'s labels: those set by an equality matcher, unless another matcher names the
+    same label (a label with =~, != or !~ has no one value to report)."""
+    inner = unwrap(arg)
+    sel = inner.vector if isinstance(inner, MatrixSelector) else inner
+    if not isinstance(sel, VectorSelector):  # absent(sum(x)): no labels to report
+        return ()
+    labels: Dict[str, str] = {}
+    ruled_out = set()
+    for m in sel.matchers:
+        if m.label == "__name__":
+            continue
+        if m.op == "=" and m.label not in labels:
+            labels[m.label] = m.value
+        else:
+            ruled_out.add(m.label)
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in ruled_out and v))
+
+
+__all__ = ["Evaluator", "EvalError", "Matrix", "Value", "Vector", "unique"]

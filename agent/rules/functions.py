@@ -136,14 +136,18 @@ def sum_over_time(values: List[float]) -> float:
     return total if math.isinf(total) else total + c
 
 
-def stddev_over_time(values: List[float]) -> float:
+def stdvar_over_time(values: List[float]) -> float:
     count = mean = cmean = aux = caux = 0.0
     for v in values:
         count += 1
         delta = v - (mean + cmean)
         mean, cmean = _kahan_inc(delta / count, mean, cmean)
         aux, caux = _kahan_inc(delta * (v - (mean + cmean)), aux, caux)
-    return math.sqrt((aux + caux) / count)
+    return (aux + caux) / count
+
+
+def stddev_over_time(values: List[float]) -> float:
+    return math.sqrt(stdvar_over_time(values))
 
 
 def min_over_time(values: List[float]) -> float:
@@ -173,6 +177,11 @@ def _out_of_range(q: float) -> Optional[float]:
     return None
 
 
+def _nan_first(v: float) -> Tuple[bool, float]:
+    """Sort key of Prometheus' vectorByValueHeap: NaN below everything."""
+    return (not math.isnan(v), v if not math.isnan(v) else 0.0)
+
+
 def quantile(q: float, values: List[float]) -> float:
     """The φ-quantile with linear interpolation (Prometheus' `quantile`)."""
     if not values:
@@ -180,7 +189,7 @@ def quantile(q: float, values: List[float]) -> float:
     outside = _out_of_range(q)
     if outside is not None:
         return outside
-    ordered = sorted(values)
+    ordered = sorted(values, key=_nan_first)
     n = len(ordered)
     rank = q * (n - 1)
     lower = max(0, math.floor(rank))
@@ -189,11 +198,55 @@ def quantile(q: float, values: List[float]) -> float:
     return ordered[int(lower)] * (1 - weight) + ordered[int(upper)] * weight
 
 
+def changes(values: List[float]) -> float:
+    count, prev = 0, values[0]
+    for v in values[1:]:
+        if v != prev and not (math.isnan(v) and math.isnan(prev)):
+            count += 1
+        prev = v
+    return float(count)
+
+
+def resets(values: List[float]) -> float:
+    count, prev = 0, values[0]
+    for v in values[1:]:
+        if v < prev:
+            count += 1
+        prev = v
+    return float(count)
+
+
 OVER_TIME: Dict[str, Callable[[List[float]], float]] = {
     "avg_over_time": avg_over_time, "sum_over_time": sum_over_time, "stddev_over_time": stddev_over_time,
-    "min_over_time": min_over_time, "max_over_time": max_over_time,
-    "count_over_time": lambda values: float(len(values)),
+    "stdvar_over_time": stdvar_over_time, "min_over_time": min_over_time, "max_over_time": max_over_time,
+    "count_over_time": lambda values: float(len(values)), "last_over_time": lambda values: values[-1],
+    "present_over_time": lambda values: 1.0, "changes": changes, "resets": resets,
 }
+
+
+def idelta(points: Sequence[Point]) -> Optional[float]:
+    if len(points) < 2:
+        return None
+    return points[-1][1] - points[-2][1]
+
+
+def holt_winters(points: Sequence[Point], sf: float, tf: float) -> Optional[float]:
+    """Double exponential smoothing (Prometheus' holt_winters; 3.x calls it double_exponential_smoothing)."""
+    if not 0 < sf < 1:
+        raise ValueError(f"invalid smoothing factor. Expected: 0 < sf < 1, got: {sf:f}")
+    if not 0 < tf < 1:
+        raise ValueError(f"invalid trend factor. Expected: 0 < tf < 1, got: {tf:f}")
+    if len(points) < 2:
+        return None
+    s0, s1 = 0.0, points[0][1]
+    b = points[1][1] - points[0][1]
+    for i in range(1, len(points)):
+        x = sf * points[i][1]
+        if i > 1:  # the first trend is the first difference
+            b = tf * (s1 - s0) + (1 - tf) * b
+        y = (1 - sf) * (s1 + b)
+        s0, s1 = s1, x + y
+    return s1
 
 
 def bucket_quantile(q: float, buckets: List[Tuple[float, float]]) -> float:

@@ -50,8 +50,10 @@ def matches(matchers: Iterable[Matcher], labels: Dict[str, str]) -> bool:
 class History:
     """Samples per series for the registered selectors; each kept as long as its readers need."""
 
-    def __init__(self, lookback: float = LOOKBACK, max_series: int = 100_000, max_series_per_metric: int = 20_000):
+    def __init__(self, lookback: float = LOOKBACK, max_series: int = 100_000, max_series_per_metric: int = 20_000,
+                 keep_all: bool = False):
         self.lookback = lookback
+        self.keep_all = keep_all  # a unit test's history: every series, whatever reads it
         self.max_series = max_series
         self.max_series_per_metric = max_series_per_metric
         self.series: Dict[str, Dict[Labels, List[Point]]] = {}  # by metric name; points oldest first
@@ -65,6 +67,8 @@ class History:
         self.series_count = 0
         self.stale: Dict[Labels, float] = {}  # series gone from the snapshots, and since when (oldest first)
         self._stale_by_name: Dict[str, Dict[Labels, float]] = {}
+        self.recorded_names: set = set()  # written by recording rules, not by snapshots
+        self._dicts: Dict[Labels, Dict[str, str]] = {}
 
     @property
     def dropped_series(self) -> int:
@@ -167,8 +171,9 @@ class History:
                 wanted[labels] = (s.value, keep)
         # staleness first, so that series gone in this snapshot can make room for its new ones
         for name, by_name in list(self.series.items()):
+            recorded = name in self.recorded_names  # recording rules mark their own series stale
             for labels, points in list(by_name.items()):
-                if labels not in wanted and labels not in self.stale:
+                if labels not in wanted and labels not in self.stale and not recorded:
                     self._mark_stale(name, labels, t)  # Prometheus' staleness marker
                 horizon = t - self.keep.get(labels, 0.0)
                 if points and points[0][0] < horizon:
@@ -178,10 +183,31 @@ class History:
         for labels, (value, keep) in wanted.items():
             self.add(labels, t, value, keep)
 
+    def record(self, name: str, samples: List[Tuple[Labels, float]], t: float) -> None:
+        """A recording rule's result at t: its series that a rule reads are kept; those of
+        the last result that are missing now are marked stale."""
+        present = set()
+        for labels, value in samples:
+            keep = self.keep.get(labels)
+            if keep is None:
+                keep = self._retention(self._by_name.get(name, ()), labels)
+                if keep is None:
+                    continue
+            present.add(labels)
+            points = self.series.get(name, {}).get(labels)
+            if points and points[-1][0] >= t:
+                continue  # already written at this time (a group evaluated twice in one cycle)
+            self.add(labels, t, value, keep)
+        for labels in list(self.series.get(name, {})):
+            if labels not in present and labels not in self.stale:
+                self._mark_stale(name, labels, t)
+
     def _retention(self, named: Iterable[Tuple[VectorSelector, float]], labels: Labels) -> Optional[float]:
         """How long the selectors that want this series need it; None if none wants it."""
         as_dict = dict(labels)
         ranges = [r for sel, r in list(named) + self._nameless if matches(sel.matchers, as_dict)]
+        if not ranges and self.keep_all:
+            return self.keep_for()
         return max(ranges) + self.lookback if ranges else None
 
     def _rework_retention(self) -> None:
@@ -200,6 +226,16 @@ class History:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _as_dict(self, labels: Labels) -> Dict[str, str]:
+        """A series' labels as a dict, made once per series (every selector of every rule
+        matches against it every cycle)."""
+        found = self._dicts.get(labels)
+        if found is None:
+            if len(self._dicts) > 2 * max(self.series_count, 1000):
+                self._dicts.clear()  # series came and went: start over rather than grow
+            found = self._dicts[labels] = dict(labels)
+        return found
+
     def _candidates(self, sel: VectorSelector) -> Iterable[Tuple[Labels, List[Point]]]:
         if sel.name:
             return self.series.get(sel.name, {}).items()
@@ -207,9 +243,13 @@ class History:
 
     def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]:
         """The latest sample at or before t within the lookback, unless stale."""
+        return [(labels, point[1]) for labels, point in self.instant_points(sel, t)]
+
+    def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]:
+        """instant(), with each sample's own time (for timestamp())."""
         out = []
         for labels, points in self._candidates(sel):
-            if not matches(sel.matchers, dict(labels)):
+            if sel.matchers and not matches(sel.matchers, self._as_dict(labels)):
                 continue
             latest = _latest(points, t)
             if latest is None or latest[0] < t - self.lookback:
@@ -217,7 +257,7 @@ class History:
             gone = self.stale.get(labels)
             if gone is not None and latest[0] < gone <= t:
                 continue  # marked stale after its last sample: instant selectors see nothing
-            out.append((labels, latest[1]))
+            out.append((labels, latest))
         return out
 
     def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]:
@@ -225,7 +265,7 @@ class History:
         out = []
         start = t - seconds
         for labels, points in self._candidates(sel):
-            if not matches(sel.matchers, dict(labels)):
+            if sel.matchers and not matches(sel.matchers, self._as_dict(labels)):
                 continue
             # points are in time order: find the window by bisection; (t, inf) sorts after any value at t
             window = points[bisect_left(points, (start,)):bisect_right(points, (t, math.inf))]

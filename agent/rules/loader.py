@@ -1,17 +1,26 @@
-"""Build the rule set from the shipped defaults and the configuration: a [[rules]] entry
-overrides the default of the same name, [alerting] disable drops defaults by name."""
+"""Build the rule set from the shipped defaults, the configuration and Prometheus rule files.
+
+A [[rules]] entry overrides the default of the same name, [alerting] disable drops defaults by
+name. Evaluation order: [[recording_rules]] first (in order, so alert rules read this cycle's
+results), then the alert rules, then each rule file's groups in file order, each group's rules
+in order at the group's own interval."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib import resources
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from ..config import Config, InhibitSettings, RuleSettings, parse_config
-from .engine import InhibitRule, Rule
+from .ast import Subquery, selectors
+from .engine import Group, InhibitRule, RecordingRule, Rule
+from .lexer import format_duration
 from .parser import parse, parse_matcher
+from .rulefile import FileRule, RuleGroup
 from .templates import Template
 
 DEFAULTS = "defaults.toml"
+MAX_SUBQUERY_STEPS = 11_000  # Prometheus' limit on points per series of a range query
 
 
 def default_rules_config() -> Config:
@@ -20,13 +29,25 @@ def default_rules_config() -> Config:
     return parse_config(text, f"agent/rules/{DEFAULTS}")
 
 
+def _split_labels(labels: Dict[str, str]) -> Tuple[Dict[str, str], Dict[str, Template]]:
+    templates = {k: Template(v) for k, v in labels.items() if "{{" in v}
+    return {k: v for k, v in labels.items() if k not in templates}, templates
+
+
 def build_rule(doc: RuleSettings) -> Rule:
-    templates = {k: Template(v) for k, v in doc.labels.items() if "{{" in v}
+    labels, templates = _split_labels(doc.labels)
     return Rule(name=doc.name, expr=parse(doc.expr), for_=doc.for_, keep_firing_for=doc.keep_firing_for,
-                cooldown=doc.cooldown, severity=doc.severity,
-                labels={k: v for k, v in doc.labels.items() if k not in templates},
-                label_templates=templates,
+                cooldown=doc.cooldown, severity=doc.severity, labels=labels, label_templates=templates,
                 annotations={k: Template(v) for k, v in doc.annotations.items()})
+
+
+def build_file_rule(rule: FileRule, key: str):
+    if rule.record:
+        return RecordingRule(rule.record, parse(rule.expr), dict(rule.labels), key=key)
+    labels, templates = _split_labels(dict(rule.labels))
+    return Rule(name=rule.alert, expr=parse(rule.expr), for_=rule.for_, keep_firing_for=rule.keep_firing_for,
+                cooldown=0.0, severity=None, labels=labels, label_templates=templates,
+                annotations={k: Template(v) for k, v in rule.annotations}, key=key)
 
 
 def rule_docs(config: Config) -> Tuple[List[RuleSettings], List[InhibitSettings]]:
@@ -45,10 +66,71 @@ def rule_docs(config: Config) -> Tuple[List[RuleSettings], List[InhibitSettings]
     return list(docs.values()), inhibits
 
 
-def load_rules(config: Config) -> Tuple[List[Rule], List[InhibitRule]]:
+@dataclass
+class RuleSet:
+    groups: List[Group]
+    inhibit: List[InhibitRule] = field(default_factory=list)
+
+    @property
+    def alerts(self) -> List[Rule]:
+        return [r for g in self.groups for r in g.rules if isinstance(r, Rule)]
+
+    @property
+    def records(self) -> List[RecordingRule]:
+        return [r for g in self.groups for r in g.rules if isinstance(r, RecordingRule)]
+
+
+def file_groups(groups: Tuple[RuleGroup, ...]) -> List[Group]:
+    out = []
+    for group in groups:
+        rules = [build_file_rule(r, f"{group.file}:{group.name}:{i}:{r.alert or r.record}")
+                 for i, r in enumerate(group.rules)]
+        out.append(Group(f"{group.file};{group.name}", rules, group.interval, group.limit))
+    return out
+
+
+def load_rules(config: Config) -> RuleSet:
     docs, inhibits = rule_docs(config)
-    rules = [build_rule(d) for d in docs]
+    records = [RecordingRule(d.record, parse(d.expr), dict(d.labels)) for d in config.recording_rules]
+    groups = [Group("recording_rules", list(records)), Group("rules", [build_rule(d) for d in docs])]
+    groups += file_groups(config.rule_groups)
     inhibit = [InhibitRule(tuple(parse_matcher(m) for m in d.source_matchers),
                            tuple(parse_matcher(m) for m in d.target_matchers), tuple(d.equal))
                for d in inhibits]
-    return rules, inhibit
+    return RuleSet([g for g in groups if g.rules], inhibit)
+
+
+def reach_problem(expr: str, limit: float) -> Optional[str]:
+    """Why a rule cannot run on the in-memory history (it reads further back than `limit`, or
+    a fixed @ time, or a subquery of too many steps); None if it can."""
+    try:
+        tree = parse(expr)
+    except ValueError:
+        return None  # reported by the parser's own check
+    for sel, reach in selectors(tree):
+        if sel.at is not None and sel.at.kind == "time":
+            return ("reads a fixed time (@ <timestamp>); the in-memory history keeps only the last "
+                    f"{format_duration(limit)} ([alerting] memory_history)")
+        if reach > limit:
+            return (f"reads {format_duration(reach)} back (range + offset), further than the in-memory history keeps "
+                    f"([alerting] memory_history = {format_duration(limit)}); raise it (memory grows with the series "
+                    "the rule reads) or shorten the rule")
+    for node in _subqueries(tree):
+        if node.at is not None and node.at.kind == "time":
+            return "reads a fixed time (@ <timestamp>) in a subquery; the in-memory history keeps only recent samples"
+        if node.step and node.range / node.step > MAX_SUBQUERY_STEPS:
+            return (f"its subquery [{format_duration(node.range)}:{format_duration(node.step)}] evaluates "
+                    f"{int(node.range / node.step):,} steps a cycle; at most {MAX_SUBQUERY_STEPS:,}")
+    return None
+
+
+def _subqueries(node: object) -> List[Subquery]:
+    from .ast import children
+
+    out = [node] if isinstance(node, Subquery) else []
+    for child in children(node):
+        out.extend(_subqueries(child))
+    return out
+
+
+__all__ = ["RuleSet", "load_rules", "rule_docs", "reach_problem", "default_rules_config", "build_rule"]

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..model import Problem, Snapshot
 from ..rules.ast import selectors
-from ..rules.engine import Engine, InhibitRule, Rule
+from ..rules.engine import AnyRule, Engine, InhibitRule, Rule
 from ..rules.history import History
 
 
@@ -77,12 +77,13 @@ def health(snapshot: Optional[Snapshot], now: float, interval: float, target: st
     return (200 if not reasons else 503), doc
 
 
-def rule_findings(rules: Sequence[Rule], inhibit: Sequence[InhibitRule], snapshots: Sequence[Snapshot],
+def rule_findings(rules: Sequence[AnyRule], inhibit: Sequence[InhibitRule], snapshots: Sequence[Snapshot],
                   covered: Sequence[str] = ()) -> List[Problem]:
     """The rules whose condition holds on the last of `snapshots`, as problems with the rule's
     severity and summary. `for` is not waited for but said. A rule over a range (rate over 5
     minutes, an average over 30) cannot be judged from a pass of a second or two and is left
     to the running agent; so are subjects in `covered` (already reported, with a fix)."""
+    # recording rules stay: an alert rule may read what they record
     rules = [r for r in rules if all(rng == 0 for _, rng in selectors(r.expr))]
     history = History()
     engine = Engine(rules, history, inhibit)
@@ -90,7 +91,7 @@ def rule_findings(rules: Sequence[Rule], inhibit: Sequence[InhibitRule], snapsho
         history.ingest(snap)
         engine.evaluate(snap.timestamp)
     found = []
-    by_name = {r.name: r for r in rules}
+    by_key = {r.key: r for r in rules}
     for alert in engine.active():
         labels = alert.labels
         subject = (f"target {labels['server']}" if "server" in labels else f"gpu {labels['gpu']}" if "gpu" in labels
@@ -98,12 +99,13 @@ def rule_findings(rules: Sequence[Rule], inhibit: Sequence[InhibitRule], snapsho
                    else "agent")
         if subject in covered:
             continue
-        rule = by_name[alert.rule]
-        message = alert.annotations.get("summary") or alert.rule
-        if rule.for_ > 0:
-            message += f" (alert {alert.rule} fires if this lasts {rule.for_:g}s)"
+        rule = by_key[alert.rule]
+        name = labels["alertname"]
+        message = alert.annotations.get("summary") or name
+        if isinstance(rule, Rule) and rule.for_ > 0:
+            message += f" (alert {name} fires if this lasts {rule.for_:g}s)"
         else:
-            message += f" (alert {alert.rule})"
+            message += f" (alert {name})"
         found.append(Problem(labels.get("severity", "warning"), subject, message,
                              alert.annotations.get("description", "")[:300]))
     return found

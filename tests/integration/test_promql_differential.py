@@ -14,15 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from agent.rules.evaluator import EvalError, Evaluator
+from agent.rules.evaluator import EvalError, Evaluator, Matrix
 from agent.rules.history import History
-from agent.rules.parser import parse
+from agent.rules.parser import PromQLError, parse
 from tests.support.peers import Prometheus, promtool_path
 from tests.support.promql_data import dataset, openmetrics
 
 CORPUS = [line.strip() for line in (Path(__file__).parent.parent / "fixtures" / "promql" / "corpus.txt").read_text().splitlines()
           if line.strip() and not line.startswith("#")]
-OFFSETS = (607, 900, 1200)  # seconds into the data: mid-run off the grid, after the reset, the end
+# seconds into the data: mid-run off the grid, after the reset, the end, past the end (the lookback)
+OFFSETS = (607, 900, 1200, 1290)
+STEP = 60  # Prometheus' default evaluation interval: a subquery's step when it gives none
 
 
 @pytest.fixture(scope="module")
@@ -57,23 +59,34 @@ def prometheus_answer(prom, expr, at):
     if doc["status"] != "success":
         return "error", doc.get("error", "")
     data = doc["data"]
-    if data["resultType"] == "scalar":
+    kind = data["resultType"]
+    if kind == "scalar":
         return "scalar", float(data["result"][1])
+    if kind == "string":
+        return "string", data["result"][1]
+    if kind == "matrix":
+        return "matrix", {tuple(sorted(r["metric"].items())): [(float(t), float(v)) for t, v in r["values"]]
+                          for r in data["result"]}
     return "vector", {tuple(sorted(r["metric"].items())): float(r["value"][1]) for r in data["result"]}
 
 
 def agent_answer(history, expr, at):
     try:
-        value = Evaluator(history).eval(parse(expr), at)
-    except EvalError as e:
+        value = Evaluator(history, step=STEP).eval(parse(expr), at)
+    except (EvalError, PromQLError) as e:
         return "error", str(e)
-    if not isinstance(value, list):
+    if isinstance(value, float):
         return "scalar", value
+    if isinstance(value, str):
+        return "string", value
+    if isinstance(value, Matrix):
+        return "matrix", {labels: list(points) for labels, points in value}
+    assert len({labels for labels, _ in value}) == len(value), "a vector with two series of one label set"
     return "vector", dict(value)
 
 
 def test_corpus_is_big_enough():
-    assert len(CORPUS) >= 60
+    assert len(CORPUS) >= 400
 
 
 @pytest.mark.parametrize("expr", CORPUS)
@@ -90,7 +103,15 @@ def test_same_result_as_prometheus(both, expr):
         if p_kind == "scalar":
             assert close(a_value, p_value), f"{where}: agent {a_value}, Prometheus {p_value}"
             continue
+        if p_kind == "string":
+            assert a_value == p_value, f"{where}: agent {a_value!r}, Prometheus {p_value!r}"
+            continue
         assert set(a_value) == set(p_value), (f"{where}: label sets differ\n agent only: {set(a_value) - set(p_value)}"
                                               f"\n Prometheus only: {set(p_value) - set(a_value)}")
         for labels, pv in p_value.items():
-            assert close(a_value[labels], pv), f"{where} {dict(labels)}: agent {a_value[labels]}, Prometheus {pv}"
+            av = a_value[labels]
+            if p_kind == "matrix":
+                assert [t for t, _ in av] == [t for t, _ in pv], f"{where} {dict(labels)}: times differ: {av} vs {pv}"
+                assert all(close(a, p) for (_, a), (_, p) in zip(av, pv)), f"{where} {dict(labels)}: {av} vs {pv}"
+            else:
+                assert close(av, pv), f"{where} {dict(labels)}: agent {av}, Prometheus {pv}"

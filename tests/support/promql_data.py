@@ -50,6 +50,24 @@ def _series() -> Iterator[Tuple[Series, List[Tuple[int, float]]]]:
     yield ("dup_a", {"k": "1", "x": "p"}), [(t, 1.0) for t in ticks]
     yield ("dup_a", {"k": "1", "x": "q"}), [(t, 2.0) for t in ticks]
     yield ("dup_b", {"k": "1"}), [(t, 3.0) for t in ticks]
+    yield ("dup_c", {"k": "1"}), [(t, 4.0) for t in ticks]
+    # an info metric to join with group_left, and values for the math, date and label functions
+    yield ("build_info", {"job": "api", "instance": "a", "version": "1.0"}), [(t, 1.0) for t in ticks]
+    yield ("build_info", {"job": "api", "instance": "b", "version": "2.0"}), [(t, 1.0) for t in ticks]
+    for kind, value in (("inf", math.inf), ("ninf", -math.inf), ("nan", math.nan), ("zero", 0.0), ("neg", -2.5),
+                        ("half", 0.5), ("big", 1e300), ("tiny", 1e-300)):
+        yield ("special", {"kind": kind}), [(t, value) for t in ticks]
+    yield ("epoch_seconds", {"clock": "a"}), [(t, 1700000000.0 + t * 3601 * 7) for t in ticks]
+    yield ("epoch_seconds", {"clock": "b"}), [(t, 951782400.0 + t * 86400) for t in ticks]  # 2000-02-29 onwards
+    yield ("labelled", {"src": "abc-123", "dst": "old", "path": "/a/b"}), [(t, 1.0) for t in ticks]
+    yield ("labelled", {"src": "xyz_9", "path": "/c"}), [(t, 2.0) for t in ticks]
+    yield ("flappy", {"id": "1"}), [(t, float((i // 3) % 4)) for i, t in enumerate(ticks)]
+    yield ("flappy", {"id": "2"}), [(t, float(i % 5)) for i, t in enumerate(ticks)]
+    for le, share in (("0.1", 0.5), ("1", 0.8), ("+Inf", 1.0)):
+        yield (("other_duration_seconds_bucket", {"server": "s1", "le": le}),
+               [(t, round((t / STEP) * 2 * share, 3)) for t in ticks])
+    # a gap: samples stop for 7 minutes (longer than the 5-minute lookback), then come back
+    yield ("gappy", {"id": "1"}), [(t, float(t)) for t in ticks if not 300 < t < 720]
 
 
 def dataset() -> List[Tuple[Series, List[Tuple[int, float]]]]:
@@ -64,7 +82,7 @@ def openmetrics(base: int) -> str:
         lbl = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
         lines = by_name.setdefault(name, [])
         for t, v in points:
-            value = "NaN" if math.isnan(v) else repr(v)
+            value = "NaN" if math.isnan(v) else ("+Inf" if v > 0 else "-Inf") if math.isinf(v) else repr(v)
             lines.append(f"{name}{{{lbl}}} {value} {base + t}")
     out = []
     for name, lines in by_name.items():

@@ -55,9 +55,12 @@ BAD = [
      "Prometheus' web config (make one with: htpasswd -nBC 10 '' | tr -d ':')"),
     ('[alerting]\ndisable = ["GpuLsot"]\n', "agent.toml:2: alerting.disable: no default rule named 'GpuLsot'; did you mean 'GpuLost'?"),
     ('[[rules]]\nname = "X"\nexpr = "rate(x)"\n',
-     "agent.toml:3: rules[0].expr: argument 1 of rate() must be a range vector, got a vector at column 1 (found 'rate')"),
-    ('[[rules]]\nname = "X"\nexpr = "topk(3, x)"\n',
-     "agent.toml:3: rules[0].expr: function 'topk' is not in the supported PromQL subset at column 1 (found 'topk')"),
+     "agent.toml:3: rules[0].expr: 1:1: parse error: expected type range vector in call to function 'rate', got instant vector"),
+    ('[[rules]]\nname = "X"\nexpr = "topk(3, x"\n',
+     "agent.toml:3: rules[0].expr: 1:10: parse error: unexpected end of input, expected ',' or ')'"),
+    ('[[rules]]\nname = "X"\nexpr = "rate(x[5m]) offset 1m"\n',
+     "agent.toml:3: rules[0].expr: 1:13: parse error: offset modifier must be preceded by an instant vector selector or "
+     "range vector selector or a subquery"),
     ('[[rules]]\nname = "X"\nexpr = "x"\nannotations = { s = "{{ $value | bogus }}" }\n',
      "agent.toml:4: rules[0].annotations: unsupported template function 'bogus'; known: printf, humanize, "
      "humanize1024, humanizeDuration, humanizePercentage, toUpper, toLower, title"),

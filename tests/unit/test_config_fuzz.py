@@ -31,8 +31,8 @@ CRASHERS = [
      "rules[0].annotations", "needs 2 argument(s), gets 1"),
     ('[[rules]]\nname = "X"\nexpr = "x"\nannotations = { s = "{{ $value | toUpper }}" }\n',
      "rules[0].annotations", "toUpper needs text"),
-    ('[[rules]]\nname = "X"\nexpr = "rate(x[99999999999999999999999y])"\n', "rules[0].expr", "longer than 10 years"),
-    ('[[rules]]\nname = "X"\nexpr = "0x%s"\n' % ("f" * 400), "rules[0].expr", "number out of range"),
+    ('[[rules]]\nname = "X"\nexpr = "rate(x[99999999999999999999999y])"\n', "rules[0].expr", "duration out of range"),
+    ('[[rules]]\nname = "X"\nexpr = "0x%s"\n' % ("f" * 400), "rules[0].expr", "error parsing number"),
 ]
 
 

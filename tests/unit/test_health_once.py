@@ -27,7 +27,8 @@ def test_healthz_and_check_share_the_target_verdict():
 
 
 def test_check_uses_the_rules_thresholds_and_leaves_ranged_rules_to_the_agent():
-    rules, inhibit = load_rules(parse_config(""))
+    ruleset = load_rules(parse_config(""))
+    rules, inhibit = ruleset.alerts, ruleset.inhibit
     gpu = {"gpu": "0", "UUID": "u"}
     s = snap(DCGM_FI_DEV_GPU_TEMP=(gpu, 90.0), DCGM_FI_DEV_FB_USED=(gpu, 91.0), DCGM_FI_DEV_FB_FREE=(gpu, 9.0),
              DCGM_FI_DEV_GPU_UTIL=(gpu, 1.0))
@@ -40,7 +41,8 @@ def test_check_uses_the_rules_thresholds_and_leaves_ranged_rules_to_the_agent():
 
 
 def test_subjects_already_reported_are_not_repeated():
-    rules, inhibit = load_rules(parse_config(""))
+    ruleset = load_rules(parse_config(""))
+    rules, inhibit = ruleset.alerts, ruleset.inhibit
     s = snap(llm_agent_gpu_up=({"gpu": "0"}, 0.0))
     subjects = {p.subject for p in rule_findings(rules, inhibit, [s], covered={"gpu 0"})}
     assert "gpu 0" not in subjects

@@ -49,7 +49,7 @@ def test_fast_burn_rule_fires_on_failing_probes():
     from agent.rules.history import History
     from agent.rules.loader import load_rules
 
-    rules, _ = load_rules(parse_config(""))
+    rules = load_rules(parse_config("")).alerts
     burn = [r for r in rules if r.name == "LlmSloBurnFast"]
     history = History()
     engine = Engine(burn, history)
@@ -69,7 +69,7 @@ def test_fast_latency_burn_rule_fires_on_slow_probes():
     from agent.rules.history import History
     from agent.rules.loader import load_rules
 
-    rules, _ = load_rules(parse_config(""))
+    rules = load_rules(parse_config("")).alerts
     engine_rules = [r for r in rules if r.name == "LlmLatencySloBurnFast"]
     history = History()
     engine = Engine(engine_rules, history)
