@@ -173,6 +173,7 @@ class Engine:
         self._over_budget = 0  # cycles in a row that ran out of budget
         self._saved: Dict[str, Tuple[str, str]] = {}  # fingerprint -> (rule, doc) as in the database
         self._template_logged: Dict[Tuple[str, str], str] = {}
+        self._rendered: set = set()  # (rule, fingerprint) whose annotations this engine rendered
         self._register()
         if previous is not None:  # a reload: alert state carries over in memory, counters too
             self.alerts.update(previous.alerts)
@@ -357,8 +358,14 @@ class Engine:
             alert = active.get(fp)
             if alert is None:
                 alert = active[fp] = Alert(rule.key, alert_labels, source, {}, "pending", t, value, t)
+            # templates see only the labels (in the fingerprint) and the value: render again only when it moved
+            # (a new engine, after a reload or a restart, renders everything once: templates may have changed)
+            if (rule.key, fp) not in self._rendered or alert.value != value or rule.name in self.template_errors:
+                if len(self._rendered) > 100_000:
+                    self._rendered.clear()  # churned label sets: start over rather than grow
+                self._rendered.add((rule.key, fp))  # a failing template is tried (and counted) every time
+                alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
             alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
-            alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
             if alert.state == "pending" and t - alert.active_at >= rule.for_:
                 alert.state = "firing"
                 out.append(Notification("firing", alert, t))

@@ -166,3 +166,18 @@ def test_parser_and_evaluator_fail_only_with_their_own_errors_on_mangled_input()
             Evaluator(w.history).eval(tree, w.t)
         except EvalError:
             pass
+
+
+def test_annotations_follow_the_value_and_a_reload_renders_new_templates():
+    w = World()
+    r = rule("Hot", "t > 80", annotations='{ summary = "at {{ $value }}" }')
+    e = Engine([r], w.history)
+    w.cycle(e, [("t", {}, 90.0)])
+    w.cycle(e, [("t", {}, 90.0)])
+    assert e.active()[0].annotations["summary"] == "at 90"
+    w.cycle(e, [("t", {}, 95.0)])
+    assert e.active()[0].annotations["summary"] == "at 95"
+    changed = rule("Hot", "t > 80", annotations='{ summary = "now {{ $value }}" }')
+    e2 = Engine([changed], w.history, previous=e)
+    w.cycle(e2, [("t", {}, 95.0)])
+    assert e2.active()[0].annotations["summary"] == "now 95"
