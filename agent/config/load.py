@@ -246,7 +246,8 @@ def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any,
     try:
         return load_files(patterns, base)
     except RuleFileError as e:
-        val.problems.extend(e.problems)
+        for problem in e.problems:  # the config's key and line first, then the rule file's own file:line
+            val.error(("alerting", "rule_files"), problem)
         return ()
 
 
@@ -264,7 +265,7 @@ def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[A
         for rule in group.rules:
             problem = reach_problem(rule.expr, limit)
             if problem:
-                val.problems.append(f"{rule.where}: {rule.alert or rule.record}: {problem}")
+                val.error(("alerting", "rule_files"), f"{rule.where}: {rule.alert or rule.record}: {problem}")
 
 
 def default_config() -> Config:

@@ -76,7 +76,8 @@ def test_rule_files_in_the_config_resolve_relative_to_it_and_errors_carry_file_l
     (rules / "b.yml").write_text("groups:\n  - name: x\n    rules:\n      - alert: A\n        expr: rate(up)\n")
     with pytest.raises(ConfigError) as e:
         parse_config(config.read_text(), str(config))
-    assert f"{rules / 'b.yml'}:5: groups[0].rules[0].expr: 1:1: parse error: expected type range vector" in str(e.value)
+    assert f"{config}:2: alerting.rule_files: {rules / 'b.yml'}:5: groups[0].rules[0].expr: 1:1: parse error: " \
+        "expected type range vector" in str(e.value)
 
 
 def test_a_missing_rule_file_is_an_error_but_an_empty_glob_is_not(tmp_path):
