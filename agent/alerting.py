@@ -89,6 +89,7 @@ class Alerting:
         """Evaluate the rules on this cycle's snapshot and queue what changed."""
         self.outbox.sync()  # what a full disk refused earlier, saved now if it can be
         self.history.ingest(snapshot)
+        self.engine.exported = {f.name for f in snapshot.families}
         notifications = self.engine.evaluate(snapshot.timestamp)
         notifications += self._attach_stacks(notifications, snapshot.timestamp)
         _log_transitions(notifications)
@@ -120,16 +121,14 @@ class Alerting:
         return updates
 
     def recorded_families(self, taken: Iterable[str]) -> List[MetricFamily]:
-        """The recording rules' latest results, one gauge family per `record` name; a name a
-        collector already exports is left out (and counted as that rule's failure)."""
+        """The recording rules' latest results, one gauge family per `record` name. A name a
+        collector exports already failed the rule (counted, logged once); one of the agent's
+        own families in `taken` is left out here."""
         taken = set(taken)
         families: Dict[str, MetricFamily] = {}
         for rule in self.engine.rules:
             samples = self.engine.recorded.get(rule.key)
-            if samples is None:
-                continue
-            if rule.name in taken:
-                self.engine.failures[rule.name] = self.engine.failures.get(rule.name, 0) + 1
+            if samples is None or rule.name in taken:
                 continue
             fam = families.get(rule.name)
             if fam is None:

@@ -163,6 +163,7 @@ class Engine:
         self.timer = timer
         self.alerts: Dict[str, Dict[str, Alert]] = {r.key: {} for r in self.rules if isinstance(r, Rule)}
         self.recorded: Dict[str, List[Tuple[Tuple[Tuple[str, str], ...], float]]] = {}  # record rule key -> samples
+        self.exported: set = set()  # family names this cycle's snapshot already serves: not a record's to take
         self.failures: Dict[str, int] = {}
         self.template_errors: Dict[str, int] = {}
         self.skipped: Dict[str, int] = {}
@@ -296,6 +297,9 @@ class Engine:
     def _record(self, rule: RecordingRule, t: float, cache: Dict[tuple, tuple]) -> None:
         """Evaluate a recording rule; its series go into the history now (the rules after it
         read them this cycle) and are kept for /metrics."""
+        if rule.name in self.exported:
+            self.recorded.pop(rule.key, None)
+            raise EvalError(f"{rule.name} is already exported by a collector; a recording rule cannot serve it too")
         result = self._evaluator(rule, cache).eval(rule.expr, t)
         if isinstance(result, str) or not isinstance(result, (list, float)):
             raise EvalError("a recording rule's result must be an instant vector or a scalar")

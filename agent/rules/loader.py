@@ -81,10 +81,17 @@ class RuleSet:
 
 
 def file_groups(groups: Tuple[RuleGroup, ...]) -> List[Group]:
+    """Engine groups for the rule files' groups. A rule's state is keyed by file, group, name
+    and which of that name it is (as Prometheus carries state over a reload), not by position:
+    adding a rule above it must not resolve and re-page its alerts."""
     out = []
     for group in groups:
-        rules = [build_file_rule(r, f"{group.file}:{group.name}:{i}:{r.alert or r.record}")
-                 for i, r in enumerate(group.rules)]
+        seen: Dict[str, int] = {}
+        rules = []
+        for r in group.rules:
+            name = r.alert or r.record
+            seen[name] = seen.get(name, 0) + 1
+            rules.append(build_file_rule(r, f"{group.file}:{group.name}:{name}#{seen[name]}"))
         out.append(Group(f"{group.file};{group.name}", rules, group.interval, group.limit))
     return out
 

@@ -174,8 +174,6 @@ class _Parser:
             raise self.error("comparisons between scalars must use BOOL modifier", tok)
         if node.matching is not None and node.op not in SET_OPS and SCALAR in (lt, rt):
             raise self.error("vector matching only allowed between instant vectors", tok)
-        if node.matching is not None and SCALAR in (lt, rt):
-            node.matching = None
         node.type = SCALAR if lt == rt == SCALAR else VECTOR
         return node
 
@@ -462,7 +460,10 @@ def parse_matcher(text: str) -> Matcher:
         raise PromQLError(f"invalid matcher {text!r}: use label=value, label!=value, label=~regex or label!~regex")
     label, op, value = m.groups()
     if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-        value = tokenize(value)[0].value
+        quoted = tokenize(value)
+        if len(quoted) != 2 or quoted[0].kind != "string":
+            raise PromQLError(f"invalid matcher {text!r}: the value is not one quoted string")
+        value = quoted[0].value
     if op in ("=~", "!~"):
         try:
             regex.check(value)

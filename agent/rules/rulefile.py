@@ -24,6 +24,9 @@ _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _GROUP_KEYS = ("name", "interval", "limit", "rules")
 _RULE_KEYS = ("alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations")
 MAX_FILE_BYTES = 16 << 20
+# YAML aliases let a few hundred bytes name the same group or rule thousands of times over;
+# far more rules than any real file holds is refused rather than parsed
+MAX_RULES_PER_FILE = 20_000
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ class _Reader:
     def __init__(self, path: str):
         self.path = path
         self.problems: List[str] = []
+        self.rules = 0
 
     def error(self, node: Optional[yaml.Node], keys: str, message: str) -> None:
         line = node.start_mark.line + 1 if node is not None else 1
@@ -186,6 +190,8 @@ class _Reader:
             return []
         out, seen = [], set()
         for i, node in enumerate(groups_node.value):
+            if self.rules > MAX_RULES_PER_FILE:
+                break
             group = self.group(node, f"groups[{i}]")
             if group is None:
                 continue
@@ -213,6 +219,10 @@ class _Reader:
             rules_node = fields["rules"][1]
             if isinstance(rules_node, yaml.SequenceNode):
                 for j, rule_node in enumerate(rules_node.value):
+                    self.rules += 1
+                    if self.rules > MAX_RULES_PER_FILE:
+                        self.error(rule_node, f"{keys}.rules[{j}]", f"more than {MAX_RULES_PER_FILE:,} rules in one file")
+                        break
                     rule = self.rule(rule_node, f"{keys}.rules[{j}]")
                     if rule is not None:
                         rules.append(rule)

@@ -26,6 +26,7 @@ from .parser import PromQLError, parse, parse_series
 from .rulefile import RuleFileError, load_files
 
 Labels = Tuple[Tuple[str, str], ...]
+MAX_SAMPLES = 1_000_000  # per series: `1+1x100000000` is a typo, not a test
 _EXPANDING = re.compile(r"^(?P<start>[-+]?[^-+x_]+|_)(?:(?P<op>[-+])(?P<step>[^x]+))?x(?P<count>\d+)$")
 
 
@@ -58,6 +59,8 @@ def expand_values(text: str) -> List[Optional[float]]:
         m = _EXPANDING.match(item)
         if m:
             count = int(m.group("count"))
+            if len(out) + count > MAX_SAMPLES:
+                raise TestFileError(f"{item!r}: more than {MAX_SAMPLES:,} samples in one series")
             if m.group("start") == "_":
                 out.extend([None] * count)
                 continue

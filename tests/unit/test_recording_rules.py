@@ -181,3 +181,34 @@ def test_annotations_follow_the_value_and_a_reload_renders_new_templates():
     e2 = Engine([changed], w.history, previous=e)
     w.cycle(e2, [("t", {}, 95.0)])
     assert e2.active()[0].annotations["summary"] == "now 95"
+
+
+def test_a_yaml_alias_bomb_is_refused_not_expanded():
+    rule_line = "      - &r {alert: A, expr: up}\n"
+    many = "      - *r\n" * 200
+    group = "  - &g\n    name: g\n    rules:\n" + rule_line + many
+    groups = "".join(f"  - {{name: g{i}, rules: [*r, *r, *r, *r, *r, *r, *r, *r, *r, *r" + ", *r" * 190 + "]}\n"
+                     for i in range(150))
+    with pytest.raises(ValueError, match="more than 20,000 rules in one file"):
+        parse_text("groups:\n" + group + groups, "bomb.yml")
+
+
+def test_adding_a_rule_above_keeps_the_state_of_the_rules_below(tmp_path):
+    from agent.rules.loader import file_groups
+
+    one = parse_text("groups:\n  - name: g\n    rules:\n      - alert: B\n        expr: t > 1\n", "r.yml")
+    two = parse_text("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: t > 5\n"
+                     "      - alert: B\n        expr: t > 1\n", "r.yml")
+    w = World()
+    e = Engine(file_groups(tuple(one)), w.history)
+    assert w.cycle(e, [("t", {}, 3.0)]) == [("firing", "B", "")]
+    e2 = Engine(file_groups(tuple(two)), w.history, previous=e)
+    assert w.cycle(e2, [("t", {}, 3.0)]) == []  # B goes on firing: no resolve, no second page
+
+
+def test_promtool_series_notation_expands_and_a_runaway_count_is_refused():
+    from agent.rules.unittest import TestFileError, expand_values
+
+    assert expand_values("1+2x2 _ 5-1x1 3x1 _x2") == [1.0, 3.0, 5.0, None, 5.0, 4.0, 3.0, 3.0, None, None]
+    with pytest.raises(TestFileError, match="more than 1,000,000 samples"):
+        expand_values("1+1x100000000")
