@@ -22,11 +22,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from agent.config import parse_config  # noqa: E402
-from agent.daemon import Agent  # noqa: E402
-from tests.bench.agent_process import eight_gpus  # noqa: E402
-from tests.support.fake_pynvml import FakeNvml  # noqa: E402
-from tests.bench.common import pct, start_agent  # noqa: E402
+from tests.bench.common import fake_gpu_agent, fast_forward, pct, start_agent  # noqa: E402
 from tests.support.peers import Alertmanager, LlamaServer, Prometheus, wait_until  # noqa: E402
 from tests.support.receivers import WEBHOOK, Receiver  # noqa: E402
 from tests.support.tinymodel import write_tiny_llama  # noqa: E402
@@ -108,16 +104,10 @@ def history_bytes(h):
 
 
 def rule_cost():
-    agent = Agent(parse_config('[agent]\nhostname = "bench"\n[collectors.host]\nenabled = true\n'),
-                  nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp(), discover=lambda: [])
+    agent = fake_gpu_agent()
     try:
-        for _ in range(3):
-            agent.cycle()
         costs = []
-        t = agent.runner.clock()
-        for i in range(400):  # ~33 minutes of 5 s cycles, so the 30 m ranges fill
-            snap = agent.runner.run()
-            snap = type(snap)(t + 5 * i, snap.families, snap.collectors, snap.problems)
+        for snap in fast_forward(agent):
             c0 = time.process_time()
             agent.alerting.process(snap)
             costs.append(time.process_time() - c0)

@@ -21,15 +21,11 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from agent.config import parse_config  # noqa: E402
-from agent.daemon import Agent  # noqa: E402
 from agent.rules.engine import Engine, Group  # noqa: E402
 from agent.rules.history import History  # noqa: E402
 from agent.rules.loader import build_file_rule, load_rules  # noqa: E402
 from agent.rules.rulefile import load_file, parse_text  # noqa: E402
-from tests.bench.agent_process import eight_gpus  # noqa: E402
-from tests.bench.common import pct  # noqa: E402
-from tests.support.fake_pynvml import FakeNvml  # noqa: E402
+from tests.bench.common import fake_gpu_agent, fast_forward, pct  # noqa: E402
 from tests.support.peers import promtool_path  # noqa: E402
 
 SHAPES = [
@@ -60,12 +56,9 @@ def user_rules(n):
     return "\n".join(lines) + "\n"
 
 
-def evaluate_cost(agent, engine, cycles=400, keep=100):
-    t = agent.runner.clock()
+def evaluate_cost(agent, engine, keep=100):
     costs = []
-    for i in range(cycles):  # ~33 minutes of 5 s cycles, so the 30 m ranges fill
-        snap = agent.runner.run()
-        snap = type(snap)(t + 5 * i, snap.families, snap.collectors, snap.problems)
+    for snap in fast_forward(agent):
         engine.history.ingest(snap)
         c0 = time.process_time()
         engine.evaluate(snap.timestamp)
@@ -74,11 +67,8 @@ def evaluate_cost(agent, engine, cycles=400, keep=100):
 
 
 def main():
-    agent = Agent(parse_config('[agent]\nhostname = "bench"\n[collectors.host]\nenabled = true\n'),
-                  nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp(), discover=lambda: [])
+    agent = fake_gpu_agent()
     try:
-        for _ in range(3):
-            agent.cycle()
         defaults = load_rules(agent.config)
         engine = Engine(defaults.groups, History(), defaults.inhibit, step=5.0)
         costs = evaluate_cost(agent, engine)

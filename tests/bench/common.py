@@ -1,8 +1,10 @@
-"""What the benchmark scripts share: percentiles and a real agent process with a webhook."""
+"""What the benchmark scripts share: percentiles, a real agent process with a webhook, and an
+in-process agent on 8 fake GPUs whose cycles can be fast-forwarded."""
 
 import os
 import subprocess
 import sys
+import tempfile
 
 from tests.support.peers import free_port
 
@@ -24,3 +26,25 @@ def start_agent(tmp, target_url, hook_url):
                 f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{hook_url}"\n')
     return subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def fake_gpu_agent():
+    """An in-process agent with the default config, 8 fake GPUs and the host collector, warmed up."""
+    from agent.config import parse_config
+    from agent.daemon import Agent
+    from tests.bench.agent_process import eight_gpus
+    from tests.support.fake_pynvml import FakeNvml
+
+    agent = Agent(parse_config('[agent]\nhostname = "bench"\n[collectors.host]\nenabled = true\n'),
+                  nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp(), discover=lambda: [])
+    for _ in range(3):
+        agent.cycle()
+    return agent
+
+
+def fast_forward(agent, cycles=400):
+    """`cycles` real collections stamped 5 s apart (400: ~33 minutes, so 30-minute ranges fill)."""
+    t = agent.runner.clock()
+    for i in range(cycles):
+        snap = agent.runner.run()
+        yield type(snap)(t + 5 * i, snap.families, snap.collectors, snap.problems)
