@@ -73,8 +73,13 @@ class AgentProcess:
         self.proc: Optional[subprocess.Popen] = None
 
     def write_config(self, text: str) -> None:
-        with open(self.config_path, "w") as f:
+        """Atomically, as an editor or config management does: a SIGHUP landing mid-write must
+        not find a truncated file (an empty file is a valid config with no channels, and a
+        removed channel's backlog is dropped)."""
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
             f.write(text)
+        os.replace(tmp, self.config_path)
 
     def start(self, wait: bool = True) -> "AgentProcess":
         self._log = open(self.log_path, "ab")
