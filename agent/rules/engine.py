@@ -85,6 +85,8 @@ class Alert:
     last_sent: float = 0.0  # last firing notification (0: never, e.g. inhibited all along)
     inhibited: bool = False
     keep_firing_since: float = 0.0  # first evaluation without it, while keep_firing_for holds it
+    # per inhibit rule: (matches its source side, matches its target side); labels never change
+    sides: Dict["InhibitRule", Tuple[bool, bool]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -447,7 +449,10 @@ class Engine:
         targets = []
         for alert in firing:
             key = tuple(alert.labels.get(k, "") for k in rule.equal)
-            is_source, is_target = matches(rule.source, alert.labels), matches(rule.target, alert.labels)
+            sides = alert.sides.get(rule)
+            if sides is None:
+                sides = alert.sides[rule] = (matches(rule.source, alert.labels), matches(rule.target, alert.labels))
+            is_source, is_target = sides
             if is_source:
                 (two_sided if is_target else one_sided).add(key)
             if is_target:

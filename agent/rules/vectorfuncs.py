@@ -9,7 +9,7 @@ import datetime
 import math
 import re
 from decimal import Decimal
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import regex
 
@@ -152,11 +152,26 @@ def expand(template: str, match, names: Dict[str, int]) -> str:
 
 
 def label_replace(labels: Dict[str, str], dst: str, replacement: str, src: str, pattern: str) -> Dict[str, str]:
+    value = _replaced(pattern, replacement, labels.get(src, ""))
+    return labels if value is None else _set_label(labels, dst, value)
+
+
+_REPLACED: Dict[Tuple[str, str, str], Optional[str]] = {}
+
+
+def _replaced(pattern: str, replacement: str, source: str) -> Optional[str]:
+    """The replacement for `source`, None if the pattern does not match; remembered (bounded),
+    since a rule replaces the same label values every cycle."""
+    key = (pattern, replacement, source)
+    if key in _REPLACED:
+        return _REPLACED[key]
     compiled = regex.compile("^(?:" + pattern + ")$")
-    found = compiled.search(labels.get(src, ""))
-    if found is None:
-        return labels
-    return _set_label(labels, dst, expand(replacement, found, compiled.groupindex))
+    found = compiled.search(source)
+    value = None if found is None else expand(replacement, found, compiled.groupindex)
+    if len(_REPLACED) >= 50_000:
+        _REPLACED.clear()  # churning label values: start over rather than grow
+    _REPLACED[key] = value
+    return value
 
 
 def label_join(labels: Dict[str, str], dst: str, sep: str, sources: List[str]) -> Dict[str, str]:
