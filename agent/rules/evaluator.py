@@ -129,7 +129,11 @@ class Evaluator:
     def _time(self, t: float, at: Optional[At], offset: float) -> float:
         """The time a selector or subquery reads at: its @ time (or t), less its offset."""
         if at is not None:
-            t = at.time if at.kind == "time" else (self.start if at.kind == "start" else self.end) or t
+            if at.kind == "time":
+                t = at.time
+            else:  # an instant evaluation has no start or end of its own: both are t
+                bound = self.start if at.kind == "start" else self.end
+                t = t if bound is None else bound
         return t - offset
 
     def _eval(self, node: object, t: float) -> Value:

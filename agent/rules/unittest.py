@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple
 
 import yaml
 
-from .engine import Engine, Group, Rule
+from .engine import Engine, Group
 from .evaluator import EvalError, Evaluator, Matrix
 from .history import History
 from .lexer import parse_duration
@@ -170,17 +170,16 @@ def _run_test(test: dict, groups, evaluation_interval: float, order: List[str], 
         next_t = (n + 1) * evaluation_interval
         for want in wanted:
             if t <= want < next_t:  # the state as of the last evaluation at or before eval_time
-                firing_at[want] = [{"labels": dict(a.labels), "annotations": dict(a.annotations), "rule": a.rule}
+                firing_at[want] = [{"labels": dict(a.labels), "annotations": dict(a.annotations)}
                                    for a in engine.active() if a.state == "firing"]
-    rules_by_key = {r.key: r for r in engine.rules if isinstance(r, Rule)}
     for a in alert_tests:
-        failures.extend(_check_alerts(a, firing_at, rules_by_key))
+        failures.extend(_check_alerts(a, firing_at))
     for e in expr_tests:
         failures.extend(_check_expr(e, history, evaluation_interval))
     return failures
 
 
-def _check_alerts(case: dict, firing_at: Dict[float, List[dict]], rules: Dict[str, Rule]) -> List[str]:
+def _check_alerts(case: dict, firing_at: Dict[float, List[dict]]) -> List[str]:
     t = _duration(case.get("eval_time", "0s"), "eval_time")
     name = str(case.get("alertname", ""))
     got = sorted((sorted(a["labels"].items()), sorted(a["annotations"].items()))
