@@ -23,9 +23,12 @@ from .discovery import Found, discover_processes
 from .model import Snapshot, gauge
 from .probes.stacks import StackStore
 from .runner import Runner
+from .serve.api import QueryAPI
 from .serve.exporter import Exporter
 from .serve.health import health
 from .systemd import Notifier, Watchdog
+from .tsdb.query import Querier
+from .tsdb.recorder import Recorder, open_store
 from .wiring import CollectorSet
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Agent:
         self.alerting: Optional[Alerting] = None
         if alerting:
             self.alerting = Alerting(config, self.state_dir, clock, self.stacks)
+        store = open_store(config, self.state_dir, clock) if alerting else None
+        self.recorder: Optional[Recorder] = Recorder(store) if store is not None else None
 
     def targets(self) -> Tuple[TargetConfig, ...]:
         return self.collectors.targets()
@@ -97,12 +102,25 @@ class Agent:
             own = self.alerting.families()
             taken = {f.name for f in snapshot.families} | {f.name for f in own}
             snapshot = snapshot.with_families(own + self.alerting.recorded_families(taken))
+        if self.recorder is not None:
+            snapshot = snapshot.with_families(self.recorder.families())  # as of the last cycle's write
         self.snapshot = snapshot
         if self.exporter is not None:
             self.exporter.publish(snapshot)
+        if self.recorder is not None:
+            try:
+                self.recorder.record(snapshot, self.alerting.engine.active() if self.alerting else ())
+            except Exception as e:  # history must never stop collection or alerting
+                log.error("history: this cycle not kept: %s: %s", type(e).__name__, str(e)[:300],
+                          exc_info=log.isEnabledFor(logging.DEBUG))
         self.stats.cycles += 1
         self.stats.last_cycle_seconds = self.monotonic() - start
         return snapshot
+
+    def metadata(self) -> dict:
+        """/api/v1/metadata: each served family's type and help, from the latest snapshot."""
+        snap = self.snapshot
+        return {f.name: [{"type": f.type, "help": f.help, "unit": ""}] for f in (snap.families if snap else ())}
 
     def health(self, target: str = "") -> Tuple[int, dict]:
         """/healthz from the latest snapshot (serve.health)."""
@@ -114,6 +132,9 @@ class Agent:
         exporter.health = self.health
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
+        if self.recorder is not None:
+            exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
+                                                  self.config.history.query_timeout), self.clock, self.metadata)
         if self.config.health.watch_processes:
             self.collectors.exit_watcher = ExitWatcher(self.wake_now)
         notifier = notifier or Notifier()
@@ -179,6 +200,8 @@ class Agent:
             new = load_config(path)
             if self.alerting is not None:
                 self.alerting.configure(new)  # builds everything before it replaces anything
+            if self.recorder is not None:
+                self.recorder.configure(new)
         except ConfigError as e:
             self.reload_ok = False
             log.error("reload rejected, keeping the running configuration:\n%s", e)
@@ -204,6 +227,8 @@ class Agent:
         self.runner.close()
         if self.alerting is not None:
             self.alerting.close(drain)
+        if self.recorder is not None:
+            self.recorder.close()
 
 
 def install_signals(agent: Agent) -> None:

@@ -230,6 +230,7 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
     groups = _rule_files(val, sections["alerting"]["rule_files"] or [], source)
     if not val.problems:
         _check_rule_reach(val, sections, groups)
+        _check_history_tiers(val, sections["history"])
     if val.problems:
         raise ConfigError(val.problems)
     return build(Config, sections, source=source, rule_groups=groups)
@@ -266,6 +267,15 @@ def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[A
             problem = reach_problem(rule.expr, limit)
             if problem:
                 val.error(("alerting", "rule_files"), f"{rule.where}: {rule.alert or rule.record}: {problem}")
+
+
+def _check_history_tiers(val: _Validator, history: Dict[str, Any]) -> None:
+    """Each rollup tier is made from the finer one: it must keep at least as long."""
+    tiers = ("raw_retention", "rollup_1m_retention", "rollup_1h_retention")
+    for finer, coarser in zip(tiers, tiers[1:]):
+        if history[coarser] < history[finer]:
+            val.error(("history", coarser), f"must keep at least as long as {finer} "
+                                            f"({history[finer] / 86400:g} days), got {history[coarser] / 86400:g} days")
 
 
 def default_config() -> Config:

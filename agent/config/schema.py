@@ -273,6 +273,32 @@ class HostSettings:
     net_devices_exclude: str = setting("^(lo|veth.*|docker.*|br-.*)$", _regex)
 
 
+def _series_selectors(value: Any) -> list:
+    from ..rules.ast import VectorSelector
+    from ..rules.parser import parse
+
+    items = v.str_list(value)
+    for item in items:
+        if not isinstance(parse(item), VectorSelector):  # PromQLError is a ValueError
+            raise ValueError(f"{item!r} is not a series selector such as node_cpu_seconds_total or "
+                             "{__name__=~\"go_.*\"}")
+    return items
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    enabled: bool = setting(True, v.typed(bool))
+    raw_retention: float = setting("24h", v.at_least(3600, v.parse_duration))
+    rollup_1m_retention: float = setting("30d", v.at_least(3600, v.parse_duration))
+    rollup_1h_retention: float = setting("400d", v.at_least(3600, v.parse_duration))
+    alert_retention: float = setting("400d", v.at_least(3600, v.parse_duration))
+    exclude: List[str] = setting([], _series_selectors)
+    max_series: int = setting(20_000, v.typed(int, 100, 10_000_000))
+    max_disk: int = setting("1GiB", v.at_least(64 << 20, v.parse_size))
+    query_max_samples: int = setting(500_000, v.typed(int, 1000, 100_000_000))
+    query_timeout: float = setting("30s", v.positive(v.parse_duration))
+
+
 @dataclass(frozen=True)
 class CollectorSettings:
     nvml: NvmlSettings = section(NvmlSettings)
@@ -297,6 +323,7 @@ class Settings:
     cost: CostSettings = section(CostSettings)
     discovery: DiscoverySettings = section(DiscoverySettings)
     collectors: CollectorSettings = section(CollectorSettings)
+    history: HistorySettings = section(HistorySettings)
 
 
 def toml_key(f: "dataclasses.Field") -> str:

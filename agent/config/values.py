@@ -199,3 +199,16 @@ def positive(parse: Callable[[Any], float]) -> Callable[[Any], float]:
         return result
 
     return check
+
+
+def at_least(minimum: float, parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Wrap a parser so that values under `minimum` (seconds, bytes) are refused."""
+
+    def check(value: Any) -> Any:
+        result = parse(value)
+        if result < minimum:
+            shown = format_duration(minimum) if parse is parse_duration else f"{int(minimum) >> 20} MiB"
+            raise ValueError(f"must be at least {shown}, got {value!r}")
+        return result
+
+    return check

@@ -15,7 +15,7 @@ from . import vectorfuncs as vf
 from .aggregation import aggregate
 from .ast import (Aggregate, At, Binary, Call, Matching, MatrixSelector, Number, Paren, String, Subquery, Unary,
                   VectorSelector, unwrap)
-from .history import History, Labels, Point
+from .history import Labels, Point, Samples
 
 Vector = List[Tuple[Labels, float]]
 
@@ -109,7 +109,7 @@ class Evaluator:
     `step` is a subquery's default resolution (Prometheus uses the rule group's interval);
     `start`/`end` are what @ start() and @ end() mean (an instant query: both are t)."""
 
-    def __init__(self, history: History, cache: Optional[Dict[tuple, tuple]] = None, step: float = 60.0,
+    def __init__(self, history: Samples, cache: Optional[Dict[tuple, tuple]] = None, step: float = 60.0,
                  start: Optional[float] = None, end: Optional[float] = None):
         self.history = history
         self.step = step

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_left, bisect_right
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Protocol, Tuple
 
 from .. import regex
 from ..model import Snapshot
@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 LOOKBACK = 300.0  # Prometheus' default lookback delta
 Labels = Tuple[Tuple[str, str], ...]
 Point = Tuple[float, float]
+
+
+class Samples(Protocol):
+    """What the evaluator reads: the rules' in-memory History, or a query's load from the
+    history file (tsdb.query.Loaded)."""
+
+    def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]: ...
+
+    def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]: ...
+
+    def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]: ...
 
 
 def _match_one(m: Matcher, value: str) -> bool:

@@ -14,6 +14,7 @@ import gzip
 import json
 import logging
 import queue
+import re
 import selectors
 import socket
 import ssl
@@ -21,12 +22,15 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
 from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
 from ..model import Snapshot
 from .websecurity import BasicAuth, TLSContext
+
+if TYPE_CHECKING:
+    from .api import QueryAPI
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +109,14 @@ class ExporterStats:
 
 
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-           408: "Request Timeout", 431: "Request Header Fields Too Large", 503: "Service Unavailable"}
+           408: "Request Timeout", 411: "Length Required", 413: "Content Too Large", 422: "Unprocessable Entity",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 MAX_HEAD = 16 * 1024  # a request head larger than this is refused: memory per connection stays bounded
+MAX_BODY = 1 << 20  # a POSTed query form larger than this is refused (Prometheus' forms are a few KB)
+_LENGTH = re.compile(rb"\r?\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE)
 PLAIN = "text/plain; charset=utf-8"
+COUNTED_PATHS = ("/metrics", "/healthz", "/api/v1/alerts", "/", "/api/v1/query", "/api/v1/query_range",
+                 "/api/v1/series", "/api/v1/labels")  # request counts by path: a bounded set, the rest is "other"
 
 
 @dataclass
@@ -116,6 +125,7 @@ class Request:
     target: str
     headers: Dict[str, str]  # names lower-cased
     client: str = ""  # the peer's address
+    body: bytes = b""
 
     @property
     def path(self) -> str:
@@ -137,6 +147,15 @@ def parse_head(head: bytes) -> Request:
             raise ValueError("malformed header line")
         headers[name.lower()] = value.strip()
     return Request(parts[0], parts[1], headers)
+
+
+def _body_length(head: bytes) -> Optional[int]:
+    """The Content-Length of a request head (0 when absent); None if it is not a number."""
+    m = _LENGTH.search(head)
+    if m is None:
+        return 0
+    text = m.group(1).strip()
+    return int(text) if text.isdigit() and len(text) < 16 else None
 
 
 def response(code: int, body: bytes, content_type: str, extra: Optional[Dict[str, str]] = None,
@@ -178,6 +197,7 @@ class Exporter:
         self.stats = ExporterStats()
         self.health: Callable[[str], Tuple[int, dict]] = health or _always_ok
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
+        self.query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         self.max_connections = max(max_connections, 1)
         self.request_timeout = request_timeout
@@ -363,18 +383,26 @@ class Exporter:
             end = conn.buf.find(b"\r\n\r\n")
             end = end + 4 if end >= 0 else (conn.buf.find(b"\n\n") + 2 if b"\n\n" in conn.buf else -1)
             if end > 0:
-                self._dispatch(conn, bytes(conn.buf[:end]))
-                return
-            if len(conn.buf) > MAX_HEAD:
+                length = _body_length(bytes(conn.buf[:end]))
+                if length is None or length > MAX_BODY:
+                    conn.linger = True
+                    self._reply(conn, response(413, b"request body too large (or an unreadable Content-Length)\n", PLAIN)
+                                if length else response(400, b"bad request: invalid Content-Length\n", PLAIN))
+                    return
+                if len(conn.buf) >= end + length:
+                    self._dispatch(conn, bytes(conn.buf[:end]), bytes(conn.buf[end:end + length]))
+                    return
+            elif len(conn.buf) > MAX_HEAD:
                 conn.linger = True
                 self._reply(conn, response(431, b"request head too large\n", PLAIN))
                 return
             if not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
                 return  # wait for more
 
-    def _dispatch(self, conn: _Conn, head: bytes) -> None:
+    def _dispatch(self, conn: _Conn, head: bytes, body: bytes = b"") -> None:
         try:
             request = parse_head(head)
+            request.body = body
             request.client = str(conn.addr[0]) if isinstance(conn.addr, tuple) else str(conn.addr)
         except ValueError as e:
             conn.linger = True
@@ -454,14 +482,16 @@ class Exporter:
         """The whole response to one request (runs in a worker thread)."""
         head_only = request.method == "HEAD"
         path = request.path
-        counted = path if path in ("/metrics", "/healthz", "/api/v1/alerts", "/") else "other"
+        counted = path if path in COUNTED_PATHS else "other"
 
         def reply(code: int, body: bytes, ctype: str, extra: Optional[Dict[str, str]] = None) -> bytes:
             self.stats.count(counted, code)
             return response(code, body, ctype, extra, head_only)
 
-        if request.method not in ("GET", "HEAD"):
-            return reply(405, b"method not allowed: use GET\n", PLAIN, {"Allow": "GET, HEAD"})
+        api = self.query_api is not None and path.startswith("/api/v1/") and path != "/api/v1/alerts"
+        if request.method not in ("GET", "HEAD") and not (api and request.method == "POST"):
+            allow = "GET, HEAD, POST" if api else "GET, HEAD"
+            return reply(405, f"method not allowed: use {allow}\n".encode(), PLAIN, {"Allow": allow})
         authorization = request.headers.get("authorization")
         if self.auth is not None and path != "/healthz" and not self.auth.check(authorization, request.client):
             return reply(401, b"unauthorized\n", PLAIN, {"WWW-Authenticate": 'Basic realm="llm-agent"'})
@@ -480,6 +510,10 @@ class Exporter:
             return reply(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
         if path == "/api/v1/alerts":
             return reply(200, json.dumps(self.api_alerts()).encode(), "application/json")
+        if api and self.query_api is not None:
+            code, body, ctype = self.query_api.handle(request.method, request.target,
+                                                      request.headers.get("content-type", ""), request.body)
+            return reply(code, body, ctype)
         if path == "/":
             return reply(200, LANDING, "text/html; charset=utf-8")
         return reply(404, b"not found: try /metrics\n", PLAIN)

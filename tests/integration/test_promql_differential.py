@@ -8,8 +8,6 @@ Kahan sum's last bit differently). Errors must agree too.
 """
 
 import math
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -17,8 +15,7 @@ import pytest
 from agent.rules.evaluator import EvalError, Evaluator, Matrix
 from agent.rules.history import History
 from agent.rules.parser import PromQLError, parse
-from tests.support.peers import Prometheus, promtool_path
-from tests.support.promql_data import dataset, openmetrics
+from tests.support.promql_data import backfilled_prometheus, dataset
 
 CORPUS = [line.strip() for line in (Path(__file__).parent.parent / "fixtures" / "promql" / "corpus.txt").read_text().splitlines()
           if line.strip() and not line.startswith("#")]
@@ -29,19 +26,12 @@ STEP = 60  # Prometheus' default evaluation interval: a subquery's step when it 
 
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
-    work = tmp_path_factory.mktemp("promql")
-    base = (int(time.time()) - 3 * 3600) // 15 * 15
-    source = work / "data.om"
-    source.write_text(openmetrics(base))
-    blocks = work / "tsdb"
-    subprocess.run([promtool_path(), "tsdb", "create-blocks-from", "openmetrics", str(source), str(blocks)],
-                   check=True, capture_output=True, timeout=120)
+    base, prom = backfilled_prometheus(tmp_path_factory.mktemp("promql"))
     history = History()
     for (name, labels), points in dataset():
         key = tuple(sorted({**labels, "__name__": name}.items()))
         for t, v in points:
             history.add(key, base + t, v)
-    prom = Prometheus([], str(work), data_dir=str(blocks)).start()
     yield base, history, prom
     prom.stop()
 

@@ -90,3 +90,20 @@ def openmetrics(base: int) -> str:
         out.extend(lines)
     out.append("# EOF")
     return "\n".join(out) + "\n"
+
+
+def backfilled_prometheus(work):
+    """A real Prometheus holding the data set, backfilled with `promtool tsdb create-blocks-from
+    openmetrics` into `work` (a pathlib.Path); returns (base time, the started Prometheus)."""
+    import subprocess
+    import time
+
+    from .peers import Prometheus, promtool_path
+
+    base = (int(time.time()) - 3 * 3600) // 15 * 15
+    source = work / "data.om"
+    source.write_text(openmetrics(base))
+    blocks = work / "tsdb"
+    subprocess.run([promtool_path(), "tsdb", "create-blocks-from", "openmetrics", str(source), str(blocks)],
+                   check=True, capture_output=True, timeout=120)
+    return base, Prometheus([], str(work), data_dir=str(blocks)).start()

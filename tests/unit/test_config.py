@@ -137,7 +137,7 @@ def test_example_file_is_valid_and_documents_every_key():
         if m:
             header = m.group(1)
             continue
-        m = re.match(r"^#? ?([a-z_]+) =", line)
+        m = re.match(r"^#? ?([a-z0-9_]+) =", line)
         if m and header:
             documented.add(f"{header}.{m.group(1)}")
     for key in keys(SCHEMA):

@@ -1,0 +1,293 @@
+"""PromQL over the history file: the agent's own evaluator, fed from the store.
+
+A query's selectors are loaded once, for the whole window they reach, into a `Loaded`
+history that the evaluator reads like the rules' in-memory one. The tier is chosen per query:
+raw samples when the store still has them for the whole window; otherwise 1-minute, then
+1-hour rollups; and a coarser tier when the step is coarse enough that it changes nothing a
+chart can show (a month at a 1-hour step does not need 500,000 raw samples). Reading a rollup,
+a counter is its last value in the bucket, a gauge its average, and under `max_over_time` /
+`min_over_time` the bucket's max / min; the response's warnings say when rollups were used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left, bisect_right
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..rules.ast import Call, MatrixSelector, VectorSelector, children, selectors
+from ..rules.evaluator import EvalError, Evaluator, Matrix
+from ..rules.history import LOOKBACK
+from ..rules.parser import parse
+from . import codec, rollup
+from .store import HOUR, MINUTE, RAW, RESOLUTION, HistoryStore, Labels, Point
+
+MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
+TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", HOUR: "1-hour rollups"}
+
+
+class QueryError(Exception):
+    """A query the API answers with an error: `kind` is Prometheus' errorType."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Loaded:
+    """The three reads the evaluator makes, over points loaded per selector node."""
+
+    def __init__(self, lookback: float):
+        self.lookback = lookback
+        self.with_markers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
+        self.numbers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
+
+    def put(self, sel: VectorSelector, series: List[Tuple[Labels, List[Point]]]) -> None:
+        self.with_markers[id(sel)] = series
+        self.numbers[id(sel)] = [(labels, [p for p in pts if not codec.is_stale(p[1])]) for labels, pts in series]
+
+    def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]:
+        out = []
+        for labels, points in self.with_markers.get(id(sel), ()):
+            i = bisect_right(points, (t, math.inf))
+            if not i:
+                continue
+            latest = points[i - 1]
+            if latest[0] < t - self.lookback or codec.is_stale(latest[1]):
+                continue
+            out.append((labels, latest))
+        return out
+
+    def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]:
+        return [(labels, p[1]) for labels, p in self.instant_points(sel, t)]
+
+    def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]:
+        out = []
+        for labels, points in self.numbers.get(id(sel), ()):
+            window = points[bisect_left(points, (t - seconds,)):bisect_right(points, (t, math.inf))]
+            if window:
+                out.append((labels, window))
+        return out
+
+
+def _columns(node: object, column: str = "", out: Optional[Dict[int, str]] = None) -> Dict[int, str]:
+    """Which rollup column each selector reads: max/min under max/min_over_time, else default."""
+    out = {} if out is None else out
+    if isinstance(node, VectorSelector):
+        out[id(node)] = column
+        return out
+    if isinstance(node, MatrixSelector):
+        return _columns(node.vector, column, out)
+    if isinstance(node, Call):
+        column = {"max_over_time": "max", "min_over_time": "min"}.get(node.func, "")
+    for child in children(node):
+        _columns(child, column, out)
+    return out
+
+
+def _min_range(node: object) -> float:
+    ranges = [n.range for n in _walk(node) if isinstance(n, MatrixSelector)]
+    return min(ranges, default=math.inf)
+
+
+def _walk(node: object):
+    yield node
+    for child in children(node):
+        yield from _walk(child)
+
+
+class Querier:
+    """Instant and range queries, series and label lookups over one store."""
+
+    def __init__(self, store: HistoryStore, clock=time.time, max_samples: int = 500_000, timeout: float = 30.0):
+        self.store = store
+        self.clock = clock
+        self.max_samples = max_samples
+        self.timeout = timeout
+
+    def choose_tier(self, earliest: float, step: float, min_range: float, now: float) -> int:
+        retention = self.store.retention
+        tier = next((t for t in (RAW, MINUTE, HOUR) if earliest >= now - retention.of(t)), HOUR)
+        for coarser in (MINUTE, HOUR):  # coarse enough to change nothing at this step
+            res = RESOLUTION[coarser]
+            if coarser > tier and step >= 4 * res and min_range >= 4 * res and now - earliest > 2 * 86400:
+                tier = coarser
+        return tier
+
+    def load(self, node: object, start: float, end: float, step: float) -> Tuple[Loaded, List[str]]:
+        now = self.clock()
+        pairs = selectors(node)
+        reach = max((r for _, r in pairs), default=0.0)
+        longest = max(self.store.retention.raw, self.store.retention.minute, self.store.retention.hour)
+        earliest = max(start - reach - LOOKBACK, now - longest) if math.isfinite(reach) else now - longest
+        min_range = _min_range(node)
+        tier = self.choose_tier(earliest, step, min_range, now)
+        warnings: List[str] = []
+        lookback = LOOKBACK
+        if tier != RAW:
+            res = RESOLUTION[tier]
+            lookback = LOOKBACK + res  # an instant selector must find the last bucket's point
+            warnings.append(f"read from {TIER_NAMES[tier]} (the store keeps raw samples for "
+                            f"{_days(self.store.retention.raw)}): gauges are bucket averages, counters their last value")
+            if min_range < 2 * res:
+                warnings.append(f"a range shorter than two {TIER_NAMES[tier][:-1]} points ({int(2 * res)}s) may be "
+                                "empty at this resolution; widen it")
+        loaded = Loaded(lookback)
+        columns = _columns(node)
+        reader = self.store.reader()
+        total = 0
+        for sel, sel_reach in pairs:
+            first = max(start - sel_reach - lookback, now - longest) if math.isfinite(sel_reach) else now - longest
+            found = reader.find(sel.name, sel.matchers, first, now)
+            if tier == RAW:
+                raw = reader.raw([i.id for i in found], first, now)
+                series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
+            else:
+                summaries = reader.rollups([i.id for i in found], tier, first, now)
+                series = []
+                for info in found:
+                    column = columns.get(id(sel)) or ("last" if info.counter else "avg")
+                    points = [(p[0], rollup.value_of(p, column)) for p in summaries[info.id]]
+                    if points:
+                        series.append((info.labels, points))
+            total += sum(len(p) for _, p in series)
+            if total > self.max_samples:
+                raise QueryError("execution", f"query processing would load too many samples into memory "
+                                              f"(more than {self.max_samples}); narrow the selectors or the range")
+            loaded.put(sel, series)
+        return loaded, warnings
+
+    def instant(self, text: str, t: float) -> Tuple[dict, List[str]]:
+        node = _parse(text)
+        loaded, warnings = self.load(node, t, t, 0.0)
+        value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t), node, t)
+        if isinstance(value, Matrix):
+            return {"resultType": "matrix", "result": [_series(labels, pts) for labels, pts in value]}, warnings
+        if isinstance(value, float):
+            return {"resultType": "scalar", "result": [_ts(t), format_value(value)]}, warnings
+        if isinstance(value, str):
+            return {"resultType": "string", "result": [_ts(t), value]}, warnings
+        return {"resultType": "vector", "result": [{"metric": dict(labels), "value": [_ts(t), format_value(v)]}
+                                                   for labels, v in value]}, warnings
+
+    def range(self, text: str, start: float, end: float, step: float) -> Tuple[dict, List[str]]:
+        if end < start:
+            raise QueryError("bad_data", "end timestamp must not be before start time")
+        if step <= 0:
+            raise QueryError("bad_data", "zero or negative query resolution step widths are not accepted. "
+                                         "Try a positive integer")
+        if (end - start) / step > MAX_POINTS_PER_SERIES:
+            raise QueryError("bad_data", "exceeded maximum resolution of 11,000 points per timeseries. "
+                                         "Try decreasing the query resolution (?step=XX)")
+        node = _parse(text)
+        if getattr(node, "type", "") not in ("vector", "scalar"):
+            raise QueryError("bad_data", f"invalid expression type \"{_type_name(node)}\" for range query, "
+                                         "must be Scalar or instant Vector")
+        loaded, warnings = self.load(node, start, end, step)
+        deadline = time.monotonic() + self.timeout
+        series: Dict[Labels, List[Point]] = {}
+        cache: Dict[tuple, tuple] = {}
+        steps = int(round((end - start) / step)) + 1
+        for k in range(steps):
+            t = start + k * step
+            if t > end + 1e-9:
+                break
+            if time.monotonic() > deadline:
+                raise QueryError("timeout", f"query timed out in expression evaluation (after {self.timeout:g}s)")
+            cache.clear()
+            value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end), node, t)
+            for labels, v in ([((), value)] if isinstance(value, float) else value):
+                series.setdefault(labels, []).append((t, v))
+        if isinstance(node, object) and getattr(node, "type", "") == "scalar":
+            result = [_series((), series.get((), []))]
+        else:
+            result = [_series(labels, pts) for labels, pts in sorted(series.items())]
+        return {"resultType": "matrix", "result": result}, warnings
+
+    def series(self, matchers: Sequence[str], start: float, end: float) -> List[Dict[str, str]]:
+        seen: Dict[Labels, None] = {}
+        for sel in _selectors(matchers):
+            for info in self.store.reader().find(sel.name, sel.matchers, start, end):
+                seen[info.labels] = None
+        return [dict(labels) for labels in seen]
+
+    def label_names(self, matchers: Sequence[str], start: float, end: float) -> List[str]:
+        names: set = set()
+        for labels in self._labelsets(matchers, start, end):
+            names.update(k for k, _ in labels)
+        return sorted(names)
+
+    def label_values(self, name: str, matchers: Sequence[str], start: float, end: float) -> List[str]:
+        values: set = set()
+        for labels in self._labelsets(matchers, start, end):
+            for k, v in labels:
+                if k == name:
+                    values.add(v)
+        return sorted(values)
+
+    def _labelsets(self, matchers: Sequence[str], start: float, end: float) -> List[Labels]:
+        if matchers:
+            return [tuple(sorted(d.items())) for d in self.series(matchers, start, end)]
+        return [info.labels for info in self.store.reader().find("", (), start, end)]
+
+
+def _parse(text: str) -> object:
+    from ..rules.parser import PromQLError
+
+    try:
+        return parse(text)
+    except PromQLError as e:
+        raise QueryError("bad_data", str(e)) from None
+
+
+def _selectors(texts: Sequence[str]) -> List[VectorSelector]:
+    out = []
+    for text in texts:
+        node = _parse(text)
+        if not isinstance(node, VectorSelector):
+            raise QueryError("bad_data", f"invalid parameter \"match[]\": {text!r} is not a series selector")
+        if not any(m.op in ("=", "=~") and m.value != "" and not (m.op == "=~" and m.value in (".*",))
+                   for m in node.matchers) and not node.name:
+            raise QueryError("bad_data", "match[] must contain at least one non-empty matcher")
+        out.append(node)
+    return out
+
+
+def _evaluate(evaluator: Evaluator, node: object, t: float):
+    try:
+        return evaluator.eval(node, t)
+    except EvalError as e:
+        raise QueryError("execution", str(e)) from None
+
+
+def _type_name(node: object) -> str:
+    return {"matrix": "range vector", "vector": "instant vector"}.get(getattr(node, "type", ""), getattr(node, "type", "?"))
+
+
+def _series(labels: Labels, points: List[Point]) -> dict:
+    return {"metric": dict(labels), "values": [[_ts(t), format_value(v)] for t, v in points]}
+
+
+def _ts(t: float) -> float:
+    return round(t, 3)
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds / 3600:g} hours"
+
+
+def format_value(v: float) -> str:
+    """A sample value as Prometheus writes it (Go's strconv 'f' with the shortest digits)."""
+    if v != v:
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(v)
+    if "e" in text or "E" in text:
+        from decimal import Decimal
+
+        text = format(Decimal(text), "f")
+    if text.endswith(".0"):
+        text = text[:-2]
+    return text

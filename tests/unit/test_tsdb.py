@@ -1,0 +1,434 @@
+"""The history file: chunk codec (round trips, fuzz), rollups, the store's reads before and
+after sealing, staleness, compaction, retention, limits, and the file's faults (kill -9 in a
+loop, a full disk, a corrupt or foreign file in its place)."""
+
+import logging
+import math
+import os
+import random
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+from array import array
+
+import pytest
+
+from agent.model import Snapshot, counter, gauge
+from agent.rules.parser import parse
+from agent.tsdb import codec, rollup
+from agent.tsdb.recorder import Recorder
+from agent.tsdb.store import HOUR, MINUTE, RAW, HistoryStore, Retention, decode_rollups, encode_rollups
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: windows and hours start on it
+
+
+def bits(values):
+    return [struct.pack("<d", v) for v in values]
+
+
+# -- codec ------------------------------------------------------------------------------------
+
+COLUMNS = {
+    "integers": [float(i % 7 - 3) for i in range(300)],
+    "decimals": [round(300 + 10 * math.sin(i / 9), 3) for i in range(300)],
+    "counter": [float(i * 1234567) for i in range(300)],
+    "ratios": [random.Random(1).random() for _ in range(300)],
+    "specials": [math.nan, math.inf, -math.inf, 0.0, -0.0, 1e300, 5e-324, codec.STALE, 2.0 ** 53, -(2.0 ** 60)] * 3,
+    "one": [42.5],
+    "big decimals": [9_007_199_254.740_991, 1e15 + 0.5, 123456789.123456],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COLUMNS))
+def test_codec_gives_back_the_very_same_doubles(name):
+    values = COLUMNS[name]
+    times = [T0 + 5 * i + (0.001 * (i % 3)) for i in range(len(values))]
+    blob = codec.encode(codec.encode_times([round(t * 1000) for t in times]), len(values), [array("d", values)])
+    got_times, cols = codec.decode(blob)
+    assert got_times == [round(t * 1000) / 1000 for t in times]
+    assert bits(cols[0]) == bits(values)  # NaN payloads (the stale marker) and -0.0 included
+
+
+def test_decimal_columns_are_small():
+    temps = array("d", [float(60 + (i // 7) % 5) for i in range(360)])
+    watts = array("d", [round(300 + 25 * math.sin(i / 20), 3) for i in range(360)])
+    for col, most in ((temps, 100), (watts, 600)):
+        assert len(codec.encode_column(col)) < most  # 360 doubles are 2,880 bytes
+
+
+def test_codec_fuzz_raises_only_corrupt_chunk():
+    rand = random.Random(7)
+    good = [codec.encode(codec.encode_times([i * 5000 for i in range(50)]), 50, [array("d", COLUMNS[n][:50])])
+            for n in ("integers", "decimals", "ratios")]
+    good.append(encode_rollups([(T0 + 60 * i, 1.0, 3.0, 24.0, 12.0, 2.0 + i) for i in range(40)]))
+    for _ in range(3000):
+        blob = bytearray(rand.choice(good))
+        how = rand.random()
+        if how < 0.4:
+            for _ in range(rand.randint(1, 4)):
+                blob[rand.randrange(len(blob))] = rand.randrange(256)
+        elif how < 0.7:
+            del blob[rand.randrange(len(blob)):]
+        elif how < 0.9:
+            blob = bytearray(rand.randbytes(rand.randint(0, 200)))
+        else:
+            blob += rand.randbytes(rand.randint(1, 20))
+        try:
+            codec.decode(bytes(blob))
+            decode_rollups(bytes(blob))
+        except codec.CorruptChunk:
+            pass
+
+
+def test_a_header_claiming_a_huge_chunk_is_refused_without_allocating():
+    blob = codec.MAGIC + struct.pack("<BII", 1, codec.MAX_POINTS + 1, 4) + b"xxxx"
+    with pytest.raises(codec.CorruptChunk):
+        codec.decode(blob)
+    bomb = codec.MAGIC + struct.pack("<BII", 1, 1, 0) + struct.pack("<BBI", 0, 0, 0)
+    with pytest.raises(codec.CorruptChunk):
+        codec.decode(bomb)
+
+
+# -- rollups -------------------------------------------------------------------------------------
+
+def test_rollups_summarise_and_merge_like_one_pass():
+    rand = random.Random(3)
+    times = [T0 + 5 * i for i in range(2000)]
+    values = [float(rand.randint(0, 100)) for _ in times]
+    values[100] = math.nan
+    whole = rollup.summarise(times, values, 3600)
+    halves = rollup.merge(rollup.summarise(times[:777], values[:777], 3600),
+                          rollup.summarise(times[777:], values[777:], 3600), 3600)
+    assert whole == halves
+    minutes = rollup.summarise(times, values, 60)
+    assert rollup.merge([], minutes, 3600) == whole  # hours from minutes: what compaction does
+    first = [v for t, v in zip(times, values) if t < T0 + 60]
+    assert minutes[0] == (T0 + 55, min(first), max(first), math.fsum(first), 12.0, first[-1])
+    assert rollup.value_of(minutes[0], "avg") == math.fsum(first) / 12
+
+
+def test_rollup_chunks_round_trip_with_offsets_and_without():
+    decimals = [(T0 + 60 * i, 1.5 + i, 3.25 + i, 30.5 + 12 * i, 12.0, 2.125 + i) for i in range(60)]
+    mixed = [(T0 + 60 * i, 0.1 * i, 1.0, 7.0, 3.0, 1 / 3) for i in range(60)]
+    for points in (decimals, mixed):
+        assert decode_rollups(encode_rollups(points)) == points
+    counters = [(T0 + 60 * i, 100.0 + 12 * i, 111.0 + 12 * i, 0.0, 12.0, 111.0 + 12 * i) for i in range(10)]
+    read = decode_rollups(encode_rollups(counters, counter=True))
+    assert [p[5] for p in read] == [p[5] for p in counters]
+    assert all(rollup.value_of(p, "avg") == p[5] for p in read)  # a counter's average reads as its last value
+
+
+# -- the store -------------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+def snap(t, temps, requests=None, extra=()):
+    fams = [gauge("gpu_temp", "t")]
+    for gpu, value in temps.items():
+        fams[0].add({"gpu": gpu}, value)
+    if requests is not None:
+        fams.append(counter("requests_total", "r").add({"server": "a"}, requests))
+    return Snapshot(t, tuple(fams) + tuple(extra))
+
+
+def fill(store, clock, cycles, interval=5.0, vanish=None):
+    """Cycles of two GPUs and a counter; GPU 1 absent while vanish(i) is true. Returns what was written."""
+    written = {"0": [], "1": [], "req": []}
+    for i in range(cycles):
+        t = clock.t
+        temps = {"0": float(40 + i % 9)}
+        if not (vanish and vanish(i)):
+            temps["1"] = round(50 + 3 * math.sin(i / 5), 2)
+            written["1"].append((t, temps["1"]))
+        written["0"].append((t, temps["0"]))
+        written["req"].append((t, float(i * 3)))
+        store.append(snap(t, temps, i * 3))
+        store.maintain(t)
+        store.settle()
+        clock.t += interval
+    return written
+
+
+def ids(store, name, **labels):
+    want = tuple(sorted({"__name__": name, **labels}.items()))
+    return next(i for i, info in store.series.items() if info.labels == want)
+
+
+@pytest.fixture
+def store(tmp_path):
+    clock = Clock()
+    s = HistoryStore(str(tmp_path / "history.db"), clock=clock)
+    s.test_clock = clock
+    yield s
+    s.close()
+
+
+def test_raw_reads_are_exact_before_and_after_sealing(store):
+    clock = store.test_clock
+    written = fill(store, clock, 500, vanish=lambda i: 200 <= i < 230)  # ~42 minutes: one window sealed
+    assert store.stats.seals == 1
+    sid = ids(store, "gpu_temp", gpu="1")
+    raw = store.reader().raw([sid], T0, clock.t)[sid]
+    stale = [p for p in raw if codec.is_stale(p[1])]
+    assert [t for t, _ in stale] == [T0 + 5 * 200]  # Prometheus' staleness marker where it vanished
+    assert [p for p in raw if not codec.is_stale(p[1])] == written["1"]
+    store.maintain(clock.t + 3600, wait=True)  # nothing more is due: the head keeps its open window
+    assert store.reader().raw([sid], T0, clock.t)[sid][-5:] == raw[-5:]
+
+
+def test_a_series_gone_at_a_seal_boundary_still_gets_its_marker(store):
+    clock = store.test_clock
+    fill(store, clock, 400, vanish=lambda i: i >= 360)  # GPU 1 stops exactly where the first window ends
+    sid = ids(store, "gpu_temp", gpu="1")
+    raw = store.reader().raw([sid], T0, clock.t)[sid]
+    assert codec.is_stale(raw[-1][1]) and raw[-1][0] == T0 + 1800
+
+
+def test_rollups_from_the_store_match_rollups_of_what_was_written(store):
+    clock = store.test_clock
+    written = fill(store, clock, 7 * 720 + 30)  # 7 hours: one 6-hour span compacted, hours rolled up
+    assert store.db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()[0] == repr(T0 + 6 * 3600)
+    for key, name, labels in (("0", "gpu_temp", {"gpu": "0"}), ("1", "gpu_temp", {"gpu": "1"}),
+                              ("req", "requests_total", {"server": "a"})):
+        sid = ids(store, name, **labels)
+        times = [t for t, _ in written[key]]
+        values = [v for _, v in written[key]]
+        for tier, res in ((MINUTE, 60.0), (HOUR, 3600.0)):
+            got = store.reader().rollups([sid], tier, T0, clock.t)[sid]
+            want = rollup.summarise(times, values, res)
+            if key == "req":  # a counter keeps no sum: it reads as last * count
+                got = [p[:3] + p[4:] for p in got]
+                want = [p[:3] + p[4:] for p in want]
+            assert got == want, (key, tier)
+
+
+def test_queries_read_the_same_before_and_after_the_head_is_sealed(tmp_path):
+    from agent.tsdb.query import Querier
+
+    answers = []
+    for seal in (False, True):
+        clock = Clock()
+        store = HistoryStore(str(tmp_path / f"h{seal}.db"), clock=clock)
+        for i in range(361):  # exactly one window and one cycle of the next
+            store.append(snap(clock.t, {"0": float(i % 13)}, i * 2.5))
+            if seal:
+                store.maintain(clock.t, wait=True)
+            clock.t += 5
+        q = Querier(store, clock)
+        answers.append([q.range(e, T0 + 60, T0 + 1800, 15)[0]
+                        for e in ("gpu_temp", "rate(requests_total[1m])", "max_over_time(gpu_temp[2m])")])
+        assert store.stats.seals == (1 if seal else 0)
+        store.close()
+    assert answers[0] == answers[1]
+
+
+def test_long_ranges_read_rollups_and_say_so(store):
+    from agent.tsdb.query import Querier
+
+    clock = store.test_clock
+    store.retention = Retention(raw=3600, minute=86400, hour=400 * 86400)
+    fill(store, clock, 3 * 720, interval=5.0)  # 3 hours
+    q = Querier(store, clock)
+    data, warnings = q.range("gpu_temp", clock.t - 3 * 3600, clock.t, 300)
+    assert warnings and "1-minute rollups" in warnings[0]
+    assert len(data["result"]) == 2
+    data, warnings = q.range("gpu_temp", clock.t - 1800, clock.t, 15)
+    assert warnings == []
+
+
+def test_retention_deletes_old_chunks_and_alert_events(store):
+    clock = store.test_clock
+    store.retention = Retention(raw=3600, minute=3 * 3600, hour=86400, alerts=3600)
+    store.record_alerts([_event(clock.t, "firing")])
+    fill(store, clock, 14 * 360, interval=10.0)  # 14 hours at 10 s
+    starts = dict(store.db.execute("SELECT tier, MIN(start) FROM chunks GROUP BY tier").fetchall())
+    now = clock.t
+    assert starts[RAW] >= now - 3600 - 2 * 1800
+    assert starts[MINUTE] >= now - 3 * 3600 - 6 * 3600
+    assert store.db.execute("SELECT COUNT(*) FROM alert_events").fetchone()[0] == 0
+
+
+def test_excluded_series_are_not_stored_and_max_series_is_counted(tmp_path):
+    clock = Clock()
+    store = HistoryStore(str(tmp_path / "h.db"), exclude=[parse('gpu_temp{gpu="1"}')], max_series=2, clock=clock)
+    extra = [gauge("other", "o").add({"x": "1"}, 1)]
+    store.append(snap(clock.t, {"0": 1.0, "1": 2.0}, 5, extra))
+    names = sorted(info.as_dict["__name__"] + info.as_dict.get("gpu", "") for info in store.series.values())
+    assert names == ["gpu_temp0", "requests_total"]
+    assert store.stats.dropped_series == 1  # "other": over max_series
+    store.close()
+
+
+def test_a_clock_going_back_writes_nothing_for_those_cycles(store):
+    clock = store.test_clock
+    assert store.append(snap(clock.t, {"0": 1.0}))
+    assert not store.append(snap(clock.t - 5, {"0": 2.0}))
+
+
+# -- faults ----------------------------------------------------------------------------------------
+
+WRITER = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    from agent.model import Snapshot, gauge
+    from agent.tsdb.store import HistoryStore
+    t = [float(sys.argv[2])]
+    store = HistoryStore(sys.argv[1], clock=lambda: t[0])
+    t[0] = max(t[0], store._last_written + 5)
+    while True:
+        fam = gauge("gpu_temp", "t")
+        for gpu in range(8):
+            fam.add({{"gpu": str(gpu)}}, float(int(t[0]) % 50 + gpu))
+        if store.append(Snapshot(t[0], (fam,))):
+            print(repr(t[0]), flush=True)
+        store.maintain(t[0])
+        t[0] += 5
+""")
+
+
+def test_kill_9_in_a_loop_loses_at_most_the_last_cycle_and_never_corrupts(tmp_path):
+    path = str(tmp_path / "history.db")
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER.format(root=ROOT))
+    rand = random.Random(11)
+    for _ in range(12):
+        proc = subprocess.Popen([sys.executable, str(script), path, repr(T0)], stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + rand.uniform(0.3, 1.5)
+        acknowledged = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if line:
+                acknowledged.append(float(line))
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        db = sqlite3.connect(path)
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
+        store = HistoryStore(path, clock=Clock(acknowledged[-1] if acknowledged else T0))
+        if acknowledged:
+            sid = next(iter(store.series))
+            times = [t for t, v in store.reader().raw([sid], T0, acknowledged[-1] + 60)[sid] if not codec.is_stale(v)]
+            assert acknowledged[-1] in times  # every acknowledged cycle is there
+            assert times == sorted(set(times))
+        assert store.stats.moved_aside == 0
+        store.close()
+
+
+def test_a_full_disk_stops_history_writes_counts_them_and_logs_once(store, caplog):
+    clock = store.test_clock
+    fill(store, clock, 50)
+    pages = store.db.execute("PRAGMA page_count").fetchone()[0]
+    store.db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+    caplog.set_level(logging.ERROR)
+    refused = 0
+    for i in range(300):
+        refused += not store.append(snap(clock.t, {"0": 1.0, "1": 2.0, "new" + str(i): 3.0}, i))
+        store.maintain(clock.t)
+        clock.t += 5
+    assert refused > 0 and store.stats.write_errors >= refused
+    assert sum("cannot write" in r.message for r in caplog.records) == 1
+    store.db.execute("PRAGMA max_page_count = 1000000")
+    assert store.append(snap(clock.t, {"0": 1.0}))  # room again: writes resume
+
+
+def test_max_disk_drops_the_oldest_raw_window_to_keep_the_newest(tmp_path):
+    clock = Clock()
+    store = HistoryStore(str(tmp_path / "h.db"), max_disk=600_000, clock=clock)
+    def fams(i):  # values with no decimal resolution: 8 bytes each, so the cap is reached
+        return [gauge("g", "g").add({"k": str(k)}, float((i * 7919 + k * 104729) % 100003) / 7) for k in range(150)]
+
+    for i in range(3000):
+        store.append(Snapshot(clock.t, tuple(fams(i))))
+        store.maintain(clock.t)
+        store.settle()
+        clock.t += 5
+    assert store.stats.trimmed_for_size > 0
+    assert os.path.getsize(str(tmp_path / "h.db")) <= 600_000 + 64 * 4096
+    newest = store.db.execute("SELECT MAX(t) FROM head").fetchone()[0]
+    assert newest >= clock.t - 60  # the newest cycles were kept
+    store.close()
+
+
+def test_a_corrupt_file_is_moved_aside_with_its_path_logged(tmp_path, caplog):
+    path = tmp_path / "history.db"
+    path.write_bytes(b"this is not a database at all" * 500)
+    caplog.set_level(logging.ERROR)
+    store = HistoryStore(str(path))
+    moved = store.moved_to[0]
+    assert os.path.exists(moved) and open(moved, "rb").read().startswith(b"this is not")
+    assert str(path) in caplog.text and moved in caplog.text
+    assert store.append(snap(T0, {"0": 1.0}))
+    store.close()
+
+
+def test_a_foreign_sqlite_file_is_moved_aside_not_used(tmp_path, caplog):
+    path = tmp_path / "history.db"
+    other = sqlite3.connect(str(path))
+    other.execute("CREATE TABLE accounts (name TEXT)")
+    other.commit()
+    other.close()
+    caplog.set_level(logging.ERROR)
+    store = HistoryStore(str(path))
+    assert store.stats.moved_aside == 1 and "another program" in caplog.text
+    left = sqlite3.connect(store.moved_to[0])
+    assert left.execute("SELECT name FROM sqlite_master").fetchone()[0] == "accounts"
+    store.close()
+
+
+def test_a_damaged_chunk_is_skipped_and_reported_not_crashed_on(store, caplog):
+    clock = store.test_clock
+    fill(store, clock, 400)
+    store.db.execute("UPDATE chunks SET data = ? WHERE tier = ?", (b"LH\x02garbage", RAW))
+    caplog.set_level(logging.ERROR)
+    sid = ids(store, "gpu_temp", gpu="0")
+    raw = store.reader().raw([sid], T0, clock.t)[sid]
+    assert raw and raw[0][0] >= T0 + 1800  # the head still answers
+    assert "damaged chunk" in caplog.text
+
+
+# -- alert history -------------------------------------------------------------------------------------
+
+class FakeAlert:
+    def __init__(self, name, state, value=1.0):
+        self.labels = {"alertname": name, "severity": "critical"}
+        self.annotations = {"summary": f"{name} happened"}
+        self.state = state
+        self.value = value
+        self.fingerprint = name.lower()
+
+
+def _event(t, state):
+    from agent.tsdb.store import AlertEvent
+
+    return AlertEvent(t, state, {"alertname": "X"}, {}, 1.0, "x")
+
+
+def test_alert_transitions_are_recorded_once_and_survive_a_restart(tmp_path):
+    path = str(tmp_path / "h.db")
+    store = HistoryStore(path)
+    rec = Recorder(store)
+    a = FakeAlert("GpuHot", "pending")
+    for t, alerts in ((T0, [a]), (T0 + 5, [a]), (T0 + 10, [FakeAlert("GpuHot", "firing")]),
+                      (T0 + 15, [FakeAlert("GpuHot", "firing")]), (T0 + 20, [])):
+        store.record_alerts(rec.transitions(alerts, t))
+    events = store.reader().alert_events(0, T0 + 100)
+    assert [(e.at, e.state) for e in events] == [(T0, "pending"), (T0 + 10, "firing"), (T0 + 20, "resolved")]
+    assert events[-1].labels["alertname"] == "GpuHot"  # a resolve carries the labels it fired with
+    store.record_alerts(rec.transitions([FakeAlert("GpuHot", "firing")], T0 + 30))
+    store.close()
+    store = HistoryStore(path)
+    rec = Recorder(store)  # restarted while GpuHot fires: nothing new to record
+    assert rec.transitions([FakeAlert("GpuHot", "firing")], T0 + 40) == []
+    store.close()
