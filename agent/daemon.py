@@ -24,6 +24,7 @@ from .model import Snapshot, gauge
 from .probes.stacks import StackStore
 from .runner import Runner
 from .serve.api import QueryAPI
+from .serve.console import state as console_state
 from .serve.exporter import Exporter
 from .serve.health import health
 from .systemd import Notifier, Watchdog
@@ -117,6 +118,12 @@ class Agent:
         self.stats.last_cycle_seconds = self.monotonic() - start
         return snapshot
 
+    def console_state(self) -> dict:
+        """/api/v1/console: the page's tiles, verdict and alerts from the latest snapshot."""
+        _, doc = self.health()
+        alerts = self.alerting.api_alerts() if self.alerting is not None else {}
+        return console_state(self.snapshot, doc, alerts, self.config.hostname, self.config.interval)
+
     def metadata(self) -> dict:
         """/api/v1/metadata: each served family's type and help, from the latest snapshot."""
         snap = self.snapshot
@@ -132,6 +139,7 @@ class Agent:
         exporter.health = self.health
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
+        exporter.console = self.console_state
         if self.recorder is not None:
             exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
                                                   self.config.history.query_timeout), self.clock, self.metadata)

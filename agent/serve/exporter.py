@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
 from ..model import Snapshot
+from . import console
 from .websecurity import BasicAuth, TLSContext
 
 if TYPE_CHECKING:
@@ -198,6 +199,7 @@ class Exporter:
         self.health: Callable[[str], Tuple[int, dict]] = health or _always_ok
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self.query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
+        self.console: Optional[Callable[[], dict]] = None  # the console page's state (serve/console.py)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         self.max_connections = max(max_connections, 1)
         self.request_timeout = request_timeout
@@ -488,7 +490,7 @@ class Exporter:
             self.stats.count(counted, code)
             return response(code, body, ctype, extra, head_only)
 
-        api = self.query_api is not None and path.startswith("/api/v1/") and path != "/api/v1/alerts"
+        api = self.query_api is not None and path.startswith("/api/v1/") and path not in ("/api/v1/alerts", "/api/v1/console")
         if request.method not in ("GET", "HEAD") and not (api and request.method == "POST"):
             allow = "GET, HEAD, POST" if api else "GET, HEAD"
             return reply(405, f"method not allowed: use {allow}\n".encode(), PLAIN, {"Allow": allow})
@@ -514,9 +516,27 @@ class Exporter:
             code, body, ctype = self.query_api.handle(request.method, request.target,
                                                       request.headers.get("content-type", ""), request.body)
             return reply(code, body, ctype)
-        if path == "/":
-            return reply(200, LANDING, "text/html; charset=utf-8")
+        if path in console.FILES:
+            page = console.asset(path)
+            if page is not None and self.console is not None:
+                zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+                extra = dict(console.HEADERS, Vary="Accept-Encoding", **({"Content-Encoding": "gzip"} if zipped else {}))
+                return reply(200, _gzip_once(path, page) if zipped else page, console.FILES[path][1], extra)
+            if path == "/":
+                return reply(200, LANDING, "text/html; charset=utf-8")
+        if path == "/api/v1/console" and self.console is not None:
+            return reply(200, json.dumps(self.console()).encode(), "application/json")
         return reply(404, b"not found: try /metrics\n", PLAIN)
+
+
+_GZIPPED: Dict[str, bytes] = {}
+
+
+def _gzip_once(path: str, body: bytes) -> bytes:
+    """The console's static files, gzipped the first time they are asked for."""
+    if path not in _GZIPPED:
+        _GZIPPED[path] = gzip.compress(body, compresslevel=9, mtime=0)
+    return _GZIPPED[path]
 
 
 def _always_ok(target: str = "") -> Tuple[int, dict]:

@@ -135,16 +135,19 @@ class Querier:
                                 "empty at this resolution; widen it")
         loaded = Loaded(lookback)
         columns = _columns(node)
+        # samples up to `end`, unless something reads past it (an @ time or a negative offset, in a subquery too)
+        ahead = any(getattr(n, "offset", 0.0) < 0 or getattr(n, "at", None) is not None for n in _walk(node))
         reader = self.store.reader()
         total = 0
         for sel, sel_reach in pairs:
             first = max(start - sel_reach - lookback, now - longest) if math.isfinite(sel_reach) else now - longest
-            found = reader.find(sel.name, sel.matchers, first, now)
+            last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
+            found = reader.find(sel.name, sel.matchers, first, last)
             if tier == RAW:
-                raw = reader.raw([i.id for i in found], first, now)
+                raw = reader.raw([i.id for i in found], first, last)
                 series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
             else:
-                summaries = reader.rollups([i.id for i in found], tier, first, now)
+                summaries = reader.rollups([i.id for i in found], tier, first, last)
                 series = []
                 for info in found:
                     column = columns.get(id(sel)) or ("last" if info.counter else "avg")
@@ -274,7 +277,7 @@ def _ts(t: float) -> float:
 
 
 def _days(seconds: float) -> str:
-    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds / 3600:g} hours"
+    return f"{seconds / 86400:g} days" if seconds > 86400 else f"{seconds / 3600:g} hours"
 
 
 def format_value(v: float) -> str:

@@ -1,0 +1,102 @@
+"""The console at `/`: one page (console.html, .js, .css in this package, ~25 KB, nothing
+fetched from elsewhere) that draws its charts on canvases with its own few lines of script.
+
+The page reads two things: `/api/v1/console` (this module: the latest snapshot as tiles,
+the health verdict from serve.health, the firing alerts) and Prometheus' query API for every
+chart and sparkline, so what it shows is what Grafana would show from the same history.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional
+
+from ..model import Snapshot
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FILES = {"/": ("console.html", "text/html; charset=utf-8"), "/console.js": ("console.js", "text/javascript; charset=utf-8"),
+         "/console.css": ("console.css", "text/css; charset=utf-8")}
+# The page runs only its own script and style, and talks only to this agent.
+HEADERS = {"Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+           "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
+_cache: Dict[str, bytes] = {}
+
+
+def asset(path: str) -> Optional[bytes]:
+    """The bytes of one of the page's files, read once."""
+    entry = FILES.get(path)
+    if entry is None:
+        return None
+    if path not in _cache:
+        with open(os.path.join(HERE, entry[0]), "rb") as f:
+            _cache[path] = f.read()
+    return _cache[path]
+
+
+def _by(snapshot: Snapshot, name: str, key: str) -> Dict[str, float]:
+    return {s.label(key): s.value for s in snapshot.samples(name)}
+
+
+def gpu_tiles(snapshot: Snapshot) -> List[dict]:
+    tiles = []
+    util = _by(snapshot, "DCGM_FI_DEV_GPU_UTIL", "gpu")
+    used = _by(snapshot, "DCGM_FI_DEV_FB_USED", "gpu")
+    free = _by(snapshot, "DCGM_FI_DEV_FB_FREE", "gpu")
+    temp = _by(snapshot, "DCGM_FI_DEV_GPU_TEMP", "gpu")
+    power = _by(snapshot, "DCGM_FI_DEV_POWER_USAGE", "gpu")
+    sm_clock = _by(snapshot, "DCGM_FI_DEV_SM_CLOCK", "gpu")
+    mem_clock = _by(snapshot, "DCGM_FI_DEV_MEM_CLOCK", "gpu")
+    xids: Dict[str, float] = {}
+    for s in snapshot.samples("llm_agent_gpu_xid_events_total"):
+        xids[s.label("gpu")] = xids.get(s.label("gpu"), 0.0) + s.value
+    reasons: Dict[str, List[str]] = {}
+    for s in snapshot.samples("llm_agent_gpu_clock_event_reasons"):
+        if s.value:
+            reasons.setdefault(s.label("gpu"), []).append(s.label("reason"))
+    for s in snapshot.samples("llm_agent_gpu_up"):
+        gpu = s.label("gpu")
+        tiles.append({"gpu": gpu, "up": bool(s.value), "model": s.label("modelName"), "uuid": s.label("UUID"),
+                      "utilisation": util.get(gpu), "memory_used_mib": used.get(gpu),
+                      "memory_total_mib": (used[gpu] + free[gpu]) if gpu in used and gpu in free else None,
+                      "temperature": temp.get(gpu), "power_watts": power.get(gpu), "sm_clock_mhz": sm_clock.get(gpu),
+                      "memory_clock_mhz": mem_clock.get(gpu), "throttle_reasons": sorted(reasons.get(gpu, [])),
+                      "xid_events": xids.get(gpu, 0.0)})
+    return sorted(tiles, key=lambda t: (len(t["gpu"]), t["gpu"]))
+
+
+def target_tiles(snapshot: Snapshot, checks: List[dict]) -> List[dict]:
+    models = {s.label("server"): s.label("model") for s in snapshot.samples("llm_agent_target_info")}
+    tps = _by(snapshot, "llm_agent_generation_tokens_per_second", "server")
+    running = _by(snapshot, "llamacpp:requests_processing", "server")
+    deferred = _by(snapshot, "llamacpp:requests_deferred", "server")
+    slots: Dict[str, Dict[str, float]] = {}
+    for s in snapshot.samples("llm_agent_target_slots"):
+        slots.setdefault(s.label("server"), {})[s.label("state")] = s.value
+    flags = {name: _by(snapshot, f"llm_agent_target_{name}", "server") for name in ("up", "ready", "hung", "stalled")}
+    tiles = []
+    for check in checks:
+        server = check["target"]
+        state = ("hung" if flags["hung"].get(server) else "down" if not flags["up"].get(server)
+                 else "stalled" if flags["stalled"].get(server) else "not ready" if flags["ready"].get(server) == 0 else "up")
+        tiles.append({"server": server, "state": state, "healthy": check["healthy"], "reasons": check["reasons"],
+                      "model": models.get(server, ""), "tokens_per_second": tps.get(server),
+                      "requests_running": running.get(server), "requests_deferred": deferred.get(server),
+                      "slots": slots.get(server, {})})
+    return tiles
+
+
+def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, hostname: str, interval: float) -> dict:
+    """Everything the page shows that is not a chart, from the latest snapshot."""
+    if snapshot is None:
+        return {"hostname": hostname, "interval": interval, "health": health_doc, "gpus": [], "targets": [],
+                "alerts": [], "cost": {}, "time": None}
+    checks = [c for c in health_doc.get("checks", []) if "target" in c]
+    cost = {name: s.value for name in ("llm_agent_cost_per_hour", "llm_agent_cost_today", "llm_agent_cost_month_projection",
+                                       "llm_agent_cost_month_budget", "llm_agent_cost_per_1k_tokens")
+            for s in snapshot.samples(name)[:1]}
+    currency = next((s.label("currency") for s in snapshot.samples("llm_agent_cost_per_hour")), "")
+    alerts = [a for a in alerts_doc.get("data", {}).get("alerts", [])]
+    alerts.sort(key=lambda a: ({"critical": 0, "warning": 1}.get(a["labels"].get("severity", ""), 2), a.get("activeAt", "")))
+    return {"hostname": hostname, "interval": interval, "time": snapshot.timestamp, "health": health_doc,
+            "gpus": gpu_tiles(snapshot), "targets": target_tiles(snapshot, checks), "alerts": alerts,
+            "cost": {**{k.replace("llm_agent_cost_", ""): v for k, v in cost.items()}, "currency": currency}}

@@ -1,0 +1,113 @@
+"""The console in a real browser: Debian's Chromium driven by selenium (chromium-driver).
+
+An agent with fake GPUs and a real llama-server; the page must load with no console errors,
+draw its charts (pixels of the first series' colour on the canvas), show a killed server as
+down with its alert within one refresh, redraw on the range picker (by click and by key),
+fit a phone's width, and stay small. Screenshots are saved beside the test's other files.
+"""
+
+import gzip
+import shutil
+
+import pytest
+import requests
+
+from tests.support.fake_pynvml import FakeNvml, three_gpus
+from tests.support.peers import require, wait_until
+
+SERIES_COLOURS = [(0x2B, 0x6C, 0xB0), (0xDD, 0x6B, 0x20)]  # COLOURS[0] and [1] in console.js
+
+
+@pytest.fixture
+def browser():
+    path = shutil.which("chromedriver")
+    require("chromium-driver", path is not None and shutil.which("chromium") is not None,
+            "apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(path), options=options)
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()
+
+
+def coloured_pixels(driver, canvas_id, colours=SERIES_COLOURS):
+    """Pixels of a series' colour (the fake GPUs read alike, so the second may cover the first)."""
+    return sum(_pixels(driver, canvas_id, rgb) for rgb in colours)
+
+
+def _pixels(driver, canvas_id, rgb):
+    return driver.execute_script("""
+        const c = document.getElementById(arguments[0]); if (!c || !c.width) return 0;
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 0; i < d.length; i += 4)
+          if (Math.abs(d[i] - arguments[1]) < 24 && Math.abs(d[i+1] - arguments[2]) < 24
+              && Math.abs(d[i+2] - arguments[3]) < 24 && d[i+3] > 128) n++;
+        return n;""", canvas_id, *rgb)
+
+
+def errors(driver):
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_console_in_chromium(serving, llama_server, browser, tmp_path):
+    config = ('[agent]\ninterval = "500ms"\n[discovery]\nenabled = false\n[probes]\ninterval = "2s"\n'
+              f'[[targets]]\nname = "llama"\nurl = "{llama_server.url}"\n')
+    running = serving(config, FakeNvml(three_gpus()))
+    url = f"http://127.0.0.1:{running.port}/"
+    wait_until(lambda: running.agent.recorder.store.stats.cycles_written >= 4, 15, what="a few cycles stored")
+    browser.get(url)
+    wait_until(lambda: browser.execute_script("return document.body.dataset.refreshed"), 20, what="the first refresh")
+    browser.save_screenshot(str(tmp_path / "console.png"))
+    assert errors(browser) == []
+    assert browser.find_element("id", "host").text == running.agent.config.hostname
+    assert "GPU 0" in browser.find_element("id", "gpus").text and "lost" in browser.find_element("id", "gpus").text
+    tile = browser.find_element("css selector", '[data-server="llama"]')
+    assert "up" in tile.text and "tiny" in tile.text.lower() or "model" in tile.text
+    assert coloured_pixels(browser, "chart-0") > 10  # GPU utilisation drew its (short) line
+    assert coloured_pixels(browser, "spark-gpu-0") > 5  # and the tile its sparkline
+
+    browser.find_element("css selector", '#ranges button[data-range="86400"]').click()
+    wait_until(lambda: browser.execute_script("return document.body.dataset.charted") == "86400", 20, what="redraw at 24 h")
+    assert browser.find_element("css selector", '#ranges button[data-range="86400"]').get_attribute("aria-pressed") == "true"
+    assert coloured_pixels(browser, "chart-0") > 5
+    browser.find_element("tag name", "body").send_keys("3")  # the keyboard picks 7 d
+    wait_until(lambda: browser.execute_script("return document.body.dataset.charted") == "604800", 20, what="redraw at 7 d")
+
+    refreshes = browser.execute_script("return document.body.dataset.refreshed")
+    llama_server.kill()
+    wait_until(lambda: "down" in browser.find_element("css selector", '[data-server="llama"]').text, 20,
+               what="the killed server shown down")
+    wait_until(lambda: browser.find_elements("css selector", '[data-alert="LlmTargetDown"]'), 20, what="its alert shown")
+    assert browser.execute_script("return document.body.dataset.refreshed") != refreshes
+    browser.save_screenshot(str(tmp_path / "console-down.png"))
+    assert errors(browser) == []
+
+    browser.set_window_size(390, 844)  # a phone
+    browser.get(url)
+    wait_until(lambda: browser.execute_script("return document.body.dataset.refreshed"), 20, what="refresh on a phone")
+    assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+    browser.save_screenshot(str(tmp_path / "console-phone.png"))
+    assert errors(browser) == []
+
+
+def test_console_weighs_little_and_keeps_to_itself(serving):
+    running = serving('[agent]\ninterval = "500ms"\n[discovery]\nenabled = false\n', FakeNvml(three_gpus()))
+    total = 0
+    for path in ("/", "/console.js", "/console.css"):
+        r = requests.get(f"http://127.0.0.1:{running.port}{path}", headers={"Accept-Encoding": "gzip"}, stream=True)
+        body = r.raw.read()
+        assert r.headers["Content-Encoding"] == "gzip" and gzip.decompress(body)
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        total += len(body)
+        text = gzip.decompress(body).decode()
+        assert "http://" not in text.replace("http://127", "") and "https://" not in text.replace("https?:", "")
+    assert total < 150 * 1024
+    state = requests.get(f"http://127.0.0.1:{running.port}/api/v1/console").json()
+    assert state["gpus"][0]["gpu"] == "0" and state["health"]["status"] in ("ok", "degraded")
