@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     stacks.add_argument("--config", metavar="FILE", help="config file (TOML)")
     rel = sub.add_parser("reload", help="ask the running agent to re-read its configuration (SIGHUP)")
     rel.add_argument("--config", metavar="FILE", help="config file (TOML); its state_dir holds the pid file")
+    rep = sub.add_parser("report", help="availability, latency, tokens, GPUs, incidents and cost from the history")
+    rep.add_argument("--config", metavar="FILE", help="config file (TOML); its state_dir holds the history")
+    rep.add_argument("--since", type=_duration_arg, default=7 * 86400.0, metavar="DURATION",
+                     help="the period up to now (default 7d)")
+    rep.add_argument("--from", dest="start", metavar="TIME", help="period start: YYYY-MM-DD[THH:MM], local time")
+    rep.add_argument("--to", dest="end", metavar="TIME", help="period end (default now)")
+    rep.add_argument("--format", choices=("text", "md", "html", "json"), default="text")
+    rep.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     val = cfg_sub.add_parser("validate", help="validate a config file")
@@ -201,7 +209,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "rules" and args.rules_command in ("check", "test"):  # files, no agent config
         return (commands.rules_check if args.rules_command == "check" else commands.rules_test)(args)
     handlers = {"run": cmd_run, "check": cmd_check, "test-alert": commands.test_alert, "stacks": commands.stacks,
-                "reload": commands.reload, "rules": commands.rules_export if args.command == "rules"
+                "reload": commands.reload, "report": commands.report, "rules": commands.rules_export if args.command == "rules"
                 and args.rules_command == "export" else None}
     handler = handlers.get(args.command)
     if handler is None:

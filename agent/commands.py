@@ -1,4 +1,4 @@
-"""The smaller `llm-agent` subcommands: rules export, test-alert, stacks, reload. Each takes
+"""The smaller `llm-agent` subcommands: rules export, test-alert, stacks, reload, report. Each takes
 the parsed arguments and the loaded configuration (cli.main loads it once)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import logging
 import os
 import sys
+from typing import Optional
 
 from .config import Config
 from .statelock import PIDFILE
@@ -141,4 +142,52 @@ def reload(args: argparse.Namespace, config: Config) -> int:
         return 1
     os.kill(pid, signal.SIGHUP)
     print(f"reload requested (pid {pid}); a rejected config is logged and the old one keeps running")
+    return 0
+
+
+def report(args: argparse.Namespace, config: Config) -> int:
+    """`llm-agent report`: read the history file (beside a running agent, read-only) and render."""
+    import sqlite3
+    import time
+    from datetime import datetime
+
+    from .alerting import resolve_state_dir
+    from .report.compute import Period, Reporter
+    from .report.render import render
+    from .tsdb.recorder import retention_of
+    from .tsdb.store import FILE_NAME, HistoryStore
+
+    def when(text: Optional[str], default: float) -> float:
+        if not text:
+            return default
+        try:
+            return datetime.fromisoformat(text).timestamp()
+        except ValueError:
+            raise SystemExit(f"llm-agent report: cannot read {text!r} as a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+
+    now = time.time()
+    end = when(args.end, now)
+    start = when(args.start, end - args.since)
+    if end <= start:
+        print("llm-agent report: the period ends before it starts", file=sys.stderr)
+        return 2
+    path = os.path.join(config.agent.state_dir, FILE_NAME)
+    if not os.path.exists(path):  # the agent fell back to another state directory (not root, say)
+        path = os.path.join(resolve_state_dir(config), FILE_NAME)
+    try:
+        store = HistoryStore(path, retention_of(config), readonly=True)
+    except sqlite3.Error as e:
+        print(f"llm-agent report: {e}", file=sys.stderr)
+        return 2
+    try:
+        doc = Reporter(store, config.slo.availability, config.slo.ttft_seconds, config.hostname).report(Period(start, end))
+    finally:
+        store.close()
+    out = render(doc, args.format)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(out)
+        print(f"llm-agent report: written to {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(out)
     return 0

@@ -28,6 +28,9 @@ from .serve.console import state as console_state
 from .serve.exporter import Exporter
 from .serve.health import health
 from .systemd import Notifier, Watchdog
+from .report.compute import Period, Reporter
+from .report.render import render, summary_lines
+from .report.schedule import ReportScheduler, ScheduledReport, report_doc
 from .tsdb.query import Querier
 from .tsdb.recorder import Recorder, open_store
 from .wiring import CollectorSet
@@ -65,6 +68,33 @@ class Agent:
             self.alerting = Alerting(config, self.state_dir, clock, self.stacks)
         store = open_store(config, self.state_dir, clock) if alerting else None
         self.recorder: Optional[Recorder] = Recorder(store) if store is not None else None
+        self.reports: Optional[ReportScheduler] = None
+        self._configure_reports(config)
+
+    def _configure_reports(self, config: Config) -> None:
+        """[[reports]]: made from the history file, queued in the outbox like a page."""
+        if self.recorder is None or self.alerting is None:
+            return
+        reports = [ScheduledReport(r.name, r.schedule, r.period or r.schedule.default_period(), r.format,
+                                   tuple(r.channels)) for r in config.reports]
+        if self.reports is None:
+            if not reports:
+                return
+            self.reports = ReportScheduler(reports, self.recorder.store.path, self._produce_report, self._deliver_report,
+                                           self.clock)
+        self.reports.reports = reports
+
+    def _produce_report(self, start: float, end: float, fmt: str) -> Tuple[str, str]:
+        assert self.recorder is not None
+        doc = Reporter(self.recorder.store, self.config.slo.availability, self.config.slo.ttft_seconds,
+                       self.config.hostname, self.clock).report(Period(start, end))
+        return "; ".join(summary_lines(doc)), render(doc, fmt)
+
+    def _deliver_report(self, report: ScheduledReport, summary: str, body: str, occurrence: float) -> None:
+        assert self.alerting is not None
+        doc = report_doc(report, summary, body, occurrence, self.config.hostname)
+        for channel in report.channels:
+            self.alerting.outbox.enqueue(channel, doc.fingerprint, "firing", doc.to_json(), self.clock(), occurrence)
 
     def targets(self) -> Tuple[TargetConfig, ...]:
         return self.collectors.targets()
@@ -114,6 +144,8 @@ class Agent:
             except Exception as e:  # history must never stop collection or alerting
                 log.error("history: this cycle not kept: %s: %s", type(e).__name__, str(e)[:300],
                           exc_info=log.isEnabledFor(logging.DEBUG))
+        if self.reports is not None:
+            self.reports.tick()
         self.stats.cycles += 1
         self.stats.last_cycle_seconds = self.monotonic() - start
         return snapshot
@@ -210,6 +242,7 @@ class Agent:
                 self.alerting.configure(new)  # builds everything before it replaces anything
             if self.recorder is not None:
                 self.recorder.configure(new)
+            self._configure_reports(new)
         except ConfigError as e:
             self.reload_ok = False
             log.error("reload rejected, keeping the running configuration:\n%s", e)
@@ -235,6 +268,8 @@ class Agent:
         self.runner.close()
         if self.alerting is not None:
             self.alerting.close(drain)
+        if self.reports is not None:
+            self.reports.close()
         if self.recorder is not None:
             self.recorder.close()
 

@@ -109,3 +109,15 @@ def prometheus(tmp_path):
     make, stop_all = _factory(build, lambda prom: prom.stop())
     yield make
     stop_all()
+
+
+@pytest.fixture
+def utc(monkeypatch):
+    """The host's time zone is UTC for the test (reports and schedules work in local time)."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()

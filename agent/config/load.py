@@ -223,9 +223,10 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
         raise ConfigError([f"{source}:{m.group(1) if m else '?'}: invalid TOML: {e}"]) from None
     val = _Validator(source, text, environ)
     sections = val.table(SCHEMA, raw, ())
-    for section in ("targets", "rules", "notify"):
+    for section in ("targets", "rules", "notify", "reports"):
         _check_unique_names(val, section, sections[section])
     _check_channels(val, sections["notify"])
+    _check_report_channels(val, sections["reports"], sections["notify"])
     _check_disable(val, sections["alerting"]["disable"])
     groups = _rule_files(val, sections["alerting"]["rule_files"] or [], source)
     if not val.problems:
@@ -267,6 +268,20 @@ def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[A
             problem = reach_problem(rule.expr, limit)
             if problem:
                 val.error(("alerting", "rule_files"), f"{rule.where}: {rule.alert or rule.record}: {problem}")
+
+
+def _check_report_channels(val: _Validator, reports: List[Dict[str, Any]], channels: List[Dict[str, Any]]) -> None:
+    """A report goes to chat and webhook channels by name; a pager is for incidents."""
+    kinds = {c["name"]: c["type"] for c in channels}
+    for i, report in enumerate(reports):
+        if not report["channels"]:
+            val.error(("reports", i, "channels"), "name at least one [[notify]] channel")
+        for name in report["channels"] or []:
+            if name not in kinds:
+                val.error(("reports", i, "channels"), f"no [[notify]] channel is named {name!r}")
+            elif kinds[name] not in ("slack", "webhook"):
+                val.error(("reports", i, "channels"), f"{name!r} is a {kinds[name]} channel: reports go to slack or "
+                                                      "webhook channels (a pager is for incidents)")
 
 
 def _check_history_tiers(val: _Validator, history: Dict[str, Any]) -> None:

@@ -212,6 +212,21 @@ class NotifySettings:
     max_age: float = setting("24h", v.positive(v.parse_duration))
 
 
+def _schedule(value: Any) -> Any:
+    from ..report.schedule import parse_schedule
+
+    return parse_schedule(value)  # ValueError names what is wrong
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    name: str = setting(None, v.typed(str), required=True)
+    schedule: Any = setting(None, _schedule, required=True)
+    channels: List[str] = setting(None, v.str_list, required=True)
+    period: float = setting("", lambda x: v.positive(v.parse_duration)(x) if x else 0.0)  # 0: the schedule's
+    format: str = setting("md", v.one_of(("text", "md", "html", "json")))
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
     enabled: bool = setting(True, v.typed(bool))
@@ -317,6 +332,7 @@ class Settings:
     recording_rules: Tuple[RecordingRuleSettings, ...] = array(RecordingRuleSettings)
     inhibit: Tuple[InhibitSettings, ...] = array(InhibitSettings)
     notify: Tuple[NotifySettings, ...] = array(NotifySettings)
+    reports: Tuple[ReportSettings, ...] = array(ReportSettings)
     probes: ProbeSettings = section(ProbeSettings)
     health: HealthSettings = section(HealthSettings)
     slo: SloSettings = section(SloSettings)

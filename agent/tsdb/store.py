@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import queue
 import sqlite3
 import struct
 import threading
@@ -155,7 +156,8 @@ def move_aside(path: str, why: str, clock: Callable[[], float] = time.time) -> s
 
 class HistoryStore:
     def __init__(self, path: str, retention: Retention = Retention(), exclude: Sequence[object] = (),
-                 max_series: int = 20_000, max_disk: int = 0, clock: Callable[[], float] = time.time):
+                 max_series: int = 20_000, max_disk: int = 0, clock: Callable[[], float] = time.time,
+                 readonly: bool = False):
         self.path = path
         self.retention = retention
         self.exclude = tuple(exclude)  # rules.ast.VectorSelector: series never stored
@@ -177,9 +179,12 @@ class HistoryStore:
         self._last_layout_id = 0
         self._last_written = -math.inf
         self._sealer: Optional[threading.Thread] = None
+        self._windows: "queue.Queue[Optional[float]]" = queue.Queue()
+        self._sealed = threading.Event()
+        self._sealing = False
         self._seal_error = ""
         self._seal_db: Optional[sqlite3.Connection] = None
-        self.db = self._open()
+        self.db = self._open_readonly() if readonly else self._open()
         self._load()
 
     # -- opening ---------------------------------------------------------------------------------
@@ -202,6 +207,22 @@ class HistoryStore:
             self.moved_to.append(move_aside(self.path, problem, self.clock))
             self.stats.moved_aside += 1
         raise AssertionError("unreachable")
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """For `llm-agent report` beside a running agent: reads only; a file that is not a
+        store is an error here (the agent, not a reader, moves files aside)."""
+        if not os.path.exists(self.path):
+            raise sqlite3.DatabaseError(f"no history at {self.path} yet: is the agent running with [history] enabled "
+                                        "and this state_dir?")
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
+                             timeout=10)
+        try:
+            app = db.execute("PRAGMA application_id").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise sqlite3.DatabaseError(f"{self.path} is not a history file: {e}") from None
+        if app != APPLICATION_ID or db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"{self.path} is not a history file this llm-agent can read")
+        return db
 
     def _prepare(self, db: sqlite3.Connection) -> str:
         """Set the file up; a reason it is not ours, or ''."""
@@ -403,12 +424,11 @@ class HistoryStore:
         retention runs here. `wait`: seal every complete window now (tests, shutdown)."""
         now = self.clock() if now is None else now
         while True:
-            sealer = self._sealer
-            if sealer is not None:
-                if sealer.is_alive() and not wait:
+            if self._sealing:
+                if not self._sealed.is_set() and not wait:
                     return
-                sealer.join()
-                self._sealer = None
+                self._sealed.wait()
+                self._sealing = False
                 if self._seal_error:
                     self._refused("a sealed window", self._seal_error)
                 else:
@@ -419,17 +439,29 @@ class HistoryStore:
             if window is None:
                 return
             self._seal_error = ""
-            self._sealer = threading.Thread(target=self._seal_in_background, args=(window,),
-                                            name="history-seal", daemon=True)
-            self._sealer.start()
+            self._sealed.clear()
+            self._sealing = True
+            if self._sealer is None:  # one thread for the store's life: a thread per seal fragments the heap
+                self._sealer = threading.Thread(target=self._seal_loop, name="history-seal", daemon=True)
+                self._sealer.start()
+            self._windows.put(window)
             if not wait:
                 return
 
     def settle(self) -> None:
         """Wait for a seal in progress (benchmarks fast-forwarding the clock; shutdown)."""
-        sealer = self._sealer
-        if sealer is not None:
-            sealer.join()
+        if self._sealing:
+            self._sealed.wait()
+
+    def _seal_loop(self) -> None:
+        while True:
+            window = self._windows.get()
+            if window is None:
+                return
+            try:
+                self._seal_in_background(window)
+            finally:
+                self._sealed.set()
 
     def _due_window(self) -> Optional[float]:
         """The oldest window of the head that is complete (the newest write is past it)."""
@@ -663,7 +695,9 @@ class HistoryStore:
 
     def close(self) -> None:
         if self._sealer is not None:
+            self._windows.put(None)
             self._sealer.join()
+            self._sealer = None
         for db in (self.db, self._seal_db):
             try:
                 if db is not None:

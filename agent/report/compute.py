@@ -1,0 +1,276 @@
+"""A report's figures, from the history file: one plain dict (the JSON format; the text,
+Markdown and HTML formats render it).
+
+Availability per target comes from the 1-minute rollups (1-hour ones past their retention):
+a bucket counts as the share of its samples in which the server was up, and as nothing when
+its probe failed in it; downtime is the rest of the covered time. The other figures are PromQL
+over the same store (the agent's own engine): per-day TTFT quantiles from the probe's
+histogram, tokens from the engine-neutral tokens/s gauge, GPU summaries with the rollups'
+max where a peak is asked for. Incidents pair each alert's firing with its resolve in the
+alert history; MTTR is their mean duration, time to page the mean time from pending to firing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..tsdb.query import Querier, QueryError
+from ..tsdb.store import HOUR, MINUTE, RESOLUTION, HistoryStore
+
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class Period:
+    start: float
+    end: float
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+    def previous(self) -> "Period":
+        return Period(self.start - self.seconds, self.start)
+
+
+def local_midnights(period: Period) -> List[float]:
+    """The local midnights that start each day overlapping the period (the host's time zone)."""
+    out = []
+    t = time.localtime(period.start)
+    day = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+    while day < period.end:
+        out.append(day)
+        t = time.localtime(day + 36 * 3600)  # the next day, whatever DST does to its length
+        day = time.mktime((t.tm_year, t.tm_mon, t.tm_mday, 0, 0, 0, 0, 0, -1))
+    return out
+
+
+def _values(result: dict, key: str = "") -> Dict[str, float]:
+    out = {}
+    for r in result["result"] if result["resultType"] == "vector" else []:
+        v = float(r["value"][1])
+        if not math.isnan(v):
+            out[r["metric"].get(key, "") if key else ""] = v
+    return out
+
+
+class Reporter:
+    def __init__(self, store: HistoryStore, slo_availability: float = 0.995, slo_ttft: float = 1.0,
+                 hostname: str = "", clock=time.time):
+        self.store = store
+        self.querier = Querier(store, clock, max_samples=5_000_000, timeout=60)
+        self.slo = slo_availability
+        self.slo_ttft = slo_ttft
+        self.hostname = hostname
+        self.clock = clock
+
+    def _q(self, expr: str, at: float, key: str = "") -> Dict[str, float]:
+        try:
+            return _values(self.querier.instant(expr, at)[0], key)
+        except QueryError:
+            return {}
+
+    def report(self, period: Period) -> dict:
+        figures = self.figures(period)
+        previous = self.headline(period.previous())
+        doc = {"host": self.hostname, "from": period.start, "to": period.end, "generated": self.clock(),
+               "timezone": time.strftime("%Z", time.localtime(period.end)), **figures, "previous": previous}
+        doc["changes"] = self._changes(self._headline_of(figures), previous)
+        doc["recommendations"] = self.recommendations(doc)
+        return doc
+
+    def figures(self, period: Period) -> dict:
+        span = f"{max(int(period.seconds), 60)}s"
+        targets = self.availability(period)
+        restarts = self._q(f"increase(llm_agent_target_restarts_total[{span}])", period.end, "server")
+        ttft = {q: self._q(f"histogram_quantile({q}, sum by (server, le) (increase(llm_agent_probe_ttft_seconds_bucket"
+                           f"[{span}])))", period.end, "server") for q in ("0.5", "0.95")}
+        for t in targets:
+            t["restarts"] = round(restarts.get(t["server"], 0.0))
+            t["ttft_p50"], t["ttft_p95"] = ttft["0.5"].get(t["server"]), ttft["0.95"].get(t["server"])
+        incidents, mttr, to_page = self.incidents(period)
+        return {"targets": targets, "days": self.days(period), "gpus": self.gpus(period), "incidents": incidents,
+                "mttr_seconds": mttr, "time_to_page_seconds": to_page, "cost": self.cost(period)}
+
+    # -- availability ------------------------------------------------------------------------------
+
+    def availability(self, period: Period) -> List[dict]:
+        retention = self.store.retention
+        tier = MINUTE if period.start >= self.clock() - retention.minute else HOUR
+        reader = self.store.reader()
+        up = {i.as_dict.get("server", ""): i for i in reader.find("llm_agent_target_up", (), period.start, period.end)}
+        probes = {i.as_dict.get("server", ""): i for i in reader.find("llm_agent_probe_success", (), period.start, period.end)}
+        ids = [i.id for i in up.values()] + [i.id for i in probes.values()]
+        rollups = reader.rollups(ids, tier, period.start, period.end)
+        bucket = RESOLUTION[tier]
+        out = []
+        for server, info in sorted(up.items()):
+            probe_ok = {p[0] // bucket: p[3] / p[4] for p in rollups.get(probes[server].id, []) if p[4]} \
+                if server in probes else {}
+            covered = available = 0.0
+            for p in rollups[info.id]:
+                share = p[3] / p[4] if p[4] else 0.0  # the share of the bucket's samples in which it was up
+                share = min(share, probe_ok.get(p[0] // bucket, 1.0))  # less the share its probe was failing
+                covered += bucket
+                available += share * bucket
+            ratio = available / covered if covered else None
+            out.append({"server": server, "slo": self.slo, "availability": ratio, "covered_seconds": covered,
+                        "downtime_seconds": covered - available if covered else 0.0,
+                        "met": None if ratio is None else ratio >= self.slo})
+        return out
+
+    # -- per day -----------------------------------------------------------------------------------------
+
+    def days(self, period: Period) -> List[dict]:
+        out = []
+        starts = local_midnights(period)
+        for start, following in zip(starts, starts[1:] + [math.inf]):
+            end = min(following, period.end)
+            begin = max(start, period.start)
+            if end <= begin:
+                continue
+            span = f"{int(end - begin)}s"
+            tps = self._q(f"sum(avg_over_time(llm_agent_generation_tokens_per_second[{span}]))", end)
+            quantiles = {q: self._q(f"histogram_quantile({q}, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket"
+                                    f"[{span}])))", end) for q in ("0.5", "0.95")}
+            cost = self._q(f"sum(avg_over_time(llm_agent_cost_per_hour[{span}]))", end)
+            out.append({"date": time.strftime("%Y-%m-%d", time.localtime(start)), "start": begin, "end": end,
+                        "tokens": tps[""] * (end - begin) if "" in tps else None,
+                        "ttft_p50": quantiles["0.5"].get(""), "ttft_p95": quantiles["0.95"].get(""),
+                        "cost": cost[""] * (end - begin) / 3600 if "" in cost else None})
+        return out
+
+    # -- GPUs ----------------------------------------------------------------------------------------------
+
+    def gpus(self, period: Period) -> List[dict]:
+        span = f"{max(int(period.seconds), 60)}s"
+        figures = {
+            "util_avg": f"avg_over_time(DCGM_FI_DEV_GPU_UTIL[{span}])",
+            "util_max": f"max_over_time(DCGM_FI_DEV_GPU_UTIL[{span}])",
+            "util_peak_hour": f"max_over_time(avg_over_time(DCGM_FI_DEV_GPU_UTIL[1h])[{span}:1h])",
+            "temp_avg": f"avg_over_time(DCGM_FI_DEV_GPU_TEMP[{span}])",
+            "temp_max": f"max_over_time(DCGM_FI_DEV_GPU_TEMP[{span}])",
+            "power_avg": f"avg_over_time(DCGM_FI_DEV_POWER_USAGE[{span}])",
+            "power_max": f"max_over_time(DCGM_FI_DEV_POWER_USAGE[{span}])",
+        }
+        values = {key: self._q(expr, period.end, "gpu") for key, expr in figures.items()}
+        models = {i.as_dict.get("gpu", ""): i.as_dict.get("modelName", "")
+                  for i in self.store.reader().find("DCGM_FI_DEV_GPU_UTIL", (), period.start, period.end)}
+        gpus = sorted(set().union(*values.values()), key=lambda g: (len(g), g))
+        return [{"gpu": g, "model": models.get(g, ""), **{k: values[k].get(g) for k in figures}} for g in gpus]
+
+    # -- incidents -----------------------------------------------------------------------------------------
+
+    def incidents(self, period: Period) -> Tuple[List[dict], Optional[float], Optional[float]]:
+        events = self.store.reader().alert_events(period.start - 30 * DAY, period.end)
+        pending: Dict[str, float] = {}
+        open_: Dict[str, dict] = {}
+        done: List[dict] = []
+        waits: List[float] = []
+        for e in events:
+            fp = e.fingerprint
+            if e.state == "pending":
+                pending[fp] = e.at
+            elif e.state == "firing" and fp not in open_:
+                began = pending.pop(fp, e.at)
+                open_[fp] = {"alertname": e.labels.get("alertname", ""), "severity": e.labels.get("severity", ""),
+                             "labels": e.labels, "summary": e.annotations.get("summary", ""), "start": e.at,
+                             "condition_since": began, "end": None}
+                if e.at >= period.start:
+                    waits.append(e.at - began)
+            elif e.state in ("resolved", "inactive"):
+                pending.pop(fp, None)
+                incident = open_.pop(fp, None)
+                if incident is not None:
+                    incident["end"] = e.at
+                    done.append(incident)
+        done.extend(open_.values())
+        shown = [i for i in done if (i["end"] is None or i["end"] >= period.start) and i["start"] <= period.end]
+        for i in shown:
+            i["duration_seconds"] = (i["end"] if i["end"] is not None else period.end) - i["start"]
+        shown.sort(key=lambda i: i["start"])
+        resolved = [i["duration_seconds"] for i in shown if i["end"] is not None]
+        mttr = sum(resolved) / len(resolved) if resolved else None
+        to_page = sum(waits) / len(waits) if waits else None
+        return shown, mttr, to_page
+
+    # -- cost ----------------------------------------------------------------------------------------------
+
+    def cost(self, period: Period) -> dict:
+        span = f"{max(int(period.seconds), 60)}s"
+        per_hour = self._q(f"avg_over_time(llm_agent_cost_per_hour[{span}])", period.end, "currency")
+        if not per_hour:
+            return {}
+        currency, rate = next(iter(per_hour.items()))
+        total = rate * period.seconds / 3600
+        tps = self._q(f"sum(avg_over_time(llm_agent_generation_tokens_per_second[{span}]))", period.end)
+        tokens = tps.get("", 0.0) * period.seconds
+        projection = self._q("last_over_time(llm_agent_cost_month_projection[1h])", period.end)
+        budget = self._q("last_over_time(llm_agent_cost_month_budget[1h])", period.end)
+        return {"currency": currency, "total": total, "per_day": total / (period.seconds / DAY),
+                "per_1k_tokens": total / tokens * 1000 if tokens > 0 else None,
+                "month_projection": projection.get(""), "month_budget": budget.get(""),
+                "over_budget": (projection.get("", 0.0) > budget[""]) if "" in budget else None}
+
+    # -- the previous period and what follows ------------------------------------------------------------
+
+    def headline(self, period: Period) -> dict:
+        """The few figures compared with the previous period."""
+        if period.end <= self.clock() - max(self.store.retention.minute, self.store.retention.hour):
+            return {}
+        figures = {"targets": self.availability(period), "days": self.days(period), "gpus": self.gpus(period),
+                   "incidents": self.incidents(period)[0], "cost": self.cost(period)}
+        if not any(t["covered_seconds"] for t in figures["targets"]) and not figures["gpus"]:
+            return {}  # nothing stored then: nothing to compare with
+        return self._headline_of(figures)
+
+    @staticmethod
+    def _headline_of(figures: dict) -> dict:
+        tokens = [d["tokens"] for d in figures["days"] if d.get("tokens") is not None]
+        utils = [g["util_avg"] for g in figures["gpus"] if g.get("util_avg") is not None]
+        return {"availability": {t["server"]: t["availability"] for t in figures["targets"]},
+                "tokens": sum(tokens) if tokens else None,
+                "gpu_util_avg": sum(utils) / len(utils) if utils else None,
+                "incidents": len(figures["incidents"]), "cost": figures["cost"].get("total")}
+
+    @staticmethod
+    def _changes(now: dict, before: dict) -> dict:
+        if not before:
+            return {}
+        out: Dict[str, object] = {}
+        for key in ("tokens", "gpu_util_avg", "incidents", "cost"):
+            a, b = now.get(key), before.get(key)
+            if a is not None and b is not None:
+                out[key] = {"now": a, "before": b, "ratio": (a / b - 1) if b else None}
+        out["availability"] = {s: {"now": v, "before": before["availability"].get(s)}
+                               for s, v in now["availability"].items() if before["availability"].get(s) is not None}
+        return out
+
+    def recommendations(self, doc: dict) -> List[str]:
+        out = []
+        for t in doc["targets"]:
+            if t["met"] is False:
+                out.append(f"{t['server']} was available {t['availability'] * 100:.3f}%, under its {t['slo'] * 100:g}% "
+                           f"objective ({t['downtime_seconds'] / 60:.0f} minutes down): see the incidents below.")
+            if t.get("restarts", 0) >= 3:
+                out.append(f"{t['server']} restarted {t['restarts']} times: look for crashes or OOM kills in its journal "
+                           f"(journalctl -u, dmesg).")
+            if t.get("ttft_p95") is not None and t["ttft_p95"] > self.slo_ttft:
+                out.append(f"{t['server']}'s probe time to first token was {t['ttft_p95']:.2f} s at p95, over the "
+                           f"{self.slo_ttft:g} s objective: check load, context size and GPU throttling.")
+        for g in doc["gpus"]:
+            peak = g.get("util_peak_hour")
+            if peak is not None and peak < 30:
+                out.append(f"GPU {g['gpu']} stayed under 30% busy in every hour (peak hour {peak:.0f}%): its model "
+                           "could share a GPU, or the host be smaller.")
+            if g.get("temp_max") is not None and g["temp_max"] >= 85:
+                out.append(f"GPU {g['gpu']} reached {g['temp_max']:.0f} °C: check airflow and fans before it throttles.")
+        cost = doc["cost"]
+        if cost.get("over_budget"):
+            out.append(f"This month is projected at {cost['month_projection']:.2f} {cost['currency']}, over the "
+                       f"{cost['month_budget']:.2f} budget.")
+        return out
+
