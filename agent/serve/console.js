@@ -113,8 +113,10 @@ function drawLines(canvas, series, t0, t1, opts) {
       const t = t0 + (t1 - t0) * i / 3, d = new Date(t * 1000);
       const label = t1 - t0 > 172800 ? d.toLocaleDateString([], {month: "short", day: "numeric"})
         : d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
-      ctx.fillText(label, Math.min(x(t) - (i ? 20 : 0), width - 44), height - 4);
+      ctx.textAlign = i === 0 ? "left" : i === 3 ? "right" : "center";
+      ctx.fillText(label, i === 3 ? width - right : x(t), height - 4);
     }
+    ctx.textAlign = "left";
   }
   series.forEach((s, i) => {
     ctx.strokeStyle = COLOURS[i % COLOURS.length];
