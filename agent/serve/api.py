@@ -10,6 +10,7 @@ a query is CPU in this process, and the cycle comes first.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 import time
@@ -21,6 +22,8 @@ from .. import __version__
 from ..rules.lexer import parse_duration
 from ..tsdb.query import Querier, QueryError
 from ..tsdb.store import AlertEvent
+
+log = logging.getLogger(__name__)
 
 MIN_TIME, MAX_TIME = -9.2e12, 9.2e12  # Prometheus' min and max query times, in seconds
 QUERY_SLOTS = 2
@@ -89,6 +92,13 @@ class QueryAPI:
         except QueryError as e:
             code = {"bad_data": 400, "execution": 422, "timeout": 503, "unavailable": 503}.get(e.kind, 500)
             return code, json.dumps({"status": "error", "errorType": e.kind, "error": str(e)}).encode(), JSON
+        except (RecursionError, MemoryError) as e:  # a query nested or sized to exhaust the process
+            return 422, json.dumps({"status": "error", "errorType": "execution",
+                                    "error": f"query too large to evaluate ({type(e).__name__})"}).encode(), JSON
+        except Exception as e:  # a bug: said as Prometheus says an internal error, logged with its traceback
+            log.error("query API: %s failed: %s: %s", path, type(e).__name__, e, exc_info=True)
+            return 500, json.dumps({"status": "error", "errorType": "internal",
+                                    "error": f"{type(e).__name__}: {e}"}).encode(), JSON
 
     def _route(self, path: str, params: Dict[str, List[str]]) -> Answer:
         now = self.clock()

@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import queue
+from collections import OrderedDict
 import sqlite3
 import struct
 import threading
@@ -162,6 +163,7 @@ class HistoryStore:
         self.retention = retention
         self.exclude = tuple(exclude)  # rules.ast.VectorSelector: series never stored
         self.max_series = max_series
+        self.max_per_name = max(1000, max_series // 4)
         self.max_disk = max_disk
         self.clock = clock
         self.stats = StoreStats()
@@ -170,11 +172,13 @@ class HistoryStore:
         self._lock = threading.Lock()  # the series index, shared with readers
         self._local = threading.local()
         self.series: Dict[int, SeriesInfo] = {}
+        self._per_name: Dict[str, int] = {}  # stored series per metric name: one churning metric cannot take them all
         self._by_key: Dict[Tuple[str, Labels], int] = {}  # (name, sorted labels) -> id
         self._ids: Dict[Tuple[str, Labels], int] = {}  # (name, labels as the collector wrote them) -> id; 0: excluded
         self._layouts: Dict[bytes, int] = {}
         self._layout_ids: Dict[int, array] = {}
-        self._layout_pos: Dict[int, Dict[int, int]] = {}
+        self._layout_pos: "OrderedDict[int, Dict[int, int]]" = OrderedDict()  # a few, built when asked
+        self._pos_lock = threading.Lock()
         self._last_layout: Tuple[int, ...] = ()
         self._last_layout_id = 0
         self._last_written = -math.inf
@@ -256,18 +260,36 @@ class HistoryStore:
             full = _sorted_labels(name, key[1])
             self.series[sid] = SeriesInfo(sid, full, bool(is_counter), first, last, dict(full))
             self._by_key[key] = sid
+            self._per_name[name] = self._per_name.get(name, 0) + 1
         for lid, ids in self.db.execute("SELECT id, ids FROM layouts"):
             self._remember_layout(lid, bytes(ids))
         row = self.db.execute("SELECT t, layout FROM head ORDER BY t DESC LIMIT 1").fetchone()
         if row:
             self._last_written = row[0]
 
+    def positions(self, lid: int) -> Dict[int, int]:
+        """series id -> its place in layout `lid`'s rows ({} for an unknown layout); the last
+        few are kept (any thread)."""
+        with self._pos_lock:
+            found = self._layout_pos.get(lid)
+            if found is not None:
+                self._layout_pos.move_to_end(lid)
+                return found
+        ids = self._layout_ids.get(lid)
+        found = {sid: i for i, sid in enumerate(ids)} if ids is not None else {}
+        with self._pos_lock:
+            self._layout_pos[lid] = found
+            while len(self._layout_pos) > 16:
+                self._layout_pos.popitem(last=False)
+        return found
+
     def _remember_layout(self, lid: int, ids: bytes) -> None:
         arr = array("q")
         arr.frombytes(ids)
         self._layouts[ids] = lid
         self._layout_ids[lid] = arr
-        self._layout_pos[lid] = {sid: i for i, sid in enumerate(arr)}
+        # positions are built when a seal or a read needs them: a churning target makes a new
+        # layout every cycle, and a dict per layout would cost megabytes
 
     # -- writing, every cycle --------------------------------------------------------------------
 
@@ -327,11 +349,13 @@ class HistoryStore:
             as_dict = dict(full)
             if any((sel.name in ("", name)) and matches(sel.matchers, as_dict) for sel in self.exclude):  # type: ignore
                 sid = 0
-            elif len(self.series) >= self.max_series:
+            elif len(self.series) >= self.max_series or self._per_name.get(name, 0) >= self.max_per_name:
                 self.stats.dropped_series += 1
                 if self.stats.dropped_series == 1:
-                    log.warning("history: %d series stored, the [history] max_series; new series are not stored "
-                                "(counted in llm_agent_history_dropped_series_total)", self.max_series)
+                    log.warning("history: %s has reached the series the history keeps (%d in all, %d per metric, from "
+                                "[history] max_series); new series are not stored (counted in "
+                                "llm_agent_disk_history_dropped_series_total; a target churning label values?)",
+                                name, self.max_series, self.max_per_name)
                 return 0  # not remembered as excluded: room may come when old series age out
             else:
                 sid = int(db.execute("INSERT INTO series (name, labels, counter, first, last) VALUES (?, ?, ?, ?, ?)",
@@ -339,6 +363,7 @@ class HistoryStore:
                 with self._lock:
                     self.series[sid] = SeriesInfo(sid, full, is_counter, t, t, as_dict)
                     self._by_key[key] = sid
+                self._per_name[name] = self._per_name.get(name, 0) + 1
         if len(self._ids) > 4 * max(len(self.series), 1000):
             self._ids.clear()  # label orderings and excluded series came and went: start over rather than grow
         self._ids[(name, labels)] = sid
@@ -380,10 +405,12 @@ class HistoryStore:
         with self._lock:
             self.series.clear()
             self._by_key.clear()
+            self._per_name.clear()
         self._ids.clear()
         self._layouts.clear()
         self._layout_ids.clear()
-        self._layout_pos.clear()
+        with self._pos_lock:
+            self._layout_pos.clear()
         self._last_layout, self._last_layout_id = (), 0
         try:
             with self._lock:
@@ -512,7 +539,7 @@ class HistoryStore:
             before = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
             compacted_until = float(done[0]) if done else math.floor(window / CHUNK_SPAN[MINUTE]) * CHUNK_SPAN[MINUTE]
-            series = self._columns(rows, self._layout_pos.get(int(before[0]), {}) if before else {}, plan)
+            series = self._columns(rows, self.positions(int(before[0])) if before else {}, plan)
             minutes: Dict[int, List[rollup.Rollup]] = {}
             for sid, (times_blob, times, column) in series.items():
                 plan.raw.append((sid, codec.encode(times_blob, len(times), [column])))
@@ -547,7 +574,7 @@ class HistoryStore:
                 raise sqlite3.DatabaseError(f"a head row refers to unknown layout {lid}")
             run = len(runs)
             runs.append([r[0] for r in rows[i:j]])
-            pos = self._layout_pos[lid]
+            pos = self.positions(lid)
             for sid in previous:
                 if sid not in pos:
                     parts.setdefault(sid, []).append((-1, b"", rows[i][0]))  # vanished: Prometheus' stale marker
@@ -648,6 +675,7 @@ class HistoryStore:
                     info = self.series.pop(sid, None)
                     if info is not None:
                         name = info.as_dict["__name__"]
+                        self._per_name[name] = self._per_name.get(name, 1) - 1
                         self._by_key.pop((name, tuple(kv for kv in info.labels if kv[0] != "__name__")), None)
             self._ids.clear()
         used = {r[0] for r in db.execute("SELECT DISTINCT layout FROM head")} | {self._last_layout_id}
@@ -659,7 +687,8 @@ class HistoryStore:
             db.executemany("DELETE FROM layouts WHERE id = ?", [(lid,) for lid in unused])
             for lid in unused:
                 self._layouts.pop(self._layout_ids.pop(lid).tobytes(), None)
-                self._layout_pos.pop(lid, None)
+                with self._pos_lock:
+                    self._layout_pos.pop(lid, None)
 
     # -- alert history -----------------------------------------------------------------------------
 
@@ -759,7 +788,7 @@ class Reader:
 
         with self.store._lock:
             infos = list(self.store.series.values())
-        live = self.store._layout_pos.get(self.store._last_layout_id, {})
+        live = self.store.positions(self.store._last_layout_id)
         out = []
         for info in infos:
             if name and info.as_dict.get("__name__") != name:
@@ -839,15 +868,13 @@ class Reader:
 
     def _head(self, db: sqlite3.Connection, out: Dict[int, List[Point]], start: float, end: float) -> None:
         """The unsealed cycles' values of the wanted series, with stale markers where one vanished."""
-        positions = self.store._layout_pos
+        positions = self.store.positions
         sealed = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
-        before = positions.get(int(sealed[0]), {}) if sealed else {}
+        before = positions(int(sealed[0])) if sealed else {}
         present: Dict[int, bool] = {sid: sid in before for sid in out}  # so a series gone at the seal gets its marker
         unpack = struct.Struct("<d").unpack_from
         for t, lid, vals in db.execute("SELECT t, layout, vals FROM head WHERE t <= ? ORDER BY t", (end,)):
-            pos = positions.get(lid)
-            if pos is None:
-                continue
+            pos = positions(lid)
             for sid, points in out.items():
                 i = pos.get(sid)
                 if i is None:

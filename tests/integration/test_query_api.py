@@ -115,6 +115,9 @@ def test_the_api_needs_the_same_basic_auth_as_metrics(serving):
     running = serving(parse_config(config), FakeNvml(three_gpus()), auth=BasicAuth(users))
     url = f"http://127.0.0.1:{running.port}/api/v1/query"
     assert requests.get(url, params={"query": "1"}).status_code == 401
+    for page in ("/", "/console.js", "/api/v1/console", "/api/v1/alerts/history"):  # the console too
+        assert requests.get(f"http://127.0.0.1:{running.port}{page}").status_code == 401
+        assert requests.get(f"http://127.0.0.1:{running.port}{page}", auth=("grafana", "pw")).status_code == 200
     assert requests.get(url, params={"query": "1"}, auth=("grafana", "pw")).status_code == 200
     out = promtool("instant", f"http://grafana:pw@127.0.0.1:{running.port}", "vector(7)")
     assert out.returncode == 0 and "=> 7 @[" in out.stdout
@@ -197,6 +200,37 @@ def test_query_range_matches_prometheus_after_the_store_is_sealed(backfilled):
         _compare(querier, prom, expr, base + 300, base + 1200, 45)
 
 
+# sensor "z" ends on a NaN: a rollup summarises the numbers only, where a raw average turns NaN
+ROLLUP_CASES = ['avg_over_time(temperature_celsius{sensor!="z"}[10m])', "avg_over_time(queue_depth[10m])",
+                "sum(rate(http_requests_total[10m]))", "max_over_time(mem_used_bytes[10m])",
+                'min_over_time(temperature_celsius{sensor!="z"}[10m])', "avg by (gpu) (avg_over_time(mem_used_bytes[10m]))"]
+
+
+def test_rollups_answer_long_range_queries_within_tolerance(backfilled):
+    """Raw samples kept for less than the query's reach: the store answers from its 1-minute
+    rollups (and says so); against Prometheus' raw answer, within 3% (a rollup window and a raw
+    one differ by at most a bucket at each end)."""
+    from agent.tsdb.store import Retention
+
+    base, store, prom = backfilled
+    store.maintain(wait=True)
+    short = Querier(store)
+    store.retention, saved = Retention(raw=60.0), store.retention
+    try:
+        for expr in ROLLUP_CASES:
+            data, warnings = short.range(expr, base + 900, base + 1200, 60)
+            assert warnings and "1-minute rollups" in warnings[0], expr
+            want = _prometheus_range(prom, expr, base + 900, base + 1200, 60)["data"]["result"]
+            mine = {tuple(sorted(r["metric"].items())): r["values"] for r in data["result"]}
+            assert {tuple(sorted(r["metric"].items())) for r in want} == set(mine), expr
+            for r in want:
+                got = mine[tuple(sorted(r["metric"].items()))]
+                for (t1, a), (t2, b) in zip(got, r["values"]):
+                    assert t1 == t2 and math.isclose(float(a), float(b), rel_tol=0.03), (expr, t1, a, b)
+    finally:
+        store.retention = saved
+
+
 # -- live: Prometheus scrapes the agent ---------------------------------------------------------------
 
 LIVE = ["DCGM_FI_DEV_GPU_TEMP", "sum by (gpu) (DCGM_FI_DEV_POWER_USAGE)", "llm_agent_gpu_up == 1",
@@ -243,3 +277,36 @@ def test_a_full_history_file_leaves_alerting_and_delivery_untouched(serving, rec
     wait_until(lambda: hook.alerts("firing"), 10, what="the page")
     assert running.value("llm_agent_disk_history_write_errors_total") >= 1  # as of the cycle before
     assert requests.get(f"http://127.0.0.1:{running.port}/metrics").status_code == 200
+
+
+def test_mutated_queries_never_break_the_api(backfilled, caplog):
+    """The corpus, mutated (characters dropped, swapped, duplicated; parameters garbled): every
+    answer is Prometheus' JSON with success or a client error, never an internal one."""
+    import json
+    import random
+    from urllib.parse import quote
+
+    from agent.serve.api import QueryAPI
+
+    base, store, _ = backfilled
+    api = QueryAPI(Querier(store))
+    rand = random.Random(5)
+    params = ["", "0", "-1", "1e300", "nan", "inf", "2026-13-45T99:99:99Z", "1h", "x", str(base + 600), "0.001"]
+    for i in range(1500):
+        expr = list(rand.choice(CORPUS))
+        for _ in range(rand.randint(0, 3)):
+            k = rand.randrange(len(expr) + 1)
+            expr.insert(k, rand.choice("()[]{}=~!,\"'0123456789.+-*/^%@:#\\ abcxyzsumbyrate\x00\u00e9"))
+            if expr and rand.random() < 0.5:
+                del expr[rand.randrange(len(expr))]
+        query = "".join(expr)
+        path = rand.choice(["/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels",
+                            "/api/v1/label/job/values"])
+        form = {"query": query, "match[]": query, "time": rand.choice(params), "start": rand.choice(params),
+                "end": rand.choice(params), "step": rand.choice(params + ["60", "15s"])}
+        target = path + "?" + "&".join(f"{k}={quote(v)}" for k, v in form.items() if rand.random() < 0.8)
+        code, body, _ = api.handle("GET", target, "", b"")
+        doc = json.loads(body)
+        assert code in (200, 400, 422, 503), (code, target, doc)
+        assert doc["status"] == ("success" if code == 200 else "error")
+    assert "failed" not in caplog.text

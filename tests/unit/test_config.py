@@ -67,6 +67,21 @@ BAD = [
     ('[[notify]]\nname = "p"\ntype = "pagerduty"\n', "agent.toml:1: notify[0].routing_key: a pagerduty channel needs routing_key"),
     ('[[notify]]\nname = "s"\ntype = "slack"\nurl = "not-a-url-sekrit"\n',
      "agent.toml:4: notify[0].url: invalid URL (not shown: secret): expected http(s)://host[:port]/path"),
+    ('[history]\nraw_retention = "10m"\n', "agent.toml:2: history.raw_retention: must be at least 1h, got '10m'"),
+    ('[history]\nmax_disk = "1MiB"\n', "agent.toml:2: history.max_disk: must be at least 64 MiB, got '1MiB'"),
+    ('[history]\nrollup_1h_retention = "2d"\n',
+     "agent.toml:2: history.rollup_1h_retention: must keep at least as long as rollup_1m_retention (30 days), got 2 days"),
+    ('[history]\nexclude = ["rate(x[5m])"]\n',
+     "agent.toml:2: history.exclude: 'rate(x[5m])' is not a series selector such as node_cpu_seconds_total or "
+     '{__name__=~"go_.*"}'),
+    ('[[notify]]\nname = "s"\ntype = "slack"\nurl = "https://hooks.slack.example/x"\n[[reports]]\nname = "w"\n'
+     'schedule = "weekly someday 09:00"\nchannels = ["s"]\n',
+     "agent.toml:7: reports[0].schedule: invalid weekday 'someday' in 'weekly someday 09:00': use mon, tue, wed, thu, "
+     "fri, sat or sun"),
+    ('[[notify]]\nname = "pd"\ntype = "pagerduty"\nrouting_key = "k"\n[[reports]]\nname = "w"\n'
+     'schedule = "daily 08:00"\nchannels = ["pd"]\n',
+     "agent.toml:8: reports[0].channels: 'pd' is a pagerduty channel: reports go to slack or webhook channels (a pager "
+     "is for incidents)"),
     ('[agent\n', "agent.toml:1: invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 7)"),
 ]
 

@@ -161,3 +161,16 @@ def test_the_cli_reports_from_the_state_directory(tmp_path):
                      "--format", "html", "-o", str(out)]) == 0
     assert "99.722%" in out.read_text()
     assert cli.main(["report", "--config", str(config), "--from", "2026-01-04", "--to", "2026-01-01"]) == 2
+
+
+def test_the_cli_says_when_there_is_no_history(tmp_path, capsys):
+    from agent import cli
+
+    config = tmp_path / "agent.toml"
+    config.write_text(f'[agent]\nstate_dir = "{tmp_path}"\n')
+    assert cli.main(["report", "--config", str(config)]) == 2
+    assert "no history at" in capsys.readouterr().err
+    (tmp_path / "history.db").write_text("not a database")
+    assert cli.main(["report", "--config", str(config)]) == 2
+    assert "not a history file" in capsys.readouterr().err
+    assert (tmp_path / "history.db").read_text() == "not a database"  # a reader never moves the agent's file

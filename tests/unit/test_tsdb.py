@@ -270,6 +270,22 @@ def test_excluded_series_are_not_stored_and_max_series_is_counted(tmp_path):
     store.close()
 
 
+def test_a_churning_metric_cannot_starve_the_others(tmp_path):
+    clock = Clock()
+    store = HistoryStore(str(tmp_path / "h.db"), max_series=2000, clock=clock)
+    for i in range(1300):  # a new label value every cycle, each cycle a new layout
+        churn = gauge("churn", "c").add({"id": str(i)}, 1)
+        extra = [churn] + ([gauge("fresh", "f").add({}, 1)] if i >= 1200 else [])
+        store.append(snap(clock.t, {"0": 1.0}, i, extra))
+        store.maintain(clock.t)
+        clock.t += 5
+    names = [info.as_dict["__name__"] for info in store.series.values()]
+    assert names.count("churn") == 1000 and store.stats.dropped_series == 300
+    assert "fresh" in names and "gpu_temp" in names
+    assert len(store._layout_pos) <= 16  # layouts' positions are built when asked, a few kept
+    store.close()
+
+
 def test_a_clock_going_back_writes_nothing_for_those_cycles(store):
     clock = store.test_clock
     assert store.append(snap(clock.t, {"0": 1.0}))
