@@ -292,7 +292,7 @@ def test_mutated_queries_never_break_the_api(backfilled, caplog):
     api = QueryAPI(Querier(store))
     rand = random.Random(5)
     params = ["", "0", "-1", "1e300", "nan", "inf", "2026-13-45T99:99:99Z", "1h", "x", str(base + 600), "0.001"]
-    for i in range(1500):
+    for _ in range(1500):
         expr = list(rand.choice(CORPUS))
         for _ in range(rand.randint(0, 3)):
             k = rand.randrange(len(expr) + 1)
