@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from ..tsdb.query import Querier, QueryError
-from ..tsdb.store import HOUR, MINUTE, RESOLUTION, HistoryStore
+from ..tsdb.store import HistoryStore
+from ..tsdb.tiers import HOUR, MINUTE, RESOLUTION
 
 DAY = 86400.0
 

@@ -21,7 +21,8 @@ from ..rules.evaluator import EvalError, Evaluator, Matrix
 from ..rules.history import LOOKBACK
 from ..rules.parser import parse
 from . import codec, rollup
-from .store import HOUR, MINUTE, RAW, RESOLUTION, HistoryStore, Labels, Point
+from .store import HistoryStore, Labels, Point
+from .tiers import HOUR, MINUTE, RAW, RESOLUTION
 
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
 TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", HOUR: "1-hour rollups"}

@@ -18,7 +18,8 @@ from typing import Callable, Dict, Iterable, List, Optional
 from ..config import Config
 from ..model import MetricFamily, Snapshot, counter, gauge
 from ..rules.parser import parse
-from .store import FILE_NAME, AlertEvent, HistoryStore, Retention
+from .store import FILE_NAME, AlertEvent, HistoryStore
+from .tiers import Retention
 
 log = logging.getLogger(__name__)
 

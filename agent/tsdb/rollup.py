@@ -9,8 +9,14 @@ summarised at query time and merged with what is on disk.
 
 from __future__ import annotations
 
+import logging
 import math
-from typing import Iterable, List, Sequence, Tuple
+from array import array
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+from . import codec
+
+log = logging.getLogger(__name__)
 
 # t (last sample's time), min, max, sum, count, last
 Rollup = Tuple[float, float, float, float, float, float]
@@ -66,3 +72,48 @@ def value_of(point: Rollup, column: str) -> float:
     if column == "avg":
         return point[3] / point[4] if point[4] else math.nan
     return point[1 + COLUMNS.index(column)]
+
+
+def encode_rollups(points: Sequence[Rollup], counter: bool = False) -> bytes:
+    """Rollups as columns last, min, max, sum, count. When they are decimals of one scale,
+    min and max are stored as offsets from last and sum from last * count (small numbers
+    that compress: a third of the size); a counter's sum is not kept (its average in a
+    bucket means nothing; read, it is last * count)."""
+    times = codec.encode_times([round(p[0] * 1000) for p in points])
+    last, low, high, total, count = (array("d", [p[c] for p in points]) for c in (5, 1, 2, 3, 4))
+    scales = [codec.scale_of(c) for c in ((last, low, high) if counter else (last, low, high, total))]
+    if min(scales) < 0 or codec.scale_of(count) != 0:
+        return codec.encode(times, len(points), [last, low, high, total, count])
+    k = max(scales)
+    scale = 10 ** k
+    ints = [round(v * scale) for v in last]
+    counts = [int(c) for c in count]
+    offsets = [codec.encode_offsets([round(v * scale) - m for v, m in zip(col, ints)], k) for col in (low, high)]
+    sums = [0] * len(points) if counter else [round(v * scale) - m * c for v, m, c in zip(total, ints, counts)]
+    return codec.encode(times, len(points), [last, offsets[0], offsets[1], codec.encode_offsets(sums, k), count])
+
+
+def decode_rollups(blob: bytes) -> List[Rollup]:
+    scales: Dict[int, int] = {}
+    times, cols = codec.decode(blob, scales=scales)
+    if len(cols) != 5:
+        raise codec.CorruptChunk("a rollup chunk has five columns")
+    last, low, high, total, count = cols[0], cols[1], cols[2], cols[3], cols[4]
+    if low.typecode == "q":  # offsets from last (and last * count), in the scale the offsets carry
+        if not (low.typecode == high.typecode == total.typecode == "q") or last.typecode != "d":
+            raise codec.CorruptChunk("a rollup chunk mixes offsets and values")
+        scale = 10 ** scales[1]
+        ints = [round(v * scale) for v in last]
+        low = array("d", [(m + o) / scale for m, o in zip(ints, low)])
+        high = array("d", [(m + o) / scale for m, o in zip(ints, high)])
+        total = array("d", [(m * int(c) + o) / scale for m, c, o in zip(ints, count, total)])
+    return list(zip(times, low, high, total, count, last))
+
+
+def decode_or_log(blob: bytes, path: str) -> List[Rollup]:
+    """A rollup chunk's points; a damaged chunk is left out, with an error naming the file."""
+    try:
+        return decode_rollups(blob)
+    except codec.CorruptChunk as e:
+        log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
+        return []

@@ -21,7 +21,9 @@ from agent.model import Snapshot, counter, gauge
 from agent.rules.parser import parse
 from agent.tsdb import codec, rollup
 from agent.tsdb.recorder import Recorder
-from agent.tsdb.store import HOUR, MINUTE, RAW, HistoryStore, Retention, decode_rollups, encode_rollups
+from agent.tsdb.rollup import decode_rollups, encode_rollups
+from agent.tsdb.store import HistoryStore
+from agent.tsdb.tiers import HOUR, MINUTE, RAW, Retention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: windows and hours start on it

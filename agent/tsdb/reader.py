@@ -1,0 +1,138 @@
+"""Reading the history file from any thread: each reader has its own read-only connection,
+and each call reads in one transaction (WAL), so a seal running at the same time is seen
+entirely or not at all. What is not sealed yet is read from the head rows."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+import struct
+from array import array
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from . import codec, rollup
+from .store import AlertEvent, Point, SeriesInfo
+from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
+
+if TYPE_CHECKING:
+    from .store import HistoryStore
+
+log = logging.getLogger(__name__)
+
+
+class Reader:
+    """Reads for one thread. Each public call reads in one transaction, so a seal running at
+    the same time is seen entirely or not at all."""
+
+    def __init__(self, store: HistoryStore):
+        self.store = store
+        uri = f"file:{store.path}?mode=ro" if store.path != ":memory:" else store.path
+        self.db: Optional[sqlite3.Connection] = None
+        self.db = store.db if store.path == ":memory:" else sqlite3.connect(uri, uri=True, check_same_thread=False,
+                                                                            isolation_level=None, timeout=10)
+
+    def find(self, name: str, matchers: Sequence[object], start: float, end: float) -> List[SeriesInfo]:
+        """Stored series matching a selector that have data between start and end."""
+        from ..rules.history import matches
+
+        with self.store._lock:
+            infos = list(self.store.series.values())
+        live = self.store.positions(self.store._last_layout_id)
+        out = []
+        for info in infos:
+            if name and info.as_dict.get("__name__") != name:
+                continue
+            if info.first > end or (info.last < start and info.id not in live and info.last < start - RAW_WINDOW):
+                continue
+            if matches(matchers, info.as_dict):  # type: ignore[arg-type]
+                out.append(info)
+        return out
+
+    def raw(self, ids: Iterable[int], start: float, end: float) -> Dict[int, List[Point]]:
+        """Raw samples (stale markers included) of each series in [start, end]."""
+        wanted = list(ids)
+        out: Dict[int, List[Point]] = {sid: [] for sid in wanted}
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            for sid in wanted:
+                for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
+                                          "AND start <= ? ORDER BY start", (sid, RAW, start - RAW_WINDOW, end)):
+                    times, cols = self._decode(data)
+                    out[sid].extend(p for p in zip(times, cols.get(0, ())) if start <= p[0] <= end)
+            self._head(db, out, start, end)
+        finally:
+            db.execute("COMMIT")
+        return out
+
+    def rollups(self, ids: Iterable[int], tier: int, start: float, end: float) -> Dict[int, List[rollup.Rollup]]:
+        """Rollups of each series in [start, end]. What is not rolled up on disk yet is added
+        here: the head, summarised; for hours, also the 1-minute chunks of the 6-hour span
+        not compacted yet."""
+        wanted = list(ids)
+        out: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
+        recent: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
+        head: Dict[int, List[Point]] = {sid: [] for sid in wanted}
+        res = RESOLUTION[tier]
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
+            compacted_until = float(done[0]) if done else -math.inf
+            for sid in wanted:
+                for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
+                                          "AND start <= ? ORDER BY start", (sid, tier, start - CHUNK_SPAN[tier], end)):
+                    out[sid].extend(p for p in rollup.decode_or_log(data, self.store.path) if start <= p[0] <= end)
+                if tier == HOUR:
+                    for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
+                                              "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):
+                        recent[sid].extend(p for p in rollup.decode_or_log(data, self.store.path) if start <= p[0] <= end)
+            self._head(db, head, start, end)
+        finally:
+            db.execute("COMMIT")
+        for sid in wanted:
+            points = head[sid]
+            extra = rollup.summarise([p[0] for p in points], [p[1] for p in points], res) if points else []
+            if recent[sid] or extra:
+                out[sid] = rollup.merge(out[sid], recent[sid] + extra, res)
+        return out
+
+    def alert_events(self, since: float, until: float, limit: int = 10_000) -> List[AlertEvent]:
+        db = self._db()
+        rows = db.execute("SELECT at, state, fingerprint, labels, annotations, value FROM alert_events "
+                          "WHERE at >= ? AND at <= ? ORDER BY at, rowid LIMIT ?", (since, until, limit)).fetchall()
+        return [AlertEvent(at, state, json.loads(labels), json.loads(ann), math.nan if value is None else value, fp)
+                for at, state, fp, labels, ann, value in rows]
+
+    def _db(self) -> sqlite3.Connection:
+        assert self.db is not None
+        return self.db
+
+    def _decode(self, data: bytes) -> Tuple[List[float], Dict[int, array]]:
+        try:
+            return codec.decode(data)
+        except codec.CorruptChunk as e:
+            log.error("history: a damaged chunk in %s skipped (%s)", self.store.path, e)
+            return [], {}
+
+    def _head(self, db: sqlite3.Connection, out: Dict[int, List[Point]], start: float, end: float) -> None:
+        """The unsealed cycles' values of the wanted series, with stale markers where one vanished."""
+        positions = self.store.positions
+        sealed = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
+        before = positions(int(sealed[0])) if sealed else {}
+        present: Dict[int, bool] = {sid: sid in before for sid in out}  # so a series gone at the seal gets its marker
+        unpack = struct.Struct("<d").unpack_from
+        for t, lid, vals in db.execute("SELECT t, layout, vals FROM head WHERE t <= ? ORDER BY t", (end,)):
+            pos = positions(lid)
+            for sid, points in out.items():
+                i = pos.get(sid)
+                if i is None:
+                    if present.get(sid) and t >= start:
+                        points.append((t, codec.STALE))
+                    present[sid] = False
+                    continue
+                present[sid] = True
+                if t >= start:
+                    points.append((t, unpack(vals, 8 * i)[0]))

@@ -1,0 +1,335 @@
+"""Sealing and retention, the background half of the history file (a mixin of HistoryStore).
+
+Every 30 minutes of data, one thread (the store's for its whole life: a thread per seal
+fragments the heap) reads the window's head rows from a read snapshot, turns them into one
+chunk per series and its 1-minute rollups, and every 6 hours compacts those rollups into one
+chunk per series and rolls them up into hours; then it writes all of it and deletes the head
+rows in one short transaction. The cycle's thread only hands it windows and, once one is
+done, applies retention and the size cap.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import sqlite3
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+
+from . import codec, rollup
+from .rollup import encode_rollups
+from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
+
+if TYPE_CHECKING:
+    from .store import HistoryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _SealPlan:
+    """What one seal writes: computed outside the write lock, applied in one transaction."""
+
+    window: float
+    end: float
+    raw: List[Tuple[int, bytes]] = field(default_factory=list)
+    minute: List[Tuple[int, bytes]] = field(default_factory=list)  # this window's 1-minute rollups
+    compactions: List[float] = field(default_factory=list)  # 6-hour spans made one chunk
+    compacted: List[Tuple[int, float, bytes]] = field(default_factory=list)
+    hour: List[Tuple[int, float, bytes]] = field(default_factory=list)
+    present: List[Tuple[float, int]] = field(default_factory=list)  # (last time, series) seen in the window
+    sealed_layout: Optional[int] = None
+    compacted_until: float = 0.0
+
+
+class Sealer:
+    """A store's sealing, retention and size cap; the thread and its hand-over are its own."""
+
+    def __init__(self, store: "HistoryStore"):
+        self.store = store
+        self._sealer: Optional[threading.Thread] = None
+        self._windows: "queue.Queue[Optional[float]]" = queue.Queue()
+        self._sealed = threading.Event()
+        self._sealing = False
+        self._seal_error = ""
+        self._seal_db: Optional[sqlite3.Connection] = None
+
+    def _enforce_size(self) -> None:
+        """Under max_disk, with room for a seal: past 85% of it in use, the oldest data goes
+        first (a raw window, else a 1-minute span, else a 1-hour one, else the oldest head
+        window), as Prometheus' retention.size drops the oldest block."""
+        if not self.store.max_disk:
+            return
+        page = self.store.db.execute("PRAGMA page_size").fetchone()[0]
+        limit = 0.85 * self.store.max_disk / page
+        for _ in range(100):
+            used = self.store.db.execute("PRAGMA page_count").fetchone()[0] - self.store.db.execute("PRAGMA freelist_count").fetchone()[0]
+            if used <= limit or not self.store._write("a size trim", self._drop_oldest):
+                return
+            self.store.stats.trimmed_for_size += 1
+
+    def _drop_oldest(self, db: sqlite3.Connection) -> None:
+        for tier in (RAW, MINUTE, HOUR):
+            row = db.execute("SELECT MIN(start) FROM chunks WHERE tier = ?", (tier,)).fetchone()
+            if row and row[0] is not None:
+                db.execute("DELETE FROM chunks WHERE tier = ? AND start < ?", (tier, row[0] + CHUNK_SPAN[tier]))
+                return
+        row = db.execute("SELECT MIN(t) FROM head").fetchone()
+        if row and row[0] is not None:
+            db.execute("DELETE FROM head WHERE t < ?", (math.floor(row[0] / RAW_WINDOW) * RAW_WINDOW + RAW_WINDOW,))
+
+    # -- sealing and retention ----------------------------------------------------------------------
+
+    def maintain(self, now: Optional[float] = None, wait: bool = False) -> None:
+        """Called after each cycle; does nothing most cycles. When a 30-minute window of the
+        head is complete, a background thread seals it (the CPU-heavy part reads and computes
+        outside any write lock, then writes in one short transaction); once it is done,
+        retention runs here. `wait`: seal every complete window now (tests, shutdown)."""
+        now = self.store.clock() if now is None else now
+        while True:
+            if self._sealing:
+                if not self._sealed.is_set() and not wait:
+                    return
+                self._sealed.wait()
+                self._sealing = False
+                if self._seal_error:
+                    self.store._refused("a sealed window", self._seal_error)
+                else:
+                    self.store._accepted("a sealed window")
+                    self.store._write("retention", lambda db: self._expire(db, now))
+                self._enforce_size()
+            window = self._due_window()
+            if window is None:
+                return
+            self._seal_error = ""
+            self._sealed.clear()
+            self._sealing = True
+            if self._sealer is None:  # one thread for the store's life: a thread per seal fragments the heap
+                self._sealer = threading.Thread(target=self._seal_loop, name="history-seal", daemon=True)
+                self._sealer.start()
+            self._windows.put(window)
+            if not wait:
+                return
+
+    def settle(self) -> None:
+        """Wait for a seal in progress (benchmarks fast-forwarding the clock; shutdown)."""
+        if self._sealing:
+            self._sealed.wait()
+
+    def _seal_loop(self) -> None:
+        while True:
+            window = self._windows.get()
+            if window is None:
+                return
+            try:
+                self._seal_in_background(window)
+            finally:
+                self._sealed.set()
+
+    def _due_window(self) -> Optional[float]:
+        """The oldest window of the head that is complete (the newest write is past it)."""
+        if self.store._last_written <= 0:
+            return None
+        row = self.store.db.execute("SELECT MIN(t) FROM head").fetchone()
+        if not row or row[0] is None:
+            return None
+        window = math.floor(row[0] / RAW_WINDOW) * RAW_WINDOW
+        return window if window + RAW_WINDOW <= self.store._last_written else None
+
+    def _seal_in_background(self, window: float) -> None:
+        started = time.thread_time()
+        try:
+            if self._seal_db is None:  # its own connection: reads and computes while the cycle writes
+                self._seal_db = sqlite3.connect(self.store.path, check_same_thread=False, isolation_level=None, timeout=30)
+                self.store._limit(self._seal_db)
+            db = self._seal_db
+            plan = self._plan_seal(db, window)
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._apply_seal(db, plan)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            with self.store._lock:
+                for t_last, sid in plan.present:
+                    info = self.store.series.get(sid)
+                    if info is not None:
+                        info.last = t_last
+            self.store.stats.seals += 1
+        except (sqlite3.Error, codec.CorruptChunk) as e:
+            self._seal_error = str(e) or type(e).__name__
+        except Exception as e:  # a bug must not kill the thread silently: reported by maintain()
+            self._seal_error = f"{type(e).__name__}: {e}"
+        finally:
+            self.store.stats.seal_seconds += time.thread_time() - started
+
+    def _plan_seal(self, db: sqlite3.Connection, window: float) -> "_SealPlan":
+        """Everything the seal of `window` writes, computed from a read snapshot (no lock held)."""
+        end = window + RAW_WINDOW
+        plan = _SealPlan(window, end)
+        db.execute("BEGIN")
+        try:
+            rows = db.execute("SELECT t, layout, vals FROM head WHERE t < ? ORDER BY t", (end,)).fetchall()
+            before = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
+            done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
+            compacted_until = float(done[0]) if done else math.floor(window / CHUNK_SPAN[MINUTE]) * CHUNK_SPAN[MINUTE]
+            series = self._columns(rows, self.store.positions(int(before[0])) if before else {}, plan)
+            minutes: Dict[int, List[rollup.Rollup]] = {}
+            for sid, (times_blob, times, column) in series.items():
+                plan.raw.append((sid, codec.encode(times_blob, len(times), [column])))
+                points = rollup.summarise(times, column, RESOLUTION[MINUTE])
+                if points:
+                    minutes[sid] = points
+                    plan.minute.append((sid, encode_rollups(points, self._counter(sid))))
+            span = CHUNK_SPAN[MINUTE]
+            start = compacted_until
+            while start + span <= end:  # every 6-hour span that is complete: compacted, and its hours rolled up
+                self._plan_compaction(db, plan, start, minutes)
+                start += span
+            plan.compacted_until = start
+        finally:
+            db.execute("COMMIT")
+        return plan
+
+    def _columns(self, rows: list, previous: Dict[int, int], plan: "_SealPlan"
+                 ) -> Dict[int, Tuple[bytes, List[float], array]]:
+        """Each series' samples in the window: (encoded times, times, values), with a stale
+        marker where a series vanished from one cycle to the next."""
+        parts: Dict[int, List[Tuple[int, bytes, float]]] = {}  # series -> [(run, column, 0) | (-1, b"", stale time)]
+        runs: List[List[float]] = []
+        i = 0
+        while i < len(rows):
+            lid = rows[i][1]
+            j = i
+            while j < len(rows) and rows[j][1] == lid:
+                j += 1
+            ids = self.store._layout_ids.get(lid)
+            if ids is None:
+                raise sqlite3.DatabaseError(f"a head row refers to unknown layout {lid}")
+            run = len(runs)
+            runs.append([r[0] for r in rows[i:j]])
+            pos = self.store.positions(lid)
+            for sid in previous:
+                if sid not in pos:
+                    parts.setdefault(sid, []).append((-1, b"", rows[i][0]))  # vanished: Prometheus' stale marker
+            width = len(ids)
+            if width:
+                matrix = memoryview(b"".join(r[2] for r in rows[i:j])).cast("d")
+                if len(matrix) != width * (j - i):
+                    raise sqlite3.DatabaseError("a head row's length does not match its layout")
+                for k, sid in enumerate(ids):
+                    parts.setdefault(sid, []).append((run, matrix[k::width].tobytes(), 0.0))
+            previous = pos
+            plan.sealed_layout = lid
+            i = j
+        out: Dict[int, Tuple[bytes, List[float], array]] = {}
+        times_cache: Dict[tuple, Tuple[bytes, List[float]]] = {}
+        for sid, pieces in parts.items():
+            shape = tuple((p[0], p[2]) for p in pieces)
+            cached = times_cache.get(shape)
+            if cached is None:
+                times: List[float] = []
+                for p in pieces:
+                    times.extend(runs[p[0]] if p[0] >= 0 else [p[2]])
+                cached = times_cache[shape] = (codec.encode_times([round(x * 1000) for x in times]), times)
+            column = array("d")
+            column.frombytes(b"".join(p[1] if p[0] >= 0 else codec.STALE_BYTES for p in pieces))
+            out[sid] = (cached[0], cached[1], column)
+            if pieces[-1][0] >= 0:
+                plan.present.append((runs[pieces[-1][0]][-1], sid))
+        return out
+
+    def _plan_compaction(self, db: sqlite3.Connection, plan: "_SealPlan", span_start: float,
+                         new_minutes: Dict[int, List[rollup.Rollup]]) -> None:
+        """The 6-hour span's 1-minute chunks as one, and its hours merged into the 10-day chunks."""
+        span_end = span_start + CHUNK_SPAN[MINUTE]
+        plan.compactions.append(span_start)
+        hour_span = CHUNK_SPAN[HOUR]
+        key = math.floor(span_start / hour_span) * hour_span
+        new = new_minutes if span_start <= plan.window < span_end else {}
+        ids = {r[0] for r in db.execute("SELECT DISTINCT series FROM chunks WHERE tier = ? AND start >= ? AND start < ?",
+                                        (MINUTE, span_start, span_end))} | set(new)
+        for sid in sorted(ids):  # one series at a time: memory stays that of one series' span
+            points: List[rollup.Rollup] = []
+            for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? AND start < ? "
+                                      "ORDER BY start", (sid, MINUTE, span_start, span_end)):
+                points.extend(rollup.decode_or_log(data, self.store.path))
+            points.extend(new.get(sid, ()))
+            points.sort(key=lambda p: p[0])
+            counter = self._counter(sid)
+            plan.compacted.append((sid, span_start, encode_rollups(points, counter)))
+            hours = rollup.merge([], points, RESOLUTION[HOUR])
+            row = db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start = ?",
+                             (sid, HOUR, key)).fetchone()
+            old = rollup.decode_or_log(row[0], self.store.path) if row else []
+            plan.hour.append((sid, key, encode_rollups(rollup.merge(old, hours, RESOLUTION[HOUR]), counter)))
+
+    def _counter(self, sid: int) -> bool:
+        info = self.store.series.get(sid)
+        return info is not None and info.counter
+
+    def close(self) -> None:
+        if self._sealer is not None:
+            self._windows.put(None)
+            self._sealer.join()
+            self._sealer = None
+        if self._seal_db is not None:
+            try:
+                self._seal_db.close()
+            except sqlite3.Error:
+                pass
+
+    def _apply_seal(self, db: sqlite3.Connection, plan: "_SealPlan") -> None:
+        db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
+                       [(sid, RAW, plan.window, blob) for sid, blob in plan.raw])
+        db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
+                       [(sid, MINUTE, plan.window, blob) for sid, blob in plan.minute])
+        for span_start in plan.compactions:
+            db.execute("DELETE FROM chunks WHERE tier = ? AND start >= ? AND start < ?",
+                       (MINUTE, span_start, span_start + CHUNK_SPAN[MINUTE]))
+        db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
+                       [(sid, MINUTE, start, blob) for sid, start, blob in plan.compacted])
+        db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
+                       [(sid, HOUR, start, blob) for sid, start, blob in plan.hour])
+        db.executemany("UPDATE series SET last = ? WHERE id = ?", plan.present)
+        db.execute("DELETE FROM head WHERE t < ?", (plan.end,))
+        meta = [("compacted_until", repr(plan.compacted_until))]
+        if plan.sealed_layout is not None:
+            meta.append(("sealed_layout", str(plan.sealed_layout)))
+        db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
+
+    def _expire(self, db: sqlite3.Connection, now: float) -> None:
+        """Retention, and forgetting series and layouts nothing refers to (main thread)."""
+        for tier in (RAW, MINUTE, HOUR):
+            db.execute("DELETE FROM chunks WHERE tier = ? AND start < ?",
+                       (tier, now - self.store.retention.of(tier) - CHUNK_SPAN[tier]))
+        db.execute("DELETE FROM alert_events WHERE at < ?", (now - self.store.retention.alerts,))
+        horizon = now - max(self.store.retention.raw, self.store.retention.minute, self.store.retention.hour)
+        gone = [r[0] for r in db.execute("SELECT id FROM series WHERE last < ?", (horizon,))]
+        if gone:
+            db.executemany("DELETE FROM series WHERE id = ?", [(sid,) for sid in gone])
+            with self.store._lock:
+                for sid in gone:
+                    info = self.store.series.pop(sid, None)
+                    if info is not None:
+                        name = info.as_dict["__name__"]
+                        self.store._per_name[name] = self.store._per_name.get(name, 1) - 1
+                        self.store._by_key.pop((name, tuple(kv for kv in info.labels if kv[0] != "__name__")), None)
+            self.store._ids.clear()
+        used = {r[0] for r in db.execute("SELECT DISTINCT layout FROM head")} | {self.store._last_layout_id}
+        sealed = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
+        if sealed:
+            used.add(int(sealed[0]))
+        unused = [lid for lid in self.store._layout_ids if lid not in used]
+        if unused:
+            db.executemany("DELETE FROM layouts WHERE id = ?", [(lid,) for lid in unused])
+            for lid in unused:
+                self.store._layouts.pop(self.store._layout_ids.pop(lid).tobytes(), None)
+                with self.store._pos_lock:
+                    self.store._layout_pos.pop(lid, None)
