@@ -67,14 +67,18 @@ class Reporter:
         self.slo_ttft = slo_ttft
         self.hostname = hostname
         self.clock = clock
+        self._tier: Optional[int] = None
 
     def _q(self, expr: str, at: float, key: str = "") -> Dict[str, float]:
         try:
-            return _values(self.querier.instant(expr, at)[0], key)
+            return _values(self.querier.instant(expr, at, self._tier)[0], key)
         except QueryError:
             return {}
 
     def report(self, period: Period) -> dict:
+        # a period of days reads the 1-hour rollups: the figures are per day or per period, and
+        # minutes would be 60 times the samples for the same numbers (availability keeps minutes)
+        self._tier = HOUR if period.seconds >= 2 * DAY else None
         figures = self.figures(period)
         previous = self.headline(period.previous())
         doc = {"host": self.hostname, "from": period.start, "to": period.end, "generated": self.clock(),
@@ -126,23 +130,34 @@ class Reporter:
     # -- per day -----------------------------------------------------------------------------------------
 
     def days(self, period: Period) -> List[dict]:
-        out = []
+        """Per local day. Days of one length (all of them, but for DST and the period's ends)
+        are evaluated together: each figure's samples are loaded once, not once a day."""
+        days = []
         starts = local_midnights(period)
         for start, following in zip(starts, starts[1:] + [math.inf]):
-            end = min(following, period.end)
-            begin = max(start, period.start)
-            if end <= begin:
-                continue
-            span = f"{int(end - begin)}s"
-            tps = self._q(f"sum(avg_over_time(llm_agent_generation_tokens_per_second[{span}]))", end)
-            quantiles = {q: self._q(f"histogram_quantile({q}, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket"
-                                    f"[{span}])))", end) for q in ("0.5", "0.95")}
-            cost = self._q(f"sum(avg_over_time(llm_agent_cost_per_hour[{span}]))", end)
-            out.append({"date": time.strftime("%Y-%m-%d", time.localtime(start)), "start": begin, "end": end,
-                        "tokens": tps[""] * (end - begin) if "" in tps else None,
-                        "ttft_p50": quantiles["0.5"].get(""), "ttft_p95": quantiles["0.95"].get(""),
-                        "cost": cost[""] * (end - begin) / 3600 if "" in cost else None})
-        return out
+            end, begin = min(following, period.end), max(start, period.start)
+            if end > begin:
+                days.append({"date": time.strftime("%Y-%m-%d", time.localtime(start)), "start": begin, "end": end})
+        figures = {"tps": "sum(avg_over_time(llm_agent_generation_tokens_per_second[{span}]))",
+                   "p50": "histogram_quantile(0.5, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket[{span}])))",
+                   "p95": "histogram_quantile(0.95, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket[{span}])))",
+                   "cost": "sum(avg_over_time(llm_agent_cost_per_hour[{span}]))"}
+        by_length: Dict[int, List[dict]] = {}
+        for day in days:
+            by_length.setdefault(int(day["end"] - day["start"]), []).append(day)
+        for seconds, group in by_length.items():
+            for key, expr in figures.items():
+                try:
+                    results = self.querier.instant_at(expr.format(span=f"{seconds}s"), [d["end"] for d in group],
+                                                      self._tier)
+                except QueryError:
+                    results = [{"resultType": "vector", "result": []}] * len(group)
+                for day, result in zip(group, results):
+                    day[key] = _values(result).get("")
+        return [{"date": d["date"], "start": d["start"], "end": d["end"],
+                 "tokens": d["tps"] * (d["end"] - d["start"]) if d["tps"] is not None else None,
+                 "ttft_p50": d["p50"], "ttft_p95": d["p95"],
+                 "cost": d["cost"] * (d["end"] - d["start"]) / 3600 if d["cost"] is not None else None} for d in days]
 
     # -- GPUs ----------------------------------------------------------------------------------------------
 

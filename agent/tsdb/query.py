@@ -116,14 +116,18 @@ class Querier:
                 tier = coarser
         return tier
 
-    def load(self, node: object, start: float, end: float, step: float) -> Tuple[Loaded, List[str]]:
+    def load(self, node: object, start: float, end: float, step: float,
+             tier: Optional[int] = None) -> Tuple[Loaded, List[str]]:
+        """The samples `node` reads to be evaluated from start to end, from `tier` (a report
+        asking for hours) or the tier the window and step call for."""
         now = self.clock()
         pairs = selectors(node)
         reach = max((r for _, r in pairs), default=0.0)
         longest = max(self.store.retention.raw, self.store.retention.minute, self.store.retention.hour)
         earliest = max(start - reach - LOOKBACK, now - longest) if math.isfinite(reach) else now - longest
         min_range = _min_range(node)
-        tier = self.choose_tier(earliest, step, min_range, now)
+        if tier is None:
+            tier = self.choose_tier(earliest, step, min_range, now)
         warnings: List[str] = []
         lookback = LOOKBACK
         if tier != RAW:
@@ -162,18 +166,31 @@ class Querier:
             loaded.put(sel, series)
         return loaded, warnings
 
-    def instant(self, text: str, t: float) -> Tuple[dict, List[str]]:
+    def instant_at(self, text: str, times: Sequence[float], tier: Optional[int] = None) -> List[dict]:
+        """The instant query at each of `times`, its samples loaded once (a report's days)."""
         node = _parse(text)
-        loaded, warnings = self.load(node, t, t, 0.0)
+        if not times:
+            return []
+        ordered = sorted(times)
+        gaps = [b - a for a, b in zip(ordered, ordered[1:])]
+        loaded, _ = self.load(node, ordered[0], ordered[-1], min(gaps) if gaps else 0.0, tier)
+        return [self._instant_result(node, loaded, t) for t in times]
+
+    def instant(self, text: str, t: float, tier: Optional[int] = None) -> Tuple[dict, List[str]]:
+        node = _parse(text)
+        loaded, warnings = self.load(node, t, t, 0.0, tier)
+        return self._instant_result(node, loaded, t), warnings
+
+    def _instant_result(self, node: object, loaded: Loaded, t: float) -> dict:
         value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t), node, t)
         if isinstance(value, Matrix):
-            return {"resultType": "matrix", "result": [_series(labels, pts) for labels, pts in value]}, warnings
+            return {"resultType": "matrix", "result": [_series(labels, pts) for labels, pts in value]}
         if isinstance(value, float):
-            return {"resultType": "scalar", "result": [_ts(t), format_value(value)]}, warnings
+            return {"resultType": "scalar", "result": [_ts(t), format_value(value)]}
         if isinstance(value, str):
-            return {"resultType": "string", "result": [_ts(t), value]}, warnings
+            return {"resultType": "string", "result": [_ts(t), value]}
         return {"resultType": "vector", "result": [{"metric": dict(labels), "value": [_ts(t), format_value(v)]}
-                                                   for labels, v in value]}, warnings
+                                                   for labels, v in value]}
 
     def range(self, text: str, start: float, end: float, step: float) -> Tuple[dict, List[str]]:
         if end < start:

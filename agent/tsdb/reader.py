@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from bisect import bisect_left
 import math
 import sqlite3
 import struct
@@ -96,7 +97,12 @@ class Reader:
             points = head[sid]
             extra = rollup.summarise([p[0] for p in points], [p[1] for p in points], res) if points else []
             if recent[sid] or extra:
-                out[sid] = rollup.merge(out[sid], recent[sid] + extra, res)
+                newer = recent[sid] + extra
+                # only the stored points from the first new bucket on can share a bucket with them
+                first = math.floor(min(p[0] for p in newer) / res) * res
+                stored = out[sid]
+                cut = bisect_left(stored, (first,))
+                out[sid] = stored[:cut] + rollup.merge(stored[cut:], newer, res)
         return out
 
     def alert_events(self, since: float, until: float, limit: int = 10_000) -> List[AlertEvent]:
