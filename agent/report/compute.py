@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..tsdb.query import Querier, QueryError
 from ..tsdb.store import HistoryStore
@@ -132,7 +132,7 @@ class Reporter:
     def days(self, period: Period) -> List[dict]:
         """Per local day. Days of one length (all of them, but for DST and the period's ends)
         are evaluated together: each figure's samples are loaded once, not once a day."""
-        days = []
+        days: List[Dict[str, Any]] = []
         starts = local_midnights(period)
         for start, following in zip(starts, starts[1:] + [math.inf]):
             end, begin = min(following, period.end), max(start, period.start)
