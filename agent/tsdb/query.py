@@ -209,18 +209,17 @@ class Querier:
         deadline = time.monotonic() + self.timeout
         series: Dict[Labels, List[Point]] = {}
         cache: Dict[tuple, tuple] = {}
-        steps = int(round((end - start) / step)) + 1
-        for k in range(steps):
-            t = start + k * step
-            if t > end + 1e-9:
-                break
+        # in integer milliseconds, as Prometheus steps: the same evaluation times, to the millisecond
+        start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), max(1, round(step * 1000))
+        for t_ms in range(start_ms, end_ms + 1, step_ms):
+            t = t_ms / 1000.0
             if time.monotonic() > deadline:
                 raise QueryError("timeout", f"query timed out in expression evaluation (after {self.timeout:g}s)")
             cache.clear()
             value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end), node, t)
             for labels, v in ([((), value)] if isinstance(value, float) else value):
                 series.setdefault(labels, []).append((t, v))
-        if isinstance(node, object) and getattr(node, "type", "") == "scalar":
+        if getattr(node, "type", "") == "scalar":
             result = [_series((), series.get((), []))]
         else:
             result = [_series(labels, pts) for labels, pts in sorted(series.items())]

@@ -241,28 +241,49 @@ LIVE = ["DCGM_FI_DEV_GPU_TEMP", "sum by (gpu) (DCGM_FI_DEV_POWER_USAGE)", "llm_a
 
 
 def _without_target(results):
-    """Series by labels, less the job and instance labels Prometheus adds when it scrapes."""
-    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("job", "instance"))): r["value"][1]
-            for r in results}
+    """Series by labels (less the job and instance labels Prometheus adds when it scrapes) ->
+    their values."""
+    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("job", "instance"))):
+            [v for _, v in r["values"]] for r in results}
 
 
 def test_prometheus_scraping_the_agent_and_the_agent_agree(serving, prometheus):
+    """Both answer the same query_range over the agent's API and Prometheus', at times 1.2 s
+    after each of the agent's cycles (every 2 s; Prometheus scrapes every 0.5 s), while the
+    GPUs' readings change all the time: at each step both hold that cycle's values."""
+    import itertools
+    import threading
+
+    gpus = three_gpus()
     config = AGENT_CONFIG.replace('"250ms"', '"2s"')
-    running = serving(config, FakeNvml(three_gpus()))
-    prom = prometheus([f"127.0.0.1:{running.port}"], interval="500ms")
-    wait_until(lambda: prom.query("count(DCGM_FI_DEV_GPU_TEMP)"), 30, what="Prometheus's first scrapes")
-    time.sleep(7)
-    written = running.agent.recorder.store
-    sid = next(iter(written.series))
-    cycles = sorted(t for t, _ in written.reader().raw([sid], 0, time.time())[sid])
-    # query times 1.2 s after each cycle: both have that cycle's values (scrapes every 0.5 s)
-    times = [t + 1.2 for t in cycles[-3:-1]]
-    querier = Querier(written)
-    for expr in LIVE:
-        for t in times:
-            mine = querier.instant(expr, t)[0]["result"]
-            theirs = prom.query(expr, t)
-            assert _without_target(mine) == _without_target(theirs), f"{expr} at {t}"
+    running = serving(config, FakeNvml(gpus))
+    stop = threading.Event()
+
+    def vary():
+        for n in itertools.count():
+            if stop.wait(0.3):
+                return
+            gpus[0].temp, gpus[1].power_mw = 40 + n % 17, 200_000 + 1_000 * (n % 50)
+
+    threading.Thread(target=vary, daemon=True).start()
+    try:
+        prom = prometheus([f"127.0.0.1:{running.port}"], interval="500ms")
+        wait_until(lambda: prom.query("count(DCGM_FI_DEV_GPU_TEMP)"), 30, what="Prometheus's first scrapes")
+        time.sleep(11)
+        written = running.agent.recorder.store
+        sid = next(iter(written.series))
+        cycles = sorted(t for t, v in written.reader().raw([sid], 0, time.time())[sid])[-5:-1]
+        step = round((cycles[-1] - cycles[0]) / (len(cycles) - 1), 3)
+        assert abs(step - 2.0) < 0.05
+        params = {"start": repr(cycles[0] + 1.2), "end": repr(cycles[-1] + 1.2), "step": repr(step)}
+        for expr in LIVE:
+            mine = requests.get(f"http://127.0.0.1:{running.port}/api/v1/query_range",
+                                params={"query": expr, **params}, timeout=10).json()["data"]["result"]
+            theirs = _prometheus_range(prom, expr, float(params["start"]), float(params["end"]), step)["data"]["result"]
+            assert _without_target(mine) == _without_target(theirs), expr
+            assert all(len(r["values"]) == len(cycles) for r in mine), expr
+    finally:
+        stop.set()
 
 
 # -- a full history file ----------------------------------------------------------------------------------
