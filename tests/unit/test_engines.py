@@ -100,3 +100,19 @@ def test_the_deriver_reads_every_source_family():
 def test_a_bad_table_row_is_named(text, says):
     with pytest.raises(ValueError, match=says):
         parse_table(text)
+
+
+def test_every_default_rule_has_its_inputs_from_every_engine():
+    """A default rule that reads a neutral series finds it whatever engine the server runs."""
+    from agent.config import default_config
+    from agent.rules.ast import selectors
+    from agent.rules.loader import load_rules
+
+    neutral_names = {row.name for row in load_table()}
+    read = {sel.name for rule in load_rules(default_config()).alerts for sel, _ in selectors(rule.expr)}
+    wanted = read & neutral_names
+    assert wanted >= {"llm_agent_requests_running", "llm_agent_requests_waiting"}
+    assert not {n for n in read if n.startswith(("llamacpp:", "vllm:", "sglang:", "tgi_"))}  # no engine's own names
+    for fixture in ("llamacpp/metrics.txt", "vllm/metrics.txt", "sglang/metrics.txt", "tgi/metrics.txt"):
+        produced = {f.name for f in neutral_families(view_of(fixture, "s"), load_table())}
+        assert wanted <= produced, (fixture, wanted - produced)
