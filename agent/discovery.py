@@ -1,7 +1,8 @@
 """Find inference servers on this host when no targets are configured.
 
-llama-server, vLLM and SGLang processes are recognised from their command lines (psutil);
-their address comes from `--host`/`--port` (or llama-server's LLAMA_ARG_HOST/PORT), with
+llama-server, vLLM, SGLang, TGI (text-generation-launcher) and `ollama serve` processes are
+recognised from their command lines (psutil); their address comes from `--host`/`--port` (or
+llama-server's LLAMA_ARG_HOST/PORT, Ollama's OLLAMA_HOST), with
 each server's default port otherwise. `parse_server_cmdline()` is pure and table-tested.
 """
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Found:
     kind: str  # llamacpp | openmetrics
-    flavour: str  # llama-server | vllm | sglang
+    flavour: str  # llama-server | vllm | sglang | tgi | ollama
     host: str
     port: int
     pid: int = 0
@@ -31,6 +32,8 @@ class Found:
 _LLAMA = ("llama-server", "llamacpp", 8080)
 _VLLM = ("vllm", "openmetrics", 8000)
 _SGLANG = ("sglang", "openmetrics", 30000)
+_TGI = ("tgi", "openmetrics", 3000)  # text-generation-launcher's default --port
+_OLLAMA = ("ollama", "ollama", 11434)
 
 
 def _flavour(argv: Sequence[str]) -> Optional[Tuple[str, str, int]]:
@@ -46,7 +49,23 @@ def _flavour(argv: Sequence[str]) -> Optional[Tuple[str, str, int]]:
         return _SGLANG
     if exe.startswith("python") and len(argv) > 1 and os.path.basename(argv[1]) in ("vllm",):
         return _VLLM
+    if exe == "text-generation-launcher":
+        return _TGI
+    if exe == "ollama" and argv[1:2] == ["serve"]:
+        return _OLLAMA
     return None
+
+
+def _ollama_host(value: str) -> Tuple[Optional[str], Optional[str]]:
+    """(host, port) from OLLAMA_HOST: "0.0.0.0:11434", "127.0.0.1", ":11435", "http://h:p"."""
+    value = value.strip()
+    if "://" in value:
+        parts = urlsplit(value)
+        return parts.hostname, str(parts.port) if parts.port else None
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        return value or None, None
+    return host.strip("[]") or None, port or None
 
 
 def _option(argv: Sequence[str], names: Iterable[str]) -> Optional[str]:
@@ -69,6 +88,9 @@ def parse_server_cmdline(argv: Sequence[str], environ: Optional[Dict[str, str]] 
     env = environ or {}
     host = _option(argv, ("--host",)) or (env.get("LLAMA_ARG_HOST") if name == "llama-server" else None) or "127.0.0.1"
     port_text = _option(argv, ("--port",)) or (env.get("LLAMA_ARG_PORT") if name == "llama-server" else None)
+    if name == "ollama" and env.get("OLLAMA_HOST"):  # `ollama serve` takes its address from the environment only
+        env_host, env_port = _ollama_host(env["OLLAMA_HOST"])
+        host, port_text = env_host or "127.0.0.1", env_port
     if port_text:
         try:
             port = int(port_text)

@@ -132,7 +132,7 @@ class TargetConfig:
 
     name: str = setting(None, v.typed(str), required=True)
     url: str = setting(None, v.parse_url, required=True)
-    kind: str = setting("llamacpp", v.one_of(("llamacpp", "openmetrics")))
+    kind: str = setting("llamacpp", v.one_of(("llamacpp", "openmetrics", "ollama")))
     metrics_path: str = setting("/metrics", v.url_path)
     timeout: float = setting("3s", v.positive(v.parse_duration))
     api_key: str = setting("", v.header_value, secret=True)
@@ -234,7 +234,7 @@ class ProbeSettings:
     timeout: float = setting("10s", v.positive(v.parse_duration))
     prompt: str = setting("Reply with the single word OK.", v.typed(str))
     max_tokens: int = setting(8, v.typed(int, 1, 4096))
-    api: str = setting("auto", v.one_of(("auto", "completion", "chat")))
+    api: str = setting("auto", v.one_of(("auto", "completion", "chat", "ollama")))
     model: str = setting("", v.typed(str))
     canary_regex: str = setting("", _regex)
     canary_baseline: bool = setting(False, v.typed(bool))

@@ -102,7 +102,8 @@ class ProbeCollector:
                 log.warning("probe %s: unexpected %s: %s", self.server, type(e).__name__, str(e)[:200],
                             extra={"TARGET": self.server})
                 result = ProbeResult(False, "internal", detail=type(e).__name__)
-            self.record(result)
+            if result.error != "skipped":  # nothing to probe (no model loaded): neither a success nor a failure
+                self.record(result)
             delay = self.interval
             if not result.success and result.error in ("refused", "connect"):
                 # the target is down: probe less often until it answers again
@@ -200,7 +201,8 @@ def _build(ctx: Context, target: TargetConfig) -> Optional[ProbeCollector]:
     if not c.probes.enabled or not target.probe:
         return None
     api = c.probes.api
-    spec = ProbeSpec(target.url, api if api != "auto" else ("completion" if target.kind == "llamacpp" else "chat"),
+    auto = {"llamacpp": "completion", "ollama": "ollama"}.get(target.kind, "chat")
+    spec = ProbeSpec(target.url, api if api != "auto" else auto,
                      c.probes.prompt, c.probes.max_tokens, timeout=c.probes.timeout,
                      model=c.probes.model, api_key=target.api_key)
     return ProbeCollector(target.name, spec, c.probes.interval, canary_regex=c.probes.canary_regex,

@@ -8,12 +8,13 @@ does the I/O against one deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..collectors.http import connect, read_chunks
@@ -22,7 +23,7 @@ from ..collectors.http import connect, read_chunks
 @dataclass
 class ProbeSpec:
     url: str
-    api: str = "completion"  # completion (llama-server) | chat (OpenAI-compatible)
+    api: str = "completion"  # completion (llama-server) | chat (OpenAI-compatible) | ollama (/api/chat)
     prompt: str = "Reply with the single word OK."
     max_tokens: int = 8
     seed: int = 42
@@ -34,7 +35,7 @@ class ProbeSpec:
 @dataclass
 class ProbeResult:
     success: bool
-    error: str = ""  # timeout | http_<status> | empty | broken_stream | refused | connect
+    error: str = ""  # timeout | http_<status> | empty | broken_stream | refused | connect | skipped
     ttft: Optional[float] = None
     tpot: Optional[float] = None
     duration: float = 0.0
@@ -45,6 +46,9 @@ class ProbeResult:
 
 def request_body(spec: ProbeSpec) -> Tuple[str, dict]:
     """(path, JSON body) for the probe."""
+    if spec.api == "ollama":
+        return "/api/chat", {"model": spec.model, "messages": [{"role": "user", "content": spec.prompt}], "stream": True,
+                             "options": {"temperature": 0, "seed": spec.seed, "num_predict": spec.max_tokens}}
     if spec.api == "chat":
         body = {"messages": [{"role": "user", "content": spec.prompt}], "max_tokens": spec.max_tokens,
                 "temperature": 0, "seed": spec.seed, "stream": True, "stream_options": {"include_usage": True}}
@@ -81,6 +85,47 @@ def parse_event(line: str) -> Tuple[str, bool, Optional[int]]:
     return event.get("content") or "", bool(event.get("stop")), reported
 
 
+def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, float]]:
+    """One line of Ollama's /api/chat stream (newline-delimited JSON) -> (text, done, tokens
+    generated, the server's timings in seconds). The last line ("done": true) carries
+    load_duration, prompt_eval_duration, eval_count and eval_duration, in nanoseconds."""
+    if not line:
+        return "", False, None, {}
+    event = json.loads(line)
+    if not isinstance(event, dict):
+        raise ValueError("line is not a JSON object")
+    if "error" in event:
+        raise ValueError(f"error: {str(event['error'])[:200]}")
+    message = event.get("message")
+    text = (message.get("content") or "") if isinstance(message, dict) else ""
+    if not event.get("done"):
+        return text, False, None, {}
+    timings = {k: event[k] / 1e9 for k in ("load_duration", "prompt_eval_duration", "eval_duration", "total_duration")
+               if isinstance(event.get(k), (int, float))}
+    count = event.get("eval_count")
+    return text, True, count if isinstance(count, int) else None, timings
+
+
+def loaded_ollama_model(spec: ProbeSpec) -> str:
+    """The first model Ollama has loaded (GET /api/ps), or "": the probe never loads one."""
+    from ..collectors.ollama import parse_ps
+
+    parts = urlsplit(spec.url)
+    https = parts.scheme == "https"
+    conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)
+    try:
+        conn.request("GET", parts.path.rstrip("/") + "/api/ps", headers={"User-Agent": "llm-agent-probe"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            return ""
+        models = parse_ps(json.loads(resp.read(1 << 20)))
+        return models[0].name if models else ""
+    except (OSError, ValueError, http.client.HTTPException):
+        return ""
+    finally:
+        conn.close()
+
+
 def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> ProbeResult:
     """Send the probe and read its stream against `spec.timeout`."""
     result = _run(spec, clock)
@@ -90,6 +135,11 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
 
 
 def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
+    if spec.api == "ollama" and not spec.model:
+        model = loaded_ollama_model(spec)
+        if not model:
+            return ProbeResult(False, "skipped", detail="no model loaded (the probe never loads one)")
+        spec = dataclasses.replace(spec, model=model)
     parts = urlsplit(spec.url)
     path, body = request_body(spec)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream", "User-Agent": "llm-agent-probe"}
@@ -102,6 +152,7 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     token_times: List[float] = []
     pieces: List[str] = []
     reported: Optional[int] = None
+    timings: Dict[str, float] = {}
     try:
         conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
         resp = conn.getresponse()
@@ -115,7 +166,11 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
             while b"\n" in buffer and not ended:
                 raw, buffer = buffer.split(b"\n", 1)
                 try:
-                    text, ended, count = parse_event(raw.decode("utf-8", "replace").strip())
+                    line = raw.decode("utf-8", "replace").strip()
+                    if spec.api == "ollama":
+                        text, ended, count, timings = parse_ollama_line(line)
+                    else:
+                        text, ended, count = parse_event(line)
                     reported = count if count is not None else reported
                 except ValueError as e:
                     return ProbeResult(False, "broken_stream", duration=clock() - start, tokens=len(token_times),
@@ -134,8 +189,12 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
         tokens = max(reported or 0, len(token_times))
         # time per output token after the first, over the tokens the server generated
         tpot = (token_times[-1] - token_times[0]) / (tokens - 1) if tokens > 1 else None
-        return ProbeResult(True, ttft=token_times[0] - start, tpot=tpot, duration=duration,
-                           tokens=tokens, text="".join(pieces))
+        ttft = token_times[0] - start
+        if "prompt_eval_duration" in timings:  # Ollama's own: loading the model and reading the prompt
+            ttft = timings.get("load_duration", 0.0) + timings["prompt_eval_duration"]
+        if "eval_duration" in timings and reported:
+            tpot = timings["eval_duration"] / reported
+        return ProbeResult(True, ttft=ttft, tpot=tpot, duration=duration, tokens=tokens, text="".join(pieces))
     except (socket.timeout, TimeoutError):
         return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(token_times),
                            detail=f"no complete answer within {spec.timeout:g}s")

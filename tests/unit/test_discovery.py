@@ -16,6 +16,11 @@ CASES = [
     (["python", "-m", "vllm.entrypoints.openai.api_server", "--model", "x"], {}, ("openmetrics", "vllm", "127.0.0.1", 8000)),
     (["python3", "-m", "sglang.launch_server", "--model-path", "x", "--port", "30001"], {},
      ("openmetrics", "sglang", "127.0.0.1", 30001)),
+    (["text-generation-launcher", "--model-id", "x", "--port", "8090"], {}, ("openmetrics", "tgi", "127.0.0.1", 8090)),
+    (["/usr/local/bin/ollama", "serve"], {}, ("ollama", "ollama", "127.0.0.1", 11434)),
+    (["ollama", "serve"], {"OLLAMA_HOST": "0.0.0.0:11500"}, ("ollama", "ollama", "127.0.0.1", 11500)),
+    (["ollama", "serve"], {"OLLAMA_HOST": "http://10.0.0.7:11434"}, ("ollama", "ollama", "10.0.0.7", 11434)),
+    (["ollama", "serve"], {"OLLAMA_HOST": "10.0.0.8"}, ("ollama", "ollama", "10.0.0.8", 11434)),
 ]
 
 
@@ -25,7 +30,7 @@ def test_recognised(argv, env, expected):
     assert (f.kind, f.flavour, f.host, f.port) == expected
 
 
-@pytest.mark.parametrize("argv", [[], ["bash"], ["python3", "app.py"], ["llama-cli", "-m", "x"],
+@pytest.mark.parametrize("argv", [[], ["bash"], ["python3", "app.py"], ["llama-cli", "-m", "x"], ["ollama", "run", "llama3"],
                                   ["llama-server", "--host", "/run/llama.sock"]])
 def test_not_servers(argv):
     assert parse_server_cmdline(argv) is None

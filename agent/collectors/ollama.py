@@ -1,0 +1,126 @@
+"""Ollama: /api/version and /api/ps (Ollama serves no Prometheus metrics of its own).
+
+The pure `parse_*` functions read bodies shaped as Ollama's API documentation gives them
+(tests/fixtures/ollama); the collector does the I/O. Facts this relies on (docs/api.md):
+- GET /api/version -> {"version": "0.5.1"}: the liveness check;
+- GET /api/ps -> {"models": [{"name", "model", "size", "size_vram", "expires_at", "details":
+  {"family", "parameter_size", "quantization_level", ...}}]}: the models loaded now, their
+  size in memory, how much of it is on the GPU, and when they unload (RFC 3339, nanoseconds).
+Looking never loads a model: nothing here asks for one.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, List, Optional
+
+from ..model import MetricFamily, gauge
+from .http import FetchError
+from .openmetrics import OpenMetricsCollector, Signals, target_builder
+from .registry import register_target_kind
+
+_FRACTION = re.compile(r"(\.\d{6})\d+")  # Python reads microseconds; Ollama writes nanoseconds
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    size: float  # bytes in memory
+    size_vram: float  # of which on the GPU
+    expires_at: Optional[float]  # Unix time it unloads; None: kept loaded
+    quantization: str
+    parameters: str
+
+
+def parse_version(data: Any) -> str:
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str):
+        raise ValueError("expected {\"version\": \"...\"}")
+    return data["version"]
+
+
+def parse_time(text: Any) -> Optional[float]:
+    """An RFC 3339 time as Ollama writes it; None for none or the zero time."""
+    if not isinstance(text, str) or not text or text.startswith("0001-01-01"):
+        return None
+    try:
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def parse_ps(data: Any) -> List[LoadedModel]:
+    if not isinstance(data, dict) or not isinstance(data.get("models", []), list):
+        raise ValueError("expected {\"models\": [...]}")
+    out = []
+    for m in data.get("models") or []:
+        if not isinstance(m, dict) or not isinstance(m.get("name") or m.get("model"), str):
+            raise ValueError("expected each model to be an object with a name")
+        details = m.get("details")
+        if not isinstance(details, dict):
+            details = {}
+        size, vram = m.get("size", 0), m.get("size_vram", 0)
+        out.append(LoadedModel(str(m.get("name") or m.get("model")),
+                               float(size) if isinstance(size, (int, float)) else 0.0,
+                               float(vram) if isinstance(vram, (int, float)) else 0.0,
+                               parse_time(m.get("expires_at")), str(details.get("quantization_level", "")),
+                               str(details.get("parameter_size", ""))))
+    return out
+
+
+class OllamaCollector(OpenMetricsCollector):
+    """One `ollama serve` target."""
+
+    kind = "ollama"
+    foreign = False  # everything here is the agent's own families
+
+    def scrape(self, deadline: float, out: List[MetricFamily], signals: Signals) -> bool:
+        lbl = dict(self.labels)
+        try:
+            version = parse_version(self.get("/api/version", deadline).json())
+        except FetchError as e:
+            self.count_error(e.reason)
+            self.down_problem(e)
+            signals.health_timed_out = e.reason == "timeout"
+            return False
+        except ValueError as e:
+            self.count_error("invalid")
+            self.problem("warning", f"/api/version answered something unexpected: {e}")
+            return False
+        ready = gauge("llm_agent_target_ready", "Whether the target's /health says it is ready to serve (1) or not (0).")
+        out.append(ready.add(lbl, 1))
+        try:
+            models = parse_ps(self.get("/api/ps", deadline).json())
+        except FetchError as e:
+            signals.metrics_timed_out = e.reason == "timeout"  # it answers /api/version, not this
+            self.count_error(e.reason)
+            self.problem("warning", f"/api/ps failed: {e}")
+            return True
+        except ValueError as e:
+            self.count_error("invalid")
+            self.problem("warning", f"/api/ps answered something unexpected: {e}")
+            return True
+        now = time.time()  # expires_at is wall-clock time
+        info = gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
+        loaded = gauge("llm_agent_model_loaded", "Models loaded now (1), by the server's own list.")
+        size = gauge("llm_agent_model_memory_bytes", "Memory a loaded model takes, and where (gpu or total).")
+        expires = gauge("llm_agent_model_unload_seconds", "Seconds until the server unloads an idle model.")
+        for m in models:
+            info.add({**lbl, "model": m.name, "build": version}, 1)
+            loaded.add({**lbl, "model": m.name}, 1)
+            size.add({**lbl, "model": m.name, "where": "total"}, m.size)
+            size.add({**lbl, "model": m.name, "where": "gpu"}, m.size_vram)
+            if m.expires_at is not None:
+                expires.add({**lbl, "model": m.name}, max(0.0, m.expires_at - now))
+            if m.size and m.size_vram < m.size:
+                self.problem("warning", f"{m.name} is partly in CPU memory ({m.size_vram / m.size:.0%} on the GPU): "
+                                        "it runs much slower", "a smaller quantisation, or fewer models loaded at once")
+        if not models:
+            info.add({**lbl, "model": "", "build": version}, 1)
+        out.extend([info, loaded, size, expires])
+        return True
+
+
+register_target_kind("ollama")(target_builder(OllamaCollector))
