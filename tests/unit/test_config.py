@@ -42,7 +42,7 @@ BAD = [
     ('[[targets]]\nname = "a"\nurl = "ftp://x"\n',
      "agent.toml:3: targets[0].url: invalid URL 'ftp://x': expected http://host:port"),
     ('[[targets]]\nname = "a"\nurl = "http://x:1"\nkind = "llama"\n',
-     "agent.toml:4: targets[0].kind: expected one of 'llamacpp', 'openmetrics', got 'llama'"),
+     "agent.toml:4: targets[0].kind: expected one of 'llamacpp', 'openmetrics', 'ollama', got 'llama'"),
     ('[[targets]]\nname = "a"\nurl = "http://x:1"\n[[targets]]\nname = "a"\nurl = "http://y:1"\n',
      "agent.toml:5: targets[1].name: duplicate name 'a' (also targets[0])"),
     ('[collectors.nvml]\nenabled = "yes"\n', "agent.toml:2: collectors.nvml.enabled: expected bool, got str 'yes'"),

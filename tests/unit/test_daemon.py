@@ -59,8 +59,9 @@ def test_every_collector_is_registered_and_a_reload_keeps_nvml_unless_its_sectio
     from agent.config import parse_config
     from tests.support.fake_pynvml import FakeGpu, FakeNvml
 
-    assert {"agent", "nvml", "host"} <= set(registry.FIXED) and {"slo_cost", "process_gpu_memory"} <= set(registry.DERIVERS)
-    assert set(registry.TARGET_KINDS) == {"llamacpp", "openmetrics"} and "probe" in registry.PER_TARGET
+    assert {"agent", "nvml", "host"} <= set(registry.FIXED)
+    assert {"slo_cost", "process_gpu_memory", "engine_series"} <= set(registry.DERIVERS)
+    assert set(registry.TARGET_KINDS) == {"llamacpp", "openmetrics", "ollama"} and "probe" in registry.PER_TARGET
     agent = Agent(parse_config('[collectors.host]\nenabled = false\n[discovery]\nenabled = false\n'),
                   nvml=FakeNvml([FakeGpu()]), state_dir=str(tmp_path))
     try:
