@@ -8,14 +8,19 @@ class does the I/O. Facts about llama-server this relies on (tools/server in lla
 - /health answers 503 {"error": {"message": "Loading model"}} while loading;
 - /slots answers 501 when disabled (`--no-slots`), else a list of slots with `is_processing`
   (older builds: `state`, 0 = idle).
+- Router mode (`--models-dir`): /props says "role": "router"; /models lists each model with
+  status.value (unloaded, loading, loaded); /metrics, /slots and /props need `?model=`, and
+  asking for a model that is not loaded *loads it* (models_autoload): only loaded models are
+  ever asked about, their series labelled `model`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
+from urllib.parse import quote
 
-from ..model import COUNTER, GAUGE, MetricFamily, gauge
+from ..model import COUNTER, GAUGE, MetricFamily, counter, gauge
 from .http import FetchError, error_message
 from .openmetrics import OpenMetricsCollector, Signals, target_builder
 from .registry import register_target_kind
@@ -60,6 +65,20 @@ class Props:
     model: str
     context_tokens: Optional[int]
     build: str
+    router: bool = False
+
+
+def parse_models(data: Any) -> Dict[str, str]:
+    """A router's /models -> {model id: state (unloaded | loading | loaded | ...)}."""
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError("expected {\"data\": [...]}")
+    out = {}
+    for m in data["data"]:
+        if not isinstance(m, dict) or not isinstance(m.get("id"), str):
+            raise ValueError("expected each model to be an object with an id")
+        status = m.get("status")
+        out[m["id"]] = str(status.get("value", "")) if isinstance(status, dict) else "loaded"
+    return out
 
 
 def parse_props(data: Any) -> Props:
@@ -70,7 +89,8 @@ def parse_props(data: Any) -> Props:
     n_ctx = settings.get("n_ctx", data.get("n_ctx"))
     path = str(data.get("model_alias") or data.get("model_path") or "")
     model = path.rsplit("/", 1)[-1]
-    return Props(model, int(n_ctx) if isinstance(n_ctx, (int, float)) else None, str(data.get("build_info", "")))
+    return Props(model, int(n_ctx) if isinstance(n_ctx, (int, float)) else None, str(data.get("build_info", "")),
+                 data.get("role") == "router")
 
 
 def retype_llamacpp(families: List[MetricFamily]) -> List[MetricFamily]:
@@ -91,6 +111,8 @@ class LlamaCppCollector(OpenMetricsCollector):
         self._props: Optional[Props] = None
         self._props_at = -PROPS_REFRESH
         self.health: Optional[Health] = None
+        self.models: Dict[str, str] = {}  # a router's models and their states, as of the last cycle
+        self._loads: Dict[str, int] = {}  # times each was seen becoming loaded
 
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         return retype_llamacpp(families)
@@ -109,10 +131,70 @@ class LlamaCppCollector(OpenMetricsCollector):
             self._props = None
             return False
         out.append(self._health_family(self.health))
+        self._refresh_props(deadline)
+        if self._props is not None and self._props.router:
+            self._scrape_router(deadline, out, signals)
+            return True
         self._scrape_passthrough(deadline, out, signals)
         self._scrape_slots(deadline, out)
         self._scrape_props(deadline, out)
         return True
+
+    def _scrape_router(self, deadline: float, out: List[MetricFamily], signals: Signals) -> None:
+        """A router: its model list, then each loaded model's metrics and slots (never another's)."""
+        try:
+            models = parse_models(self.get("/models", deadline).json())
+        except FetchError as e:
+            self.count_error(e.reason)
+            self.problem("warning", f"/models failed: {e}")
+            return
+        except ValueError as e:
+            self.count_error("invalid")
+            self.problem("warning", f"/models answered something unexpected: {e}")
+            return
+        for model, state in models.items():
+            if state == "loaded" and self.models.get(model) != "loaded":
+                self._loads[model] = self._loads.get(model, 0) + 1
+        self.models = models
+        lbl = dict(self.labels)
+        loaded_now = [m for m, state in sorted(models.items()) if state == "loaded"]
+        flag = gauge("llm_agent_model_loaded", "Models loaded now (1), by the server's own list.")
+        loads = counter("llm_agent_model_loads_total", "Times the agent saw each of a router's models become loaded.")
+        for model, state in sorted(models.items()):
+            flag.add({**lbl, "model": model}, 1 if state == "loaded" else 0)
+            loads.add({**lbl, "model": model}, self._loads.get(model, 0))
+        info = gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
+        for model in loaded_now:
+            info.add({**lbl, "model": model, "build": self._props.build if self._props else ""}, 1)
+        out.extend([flag, loads, info])
+        enabled = gauge("llm_agent_target_metrics_enabled",
+                        "Whether the target serves /metrics (0: llama-server started without --metrics).")
+        path = self.target.metrics_path
+        sources = [(f"{path}?model={quote(m, safe='')}", (("model", m),)) for m in loaded_now]
+        try:
+            out.extend(self.scrape_metrics(deadline, signals, sources))
+            enabled.add(lbl, 1)
+        except FetchError as e:  # a model unloaded between the list and its /metrics: next cycle
+            self.count_error(e.reason)
+            self.problem("warning", f"/metrics of a loaded model failed: {e}")
+        out.append(enabled)
+        slots = gauge("llm_agent_target_slots", "The target's slots by state (busy, idle), from /slots.")
+        for model in loaded_now:
+            try:
+                busy, idle = parse_slots(self.get(f"/slots?model={quote(model, safe='')}", deadline).json())
+            except (FetchError, ValueError):
+                continue
+            slots.add({**lbl, "model": model, "state": "busy"}, busy).add({**lbl, "model": model, "state": "idle"}, idle)
+        out.append(slots)
+
+    def _refresh_props(self, deadline: float) -> None:
+        now = self.clock()
+        if self._props is None or now - self._props_at > PROPS_REFRESH:
+            try:
+                self._props = parse_props(self.get("/props", deadline).json())
+                self._props_at = now
+            except (FetchError, ValueError) as e:
+                self.count_error(getattr(e, "reason", "invalid"))
 
     def _health_family(self, health: Health) -> MetricFamily:
         lbl = dict(self.labels)
@@ -160,14 +242,8 @@ class LlamaCppCollector(OpenMetricsCollector):
                    .add({**lbl, "state": "busy"}, busy).add({**lbl, "state": "idle"}, idle))
 
     def _scrape_props(self, deadline: float, out: List[MetricFamily]) -> None:
-        now = self.clock()
-        if self._props is None or now - self._props_at > PROPS_REFRESH:
-            try:
-                self._props = parse_props(self.get("/props", deadline).json())
-                self._props_at = now
-            except (FetchError, ValueError) as e:
-                self.count_error(getattr(e, "reason", "invalid"))
-                return
+        if self._props is None:
+            return
         p, lbl = self._props, dict(self.labels)
         out.append(gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
                    .add({**lbl, "model": p.model, "build": p.build}, 1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Tuple
+from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TargetConfig
@@ -204,9 +204,32 @@ class OpenMetricsCollector:
         out.extend(passthrough)
         return True
 
-    def scrape_metrics(self, deadline: float, signals: "Signals") -> List[MetricFamily]:
-        """GET the metrics path, parse, retype, derive rates and resets, relabel."""
-        resp = self.get(self.target.metrics_path, deadline)
+    def scrape_metrics(self, deadline: float, signals: "Signals",
+                       sources: Optional[Sequence[Tuple[str, Labels]]] = None) -> List[MetricFamily]:
+        """GET the metrics path (or each of `sources`: a path and the labels its series get,
+        as a llama.cpp router's per-model bodies), parse, retype, derive rates and resets, relabel."""
+        merged: Dict[str, MetricFamily] = {}
+        for path, extra in sources if sources is not None else [(self.target.metrics_path, ())]:
+            for fam in self._fetch_families(path, deadline, len(self.labels) + len(extra)):
+                if extra:
+                    fam.samples = [Sample(s.name, s.labels + extra, s.value) for s in fam.samples]
+                if fam.name in merged:
+                    merged[fam.name].samples.extend(fam.samples)
+                else:
+                    merged[fam.name] = fam
+        families, dropped = sanitize(self.retype(list(merged.values())))
+        for reason, n in dropped.items():
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+        if dropped:
+            self.problem("warning", f"{sum(dropped.values())} series dropped from /metrics "
+                                    f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
+                         "they would have broken the exposition or claimed the agent's own names; "
+                         "llm_agent_target_series_dropped_total counts them")
+        self._derive(families, signals)
+        return relabel(families, self.labels)
+
+    def _fetch_families(self, path: str, deadline: float, added_labels: int) -> List[MetricFamily]:
+        resp = self.get(path, deadline)
         limits = self.limits
         parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit)
         del resp  # a big body need not outlive the parse
@@ -217,20 +240,11 @@ class OpenMetricsCollector:
         try:
             if parsed.exceeded:
                 raise LimitExceeded("sample_limit", f"more than sample_limit {limits.sample_limit} samples")
-            check_limits(parsed.families, limits, len(self.labels))
+            check_limits(parsed.families, limits, added_labels)
         except LimitExceeded as e:  # as Prometheus: the whole scrape fails, with its reason
             raise FetchError(e.reason, f"{e}; raise [[targets]] {e.reason} for {self.target.name!r} "
                                        "if the server really exports that much") from None
-        families, dropped = sanitize(self.retype(parsed.families))
-        for reason, n in dropped.items():
-            self._dropped[reason] = self._dropped.get(reason, 0) + n
-        if dropped:
-            self.problem("warning", f"{sum(dropped.values())} series dropped from /metrics "
-                                    f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
-                         "they would have broken the exposition or claimed the agent's own names; "
-                         "llm_agent_target_series_dropped_total counts them")
-        self._derive(families, signals)
-        return relabel(families, self.labels)
+        return parsed.families
 
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         """Hook: correct types a server declares wrongly (llama.cpp's gauges-as-counters)."""

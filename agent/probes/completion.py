@@ -106,20 +106,28 @@ def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, fl
     return text, True, count if isinstance(count, int) else None, timings
 
 
-def loaded_ollama_model(spec: ProbeSpec) -> str:
-    """The first model Ollama has loaded (GET /api/ps), or "": the probe never loads one."""
+def loaded_model(spec: ProbeSpec) -> str:
+    """The first model the server has loaded: Ollama's GET /api/ps, a llama.cpp router's GET
+    /models ("loaded" ones only); "" when none is. The probe never loads a model."""
+    from ..collectors.llamacpp import parse_models
     from ..collectors.ollama import parse_ps
 
     parts = urlsplit(spec.url)
     https = parts.scheme == "https"
     conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)
+    headers = {"User-Agent": "llm-agent-probe"}
+    if spec.api_key:
+        headers["Authorization"] = f"Bearer {spec.api_key}"
     try:
-        conn.request("GET", parts.path.rstrip("/") + "/api/ps", headers={"User-Agent": "llm-agent-probe"})
+        conn.request("GET", parts.path.rstrip("/") + ("/api/ps" if spec.api == "ollama" else "/models"), headers=headers)
         resp = conn.getresponse()
         if resp.status != 200:
             return ""
-        models = parse_ps(json.loads(resp.read(1 << 20)))
-        return models[0].name if models else ""
+        body = json.loads(resp.read(1 << 20))
+        if spec.api == "ollama":
+            models = parse_ps(body)
+            return models[0].name if models else ""
+        return next((m for m, state in sorted(parse_models(body).items()) if state == "loaded"), "")
     except (OSError, ValueError, http.client.HTTPException):
         return ""
     finally:
@@ -136,7 +144,7 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
 
 def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     if spec.api == "ollama" and not spec.model:
-        model = loaded_ollama_model(spec)
+        model = loaded_model(spec)
         if not model:
             return ProbeResult(False, "skipped", detail="no model loaded (the probe never loads one)")
         spec = dataclasses.replace(spec, model=model)
@@ -157,8 +165,14 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
         conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
         resp = conn.getresponse()
         if resp.status != 200:
-            return ProbeResult(False, f"http_{resp.status}", duration=clock() - start,
-                               detail=resp.read(300).decode("utf-8", "replace"))
+            detail = resp.read(300).decode("utf-8", "replace")
+            if resp.status == 400 and "model name is missing" in detail and not spec.model:
+                conn.close()  # a llama.cpp router: probe a model it has loaded, through its chat API
+                model = loaded_model(dataclasses.replace(spec, api="chat"))
+                if not model:
+                    return ProbeResult(False, "skipped", detail="a router with no model loaded (the probe never loads one)")
+                return _run(dataclasses.replace(spec, api="chat", model=model), clock)
+            return ProbeResult(False, f"http_{resp.status}", duration=clock() - start, detail=detail)
         ended = False
         buffer = b""
         for chunk in read_chunks(conn, resp, deadline, clock):

