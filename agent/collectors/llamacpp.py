@@ -113,6 +113,7 @@ class LlamaCppCollector(OpenMetricsCollector):
         self.health: Optional[Health] = None
         self.models: Dict[str, str] = {}  # a router's models and their states, as of the last cycle
         self._loads: Dict[str, int] = {}  # times each was seen becoming loaded
+        self._unloads: Dict[str, int] = {}  # and unloaded (or gone from the list)
 
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         return retype_llamacpp(families)
@@ -152,21 +153,26 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.count_error("invalid")
             self.problem("warning", f"/models answered something unexpected: {e}")
             return
-        for model, state in models.items():
-            if state == "loaded" and self.models.get(model) != "loaded":
+        for model in set(models) | set(self.models):
+            was, now = self.models.get(model) == "loaded", models.get(model) == "loaded"
+            if now and not was:
                 self._loads[model] = self._loads.get(model, 0) + 1
+            elif was and not now:
+                self._unloads[model] = self._unloads.get(model, 0) + 1
         self.models = models
         lbl = dict(self.labels)
         loaded_now = [m for m, state in sorted(models.items()) if state == "loaded"]
         flag = gauge("llm_agent_model_loaded", "Models loaded now (1), by the server's own list.")
         loads = counter("llm_agent_model_loads_total", "Times the agent saw each of a router's models become loaded.")
+        unloads = counter("llm_agent_model_unloads_total", "Times the agent saw each of a router's models unloaded.")
         for model, state in sorted(models.items()):
             flag.add({**lbl, "model": model}, 1 if state == "loaded" else 0)
             loads.add({**lbl, "model": model}, self._loads.get(model, 0))
+            unloads.add({**lbl, "model": model}, self._unloads.get(model, 0))
         info = gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
         for model in loaded_now:
             info.add({**lbl, "model": model, "build": self._props.build if self._props else ""}, 1)
-        out.extend([flag, loads, info])
+        out.extend([flag, loads, unloads, info])
         enabled = gauge("llm_agent_target_metrics_enabled",
                         "Whether the target serves /metrics (0: llama-server started without --metrics).")
         path = self.target.metrics_path

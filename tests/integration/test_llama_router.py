@@ -58,4 +58,5 @@ def test_router_mode(serving, router):
     wait_until(lambda: running.value("llm_agent_model_loaded", model="beta") == 1
                and running.value("llm_agent_model_loaded", model="alpha") == 0, 15, what="beta in, alpha out")
     assert running.value("llm_agent_model_loads_total", model="beta") == 1
+    assert running.value("llm_agent_model_unloads_total", model="alpha") == 1
     assert os.path.exists(router.log_path)
