@@ -238,6 +238,7 @@ class ProbeSettings:
     model: str = setting("", v.typed(str))
     canary_regex: str = setting("", _regex)
     canary_baseline: bool = setting(False, v.typed(bool))
+    only_loaded_models: bool = setting(True, v.typed(bool))
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ def _build(ctx: Context, target: TargetConfig) -> Optional[ProbeCollector]:
     auto = {"llamacpp": "completion", "ollama": "ollama"}.get(target.kind, "chat")
     spec = ProbeSpec(target.url, api if api != "auto" else auto,
                      c.probes.prompt, c.probes.max_tokens, timeout=c.probes.timeout,
-                     model=c.probes.model, api_key=target.api_key)
+                     model=c.probes.model, api_key=target.api_key, only_loaded=c.probes.only_loaded_models)
     return ProbeCollector(target.name, spec, c.probes.interval, canary_regex=c.probes.canary_regex,
                           canary_baseline=c.probes.canary_baseline, state_dir=ctx.state_dir,
                           slow_after=c.slo.ttft_seconds)

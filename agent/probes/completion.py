@@ -30,6 +30,7 @@ class ProbeSpec:
     timeout: float = 10.0
     model: str = ""
     api_key: str = field(default="", repr=False)
+    only_loaded: bool = True  # Ollama, llama.cpp routers: never probe (and so load) a model not loaded
 
 
 @dataclass
@@ -106,9 +107,9 @@ def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, fl
     return text, True, count if isinstance(count, int) else None, timings
 
 
-def loaded_model(spec: ProbeSpec) -> str:
-    """The first model the server has loaded: Ollama's GET /api/ps, a llama.cpp router's GET
-    /models ("loaded" ones only); "" when none is. The probe never loads a model."""
+def loaded_models(spec: ProbeSpec) -> List[str]:
+    """The models the server has loaded: Ollama's GET /api/ps, a llama.cpp router's GET /models
+    ("loaded" ones only); [] when none is or the list cannot be read."""
     from ..collectors.llamacpp import parse_models
     from ..collectors.ollama import parse_ps
 
@@ -122,16 +123,26 @@ def loaded_model(spec: ProbeSpec) -> str:
         conn.request("GET", parts.path.rstrip("/") + ("/api/ps" if spec.api == "ollama" else "/models"), headers=headers)
         resp = conn.getresponse()
         if resp.status != 200:
-            return ""
+            return []
         body = json.loads(resp.read(1 << 20))
         if spec.api == "ollama":
-            models = parse_ps(body)
-            return models[0].name if models else ""
-        return next((m for m, state in sorted(parse_models(body).items()) if state == "loaded"), "")
+            return [m.name for m in parse_ps(body)]
+        return [m for m, state in sorted(parse_models(body).items()) if state == "loaded"]
     except (OSError, ValueError, http.client.HTTPException):
-        return ""
+        return []
     finally:
         conn.close()
+
+
+def model_to_probe(spec: ProbeSpec) -> str:
+    """The configured model if it is loaded (or loading it is allowed), else the first loaded
+    one when none is configured; "" when there is nothing to probe without loading a model."""
+    if spec.model and not spec.only_loaded:
+        return spec.model
+    loaded = loaded_models(spec)
+    if spec.model:
+        return spec.model if spec.model in loaded else ""
+    return loaded[0] if loaded else ""
 
 
 def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> ProbeResult:
@@ -143,10 +154,10 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
 
 
 def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
-    if spec.api == "ollama" and not spec.model:
-        model = loaded_model(spec)
+    if spec.api == "ollama" and (spec.only_loaded or not spec.model):
+        model = model_to_probe(spec)
         if not model:
-            return ProbeResult(False, "skipped", detail="no model loaded (the probe never loads one)")
+            return ProbeResult(False, "skipped", detail=f"{spec.model or 'no model'} not loaded (the probe loads none)")
         spec = dataclasses.replace(spec, model=model)
     parts = urlsplit(spec.url)
     path, body = request_body(spec)
@@ -166,12 +177,14 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
         resp = conn.getresponse()
         if resp.status != 200:
             detail = resp.read(300).decode("utf-8", "replace")
-            if resp.status == 400 and "model name is missing" in detail and not spec.model:
+            if resp.status == 400 and "model name is missing" in detail:
                 conn.close()  # a llama.cpp router: probe a model it has loaded, through its chat API
-                model = loaded_model(dataclasses.replace(spec, api="chat"))
+                chat = dataclasses.replace(spec, api="chat")
+                model = model_to_probe(chat)
                 if not model:
-                    return ProbeResult(False, "skipped", detail="a router with no model loaded (the probe never loads one)")
-                return _run(dataclasses.replace(spec, api="chat", model=model), clock)
+                    return ProbeResult(False, "skipped",
+                                       detail=f"{spec.model or 'no model'} not loaded by the router (the probe loads none)")
+                return _run(dataclasses.replace(chat, model=model, only_loaded=False), clock)
             return ProbeResult(False, f"http_{resp.status}", duration=clock() - start, detail=detail)
         ended = False
         buffer = b""

@@ -59,4 +59,14 @@ def test_router_mode(serving, router):
                and running.value("llm_agent_model_loaded", model="alpha") == 0, 15, what="beta in, alpha out")
     assert running.value("llm_agent_model_loads_total", model="beta") == 1
     assert running.value("llm_agent_model_unloads_total", model="alpha") == 1
+
+
+def test_a_configured_model_is_not_loaded_by_the_probe(router):
+    from agent.probes.completion import ProbeSpec, run_probe
+
+    chat(router, "alpha")
+    skipped = run_probe(ProbeSpec(router.url, model="beta", timeout=20))
+    assert skipped.error == "skipped" and states(router)["beta"] == "unloaded"
+    probed = run_probe(ProbeSpec(router.url, model="alpha", timeout=20))
+    assert probed.success
     assert os.path.exists(router.log_path)

@@ -93,3 +93,13 @@ def test_an_agent_with_an_ollama_target(serving, ollama):
     assert running.value("llm_agent_probe_success", server="ollama") == 1
     body = requests.get(f"http://127.0.0.1:{running.port}/metrics", timeout=5).text
     assert 'llm_agent_target_up{server="ollama"' in body and "llm_agent_probe_tpot_seconds_bucket" in body
+
+
+def test_a_configured_model_is_probed_only_while_loaded_unless_allowed(ollama):
+    loaded = run_probe(ProbeSpec(ollama.url, api="ollama", model="qwen2.5:14b", timeout=5))
+    assert loaded.success and ollama.chats[-1]["model"] == "qwen2.5:14b"
+    asked = len(ollama.chats)
+    skipped = run_probe(ProbeSpec(ollama.url, api="ollama", model="mistral:7b", timeout=5))
+    assert skipped.error == "skipped" and "mistral:7b" in skipped.detail and len(ollama.chats) == asked
+    allowed = run_probe(ProbeSpec(ollama.url, api="ollama", model="mistral:7b", timeout=5, only_loaded=False))
+    assert allowed.success and ollama.chats[-1]["model"] == "mistral:7b"
