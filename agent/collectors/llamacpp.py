@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 from ..model import COUNTER, GAUGE, MetricFamily, counter, gauge
 from .http import FetchError, error_message
-from .openmetrics import OpenMetricsCollector, Signals, target_builder
+from .openmetrics import (OpenMetricsCollector, Signals, metrics_enabled, model_loaded, target_builder, target_info,
+                          target_ready, target_slots)
 from .registry import register_target_kind
 
 GAUGES_DECLARED_AS_COUNTERS = ("llamacpp:n_tokens_max", "llamacpp:n_busy_slots_per_decode")
@@ -162,19 +163,18 @@ class LlamaCppCollector(OpenMetricsCollector):
         self.models = models
         lbl = dict(self.labels)
         loaded_now = [m for m, state in sorted(models.items()) if state == "loaded"]
-        flag = gauge("llm_agent_model_loaded", "Models loaded now (1), by the server's own list.")
+        flag = model_loaded()
         loads = counter("llm_agent_model_loads_total", "Times the agent saw each of a router's models become loaded.")
         unloads = counter("llm_agent_model_unloads_total", "Times the agent saw each of a router's models unloaded.")
         for model, state in sorted(models.items()):
             flag.add({**lbl, "model": model}, 1 if state == "loaded" else 0)
             loads.add({**lbl, "model": model}, self._loads.get(model, 0))
             unloads.add({**lbl, "model": model}, self._unloads.get(model, 0))
-        info = gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
+        info = target_info()
         for model in loaded_now:
             info.add({**lbl, "model": model, "build": self._props.build if self._props else ""}, 1)
         out.extend([flag, loads, unloads, info])
-        enabled = gauge("llm_agent_target_metrics_enabled",
-                        "Whether the target serves /metrics (0: llama-server started without --metrics).")
+        enabled = metrics_enabled()
         path = self.target.metrics_path
         sources = [(f"{path}?model={quote(m, safe='')}", (("model", m),)) for m in loaded_now]
         try:
@@ -184,7 +184,7 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.count_error(e.reason)
             self.problem("warning", f"/metrics of a loaded model failed: {e}")
         out.append(enabled)
-        slots = gauge("llm_agent_target_slots", "The target's slots by state (busy, idle), from /slots.")
+        slots = target_slots()
         for model in loaded_now:
             try:
                 busy, idle = parse_slots(self.get(f"/slots?model={quote(model, safe='')}", deadline).json())
@@ -204,7 +204,7 @@ class LlamaCppCollector(OpenMetricsCollector):
 
     def _health_family(self, health: Health) -> MetricFamily:
         lbl = dict(self.labels)
-        fam = gauge("llm_agent_target_ready", "Whether the target's /health says it is ready to serve (1) or not (0).")
+        fam = target_ready()
         fam.add(lbl, 1 if health.state == "ok" else 0)
         if health.state == "loading":
             self.problem("warning", "the server is still loading its model", "wait; alert if it lasts")
@@ -213,8 +213,7 @@ class LlamaCppCollector(OpenMetricsCollector):
         return fam
 
     def _scrape_passthrough(self, deadline: float, out: List[MetricFamily], signals: Signals) -> None:
-        enabled = gauge("llm_agent_target_metrics_enabled",
-                        "Whether the target serves /metrics (0: llama-server started without --metrics).")
+        enabled = metrics_enabled()
         try:
             out.extend(self.scrape_metrics(deadline, signals))
             enabled.add(dict(self.labels), 1)
@@ -244,14 +243,14 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.problem("warning", f"/slots answered something unexpected: {e}")
             return
         lbl = dict(self.labels)
-        out.append(gauge("llm_agent_target_slots", "The target's slots by state (busy, idle), from /slots.")
+        out.append(target_slots()
                    .add({**lbl, "state": "busy"}, busy).add({**lbl, "state": "idle"}, idle))
 
     def _scrape_props(self, deadline: float, out: List[MetricFamily]) -> None:
         if self._props is None:
             return
         p, lbl = self._props, dict(self.labels)
-        out.append(gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
+        out.append(target_info()
                    .add({**lbl, "model": p.model, "build": p.build}, 1))
         if p.context_tokens is not None:
             out.append(gauge("llm_agent_target_context_tokens", "The target's context size per slot, in tokens.")

@@ -19,7 +19,7 @@ from typing import Any, List, Optional
 
 from ..model import MetricFamily, gauge
 from .http import FetchError
-from .openmetrics import OpenMetricsCollector, Signals, target_builder
+from .openmetrics import OpenMetricsCollector, Signals, model_loaded, target_builder, target_info, target_ready
 from .registry import register_target_kind
 
 _FRACTION = re.compile(r"(\.\d{6})\d+")  # Python reads microseconds; Ollama writes nanoseconds
@@ -89,7 +89,7 @@ class OllamaCollector(OpenMetricsCollector):
             self.count_error("invalid")
             self.problem("warning", f"/api/version answered something unexpected: {e}")
             return False
-        ready = gauge("llm_agent_target_ready", "Whether the target's /health says it is ready to serve (1) or not (0).")
+        ready = target_ready()
         out.append(ready.add(lbl, 1))
         try:
             models = parse_ps(self.get("/api/ps", deadline).json())
@@ -103,8 +103,8 @@ class OllamaCollector(OpenMetricsCollector):
             self.problem("warning", f"/api/ps answered something unexpected: {e}")
             return True
         now = time.time()  # expires_at is wall-clock time
-        info = gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
-        loaded = gauge("llm_agent_model_loaded", "Models loaded now (1), by the server's own list.")
+        info = target_info()
+        loaded = model_loaded()
         size = gauge("llm_agent_model_memory_bytes", "Memory a loaded model takes, and where (gpu or total).")
         expires = gauge("llm_agent_model_unload_seconds", "Seconds until the server unloads an idle model.")
         for m in models:

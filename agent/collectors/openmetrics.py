@@ -311,6 +311,28 @@ class OpenMetricsCollector:
         self.client.close()
 
 
+# The families several target kinds make: one name, one help text wherever they come from.
+def target_ready() -> MetricFamily:
+    return gauge("llm_agent_target_ready", "Whether the target's /health says it is ready to serve (1) or not (0).")
+
+
+def target_info() -> MetricFamily:
+    return gauge("llm_agent_target_info", "The model the target serves and its build, from /props; always 1.")
+
+
+def target_slots() -> MetricFamily:
+    return gauge("llm_agent_target_slots", "The target's slots by state (busy, idle), from /slots.")
+
+
+def metrics_enabled() -> MetricFamily:
+    return gauge("llm_agent_target_metrics_enabled",
+                 "Whether the target serves /metrics (0: llama-server started without --metrics).")
+
+
+def model_loaded() -> MetricFamily:
+    return gauge("llm_agent_model_loaded", "Models loaded now (1), by the server's own list.")
+
+
 def target_builder(cls):
     def build(ctx: Context, target: TargetConfig, liveness: Optional[Liveness]):
         return cls(target, max_bytes=ctx.config.agent.max_response_bytes, clock=ctx.monotonic, liveness=liveness,

@@ -70,7 +70,7 @@ def encode_times(times_ms: Sequence[int]) -> bytes:
     return zlib.compress(deltas.tobytes(), 6)
 
 
-def _scale_of(values: Sequence[float]) -> int:
+def scale_of(values: Sequence[float]) -> int:
     """The smallest k with every value exactly m / 10**k (m an integer below 2**53), or -1."""
     k = 0
     for v in values[:8]:  # the first few decide; the whole column is checked below
@@ -91,7 +91,7 @@ def _scale_of(values: Sequence[float]) -> int:
 
 def encode_column(values: array) -> bytes:
     """One column of doubles (an array('d')) as kind, k, length and data."""
-    k = _scale_of(values)
+    k = scale_of(values)
     if k >= 0:
         scale = 10 ** k
         ints = [round(v * scale) for v in values]
@@ -101,11 +101,6 @@ def encode_column(values: array) -> bytes:
         return _COL.pack(DECIMAL, k, len(data)) + data
     data = zlib.compress(shuffle(values.tobytes()), 6)
     return _COL.pack(DOUBLES, 0, len(data)) + data
-
-
-def scale_of(values: Sequence[float]) -> int:
-    """The decimal scale k of a column (values exactly m / 10**k), or -1 if it has none."""
-    return _scale_of(values)
 
 
 def encode_offsets(ints: Sequence[int], k: int) -> bytes:

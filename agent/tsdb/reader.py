@@ -45,7 +45,8 @@ class Reader:
         for info in infos:
             if name and info.as_dict.get("__name__") != name:
                 continue
-            if info.first > end or (info.last < start and info.id not in live and info.last < start - RAW_WINDOW):
+            # `last` moves at each seal, so a series still in the head may look up to a window old
+            if info.first > end or (info.id not in live and info.last < start - RAW_WINDOW):
                 continue
             if matches(matchers, info.as_dict):  # type: ignore[arg-type]
                 out.append(info)
