@@ -18,10 +18,6 @@ GIB = 1 << 30
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
 
 
-def _by_label(snapshot: Snapshot, name: str, label: str) -> Dict[str, float]:
-    return {s.label(label): s.value for s in snapshot.samples(name)}
-
-
 def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
     """One dict per GPU from the dcgm-named families."""
     rows = []
@@ -30,7 +26,7 @@ def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
               "power_w": "DCGM_FI_DEV_POWER_USAGE", "power_limit_w": "DCGM_FI_DEV_POWER_MGMT_LIMIT",
               "last_xid": "DCGM_FI_DEV_XID_ERRORS", "row_remap_failure": "DCGM_FI_DEV_ROW_REMAP_FAILURE",
               "row_remap_pending": "DCGM_FI_DEV_ROW_REMAP_PENDING", "dbe_volatile": "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"}
-    values = {key: _by_label(snapshot, name, "gpu") for key, name in fields.items()}
+    values = {key: snapshot.sum_by(name, "gpu") for key, name in fields.items()}
     for s in snapshot.samples("llm_agent_gpu_up"):
         gpu = s.label("gpu")
         row: Dict[str, Any] = {"gpu": int(gpu), "uuid": s.label("UUID"), "model": s.label("modelName"),
@@ -42,18 +38,18 @@ def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
 
 def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
     """One dict per target from the llm_agent_target_* families."""
-    ready = _by_label(snapshot, "llm_agent_target_ready", "server")
-    metrics = _by_label(snapshot, "llm_agent_target_metrics_enabled", "server")
-    gen = _by_label(snapshot, "llm_agent_generation_tokens_per_second", "server")
-    ctx = _by_label(snapshot, "llm_agent_target_context_tokens", "server")
+    ready = snapshot.sum_by("llm_agent_target_ready", "server")
+    metrics = snapshot.sum_by("llm_agent_target_metrics_enabled", "server")
+    gen = snapshot.sum_by("llm_agent_generation_tokens_per_second", "server")
+    ctx = snapshot.sum_by("llm_agent_target_context_tokens", "server")
     models = {s.label("server"): s.label("model") for s in snapshot.samples("llm_agent_target_info")}
-    probe_ok = _by_label(snapshot, "llm_agent_probe_success", "server")
-    ttft_sum = _by_label(snapshot, "llm_agent_probe_ttft_seconds_sum", "server")
-    ttft_count = _by_label(snapshot, "llm_agent_probe_ttft_seconds_count", "server")
-    hung = _by_label(snapshot, "llm_agent_target_hung", "server")
-    found = _by_label(snapshot, "llm_agent_target_process_found", "server")
+    probe_ok = snapshot.sum_by("llm_agent_probe_success", "server")
+    ttft_sum = snapshot.sum_by("llm_agent_probe_ttft_seconds_sum", "server")
+    ttft_count = snapshot.sum_by("llm_agent_probe_ttft_seconds_count", "server")
+    hung = snapshot.sum_by("llm_agent_target_hung", "server")
+    found = snapshot.sum_by("llm_agent_target_process_found", "server")
     health_by_target = {c["target"]: c["reasons"] for c in target_checks(snapshot)}
-    stalled = _by_label(snapshot, "llm_agent_target_stalled", "server")
+    stalled = snapshot.sum_by("llm_agent_target_stalled", "server")
     slots: Dict[str, Dict[str, float]] = {}
     for s in snapshot.samples("llm_agent_target_slots"):
         slots.setdefault(s.label("server"), {})[s.label("state")] = s.value

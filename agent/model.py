@@ -118,6 +118,15 @@ class Snapshot:
         """The family called `name`, or None."""
         return self._index.get(name)
 
+    def sum_by(self, name: str, label: str) -> Dict[str, float]:
+        """Samples of `name` summed by one label's value (per `server`: a router's models
+        added up; a label whose values are unique just maps each to its value)."""
+        out: Dict[str, float] = {}
+        for s in self.samples(name):
+            key = s.label(label)
+            out[key] = out.get(key, 0.0) + s.value
+        return out
+
     def samples(self, name: str) -> List[Sample]:
         """All samples of family `name`, or the samples called `name` of a histogram or
         summary family (``foo_count`` of ``foo``); empty when absent."""

@@ -21,8 +21,10 @@ log = logging.getLogger(__name__)
 class Deriver(Protocol):
     """Something worked out from this cycle's results (tokens/s into cost per token, NVML's
     per-process memory joined with the process behind each target): `derive(view)` reads
-    only the merged families of this cycle's collectors, never another collector's live
-    state, and runs after them, in the runner's thread, isolated and timed like a collector.
+    only the merged families of this cycle's collectors and of the derivers before it (tokens
+    per second from the engine-neutral counters, then cost per token), never another
+    collector's live state, and runs after them, in the runner's thread, isolated and timed
+    like a collector.
     `reads` names the families it needs: only those are merged into its view."""
 
     name: str
@@ -121,9 +123,10 @@ class Runner:
         if self.derivers:  # stage two: worked out from this cycle's results alone
             wanted = {name for d in self.derivers for name in d.reads}
             view = Snapshot(now, tuple(merge_families([[f for _, g in groups for f in g if f.name in wanted]])[0]))
-            for d in self.derivers:
+            for d in self.derivers:  # in order: each sees what the ones before it derived
                 families, found, duration, error = _run_one(d, view)  # type: ignore[arg-type]
                 self._record(d.name, families, found, duration, error, groups, problems, statuses)
+                view = view.with_families([f for f in families if f.name in wanted and view.family(f.name) is None])
         statuses.sort(key=lambda s: s.name)
         own = self._self_metrics(statuses)
         # the agent's own families first, what targets pass through last: in a clash, ours win

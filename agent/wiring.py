@@ -5,7 +5,7 @@ the fixed sources and for each target (configured, else discovered and re-discov
 from __future__ import annotations
 
 import logging
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .collectors import registry
 from .collectors.openmetrics import public_url
@@ -45,24 +45,29 @@ class CollectorSet:
 
     def build_fixed(self, previous: Optional[Config]) -> None:
         """Every registered fixed collector and deriver for the current config. On a reload a
-        `keep` collector whose section (and the hostname) did not change is kept; any other
-        old one is closed."""
-        built: Dict[str, Collector] = {}
-        for name, reg in sorted(registry.FIXED.items()):
-            old = self.fixed.get(name)
-            same = previous is not None and previous.hostname == self.config.hostname and \
-                registry.section(previous, reg.section) == registry.section(self.config, reg.section)
-            if old is not None and reg.keep and same:
-                built[name] = old
-                continue
-            if old is not None:
-                getattr(old, "close", lambda: None)()
-            collector = reg.build(self.ctx)
-            if collector is not None:
-                built[name] = collector
-        self.fixed = built
-        self.runner.derivers = [reg.build(self.ctx) for _, reg in sorted(registry.DERIVERS.items())]
+        `keep` one whose section (and the hostname) did not change, or that no section
+        configures, is kept with its state; any other old one is closed."""
+        self.fixed = self._build(registry.FIXED, self.fixed, previous)
+        kept = {d.name: d for d in self.runner.derivers}
+        self.runner.derivers = list(self._build(registry.DERIVERS, kept, previous).values())
         self._next_discovery = 0.0
+
+    def _build(self, regs: Dict[str, registry.Registration], old: Dict[str, Any],
+               previous: Optional[Config]) -> Dict[str, Any]:
+        built: Dict[str, Any] = {}
+        for name, reg in sorted(regs.items()):
+            before = old.get(name)
+            same = previous is not None and previous.hostname == self.config.hostname and \
+                (not reg.section or registry.section(previous, reg.section) == registry.section(self.config, reg.section))
+            if before is not None and reg.keep and same:
+                built[name] = before
+                continue
+            if before is not None:
+                getattr(before, "close", lambda: None)()
+            made = reg.build(self.ctx)
+            if made is not None:
+                built[name] = made
+        return built
 
     def targets(self) -> Tuple[TargetConfig, ...]:
         """Configured targets, else discovered ones (re-discovered every discovery.interval)."""

@@ -7,21 +7,32 @@ is a deriver: it reads only this cycle's merged target families, after the colle
 A server's engine is the one whose source series it exports; its model is the source's
 `model_name` (vLLM, SGLang) or `model` label, else the model the target serves (llama.cpp's
 /props, as llm_agent_target_info says).
+
+From the neutral token counters it also works out llm_agent_{generation,prompt}_tokens_per_second
+per server and model, as rate(counter[1m]) would: one way for every engine, in the one place
+that knows which series is an engine's token counter.
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from functools import lru_cache
+from typing import Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..config.load import tomllib
-from ..model import COUNTER, GAUGE, HISTOGRAM, MetricFamily, Sample, Snapshot
+from ..model import COUNTER, GAUGE, HISTOGRAM, Labels, MetricFamily, Sample, Snapshot, gauge
 from .registry import Context, register_deriver
 
 TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engines.toml")
 ENGINES = ("llamacpp", "vllm", "sglang", "tgi")
 SUFFIXES = {HISTOGRAM: ("_bucket", "_sum", "_count")}
+RATE_WINDOW = 60.0  # tokens per second: as rate(counter[1m]) over the neutral token counter
+RATES = {  # neutral counter -> the per-second gauge worked out from it
+    "llm_agent_generation_tokens_total": "llm_agent_generation_tokens_per_second",
+    "llm_agent_prompt_tokens_total": "llm_agent_prompt_tokens_per_second",
+}
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,45 @@ def load_table(path: str = TABLE_PATH) -> List[Row]:
         return parse_table(f.read())
 
 
+@lru_cache(maxsize=None)
+def engine_sources(neutral: str) -> Tuple[Source, ...]:
+    """Every engine's sources of one neutral series (the shipped table), current names first."""
+    row = next(r for r in load_table() if r.name == neutral)
+    return tuple(src for sources in row.sources.values() for src in sources)
+
+
+def source_total(families: Mapping[str, MetricFamily], sources: Sequence[Source]) -> Optional[float]:
+    """The sum of the first of `sources` present in `families` (by family name), or None."""
+    for src in sources:
+        fam = families.get(src.family)
+        values = [s.value for s in fam.samples if s.name == src.sample] if fam is not None else []
+        if values:
+            return sum(values)
+    return None
+
+
+class CounterRate:
+    """A counter's per-second rate over the last RATE_WINDOW seconds of the values read, as
+    PromQL's rate() reads it: a value that went down is a restart from zero. One busy cycle
+    between idle ones is a bump in a one-minute average, not a spike."""
+
+    def __init__(self, window: float = RATE_WINDOW):
+        self.window = window
+        self.points: Deque[Tuple[float, float]] = deque()
+
+    def add(self, t: float, total: float) -> Optional[float]:
+        """Record a reading; the rate over the window (None until two readings span time)."""
+        self.points.append((t, total))
+        while len(self.points) > 2 and self.points[1][0] <= t - self.window:
+            self.points.popleft()  # keep one reading at or before the window's start
+        first_t = self.points[0][0]
+        if t <= first_t:
+            return None
+        values = [v for _, v in self.points]
+        increase = sum(b - a if b >= a else b for a, b in zip(values, values[1:]))
+        return increase / (t - first_t)
+
+
 def _engine_of(names: Iterable[str]) -> Optional[str]:
     for name in names:
         prefix = name.split(":", 1)[0] if ":" in name else name.split("_", 1)[0]
@@ -112,7 +162,7 @@ def neutral_families(view: Snapshot, rows: Sequence[Row]) -> List[MetricFamily]:
 
 
 class EngineSeries:
-    """The deriver (runner.Deriver): neutral series from the targets' own."""
+    """The deriver (runner.Deriver): neutral series from the targets' own, and token rates."""
 
     name = "engine_series"
 
@@ -120,11 +170,37 @@ class EngineSeries:
         self.rows = list(rows)
         self.reads: Tuple[str, ...] = tuple(sorted({src.family for row in self.rows for sources in row.sources.values()
                                                     for src in sources} | {"llm_agent_target_info"}))
+        self._rates: Dict[Tuple[str, Labels], CounterRate] = {}
 
     def derive(self, view: Snapshot) -> List[MetricFamily]:
-        return neutral_families(view, self.rows)
+        families = neutral_families(view, self.rows)
+        return families + self._token_rates(view.timestamp, families)
+
+    def _token_rates(self, now: float, families: Sequence[MetricFamily]) -> List[MetricFamily]:
+        """Per second over the last minute, per server and model. A series that was not read
+        this cycle (its target did not answer) loses its history: its rate is absent, not stale,
+        and starts again from the next two readings."""
+        seen: Dict[Tuple[str, Labels], CounterRate] = {}
+        out = []
+        for fam in families:
+            rate_name = RATES.get(fam.name)
+            if rate_name is None:
+                continue
+            what = rate_name[len("llm_agent_"):].split("_", 1)[0]
+            rates = gauge(rate_name, f"{what.capitalize()} tokens per second over the last minute, from the "
+                                     f"server's counters ({fam.name}, as rate(counter[1m])).")
+            for s in fam.samples:
+                key = (rate_name, s.labels)
+                seen[key] = self._rates.get(key) or CounterRate()
+                rate = seen[key].add(now, s.value)
+                if rate is not None:
+                    rates.add(dict(s.labels), rate)
+            if rates.samples:
+                out.append(rates)
+        self._rates = seen
+        return out
 
 
-@register_deriver("engine_series")
+@register_deriver("engine_series", keep=True)
 def _build(ctx: Context) -> EngineSeries:
     return EngineSeries(load_table())

@@ -129,7 +129,6 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.count_error(e.reason)
             self.down_problem(e)
             signals.health_timed_out = e.reason == "timeout"
-            self.rates = {}
             self._props = None
             return False
         out.append(self._health_family(self.health))

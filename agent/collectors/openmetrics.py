@@ -2,16 +2,17 @@
 
 This is the generic collector (vLLM's `vllm:*`, SGLang's `sglang:*`, anything Prometheus-
 shaped) and the base of the llama.cpp one. Besides passthrough it derives what no server
-exports: whether the target is up, how long the scrape took, generated and prompt tokens per
-second from counter deltas, and restarts from counter resets.
+exports: whether the target is up, how long the scrape took, restarts from counter resets, and
+for hang and stall detection whether requests are in flight and tokens came out (from the
+engine's own series, as engines.toml names them). Tokens per second are worked out later, from
+the engine-neutral counters (engines.py), so every engine gets them the same way.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TargetConfig
@@ -19,43 +20,15 @@ from ..expfmt import parse_text
 from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
 from ..probes.liveness import Liveness
+from .engines import engine_sources, source_total
 from .registry import Context, register_target_kind
 from .sanitize import LimitExceeded, Limits, check_limits, sanitize
 
-# Counters whose per-second rate is exported as llm_agent_{generation,prompt}_tokens_per_second.
-RATE_SOURCES = {
-    "generation": ("llamacpp:tokens_predicted_total", "vllm:generation_tokens_total", "sglang:generation_tokens_total"),
-    "prompt": ("llamacpp:prompt_tokens_total", "vllm:prompt_tokens_total", "sglang:prompt_tokens_total"),
-}
-# gauges saying requests are being processed right now (stall detection)
-BUSY_GAUGES = ("llamacpp:requests_processing", "vllm:num_requests_running", "sglang:num_running_reqs")
 TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
-RATE_WINDOW = 60.0  # llm_agent_*_tokens_per_second: as rate(x[1m]) over the server's token counter
-
-
-class CounterRate:
-    """A counter's per-second rate over the last RATE_WINDOW seconds of the values this
-    collector read, as PromQL's rate() reads it: a value that went down is a restart from zero.
-    One busy cycle between idle ones is a bump in a one-minute average, not a spike."""
-
-    def __init__(self, window: float = RATE_WINDOW):
-        self.window = window
-        self.points: Deque[Tuple[float, float]] = deque()
-
-    def last(self) -> Optional[float]:
-        return self.points[-1][1] if self.points else None
-
-    def add(self, t: float, total: float) -> Optional[float]:
-        """Record a reading; the rate over the window (None until two readings span time)."""
-        self.points.append((t, total))
-        while len(self.points) > 2 and self.points[1][0] <= t - self.window:
-            self.points.popleft()  # keep one reading at or before the window's start
-        first_t = self.points[0][0]
-        if t <= first_t:
-            return None
-        values = [v for _, v in self.points]
-        increase = sum(b - a if b >= a else b for a, b in zip(values, values[1:]))
-        return increase / (t - first_t)
+# What liveness reads, per engine: requests in flight (busy) and the generated-token counter
+# (progress); the engine-neutral table's sources, so a new engine is a row there, not code here.
+BUSY_SOURCES = engine_sources("llm_agent_requests_running")
+PROGRESS_SOURCES = engine_sources("llm_agent_generation_tokens_total")
 
 
 def public_url(url: str) -> str:
@@ -94,13 +67,6 @@ def relabel(families: List[MetricFamily], extra: Labels) -> List[MetricFamily]:
     return families
 
 
-def sum_family(families: Dict[str, MetricFamily], name: str) -> Optional[float]:
-    fam = families.get(name)
-    if fam is None:
-        return None
-    return sum(s.value for s in fam.samples if s.name == name)
-
-
 @dataclass
 class Signals:
     """What one collect cycle learned for hang and stall detection; made fresh each cycle and
@@ -135,11 +101,10 @@ class OpenMetricsCollector:
         self.client = client or HttpClient(target.url, headers, clock)
         self.labels: Labels = (("server", target.name),) + tuple(sorted(target.labels.items()))
         self.problems: List[Problem] = []
-        self._token_rates: Dict[str, CounterRate] = {}
+        self._generated: Optional[float] = None  # the generated-token counter at the last scrape
         self.limits = Limits(target.sample_limit, target.label_limit, target.label_name_length_limit,
                              target.label_value_length_limit)
         self._dropped: Dict[str, int] = {}  # series sanitize() refused, by reason
-        self.rates: Dict[str, float] = {}  # this cycle's tokens per second; empty when the scrape failed
         self._counters: Dict[Tuple[str, Labels], float] = {}
         self._errors: Dict[str, int] = {}
         self._parse_errors = 0
@@ -198,7 +163,6 @@ class OpenMetricsCollector:
         except FetchError as e:
             self.count_error(e.reason)
             self.down_problem(e)
-            self.rates = {}
             signals.health_timed_out = e.reason == "timeout"  # /metrics is this server's only health check
             return False
         out.extend(passthrough)
@@ -251,25 +215,16 @@ class OpenMetricsCollector:
         return families
 
     def _derive(self, families: List[MetricFamily], signals: "Signals") -> None:
-        now = self.clock()
         by_name = {f.name: f for f in families}
         if self._detect_reset(families):
             self.restarts += 1
-        self.rates = {}
-        busy = [sum_family(by_name, n) for n in BUSY_GAUGES]
-        if any(b is not None for b in busy):
-            signals.busy = any(b for b in busy if b)
-        for what, names in RATE_SOURCES.items():
-            total = next((t for t in (sum_family(by_name, n) for n in names) if t is not None), None)
-            if total is None:
-                continue
-            counter_rate = self._token_rates.setdefault(what, CounterRate())
-            prev = counter_rate.last()
-            if what == "generation" and prev is not None:
-                signals.progressed = total != prev
-            rate = counter_rate.add(now, total)
-            if rate is not None:
-                self.rates[what] = rate
+        busy = source_total(by_name, BUSY_SOURCES)
+        if busy is not None:
+            signals.busy = busy > 0
+        generated = source_total(by_name, PROGRESS_SOURCES)
+        if generated is not None and self._generated is not None:
+            signals.progressed = generated != self._generated
+        self._generated = generated
 
     def _detect_reset(self, families: List[MetricFamily]) -> bool:
         current = {(s.name, s.labels): s.value for f in families if f.type == COUNTER for s in f.samples}
@@ -300,11 +255,6 @@ class OpenMetricsCollector:
         for reason, n in sorted(self._dropped.items()):
             dropped.add({**lbl, "reason": reason}, n)
         fams.append(dropped)
-        if up:
-            for what, rate in self.rates.items():
-                fams.append(gauge(f"llm_agent_{what}_tokens_per_second",
-                                  f"{what.capitalize()} tokens per second over the last minute, from the server's "
-                                  "counters (as rate(counter[1m])).").add(lbl, rate))
         return fams
 
     def close(self) -> None:

@@ -7,7 +7,10 @@ Three kinds of registration:
 - `register(name, section)`: a collector every agent has (NVML, the host, the agent itself);
   its builder returns None when its section disables it. `keep=True`: on a reload the built
   instance is kept while its section is unchanged (NVML keeps its XID counts and thread).
-- `register_deriver(name)`: worked out from each cycle's results (runner.Deriver).
+- `register_deriver(name, section, keep)`: worked out from each cycle's results
+  (runner.Deriver); `keep` as above (the token rates' last minute survives a reload). They run
+  in name order, each seeing what the ones before derived: engine_series (neutral series,
+  tokens/s) before slo_cost (cost per token).
 - `register_target_kind(kind)` and `register_per_target(name)`: what each target gets, its
   own collector by `kind` and the extras (the process behind it, its probe).
 """
@@ -55,9 +58,9 @@ def register(name: str, section: str = "", keep: bool = False) -> Callable:
     return wrap
 
 
-def register_deriver(name: str, section: str = "") -> Callable:
+def register_deriver(name: str, section: str = "", keep: bool = False) -> Callable:
     def wrap(build: Callable[[Context], Any]) -> Callable:
-        DERIVERS[name] = Registration(name, section, build)
+        DERIVERS[name] = Registration(name, section, build, keep)
         return build
     return wrap
 

@@ -33,19 +33,15 @@ def asset(path: str) -> Optional[bytes]:
     return _cache[path]
 
 
-def _by(snapshot: Snapshot, name: str, key: str) -> Dict[str, float]:
-    return {s.label(key): s.value for s in snapshot.samples(name)}
-
-
 def gpu_tiles(snapshot: Snapshot) -> List[dict]:
     tiles = []
-    util = _by(snapshot, "DCGM_FI_DEV_GPU_UTIL", "gpu")
-    used = _by(snapshot, "DCGM_FI_DEV_FB_USED", "gpu")
-    free = _by(snapshot, "DCGM_FI_DEV_FB_FREE", "gpu")
-    temp = _by(snapshot, "DCGM_FI_DEV_GPU_TEMP", "gpu")
-    power = _by(snapshot, "DCGM_FI_DEV_POWER_USAGE", "gpu")
-    sm_clock = _by(snapshot, "DCGM_FI_DEV_SM_CLOCK", "gpu")
-    mem_clock = _by(snapshot, "DCGM_FI_DEV_MEM_CLOCK", "gpu")
+    util = snapshot.sum_by("DCGM_FI_DEV_GPU_UTIL", "gpu")
+    used = snapshot.sum_by("DCGM_FI_DEV_FB_USED", "gpu")
+    free = snapshot.sum_by("DCGM_FI_DEV_FB_FREE", "gpu")
+    temp = snapshot.sum_by("DCGM_FI_DEV_GPU_TEMP", "gpu")
+    power = snapshot.sum_by("DCGM_FI_DEV_POWER_USAGE", "gpu")
+    sm_clock = snapshot.sum_by("DCGM_FI_DEV_SM_CLOCK", "gpu")
+    mem_clock = snapshot.sum_by("DCGM_FI_DEV_MEM_CLOCK", "gpu")
     xids: Dict[str, float] = {}
     for s in snapshot.samples("llm_agent_gpu_xid_events_total"):
         xids[s.label("gpu")] = xids.get(s.label("gpu"), 0.0) + s.value
@@ -66,13 +62,13 @@ def gpu_tiles(snapshot: Snapshot) -> List[dict]:
 
 def target_tiles(snapshot: Snapshot, checks: List[dict]) -> List[dict]:
     models = {s.label("server"): s.label("model") for s in snapshot.samples("llm_agent_target_info")}
-    tps = _by(snapshot, "llm_agent_generation_tokens_per_second", "server")
-    running = _by(snapshot, "llamacpp:requests_processing", "server")
-    deferred = _by(snapshot, "llamacpp:requests_deferred", "server")
+    tps = snapshot.sum_by("llm_agent_generation_tokens_per_second", "server")
+    running = snapshot.sum_by("llm_agent_requests_running", "server")
+    deferred = snapshot.sum_by("llm_agent_requests_waiting", "server")
     slots: Dict[str, Dict[str, float]] = {}
     for s in snapshot.samples("llm_agent_target_slots"):
         slots.setdefault(s.label("server"), {})[s.label("state")] = s.value
-    flags = {name: _by(snapshot, f"llm_agent_target_{name}", "server") for name in ("up", "ready", "hung", "stalled")}
+    flags = {name: snapshot.sum_by(f"llm_agent_target_{name}", "server") for name in ("up", "ready", "hung", "stalled")}
     tiles = []
     for check in checks:
         server = check["target"]

@@ -52,6 +52,8 @@ def test_router_mode(serving, router):
     assert running.value("llm_agent_target_slots", model="alpha", state="idle") is not None
     assert running.value("llm_agent_model_loads_total", model="alpha") == 1
     assert running.value("llm_agent_requests_running", model="alpha") is not None  # the neutral series follow
+    wait_until(lambda: running.value("llm_agent_generation_tokens_per_second", model="alpha", engine="llamacpp")
+               is not None, 10, what="alpha's own token rate")
     assert states(router)["beta"] == "unloaded"  # the agent never asked beta anything
 
     chat(router, "beta")  # --models-max 1: alpha makes room

@@ -66,12 +66,17 @@ def test_every_collector_is_registered_and_a_reload_keeps_nvml_unless_its_sectio
                   nvml=FakeNvml([FakeGpu()]), state_dir=str(tmp_path))
     try:
         nvml = agent.collectors.fixed["nvml"]
+        derivers = {d.name: d for d in agent.runner.derivers}
+        assert [d.name for d in agent.runner.derivers] == sorted(derivers), "in name order: engine_series before slo_cost"
         assert "host" not in agent.collectors.fixed, "a disabled collector is not built"
         agent.config = parse_config('[collectors.host]\nenabled = true\n[discovery]\nenabled = false\n')
         agent.collectors.ctx.config = agent.config
         old = agent.collectors.ctx.config
         agent.collectors.build_fixed(previous=parse_config('[collectors.host]\nenabled = false\n[discovery]\nenabled = false\n'))
         assert agent.collectors.fixed["nvml"] is nvml and "host" in agent.collectors.fixed
+        kept = {d.name: d for d in agent.runner.derivers}
+        assert kept["engine_series"] is derivers["engine_series"], "its token rates' minute survives a reload"
+        assert kept["slo_cost"] is not derivers["slo_cost"]
         agent.collectors.ctx.config = parse_config('[collectors.nvml]\nxid_events = false\n')
         agent.collectors.build_fixed(previous=old)
         assert agent.collectors.fixed["nvml"] is not nvml, "its section changed: rebuilt"

@@ -102,17 +102,72 @@ def test_a_bad_table_row_is_named(text, says):
         parse_table(text)
 
 
+def two_cycles(view):
+    """What the deriver makes on the second of two cycles 5 s apart (token rates need two)."""
+    deriver = EngineSeries(load_table())
+    deriver.derive(view)
+    return deriver.derive(Snapshot(view.timestamp + 5, view.families))
+
+
 def test_every_default_rule_has_its_inputs_from_every_engine():
-    """A default rule that reads a neutral series finds it whatever engine the server runs."""
+    """A default rule that reads a neutral series (or the token rates worked out from them)
+    finds it whatever engine the server runs."""
+    from agent.collectors.engines import RATES
     from agent.config import default_config
     from agent.rules.ast import selectors
     from agent.rules.loader import load_rules
 
-    neutral_names = {row.name for row in load_table()}
+    neutral_names = {row.name for row in load_table()} | set(RATES.values())
     read = {sel.name for rule in load_rules(default_config()).alerts for sel, _ in selectors(rule.expr)}
     wanted = read & neutral_names
-    assert wanted >= {"llm_agent_requests_running", "llm_agent_requests_waiting"}
+    assert wanted >= {"llm_agent_requests_running", "llm_agent_requests_waiting", "llm_agent_generation_tokens_per_second"}
     assert not {n for n in read if n.startswith(("llamacpp:", "vllm:", "sglang:", "tgi_"))}  # no engine's own names
     for fixture in ("llamacpp/metrics.txt", "vllm/metrics.txt", "sglang/metrics.txt", "tgi/metrics.txt"):
-        produced = {f.name for f in neutral_families(view_of(fixture, "s"), load_table())}
+        produced = {f.name for f in two_cycles(view_of(fixture, "s"))}
         assert wanted <= produced, (fixture, wanted - produced)
+
+
+def bump(view, name, by):
+    """The view 5 s later, with every sample called `name` grown by `by`."""
+    return Snapshot(view.timestamp + 5, tuple(
+        MetricFamily(f.name, f.type, f.help, [Sample(s.name, s.labels, s.value + by if s.name == name else s.value)
+                                              for s in f.samples]) for f in view.families))
+
+
+def test_token_rates_for_every_engine_from_its_own_counter():
+    """TGI's counter is a histogram's _sum sample; SGLang's is split by tensor-parallel rank."""
+    for fixture, source in (("tgi/metrics.txt", "tgi_request_generated_tokens_sum"),
+                            ("sglang/metrics.txt", "sglang:generation_tokens_total"),
+                            ("vllm/metrics.txt", "vllm:generation_tokens_total")):
+        deriver = EngineSeries(load_table())
+        view = view_of(fixture, "s")
+        assert not any(f.name.endswith("_per_second") for f in deriver.derive(view)), "one reading is not a rate"
+        ranks = len([s for f in view.families for s in f.samples if s.name == source])
+        got = {s.name: s.value for f in deriver.derive(bump(view, source, 50)) for s in f.samples}
+        assert got["llm_agent_generation_tokens_per_second"] == pytest.approx(50 * ranks / 5), fixture
+        assert got["llm_agent_prompt_tokens_per_second"] == 0
+
+
+def test_a_routers_models_get_their_own_rates():
+    fams = parse_text("# TYPE llamacpp:tokens_predicted_total counter\n"
+                      'llamacpp:tokens_predicted_total{server="r",model="a"} 100\n'
+                      'llamacpp:tokens_predicted_total{server="r",model="b"} 100\n').families
+    deriver = EngineSeries(load_table())
+    deriver.derive(Snapshot(0.0, tuple(fams)))
+    fams[0].samples[0] = Sample(fams[0].samples[0].name, fams[0].samples[0].labels, 150)
+    rates = {s.label("model"): s.value for f in deriver.derive(Snapshot(10.0, tuple(fams))) for s in f.samples
+             if s.name == "llm_agent_generation_tokens_per_second"}
+    assert rates == {"a": 5.0, "b": 0.0}
+
+
+def test_liveness_reads_busy_and_progress_from_the_table_for_every_engine():
+    """Stall detection (busy, no tokens out) works for TGI too, from the same table rows."""
+    from agent.collectors.engines import source_total
+    from agent.collectors.openmetrics import BUSY_SOURCES, PROGRESS_SOURCES
+
+    expected = {"llamacpp/metrics.txt": None, "vllm/metrics.txt": 3, "sglang/metrics.txt": None, "tgi/metrics.txt": 8}
+    for fixture, busy in expected.items():
+        by_name = {f.name: f for f in parse_text((FIXTURES / fixture).read_text()).families}
+        if busy is not None:
+            assert source_total(by_name, BUSY_SOURCES) == busy, fixture
+        assert source_total(by_name, BUSY_SOURCES) is not None and source_total(by_name, PROGRESS_SOURCES) is not None

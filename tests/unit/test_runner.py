@@ -133,3 +133,22 @@ def test_inline_collectors_run_in_the_runner_thread_and_stay_isolated():
     assert snap.value("m", src="i") == 1 and snap.value("m", src="t") == 1
     assert snap.value("llm_agent_collector_success", collector="raising") == 0
     r.close()
+
+
+class Doubler:
+    """A deriver of a deriver's output."""
+
+    def __init__(self, name, reads, makes):
+        self.name, self.reads, self.makes = name, (reads,), makes
+
+    def derive(self, view):
+        return [gauge(self.makes, "Twice.").add({}, 2 * s.value) for s in view.samples(self.reads[0])]
+
+
+def test_each_deriver_sees_what_the_ones_before_it_derived():
+    r = Runner([Fixed("a", 3.0)], timeout=1, derivers=[Doubler("first", "m", "m2"), Doubler("second", "m2", "m4")])
+    try:
+        snap = r.run()
+        assert snap.value("m2") == 6 and snap.value("m4") == 12
+    finally:
+        r.close()

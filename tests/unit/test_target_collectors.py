@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from agent.collectors.engines import EngineSeries, load_table
 from agent.collectors.llamacpp import LlamaCppCollector
 from agent.collectors.openmetrics import OpenMetricsCollector
 from agent.config import TargetConfig
 from agent.model import Snapshot
+from agent.runner import Runner
 from tests.support.clock import ManualClock
 from tests.support.httpservers import RouteServer, SilentServer, static
 
@@ -20,6 +22,20 @@ FIX = Path(__file__).parent.parent / "fixtures"
 
 def snap_of(collector):
     return Snapshot(0.0, tuple(collector.collect()))
+
+
+class Cycles:
+    """The collector and the engine-neutral deriver (which works out tokens/s) in a real
+    runner, one cycle per call, on a manual clock."""
+
+    def __init__(self, collector, clock):
+        self.runner = Runner([collector], timeout=5, clock=clock, derivers=[EngineSeries(load_table())])
+
+    def __call__(self) -> Snapshot:
+        return self.runner.run()
+
+    def close(self):
+        self.runner.close()
 
 
 def llama_routes(metrics=None, health=(200, b'{"status":"ok"}')):
@@ -37,7 +53,8 @@ def test_vllm_passthrough_with_server_label_and_rates():
         state = {"body": body}
         clock = ManualClock()
         c = OpenMetricsCollector(TargetConfig("vllm", srv.url, "openmetrics", labels={"zone": "a"}), clock=clock)
-        snap = snap_of(c)
+        cycle = Cycles(c, clock)
+        snap = cycle()
         running = snap.samples("vllm:num_requests_running")[0]
         assert running.labels[:2] == (("server", "vllm"), ("zone", "a"))
         assert running.label("model_name") == "meta-llama/Llama-3.1-8B-Instruct"
@@ -45,13 +62,16 @@ def test_vllm_passthrough_with_server_label_and_rates():
         assert snap.samples("llm_agent_generation_tokens_per_second") == []  # one point is not a rate
         clock.now += 5
         state["body"] = body.replace("88211.0", "88711.0")
-        snap = snap_of(c)
-        assert snap.value("llm_agent_generation_tokens_per_second", server="vllm") == pytest.approx(100.0)
+        snap = cycle()
+        model = "meta-llama/Llama-3.1-8B-Instruct"
+        assert snap.value("llm_agent_generation_tokens_per_second", server="vllm", engine="vllm",
+                          model=model) == pytest.approx(100.0)
         assert snap.value("llm_agent_prompt_tokens_per_second", server="vllm") == 0.0
         clock.now += 5
         state["body"] = body.replace("88211.0", "10.0")  # the server restarted
-        snap = snap_of(c)
+        snap = cycle()
         assert snap.value("llm_agent_target_restarts_total") == 1
+        cycle.close()
 
 
 def test_existing_server_label_is_kept_as_exported_server():
@@ -196,24 +216,30 @@ def test_tokens_per_second_is_a_one_minute_rate_and_vanishes_when_the_scrape_fai
     route = lambda h: (total["status"], body.replace("88211.0", f"{total['v']:.1f}").encode(), "text/plain")  # noqa: E731
     with RouteServer({"/metrics": route}) as srv:
         clock = ManualClock()
-        c = OpenMetricsCollector(TargetConfig("vllm", srv.url, "openmetrics"), clock=clock)
+        cycle = Cycles(OpenMetricsCollector(TargetConfig("vllm", srv.url, "openmetrics"), clock=clock), clock)
         rates = []
         for burst in (0, 0, 80, 0, 0, 0):  # one busy 5-second cycle among idle ones
             clock.now += 5
             total["v"] += burst
-            rates.append(snap_of(c).value("llm_agent_generation_tokens_per_second"))
+            rates.append(cycle().value("llm_agent_generation_tokens_per_second"))
         assert rates[0] is None and rates[1] == 0.0
         assert rates[2:] == [pytest.approx(80 / 10), pytest.approx(80 / 15), pytest.approx(80 / 20),
                              pytest.approx(80 / 25)], "averaged over the minute, not 16 for one cycle then 0"
         for _ in range(12):  # a minute later the burst has left the window
             clock.now += 5
-            rate = snap_of(c).value("llm_agent_generation_tokens_per_second")
+            rate = cycle().value("llm_agent_generation_tokens_per_second")
         assert rate == 0.0
         clock.now += 5
         total["v"] = 40.0  # a restart: the counter starts again from zero
-        assert snap_of(c).value("llm_agent_generation_tokens_per_second") == pytest.approx(40 / 60)
+        assert cycle().value("llm_agent_generation_tokens_per_second") == pytest.approx(40 / 60)
         total["status"] = 500
         clock.now += 5
-        snap = snap_of(c)
+        snap = cycle()
         assert snap.value("llm_agent_target_up") == 0
-        assert snap.samples("llm_agent_generation_tokens_per_second") == [] and c.rates == {}
+        assert snap.samples("llm_agent_generation_tokens_per_second") == []
+        total["status"] = 200
+        clock.now += 5
+        assert cycle().samples("llm_agent_generation_tokens_per_second") == [], "after a gap: two new readings"
+        clock.now += 5
+        assert cycle().value("llm_agent_generation_tokens_per_second") == 0.0
+        cycle.close()
