@@ -29,6 +29,9 @@ def exported_names():
         names |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", fixture.read_text(), re.M))
     names |= {f"node_memory_{m}_bytes" for m in ("MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached", "SwapTotal", "SwapFree")}
     names |= {f"llm_agent_probe_{h}_seconds_{s}" for h in ("ttft", "tpot", "duration") for s in ("bucket", "sum", "count")}
+    from agent.collectors.engines import load_table  # the engine-neutral series are data, not literals
+    for row in load_table():
+        names |= {row.name} | {row.name + s for s in ("_bucket", "_sum", "_count") if row.type == "histogram"}
     process = (ROOT / "agent" / "collectors" / "process.py").read_text()  # names built as f"llm_agent_target_process_{name}"
     names |= {f"llm_agent_target_process_{n}" for n in re.findall(r'\("([a-z_]+)", "(?:gauge|counter)"', process)}
     return names
