@@ -1,5 +1,7 @@
 """Alerting, wired: each cycle's snapshot goes into the History, the Engine evaluates the
-rules, the Router puts state changes in the Outbox, and the Dispatcher delivers them."""
+rules (silences and inhibition applied), the Router puts state changes in the Outbox, and the
+Dispatcher delivers them. Silences are written through Alertmanager's API v2 (serve/
+alertmanager_api.py), which this object owns with them."""
 
 from __future__ import annotations
 
@@ -14,9 +16,11 @@ from .notify.base import Channel, iso
 from .notify.dispatcher import Dispatcher
 from .notify.outbox import Outbox
 from .notify.router import Router
+from .notify.silences import Silences
 from .rules.engine import Engine, Notification
 from .rules.history import History
 from .rules.loader import RuleSet, load_rules
+from .serve.alertmanager_api import AlertmanagerAPI
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -61,18 +65,26 @@ class Alerting:
         self.store = Store(os.path.join(state_dir, DB_NAME))
         self.history = History()
         self.outbox = Outbox(self.store)
+        self.silences = Silences(self.store, clock)
         ruleset = load_rules(config)
         channels = channels_from(config)
         resend = config.alerting.alertmanager_resend
+        self.resend = resend
         self.engine = self._engine(config, ruleset, previous=None)
         self.router = Router(channels, self.outbox, resend)
         self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
         self._api_doc = self._build_api_doc()
+        self._v2_alerts: List[dict] = []
+        self.api = AlertmanagerAPI(self.silences, lambda: self._v2_alerts, lambda: [c.name for c in self.router.channels],
+                                   clock, config.hostname, bool(config.exporter.basic_auth_users),
+                                   config.exporter.api_write_from, lambda: _routes_yaml(self.router.channels))
         _log_loaded(ruleset, channels)
 
     def _engine(self, config: Config, ruleset: RuleSet, previous: Optional[Engine]) -> Engine:
-        return Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
-                      budget=config.alerting.evaluation_budget, previous=previous, step=config.interval)
+        engine = Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
+                        budget=config.alerting.evaluation_budget, previous=previous, step=config.interval)
+        engine.silencing = self.silences.silencing
+        return engine
 
     def configure(self, config: Config) -> None:
         """A reload: new rules and channels. Alert state, history, the outbox, the delivery
@@ -80,14 +92,17 @@ class Alerting:
         ruleset = load_rules(config)
         channels = channels_from(config)
         resend = config.alerting.alertmanager_resend
+        self.resend = resend
         self.engine = self._engine(config, ruleset, previous=self.engine)
         self.router.configure(channels, resend)
         self.dispatcher.configure(channels, resend)
+        self.api.configure(bool(config.exporter.basic_auth_users), config.exporter.api_write_from)
         _log_loaded(ruleset, channels)
 
     def process(self, snapshot: Snapshot) -> None:
         """Evaluate the rules on this cycle's snapshot and queue what changed."""
         self.outbox.sync()  # what a full disk refused earlier, saved now if it can be
+        self.silences.sync()
         self.history.ingest(snapshot)
         self.engine.exported = {f.name for f in snapshot.families}
         notifications = self.engine.evaluate(snapshot.timestamp)
@@ -97,6 +112,7 @@ class Alerting:
         self.router.resend_firing(self.engine.active(), snapshot.timestamp)
         # readers on other threads (the exporter's /api/v1/alerts) get this cycle's copy, never the live dicts
         self._api_doc = self._build_api_doc()
+        self._v2_alerts = self._build_v2_alerts(snapshot.timestamp)
 
     def _attach_stacks(self, notifications: List[Notification], t: float) -> List[Notification]:
         """Add the latest py-spy summary of a hung or stalled server to its firing alerts. The
@@ -165,7 +181,13 @@ class Alerting:
         for (channel, result), n in sorted(dispatcher.results.items()):
             results.add({"channel": channel, "result": result}, n)
         writes = self.store.write_errors
-        return [firing, states,
+        silences = gauge("llm_agent_silences", "Silences by state (active, pending, expired), maintenance included.")
+        for state, n in sorted(self.silences.counts(now).items()):
+            silences.add({"state": state}, n)
+        return [firing, states, silences,
+                _per(counter("llm_agent_api_writes_refused_total",
+                             "Writes to the Alertmanager API (silences) refused: not from loopback or "
+                             "[exporter] api_write_from, without basic auth."), "reason", self.api.refused, ["not_allowed"]),
                 _per(counter("llm_agent_rule_evaluation_failures_total", "Rule evaluations that failed, by rule."),
                      "rule", engine.failures),
                 _per(counter("llm_agent_rule_template_errors_total",
@@ -196,7 +218,10 @@ class Alerting:
                 counter("llm_agent_outbox_write_errors_total", "Failed writes to the outbox database (a full disk, say).")
                 .add({}, writes.get("outbox", 0)),
                 counter("llm_agent_state_write_errors_total", "Failed writes of alert state to the database.")
-                .add({}, writes.get("alert_state", 0))]
+                .add({}, writes.get("alert_state", 0)),
+                counter("llm_agent_silence_write_errors_total", "Failed writes of silences to the database (kept in "
+                                                                "memory and retried each cycle).")
+                .add({}, writes.get("silences", 0))]
 
     def api_alerts(self) -> dict:
         """Prometheus' /api/v1/alerts shape, as of the last evaluation (safe from any thread)."""
@@ -207,9 +232,36 @@ class Alerting:
                    "activeAt": iso(a.active_at), "value": repr(a.value)} for a in self.engine.active()]
         return {"status": "success", "data": {"alerts": alerts}}
 
+    def _build_v2_alerts(self, t: float) -> List[dict]:
+        """The firing alerts as Alertmanager's API v2 shows them (silences are applied on
+        request, so a new one shows at once), each with the channels that would get it."""
+        out = []
+        for a in self.engine.active():
+            if a.state != "firing":
+                continue
+            receivers = [c.name for c in self.router.channels if self.router.wants(c, a, "firing")]
+            out.append({"labels": dict(a.labels), "annotations": dict(a.annotations), "startsAt": iso(a.active_at),
+                        "updatedAt": iso(t), "endsAt": iso(t + 4 * self.resend), "fingerprint": a.fingerprint,
+                        "receivers": receivers, "inhibited_by": a.inhibited_by})
+        return out
+
+    def maintenance(self) -> List[dict]:
+        """Active maintenance windows: target ("" = the whole host), until, comment, id."""
+        return [{"target": s.target, "until": s.ends_at, "comment": s.comment, "id": s.id}
+                for s in self.silences.maintenance()]
+
     def close(self, drain: float = 5.0) -> None:
         self.dispatcher.stop(drain)
         self.store.close()
+
+
+def _routes_yaml(channels: List[Channel]) -> str:
+    """/api/v2/status' config.original: the channels as an Alertmanager-shaped summary (no URL
+    or key: they are secrets)."""
+    lines = ["# llm-agent: [[notify]] channels (secrets left out)", "route:", "  receiver: " + (
+        channels[0].name if channels else "none"), "receivers:"]
+    lines += [f"- name: {c.name}  # {c.type}" for c in channels] or ["- name: none"]
+    return "\n".join(lines) + "\n"
 
 
 def _log_loaded(ruleset: RuleSet, channels: List[Channel]) -> None:

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .serve.health import target_checks
 from .model import SEVERITY_RANK, Problem, Snapshot
+from .notify.silences import MAINTENANCE_AUTHOR
 
 GIB = 1 << 30
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
@@ -120,27 +121,28 @@ def _fmt(value: Optional[float], fmt: str, unit: str = "") -> str:
 
 
 def running_alerts(listen: Tuple[str, int], tls: bool = False, timeout: float = 1.0) -> Dict[str, Any]:
-    """What the agent running with this config fires now, read from its /api/v1/alerts."""
-    import json
-    import ssl
-    import urllib.error
-    import urllib.request
+    """What the agent running with this config fires now (its /api/v1/alerts) and its active
+    maintenance windows (its silences)."""
+    from .apiclient import ApiError, call, local_url
 
-    host, port = listen
-    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
-    url = f"{'https' if tls else 'http'}://{'[' + host + ']' if ':' in host else host}:{port}/api/v1/alerts"
-    context = ssl._create_unverified_context() if tls else None  # our own agent, on this host
+    base = local_url(listen, tls)
+    url = base + "/api/v1/alerts"
     try:
-        with urllib.request.urlopen(url, timeout=timeout, context=context) as resp:
-            alerts = json.loads(resp.read(4 << 20))["data"]["alerts"]
-    except urllib.error.HTTPError as e:
-        return {"url": url, "error": "it asks for credentials (basic auth)" if e.code == 401 else f"HTTP {e.code}"}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        reason = getattr(e, "reason", e)
-        return {"url": url, "error": "no agent is running there" if "refused" in str(reason) else str(reason)[:200]}
-    return {"url": url, "alerts": [{"alertname": a["labels"].get("alertname", "?"), "state": a["state"],
-                                    "severity": a["labels"].get("severity", ""), "labels": a["labels"],
-                                    "active_at": a.get("activeAt", "")} for a in alerts]}
+        alerts = call(base, "GET", "/api/v1/alerts", timeout=timeout)["data"]["alerts"]
+    except (ApiError, KeyError, TypeError) as e:
+        error = str(e)
+        return {"url": url, "error": "no agent is running there" if error.startswith("no agent answers") else error}
+    try:
+        silences = call(base, "GET", "/api/v2/silences", timeout=timeout) or []
+    except ApiError:
+        silences = []  # an older agent without the API: no maintenance to show
+    maintenance = [{"target": next((m["value"] for m in s["matchers"] if m["name"] == "server"), ""),
+                    "until": s["endsAt"], "comment": s["comment"]} for s in silences
+                   if s.get("createdBy") == MAINTENANCE_AUTHOR and s.get("status", {}).get("state") == "active"]
+    return {"url": url, "maintenance": maintenance,
+            "alerts": [{"alertname": a["labels"].get("alertname", "?"), "state": a["state"],
+                        "severity": a["labels"].get("severity", ""), "labels": a["labels"],
+                        "active_at": a.get("activeAt", "")} for a in alerts]}
 
 
 def render_report(r: Dict[str, Any], color: bool = False) -> str:
@@ -151,7 +153,11 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
     def tag(sev: str) -> str:
         return f"{paint.get(sev, '')}{sev.upper()}{reset}"
 
-    lines = [f"llm-agent check on {r['hostname']} (config: {r['config']})", "", "GPUs"]
+    lines = [f"llm-agent check on {r['hostname']} (config: {r['config']})"]
+    for w in (r.get("running_agent") or {}).get("maintenance", []):  # a banner: pages are silenced
+        what = f"target {w['target']}" if w["target"] else "the whole host (every alert silenced, /healthz 503)"
+        lines.append(f"{tag('info')} MAINTENANCE of {what} until {w['until']}: {w['comment']}")
+    lines += ["", "GPUs"]
     if r["nvml"] is None:
         lines.append("  NVML collector disabled")
     elif not r["gpus"]:

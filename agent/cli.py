@@ -25,6 +25,8 @@ EPILOG = """commands:
   test-alert       send a clearly marked test alert through a [[notify]] channel
   stacks           dump a Python server's stacks with py-spy (by target name or pid)
   reload           ask the running agent to re-read its configuration (SIGHUP)
+  silence          add, list or expire silences on the running agent (as amtool does)
+  maintenance      silence the host (or one target) for a while; /healthz answers 503
 
 The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
 exists, else the embedded defaults."""
@@ -73,6 +75,27 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--to", dest="end", metavar="TIME", help="period end (default now)")
     rep.add_argument("--format", choices=("text", "md", "html", "json"), default="text")
     rep.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
+    sil = sub.add_parser("silence", help="add, list or expire silences on the running agent")
+    sil_sub = sil.add_subparsers(dest="silence_command", metavar="SUBCOMMAND")
+    sil_add = sil_sub.add_parser("add", help="silence the alerts matching every MATCHER")
+    sil_add.add_argument("matchers", nargs="+", metavar="MATCHER", help='label=value, label!=value, label=~"re", label!~"re"')
+    sil_add.add_argument("--for", dest="duration", type=_duration_arg, default=3600.0, metavar="DURATION",
+                         help="how long (default 1h)")
+    sil_add.add_argument("--comment", required=True, help="why (shown to whoever wonders where the pages went)")
+    sil_add.add_argument("--author", help="who (default: $USER)")
+    sil_list = sil_sub.add_parser("list", help="the silences (active and pending; --expired for all)")
+    sil_list.add_argument("--expired", action="store_true", help="show expired ones too")
+    sil_exp = sil_sub.add_parser("expire", help="end silences now")
+    sil_exp.add_argument("ids", nargs="+", metavar="ID")
+    mnt = sub.add_parser("maintenance", help="silence the host (or one target) for a while; /healthz answers 503")
+    mnt.add_argument("--for", dest="duration", type=_duration_arg, metavar="DURATION", help="how long, e.g. 30m")
+    mnt.add_argument("--target", metavar="NAME", help="only this target's alerts (and /healthz?target=NAME)")
+    mnt.add_argument("--comment", default="", help="why")
+    mnt.add_argument("--end", action="store_true", help="end the maintenance window(s) now")
+    for cmd in (sil_add, sil_list, sil_exp, mnt):
+        cmd.add_argument("--config", metavar="FILE", help="config file (TOML): where the agent listens")
+        cmd.add_argument("--url", help="the agent's URL (default: from [exporter] listen)")
+        cmd.add_argument("--user", help="basic auth user (password from $LLM_AGENT_PASSWORD, else asked)")
     cfg = sub.add_parser("config", help="configuration tools")
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
     val = cfg_sub.add_parser("validate", help="validate a config file")
@@ -209,8 +232,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "rules" and args.rules_command in ("check", "test"):  # files, no agent config
         return (commands.rules_check if args.rules_command == "check" else commands.rules_test)(args)
     handlers = {"run": cmd_run, "check": cmd_check, "test-alert": commands.test_alert, "stacks": commands.stacks,
-                "reload": commands.reload, "report": commands.report, "rules": commands.rules_export if args.command == "rules"
-                and args.rules_command == "export" else None}
+                "reload": commands.reload, "report": commands.report, "maintenance": commands.maintenance,
+                "silence": commands.silence if getattr(args, "silence_command", None) else None,
+                "rules": commands.rules_export if args.command == "rules" and args.rules_command == "export" else None}
     handler = handlers.get(args.command)
     if handler is None:
         parser.print_help(sys.stderr)

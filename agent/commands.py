@@ -1,5 +1,6 @@
-"""The smaller `llm-agent` subcommands: rules export, test-alert, stacks, reload, report. Each takes
-the parsed arguments and the loaded configuration (cli.main loads it once)."""
+"""The smaller `llm-agent` subcommands: rules export, test-alert, stacks, reload, report, silence,
+maintenance. Each takes the parsed arguments and the loaded configuration (cli.main loads it
+once)."""
 
 from __future__ import annotations
 
@@ -191,3 +192,100 @@ def report(args: argparse.Namespace, config: Config) -> int:
     else:
         sys.stdout.write(out)
     return 0
+
+
+def _api(args: argparse.Namespace, config: Config):
+    """(base URL, auth) of the running agent's API, from --url/--user or the configuration."""
+    import getpass
+
+    from .apiclient import local_url
+
+    base = (args.url or local_url(config.exporter.listen, bool(config.exporter.tls_cert_file))).rstrip("/")
+    auth = None
+    if args.user:
+        password = os.environ.get("LLM_AGENT_PASSWORD")
+        auth = (args.user, password if password is not None else getpass.getpass(f"password for {args.user}: "))
+    return base, auth
+
+
+def silence(args: argparse.Namespace, config: Config) -> int:
+    """silence add|list|expire, through the running agent's Alertmanager API v2."""
+    import getpass
+    import time as _time
+
+    from .apiclient import ApiError, call
+    from .rules.parser import PromQLError, parse_matcher
+    from .timefmt import iso
+
+    base, auth = _api(args, config)
+    try:
+        if args.silence_command == "add":
+            matchers = []
+            for text in args.matchers:
+                try:
+                    m = parse_matcher(text)
+                except PromQLError as e:
+                    print(f"llm-agent: {e}", file=sys.stderr)
+                    return 2
+                matchers.append({"name": m.label, "value": m.value, "isRegex": m.op in ("=~", "!~"),
+                                 "isEqual": m.op in ("=", "=~")})
+            now = _time.time()
+            author = args.author or os.environ.get("USER") or getpass.getuser()
+            doc = {"matchers": matchers, "startsAt": iso(now), "endsAt": iso(now + args.duration),
+                   "createdBy": author, "comment": args.comment}
+            print(call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"])
+            return 0
+        if args.silence_command == "expire":
+            for sid in args.ids:
+                call(base, "DELETE", f"/api/v2/silence/{sid}", auth=auth)
+            return 0
+        found = call(base, "GET", "/api/v2/silences", auth=auth) or []
+        shown = [s for s in found if args.expired or s["status"]["state"] != "expired"]
+        print(_silence_table(shown))
+        return 0
+    except ApiError as e:
+        print(f"llm-agent: {e}", file=sys.stderr)
+        return 1
+
+
+def _silence_table(silences) -> str:
+    if not silences:
+        return "no silences"
+    ops = {(False, True): "=", (False, False): "!=", (True, True): "=~", (True, False): "!~"}
+    rows = [("ID", "STATE", "ENDS", "CREATED BY", "MATCHERS", "COMMENT")]
+    for s in silences:
+        matchers = " ".join(f'{m["name"]}{ops[(m["isRegex"], m.get("isEqual", True))]}"{m["value"]}"' for m in s["matchers"])
+        rows.append((s["id"], s["status"]["state"], s["endsAt"], s["createdBy"], matchers, s["comment"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows)
+
+
+def maintenance(args: argparse.Namespace, config: Config) -> int:
+    """A maintenance window: a silence of the whole host (or --target's alerts) that also turns
+    /healthz to 503 "maintenance" so a load balancer drains the box; --end finishes it early."""
+    import time as _time
+
+    from .apiclient import ApiError, call
+    from .notify.silences import MAINTENANCE_AUTHOR, maintenance_silence
+
+    base, auth = _api(args, config)
+    try:
+        if args.end:
+            found = call(base, "GET", "/api/v2/silences", auth=auth) or []
+            ended = [s["id"] for s in found if s["createdBy"] == MAINTENANCE_AUTHOR and s["status"]["state"] != "expired"
+                     and (not args.target or any(m["name"] == "server" and m["value"] == args.target for m in s["matchers"]))]
+            for sid in ended:
+                call(base, "DELETE", f"/api/v2/silence/{sid}", auth=auth)
+            print(f"ended {len(ended)} maintenance window(s)")
+            return 0
+        if not args.duration:
+            print("llm-agent: maintenance needs --for DURATION (or --end)", file=sys.stderr)
+            return 2
+        doc = maintenance_silence(args.duration, args.target or "", args.comment or "", _time.time())
+        sid = call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"]
+        what = f"target {args.target}'s alerts are" if args.target else "every alert is silenced and /healthz answers 503;"
+        print(f"maintenance {sid}: {what} silenced until {doc['endsAt']} (end early: llm-agent maintenance --end)")
+        return 0
+    except ApiError as e:
+        print(f"llm-agent: {e}", file=sys.stderr)
+        return 1

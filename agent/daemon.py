@@ -152,9 +152,11 @@ class Agent:
 
     def console_state(self) -> dict:
         """/api/v1/console: the page's tiles, verdict and alerts from the latest snapshot."""
-        _, doc = self.health()
+        _, doc = health(self.snapshot, self.clock(), self.config.interval)  # the tiles, maintenance or not
         alerts = self.alerting.api_alerts() if self.alerting is not None else {}
-        return console_state(self.snapshot, doc, alerts, self.config.hostname, self.config.interval)
+        state = console_state(self.snapshot, doc, alerts, self.config.hostname, self.config.interval)
+        state["maintenance"] = self.alerting.maintenance() if self.alerting is not None else []
+        return state
 
     def metadata(self) -> dict:
         """/api/v1/metadata: each served family's type and help, from the latest snapshot."""
@@ -163,7 +165,8 @@ class Agent:
 
     def health(self, target: str = "") -> Tuple[int, dict]:
         """/healthz from the latest snapshot (serve.health)."""
-        return health(self.snapshot, self.clock(), self.config.interval, target)
+        maintenance = self.alerting.maintenance() if self.alerting is not None else []
+        return health(self.snapshot, self.clock(), self.config.interval, target, maintenance)
 
     def serve(self, exporter: Exporter, notifier: Optional[Notifier] = None) -> None:
         """Cycle every interval until `stop()`; reload when asked; keep systemd informed."""
@@ -171,6 +174,7 @@ class Agent:
         exporter.health = self.health
         if self.alerting is not None:
             exporter.api_alerts = self.alerting.api_alerts
+            exporter.alertmanager_api = self.alerting.api
         exporter.console = self.console_state
         if self.recorder is not None:
             exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,

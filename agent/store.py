@@ -1,4 +1,5 @@
-"""The agent's SQLite database in the state directory: alert state and the notification outbox.
+"""The agent's SQLite database in the state directory: alert state, the notification outbox and
+silences.
 
 WAL with synchronous=FULL: a notification written here survives a crash or power loss the
 moment `enqueue` returns.
@@ -53,7 +54,11 @@ DROP INDEX IF EXISTS outbox_due;
 DROP TABLE IF EXISTS notification_log;
 CREATE INDEX IF NOT EXISTS outbox_channel ON outbox (channel, id);
 """
-MIGRATIONS: List[str] = [_V1, _V2]  # MIGRATIONS[i] takes a database from version i to i + 1
+# Version 3: silences (Alertmanager's, and maintenance windows), one JSON document each.
+_V3 = """
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
+"""
+MIGRATIONS: List[str] = [_V1, _V2, _V3]  # MIGRATIONS[i] takes a database from version i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -11,18 +11,16 @@ Looking never loads a model: nothing here asks for one.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, List, Optional
 
 from ..model import MetricFamily, gauge
+from ..timefmt import parse_rfc3339
 from .http import FetchError
 from .openmetrics import OpenMetricsCollector, Signals, model_loaded, target_builder, target_info, target_ready
 from .registry import register_target_kind
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")  # Python reads microseconds; Ollama writes nanoseconds
 
 
 @dataclass(frozen=True)
@@ -42,13 +40,8 @@ def parse_version(data: Any) -> str:
 
 
 def parse_time(text: Any) -> Optional[float]:
-    """An RFC 3339 time as Ollama writes it; None for none or the zero time."""
-    if not isinstance(text, str) or not text or text.startswith("0001-01-01"):
-        return None
-    try:
-        return datetime.fromisoformat(_FRACTION.sub(r"\1", text).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+    """An RFC 3339 time as Ollama writes it (nanoseconds); None for none or the zero time."""
+    return parse_rfc3339(text)
 
 
 def parse_ps(data: Any) -> List[LoadedModel]:

@@ -69,6 +69,18 @@ def _bcrypt_users(value: Any) -> Dict[str, str]:
     return users
 
 
+def _networks(value: Any) -> List[str]:
+    import ipaddress
+
+    out = []
+    for item in v.str_list(value):
+        try:
+            out.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network: use CIDR notation such as 10.0.0.0/8 or 192.0.2.7/32") from None
+    return out
+
+
 def _expr(value: Any) -> Any:
     from ..rules.parser import parse
 
@@ -124,6 +136,8 @@ class ExporterSettings:
     tls_key_file: str = setting("", v.typed(str))
     tls_client_ca_file: str = setting("", v.typed(str))
     basic_auth_users: Dict[str, str] = setting({}, _bcrypt_users)
+    # without basic auth, silences (POST/DELETE /api/v2/...) are accepted from loopback and these
+    api_write_from: List[str] = setting([], _networks)
 
 
 @dataclass(frozen=True)

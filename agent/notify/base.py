@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
+from ..timefmt import iso  # noqa: F401  (the channels' one time format)
+
 # urllib3 logs each request line at DEBUG, and a webhook's path is its secret: never let it through
 logging.getLogger("urllib3").setLevel(logging.WARNING)
 
@@ -138,10 +140,3 @@ def post_json(session: Any, url: str, payload: Any, timeout: float, secrets: Seq
     except NotifyError as e:
         raise NotifyError(redact(str(e), secrets), e.retryable, e.retry_after, e.status) from None
     return resp
-
-
-def iso(ts: float) -> str:
-    """RFC 3339 in UTC, as Alertmanager and PagerDuty expect."""
-    if not ts:
-        return "0001-01-01T00:00:00Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}Z"

@@ -1,6 +1,7 @@
 """The alert state machine, per rule and label set: inactive -> pending -> firing -> resolved
 (Prometheus rules/alerting.go), with `for`, `keep_firing_for`, `cooldown` (re-notify while
-firing), inhibition, and state that survives a restart.
+firing), inhibition, silences (`silencing`: Alertmanager's, kept in notify/silences.py) and
+state that survives a restart.
 
 A missing series never silently resolves an alert: an alert resolves only when the series it
 came from are still there and no longer match. If they vanished (a lost GPU, a collector
@@ -84,6 +85,8 @@ class Alert:
     last_seen: float
     last_sent: float = 0.0  # last firing notification (0: never, e.g. inhibited all along)
     inhibited: bool = False
+    inhibited_by: str = ""  # the fingerprint of an alert inhibiting it (this cycle)
+    silenced_by: Tuple[str, ...] = ()  # the active silences muting it (this cycle)
     keep_firing_since: float = 0.0  # first evaluation without it, while keep_firing_for holds it
     # per inhibit rule: (matches its source side, matches its target side); labels never change
     sides: Dict["InhibitRule", Tuple[bool, bool]] = field(default_factory=dict, repr=False, compare=False)
@@ -159,6 +162,9 @@ class Engine:
         self.step = step  # a subquery's default step: the evaluation interval, as in Prometheus
         self.history = history
         self.inhibit = list(inhibit)
+        # (labels, t) -> ids of the active silences matching them; none unless alerting sets it
+        self.silencing: Callable[[Dict[str, str], float], Tuple[str, ...]] = \
+            previous.silencing if previous is not None else (lambda labels, t: ())
         self.no_data_timeout = no_data_timeout
         self.store = store
         self.budget = budget
@@ -416,22 +422,26 @@ class Engine:
         return any(wanted <= set(labels) for sel in origins for labels in evaluator.selected.get(sel, ()))
 
     def _apply_inhibition(self, notifications: List[Notification], t: float) -> List[Notification]:
+        """Hold back what inhibition or a silence mutes. A held alert that was never announced
+        is announced once nothing holds it and it still fires; the resolve of an announced
+        alert is sent unless a silence mutes it (as Alertmanager's mute stage does)."""
         firing = [a for by_rule in self.alerts.values() for a in by_rule.values() if a.state == "firing"]
         for alert in firing:
-            alert.inhibited = False
+            alert.inhibited, alert.inhibited_by = False, ""
+            alert.silenced_by = self.silencing(alert.labels, t)
         for rule in self.inhibit:
             self._inhibit(rule, firing)
         out = []
         for n in notifications:
-            if n.status == "firing" and n.alert.inhibited:
+            if n.status == "firing" and (n.alert.inhibited or n.alert.silenced_by):
                 continue
-            if n.status == "resolved" and not n.alert.last_sent:
-                continue  # never announced (inhibited all along): nothing to resolve
+            if n.status == "resolved" and (not n.alert.last_sent or self.silencing(n.alert.labels, t)):
+                continue  # never announced (held all along), or muted by a silence
             out.append(n)
-        # an alert whose inhibition ended while it still fires is announced now
+        # an alert whose inhibition or silence ended while it still fires is announced now
         announced = {id(n.alert) for n in out}
         for alert in firing:
-            if not alert.inhibited and not alert.last_sent and id(alert) not in announced:
+            if not alert.inhibited and not alert.silenced_by and not alert.last_sent and id(alert) not in announced:
                 out.append(Notification("firing", alert, t))
         for n in out:
             if n.status == "firing":
@@ -444,8 +454,8 @@ class Engine:
         storm of N alerts costs N lookups, not N * N comparisons. An alert matching both sides
         (two-sided) is held back only by a one-sided source: two alerts of the same kind do
         not silence each other, and an alert never silences itself."""
-        one_sided: set = set()
-        two_sided: set = set()
+        one_sided: Dict[tuple, str] = {}  # equal values -> a source's fingerprint
+        two_sided: Dict[tuple, str] = {}
         targets = []
         for alert in firing:
             key = tuple(alert.labels.get(k, "") for k in rule.equal)
@@ -454,12 +464,13 @@ class Engine:
                 sides = alert.sides[rule] = (matches(rule.source, alert.labels), matches(rule.target, alert.labels))
             is_source, is_target = sides
             if is_source:
-                (two_sided if is_target else one_sided).add(key)
+                (two_sided if is_target else one_sided).setdefault(key, alert.fingerprint)
             if is_target:
                 targets.append((alert, key, is_source))
         for alert, key, two in targets:
-            if key in one_sided or (not two and key in two_sided):
-                alert.inhibited = True
+            source = one_sided.get(key) or (two_sided.get(key) if not two else None)
+            if source:
+                alert.inhibited, alert.inhibited_by = True, source
 
     # -- reading ----------------------------------------------------------------------------------
 

@@ -157,6 +157,11 @@ function renderHeader(state) {
   verdict.className = "verdict " + (status === "ok" ? "ok" : "degraded");
   const reasons = document.getElementById("reasons");
   reasons.replaceChildren(...(state.health.reasons || []).map(r => el("li", {}, r)));
+  const windows = state.maintenance || [];
+  const banner = document.getElementById("maintenance");
+  banner.hidden = !windows.length;  // `llm-agent maintenance`: pages silenced, /healthz 503
+  banner.textContent = windows.map(w => `Maintenance of ${w.target ? "target " + w.target : "this host"} until ` +
+    `${new Date(w.until * 1000).toLocaleString()}: ${w.comment}`).join(" · ");
   const when = state.time ? new Date(state.time * 1000).toLocaleTimeString() : "–";
   document.getElementById("updated").textContent = `last cycle ${when} · every ${state.interval}s`;
 }

@@ -31,6 +31,7 @@ from . import console
 from .websecurity import BasicAuth, TLSContext
 
 if TYPE_CHECKING:
+    from .alertmanager_api import AlertmanagerAPI
     from .api import QueryAPI
 
 log = logging.getLogger(__name__)
@@ -116,8 +117,9 @@ MAX_HEAD = 16 * 1024  # a request head larger than this is refused: memory per c
 MAX_BODY = 1 << 20  # a POSTed query form larger than this is refused (Prometheus' forms are a few KB)
 _LENGTH = re.compile(rb"\r?\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE)
 PLAIN = "text/plain; charset=utf-8"
+# request counts by path: a bounded set, the rest is "other"
 COUNTED_PATHS = ("/metrics", "/healthz", "/api/v1/alerts", "/", "/api/v1/query", "/api/v1/query_range",
-                 "/api/v1/series", "/api/v1/labels")  # request counts by path: a bounded set, the rest is "other"
+                 "/api/v1/series", "/api/v1/labels", "/api/v2/silences", "/api/v2/alerts")
 
 
 @dataclass
@@ -200,6 +202,7 @@ class Exporter:
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self.query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
         self.console: Optional[Callable[[], dict]] = None  # the console page's state (serve/console.py)
+        self.alertmanager_api: Optional["AlertmanagerAPI"] = None  # silences and alerts, as Alertmanager's API v2
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         self.max_connections = max(max_connections, 1)
         self.request_timeout = request_timeout
@@ -491,8 +494,10 @@ class Exporter:
             return response(code, body, ctype, extra, head_only)
 
         api = self.query_api is not None and path.startswith("/api/v1/") and path not in ("/api/v1/alerts", "/api/v1/console")
-        if request.method not in ("GET", "HEAD") and not (api and request.method == "POST"):
-            allow = "GET, HEAD, POST" if api else "GET, HEAD"
+        am = self.alertmanager_api is not None and path.startswith("/api/v2/")
+        allowed = ("GET", "HEAD", "POST", "DELETE") if am else ("GET", "HEAD", "POST") if api else ("GET", "HEAD")
+        if request.method not in allowed:
+            allow = ", ".join(allowed)
             return reply(405, f"method not allowed: use {allow}\n".encode(), PLAIN, {"Allow": allow})
         authorization = request.headers.get("authorization")
         if self.auth is not None and path != "/healthz" and not self.auth.check(authorization, request.client):
@@ -512,6 +517,9 @@ class Exporter:
             return reply(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
         if path == "/api/v1/alerts":
             return reply(200, json.dumps(self.api_alerts()).encode(), "application/json")
+        if am and self.alertmanager_api is not None:
+            code, body, ctype = self.alertmanager_api.handle(request.method, request.target, request.body, request.client)
+            return reply(code, body, ctype)
         if api and self.query_api is not None:
             code, body, ctype = self.query_api.handle(request.method, request.target,
                                                       request.headers.get("content-type", ""), request.body)

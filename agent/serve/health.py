@@ -3,7 +3,8 @@
 - `target_checks` and `gpu_checks`: is each target and GPU healthy, and if not, why (down,
   not answering while its process is alive, hung, stalled, not ready, probe failing; lost).
 - `health()`: /healthz for load balancers, 200 with the details when everything this host
-  serves is healthy, 503 with the reasons when it is degraded; `?target=NAME` checks one.
+  serves is healthy, 503 with the reasons when it is degraded or in maintenance (`llm-agent
+  maintenance`: a load balancer drains the box); `?target=NAME` checks one.
 - `rule_findings()`: which of the loaded alert rules hold on the readings right now, so
   `check` judges temperatures, memory and disks with the rules' own thresholds.
 
@@ -12,6 +13,7 @@ Built only from snapshots: answering never touches a target.
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..model import Problem, Snapshot
@@ -57,8 +59,15 @@ def gpu_checks(snapshot: Snapshot) -> List[dict]:
              "reasons": [] if s.value else ["GPU lost or broken"]} for s in snapshot.samples("llm_agent_gpu_up")]
 
 
-def health(snapshot: Optional[Snapshot], now: float, interval: float, target: str = "") -> Tuple[int, dict]:
-    """(HTTP status, JSON document)."""
+def health(snapshot: Optional[Snapshot], now: float, interval: float, target: str = "",
+           maintenance: Sequence[dict] = ()) -> Tuple[int, dict]:
+    """(HTTP status, JSON document). `maintenance`: active windows (target "" is the host)."""
+    windows = [w for w in maintenance if not w["target"] or w["target"] == target]
+    if windows:
+        reasons = [f"maintenance{' of ' + w['target'] if w['target'] else ''} until "
+                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(w['until']))}: {w['comment']}" for w in windows]
+        return 503, {"status": "maintenance", "reasons": reasons, "checks": [],
+                     "maintenance": [dict(w) for w in windows]}
     if snapshot is None:
         return 503, {"status": "starting", "reasons": ["no cycle completed yet"], "checks": []}
     age = now - snapshot.timestamp

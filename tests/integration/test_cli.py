@@ -172,6 +172,10 @@ def test_check_shows_what_the_running_agent_fires(tmp_path):
         assert [a["alertname"] for a in running["alerts"] if a["state"] == "firing"] == ["Flap"]
         text = cli("check", "--sample", "0", "--config", agent.config_path).stdout
         assert "Firing now (the running agent)\n  WARNING Flap" in text
+        r = cli("maintenance", "--for", "20m", "--comment", "new PSU", "--config", agent.config_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        text = cli("check", "--sample", "0", "--config", agent.config_path).stdout
+        assert "INFO MAINTENANCE of the whole host" in text.splitlines()[1] and "new PSU" in text, text
     finally:
         agent.stop()
         flapper.close()

@@ -89,6 +89,14 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     browser.save_screenshot(str(tmp_path / "console-down.png"))
     assert errors(browser) == []
 
+    assert not browser.find_element("id", "maintenance").is_displayed()
+    from agent.notify.silences import maintenance_silence
+
+    window = maintenance_silence(1800, "", "swapping <b>GPU 3</b>", running.agent.clock())
+    assert requests.post(f"{url}api/v2/silences", json=window, timeout=5).status_code == 200
+    wait_until(lambda: browser.find_element("id", "maintenance").is_displayed(), 20, what="the maintenance banner")
+    assert "swapping <b>GPU 3</b>" in browser.find_element("id", "maintenance").text, "shown as text, never markup"
+
     browser.set_window_size(390, 844)  # a phone
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.body.dataset.refreshed"), 20, what="refresh on a phone")

@@ -21,6 +21,7 @@ class Running:
             config = parse_config(config)
         self.agent = Agent(config, nvml=nvml, state_dir=state_dir)
         self.exporter = Exporter("127.0.0.1", 0, **exporter_args).start()
+        self.stopped = False
         self.thread = threading.Thread(target=self.agent.serve, args=(self.exporter,), daemon=True)
         self.thread.start()
         wait_until(lambda: self.agent.snapshot is not None, 10, what="first cycle")
@@ -37,6 +38,9 @@ class Running:
         return r.status_code, r.json()
 
     def stop(self) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
         self.agent.stop()
         self.thread.join(5)
         self.exporter.stop()
