@@ -50,7 +50,15 @@ def channels_from(config: Config) -> List[Channel]:
     out = []
     for d in config.notify:
         urls = ([d.url] if d.url else []) + list(d.urls)
+        options: Dict[str, object] = {}
+        if d.type == "email":
+            options = {"smarthost": d.smarthost, "from": d.from_, "to": list(d.to), "auth_username": d.auth_username,
+                       "require_tls": d.require_tls, "tls_ca_file": d.tls_ca_file, "headers": dict(d.headers),
+                       "subject": d.subject}
+        elif d.type == "opsgenie":
+            options = {"region": d.region, "priorities": dict(d.priorities)}
         out.append(Channel(name=d.name, type=d.type, urls=urls, routing_key=d.routing_key,
+                           password=d.auth_password or d.api_key, options=options,
                            severities=tuple(d.severities), matchers=tuple(d.matchers),
                            send_resolved=d.send_resolved, timeout=d.timeout, max_age=d.max_age,
                            hostname=config.hostname))

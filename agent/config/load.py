@@ -182,14 +182,16 @@ def _check_unique_names(val: _Validator, section: str, items: List[Dict[str, Any
         seen.setdefault(t["name"], i)
 
 
-_CHANNEL_NEEDS = {"slack": "url", "webhook": "url", "pagerduty": "routing_key", "alertmanager": "urls"}
+_CHANNEL_NEEDS = {"slack": ("url",), "webhook": ("url",), "pagerduty": ("routing_key",), "alertmanager": ("urls",),
+                  "email": ("smarthost", "from", "to"), "teams": ("url",), "opsgenie": ("api_key",)}
 
 
 def _check_channels(val: _Validator, channels: List[Dict[str, Any]]) -> None:
     for i, ch in enumerate(channels):
-        need = _CHANNEL_NEEDS.get(ch.get("type") or "")
-        if need and not ch.get(need):
-            val.error(("notify", i, need), f"a {ch['type']} channel needs {need}")
+        for need in _CHANNEL_NEEDS.get(ch.get("type") or "", ()):
+            if not ch.get(need):
+                val.error(("notify", i, need), f"an {ch['type']} channel needs {need}" if ch["type"][0] in "aeiou"
+                          else f"a {ch['type']} channel needs {need}")
         for j, url in enumerate(([ch["url"]] if ch.get("url") else []) + list(ch.get("urls") or [])):
             try:
                 v.parse_url(url)

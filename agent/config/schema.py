@@ -81,6 +81,45 @@ def _networks(value: Any) -> List[str]:
     return out
 
 
+def _smarthost(value: Any) -> str:
+    from ..notify.email import parse_smarthost
+
+    parse_smarthost(value)  # ValueError says what a smarthost looks like
+    return value
+
+
+def _address(value: Any) -> str:
+    from email.utils import parseaddr
+
+    if not isinstance(value, str) or "@" not in parseaddr(value)[1] or "\n" in value or "\r" in value:
+        raise ValueError(f"expected an email address such as \"ops@example.com\" or \"Ops <ops@example.com>\", got {value!r}")
+    return value
+
+
+def _mail_headers(value: Any) -> Dict[str, str]:
+    table = v.str_table(value)
+    for name, text in table.items():
+        if not re.match(r"^[A-Za-z0-9-]+$", name) or "\n" in text or "\r" in text:
+            raise ValueError(f"header {name!r}: a header name is letters, digits and '-', its value one line")
+    return table
+
+
+def _subject(value: Any) -> str:
+    from ..notify.email import check_subject
+
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return check_subject(value)
+
+
+def _priorities(value: Any) -> Dict[str, str]:
+    table = v.str_table(value)
+    for severity, priority in table.items():
+        if priority not in ("P1", "P2", "P3", "P4", "P5"):
+            raise ValueError(f"{severity} = {priority!r}: Opsgenie's priorities are P1 to P5")
+    return table
+
+
 def _expr(value: Any) -> Any:
     from ..rules.parser import parse
 
@@ -215,10 +254,25 @@ class InhibitSettings:
 @dataclass(frozen=True)
 class NotifySettings:
     name: str = setting(None, v.typed(str), required=True)
-    type: str = setting(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager")), required=True)
+    type: str = setting(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager", "email", "teams", "opsgenie")),
+                        required=True)
     url: str = setting("", v.typed(str), secret=True)
     urls: List[str] = setting([], v.str_list, secret=True)
     routing_key: str = setting("", v.typed(str), secret=True)
+    # email, with Alertmanager's email_configs names
+    smarthost: str = setting("", lambda x: x if x == "" else _smarthost(x))
+    from_: str = setting("", lambda x: x if x == "" else _address(x), key="from")
+    to: List[str] = setting([], lambda x: [_address(a) for a in v.str_list(x)])
+    auth_username: str = setting("", v.typed(str))
+    auth_password: str = setting("", v.typed(str), secret=True)
+    require_tls: bool = setting(True, v.typed(bool))
+    tls_ca_file: str = setting("", v.typed(str))
+    headers: Dict[str, str] = setting({}, _mail_headers)
+    subject: str = setting("", lambda x: x if x == "" else _subject(x))
+    # opsgenie
+    api_key: str = setting("", v.header_value, secret=True)
+    region: str = setting("us", v.one_of(("us", "eu")))
+    priorities: Dict[str, str] = setting({}, _priorities)
     severities: List[str] = setting([], v.str_list)
     matchers: List[str] = setting([], _matchers)
     send_resolved: bool = setting(True, v.typed(bool))

@@ -67,6 +67,8 @@ class Channel:
     type: str
     urls: List[str] = field(default_factory=list, repr=False)
     routing_key: str = field(default="", repr=False)
+    password: str = field(default="", repr=False)  # SMTP auth_password, Opsgenie's api_key
+    options: Dict[str, Any] = field(default_factory=dict)  # the type's own settings (email's smarthost...)
     severities: Sequence[str] = ()
     matchers: Sequence[Any] = ()
     send_resolved: bool = True
@@ -76,8 +78,8 @@ class Channel:
 
     def secrets(self) -> List[str]:
         """Everything that could reveal a credential: whole URLs, their longer path segments
-        and query values (a Slack hook's path is its key), passwords, the routing key."""
-        out = [self.routing_key] if self.routing_key else []
+        and query values (a Slack hook's path is its key), passwords, the routing key, API keys."""
+        out = [s for s in (self.routing_key, self.password) if s]
         for url in self.urls:
             parts = urlsplit(url)
             out.append(url)
@@ -86,6 +88,18 @@ class Channel:
             if parts.password:
                 out.append(parts.password)
         return sorted(set(out), key=len, reverse=True)  # longest first, so a URL goes before its parts
+
+
+class HttpNotifier:
+    """What every HTTP channel shares: its settings and a requests session (pooled per host).
+    `max_batch`: notifications one send() takes; `min_interval`: seconds between sends."""
+
+    max_batch = 1
+    min_interval = 0.0
+
+    def __init__(self, channel: Channel, session: Any):
+        self.channel = channel
+        self.session = session
 
 
 def retry_after_seconds(value: Optional[str], now: float) -> Optional[float]:

@@ -24,19 +24,24 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from .alertmanager import AlertmanagerNotifier
 from .base import AlertDoc, Channel, NotifyError, redact
+from .email import EmailNotifier
+from .opsgenie import OpsgenieNotifier
 from .outbox import Outbox, Row
 from .pagerduty import PagerDutyNotifier
 from .slack import SlackNotifier
+from .teams import TeamsNotifier
 from .webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
 NOTIFIERS = {"slack": SlackNotifier, "pagerduty": PagerDutyNotifier, "webhook": WebhookNotifier,
-             "alertmanager": AlertmanagerNotifier}
+             "alertmanager": AlertmanagerNotifier, "teams": TeamsNotifier, "opsgenie": OpsgenieNotifier}
 
 
 def make_notifier(channel: Channel, resend: float = 60.0):
-    import requests  # only when a channel exists
+    if channel.type == "email":
+        return EmailNotifier(channel)  # smtplib: no HTTP session
+    import requests  # only when an HTTP channel exists
 
     session = requests.Session()
     session.trust_env = False  # proxies from the environment are not the operator's choice for pages

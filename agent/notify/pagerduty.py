@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, List
 
-from .base import AlertDoc, Channel, iso, post_json
+from .base import AlertDoc, Channel, HttpNotifier, iso, post_json
 
 if TYPE_CHECKING:  # requests is imported only when a channel is configured
     import requests
@@ -44,13 +44,9 @@ def payload(alert: AlertDoc, routing_key: str, hostname: str) -> dict:
     return event
 
 
-class PagerDutyNotifier:
-    max_batch = 1
-    min_interval = 0.0
-
+class PagerDutyNotifier(HttpNotifier):
     def __init__(self, channel: Channel, session: "requests.Session"):
-        self.channel = channel
-        self.session = session
+        super().__init__(channel, session)
         self.url = channel.urls[0] if channel.urls else EVENTS_URL
 
     def send(self, batch: List[AlertDoc]) -> None:

@@ -5,12 +5,9 @@ second per hook, which the dispatcher enforces (`min_interval`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List
+from typing import Any, Dict, List
 
-from .base import AlertDoc, Channel, post_json
-
-if TYPE_CHECKING:  # requests is imported only when a channel is configured
-    import requests
+from .base import AlertDoc, HttpNotifier, post_json
 
 COLOURS = {"critical": "#d63232", "warning": "#e8a317", "info": "#439fe0"}
 RESOLVED = "#2eb886"
@@ -33,13 +30,8 @@ def payload(alert: AlertDoc, hostname: str) -> dict:
                                                   "blocks": blocks}]}
 
 
-class SlackNotifier:
-    max_batch = 1
+class SlackNotifier(HttpNotifier):
     min_interval = 1.0
-
-    def __init__(self, channel: Channel, session: "requests.Session"):
-        self.channel = channel
-        self.session = session
 
     def send(self, batch: List[AlertDoc]) -> None:
         for alert in batch:

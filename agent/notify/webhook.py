@@ -3,12 +3,9 @@ Alertmanager work unchanged."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List
+from typing import Dict, List
 
-from .base import AlertDoc, Channel, iso, post_json
-
-if TYPE_CHECKING:  # requests is imported only when a channel is configured
-    import requests
+from .base import AlertDoc, HttpNotifier, iso, post_json
 
 
 def common(dicts: List[Dict[str, str]]) -> Dict[str, str]:
@@ -37,13 +34,8 @@ def payload(batch: List[AlertDoc], receiver: str) -> dict:
     }
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpNotifier):
     max_batch = 64
-    min_interval = 0.0
-
-    def __init__(self, channel: Channel, session: "requests.Session"):
-        self.channel = channel
-        self.session = session
 
     def send(self, batch: List[AlertDoc]) -> None:
         post_json(self.session, self.channel.urls[0], payload(batch, self.channel.name), self.channel.timeout,

@@ -5,7 +5,6 @@ certificate is served without a restart; /healthz stays open."""
 import base64
 import os
 import ssl
-import subprocess
 import time
 
 import bcrypt
@@ -15,21 +14,7 @@ import requests
 from agent.serve.exporter import Exporter
 from agent.serve.websecurity import BasicAuth, TLSContext
 from tests.support.peers import wait_until
-
-
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
-
-
-def make_pki(d):
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=test-ca", cwd=d)
-    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
-    for name in ("server", "server2", "client"):
-        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-out", f"{name}.crt", "-days", "2", "-extfile", "ext", cwd=d)
-    return d
+from tests.support.pki import make_pki
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""Every channel against local receivers that answer as Slack and PagerDuty document (and a
-webhook endpoint): the whole status table decides retry-or-not; payloads have the documented
-shape; secrets never reach a log line, an error or the outbox."""
+"""Every HTTP channel against local receivers that answer as Slack, PagerDuty, Teams' Workflows
+and Opsgenie document (and a webhook endpoint): the whole status table decides retry-or-not;
+payloads have the documented shape; secrets never reach a log line, an error or the outbox.
+(Email has its own real SMTP server: test_email.py.)"""
 
 import json
 import logging
@@ -14,7 +15,7 @@ from agent.notify.outbox import Outbox
 from agent.notify.pagerduty import MAX_BYTES
 from agent.store import Store
 from tests.support.clock import ManualClock
-from tests.support.receivers import PAGERDUTY, SLACK, WEBHOOK, Receiver
+from tests.support.receivers import OPSGENIE, PAGERDUTY, SLACK, TEAMS, WEBHOOK, Receiver
 
 SECRET = "sekrit-T0KEN-0123456789abcdef"
 
@@ -46,6 +47,10 @@ def setup(tmp_path, kind, receiver_url, timeout=2.0):
     outbox = Outbox(store)
     if kind == "pagerduty":
         channel = Channel("pd", "pagerduty", urls=[receiver_url], routing_key=SECRET, timeout=timeout, hostname="h1")
+    elif kind == "opsgenie":
+        base = receiver_url[:-len("/hook")] if receiver_url.endswith("/hook") else receiver_url  # its API root
+        channel = Channel("og", "opsgenie", urls=[base], password=SECRET, timeout=timeout,
+                          hostname="h1")
     else:
         channel = Channel(kind, kind, urls=[receiver_url + "/" + SECRET], timeout=timeout, hostname="h1")
     clock = ManualClock(1000.0)
@@ -69,6 +74,10 @@ def outcome(store, outbox, dispatcher, channel, clock):
 CASES = [(kind, table, mode, expected) for kind, table in (("slack", SLACK), ("pagerduty", PAGERDUTY))
          for mode, expected in (("ok", "delivered"), ("invalid_payload", "failed"), ("rate_limited", "retried"),
                                 ("server_error", "retried"), ("unavailable", "retried"))]
+CASES += [(kind, table, mode, expected) for kind, table in (("teams", TEAMS), ("opsgenie", OPSGENIE))
+          for mode, expected in (("ok", "delivered"), ("invalid_payload", "failed"), ("rate_limited", "retried"),
+                                 ("server_error", "retried"), ("unavailable", "retried"))]
+CASES += [("teams", TEAMS, "gone", "failed"), ("opsgenie", OPSGENIE, "unauthorized", "failed")]
 CASES += [("slack", SLACK, "revoked", "failed"), ("slack", SLACK, "archived", "failed"),
           ("webhook", WEBHOOK, "ok", "delivered"), ("webhook", WEBHOOK, "unavailable", "retried")]
 
@@ -79,14 +88,14 @@ def test_status_table(tmp_path, kind, table, mode, expected, receivers, wired):
     store, outbox, channel, dispatcher, clock = wired(kind, receiver.url)
     result, row = outcome(store, outbox, dispatcher, channel, clock)
     assert result == expected
-    if mode == "rate_limited":
+    if mode == "rate_limited" and "Retry-After" in table[mode][2]:
         assert row[1] >= clock() + 30, "Retry-After honoured"
     elif result == "retried":
         assert row[0] == 1 and clock() + 0.9 <= row[1] <= clock() + 1.1, "first backoff ~1s"
     assert len(receiver.requests) == 1
 
 
-@pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager"])
+@pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager", "teams", "opsgenie"])
 def test_refused_and_hanging_receivers_are_retried(tmp_path, kind):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,10 +172,56 @@ def test_webhook_payload_is_alertmanager_v4(tmp_path, receivers, wired):
     assert body["commonLabels"]["gpu"] == "0"
 
 
+def test_teams_payload_is_an_adaptive_card_listing_the_batch(tmp_path, receivers, wired):
+    receiver = receivers(TEAMS, "ok")
+    store, outbox, channel, dispatcher, clock = wired("teams", receiver.url)
+    outbox.enqueue("teams", "k1", "firing", doc().to_json(), clock())
+    other = doc("resolved")
+    other.fingerprint, other.labels = "fedcba9876543210", {**other.labels, "gpu": "1"}
+    outbox.enqueue("teams", "k2", "resolved", other.to_json(), clock())
+    dispatcher.deliver_once("teams")
+    [request] = receiver.requests
+    body = request["body"]
+    assert body["type"] == "message" and len(body["attachments"]) == 1
+    attachment = body["attachments"][0]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    card = attachment["content"]
+    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4" and card["$schema"].endswith("adaptive-card.json")
+    text = json.dumps(card)
+    assert "1 firing, 1 resolved on h1" in text and "CRITICAL: GpuHot" in text and "RESOLVED: GpuHot" in text
+    assert "Runbook text." in text
+    for container in card["body"][1:]:
+        assert container["type"] == "Container" and container["items"][0]["type"] == "TextBlock"
+
+
+def test_opsgenie_creates_with_an_alias_and_closes_it(tmp_path, receivers, wired):
+    receiver = receivers(OPSGENIE, "ok")
+    store, outbox, channel, dispatcher, clock = wired("opsgenie", receiver.url)
+    outbox.enqueue("og", "k", "firing", doc(summary="s" * 500).to_json(), clock())
+    outbox.enqueue("og", "k", "resolved", doc("resolved").to_json(), clock())
+    dispatcher.deliver_once("og")
+    dispatcher.deliver_once("og")
+    create, close = receiver.requests
+    assert create["path"] == "/v2/alerts" and create["headers"]["Authorization"] == f"GenieKey {SECRET}"
+    body = create["body"]
+    assert body["alias"] == "llm-agent-0123456789abcdef" and len(body["message"]) == 130
+    assert body["priority"] == "P1" and body["source"] == "h1" and body["details"]["gpu"] == "0"
+    assert close["path"] == "/v2/alerts/llm-agent-0123456789abcdef/close?identifierType=alias"
+    assert dispatcher.results[("og", "delivered")] == 2
+
+
+def test_opsgenie_closing_an_alert_it_no_longer_has_is_done(tmp_path, receivers, wired):
+    receiver = receivers(OPSGENIE, "not_found")
+    store, outbox, channel, dispatcher, clock = wired("opsgenie", receiver.url)
+    outbox.enqueue("og", "k", "resolved", doc("resolved").to_json(), clock())
+    dispatcher.deliver_once("og")
+    assert dispatcher.results == {("og", "delivered"): 1} and outbox.depth() == {}
+
+
 ECHO = {"echo": (400, "bad request for " + SECRET, {}), "down": (503, "upstream " + SECRET + " failed", {})}
 
 
-@pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager"])
+@pytest.mark.parametrize("kind", ["slack", "pagerduty", "webhook", "alertmanager", "teams", "opsgenie"])
 def test_secrets_never_leak(tmp_path, kind, caplog):
     caplog.set_level(logging.DEBUG)
     for mode in ("echo", "down"):

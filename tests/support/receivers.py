@@ -1,5 +1,6 @@
-"""Local HTTP receivers that behave as Slack's incoming webhooks and PagerDuty's Events API v2
-document (status codes, bodies, Retry-After), since neither can be reached from here; and a
+"""Local HTTP receivers that behave as Slack's incoming webhooks, PagerDuty's Events API v2,
+Microsoft Teams' Workflows webhooks and Opsgenie's Alert API v2 document (status codes, bodies,
+Retry-After and rate-limit headers), since none can be reached from here; and a
 webhook receiver that de-duplicates by the alert's fingerprint and status, as a receiver that
 honours dedup keys does."""
 
@@ -28,6 +29,30 @@ PAGERDUTY = {
                      {"Retry-After": "30"}),
     "server_error": (500, "", {}),
     "unavailable": (502, "", {}),
+}
+
+# A Workflows (Power Automate) HTTP trigger: 202 with no body; its documented error bodies
+TEAMS = {
+    "ok": (202, "", {}),
+    "invalid_payload": (400, json.dumps({"error": {"code": "InvalidRequestContent", "message": "The input body for "
+                                                    "trigger 'manual' of type 'Request' must be of type JSON"}}), {}),
+    "gone": (404, json.dumps({"error": {"code": "WorkflowNotFound", "message": "The workflow could not be found."}}), {}),
+    "rate_limited": (429, json.dumps({"error": {"code": "WorkflowTriggerIsThrottled", "message": "Rate limit reached"}}),
+                     {"Retry-After": "30"}),
+    "server_error": (500, "", {}),
+    "unavailable": (502, json.dumps({"error": {"code": "BadGateway", "message": "Request failed"}}), {}),
+}
+_OG = '"took": 0.003, "requestId": "43a29c5c-3dbf-4fa4-9c26-f4f71023e120"'
+OPSGENIE = {
+    "ok": (202, '{"result": "Request will be processed", ' + _OG + "}", {}),
+    "invalid_payload": (422, '{"message": "Request body is not processable. Please check the errors.", '
+                             '"errors": {"message": "Message can not be empty."}, ' + _OG + "}", {}),
+    "unauthorized": (401, '{"message": "Could not authenticate", ' + _OG + "}", {}),
+    "not_found": (404, '{"message": "Alert does not exist", ' + _OG + "}", {}),
+    "rate_limited": (429, '{"message": "You are making too many requests! To avoid errors, we recommend you limit '
+                          'requests.", ' + _OG + "}", {"X-RateLimit-State": "THROTTLED"}),
+    "server_error": (500, '{"message": "Internal Server Error", ' + _OG + "}", {}),
+    "unavailable": (503, "", {}),
 }
 
 

@@ -8,7 +8,9 @@ import pytest
 from agent.config import SCHEMA, ConfigError, default_config, load_config, parse_config, resolve_path
 
 ROOT = Path(__file__).parent.parent.parent
-EXAMPLE_ENV = {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32}
+EXAMPLE_ENV = {"LLAMA_API_KEY": "k", "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x", "PAGERDUTY_ROUTING_KEY": "r" * 32,
+               "SMTP_PASSWORD": "p", "TEAMS_WORKFLOW_URL": "https://prod.example.logic.azure.com/workflows/x",
+               "OPSGENIE_API_KEY": "o" * 36}
 
 
 def errors_of(text, environ=None):
