@@ -57,8 +57,12 @@ def channels_from(config: Config) -> List[Channel]:
                        "subject": d.subject}
         elif d.type == "opsgenie":
             options = {"region": d.region, "priorities": dict(d.priorities)}
+        elif d.type == "alertmanager":
+            options = {"external_labels": {"Hostname": config.hostname, **config.alerting.external_labels}}
         out.append(Channel(name=d.name, type=d.type, urls=urls, routing_key=d.routing_key,
-                           password=d.auth_password or d.api_key, options=options,
+                           password=d.auth_password or d.api_key, options=options, group_by=tuple(d.group_by),
+                           group_wait=d.group_wait, group_interval=d.group_interval,
+                           repeat_interval=d.repeat_interval, one_incident_per_group=d.one_incident_per_group,
                            severities=tuple(d.severities), matchers=tuple(d.matchers),
                            send_resolved=d.send_resolved, timeout=d.timeout, max_age=d.max_age,
                            hostname=config.hostname))
@@ -111,13 +115,19 @@ class Alerting:
         """Evaluate the rules on this cycle's snapshot and queue what changed."""
         self.outbox.sync()  # what a full disk refused earlier, saved now if it can be
         self.silences.sync()
+        self.router.grouper.sync()
         self.history.ingest(snapshot)
         self.engine.exported = {f.name for f in snapshot.families}
         notifications = self.engine.evaluate(snapshot.timestamp)
         notifications += self._attach_stacks(notifications, snapshot.timestamp)
         _log_transitions(notifications)
         self.router.route(notifications)
-        self.router.resend_firing(self.engine.active(), snapshot.timestamp)
+        active = self.engine.active()
+        firing = {a.fingerprint for a in active if a.state == "firing"}
+        held = {a.fingerprint for a in active if a.state == "firing" and (a.inhibited or a.silenced_by)}
+        t = snapshot.timestamp
+        self.router.flush(t, firing, held, lambda labels: bool(self.silences.silencing(labels, t)))
+        self.router.resend_firing(active, snapshot.timestamp)
         # readers on other threads (the exporter's /api/v1/alerts) get this cycle's copy, never the live dicts
         self._api_doc = self._build_api_doc()
         self._v2_alerts = self._build_v2_alerts(snapshot.timestamp)
@@ -189,10 +199,14 @@ class Alerting:
         for (channel, result), n in sorted(dispatcher.results.items()):
             results.add({"channel": channel, "result": result}, n)
         writes = self.store.write_errors
+        groups = gauge("llm_agent_alert_groups", "Alert groups a channel holds (waiting or sent and still firing).")
+        held = self.router.grouper.counts()
+        for channel in channels:
+            groups.add({"channel": channel}, held.get(channel, 0))
         silences = gauge("llm_agent_silences", "Silences by state (active, pending, expired), maintenance included.")
         for state, n in sorted(self.silences.counts(now).items()):
             silences.add({"state": state}, n)
-        return [firing, states, silences,
+        return [firing, states, groups, silences,
                 _per(counter("llm_agent_api_writes_refused_total",
                              "Writes to the Alertmanager API (silences) refused: not from loopback or "
                              "[exporter] api_write_from, without basic auth."), "reason", self.api.refused, ["not_allowed"]),
@@ -229,7 +243,10 @@ class Alerting:
                 .add({}, writes.get("alert_state", 0)),
                 counter("llm_agent_silence_write_errors_total", "Failed writes of silences to the database (kept in "
                                                                 "memory and retried each cycle).")
-                .add({}, writes.get("silences", 0))]
+                .add({}, writes.get("silences", 0)),
+                counter("llm_agent_alert_group_write_errors_total", "Failed writes of alert groups to the database "
+                                                                    "(kept in memory and retried each cycle).")
+                .add({}, writes.get("alert_groups", 0))]
 
     def api_alerts(self) -> dict:
         """Prometheus' /api/v1/alerts shape, as of the last evaluation (safe from any thread)."""

@@ -1,5 +1,5 @@
-"""The agent's SQLite database in the state directory: alert state, the notification outbox and
-silences.
+"""The agent's SQLite database in the state directory: alert state, the notification outbox,
+alert groups and silences.
 
 WAL with synchronous=FULL: a notification written here survives a crash or power loss the
 moment `enqueue` returns.
@@ -58,7 +58,13 @@ CREATE INDEX IF NOT EXISTS outbox_channel ON outbox (channel, id);
 _V3 = """
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, doc TEXT NOT NULL);
 """
-MIGRATIONS: List[str] = [_V1, _V2, _V3]  # MIGRATIONS[i] takes a database from version i to i + 1
+# Version 4: alert groups per channel (notify/grouping.py), so a group waiting to be sent
+# survives a crash.
+_V4 = """
+CREATE TABLE IF NOT EXISTS alert_groups (channel TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL,
+                                         PRIMARY KEY (channel, key));
+"""
+MIGRATIONS: List[str] = [_V1, _V2, _V3, _V4]  # MIGRATIONS[i] takes a database from version i to i + 1
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

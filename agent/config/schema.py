@@ -112,6 +112,16 @@ def _subject(value: Any) -> str:
     return check_subject(value)
 
 
+def _group_by(value: Any) -> List[str]:
+    names = v.str_list(value)
+    if "..." in names and names != ["..."]:
+        raise ValueError('"..." (every label) stands alone: group_by = ["..."]')
+    for name in names:
+        if name != "..." and not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", name):
+            raise ValueError(f"{name!r} is not a label name")
+    return names
+
+
 def _priorities(value: Any) -> Dict[str, str]:
     table = v.str_table(value)
     for severity, priority in table.items():
@@ -210,6 +220,9 @@ class AlertingSettings:
     # how far back a rule may read (range + offset, subqueries included) from the in-memory
     # history: the default rules reach 6h; further is refused at load (memory grows with it)
     memory_history: float = setting("7h", v.positive(v.parse_duration))
+    # added to alerts sent to Alertmanager (as Prometheus' external_labels), with `Hostname` (as
+    # dcgm-exporter's label) = the hostname unless set here, so a fleet's alerts from different hosts never merge
+    external_labels: Dict[str, str] = setting({}, v.str_table)
 
 
 @dataclass(frozen=True)
@@ -218,7 +231,7 @@ class RuleSettings:
     expr: str = setting(None, _expr, required=True)
     for_: float = setting("0s", v.parse_duration, key="for")
     keep_firing_for: float = setting("0s", v.parse_duration)
-    cooldown: float = setting("4h", v.parse_duration)
+    cooldown: float = setting("0s", v.parse_duration)  # deprecated: [[notify]] repeat_interval
     severity: str = setting("warning", v.one_of(("critical", "warning", "info")))
     labels: Dict[str, str] = setting({}, _templates)
     annotations: Dict[str, str] = setting({}, _templates)
@@ -273,6 +286,12 @@ class NotifySettings:
     api_key: str = setting("", v.header_value, secret=True)
     region: str = setting("us", v.one_of(("us", "eu")))
     priorities: Dict[str, str] = setting({}, _priorities)
+    # Alertmanager's grouping: one message per group of alerts with the same group_by values
+    group_by: List[str] = setting(["alertname"], _group_by)
+    group_wait: float = setting("0s", v.parse_duration)
+    group_interval: float = setting("1m", v.parse_duration)
+    repeat_interval: float = setting("4h", v.positive(v.parse_duration))
+    one_incident_per_group: bool = setting(False, v.typed(bool))
     severities: List[str] = setting([], v.str_list)
     matchers: List[str] = setting([], _matchers)
     send_resolved: bool = setting(True, v.typed(bool))

@@ -1,12 +1,15 @@
 """Alertmanager's /api/v2/alerts, sent to every listed replica (they gossip and deduplicate).
 Firing alerts carry endsAt a few resend intervals ahead and are re-sent periodically, as
-Prometheus does, so Alertmanager resolves them by itself if the agent dies."""
+Prometheus does, so Alertmanager resolves them by itself if the agent dies. Each alert carries
+the external labels (`Hostname` = the agent's hostname, as dcgm-exporter names it, plus
+[alerting] external_labels) where it has no such label of its own, as Prometheus adds its
+external_labels: a fleet's LlmTargetDown from two hosts are two alerts, not one."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from .base import AlertDoc, Channel, NotifyError, iso, post_json
 
@@ -16,10 +19,10 @@ if TYPE_CHECKING:  # requests is imported only when a channel is configured
 log = logging.getLogger(__name__)
 
 
-def alert_json(alert: AlertDoc, now: float, resend: float) -> dict:
+def alert_json(alert: AlertDoc, now: float, resend: float, external: Optional[Dict[str, str]] = None) -> dict:
     ends = alert.ends_at if alert.status == "resolved" else now + 4 * resend
-    return {"labels": alert.labels, "annotations": alert.annotations, "startsAt": iso(alert.starts_at),
-            "endsAt": iso(ends), "generatorURL": ""}
+    return {"labels": {**(external or {}), **alert.labels}, "annotations": alert.annotations,
+            "startsAt": iso(alert.starts_at), "endsAt": iso(ends), "generatorURL": ""}
 
 
 class AlertmanagerNotifier:
@@ -32,9 +35,10 @@ class AlertmanagerNotifier:
         self.resend = resend
         self.clock = clock or time.time
 
-    def send(self, batch: List[AlertDoc]) -> None:
+    def send(self, batch: List[AlertDoc], group: object = None) -> None:  # Alertmanager groups for itself
         now = self.clock()
-        body = [alert_json(a, now, self.resend) for a in batch]
+        external = self.channel.options.get("external_labels", {})
+        body = [alert_json(a, now, self.resend, external) for a in batch]
         errors = []
         for i, base in enumerate(self.channel.urls):
             try:

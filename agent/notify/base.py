@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qsl, urlsplit
 
 from ..timefmt import iso  # noqa: F401  (the channels' one time format)
@@ -69,6 +69,12 @@ class Channel:
     routing_key: str = field(default="", repr=False)
     password: str = field(default="", repr=False)  # SMTP auth_password, Opsgenie's api_key
     options: Dict[str, Any] = field(default_factory=dict)  # the type's own settings (email's smarthost...)
+    # Alertmanager's grouping (notify/grouping.py); alertmanager channels are not grouped here
+    group_by: Tuple[str, ...] = ("alertname",)
+    group_wait: float = 0.0
+    group_interval: float = 60.0
+    repeat_interval: float = 4 * 3600.0
+    one_incident_per_group: bool = False  # PagerDuty, Opsgenie: one incident per group, not per alert
     severities: Sequence[str] = ()
     matchers: Sequence[Any] = ()
     send_resolved: bool = True

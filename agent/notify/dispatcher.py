@@ -14,17 +14,17 @@ worker (in-flight deliveries finish, nothing is sent twice) and its counters kee
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .alertmanager import AlertmanagerNotifier
 from .base import AlertDoc, Channel, NotifyError, redact
 from .email import EmailNotifier
+from .grouping import Message
 from .opsgenie import OpsgenieNotifier
 from .outbox import Outbox, Row
 from .pagerduty import PagerDutyNotifier
@@ -183,7 +183,7 @@ class Dispatcher:
         if not rows:
             return False
         fresh = self._drop_expired(name, channel, rows, now)
-        docs, fresh = self._decode(name, fresh)
+        docs, group, fresh = self._decode(name, fresh)
         if not fresh:
             return True
         gap = notifier.min_interval - (now - state.last_send)
@@ -191,7 +191,7 @@ class Dispatcher:
             self.sleep(gap)
         state.last_send = self.clock()
         try:
-            notifier.send(docs)
+            notifier.send(docs, group)
         except NotifyError as e:
             self._failed(name, state, fresh, e)
             return True
@@ -211,19 +211,21 @@ class Dispatcher:
                      len(docs) - firing, extra={"CHANNEL": name})
         return True
 
-    def _decode(self, name: str, rows: List[Row]) -> Tuple[List[AlertDoc], List[Row]]:
-        """The rows' documents; a row that cannot be read (a damaged database) is dropped, logged."""
-        docs, good = [], []
+    def _decode(self, name: str, rows: List[Row]) -> Tuple[List[AlertDoc], Optional[Message], List[Row]]:
+        """The rows' alerts, and the group when the batch is one group message; a row that
+        cannot be read (a damaged database) is dropped, logged."""
+        messages, good = [], []
         for row in rows:
             try:
-                docs.append(AlertDoc.from_json(row.payload))
+                messages.append(Message.from_json(row.payload))
                 good.append(row)
-            except (ValueError, TypeError) as e:
+            except (ValueError, TypeError, KeyError) as e:
                 self.outbox.finish([row])
                 self._count(name, "failed")
                 log.error("notify %s: dropped an unreadable notification (row %d): %s", name, row.id, e,
                           extra={"CHANNEL": name})
-        return docs, good
+        group = messages[0] if len(messages) == 1 and messages[0].key else None
+        return [a for m in messages for a in m.alerts], group, good
 
     def _internal_error(self, name: str, state: ChannelState, rows: List[Row], e: Exception) -> None:
         log.error("notify %s: unexpected error (%s): %s", name, type(e).__name__,
@@ -267,6 +269,6 @@ class Dispatcher:
 
 def _alertname(row: Row) -> str:
     try:
-        return str(json.loads(row.payload)["labels"]["alertname"])
+        return ", ".join(sorted({a.labels.get("alertname", "?") for a in Message.from_json(row.payload).alerts}))
     except (ValueError, TypeError, KeyError):
         return "?"

@@ -2,7 +2,7 @@
 (host:port; port 465 means implicit TLS, any other STARTTLS when `require_tls`, the default),
 `from`, `to`, `auth_username`/`auth_password`, `require_tls`, `headers`, and a subject
 template (`{status}`, `{count}`, `{alertname}`, `{summary}`, `{host}`, `{severity}`). One
-message per batch: a multipart text + HTML body listing every alert (summary,
+message per alert group: a multipart text + HTML body listing every alert (summary,
 description, runbook, labels), readable in a terminal mail client as in a browser.
 
 SMTP replies join the shared status table: 4xx retried (451 "try again later"), 5xx failed for
@@ -24,6 +24,7 @@ from email.utils import formatdate, make_msgid
 from typing import Dict, List, Optional, Tuple
 
 from .base import AlertDoc, Channel, NotifyError, redact
+from .grouping import Message
 
 SUBJECT_FIELDS = ("status", "count", "alertname", "summary", "host", "severity")
 DEFAULT_SUBJECT = "[{status}:{count}] {alertname} on {host}"
@@ -119,7 +120,7 @@ def _classify(e: BaseException, secrets: List[str]) -> NotifyError:
 
 
 class EmailNotifier:
-    max_batch = 64
+    max_batch = 1  # one message per alert group
     min_interval = 0.0
 
     def __init__(self, channel: Channel, session: object = None):
@@ -171,7 +172,7 @@ class EmailNotifier:
                           "CRAM-MD5)" + ("" if offered else ": none at all (is it an anonymous relay? then drop "
                                                             "auth_username)"), retryable=False)
 
-    def send(self, batch: List[AlertDoc]) -> None:
+    def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:
         msg = self.message(batch)
         secrets = self.channel.secrets()
         timeout = self.channel.timeout

@@ -1,4 +1,5 @@
-"""Opsgenie's Alert API v2: a firing alert is created (POST /v2/alerts) with a stable `alias`
+"""Opsgenie's Alert API v2 (per alert that changed in a group message, or with
+one_incident_per_group one alert for the whole group): a firing alert is created (POST /v2/alerts) with a stable `alias`
 (its dedup key: Opsgenie keeps one open alert per alias, so a repeat only counts up), a resolve
 closes it (POST /v2/alerts/{alias}/close?identifierType=alias). Priority from severity
 (critical P1, warning P3, info P5 unless `priorities` says otherwise); US or EU endpoint
@@ -10,10 +11,11 @@ to retry. A close of an alert Opsgenie no longer has (404) is done: there is not
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List
+from typing import TYPE_CHECKING, Dict, List, Optional
 from urllib.parse import quote
 
 from .base import AlertDoc, Channel, HttpNotifier, NotifyError, post_json
+from .grouping import Message, incident_docs
 
 if TYPE_CHECKING:  # requests is imported only when a channel is configured
     import requests
@@ -47,9 +49,9 @@ class OpsgenieNotifier(HttpNotifier):
         self.base = (channel.urls[0] if channel.urls else ENDPOINTS[channel.options.get("region", "us")]).rstrip("/")
         self.priorities = {**PRIORITIES, **channel.options.get("priorities", {})}
 
-    def send(self, batch: List[AlertDoc]) -> None:
+    def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:
         headers = {"Authorization": f"GenieKey {self.channel.password}"}
-        for alert in batch:
+        for alert in incident_docs(batch, group, self.channel.one_incident_per_group):
             if alert.status == "resolved":
                 url = f"{self.base}/v2/alerts/{quote(alias(alert), safe='')}/close?identifierType=alias"
                 body = {"source": self.channel.hostname, "user": "llm-agent", "note": "resolved"}

@@ -1,13 +1,15 @@
 """PagerDuty Events API v2: `trigger` then `resolve` with the same stable dedup_key per
-alert, severity mapped, summary under 1024 characters, payload under 512 KB. PagerDuty
+alert (of a group message, the alerts that changed; with one_incident_per_group, one incident
+for the whole group), severity mapped, summary under 1024 characters, payload under 512 KB. PagerDuty
 answers 202 on success, 400 for an invalid event, 429 when rate limited, 5xx to retry."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, List, Optional
 
 from .base import AlertDoc, Channel, HttpNotifier, iso, post_json
+from .grouping import Message, incident_docs
 
 if TYPE_CHECKING:  # requests is imported only when a channel is configured
     import requests
@@ -49,7 +51,7 @@ class PagerDutyNotifier(HttpNotifier):
         super().__init__(channel, session)
         self.url = channel.urls[0] if channel.urls else EVENTS_URL
 
-    def send(self, batch: List[AlertDoc]) -> None:
-        for alert in batch:
+    def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:
+        for alert in incident_docs(batch, group, self.channel.one_incident_per_group):
             post_json(self.session, self.url, payload(alert, self.channel.routing_key, self.channel.hostname),
                       self.channel.timeout, self.channel.secrets())

@@ -1,15 +1,18 @@
-"""Route state changes to channels (by severity, label matchers, send_resolved) and put
-them in the outbox. Alertmanager channels also get every firing alert again each resend
-interval, as Prometheus does, so Alertmanager's view never expires while it fires."""
+"""Route state changes to channels (by severity and label matchers) and turn them into outbox
+rows: for most channels through their alert groups (grouping.py: one message per group, at
+group_wait / group_interval / repeat_interval), for Alertmanager channels one row per alert,
+since Alertmanager groups for itself; those also get every firing alert again each resend
+interval, as Prometheus sends them, so Alertmanager's view never expires while it fires."""
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..rules.engine import Alert, Notification
 from ..rules.history import matches
 from ..rules.parser import parse_matcher
 from .base import AlertDoc, Channel
+from .grouping import Grouper, GroupSettings
 from .outbox import Outbox
 
 
@@ -19,35 +22,69 @@ def alert_doc(alert: Alert, status: str, t: float, test: bool = False) -> AlertD
                     fingerprint=alert.fingerprint, test=test)
 
 
+def settings_of(channel: Channel) -> GroupSettings:
+    return GroupSettings(tuple(channel.group_by), channel.group_wait, channel.group_interval, channel.repeat_interval)
+
+
 class Router:
-    def __init__(self, channels: List[Channel], outbox: Outbox, resend: float = 60.0):
+    def __init__(self, channels: List[Channel], outbox: Outbox, resend: float = 60.0,
+                 grouper: Optional[Grouper] = None):
         self.outbox = outbox
+        self.grouper = grouper if grouper is not None else Grouper(outbox.store)
         self._last_resend: Dict[Tuple[str, str], float] = {}  # kept across reloads: a reload re-sends nothing
+        self.channels: List[Channel] = []
         self.configure(channels, resend)
 
     def configure(self, channels: List[Channel], resend: float = 60.0) -> None:
+        names = {c.name for c in channels}
+        for old in self.channels:
+            if old.name not in names:
+                self.grouper.forget_channel(old.name)
         self.channels = channels
         self.resend = resend
         self.matchers = {c.name: tuple(parse_matcher(m) for m in c.matchers) for c in channels}
-        names = {c.name for c in channels}
         self._last_resend = {k: v for k, v in self._last_resend.items() if k[0] in names}
 
-    def wants(self, channel: Channel, alert: Alert, status: str) -> bool:
-        if status == "resolved" and not channel.send_resolved:
-            return False
+    def selects(self, channel: Channel, alert: Alert) -> bool:
+        """Whether the channel takes this alert at all (severity and matchers)."""
         if channel.severities and alert.labels.get("severity") not in channel.severities:
             return False
         return matches(self.matchers[channel.name], alert.labels)
 
+    def wants(self, channel: Channel, alert: Alert, status: str) -> bool:
+        """Whether the channel is sent this alert in this state."""
+        return (status != "resolved" or channel.send_resolved) and self.selects(channel, alert)
+
     def route(self, notifications: Iterable[Notification]) -> int:
+        """Alertmanager channels: one outbox row per change. The others: into the alert's group
+        (resolves too where send_resolved is false: the group must know the alert ended)."""
         queued = 0
         for n in notifications:
             doc = alert_doc(n.alert, n.status, n.at)
             for channel in self.channels:
-                if self.wants(channel, n.alert, n.status):
-                    self.outbox.enqueue(channel.name, doc.fingerprint, n.status, doc.to_json(), n.at, doc.starts_at)
-                    self._last_resend[(channel.name, doc.fingerprint)] = n.at
+                if channel.type == "alertmanager":
+                    if self.wants(channel, n.alert, n.status):
+                        self.outbox.enqueue(channel.name, doc.fingerprint, n.status, doc.to_json(), n.at, doc.starts_at)
+                        self._last_resend[(channel.name, doc.fingerprint)] = n.at
+                        queued += 1
+                elif self.selects(channel, n.alert):
+                    self.grouper.add(channel.name, settings_of(channel), doc, n.at)
                     queued += 1
+        return queued
+
+    def flush(self, t: float, firing_now: Optional[Set[str]] = None, held: Iterable[str] = (),
+              silenced: Callable[[Dict[str, str]], bool] = lambda labels: False) -> int:
+        """Queue every group message due now: one outbox row each, its dedup key the group's."""
+        held = set(held)
+        queued = 0
+        for channel in self.channels:
+            if channel.type == "alertmanager":
+                continue
+            for message in self.grouper.flush(channel.name, settings_of(channel), t, channel.send_resolved,
+                                              firing_now, held, silenced):
+                # the episode is the flush time: a later message of the group never replaces a waiting one
+                self.outbox.enqueue(channel.name, "group:" + message.key, message.status, message.to_json(), t, t)
+                queued += 1
         return queued
 
     def resend_firing(self, alerts: Iterable[Alert], t: float) -> None:
@@ -56,7 +93,7 @@ class Router:
             if channel.type != "alertmanager":
                 continue
             for alert in alerts:
-                if alert.state != "firing" or alert.inhibited or not alert.last_sent:
+                if alert.state != "firing" or alert.inhibited or alert.silenced_by or not alert.last_sent:
                     continue
                 key = (channel.name, alert.fingerprint)
                 if t - self._last_resend.get(key, 0.0) >= self.resend and self.wants(channel, alert, "firing"):

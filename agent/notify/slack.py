@@ -1,16 +1,23 @@
-"""Slack incoming webhooks: one message per alert, text plus blocks, coloured by severity
-and green when resolved. Slack answers 200 "ok", 400 invalid_payload, 403/404/410 for a
+"""Slack incoming webhooks: one message per alert group (a group of one reads as before: one
+alert, its summary and description), text plus blocks, coloured by the worst severity firing
+and green when all resolved; a group lists each alert with its summary and runbook, firing and
+resolved counted. Slack answers 200 "ok", 400 invalid_payload, 403/404/410 for a
 revoked hook or archived channel, 429 with Retry-After; it allows about one message a
 second per hook, which the dispatcher enforces (`min_interval`)."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .base import AlertDoc, HttpNotifier, post_json
+from .grouping import Message
 
 COLOURS = {"critical": "#d63232", "warning": "#e8a317", "info": "#439fe0"}
 RESOLVED = "#2eb886"
+
+
+MAX_LISTED = 20  # Slack allows 50 blocks a message: beyond this many alerts, "and N more"
+RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 def payload(alert: AlertDoc, hostname: str) -> dict:
@@ -30,10 +37,37 @@ def payload(alert: AlertDoc, hostname: str) -> dict:
                                                   "blocks": blocks}]}
 
 
+def group_payload(alerts: List[AlertDoc], hostname: str, group_labels: Dict[str, str]) -> dict:
+    """One message for a group of several alerts."""
+    firing = [a for a in alerts if a.status == "firing"]
+    worst = min((a.labels.get("severity", "warning") for a in firing), key=lambda s: RANK.get(s, 3), default="")
+    names = sorted({a.labels.get("alertname", "alert") for a in alerts})
+    what = ", ".join(f"{k}={v}" for k, v in sorted(group_labels.items())) or ", ".join(names)
+    prefix = "[TEST] " if any(a.test for a in alerts) else ""
+    text = f"{prefix}[{'FIRING:' + str(len(firing)) if firing else 'RESOLVED'}] {what}: {len(firing)} firing, " \
+           f"{len(alerts) - len(firing)} resolved"
+    blocks: List[Dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
+    for a in alerts[:MAX_LISTED]:
+        state = "RESOLVED" if a.status == "resolved" else a.labels.get("severity", "warning").upper()
+        where = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()) if k not in ("alertname", "severity")
+                          and k not in group_labels)
+        line = f"*[{state}] {a.labels.get('alertname', 'alert')}*{' (' + where + ')' if where else ''}: " \
+               f"{a.annotations.get('summary') or ''}"
+        runbook = a.annotations.get("runbook_url") or a.annotations.get("runbook", "")
+        if runbook.startswith(("https://", "http://")):
+            line += f" <{runbook}|runbook>"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}})
+    if len(alerts) > MAX_LISTED:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"and {len(alerts) - MAX_LISTED} more"}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"host {hostname}"}]})
+    return {"text": text[:3000], "attachments": [{"color": COLOURS.get(worst, "#888888") if firing else RESOLVED,
+                                                  "blocks": blocks}]}
+
+
 class SlackNotifier(HttpNotifier):
     min_interval = 1.0
 
-    def send(self, batch: List[AlertDoc]) -> None:
-        for alert in batch:
-            post_json(self.session, self.channel.urls[0], payload(alert, self.channel.hostname), self.channel.timeout,
-                      self.channel.secrets())
+    def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:
+        body = payload(batch[0], self.channel.hostname) if len(batch) == 1 else \
+            group_payload(batch, self.channel.hostname, group.labels if group else {})
+        post_json(self.session, self.channel.urls[0], body, self.channel.timeout, self.channel.secrets())

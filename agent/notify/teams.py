@@ -1,14 +1,15 @@
 """Microsoft Teams through a Workflows (Power Automate) webhook: the "Post to a channel when a
 webhook request is received" flow takes a message whose attachment is an Adaptive Card. One
-card per batch, alerts firing first, each with its summary, runbook and labels. The flow
+card per alert group, alerts firing first, each with its summary, runbook and labels. The flow
 answers 202 Accepted; 400 for a body it cannot read, 401/403/404 for a flow that is gone or
 not allowed (not retried), 429 with Retry-After when throttled, 5xx to retry."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .base import AlertDoc, HttpNotifier, post_json
+from .grouping import Message
 
 MAX_ALERTS = 20  # a card is limited to about 28 KB: beyond this many alerts, "and N more"
 COLOURS = {"critical": "Attention", "warning": "Warning", "info": "Accent"}
@@ -52,9 +53,8 @@ def payload(batch: List[AlertDoc], hostname: str) -> dict:
 
 
 class TeamsNotifier(HttpNotifier):
-    max_batch = 64
     min_interval = 1.0  # Workflows throttle a flow that is called too often
 
-    def send(self, batch: List[AlertDoc]) -> None:
+    def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:
         post_json(self.session, self.channel.urls[0], payload(batch, self.channel.hostname), self.channel.timeout,
                   self.channel.secrets())

@@ -1,11 +1,12 @@
-"""Generic webhooks in Alertmanager's webhook format (version 4), so receivers written for
-Alertmanager work unchanged."""
+"""Generic webhooks in Alertmanager's webhook format (version 4), one POST per alert group, so
+receivers written for Alertmanager work unchanged."""
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from .base import AlertDoc, HttpNotifier, iso, post_json
+from .grouping import Message, group_key
 
 
 def common(dicts: List[Dict[str, str]]) -> Dict[str, str]:
@@ -23,20 +24,20 @@ def alert_json(alert: AlertDoc) -> dict:
             "fingerprint": alert.fingerprint}
 
 
-def payload(batch: List[AlertDoc], receiver: str) -> dict:
+def payload(batch: List[AlertDoc], receiver: str, group: Optional[Message] = None) -> dict:
+    """Alertmanager's webhook v4, the group's key and labels filled as Alertmanager fills them."""
     labels = common([a.labels for a in batch])
+    group_labels = group.labels if group is not None else labels
     return {
-        "version": "4", "groupKey": "{}:" + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}",
+        "version": "4", "groupKey": group.key if group is not None else group_key(labels),
         "truncatedAlerts": 0, "status": "firing" if any(a.status == "firing" for a in batch) else "resolved",
-        "receiver": receiver, "groupLabels": {}, "commonLabels": labels,
+        "receiver": receiver, "groupLabels": group_labels, "commonLabels": labels,
         "commonAnnotations": common([a.annotations for a in batch]), "externalURL": "",
         "alerts": [alert_json(a) for a in batch],
     }
 
 
 class WebhookNotifier(HttpNotifier):
-    max_batch = 64
-
-    def send(self, batch: List[AlertDoc]) -> None:
-        post_json(self.session, self.channel.urls[0], payload(batch, self.channel.name), self.channel.timeout,
+    def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:
+        post_json(self.session, self.channel.urls[0], payload(batch, self.channel.name, group), self.channel.timeout,
                   self.channel.secrets())

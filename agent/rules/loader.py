@@ -7,6 +7,7 @@ in order at the group's own interval."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Dict, List, Optional, Tuple
@@ -19,6 +20,7 @@ from .parser import parse, parse_matcher
 from .rulefile import FileRule, RuleGroup
 from .templates import Template
 
+log = logging.getLogger(__name__)
 DEFAULTS = "defaults.toml"
 MAX_SUBQUERY_STEPS = 11_000  # Prometheus' limit on points per series of a range query
 
@@ -62,6 +64,9 @@ def rule_docs(config: Config) -> Tuple[List[RuleSettings], List[InhibitSettings]
         docs.pop(name, None)
     for d in config.rules:
         docs[d.name] = d
+        if d.cooldown > 0:
+            log.warning("rule %s: `cooldown` is deprecated: repeats are set per channel now ([[notify]] "
+                        "repeat_interval, default 4h); it still re-notifies this rule every %gs", d.name, d.cooldown)
     inhibits.extend(config.inhibit)
     return list(docs.values()), inhibits
 

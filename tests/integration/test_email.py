@@ -6,7 +6,6 @@ through the whole path."""
 
 import email
 import email.policy
-import json
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from agent.store import Store
 from tests.support.httpservers import SilentServer
 from tests.support.peers import wait_until
 from tests.support.pki import make_pki
+from tests.support.smtp import Smtp
 
 PASSWORD = "pa55-never-shown"
 
@@ -30,37 +30,12 @@ def pki(tmp_path_factory):
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-class Smtp:
-    def __init__(self, tmp_path, pki, mode="ok", tls="starttls", auth=True):
-        self.out = tmp_path / f"mail-{mode}-{tls}.jsonl"
-        args = [sys.executable, "-m", "tests.support.smtp_server", "--out", str(self.out), "--mode", mode]
-        if tls:
-            args += ["--cert", str(pki / "server.crt"), "--key", str(pki / "server.key")]
-        if tls == "implicit":
-            args.append("--implicit-tls")
-        if auth:
-            args += ["--user", "agent", "--password", PASSWORD]
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        assert line.strip().isdigit(), self.proc.stderr.read()
-        self.port = int(line)
-
-    def messages(self):
-        if not self.out.exists():
-            return []
-        return [json.loads(line) for line in self.out.read_text().splitlines()]
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait(10)
-
-
 @pytest.fixture
 def smtp(tmp_path, pki):
     started = []
 
     def make(**kwargs):
-        started.append(Smtp(tmp_path, pki, **kwargs))
+        started.append(Smtp(tmp_path, pki, password=PASSWORD, **kwargs))
         return started[-1]
 
     yield make

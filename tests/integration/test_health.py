@@ -84,6 +84,7 @@ timeout = "1s"
 name = "hook"
 type = "webhook"
 url = "{receiver.url}"
+group_interval = "0s"  # resolves at once (grouping has its own tests)
 ''', str(tmp_path))
     try:
         wait_until(lambda: run.value("llm_agent_target_process_found", server="tiny") == 1, 10, what="the process")
@@ -118,6 +119,7 @@ url = "{llama_server.url}"
 name = "hook"
 type = "webhook"
 url = "{receiver.url}"
+group_interval = "0s"  # resolves at once (grouping has its own tests)
 ''', str(tmp_path))
     try:
         assert run.value("llm_agent_target_process_found", server="tiny") == 1
@@ -151,6 +153,7 @@ kind = "openmetrics"
 name = "hook"
 type = "webhook"
 url = "{receiver.url}"
+group_interval = "0s"  # resolves at once (grouping has its own tests)
 ''', str(tmp_path))
     try:
         wait_until(lambda: run.value("llm_agent_target_stalled", server="pyserve") == 1, 20, what="the stall")

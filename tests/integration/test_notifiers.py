@@ -11,6 +11,7 @@ import pytest
 
 from agent.notify.base import AlertDoc, Channel
 from agent.notify.dispatcher import Dispatcher
+from agent.notify.grouping import Message
 from agent.notify.outbox import Outbox
 from agent.notify.pagerduty import MAX_BYTES
 from agent.store import Store
@@ -175,10 +176,10 @@ def test_webhook_payload_is_alertmanager_v4(tmp_path, receivers, wired):
 def test_teams_payload_is_an_adaptive_card_listing_the_batch(tmp_path, receivers, wired):
     receiver = receivers(TEAMS, "ok")
     store, outbox, channel, dispatcher, clock = wired("teams", receiver.url)
-    outbox.enqueue("teams", "k1", "firing", doc().to_json(), clock())
     other = doc("resolved")
     other.fingerprint, other.labels = "fedcba9876543210", {**other.labels, "gpu": "1"}
-    outbox.enqueue("teams", "k2", "resolved", other.to_json(), clock())
+    message = Message('{}:{alertname="GpuHot"}', {"alertname": "GpuHot"}, [doc(), other], (other.fingerprint,))
+    outbox.enqueue("teams", "group:x", "firing", message.to_json(), clock())
     dispatcher.deliver_once("teams")
     [request] = receiver.requests
     body = request["body"]

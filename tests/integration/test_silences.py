@@ -51,6 +51,7 @@ probe = false
 name = "hook"
 type = "webhook"
 url = "{hook}"
+group_interval = "0s"  # resolves at once (grouping has its own tests)
 {extra}'''
 
 

@@ -186,13 +186,18 @@ def new_agent(tmp_path, channel: str, state_dir: Optional[str] = None, interval:
     return agent, flapper
 
 
+# The fault tests audit each alert's notifications (order, loss, duplicates): one alert per
+# message, each change sent at once (grouping has its own tests).
+PER_ALERT = 'group_by = ["..."]\ngroup_interval = "0s"\n'
+
+
 def webhook(url: str, name: str = "hook") -> str:
-    return f'[[notify]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n'
+    return f'[[notify]]\nname = "{name}"\ntype = "webhook"\nurl = "{url}"\n' + PER_ALERT
 
 
 def pagerduty(url: str, timeout: str = "10s") -> str:
     return (f'[[notify]]\nname = "pd"\ntype = "pagerduty"\nurl = "{url}"\nrouting_key = "{"r" * 32}"\n'
-            f'timeout = "{timeout}"\n')
+            f'timeout = "{timeout}"\n' + PER_ALERT)
 
 
 def sighup_every(agent: AgentProcess, period: float, stop: threading.Event) -> threading.Thread:

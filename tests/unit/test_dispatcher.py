@@ -173,7 +173,7 @@ class Broken:
     def __init__(self):
         self.calls = 0
 
-    def send(self, batch):
+    def send(self, batch, group=None):
         self.calls += 1
         if batch[0].fingerprint == "K":
             raise KeyError("bug")
