@@ -242,3 +242,46 @@ def test_secrets_never_leak(tmp_path, kind, caplog):
             receiver.close()
             store.close()
         assert SECRET not in caplog.text
+
+
+def group_message(*docs, changed=None):
+    return Message('{}:{alertname="GpuHot"}', {"alertname": "GpuHot"}, list(docs),
+                   tuple(changed if changed is not None else (d.fingerprint for d in docs)))
+
+
+def gpu(i, status="firing"):
+    d = doc(status)
+    d.fingerprint, d.labels = f"{i:016x}", {**d.labels, "gpu": str(i)}
+    return d
+
+
+def test_pagerduty_sends_only_what_changed_in_a_group_or_one_incident_for_it(tmp_path, receivers, wired):
+    receiver = receivers(PAGERDUTY, "ok")
+    store, outbox, channel, dispatcher, clock = wired("pagerduty", receiver.url)
+    outbox.enqueue("pd", "group:x", "firing", group_message(gpu(0), gpu(1, "resolved"), changed=[gpu(1).fingerprint])
+                   .to_json(), clock())
+    dispatcher.deliver_once("pd")
+    assert [(r["body"]["event_action"], r["body"]["dedup_key"]) for r in receiver.requests] == \
+        [("resolve", "llm-agent/0000000000000001")], "GPU 0 did not change: not sent again"
+
+    channel.one_incident_per_group = True
+    receiver.requests.clear()
+    outbox.enqueue("pd", "group:x", "firing", group_message(gpu(0), gpu(1)).to_json(), clock())
+    outbox.enqueue("pd", "group:x", "resolved", group_message(gpu(0, "resolved"), gpu(1, "resolved")).to_json(), clock())
+    dispatcher.deliver_once("pd")
+    dispatcher.deliver_once("pd")
+    trigger, resolve = (r["body"] for r in receiver.requests)
+    assert trigger["event_action"] == "trigger" and resolve["event_action"] == "resolve"
+    assert trigger["dedup_key"] == resolve["dedup_key"] and trigger["dedup_key"].startswith("llm-agent/group-")
+    assert trigger["payload"]["summary"].startswith("GpuHot: 2 firing")
+
+
+def test_webhook_carries_the_group_as_alertmanager_fills_it(tmp_path, receivers, wired):
+    receiver = receivers(WEBHOOK, "ok")
+    store, outbox, channel, dispatcher, clock = wired("webhook", receiver.url)
+    outbox.enqueue("webhook", "group:x", "firing", group_message(gpu(0), gpu(1)).to_json(), clock())
+    dispatcher.deliver_once("webhook")
+    body = receiver.requests[0]["body"]
+    assert body["groupKey"] == '{}:{alertname="GpuHot"}' and body["groupLabels"] == {"alertname": "GpuHot"}
+    assert "gpu" not in body["commonLabels"] and body["commonLabels"]["severity"] == "critical"
+    assert [a["labels"]["gpu"] for a in body["alerts"]] == ["0", "1"]

@@ -177,3 +177,23 @@ def test_an_inhibit_matcher_value_must_be_one_quoted_string():
     assert parse_matcher('server="a b"').value == "a b"
     with pytest.raises(PromQLError, match="not one quoted string"):
         parse_matcher('server="a" "b"')
+
+
+@pytest.mark.parametrize("lines, says", [
+    ('group_by = ["...", "gpu"]', "stands alone"),
+    ('group_by = ["not-a-label"]', "is not a label name"),
+    ('repeat_interval = "0s"', "repeat_interval: must be greater than zero"),
+])
+def test_grouping_keys_are_checked(lines, says):
+    text = f'[[notify]]\nname = "s"\ntype = "webhook"\nurl = "http://x/y"\n{lines}\n'
+    with pytest.raises(ConfigError, match=says):
+        parse_config(text)
+
+
+def test_a_rule_cooldown_is_deprecated_with_a_warning(caplog):
+    from agent.rules.loader import load_rules
+
+    config = parse_config('[[rules]]\nname = "X"\nexpr = "vector(1)"\ncooldown = "1h"\n')
+    with caplog.at_level("WARNING"):
+        rules = {r.name: r for r in load_rules(config).alerts}
+    assert rules["X"].cooldown == 3600 and "`cooldown` is deprecated" in caplog.text
