@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import GAUGE, MetricFamily, Problem, counter, gauge
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
+from .gpu_inventory import GpuInventory
 from .registry import Context, register
 from .xid import WAIT_MS, XidWatcher
 
@@ -52,7 +53,8 @@ class NvmlCollector:
 
     def __init__(self, nvml: Any = None, hostname: str = "", xid_events: bool = True, process_memory: bool = True,
                  retry_max: float = 300.0, clock: Callable[[], float] = time.monotonic,
-                 process_name: Optional[Callable[[int], str]] = None, xid_wait_ms: int = WAIT_MS):
+                 process_name: Optional[Callable[[int], str]] = None, xid_wait_ms: int = WAIT_MS,
+                 state_dir: str = "", expected_gpus: int = 0):
         if nvml is None:
             import pynvml  # nvidia-ml-py
 
@@ -66,6 +68,7 @@ class NvmlCollector:
         self.clock = clock
         self.process_name = process_name or _process_name
         self.problems: List[Problem] = []
+        self.inventory = GpuInventory(state_dir, expected_gpus)
         self.gpus: List[Gpu] = []
         self.init_error = ""
         self._initialized = False
@@ -169,12 +172,32 @@ class NvmlCollector:
                                          _HINTS.get(e.err_name, "")))
             return [nvml_up.add({}, 0), failures]
         nvml_up.add({}, 1)
-        extra = self._xid_watcher_health()
+        extra = self._xid_watcher_health() + self._inventory()
         info = gauge("llm_agent_nvml_info", "NVML and driver versions; always 1.").add(self._versions, 1)
         errors = counter("llm_agent_nvml_field_errors_total", "NVML readings that failed with an unexpected error, by field.")
         for field_name, n in sorted(self._field_errors.items()):
             errors.add({"field": field_name}, n)
         return [nvml_up, failures, info, errors] + extra + list(families.values())
+
+    def _inventory(self) -> List[MetricFamily]:
+        """GPUs expected against GPUs NVML lists; each missing one by its PCI address."""
+        visible = {g.labels["pci_bus_id"]: g.labels["UUID"] for g in self.gpus if g.labels["pci_bus_id"]}
+        expected, missing = self.inventory.observe(visible)
+        gone = gauge("llm_agent_gpu_missing", "A GPU seen before (state_dir/gpus.json) or expected "
+                                              "([collectors.nvml] expected_gpus) that NVML no longer lists (1).")
+        unknown = 0
+        for pci, uuid in missing:
+            unknown += pci == "?"
+            slot = str(unknown) if pci == "?" else ""  # GPUs missing by count alone, told apart
+            gone.add({"pci_bus_id": pci, "UUID": uuid, "Hostname": self.hostname, "slot": slot}, 1)
+            where = f"at PCI {pci} ({uuid})" if pci != "?" else "(address unknown: only the expected count says so)"
+            self.problems.append(Problem("critical", "gpu missing", f"a GPU {where} is missing: NVML lists "
+                                         f"{len(self.gpus)} of {expected}",
+                                         "dmesg for XID 79 ('fallen off the bus'); reseat or replace it, or delete "
+                                         "state_dir/gpus.json if it was removed on purpose"))
+        return [gauge("llm_agent_gpu_expected", "GPUs this host should have (learned, or [collectors.nvml] "
+                                                "expected_gpus).").add({}, expected),
+                gauge("llm_agent_gpu_visible", "GPUs NVML lists now.").add({}, len(self.gpus)), gone]
 
     def _xid_watcher_health(self) -> List[MetricFamily]:
         """Whether XIDs are being counted; a watcher thread that died is reported and restarted."""
@@ -330,4 +353,5 @@ def _build(ctx: Context) -> Optional[NvmlCollector]:
     if not c.collectors.nvml.enabled:
         return None
     return NvmlCollector(ctx.nvml, hostname=c.hostname, xid_events=c.collectors.nvml.xid_events,
-                         process_memory=c.collectors.nvml.process_memory, retry_max=c.collectors.nvml.retry_max)
+                         process_memory=c.collectors.nvml.process_memory, retry_max=c.collectors.nvml.retry_max,
+                         state_dir=ctx.state_dir, expected_gpus=c.collectors.nvml.expected_gpus)

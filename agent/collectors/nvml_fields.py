@@ -31,6 +31,10 @@ METRICS: Dict[str, Tuple[str, str]] = {
     "DCGM_FI_DEV_FB_RESERVED": (GAUGE, "Framebuffer memory reserved by the driver in MiB."),
     "DCGM_FI_DEV_FAN_SPEED": (GAUGE, "Fan speed in percent of its maximum."),
     "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": (COUNTER, "Total number of PCIe retries."),
+    "DCGM_FI_DEV_PCIE_LINK_GEN": (GAUGE, "PCIe link generation now (it drops at idle to save power)."),
+    "DCGM_FI_DEV_PCIE_LINK_WIDTH": (GAUGE, "PCIe link width now, in lanes."),
+    "DCGM_FI_DEV_PCIE_MAX_LINK_GEN": (GAUGE, "Highest PCIe link generation the GPU and the slot can run."),
+    "DCGM_FI_DEV_PCIE_MAX_LINK_WIDTH": (GAUGE, "Widest PCIe link the GPU and the slot can run, in lanes."),
     "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL": (COUNTER, "Single-bit (corrected) ECC errors since the last driver load."),
     "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": (COUNTER, "Double-bit (uncorrected) ECC errors since the last driver load."),
     "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL": (COUNTER, "Single-bit (corrected) ECC errors over the GPU's lifetime."),
@@ -110,6 +114,13 @@ def _pcie_replay(nvml: Any, h: Any) -> Dict[str, float]:
     return {"DCGM_FI_DEV_PCIE_REPLAY_COUNTER": nvml.nvmlDeviceGetPcieReplayCounter(h)}
 
 
+def _pcie_link(nvml: Any, h: Any) -> Dict[str, float]:
+    return {"DCGM_FI_DEV_PCIE_LINK_GEN": nvml.nvmlDeviceGetCurrPcieLinkGeneration(h),
+            "DCGM_FI_DEV_PCIE_LINK_WIDTH": nvml.nvmlDeviceGetCurrPcieLinkWidth(h),
+            "DCGM_FI_DEV_PCIE_MAX_LINK_GEN": nvml.nvmlDeviceGetMaxPcieLinkGeneration(h),
+            "DCGM_FI_DEV_PCIE_MAX_LINK_WIDTH": nvml.nvmlDeviceGetMaxPcieLinkWidth(h)}
+
+
 def _ecc(error_type: str, counter_type: str, metric: str) -> Callable[[Any, Any], Dict[str, float]]:
     def read(nvml: Any, h: Any) -> Dict[str, float]:
         return {metric: nvml.nvmlDeviceGetTotalEccErrors(h, getattr(nvml, error_type), getattr(nvml, counter_type))}
@@ -144,6 +155,7 @@ READERS: List[Tuple[str, Callable[[Any, Any], Dict[str, float]]]] = [
     ("memory", _memory),
     ("fan speed", _fan),
     ("pcie replay counter", _pcie_replay),
+    ("pcie link", _pcie_link),
     ("ecc sbe volatile", _ecc("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC", "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL")),
     ("ecc dbe volatile", _ecc("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL")),
     ("ecc sbe aggregate", _ecc("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_AGGREGATE_ECC", "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL")),

@@ -365,6 +365,7 @@ class NvmlSettings:
     xid_events: bool = setting(True, v.typed(bool))
     process_memory: bool = setting(True, v.typed(bool))
     retry_max: float = setting("5m", v.positive(v.parse_duration))
+    expected_gpus: int = setting(0, v.typed(int, 0, 1024))  # 0: learn them (state_dir/gpus.json)
 
 
 @dataclass(frozen=True)
@@ -374,6 +375,12 @@ class HostSettings:
     mount_points_exclude: str = setting(
         "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)", _regex)
     net_devices_exclude: str = setting("^(lo|veth.*|docker.*|br-.*)$", _regex)
+
+
+@dataclass(frozen=True)
+class FabricSettings:
+    enabled: bool = setting(True, v.typed(bool))
+    sysfs_root: str = setting("/sys", v.typed(str))
 
 
 def _series_selectors(value: Any) -> list:
@@ -406,6 +413,7 @@ class HistorySettings:
 class CollectorSettings:
     nvml: NvmlSettings = section(NvmlSettings)
     host: HostSettings = section(HostSettings)
+    fabric: FabricSettings = section(FabricSettings)
 
 
 @dataclass(frozen=True)

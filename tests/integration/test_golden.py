@@ -42,6 +42,8 @@ def scrape_agent(accept="text/plain"):
 hostname = "gpu-host-1"
 [collectors.host]
 enabled = false
+[collectors.fabric]
+sysfs_root = "{FIX}/sysfs"
 [probes]
 enabled = false
 [[targets]]

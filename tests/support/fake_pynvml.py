@@ -36,6 +36,7 @@ class FakeGpu:
     clocks: Tuple[int, int] = (1980, 2619)  # SM, memory MHz
     fan: Optional[int] = None  # data-centre boards have no fan reading
     pcie_replay: Optional[int] = 0
+    pcie_link: Optional[Tuple[int, int, int, int]] = (5, 16, 5, 16)  # current gen, width, max gen, width
     ecc: Optional[Dict[Tuple[int, int], int]] = field(default_factory=lambda: {(0, 0): 3, (1, 0): 0, (0, 1): 10, (1, 1): 0})
     remapped_rows: Optional[Tuple[int, int, int, int]] = (0, 0, 0, 0)
     throttle: Optional[int] = 0
@@ -194,6 +195,19 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetPcieReplayCounter(self, h):
         return self._value(self._gpu(h, "nvmlDeviceGetPcieReplayCounter").pcie_replay)
+
+    # PCIe link: the real module's four calls (current and maximum generation and width)
+    def nvmlDeviceGetCurrPcieLinkGeneration(self, h):
+        return self._value(self._gpu(h, "nvmlDeviceGetCurrPcieLinkGeneration").pcie_link)[0]
+
+    def nvmlDeviceGetCurrPcieLinkWidth(self, h):
+        return self._value(self._gpu(h, "nvmlDeviceGetCurrPcieLinkWidth").pcie_link)[1]
+
+    def nvmlDeviceGetMaxPcieLinkGeneration(self, h):
+        return self._value(self._gpu(h, "nvmlDeviceGetMaxPcieLinkGeneration").pcie_link)[2]
+
+    def nvmlDeviceGetMaxPcieLinkWidth(self, h):
+        return self._value(self._gpu(h, "nvmlDeviceGetMaxPcieLinkWidth").pcie_link)[3]
 
     def nvmlDeviceGetTotalEccErrors(self, h, error_type, counter_type):
         ecc = self._value(self._gpu(h, "nvmlDeviceGetTotalEccErrors").ecc)

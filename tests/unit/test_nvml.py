@@ -238,3 +238,54 @@ def test_real_pynvml_reports_and_survives_with_or_without_a_gpu():
         assert c.problems[0].subject == "nvml" and "libnvidia-ml.so.1" in c.problems[0].fix
         assert c.problems[0].severity == "info"
     c.close()
+
+
+def test_pcie_link_current_and_maximum_under_dcgm_names(three):
+    fake, c = three
+    fake.gpus[1].pcie_link = None  # NotSupported: omitted
+    fake.gpus[0].pcie_link = (4, 8, 5, 16)  # downtrained to Gen4 x8
+    snap = collect(c)
+    assert snap.value("DCGM_FI_DEV_PCIE_LINK_WIDTH", gpu="0") == 8
+    assert snap.value("DCGM_FI_DEV_PCIE_MAX_LINK_WIDTH", gpu="0") == 16
+    assert snap.value("DCGM_FI_DEV_PCIE_LINK_GEN", gpu="0") == 4
+    assert gpus_with(snap, "DCGM_FI_DEV_PCIE_MAX_LINK_GEN") == ["0"]
+
+
+def test_a_gpu_gone_after_a_restart_is_missing_by_its_pci_address(tmp_path):
+    def run(gpus, expected=0):
+        c = NvmlCollector(FakeNvml(gpus), hostname="h", state_dir=str(tmp_path), expected_gpus=expected,
+                          xid_events=False)
+        try:
+            return collect(c), c
+        finally:
+            c.close()
+
+    gpus = [FakeGpu(uuid=f"GPU-{i}", pci_bus_id=f"00000000:{0x17 + i:02x}:00.0", minor=i) for i in range(4)]
+    snap, c = run(gpus)
+    assert snap.value("llm_agent_gpu_expected") == 4 and snap.samples("llm_agent_gpu_missing") == []
+    snap, c = run(gpus[:1] + gpus[2:])  # after a reboot GPU 1 is not listed any more
+    [missing] = snap.samples("llm_agent_gpu_missing")
+    assert missing.label("pci_bus_id") == "00000000:18:00.0" and missing.label("UUID") == "GPU-1"
+    assert snap.value("llm_agent_gpu_visible") == 3 and snap.value("llm_agent_gpu_expected") == 4
+    assert any(p.severity == "critical" and "00000000:18:00.0" in p.message for p in c.problems)
+    snap, _ = run(gpus[:2], expected=6)  # the count says more are missing than were ever seen
+    assert sorted((s.label("pci_bus_id"), s.label("slot")) for s in snap.samples("llm_agent_gpu_missing")) == \
+        [("00000000:19:00.0", ""), ("00000000:1a:00.0", ""), ("?", "1"), ("?", "2")]
+    (tmp_path / "gpus.json").write_text("{not json")
+    snap, _ = run(gpus[:2])
+    assert snap.samples("llm_agent_gpu_missing") == [], "an unreadable inventory is moved aside and relearned"
+    assert list(tmp_path.glob("gpus.json.bad-*"))
+
+
+def test_gpu_missing_and_pcie_rules_fire_on_their_inputs():
+    from agent.model import gauge as g
+    from tests.support.default_rules import fire
+
+    labels = {"gpu": "0", "Hostname": "h"}
+    link = [(t, [g("DCGM_FI_DEV_PCIE_LINK_WIDTH", "").add(labels, 8), g("DCGM_FI_DEV_PCIE_MAX_LINK_WIDTH", "").add(labels, 16),
+                 g("DCGM_FI_DEV_PCIE_LINK_GEN", "").add(labels, 4), g("DCGM_FI_DEV_PCIE_MAX_LINK_GEN", "").add(labels, 5),
+                 g("DCGM_FI_DEV_GPU_UTIL", "").add(labels, 90),
+                 g("llm_agent_gpu_missing", "").add({"pci_bus_id": "x", "UUID": "u", "Hostname": "h", "slot": ""}, 1)])
+            for t in range(0, 700, 30)]
+    assert fire(("GpuPcieLinkNarrow", "GpuPcieLinkSlow", "GpuMissing"), link) == \
+        [("GpuMissing", "firing"), ("GpuPcieLinkNarrow", "firing"), ("GpuPcieLinkSlow", "firing")]
