@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 from ..model import GAUGE, MetricFamily, Problem, counter, gauge
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
 from .gpu_inventory import GpuInventory
+from .gpu_owner import owner
 from .registry import Context, register
 from .xid import WAIT_MS, XidWatcher
 
@@ -54,7 +55,8 @@ class NvmlCollector:
     def __init__(self, nvml: Any = None, hostname: str = "", xid_events: bool = True, process_memory: bool = True,
                  retry_max: float = 300.0, clock: Callable[[], float] = time.monotonic,
                  process_name: Optional[Callable[[int], str]] = None, xid_wait_ms: int = WAIT_MS,
-                 state_dir: str = "", expected_gpus: int = 0):
+                 state_dir: str = "", expected_gpus: int = 0,
+                 process_owner: Optional[Callable[[int], Dict[str, str]]] = None):
         if nvml is None:
             import pynvml  # nvidia-ml-py
 
@@ -67,6 +69,9 @@ class NvmlCollector:
         self.retry_max = retry_max
         self.clock = clock
         self.process_name = process_name or _process_name
+        self.process_owner = process_owner or owner
+        self._owners: Dict[int, Dict[str, str]] = {}
+        self._utilization_seen: Dict[int, int] = {}  # per GPU: the last sample's timestamp (us)
         self.problems: List[Problem] = []
         self.inventory = GpuInventory(state_dir, expected_gpus)
         self.gpus: List[Gpu] = []
@@ -313,11 +318,53 @@ class NvmlCollector:
             self._once(gpu.index, "processes", type(e).__name__, "gpu %d: process list unavailable: %s", gpu.index, e)
             return
         fam = self._family(families, "llm_agent_gpu_process_memory_bytes",
-                           help="GPU memory used by each process, in bytes (omitted where the driver does not say).")
+                           help="GPU memory used by each process, in bytes (omitted where the driver does not say); "
+                                "with its systemd unit, container and Kubernetes pod where it has them.")
+        labels_of = {}
         for p in procs:
-            if p.usedGpuMemory is None:
-                continue
-            fam.add({**gpu.labels, "pid": str(p.pid), "process_name": self.process_name(p.pid)}, p.usedGpuMemory)
+            labels_of[p.pid] = {**gpu.labels, "pid": str(p.pid), "process_name": self.process_name(p.pid),
+                                **self._owner(p.pid)}
+            if p.usedGpuMemory is not None:
+                fam.add(labels_of[p.pid], p.usedGpuMemory)
+        self._process_utilization(gpu, labels_of, families)
+
+    def _owner(self, pid: int) -> Dict[str, str]:
+        """unit, container_id, pod, namespace (gpu_owner.py); read once per process."""
+        found = self._owners.get(pid)
+        if found is None:
+            if len(self._owners) > 4096:
+                self._owners.clear()  # pids churn: start over rather than grow
+            found = self._owners[pid] = self.process_owner(pid)
+        return found
+
+    def _process_utilization(self, gpu: Gpu, labels_of: Dict[int, Dict[str, str]],
+                             families: Dict[str, MetricFamily]) -> None:
+        """Each process's share of the SM, memory, encoder and decoder since the last cycle, as
+        NVML samples it (nvmlDeviceGetProcessUtilization); none where the GPU does not keep them."""
+        if (gpu.index, "process utilization") in self._unsupported:
+            return
+        since = self._utilization_seen.get(gpu.index, 0)
+        try:
+            samples = self.nvml.nvmlDeviceGetProcessUtilization(gpu.handle, since)
+        except (self.nvml.NVMLError, AttributeError) as e:
+            name = self._err_name(e) if isinstance(e, self.nvml.NVMLError) else "missing"
+            if name != "NVML_ERROR_NOT_FOUND":  # NOT_FOUND: no samples since `since` (an idle GPU)
+                self._unsupported.add((gpu.index, "process utilization"))
+                self._once(gpu.index, "process utilization", name, "gpu %d: per-process utilisation unavailable: %s",
+                           gpu.index, e)
+            return
+        fam = self._family(families, "llm_agent_gpu_process_utilization_percent",
+                           help="Each process's utilisation of the GPU's engines (sm, memory, encoder, decoder) "
+                                "over the last cycle, in percent, as NVML samples it.")
+        latest: Dict[int, Any] = {}
+        for sample in samples:
+            if sample.pid in labels_of and (sample.pid not in latest or sample.timeStamp > latest[sample.pid].timeStamp):
+                latest[sample.pid] = sample
+            self._utilization_seen[gpu.index] = max(self._utilization_seen.get(gpu.index, 0), int(sample.timeStamp))
+        for pid, sample in sorted(latest.items()):
+            for engine, value in (("sm", sample.smUtil), ("memory", sample.memUtil), ("encoder", sample.encUtil),
+                                  ("decoder", sample.decUtil)):
+                fam.add({**labels_of[pid], "engine": engine}, value)
 
     def close(self) -> None:
         if self._xid is not None:

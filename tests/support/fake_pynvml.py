@@ -41,8 +41,15 @@ class FakeGpu:
     remapped_rows: Optional[Tuple[int, int, int, int]] = (0, 0, 0, 0)
     throttle: Optional[int] = 0
     processes: List[Tuple[int, Optional[int]]] = field(default_factory=list)  # (pid, bytes or None)
+    # (pid, timestamp us, sm, memory, encoder, decoder); None: NotSupported (as on pre-Volta boards)
+    process_utilization: Optional[List[Tuple[int, int, int, int, int, int]]] = field(default_factory=list)
     lost: bool = False
     errors: Dict[str, int] = field(default_factory=dict)  # function name -> NVML error code to raise
+
+
+# Pids beyond Linux's largest (pid_max at most 2^22): no process on any host has them, so what
+# the agent reads about them from /proc (name, cgroup) is the same everywhere.
+NO_SUCH_PID = (1 << 22) + 4242
 
 
 class _Handle:
@@ -196,6 +203,14 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetPcieReplayCounter(self, h):
         return self._value(self._gpu(h, "nvmlDeviceGetPcieReplayCounter").pcie_replay)
 
+    def nvmlDeviceGetProcessUtilization(self, h, last_seen):
+        samples = self._value(self._gpu(h, "nvmlDeviceGetProcessUtilization").process_utilization)
+        newer = [s for s in samples if s[1] > last_seen]
+        if not newer:  # the real call: no sample since last_seen is NVML_ERROR_NOT_FOUND
+            self._raise(real.NVML_ERROR_NOT_FOUND)
+        return [types.SimpleNamespace(pid=p, timeStamp=t, smUtil=sm, memUtil=mem, encUtil=enc, decUtil=dec)
+                for p, t, sm, mem, enc, dec in newer]
+
     # PCIe link: the real module's four calls (current and maximum generation and width)
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h):
         return self._value(self._gpu(h, "nvmlDeviceGetCurrPcieLinkGeneration").pcie_link)[0]
@@ -251,7 +266,7 @@ def three_gpus() -> List[FakeGpu]:
     """The named scenario: GPU 0 healthy, GPU 1 without power readings, GPU 2 lost."""
     return [
         FakeGpu(uuid="GPU-aaaaaaaa-0000-0000-0000-000000000000", pci_bus_id="00000000:17:00.0", minor=0,
-                processes=[(4242, 56 << 30), (4243, None)]),
+                processes=[(NO_SUCH_PID, 56 << 30), (NO_SUCH_PID + 1, None)]),
         FakeGpu(name="NVIDIA A10", uuid="GPU-bbbbbbbb-1111-1111-1111-111111111111", pci_bus_id="00000000:31:00.0",
                 minor=1, power_mw=None, energy_mj=None, memory_temp=None, fan=30, throttle=0x44,
                 ecc=None, remapped_rows=None, memory_v2=False),

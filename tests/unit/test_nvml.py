@@ -8,7 +8,7 @@ import pytest
 from agent.collectors.nvml import NvmlCollector
 from agent.model import Snapshot
 from tests.support.clock import ManualClock
-from tests.support.fake_pynvml import FakeGpu, FakeNvml, three_gpus
+from tests.support.fake_pynvml import NO_SUCH_PID, FakeGpu, FakeNvml, three_gpus
 
 
 
@@ -24,7 +24,7 @@ def gpus_with(snap, name):
 @pytest.fixture
 def three():
     fake = FakeNvml(three_gpus())
-    c = NvmlCollector(fake, hostname="gpu-host-1", process_name=lambda pid: {4242: "llama-server"}.get(pid, ""),
+    c = NvmlCollector(fake, hostname="gpu-host-1", process_name=lambda pid: {NO_SUCH_PID: "llama-server"}.get(pid, ""),
                       xid_wait_ms=20)  # the event wait returns every 20 ms: closing takes no second
     yield fake, c
     c.close()
@@ -79,7 +79,7 @@ def test_process_memory_with_names_and_unknown_usage_omitted(three):
     _, c = three
     snap = collect(c)
     procs = [(s.label("pid"), s.label("process_name"), s.value) for s in snap.samples("llm_agent_gpu_process_memory_bytes")]
-    assert procs == [("4242", "llama-server", 56 << 30)]
+    assert procs == [(str(NO_SUCH_PID), "llama-server", 56 << 30)]
 
 
 def test_a_dead_xid_watcher_is_reported_and_restarted(three):
@@ -289,3 +289,26 @@ def test_gpu_missing_and_pcie_rules_fire_on_their_inputs():
             for t in range(0, 700, 30)]
     assert fire(("GpuPcieLinkNarrow", "GpuPcieLinkSlow", "GpuMissing"), link) == \
         [("GpuMissing", "firing"), ("GpuPcieLinkNarrow", "firing"), ("GpuPcieLinkSlow", "firing")]
+
+
+def test_processes_carry_their_owner_and_their_utilisation():
+    fake = FakeNvml([FakeGpu(processes=[(4242, 70 << 30), (4243, 1 << 30)],
+                             process_utilization=[(4242, 100, 88, 40, 0, 0), (4242, 200, 91, 42, 0, 0),
+                                                  (4243, 150, 3, 1, 0, 0)])])
+    owners = {4242: {"pod": "vllm-0", "namespace": "inference", "container_id": "0123456789ab"},
+              4243: {"unit": "sidecar.service"}}
+    c = NvmlCollector(fake, process_name=lambda pid: "python3", process_owner=owners.get, xid_events=False)
+    try:
+        snap = collect(c)
+        [mem] = [s for s in snap.samples("llm_agent_gpu_process_memory_bytes") if s.label("pid") == "4242"]
+        assert mem.label("pod") == "vllm-0" and mem.label("namespace") == "inference" and mem.value == 70 << 30
+        assert snap.value("llm_agent_gpu_process_utilization_percent", pid="4242", engine="sm") == 91, "the latest sample"
+        assert snap.value("llm_agent_gpu_process_utilization_percent", pid="4243", unit="sidecar.service",
+                          engine="memory") == 1
+        assert collect(c).samples("llm_agent_gpu_process_utilization_percent") == [], "no new sample: NOT_FOUND, nothing"
+        fake.gpus[0].process_utilization = None
+        fake.gpus[0].processes = [(4242, 1)]
+        collect(c)
+        assert (0, "process utilization") in c._unsupported, "NotSupported: not asked again"
+    finally:
+        c.close()
