@@ -28,13 +28,26 @@ def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
               "last_xid": "DCGM_FI_DEV_XID_ERRORS", "row_remap_failure": "DCGM_FI_DEV_ROW_REMAP_FAILURE",
               "row_remap_pending": "DCGM_FI_DEV_ROW_REMAP_PENDING", "dbe_volatile": "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"}
     values = {key: snapshot.sum_by(name, "gpu") for key, name in fields.items()}
+    xids = _recent_xids(snapshot)
     for s in snapshot.samples("llm_agent_gpu_up"):
         gpu = s.label("gpu")
         row: Dict[str, Any] = {"gpu": int(gpu), "uuid": s.label("UUID"), "model": s.label("modelName"),
                                "up": bool(s.value)}
         row.update({key: v[gpu] for key, v in values.items() if gpu in v})
+        row["xids"] = xids.get(gpu, [])
         rows.append(row)
     return rows
+
+
+def _recent_xids(snapshot: Snapshot) -> Dict[str, List[Dict[str, Any]]]:
+    """Per GPU, the Xids the kernel log holds, with NVIDIA's meaning and the action each calls for."""
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for s in snapshot.samples("llm_agent_gpu_xid_events_total"):
+        out.setdefault(s.label("gpu"), []).append({"xid": int(s.label("xid")), "count": int(s.value),
+                                                   "pci_bus_id": s.label("pci_bus_id"),
+                                                   "name": s.label("name"), "meaning": s.label("meaning"),
+                                                   "action": s.label("action"), "severity": s.label("severity")})
+    return {gpu: sorted(v, key=lambda x: x["xid"]) for gpu, v in out.items()}
 
 
 def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
@@ -110,6 +123,7 @@ def build_report(snapshot: Snapshot, hostname: str, config_source: str,
     return {
         "status": status, "hostname": hostname, "config": config_source, "timestamp": snapshot.timestamp,
         "nvml": None if nvml_up is None else bool(nvml_up), "gpus": gpus, "targets": targets, "host": host,
+        "xids_of_unlisted_gpus": _recent_xids(snapshot).get("", []),  # a GPU that fell off the bus
         "problems": [p.__dict__ for p in problems],
         "collectors": [{"name": c.name, "success": c.success, "duration_seconds": round(c.duration, 4),
                         "error": c.error} for c in snapshot.collectors],
@@ -170,6 +184,12 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
                if "fb_used_mib" in g and "fb_total_mib" in g else "-")
         lines.append(f"  {g['gpu']}  {g['model']}  util {_fmt(g.get('util_percent'), '.0f', '%')}  mem {mem}  "
                      f"{_fmt(g.get('temp_c'), '.0f', ' C')}  {_fmt(g.get('power_w'), '.0f', ' W')}")
+        for x in g.get("xids", []):  # what the kernel log holds since boot (or since the agent last read it)
+            lines.append(f"      {tag(x['severity'])} Xid {x['xid']} x{x['count']} {x['name']}: {x['meaning']} "
+                         f"-> {x['action']}")
+    for x in r.get("xids_of_unlisted_gpus", []):
+        lines.append(f"  GPU at PCI {x['pci_bus_id']} (not listed by NVML): {tag(x['severity'])} Xid {x['xid']} "
+                     f"x{x['count']} {x['name']}: {x['meaning']} -> {x['action']}")
     lines += ["", "Targets"]
     if not r["targets"]:
         lines.append("  none")

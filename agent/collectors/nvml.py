@@ -308,8 +308,9 @@ class NvmlCollector:
         for xid, n in mine:
             by_code.add({**gpu.labels, "xid": str(xid)}, n)
         # every code together, from 0: a series that exists before the first XID, so increase() sees it
-        self._family(families, "llm_agent_gpu_xid_events_total", "counter",
-                     "XID errors of any code seen since the agent started.").add(gpu.labels, sum(n for _, n in mine))
+        self._family(families, "llm_agent_gpu_nvml_xid_events_total", "counter",
+                     "XID errors of any code NVML's event API reported since the agent started (the kernel log's, "
+                     "with their meaning and action, are llm_agent_gpu_xid_events_total).").add(gpu.labels, sum(n for _, n in mine))
 
     def _processes(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
         try:

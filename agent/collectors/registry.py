@@ -89,7 +89,7 @@ def section(config: Config, dotted: str) -> Any:
 
 def load_all() -> List[str]:
     """Import every collector module so that each registers itself."""
-    from . import engines, fabric, host, llamacpp, nvml, ollama, openmetrics, process, selfstats, slocost  # noqa: F401
+    from . import engines, fabric, host, kernel, llamacpp, nvml, ollama, openmetrics, process, selfstats, slocost  # noqa: F401
     from ..probes import collector  # noqa: F401
 
     return sorted(FIXED) + sorted(DERIVERS) + sorted(TARGET_KINDS) + sorted(PER_TARGET)

@@ -378,6 +378,12 @@ class HostSettings:
 
 
 @dataclass(frozen=True)
+class KernelSettings:
+    enabled: bool = setting(True, v.typed(bool))
+    kmsg_path: str = setting("/dev/kmsg", v.typed(str))
+
+
+@dataclass(frozen=True)
 class FabricSettings:
     enabled: bool = setting(True, v.typed(bool))
     sysfs_root: str = setting("/sys", v.typed(str))
@@ -414,6 +420,7 @@ class CollectorSettings:
     nvml: NvmlSettings = section(NvmlSettings)
     host: HostSettings = section(HostSettings)
     fabric: FabricSettings = section(FabricSettings)
+    kernel: KernelSettings = section(KernelSettings)
 
 
 @dataclass(frozen=True)

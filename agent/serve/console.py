@@ -42,9 +42,9 @@ def gpu_tiles(snapshot: Snapshot) -> List[dict]:
     power = snapshot.sum_by("DCGM_FI_DEV_POWER_USAGE", "gpu")
     sm_clock = snapshot.sum_by("DCGM_FI_DEV_SM_CLOCK", "gpu")
     mem_clock = snapshot.sum_by("DCGM_FI_DEV_MEM_CLOCK", "gpu")
-    xids: Dict[str, float] = {}
-    for s in snapshot.samples("llm_agent_gpu_xid_events_total"):
-        xids[s.label("gpu")] = xids.get(s.label("gpu"), 0.0) + s.value
+    # the kernel log's Xids where it is read, else what NVML's event API counted
+    xids = snapshot.sum_by("llm_agent_gpu_xid_events_total", "gpu") or \
+        snapshot.sum_by("llm_agent_gpu_nvml_xid_events_total", "gpu")
     reasons: Dict[str, List[str]] = {}
     for s in snapshot.samples("llm_agent_gpu_clock_event_reasons"):
         if s.value:

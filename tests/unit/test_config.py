@@ -48,7 +48,7 @@ BAD = [
     ('[[targets]]\nname = "a"\nurl = "http://x:1"\n[[targets]]\nname = "a"\nurl = "http://y:1"\n',
      "agent.toml:5: targets[1].name: duplicate name 'a' (also targets[0])"),
     ('[collectors.nvml]\nenabled = "yes"\n', "agent.toml:2: collectors.nvml.enabled: expected bool, got str 'yes'"),
-    ('[collectors.gpu]\nenabled = true\n', "agent.toml:1: collectors.gpu: unknown key; known keys: nvml, host, fabric"),
+    ('[collectors.gpu]\nenabled = true\n', "agent.toml:1: collectors.gpu: unknown key; known keys: nvml, host, fabric, kernel"),
     ('[agent]\nmax_response_bytes = "lots"\n',
      "agent.toml:2: agent.max_response_bytes: invalid size 'lots': use bytes or a unit (KiB, MiB, GiB, KB, MB, GB), e.g. \"8MiB\""),
     ('targets = "x"\n', "agent.toml:1: targets: expected an array of tables ([[targets]])"),

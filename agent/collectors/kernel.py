@@ -1,0 +1,349 @@
+"""NVIDIA's kernel messages: Xids (with the catalogue's meaning and action), NVSwitch SXids and
+"fallen off the bus", read from the kernel log as they happen, so an Xid logged before the
+agent started, or one NVML's event API never reports, still counts.
+
+`[collectors.kernel] kmsg_path` (default /dev/kmsg: one record per read, "pri,seq,usec,flags;
+message"; a regular file in the same format works too, for tests). Reading starts where the
+last run stopped: the last record's sequence number and the boot it belongs to are kept in
+`state_dir/kmsg.json`, so records the ring buffer replays after a restart are neither counted
+nor paged twice; on a new boot everything in the buffer is new. Without a state directory
+(`llm-agent check`) everything still in the buffer is read: the recent Xids.
+
+The parsers are pure and tested on captured lines (old and new Xid formats, MIG, SXid); the
+`xid_events` deriver joins the events with NVML's GPU labels by PCI address, so each Xid is
+`llm_agent_gpu_xid_events_total{gpu,UUID,...,xid,name,meaning,action,severity}`.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import re
+import stat
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Dict, List, Optional, Tuple
+
+from ..config.load import tomllib
+from ..model import MetricFamily, Problem, Snapshot, counter, gauge
+from .registry import Context, register, register_deriver
+
+log = logging.getLogger(__name__)
+
+CATALOG_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "xid_catalog.toml")
+STATE_FILE = "kmsg.json"
+BOOT_ID = "/proc/sys/kernel/random/boot_id"
+MAX_RECORDS = 20_000  # per cycle: a flood of kernel messages cannot stall a cycle
+SEVERITY_OF = {"none": "info", "restart_app": "warning", "update_software": "warning", "reset_gpu": "critical",
+               "reboot_node": "critical", "check_power_cooling": "critical", "contact_support": "critical"}
+
+_XID = re.compile(r"NVRM: Xid \((?:PCI:)?([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2})(?:\.\d)?(?: [^)]*)?\): (\d+),(.*)")
+_SXID = re.compile(r"SXid \((?:PCI:)?([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2})(?:\.\d)?\): (\d+),(.*)")
+_OFF_BUS = re.compile(r"NVRM: GPU (?:at )?(?:PCI:)?([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2})(?:\.\d)?:? "
+                      r"(?:GPU )?has fallen off the bus")
+_RECOVERY = re.compile(r"recovery action changed from 0x[0-9a-fA-F]+ \([^)]*\) to 0x[0-9a-fA-F]+ \(([^)]*)\)")
+RECOVERY_ACTIONS = {"none": "none", "gpu reset required": "reset_gpu", "node reboot required": "reboot_node",
+                    "drain p2p": "reset_gpu", "drain and reset": "reset_gpu"}
+
+
+@dataclass(frozen=True)
+class XidInfo:
+    code: int
+    name: str
+    meaning: str
+    nvidia: str  # NVIDIA's immediate resolution bucket, as published
+    action: str
+    severity: str
+
+
+@lru_cache(maxsize=1)
+def catalog() -> Dict[int, XidInfo]:
+    with open(CATALOG_PATH, "rb") as f:
+        doc = tomllib.load(f)
+    return {int(k): XidInfo(int(k), v["name"], v["meaning"], v["nvidia"], v["action"], v["severity"])
+            for k, v in doc.items()}
+
+
+def describe(code: int) -> XidInfo:
+    """The catalogue's entry; a code it does not know is contact_support (new drivers add codes)."""
+    return catalog().get(code) or XidInfo(code, f"XID_{code}", "not in this agent's Xid catalogue", "",
+                                          "contact_support", "critical")
+
+
+def pci_key(address: str) -> str:
+    """'0000:3b:00', '00000000:3B:00.0' -> '0000:3b:00': the kernel's and NVML's spellings alike."""
+    parts = address.lower().split(".")[0].split(":")
+    if len(parts) != 3:
+        return address.lower()
+    domain, bus, device = parts
+    return f"{int(domain, 16):04x}:{bus}:{device}"
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    usec: int
+    message: str
+
+
+def parse_record(line: str) -> Optional[Record]:
+    """One /dev/kmsg record ("6,1234,5678901,-;message"); continuation lines (" KEY=value") and
+    anything else give None."""
+    head, sep, message = line.partition(";")
+    if not sep:
+        return None
+    fields = head.split(",")
+    if len(fields) < 4 or not fields[1].isdigit() or not fields[2].isdigit():
+        return None
+    text = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), message.rstrip("\n"))
+    return Record(int(fields[1]), int(fields[2]), text)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # xid | sxid | off_bus
+    pci: str  # pci_key form
+    code: int = 0
+    detail: str = ""
+    recovery: str = ""  # Xid 154: the action it announces
+
+
+def parse_event(message: str) -> Optional[Event]:
+    m = _XID.search(message)
+    if m:
+        code, detail = int(m.group(2)), m.group(3).strip()
+        recovery = ""
+        if code == 154:
+            r = _RECOVERY.search(detail)
+            recovery = RECOVERY_ACTIONS.get(r.group(1).strip().lower(), "contact_support") if r else ""
+        return Event("xid", pci_key(m.group(1)), code, detail[:300], recovery)
+    m = _SXID.search(message)
+    if m:
+        return Event("sxid", pci_key(m.group(1)), int(m.group(2)), m.group(3).strip()[:300])
+    m = _OFF_BUS.search(message)
+    if m:
+        return Event("off_bus", pci_key(m.group(1)))
+    return None
+
+
+class KmsgSource:
+    """The kernel log, from where the last run stopped. /dev/kmsg is read record by record
+    without blocking; a regular file line by line from the last offset."""
+
+    def __init__(self, path: str, state_dir: str = "", boot_id_path: str = BOOT_ID):
+        self.path = path
+        self.state_path = os.path.join(state_dir, STATE_FILE) if state_dir else ""
+        self.boot_id = _read_text(boot_id_path).strip()
+        self.last_seq = -1
+        self._saved_seq = -1
+        self._fd: Optional[int] = None
+        self._offset = 0
+        self._buffer = b""
+        self.error = ""
+        self._load()
+
+    def _load(self) -> None:
+        if not self.state_path or not os.path.exists(self.state_path):
+            return
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                doc = json.load(f)
+            if doc.get("boot_id") == self.boot_id:  # the sequence restarts with every boot
+                self.last_seq = self._saved_seq = int(doc["seq"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("kernel log: %s unreadable (%s); reading the whole ring buffer once", self.state_path, e)
+
+    def save(self) -> None:
+        if not self.state_path or self.last_seq == self._saved_seq:
+            return
+        tmp = self.state_path + ".tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump({"seq": self.last_seq, "boot_id": self.boot_id}, f)
+            os.replace(tmp, self.state_path)
+            self._saved_seq = self.last_seq
+        except OSError as e:  # a full disk: a restart may count the latest records again, nothing worse
+            log.warning("kernel log: cannot save the position in %s: %s", self.state_path, e)
+
+    def _open(self) -> bool:
+        if self._fd is not None:
+            return True
+        try:
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as e:
+            self.error = f"{self.path}: {e.strerror}" + (" (the agent needs root or CAP_SYSLOG to read it)"
+                                                          if e.errno in (errno.EACCES, errno.EPERM) else "")
+            return False
+        self.error = ""
+        return True
+
+    def read(self, limit: int = MAX_RECORDS) -> List[Record]:
+        """The new records since the last call (at most `limit`)."""
+        if not self._open():
+            return []
+        assert self._fd is not None
+        regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        lines = self._read_file() if regular else self._read_device(limit)
+        out = []
+        for line in lines:
+            record = parse_record(line)
+            if record is None or record.seq <= self.last_seq:
+                continue  # a continuation line, or a record already seen (a restart's replay)
+            self.last_seq = record.seq
+            out.append(record)
+            if len(out) >= limit:
+                break
+        return out
+
+    def _read_device(self, limit: int) -> List[str]:
+        assert self._fd is not None
+        lines: List[str] = []
+        while len(lines) < limit:
+            try:
+                data = os.read(self._fd, 8192)  # /dev/kmsg: one record per read
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == errno.EPIPE:  # records were overwritten before we read them: go on
+                    continue
+                self.error = f"{self.path}: {e.strerror}"
+                os.close(self._fd)
+                self._fd = None
+                break
+            if not data:
+                break
+            lines.append(data.decode("utf-8", "replace"))
+        return lines
+
+    def _read_file(self) -> List[str]:
+        assert self._fd is not None
+        os.lseek(self._fd, self._offset, os.SEEK_SET)
+        chunk = os.read(self._fd, 1 << 20)
+        self._offset += len(chunk)
+        self._buffer += chunk
+        *complete, self._buffer = self._buffer.split(b"\n")
+        return [c.decode("utf-8", "replace") for c in complete]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(256)
+    except OSError:
+        return ""
+
+
+class KernelCollector:
+    """Counts NVIDIA's kernel events by PCI address (the xid_events deriver adds GPU labels)."""
+
+    name = "kernel"
+
+    def __init__(self, source: KmsgSource, clock=time.time):
+        self.source = source
+        self.clock = clock
+        self.problems: List[Problem] = []
+        self.records = 0
+        self.xids: Dict[Tuple[str, int], int] = {}
+        self.last_xid: Dict[Tuple[str, int], float] = {}
+        self.sxids: Dict[Tuple[str, int], int] = {}
+        self.off_bus: Dict[str, int] = {}
+        self.recovery: Dict[str, str] = {}  # PCI -> the last Xid 154's action
+        self._boot = time.time() - _uptime()
+
+    def collect(self) -> List[MetricFamily]:
+        self.problems = []
+        records = self.source.read()
+        self.records += len(records)
+        for record in records:
+            event = parse_event(record.message)
+            if event is None:
+                continue
+            when = self._boot + record.usec / 1e6
+            if event.kind == "xid":
+                key = (event.pci, event.code)
+                self.xids[key] = self.xids.get(key, 0) + 1
+                self.last_xid[key] = max(self.last_xid.get(key, 0.0), when)
+                if event.recovery:
+                    self.recovery[event.pci] = event.recovery
+            elif event.kind == "sxid":
+                self.sxids[(event.pci, event.code)] = self.sxids.get((event.pci, event.code), 0) + 1
+            else:
+                self.off_bus[event.pci] = self.off_bus.get(event.pci, 0) + 1
+        self.source.save()
+        up = gauge("llm_agent_kernel_log_up", "Whether the kernel log ([collectors.kernel] kmsg_path) is read (1).")
+        if self.source.error:
+            self.problems.append(Problem("info", "kernel log", f"cannot read {self.source.error}",
+                                         "Xids are counted from NVML events only; run the agent as root or give "
+                                         "it CAP_SYSLOG (the packaged unit does)"))
+            return [up.add({}, 0)]
+        xids = counter("llm_agent_kernel_xid_events_total", "NVIDIA Xids in the kernel log, by PCI address and code.")
+        last = gauge("llm_agent_kernel_xid_last_event_timestamp_seconds", "When the last Xid of a code was logged.")
+        for (pci, code), n in sorted(self.xids.items()):
+            xids.add({"pci_bus_id": pci, "xid": str(code)}, n)
+            last.add({"pci_bus_id": pci, "xid": str(code)}, self.last_xid[(pci, code)])
+        sxids = counter("llm_agent_kernel_sxid_events_total", "NVSwitch SXids in the kernel log, by switch and code.")
+        for (pci, code), n in sorted(self.sxids.items()):
+            sxids.add({"pci_bus_id": pci, "sxid": str(code)}, n)
+        off = counter("llm_agent_kernel_gpu_fallen_off_bus_total", "'GPU has fallen off the bus' kernel messages.")
+        for pci, n in sorted(self.off_bus.items()):
+            off.add({"pci_bus_id": pci}, n)
+        action = gauge("llm_agent_kernel_gpu_recovery_action", "The recovery action the last Xid 154 announced (1).")
+        for pci, what in sorted(self.recovery.items()):
+            action.add({"pci_bus_id": pci, "action": what}, 1)
+        return [up.add({}, 1), counter("llm_agent_kernel_records_total", "Kernel log records read.").add({}, self.records),
+                xids, last, sxids, off, action]
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _uptime() -> float:
+    try:
+        return float(_read_text("/proc/uptime").split()[0])
+    except (IndexError, ValueError):
+        return 0.0
+
+
+class XidEvents:
+    """The deriver: each kernel Xid with its GPU's labels (NVML's, by PCI address) and the
+    catalogue's name, meaning, action and severity."""
+
+    name = "xid_events"
+    reads = ("llm_agent_kernel_xid_events_total", "llm_agent_kernel_xid_last_event_timestamp_seconds",
+             "llm_agent_gpu_up")
+
+    def derive(self, view: Snapshot) -> List[MetricFamily]:
+        gpus = {pci_key(s.label("pci_bus_id")): dict(s.labels) for s in view.samples("llm_agent_gpu_up")
+                if s.label("pci_bus_id")}
+        events = counter("llm_agent_gpu_xid_events_total", "Xids from the kernel log per GPU and code, with NVIDIA's "
+                                                           "name, meaning and the action it calls for.")
+        last = gauge("llm_agent_gpu_xid_last_event_timestamp_seconds", "When the GPU last logged an Xid of this code.")
+        for source, target in (("llm_agent_kernel_xid_events_total", events),
+                               ("llm_agent_kernel_xid_last_event_timestamp_seconds", last)):
+            for s in view.samples(source):
+                info = describe(int(s.label("xid")))
+                labels = gpus.get(pci_key(s.label("pci_bus_id")), {"pci_bus_id": s.label("pci_bus_id")})
+                target.add({**labels, "xid": s.label("xid"), "name": info.name, "meaning": info.meaning,
+                            "action": info.action, "severity": info.severity}, s.value)
+        return [f for f in (events, last) if f.samples]
+
+
+@register("kernel", "collectors.kernel", keep=True)  # kept across a reload: the open log and its counts
+def _build(ctx: Context) -> Optional[KernelCollector]:
+    c = ctx.config.collectors.kernel
+    if not c.enabled:
+        return None
+    return KernelCollector(KmsgSource(c.kmsg_path, ctx.state_dir))
+
+
+@register_deriver("xid_events")
+def _build_deriver(ctx: Context) -> XidEvents:
+    return XidEvents()

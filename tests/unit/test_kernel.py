@@ -1,0 +1,155 @@
+"""NVIDIA's kernel messages: the Xid catalogue (every code NVIDIA documents, 1-172), the kmsg
+record and NVRM line parsers on captured lines (tests/fixtures/kmsg: old and new Xid formats,
+MIG, Xid 154, SXid, "fallen off the bus"), the position kept across restarts so a replayed ring
+buffer is not counted twice, the GPU labels joined by PCI address, and the Xid rules."""
+
+import os
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agent.collectors.kernel import (SEVERITY_OF, KernelCollector, KmsgSource, XidEvents, catalog, describe,
+                                     parse_event, parse_record, pci_key)
+from agent.model import Snapshot, gauge
+from tests.support.default_rules import fire
+
+FIX = Path(__file__).parent.parent / "fixtures" / "kmsg" / "nvidia.kmsg"
+
+
+def test_the_catalogue_has_every_documented_code_with_an_action():
+    codes = catalog()
+    assert sorted(codes) == list(range(1, 173)), "NVIDIA's Ampere-and-newer catalogue documents Xid 1 to 172"
+    for code, info in codes.items():
+        assert info.action in SEVERITY_OF, code
+        assert info.severity == SEVERITY_OF[info.action] or info.meaning == "Unused", code
+        assert info.name and info.meaning
+    assert (describe(79).action, describe(48).action, describe(95).action) == ("reboot_node", "reset_gpu", "reset_gpu")
+    assert (describe(13).action, describe(94).action, describe(63).action) == ("restart_app", "restart_app", "none")
+    assert describe(54).action == "check_power_cooling" and describe(999).action == "contact_support"
+
+
+def test_records_and_events_from_captured_lines():
+    lines = FIX.read_text().splitlines()
+    records = [r for r in (parse_record(line) for line in lines) if r]
+    assert [r.seq for r in records] == list(range(1000, 1012)), "continuation lines are not records"
+    events = [e for e in (parse_event(r.message) for r in records) if e]
+    assert [(e.kind, e.pci, e.code) for e in events] == [
+        ("xid", "0000:17:00", 13), ("xid", "0000:17:00", 43), ("xid", "0000:31:00", 48), ("xid", "0000:31:00", 154),
+        ("xid", "0000:31:00", 94), ("sxid", "0000:05:00", 12028), ("xid", "0000:b1:00", 79), ("off_bus", "0000:b1:00", 0)]
+    assert events[3].recovery == "reset_gpu"
+    assert parse_record("6,5,100,-;a\\x0ab").message == "a\nb"
+    assert pci_key("00000000:3B:00.0") == pci_key("0000:3b:00") == "0000:3b:00"
+
+
+def test_parsers_never_raise_on_fuzzed_input():
+    rng = random.Random(11)
+    pieces = ["NVRM: Xid (", "PCI:", "0000:17:00", "): ", "13", ",", ";", "6,", "12,", "-", "SXid (", "GPU ", "at ",
+              "has fallen off the bus", "\\x0a", "\\xzz", "é", "\x00", " ", "154", "recovery action changed from 0x0 (None) to 0x2 ("]
+    for _ in range(5000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 12)))
+        parse_record(text)
+        parse_event(text)
+
+
+@pytest.fixture
+def kmsg(tmp_path):
+    path = tmp_path / "kmsg"
+    shutil.copy(FIX, path)
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot-a\n")
+    state = tmp_path / "state"
+    state.mkdir()
+    return path, str(state), str(boot)
+
+
+def test_a_restart_does_not_count_the_replayed_ring_buffer_again(kmsg):
+    path, state, boot = kmsg
+    first = KmsgSource(str(path), state, boot)
+    assert len(first.read()) == 12
+    first.save()
+    first.close()
+    again = KmsgSource(str(path), state, boot)  # the agent restarted: the same records are read again
+    assert again.read() == [], "already seen"
+    with open(path, "a") as f:
+        f.write("3,1012,1200000000,-;NVRM: Xid (PCI:0000:17:00): 31, pid=1, MMU Fault\n")
+    assert [r.seq for r in again.read()] == [1012]
+    again.save()
+    Path(boot).write_text("boot-b\n")  # a reboot: sequence numbers start again, everything is new
+    assert len(KmsgSource(str(path), state, boot).read()) == 13
+
+
+def test_the_collector_and_the_gpu_labels(kmsg):
+    path, state, boot = kmsg
+    c = KernelCollector(KmsgSource(str(path), state, boot))
+    fams = c.collect()
+    snap = Snapshot(0.0, tuple(fams))
+    assert snap.value("llm_agent_kernel_log_up") == 1 and snap.value("llm_agent_kernel_records_total") == 12
+    assert snap.value("llm_agent_kernel_xid_events_total", pci_bus_id="0000:31:00", xid="48") == 1
+    assert snap.value("llm_agent_kernel_sxid_events_total", sxid="12028") == 1
+    assert snap.value("llm_agent_kernel_gpu_fallen_off_bus_total", pci_bus_id="0000:b1:00") == 1
+    assert snap.value("llm_agent_kernel_gpu_recovery_action", pci_bus_id="0000:31:00", action="reset_gpu") == 1
+    up = gauge("llm_agent_gpu_up", "")
+    up.add({"gpu": "0", "UUID": "GPU-a", "pci_bus_id": "00000000:17:00.0", "Hostname": "h"}, 1)
+    up.add({"gpu": "1", "UUID": "GPU-b", "pci_bus_id": "00000000:31:00.0", "Hostname": "h"}, 1)
+    derived = Snapshot(0.0, tuple(XidEvents().derive(Snapshot(0.0, tuple(fams) + (up,)))))
+    [dbe] = [s for s in derived.samples("llm_agent_gpu_xid_events_total") if s.label("xid") == "48"]
+    assert (dbe.label("gpu"), dbe.label("UUID"), dbe.label("action"), dbe.label("severity")) == \
+        ("1", "GPU-b", "reset_gpu", "critical")
+    assert dbe.label("name") == "ROBUST_CHANNEL_GPU_ECC_DBE" and "Double Bit ECC" in dbe.label("meaning")
+    [gone] = [s for s in derived.samples("llm_agent_gpu_xid_events_total") if s.label("xid") == "79"]
+    assert gone.label("gpu") == "" and gone.label("pci_bus_id") == "0000:b1:00", "a GPU NVML no longer lists"
+    c.close()
+
+
+def test_an_unreadable_log_is_said_once_as_info_not_a_failure(tmp_path):
+    c = KernelCollector(KmsgSource(str(tmp_path / "nope"), str(tmp_path)))
+    snap = Snapshot(0.0, tuple(c.collect()))
+    assert snap.value("llm_agent_kernel_log_up") == 0
+    assert [p.severity for p in c.problems] == ["info"] and "nope" in c.problems[0].message
+
+
+def test_the_real_kernel_log_when_this_machine_lets_us_read_it(tmp_path):
+    if not os.access("/dev/kmsg", os.R_OK):
+        pytest.skip("/dev/kmsg is not readable here")
+    source = KmsgSource("/dev/kmsg", str(tmp_path))
+    records = source.read()
+    assert source.error == "" and records and all(r.seq >= 0 for r in records)
+    source.save()
+    source.close()
+    again = KmsgSource("/dev/kmsg", str(tmp_path))
+    assert all(r.seq > records[-1].seq for r in again.read()), "nothing read twice across a restart"
+    again.close()
+
+
+def xid_frames(code, action, severity, times, count_from=1):
+    labels = {"gpu": "0", "UUID": "u", "pci_bus_id": "0000:17:00", "Hostname": "h", "xid": str(code), "name": "N",
+              "meaning": "M", "action": action, "severity": severity}
+    return [(t, [gauge("llm_agent_gpu_xid_events_total", "").add(labels, count_from + i),
+                 gauge("llm_agent_gpu_xid_last_event_timestamp_seconds", "").add(labels, t)])
+            for i, t in enumerate(times)]
+
+
+def test_xid_rules_page_what_needs_action_and_escalate_what_recurs():
+    names = ("GpuXidActionRequired", "GpuXidRecurring")
+    assert fire(names, xid_frames(48, "reset_gpu", "critical", [1000])) == [("GpuXidActionRequired", "firing")]
+    assert fire(names, xid_frames(13, "restart_app", "warning", [1000])) == [], "an application fault is not a page"
+    recurring = xid_frames(13, "restart_app", "warning", [1000, 1600, 2200])
+    assert fire(names, recurring) == [("GpuXidRecurring", "firing")]
+    assert fire(names, xid_frames(43, "none", "info", [1000, 1600, 2200])) == []
+
+
+def test_check_lists_each_gpus_xids_with_the_action(kmsg):
+    from agent.check import build_report, render_report
+
+    path, state, boot = kmsg
+    c = KernelCollector(KmsgSource(str(path), state, boot))
+    up = gauge("llm_agent_gpu_up", "").add({"gpu": "1", "UUID": "GPU-b", "pci_bus_id": "00000000:31:00.0",
+                                            "modelName": "H100"}, 1)
+    fams = tuple(c.collect()) + (up,)
+    snap = Snapshot(0.0, fams + tuple(XidEvents().derive(Snapshot(0.0, fams))))
+    text = render_report(build_report(snap, "h", "test"))
+    assert "CRITICAL Xid 48 x1 ROBUST_CHANNEL_GPU_ECC_DBE: Double Bit ECC Error" in text and "-> reset_gpu" in text
+    assert "GPU at PCI 0000:b1:00 (not listed by NVML): CRITICAL Xid 79" in text and "-> reboot_node" in text
+    c.close()
