@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import GAUGE, MetricFamily, Problem, counter, gauge
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
+from .gpm import HELP as GPM_HELP, GpmSampler
 from .gpu_inventory import GpuInventory
 from .gpu_owner import owner
 from .registry import Context, register
@@ -72,6 +73,7 @@ class NvmlCollector:
         self.process_owner = process_owner or owner
         self._owners: Dict[int, Dict[str, str]] = {}
         self._utilization_seen: Dict[int, int] = {}  # per GPU: the last sample's timestamp (us)
+        self._gpm_samplers: Dict[int, GpmSampler] = {}  # per GPU: its previous GPM sample
         self.problems: List[Problem] = []
         self.inventory = GpuInventory(state_dir, expected_gpus)
         self.gpus: List[Gpu] = []
@@ -127,6 +129,11 @@ class NvmlCollector:
                 self._versions[key] = _text(getattr(nvml, fn)())
             except (nvml.NVMLError, AttributeError):
                 pass
+        try:  # 12040 -> "12.4", as nvidia-smi shows it
+            cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
+            self._versions["cuda_driver_version"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
+        except (nvml.NVMLError, AttributeError, TypeError, ValueError):
+            pass
         self.gpus = [self._describe(i) for i in range(nvml.nvmlDeviceGetCount())]
         if self.xid_events and self._xid is None:
             try:
@@ -228,6 +235,8 @@ class NvmlCollector:
         if fam is None:
             if name in METRICS:
                 mtype, help = METRICS[name]
+            elif name in GPM_HELP:
+                help = GPM_HELP[name]
             fam = families[name] = MetricFamily(name, mtype, help)
         return fam
 
@@ -261,6 +270,7 @@ class NvmlCollector:
                 self._unsupported.add((gpu.index, field_name))
                 self._once(gpu.index, field_name, "missing",
                            "gpu %d: %s unavailable in this pynvml (%s); upgrade nvidia-ml-py", gpu.index, field_name, e)
+        values.update(self._gpm(gpu))
         up.add(gpu.labels, 1)
         for name, value in values.items():
             self._family(families, name).add(gpu.labels, value)
@@ -269,6 +279,27 @@ class NvmlCollector:
         self._xid_families(gpu, families)
         if self.process_memory:
             self._processes(gpu, families)
+
+    def _gpm(self, gpu: Gpu) -> Dict[str, float]:
+        """DCGM_FI_PROF_* from NVML's GPM (gpm.py), on GPUs that have it (Hopper and newer)."""
+        if (gpu.index, "gpm") in self._unsupported:
+            return {}
+        try:
+            sampler = self._gpm_samplers.get(gpu.index)
+            if sampler is None or sampler.handle is not gpu.handle:  # first time, or a new handle after a re-init
+                if sampler is not None:
+                    sampler.close()
+                sampler = self._gpm_samplers[gpu.index] = GpmSampler(self.nvml, gpu.handle)
+                if not sampler.supported:
+                    self._unsupported.add((gpu.index, "gpm"))
+                    self._once(gpu.index, "gpm", "unsupported", "gpu %d: no GPM (profiling metrics need Hopper or "
+                                                                 "newer)", gpu.index)
+                    return {}
+            return sampler.read()
+        except (self.nvml.NVMLError, AttributeError) as e:
+            self._unsupported.add((gpu.index, "gpm"))
+            self._once(gpu.index, "gpm", type(e).__name__, "gpu %d: GPM unavailable: %s", gpu.index, e)
+            return {}
 
     def _field_failed(self, gpu: Gpu, field_name: str, err_name: str, e: Exception) -> None:
         if err_name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND", "NVML_ERROR_NOT_FOUND"):
@@ -368,6 +399,9 @@ class NvmlCollector:
                 fam.add({**labels_of[pid], "engine": engine}, value)
 
     def close(self) -> None:
+        for sampler in self._gpm_samplers.values():
+            sampler.close()
+        self._gpm_samplers.clear()
         if self._xid is not None:
             self._xid.close()
             self._xid = None

@@ -31,6 +31,18 @@ METRICS: Dict[str, Tuple[str, str]] = {
     "DCGM_FI_DEV_FB_RESERVED": (GAUGE, "Framebuffer memory reserved by the driver in MiB."),
     "DCGM_FI_DEV_FAN_SPEED": (GAUGE, "Fan speed in percent of its maximum."),
     "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": (COUNTER, "Total number of PCIe retries."),
+    "DCGM_FI_DEV_POWER_VIOLATION": (COUNTER, "Time the clocks were held down by the power limit, in us."),
+    "DCGM_FI_DEV_THERMAL_VIOLATION": (COUNTER, "Time the clocks were held down by temperature, in us."),
+    "DCGM_FI_DEV_ENC_UTIL": (GAUGE, "Encoder utilization in percent."),
+    "DCGM_FI_DEV_DEC_UTIL": (GAUGE, "Decoder utilization in percent."),
+    "DCGM_FI_DEV_RETIRED_SBE": (COUNTER, "Pages retired for multiple single-bit ECC errors (before row remapping)."),
+    "DCGM_FI_DEV_RETIRED_DBE": (COUNTER, "Pages retired for double-bit ECC errors (before row remapping)."),
+    "DCGM_FI_DEV_RETIRED_PENDING": (GAUGE, "Whether a page retirement waits for a reboot (1) or not (0)."),
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL": (COUNTER, "NVLink flow-control CRC errors, all links."),
+    "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL": (COUNTER, "NVLink data CRC errors, all links."),
+    "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL": (COUNTER, "NVLink replay errors, all links."),
+    "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL": (COUNTER, "NVLink recovery errors, all links."),
+    "llm_agent_gpu_nvlink_links_active": (GAUGE, "NVLink links up."),
     "DCGM_FI_DEV_PCIE_LINK_GEN": (GAUGE, "PCIe link generation now (it drops at idle to save power)."),
     "DCGM_FI_DEV_PCIE_LINK_WIDTH": (GAUGE, "PCIe link width now, in lanes."),
     "DCGM_FI_DEV_PCIE_MAX_LINK_GEN": (GAUGE, "Highest PCIe link generation the GPU and the slot can run."),
@@ -121,6 +133,53 @@ def _pcie_link(nvml: Any, h: Any) -> Dict[str, float]:
             "DCGM_FI_DEV_PCIE_MAX_LINK_WIDTH": nvml.nvmlDeviceGetMaxPcieLinkWidth(h)}
 
 
+def _violations(nvml: Any, h: Any) -> Dict[str, float]:
+    power = nvml.nvmlDeviceGetViolationStatus(h, nvml.NVML_PERF_POLICY_POWER).violationTime
+    thermal = nvml.nvmlDeviceGetViolationStatus(h, nvml.NVML_PERF_POLICY_THERMAL).violationTime
+    return {"DCGM_FI_DEV_POWER_VIOLATION": power / 1000.0, "DCGM_FI_DEV_THERMAL_VIOLATION": thermal / 1000.0}  # ns -> us
+
+
+def _enc_dec(nvml: Any, h: Any) -> Dict[str, float]:
+    return {"DCGM_FI_DEV_ENC_UTIL": nvml.nvmlDeviceGetEncoderUtilization(h)[0],
+            "DCGM_FI_DEV_DEC_UTIL": nvml.nvmlDeviceGetDecoderUtilization(h)[0]}
+
+
+def _retired_pages(nvml: Any, h: Any) -> Dict[str, float]:
+    """Dynamic page retirement (Volta and Turing); Ampere and newer remap rows instead and say
+    NotSupported here."""
+    sbe = nvml.nvmlDeviceGetRetiredPages(h, nvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS)
+    dbe = nvml.nvmlDeviceGetRetiredPages(h, nvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)
+    pending = nvml.nvmlDeviceGetRetiredPagesPendingStatus(h)
+    return {"DCGM_FI_DEV_RETIRED_SBE": len(sbe), "DCGM_FI_DEV_RETIRED_DBE": len(dbe),
+            "DCGM_FI_DEV_RETIRED_PENDING": 1 if pending else 0}
+
+
+NVLINK_COUNTERS = (("NVML_NVLINK_ERROR_DL_CRC_FLIT", "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"),
+                   ("NVML_NVLINK_ERROR_DL_CRC_DATA", "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL"),
+                   ("NVML_NVLINK_ERROR_DL_REPLAY", "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL"),
+                   ("NVML_NVLINK_ERROR_DL_RECOVERY", "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"))
+
+
+def _nvlink(nvml: Any, h: Any) -> Dict[str, float]:
+    """Error counters summed over the links that are up (dcgm-exporter's *_TOTAL fields). A GPU
+    without NVLink says NotSupported on link 0: omitted."""
+    totals = {metric: 0.0 for _, metric in NVLINK_COUNTERS}
+    active = 0
+    for link in range(nvml.NVML_NVLINK_MAX_LINKS):
+        try:
+            state = nvml.nvmlDeviceGetNvLinkState(h, link)
+        except nvml.NVMLError as e:
+            if link == 0 or e.value != nvml.NVML_ERROR_INVALID_ARGUMENT:
+                raise
+            break  # past the GPU's last link
+        if state != nvml.NVML_FEATURE_ENABLED:
+            continue
+        active += 1
+        for counter, metric in NVLINK_COUNTERS:
+            totals[metric] += nvml.nvmlDeviceGetNvLinkErrorCounter(h, link, getattr(nvml, counter))
+    return {**totals, "llm_agent_gpu_nvlink_links_active": active}
+
+
 def _ecc(error_type: str, counter_type: str, metric: str) -> Callable[[Any, Any], Dict[str, float]]:
     def read(nvml: Any, h: Any) -> Dict[str, float]:
         return {metric: nvml.nvmlDeviceGetTotalEccErrors(h, getattr(nvml, error_type), getattr(nvml, counter_type))}
@@ -156,6 +215,10 @@ READERS: List[Tuple[str, Callable[[Any, Any], Dict[str, float]]]] = [
     ("fan speed", _fan),
     ("pcie replay counter", _pcie_replay),
     ("pcie link", _pcie_link),
+    ("violation time", _violations),
+    ("encoder and decoder", _enc_dec),
+    ("retired pages", _retired_pages),
+    ("nvlink", _nvlink),
     ("ecc sbe volatile", _ecc("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_VOLATILE_ECC", "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL")),
     ("ecc dbe volatile", _ecc("NVML_MEMORY_ERROR_TYPE_UNCORRECTED", "NVML_VOLATILE_ECC", "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL")),
     ("ecc sbe aggregate", _ecc("NVML_MEMORY_ERROR_TYPE_CORRECTED", "NVML_AGGREGATE_ECC", "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL")),

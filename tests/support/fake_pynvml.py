@@ -37,6 +37,13 @@ class FakeGpu:
     fan: Optional[int] = None  # data-centre boards have no fan reading
     pcie_replay: Optional[int] = 0
     pcie_link: Optional[Tuple[int, int, int, int]] = (5, 16, 5, 16)  # current gen, width, max gen, width
+    violation_ns: Optional[Tuple[int, int]] = (1_500_000_000, 250_000_000)  # power, thermal (ns since driver load)
+    enc_dec: Optional[Tuple[int, int]] = (0, 12)  # encoder, decoder utilisation %
+    retired_pages: Optional[Tuple[int, int, bool]] = None  # SBE pages, DBE pages, pending (Ampere+: row remapping)
+    # per link: (enabled, {counter: value}); None: no NVLink (PCIe boards)
+    gpm: Optional[Dict[str, float]] = None  # NVML_GPM_METRIC_* name -> value; None: no GPM (pre-Hopper)
+    nvlinks: Optional[List[Tuple[bool, Dict[int, int]]]] = field(default_factory=lambda: [
+        (True, {0: 2, 1: 0, 2: 5, 3: 1}), (True, {0: 1, 1: 1, 2: 0, 3: 0}), (False, {})])
     ecc: Optional[Dict[Tuple[int, int], int]] = field(default_factory=lambda: {(0, 0): 3, (1, 0): 0, (0, 1): 10, (1, 1): 0})
     remapped_rows: Optional[Tuple[int, int, int, int]] = (0, 0, 0, 0)
     throttle: Optional[int] = 0
@@ -69,6 +76,8 @@ class FakeNvml(types.ModuleType):
                                 "nvmlClocksThrottleReason")):
                 setattr(self, name, getattr(real, name))
         self.gpus = gpus
+        self.gpm_samples_live = 0  # allocated and not freed: a leak test
+        self.gpm_taken = 0
         self.driver_loaded = driver_loaded
         self.library_found = library_found
         self.driver_version = driver_version
@@ -210,6 +219,72 @@ class FakeNvml(types.ModuleType):
             self._raise(real.NVML_ERROR_NOT_FOUND)
         return [types.SimpleNamespace(pid=p, timeStamp=t, smUtil=sm, memUtil=mem, encUtil=enc, decUtil=dec)
                 for p, t, sm, mem, enc, dec in newer]
+
+    def nvmlDeviceGetViolationStatus(self, h, policy):
+        power, thermal = self._value(self._gpu(h, "nvmlDeviceGetViolationStatus").violation_ns)
+        return types.SimpleNamespace(referenceTime=0, violationTime=power if policy == real.NVML_PERF_POLICY_POWER
+                                     else thermal)
+
+    def nvmlDeviceGetEncoderUtilization(self, h):
+        return [self._value(self._gpu(h, "nvmlDeviceGetEncoderUtilization").enc_dec)[0], 167000]
+
+    def nvmlDeviceGetDecoderUtilization(self, h):
+        return [self._value(self._gpu(h, "nvmlDeviceGetDecoderUtilization").enc_dec)[1], 167000]
+
+    def nvmlDeviceGetRetiredPages(self, h, cause):
+        sbe, dbe, _ = self._value(self._gpu(h, "nvmlDeviceGetRetiredPages").retired_pages)
+        return list(range(sbe if cause == real.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS else dbe))
+
+    def nvmlDeviceGetRetiredPagesPendingStatus(self, h):
+        return int(self._value(self._gpu(h, "nvmlDeviceGetRetiredPagesPendingStatus").retired_pages)[2])
+
+    def nvmlDeviceGetNvLinkState(self, h, link):
+        links = self._value(self._gpu(h, "nvmlDeviceGetNvLinkState").nvlinks)
+        if link >= len(links):  # the real call: a link the GPU does not have
+            self._raise(real.NVML_ERROR_INVALID_ARGUMENT)
+        return real.NVML_FEATURE_ENABLED if links[link][0] else real.NVML_FEATURE_DISABLED
+
+    def nvmlDeviceGetNvLinkErrorCounter(self, h, link, counter):
+        links = self._value(self._gpu(h, "nvmlDeviceGetNvLinkErrorCounter").nvlinks)
+        return links[link][1][counter]
+
+    # GPM, shaped as the real calls: a sample is allocated, filled, and two of them give metrics
+    def nvmlGpmQueryDeviceSupport(self, h):
+        return types.SimpleNamespace(version=1, isSupportedDevice=int(self._gpu(h, "nvmlGpmQueryDeviceSupport").gpm
+                                                                      is not None))
+
+    def nvmlGpmSampleAlloc(self):
+        self.gpm_samples_live += 1
+        return types.SimpleNamespace(gpu=None, taken=0)
+
+    def nvmlGpmSampleGet(self, h, sample):
+        self._gpu(h, "nvmlGpmSampleGet")
+        self.gpm_taken += 1
+        sample.gpu, sample.taken = h.index, self.gpm_taken
+        return sample
+
+    def nvmlGpmSampleFree(self, sample):
+        self.gpm_samples_live -= 1
+
+    def c_nvmlGpmMetricsGet_t(self):
+        metric = lambda: types.SimpleNamespace(metricId=0, nvmlReturn=real.NVML_SUCCESS, value=0.0)  # noqa: E731
+        return types.SimpleNamespace(version=0, numMetrics=0, sample1=None, sample2=None,
+                                     metrics=[metric() for _ in range(real.NVML_GPM_METRIC_MAX)])
+
+    def nvmlGpmMetricsGet(self, request):
+        assert request.version == real.NVML_GPM_METRICS_GET_VERSION and request.sample1.taken < request.sample2.taken
+        values = self.gpus[request.sample2.gpu].gpm or {}
+        by_id = {getattr(real, name): v for name, v in values.items()}
+        for m in request.metrics[:request.numMetrics]:
+            if m.metricId in by_id:
+                m.value = by_id[m.metricId]
+            else:  # the real call: a metric this GPU cannot compute has its own error
+                m.nvmlReturn = real.NVML_ERROR_NOT_SUPPORTED
+        return request
+
+    def nvmlSystemGetCudaDriverVersion(self):
+        self._check_init()
+        return 12040
 
     # PCIe link: the real module's four calls (current and maximum generation and width)
     def nvmlDeviceGetCurrPcieLinkGeneration(self, h):

@@ -312,3 +312,54 @@ def test_processes_carry_their_owner_and_their_utilisation():
         assert (0, "process utilization") in c._unsupported, "NotSupported: not asked again"
     finally:
         c.close()
+
+
+def test_violation_time_encoder_decoder_nvlink_and_versions_under_dcgm_names(three):
+    fake, c = three
+    snap = collect(c)
+    assert snap.value("DCGM_FI_DEV_POWER_VIOLATION", gpu="0") == 1_500_000, "us, from NVML's ns"
+    assert snap.value("DCGM_FI_DEV_THERMAL_VIOLATION", gpu="0") == 250_000
+    assert snap.value("DCGM_FI_DEV_DEC_UTIL", gpu="0") == 12 and snap.value("DCGM_FI_DEV_ENC_UTIL", gpu="0") == 0
+    assert snap.value("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", gpu="0") == 5, "summed over the links up"
+    assert snap.value("DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", gpu="0") == 3
+    assert snap.value("llm_agent_gpu_nvlink_links_active", gpu="0") == 2
+    assert gpus_with(snap, "DCGM_FI_DEV_RETIRED_SBE") == [], "Ampere and newer remap rows: omitted"
+    info = snap.samples("llm_agent_nvml_info")[0]
+    assert info.label("cuda_driver_version") == "12.4" and info.label("driver_version") == "550.54.15"
+
+
+def test_a_board_without_nvlink_and_one_with_page_retirement():
+    fake = FakeNvml([FakeGpu(nvlinks=None, retired_pages=(3, 1, True))])
+    c = NvmlCollector(fake, xid_events=False)
+    try:
+        snap = collect(c)
+        assert snap.samples("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL") == []
+        assert snap.value("DCGM_FI_DEV_RETIRED_SBE") == 3 and snap.value("DCGM_FI_DEV_RETIRED_DBE") == 1
+        assert snap.value("DCGM_FI_DEV_RETIRED_PENDING") == 1
+        assert (0, "nvlink") in c._unsupported, "NotSupported: not asked again"
+    finally:
+        c.close()
+
+
+def test_gpm_gives_dcgm_profiling_metrics_from_two_samples_and_frees_them():
+    h100 = FakeGpu(gpm={"NVML_GPM_METRIC_SM_UTIL": 87.5, "NVML_GPM_METRIC_ANY_TENSOR_UTIL": 40.0,
+                        "NVML_GPM_METRIC_DRAM_BW_UTIL": 61.0, "NVML_GPM_METRIC_PCIE_TX_PER_SEC": 100.0,
+                        "NVML_GPM_METRIC_NVLINK_TOTAL_RX_PER_SEC": 2048.0})
+    a10 = FakeGpu(name="NVIDIA A10", uuid="GPU-b", pci_bus_id="00000000:31:00.0", minor=1)  # no GPM
+    fake = FakeNvml([h100, a10])
+    c = NvmlCollector(fake, xid_events=False)
+    try:
+        assert collect(c).samples("DCGM_FI_PROF_SM_ACTIVE") == [], "one sample is not an interval"
+        snap = collect(c)
+        assert snap.value("DCGM_FI_PROF_SM_ACTIVE", gpu="0") == pytest.approx(0.875), "a ratio, as DCGM's"
+        assert snap.value("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gpu="0") == pytest.approx(0.40)
+        assert snap.value("DCGM_FI_PROF_PCIE_TX_BYTES", gpu="0") == 100 * 2**20, "bytes per second"
+        assert snap.value("DCGM_FI_PROF_NVLINK_RX_BYTES", gpu="0") == 2048 * 2**20
+        assert snap.samples("DCGM_FI_PROF_PIPE_FP64_ACTIVE") == [], "a metric NVML cannot compute is omitted"
+        assert gpus_with(snap, "DCGM_FI_PROF_DRAM_ACTIVE") == ["0"], "the A10 has no GPM"
+        for _ in range(5):
+            collect(c)
+        assert fake.gpm_samples_live == 1, "every sample but the latest freed"
+    finally:
+        c.close()
+    assert fake.gpm_samples_live == 0
