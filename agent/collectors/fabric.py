@@ -1,5 +1,6 @@
 """InfiniBand and RoCE ports from sysfs, under node_exporter's `node_infiniband_*` names, so its
-dashboards and rules work unchanged: port state, physical state, rate, data and error counters.
+dashboards and rules work unchanged: port state, physical state, rate, data and error counters;
+and on an NVSwitch host (HGX/DGX), whether NVIDIA Fabric Manager runs.
 
 Read from `[collectors.fabric] sysfs_root` (default /sys): `class/infiniband/<device>/ports/
 <port>/{state,phys_state,rate,link_layer}` and `counters/*` (`hw_counters` are not read). A
@@ -14,7 +15,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..model import COUNTER, GAUGE, MetricFamily, Problem
 from .registry import Context, register
@@ -146,25 +147,61 @@ def families(ports: List[Port]) -> List[MetricFamily]:
     return list(fams.values())
 
 
+def nvswitches(dev_root: str) -> int:
+    """NVSwitch devices on this host (HGX/DGX boards): /dev/nvidia-nvswitch0, 1, ..."""
+    try:
+        return sum(1 for name in os.listdir(dev_root) if re.fullmatch(r"nvidia-nvswitch\d+", name))
+    except OSError:
+        return 0
+
+
+def fabric_manager_running() -> bool:
+    """Whether NVIDIA Fabric Manager (nv-fabricmanager) runs: without it an NVSwitch system's
+    GPUs cannot talk over NVLink and CUDA jobs fail to start."""
+    import psutil
+
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info.get("name") or "") == "nv-fabricmanager":
+            return True
+    return False
+
+
 class FabricCollector:
     name = "fabric"
 
-    def __init__(self, sysfs_root: str = "/sys"):
+    def __init__(self, sysfs_root: str = "/sys", dev_root: str = "/dev",
+                 fm_running: Callable[[], bool] = fabric_manager_running):
         self.sysfs_root = sysfs_root
+        self.dev_root = dev_root
+        self.fm_running = fm_running
         self.problems: List[Problem] = []
+
+    def _fabric_manager(self) -> List[MetricFamily]:
+        switches = nvswitches(self.dev_root)
+        if not switches:
+            return []  # no NVSwitch: Fabric Manager has nothing to do here
+        up = self.fm_running()
+        if not up:
+            self.problems.append(Problem("critical", "fabric manager", f"{switches} NVSwitch(es) and no nv-fabricmanager "
+                                         "running: multi-GPU jobs cannot use NVLink",
+                                         "systemctl start nvidia-fabricmanager (its version must match the driver's)"))
+        return [MetricFamily("llm_agent_nvswitch_devices", GAUGE, "NVSwitch devices on this host.").add({}, switches),
+                MetricFamily("llm_agent_fabric_manager_up", GAUGE, "Whether NVIDIA Fabric Manager runs (1) on this "
+                                                                   "NVSwitch host.").add({}, 1 if up else 0)]
 
     def collect(self) -> List[MetricFamily]:
         self.problems = []
+        fabric_manager = self._fabric_manager()
         ports = read_ports(self.sysfs_root)
         for p in ports:
             if p.state is not None and p.state != 4 and p.phys_state == 5:
                 self.problems.append(Problem("warning", f"fabric {p.device}/{p.port}",
                                              f"link up but the port is not active (state {p.state})",
                                              "check the subnet manager (opensm / UFM)"))
-        return families(ports)
+        return families(ports) + fabric_manager
 
 
 @register("fabric", "collectors.fabric")
 def _build(ctx: Context) -> Optional[FabricCollector]:
     c = ctx.config.collectors.fabric
-    return FabricCollector(c.sysfs_root) if c.enabled else None
+    return FabricCollector(c.sysfs_root, c.dev_root) if c.enabled else None

@@ -387,6 +387,7 @@ class KernelSettings:
 class FabricSettings:
     enabled: bool = setting(True, v.typed(bool))
     sysfs_root: str = setting("/sys", v.typed(str))
+    dev_root: str = setting("/dev", v.typed(str))  # where NVSwitch device nodes show (Fabric Manager)
 
 
 def _series_selectors(value: Any) -> list:

@@ -44,6 +44,7 @@ hostname = "gpu-host-1"
 enabled = false
 [collectors.fabric]
 sysfs_root = "{FIX}/sysfs"
+dev_root = "{FIX}/sysfs"
 [collectors.kernel]
 enabled = false
 [probes]

@@ -69,3 +69,28 @@ def test_fabric_rules_on_synthetic_series():
     assert fire(names, flap) == [("InfinibandLinkFlapping", "firing")]
     slower = healthy + [(t, port(4, rate=25e9)) for t in range(600, 1000, 15)]
     assert fire(names, slower) == [("InfinibandRateDegraded", "firing")]
+
+
+def test_fabric_manager_is_watched_only_where_there_are_nvswitches(tmp_path):
+    from agent.collectors.fabric import FabricCollector as Fabric
+
+    empty = Fabric(SYSFS, str(tmp_path), fm_running=lambda: False)
+    s = Snapshot(0.0, tuple(empty.collect()))
+    assert s.samples("llm_agent_fabric_manager_up") == [] and empty.problems == [], "no NVSwitch: nothing to say"
+    for i in range(4):
+        (tmp_path / f"nvidia-nvswitch{i}").touch()
+    (tmp_path / "nvidia-nvswitchctl").touch()
+    down = Fabric(SYSFS, str(tmp_path), fm_running=lambda: False)
+    s = Snapshot(0.0, tuple(down.collect()))
+    assert s.value("llm_agent_nvswitch_devices") == 4 and s.value("llm_agent_fabric_manager_up") == 0
+    assert [p.severity for p in down.problems] == ["critical"]
+    up = Fabric(SYSFS, str(tmp_path), fm_running=lambda: True)
+    assert Snapshot(0.0, tuple(up.collect())).value("llm_agent_fabric_manager_up") == 1
+    frames = [(t, [gauge("llm_agent_fabric_manager_up", "").add({}, 0)]) for t in range(0, 120, 15)]
+    assert fire(("FabricManagerDown",), frames) == [("FabricManagerDown", "firing")]
+
+
+def test_the_real_process_check_runs_here():
+    from agent.collectors.fabric import fabric_manager_running
+
+    assert isinstance(fabric_manager_running(), bool)  # the real process table, whatever runs on it
