@@ -49,11 +49,13 @@ HELP = {
 
 
 class GpmSampler:
-    """One GPU's GPM samples: `read()` each cycle returns the metrics since the last call."""
+    """One GPU's (or one MIG GPU instance's) GPM samples: `read()` each cycle returns the
+    metrics since the last call."""
 
-    def __init__(self, nvml: Any, handle: Any):
+    def __init__(self, nvml: Any, handle: Any, gpu_instance: Optional[int] = None):
         self.nvml = nvml
         self.handle = handle
+        self.gpu_instance = gpu_instance
         self.previous: Optional[Any] = None
         self.supported = bool(nvml.nvmlGpmQueryDeviceSupport(handle).isSupportedDevice)
 
@@ -63,7 +65,10 @@ class GpmSampler:
             return {}
         sample = nvml.nvmlGpmSampleAlloc()
         try:
-            nvml.nvmlGpmSampleGet(self.handle, sample)
+            if self.gpu_instance is None:
+                nvml.nvmlGpmSampleGet(self.handle, sample)
+            else:
+                nvml.nvmlGpmMigSampleGet(self.handle, self.gpu_instance, sample)
         except nvml.NVMLError:
             nvml.nvmlGpmSampleFree(sample)
             raise

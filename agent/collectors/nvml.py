@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from ..model import GAUGE, MetricFamily, Problem, counter, gauge
-from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, READERS
+from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, MIB, READERS
 from .gpm import HELP as GPM_HELP, GpmSampler
 from .gpu_inventory import GpuInventory
 from .gpu_owner import owner
@@ -73,7 +73,7 @@ class NvmlCollector:
         self.process_owner = process_owner or owner
         self._owners: Dict[int, Dict[str, str]] = {}
         self._utilization_seen: Dict[int, int] = {}  # per GPU: the last sample's timestamp (us)
-        self._gpm_samplers: Dict[int, GpmSampler] = {}  # per GPU: its previous GPM sample
+        self._gpm_samplers: Dict[Tuple[int, Optional[int]], GpmSampler] = {}  # (GPU, MIG instance): last sample
         self.problems: List[Problem] = []
         self.inventory = GpuInventory(state_dir, expected_gpus)
         self.gpus: List[Gpu] = []
@@ -277,19 +277,52 @@ class NvmlCollector:
         if "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS" in values:
             self._clock_reasons(gpu, int(values["DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"]), families)
         self._xid_families(gpu, families)
+        self._mig(gpu, families)
         if self.process_memory:
             self._processes(gpu, families)
 
-    def _gpm(self, gpu: Gpu) -> Dict[str, float]:
+    def _mig(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
+        """With MIG on, each GPU instance's memory and GPM metrics, labelled as dcgm-exporter
+        labels them (GPU_I_ID, GPU_I_PROFILE) beside the whole GPU's series."""
+        nvml = self.nvml
+        if (gpu.index, "mig") in self._unsupported:
+            return
+        try:
+            current, _ = nvml.nvmlDeviceGetMigMode(gpu.handle)
+            if current != nvml.NVML_DEVICE_MIG_ENABLE:
+                return
+            slots = nvml.nvmlDeviceGetMaxMigDeviceCount(gpu.handle)
+        except (nvml.NVMLError, AttributeError) as e:  # no MIG on this board (NotSupported), or old bindings
+            self._unsupported.add((gpu.index, "mig"))
+            self._once(gpu.index, "mig", type(e).__name__, "gpu %d: MIG not available: %s", gpu.index, e)
+            return
+        for slot in range(slots):
+            try:
+                mig = nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu.handle, slot)
+                instance = int(nvml.nvmlDeviceGetGpuInstanceId(mig))
+                name = _text(nvml.nvmlDeviceGetName(mig))
+                memory = nvml.nvmlDeviceGetMemoryInfo(mig)
+            except nvml.NVMLError:
+                continue  # an empty slot (NOT_FOUND), or one being reconfigured
+            labels = {**gpu.labels, "GPU_I_PROFILE": name.rsplit("MIG ", 1)[-1] if "MIG " in name else "",
+                      "GPU_I_ID": str(instance)}
+            values = {"DCGM_FI_DEV_FB_USED": memory.used / MIB, "DCGM_FI_DEV_FB_FREE": memory.free / MIB,
+                      "DCGM_FI_DEV_FB_TOTAL": memory.total / MIB}
+            values.update(self._gpm(gpu, instance))
+            for metric, value in values.items():
+                self._family(families, metric).add(labels, value)
+
+    def _gpm(self, gpu: Gpu, instance: Optional[int] = None) -> Dict[str, float]:
         """DCGM_FI_PROF_* from NVML's GPM (gpm.py), on GPUs that have it (Hopper and newer)."""
         if (gpu.index, "gpm") in self._unsupported:
             return {}
+        key = (gpu.index, instance)
         try:
-            sampler = self._gpm_samplers.get(gpu.index)
+            sampler = self._gpm_samplers.get(key)
             if sampler is None or sampler.handle is not gpu.handle:  # first time, or a new handle after a re-init
                 if sampler is not None:
                     sampler.close()
-                sampler = self._gpm_samplers[gpu.index] = GpmSampler(self.nvml, gpu.handle)
+                sampler = self._gpm_samplers[key] = GpmSampler(self.nvml, gpu.handle, instance)
                 if not sampler.supported:
                     self._unsupported.add((gpu.index, "gpm"))
                     self._once(gpu.index, "gpm", "unsupported", "gpu %d: no GPM (profiling metrics need Hopper or "

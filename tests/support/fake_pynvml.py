@@ -42,6 +42,9 @@ class FakeGpu:
     retired_pages: Optional[Tuple[int, int, bool]] = None  # SBE pages, DBE pages, pending (Ampere+: row remapping)
     # per link: (enabled, {counter: value}); None: no NVLink (PCIe boards)
     gpm: Optional[Dict[str, float]] = None  # NVML_GPM_METRIC_* name -> value; None: no GPM (pre-Hopper)
+    # MIG: None = the board has no MIG (NotSupported); else its GPU instances per slot (None: an empty
+    # slot) as (instance id, profile, used bytes, total bytes)
+    mig: Optional[List[Optional[Tuple[int, str, int, int]]]] = None
     nvlinks: Optional[List[Tuple[bool, Dict[int, int]]]] = field(default_factory=lambda: [
         (True, {0: 2, 1: 0, 2: 5, 3: 1}), (True, {0: 1, 1: 1, 2: 0, 3: 0}), (False, {})])
     ecc: Optional[Dict[Tuple[int, int], int]] = field(default_factory=lambda: {(0, 0): 3, (1, 0): 0, (0, 1): 10, (1, 1): 0})
@@ -63,6 +66,14 @@ class _Handle:
     def __init__(self, index: int):
         self.index = index
         self.value = 0x1000 + index  # like a ctypes pointer's address
+
+
+class _MigHandle:
+    """A MIG device handle: the parent GPU's index and the slot."""
+
+    def __init__(self, index: int, slot: int):
+        self.index, self.slot = index, slot
+        self.value = 0x2000 + index * 64 + slot
 
 
 class FakeNvml(types.ModuleType):
@@ -158,7 +169,10 @@ class FakeNvml(types.ModuleType):
         return self._gpu(h, "nvmlDeviceGetUUID").uuid
 
     def nvmlDeviceGetName(self, h):
-        return self._gpu(h, "nvmlDeviceGetName").name
+        g = self._gpu(h, "nvmlDeviceGetName")
+        if isinstance(h, _MigHandle):
+            return f"{g.name} MIG {g.mig[h.slot][1]}"
+        return g.name
 
     def nvmlDeviceGetPciInfo(self, h):
         return types.SimpleNamespace(busId=self._gpu(h, "nvmlDeviceGetPciInfo").pci_bus_id)
@@ -199,6 +213,9 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetMemoryInfo(self, h, version=None):
         g = self._gpu(h, "nvmlDeviceGetMemoryInfo")
+        if isinstance(h, _MigHandle):
+            _, _, used, total = g.mig[h.slot]
+            return types.SimpleNamespace(total=total, used=used, free=total - used)
         total, used, free, reserved = self._value(g.fb)
         if version is not None:
             if not g.memory_v2:
@@ -281,6 +298,28 @@ class FakeNvml(types.ModuleType):
             else:  # the real call: a metric this GPU cannot compute has its own error
                 m.nvmlReturn = real.NVML_ERROR_NOT_SUPPORTED
         return request
+
+    def nvmlDeviceGetMigMode(self, h):
+        g = self._gpu(h, "nvmlDeviceGetMigMode")
+        mode = real.NVML_DEVICE_MIG_ENABLE if self._value(g.mig) else real.NVML_DEVICE_MIG_DISABLE
+        return [mode, mode]
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h):
+        return len(self._value(self._gpu(h, "nvmlDeviceGetMaxMigDeviceCount").mig))
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, slot):
+        g = self._gpu(h, "nvmlDeviceGetMigDeviceHandleByIndex")
+        if g.mig is None or slot >= len(g.mig) or g.mig[slot] is None:
+            self._raise(real.NVML_ERROR_NOT_FOUND)
+        return _MigHandle(h.index, slot)
+
+    def nvmlDeviceGetGpuInstanceId(self, h):
+        return self._gpu(h, "nvmlDeviceGetGpuInstanceId").mig[h.slot][0]
+
+    def nvmlGpmMigSampleGet(self, h, instance, sample):
+        self.nvmlGpmSampleGet(h, sample)
+        sample.instance = instance
+        return sample
 
     def nvmlSystemGetCudaDriverVersion(self):
         self._check_init()

@@ -363,3 +363,21 @@ def test_gpm_gives_dcgm_profiling_metrics_from_two_samples_and_frees_them():
     finally:
         c.close()
     assert fake.gpm_samples_live == 0
+
+
+def test_mig_instances_are_labelled_as_dcgm_exporter_labels_them():
+    gpu = FakeGpu(gpm={"NVML_GPM_METRIC_SM_UTIL": 50.0},
+                  mig=[(1, "3g.40gb", 10 << 30, 40 << 30), None, (2, "1g.10gb", 1 << 30, 10 << 30)])
+    plain = FakeGpu(uuid="GPU-b", pci_bus_id="00000000:31:00.0", minor=1)  # MIG NotSupported
+    c = NvmlCollector(FakeNvml([gpu, plain]), xid_events=False)
+    try:
+        collect(c)
+        snap = collect(c)
+        by_instance = {(s.label("GPU_I_ID"), s.label("GPU_I_PROFILE")): s.value
+                       for s in snap.samples("DCGM_FI_DEV_FB_USED") if s.label("gpu") == "0"}
+        assert by_instance == {("", ""): 58000, ("1", "3g.40gb"): 10240, ("2", "1g.10gb"): 1024}, \
+            "the whole GPU and each instance, the empty slot skipped"
+        assert snap.value("DCGM_FI_PROF_SM_ACTIVE", GPU_I_ID="2") == pytest.approx(0.5)
+        assert (1, "mig") in c._unsupported
+    finally:
+        c.close()
