@@ -3,7 +3,8 @@
 agent started, or one NVML's event API never reports, still counts.
 
 `[collectors.kernel] kmsg_path` (default /dev/kmsg: one record per read, "pri,seq,usec,flags;
-message"; a regular file in the same format works too, for tests). Reading starts where the
+message"; a regular file in the same format works too, for tests); where it cannot be opened,
+journald (`journalctl -k -b -o json` from a saved cursor). Reading starts where the
 last run stopped: the last record's sequence number and the boot it belongs to are kept in
 `state_dir/kmsg.json`, so records the ring buffer replays after a restart are neither counted
 nor paged twice; on a new boot everything in the buffer is new. Without a state directory
@@ -25,7 +26,7 @@ import stat
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from ..config.load import tomllib
 from ..model import MetricFamily, Problem, Snapshot, counter, gauge
@@ -159,14 +160,8 @@ class KmsgSource:
     def save(self) -> None:
         if not self.state_path or self.last_seq == self._saved_seq:
             return
-        tmp = self.state_path + ".tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"seq": self.last_seq, "boot_id": self.boot_id}, f)
-            os.replace(tmp, self.state_path)
+        if _save_position(self.state_path, {"seq": self.last_seq, "boot_id": self.boot_id}):
             self._saved_seq = self.last_seq
-        except OSError as e:  # a full disk: a restart may count the latest records again, nothing worse
-            log.warning("kernel log: cannot save the position in %s: %s", self.state_path, e)
 
     def _open(self) -> bool:
         if self._fd is not None:
@@ -233,6 +228,103 @@ class KmsgSource:
             self._fd = None
 
 
+def parse_journal_line(line: str) -> Optional[Tuple[str, int, str]]:
+    """One line of `journalctl -o json`: (cursor, microseconds since boot, message), or None.
+    MESSAGE may be a list of byte values (a message that is not valid UTF-8)."""
+    try:
+        doc = json.loads(line)
+        message = doc.get("MESSAGE", "")
+        if isinstance(message, list):
+            message = bytes(int(b) & 0xFF for b in message).decode("utf-8", "replace")
+        return str(doc["__CURSOR"]), int(doc.get("__MONOTONIC_TIMESTAMP", 0)), str(message)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+class JournalSource:
+    """The fallback where /dev/kmsg cannot be opened: the kernel's messages of this boot from
+    journald (`journalctl -k -b -o json`), from the cursor the last run saved. Same interface
+    as KmsgSource."""
+
+    def __init__(self, state_dir: str = "", journalctl: str = "journalctl", boot_id_path: str = BOOT_ID,
+                 timeout: float = 5.0):
+        self.state_path = os.path.join(state_dir, STATE_FILE) if state_dir else ""
+        self.journalctl = journalctl
+        self.timeout = timeout
+        self.boot_id = _read_text(boot_id_path).strip()
+        self.cursor = ""
+        self._saved = ""
+        self._seq = 0
+        self.error = ""
+        if self.state_path and os.path.exists(self.state_path):
+            try:
+                with open(self.state_path, encoding="utf-8") as f:
+                    doc = json.load(f)
+                if doc.get("boot_id") == self.boot_id:
+                    self.cursor = self._saved = str(doc.get("cursor", ""))
+            except (OSError, ValueError, TypeError):
+                pass
+
+    def read(self, limit: int = MAX_RECORDS) -> List[Record]:
+        import subprocess
+
+        args = [self.journalctl, "-k", "-b", "-o", "json", "--no-pager", "-n", str(limit)]
+        if self.cursor:
+            args += ["--after-cursor", self.cursor]
+        try:
+            out = subprocess.run(args, capture_output=True, timeout=self.timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.error = f"journalctl: {e}"
+            return []
+        if out.returncode != 0:
+            self.error = f"journalctl: {out.stderr.decode('utf-8', 'replace').strip()[:200]}"
+            return []
+        self.error = ""
+        records = []
+        for line in out.stdout.decode("utf-8", "replace").splitlines():
+            parsed = parse_journal_line(line)
+            if parsed is None:
+                continue
+            self.cursor, usec, message = parsed
+            self._seq += 1
+            records.append(Record(self._seq, usec, message))
+        return records
+
+    def save(self) -> None:
+        if not self.state_path or self.cursor == self._saved:
+            return
+        if _save_position(self.state_path, {"cursor": self.cursor, "boot_id": self.boot_id}):
+            self._saved = self.cursor
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(kmsg_path: str, state_dir: str) -> Union[KmsgSource, JournalSource]:
+    """/dev/kmsg where it can be opened, else journald (when journalctl is there)."""
+    import shutil
+
+    source = KmsgSource(kmsg_path, state_dir)
+    if source._open() or not shutil.which("journalctl") or os.path.isfile(kmsg_path):
+        return source
+    log.info("kernel log: %s unreadable (%s); reading the kernel's messages from journald", kmsg_path, source.error)
+    return JournalSource(state_dir)
+
+
+def _save_position(path: str, doc: Dict[str, object]) -> bool:
+    """Where reading stopped, written atomically. A full disk costs at most a recount of the
+    latest records after a restart, nothing worse: logged, not raised."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, path)
+        return True
+    except OSError as e:
+        log.warning("kernel log: cannot save the position in %s: %s", path, e)
+        return False
+
+
 def _read_text(path: str) -> str:
     try:
         with open(path, encoding="utf-8") as f:
@@ -246,7 +338,7 @@ class KernelCollector:
 
     name = "kernel"
 
-    def __init__(self, source: KmsgSource, clock=time.time):
+    def __init__(self, source: Union[KmsgSource, JournalSource], clock=time.time):
         self.source = source
         self.clock = clock
         self.problems: List[Problem] = []
@@ -341,7 +433,7 @@ def _build(ctx: Context) -> Optional[KernelCollector]:
     c = ctx.config.collectors.kernel
     if not c.enabled:
         return None
-    return KernelCollector(KmsgSource(c.kmsg_path, ctx.state_dir))
+    return KernelCollector(open_source(c.kmsg_path, ctx.state_dir))
 
 
 @register_deriver("xid_events")

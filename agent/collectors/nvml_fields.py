@@ -31,6 +31,10 @@ METRICS: Dict[str, Tuple[str, str]] = {
     "DCGM_FI_DEV_FB_RESERVED": (GAUGE, "Framebuffer memory reserved by the driver in MiB."),
     "DCGM_FI_DEV_FAN_SPEED": (GAUGE, "Fan speed in percent of its maximum."),
     "DCGM_FI_DEV_PCIE_REPLAY_COUNTER": (COUNTER, "Total number of PCIe retries."),
+    "DCGM_FI_DEV_PCIE_TX_THROUGHPUT": (GAUGE, "PCIe bytes sent, in KB per second over NVML's 20 ms sample "
+                                              "(dcgm-exporter declares it a counter; NVML gives a rate)."),
+    "DCGM_FI_DEV_PCIE_RX_THROUGHPUT": (GAUGE, "PCIe bytes received, in KB per second over NVML's 20 ms sample "
+                                              "(dcgm-exporter declares it a counter; NVML gives a rate)."),
     "DCGM_FI_DEV_POWER_VIOLATION": (COUNTER, "Time the clocks were held down by the power limit, in us."),
     "DCGM_FI_DEV_THERMAL_VIOLATION": (COUNTER, "Time the clocks were held down by temperature, in us."),
     "DCGM_FI_DEV_ENC_UTIL": (GAUGE, "Encoder utilization in percent."),
@@ -133,6 +137,11 @@ def _pcie_link(nvml: Any, h: Any) -> Dict[str, float]:
             "DCGM_FI_DEV_PCIE_MAX_LINK_WIDTH": nvml.nvmlDeviceGetMaxPcieLinkWidth(h)}
 
 
+def _pcie_throughput(nvml: Any, h: Any) -> Dict[str, float]:
+    return {"DCGM_FI_DEV_PCIE_TX_THROUGHPUT": nvml.nvmlDeviceGetPcieThroughput(h, nvml.NVML_PCIE_UTIL_TX_BYTES),
+            "DCGM_FI_DEV_PCIE_RX_THROUGHPUT": nvml.nvmlDeviceGetPcieThroughput(h, nvml.NVML_PCIE_UTIL_RX_BYTES)}
+
+
 def _violations(nvml: Any, h: Any) -> Dict[str, float]:
     power = nvml.nvmlDeviceGetViolationStatus(h, nvml.NVML_PERF_POLICY_POWER).violationTime
     thermal = nvml.nvmlDeviceGetViolationStatus(h, nvml.NVML_PERF_POLICY_THERMAL).violationTime
@@ -215,6 +224,7 @@ READERS: List[Tuple[str, Callable[[Any, Any], Dict[str, float]]]] = [
     ("fan speed", _fan),
     ("pcie replay counter", _pcie_replay),
     ("pcie link", _pcie_link),
+    ("pcie throughput", _pcie_throughput),
     ("violation time", _violations),
     ("encoder and decoder", _enc_dec),
     ("retired pages", _retired_pages),

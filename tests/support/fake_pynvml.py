@@ -37,6 +37,7 @@ class FakeGpu:
     fan: Optional[int] = None  # data-centre boards have no fan reading
     pcie_replay: Optional[int] = 0
     pcie_link: Optional[Tuple[int, int, int, int]] = (5, 16, 5, 16)  # current gen, width, max gen, width
+    pcie_kbps: Optional[Tuple[int, int]] = (1200, 350)  # TX, RX KB/s
     violation_ns: Optional[Tuple[int, int]] = (1_500_000_000, 250_000_000)  # power, thermal (ns since driver load)
     enc_dec: Optional[Tuple[int, int]] = (0, 12)  # encoder, decoder utilisation %
     retired_pages: Optional[Tuple[int, int, bool]] = None  # SBE pages, DBE pages, pending (Ampere+: row remapping)
@@ -236,6 +237,10 @@ class FakeNvml(types.ModuleType):
             self._raise(real.NVML_ERROR_NOT_FOUND)
         return [types.SimpleNamespace(pid=p, timeStamp=t, smUtil=sm, memUtil=mem, encUtil=enc, decUtil=dec)
                 for p, t, sm, mem, enc, dec in newer]
+
+    def nvmlDeviceGetPcieThroughput(self, h, counter):
+        tx, rx = self._value(self._gpu(h, "nvmlDeviceGetPcieThroughput").pcie_kbps)
+        return tx if counter == real.NVML_PCIE_UTIL_TX_BYTES else rx
 
     def nvmlDeviceGetViolationStatus(self, h, policy):
         power, thermal = self._value(self._gpu(h, "nvmlDeviceGetViolationStatus").violation_ns)

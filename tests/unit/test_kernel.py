@@ -153,3 +153,35 @@ def test_check_lists_each_gpus_xids_with_the_action(kmsg):
     assert "CRITICAL Xid 48 x1 ROBUST_CHANNEL_GPU_ECC_DBE: Double Bit ECC Error" in text and "-> reset_gpu" in text
     assert "GPU at PCI 0000:b1:00 (not listed by NVML): CRITICAL Xid 79" in text and "-> reboot_node" in text
     c.close()
+
+
+def test_journald_is_the_fallback_and_keeps_its_cursor(tmp_path):
+    """journalctl here has no journal to read (no journald in this container), so a stand-in
+    script prints captured `journalctl -k -o json` lines, honouring --after-cursor as it does."""
+    from agent.collectors.kernel import JournalSource, parse_journal_line
+
+    lines = (FIX.parent / "journal.jsonl").read_text()
+    fake = tmp_path / "journalctl"
+    fake.write_text("#!/usr/bin/env python3\nimport sys\nlines = open(%r).read().splitlines()\n"
+                    "args = sys.argv\nafter = args[args.index('--after-cursor') + 1] if '--after-cursor' in args else None\n"
+                    "if after: lines = lines[[i for i, l in enumerate(lines) if after in l][0] + 1:]\n"
+                    "print('\\n'.join(lines))\n" % str(FIX.parent / "journal.jsonl"))
+    fake.chmod(0o755)
+    boot = tmp_path / "boot_id"
+    boot.write_text("b1")
+    assert parse_journal_line(lines.splitlines()[1])[2].startswith("NVRM: Xid (PCI:0000:17:00): 48,")
+    assert parse_journal_line("not json") is None and parse_journal_line('{"MESSAGE": "x"}') is None
+    source = JournalSource(str(tmp_path), str(fake), str(boot))
+    c = KernelCollector(source)
+    snap = Snapshot(0.0, tuple(c.collect()))
+    assert snap.value("llm_agent_kernel_xid_events_total", xid="79") == 1
+    assert snap.value("llm_agent_kernel_xid_events_total", xid="48") == 1, "a message of raw bytes"
+    again = KernelCollector(JournalSource(str(tmp_path), str(fake), str(boot)))  # a restart: from the cursor
+    assert Snapshot(0.0, tuple(again.collect())).samples("llm_agent_kernel_xid_events_total") == []
+
+
+def test_a_missing_journalctl_is_an_error_not_a_crash(tmp_path):
+    from agent.collectors.kernel import JournalSource
+
+    source = JournalSource(str(tmp_path), str(tmp_path / "no-journalctl"))
+    assert source.read() == [] and "journalctl" in source.error

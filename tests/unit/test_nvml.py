@@ -320,6 +320,8 @@ def test_violation_time_encoder_decoder_nvlink_and_versions_under_dcgm_names(thr
     assert snap.value("DCGM_FI_DEV_POWER_VIOLATION", gpu="0") == 1_500_000, "us, from NVML's ns"
     assert snap.value("DCGM_FI_DEV_THERMAL_VIOLATION", gpu="0") == 250_000
     assert snap.value("DCGM_FI_DEV_DEC_UTIL", gpu="0") == 12 and snap.value("DCGM_FI_DEV_ENC_UTIL", gpu="0") == 0
+    assert snap.value("DCGM_FI_DEV_PCIE_TX_THROUGHPUT", gpu="0") == 1200
+    assert snap.value("DCGM_FI_DEV_PCIE_RX_THROUGHPUT", gpu="0") == 350
     assert snap.value("DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", gpu="0") == 5, "summed over the links up"
     assert snap.value("DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", gpu="0") == 3
     assert snap.value("llm_agent_gpu_nvlink_links_active", gpu="0") == 2
