@@ -142,6 +142,8 @@ class Silences:
         self._lock = threading.Lock()
         self._held = _Held()
         self.by_id: Dict[str, Silence] = {}
+        self._version = 0  # bumped by every change: the active-silence cache is for one version
+        self._active: Optional[Tuple[float, int, List[Silence]]] = None
         with store.lock:
             rows = store.db.execute("SELECT id, doc FROM silences").fetchall()
         for sid, doc in rows:
@@ -167,6 +169,7 @@ class Silences:
                     raise ValueError(f"too many silences (at most {MAX_SILENCES} not expired)")
                 new = replace(silence, id=str(uuid.uuid4()), updated_at=now)
             self.by_id[new.id] = new
+            self._version += 1
             self._save([new])
         return new.id
 
@@ -179,6 +182,7 @@ class Silences:
                 return old
             new = replace(old, starts_at=min(old.starts_at, now), ends_at=now, updated_at=now)
             self.by_id[sid] = new
+            self._version += 1
             self._save([new])
         return new
 
@@ -201,6 +205,7 @@ class Silences:
             for sid in old:
                 del self.by_id[sid]
                 self._held.unsaved.pop(sid, None)
+            self._version += bool(old)
             self._held.undeleted.update(old)
             if self._held.unsaved:
                 self._save(list(self._held.unsaved.values()))
@@ -226,8 +231,16 @@ class Silences:
             return self.by_id.get(sid)
 
     def active(self, now: Optional[float] = None) -> List[Silence]:
+        """Active at `now`; remembered for that moment until the next write, since the engine asks
+        once per firing alert each cycle (a storm of 500 alerts must not sort the silences 500 times)."""
         t = self.clock() if now is None else now
-        return [s for s in self.all() if s.state(t) == "active"]
+        with self._lock:
+            cached = self._active
+            if cached is not None and cached[0] == t and cached[1] == self._version:
+                return cached[2]
+            found = [s for s in self.by_id.values() if s.state(t) == "active"]
+            self._active = (t, self._version, found)
+            return found
 
     def silencing(self, labels: Dict[str, str], now: float) -> Tuple[str, ...]:
         """The ids of the active silences that match `labels`."""

@@ -128,3 +128,21 @@ def test_alertmanager_gets_firing_alerts_again_each_resend_interval(tmp_path):
     outbox.finish(outbox.take("am", 10))  # delivered
     router.resend_firing([a], 161.0)
     assert queued(outbox) == [("am", "firing", "Down")]
+
+
+def test_groups_survive_a_full_disk_in_memory_and_are_saved_when_it_returns(tmp_path):
+    store = Store(str(tmp_path / "s.db"))
+    outbox = Outbox(store)
+    channel = Channel("slack", "slack", urls=["http://x/y"], group_wait=60.0)
+    router = Router([channel], outbox)
+    real = store.write
+    store.write = lambda kind, work: False if kind == "alert_groups" else real(kind, work)
+    router.route(gpus_hot(3, 100.0))
+    router.flush(100.0)
+    assert router.grouper.counts() == {"slack": 1}, "held in memory"
+    store.write = real
+    router.grouper.sync()
+    store.close()
+    again = Router([channel], Outbox(Store(str(tmp_path / "s.db"))))
+    again.flush(160.0)
+    assert queued(again.outbox) == [("slack", "firing", "GpuHot,GpuHot,GpuHot")], "saved once the disk took it"
