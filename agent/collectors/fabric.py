@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..model import COUNTER, GAUGE, MetricFamily, Problem
+from .kernelfiles import read_small
 from .registry import Context, register
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,6 @@ class Port:
     counters: Dict[str, float] = field(default_factory=dict)  # node_exporter name -> value
 
 
-def _read(path: str) -> Optional[str]:
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read(4096)
-    except OSError:
-        return None
-
-
 def read_ports(sysfs_root: str) -> List[Port]:
     """Every port of every InfiniBand (or RoCE) device under `sysfs_root`."""
     base = os.path.join(sysfs_root, "class", "infiniband")
@@ -110,12 +103,12 @@ def read_ports(sysfs_root: str) -> List[Port]:
         for port in ports:
             d = os.path.join(ports_dir, port)
             p = Port(device, port)
-            p.state = parse_state(_read(os.path.join(d, "state")) or "")
-            p.phys_state = parse_state(_read(os.path.join(d, "phys_state")) or "")
-            p.rate = parse_rate(_read(os.path.join(d, "rate")) or "")
-            p.link_layer = (_read(os.path.join(d, "link_layer")) or "").strip()
+            p.state = parse_state(read_small(os.path.join(d, "state")))
+            p.phys_state = parse_state(read_small(os.path.join(d, "phys_state")))
+            p.rate = parse_rate(read_small(os.path.join(d, "rate")))
+            p.link_layer = read_small(os.path.join(d, "link_layer")).strip()
             for name, (metric, scale) in COUNTERS.items():
-                value = parse_counter(_read(os.path.join(d, "counters", name)) or "")
+                value = parse_counter(read_small(os.path.join(d, "counters", name), 4096))
                 if value is not None:
                     p.counters[metric] = float(value * scale)
             out.append(p)

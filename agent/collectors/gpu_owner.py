@@ -16,6 +16,8 @@ import os
 import re
 from typing import Dict
 
+from .kernelfiles import read_small
+
 _UNIT = re.compile(r"/([^/]+\.service)(?:/|$)")
 _CONTAINER = re.compile(r"(?:docker|cri-containerd|crio|libpod|containerd)[-:]([0-9a-f]{64})(?:\.scope)?(?:/|$)|"
                         r"/(?:docker|containerd|crio)/([0-9a-f]{64})(?:/|$)|/([0-9a-f]{64})(?:/|$)")
@@ -47,22 +49,14 @@ def parse_cgroup(text: str) -> Dict[str, str]:
     return out
 
 
-def _read(path: str, limit: int = 65536) -> str:
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit).decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def owner(pid: int, proc: str = "/proc") -> Dict[str, str]:
     """Labels for a process: unit, container_id, and for a pod: pod, namespace, pod_uid."""
-    found = parse_cgroup(_read(f"{proc}/{pid}/cgroup"))
+    found = parse_cgroup(read_small(f"{proc}/{pid}/cgroup"))
     if "pod_uid" in found:
-        env = dict(kv.split("=", 1) for kv in _read(f"{proc}/{pid}/environ").split("\0") if "=" in kv)
+        env = dict(kv.split("=", 1) for kv in read_small(f"{proc}/{pid}/environ").split("\0") if "=" in kv)
         if env.get("HOSTNAME"):
             found["pod"] = env["HOSTNAME"]
-        namespace = _read(os.path.join(proc, str(pid), "root/var/run/secrets/kubernetes.io/serviceaccount/namespace"),
+        namespace = read_small(os.path.join(proc, str(pid), "root/var/run/secrets/kubernetes.io/serviceaccount/namespace"),
                           256).strip()
         if namespace:
             found["namespace"] = namespace

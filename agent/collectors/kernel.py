@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ..config.load import tomllib
 from ..model import MetricFamily, Problem, Snapshot, counter, gauge
+from .kernelfiles import read_small
 from .registry import Context, register, register_deriver
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class KmsgSource:
     def __init__(self, path: str, state_dir: str = "", boot_id_path: str = BOOT_ID):
         self.path = path
         self.state_path = os.path.join(state_dir, STATE_FILE) if state_dir else ""
-        self.boot_id = _read_text(boot_id_path).strip()
+        self.boot_id = read_small(boot_id_path).strip()
         self.last_seq = -1
         self._saved_seq = -1
         self._fd: Optional[int] = None
@@ -196,7 +197,9 @@ class KmsgSource:
     def _read_device(self, limit: int) -> List[str]:
         assert self._fd is not None
         lines: List[str] = []
-        while len(lines) < limit:
+        for _ in range(2 * limit):  # bounded even if every read said EPIPE
+            if len(lines) >= limit:
+                break
             try:
                 data = os.read(self._fd, 8192)  # /dev/kmsg: one record per read
             except BlockingIOError:
@@ -251,7 +254,7 @@ class JournalSource:
         self.state_path = os.path.join(state_dir, STATE_FILE) if state_dir else ""
         self.journalctl = journalctl
         self.timeout = timeout
-        self.boot_id = _read_text(boot_id_path).strip()
+        self.boot_id = read_small(boot_id_path).strip()
         self.cursor = ""
         self._saved = ""
         self._seq = 0
@@ -325,14 +328,6 @@ def _save_position(path: str, doc: Dict[str, object]) -> bool:
         return False
 
 
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read(256)
-    except OSError:
-        return ""
-
-
 class KernelCollector:
     """Counts NVIDIA's kernel events by PCI address (the xid_events deriver adds GPU labels)."""
 
@@ -399,7 +394,7 @@ class KernelCollector:
 
 def _uptime() -> float:
     try:
-        return float(_read_text("/proc/uptime").split()[0])
+        return float(read_small("/proc/uptime").split()[0])
     except (IndexError, ValueError):
         return 0.0
 

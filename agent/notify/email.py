@@ -134,7 +134,9 @@ class EmailNotifier:
         self.headers: Dict[str, str] = dict(o.get("headers", {}))
         self.subject: str = o.get("subject") or DEFAULT_SUBJECT
         self.ca_file: str = o.get("tls_ca_file", "")
-        self.hello: str = o.get("hello", "") or socket.getfqdn()
+        # EHLO name: the agent's hostname, never socket.getfqdn(), whose reverse DNS lookup can
+        # hang for seconds on a reload or at start-up when DNS is down (smtplib's default)
+        self.hello: str = o.get("hello", "") or channel.hostname or socket.gethostname()
         self.implicit_tls = self.port == IMPLICIT_TLS_PORT  # as Alertmanager: 465 speaks TLS from the first byte
 
     def message(self, batch: List[AlertDoc]) -> EmailMessage:

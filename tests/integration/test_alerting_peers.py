@@ -17,6 +17,7 @@ from agent.daemon import Agent
 from agent.serve.exporter import Exporter
 from agent.notify.base import AlertDoc, Channel
 from agent.notify.dispatcher import make_notifier
+from tests.support.agentproc import ONLY_OWN_RULES
 from tests.support.peers import Alertmanager, free_port, promtool_path, wait_until
 from tests.support.receivers import SLACK, WEBHOOK, Receiver
 
@@ -101,15 +102,7 @@ interval = "200ms"
 state_dir = "{tmp_path}"
 [exporter]
 listen = "127.0.0.1:{free_port()}"
-[discovery]
-enabled = false
-[collectors.nvml]
-enabled = false
-[collectors.host]
-enabled = false
-[alerting]
-default_rules = false
-[[rules]]
+{ONLY_OWN_RULES}[[rules]]
 name = "AlwaysFiring"
 expr = "llm_agent_config_last_reload_successful == 1"
 [[rules]]

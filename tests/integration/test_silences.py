@@ -12,6 +12,7 @@ import sys
 import pytest
 import requests
 
+from tests.support.agentproc import ONLY_OWN_RULES
 from tests.support.httpservers import RouteServer
 from tests.support.peers import require, wait_until
 from tests.support.receivers import WEBHOOK
@@ -23,15 +24,7 @@ def config(metrics_url_one, metrics_url_two, hook, extra=""):
     return f'''
 [agent]
 interval = "200ms"
-[discovery]
-enabled = false
-[collectors.nvml]
-enabled = false
-[collectors.host]
-enabled = false
-[alerting]
-default_rules = false
-[[rules]]
+{ONLY_OWN_RULES}[[rules]]
 name = "DemoFault"
 expr = "demo_fault > 0"
 severity = "critical"

@@ -48,13 +48,17 @@ class Flapper:
         self.server.__exit__()
 
 
+# An agent that watches only what a test gives it and fires only the test's own rules: no
+# GPUs, host, discovered servers or default rules to add alerts of their own.
+ONLY_OWN_RULES = ('[discovery]\nenabled = false\n[collectors.nvml]\nenabled = false\n[collectors.host]\nenabled = false\n'
+                  '[alerting]\ndefault_rules = false\n')
+
+
 def config_text(state_dir: str, port: int, target_url: str, channel: str, interval: str = "300ms",
                 extra: str = "") -> str:
     return (f'[agent]\ninterval = "{interval}"\nstate_dir = "{state_dir}"\n'
             f'[exporter]\nlisten = "127.0.0.1:{port}"\n'
-            '[collectors.nvml]\nenabled = false\n[collectors.host]\nenabled = false\n'
-            '[discovery]\nenabled = false\n[probes]\nenabled = false\n[health]\npy_spy = false\n'
-            '[alerting]\ndefault_rules = false\n'
+            + ONLY_OWN_RULES + '[probes]\nenabled = false\n[health]\npy_spy = false\n'
             f'[[targets]]\nname = "flapper"\nurl = "{target_url}"\nkind = "openmetrics"\n'
             '[[rules]]\nname = "Flap"\nexpr = "flap > 0"\n'
             'annotations = { summary = "flap {{ $labels.id }} is up" }\n'

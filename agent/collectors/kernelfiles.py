@@ -1,0 +1,14 @@
+"""Reading the small files the kernel exposes (/proc, /sys, /dev nodes' neighbours): a bounded
+read, decoded leniently, and "" when the file is gone or not ours to read, since a process
+that exits or a port that disappears between listing and reading is the normal case there."""
+
+from __future__ import annotations
+
+
+def read_small(path: str, limit: int = 65536) -> str:
+    """At most `limit` bytes of `path` as text; "" when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
