@@ -177,8 +177,9 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
     for group in groups:
         for fam in group:
             into = merged.get(fam.name)
+            names = owned_names(fam)
             if into is None:
-                clash = next((claimed[n] for n in owned_names(fam) if claimed.get(n, fam.name) != fam.name), None)
+                clash = next((claimed[n] for n in names if claimed.get(n, fam.name) != fam.name), None)
                 if clash is not None:
                     conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
                     continue
@@ -186,7 +187,7 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
             elif into.type != fam.type:
                 conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
                 continue
-            for n in owned_names(fam):
+            for n in names:
                 claimed.setdefault(n, fam.name)
             for s in fam.samples:
                 key = (s.name, s.labels)

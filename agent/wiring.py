@@ -96,7 +96,7 @@ class CollectorSet:
         c = self.config
         process = ProcessCollector(t.name, t.url)
         liveness = Liveness(t.name, self.ctx.monotonic, process, self.ctx.stacks, c.health.hang_after,
-                            c.health.stall_after)
+                            c.health.stall_after, recheck=self.ctx.wake)
         group: List[Collector] = [registry.TARGET_KINDS[t.kind](self.ctx, t, liveness), process]
         for _, reg in sorted(registry.PER_TARGET.items()):
             extra = reg.build(self.ctx, t)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..model import COUNTER, GAUGE, MetricFamily, Problem
 from .kernelfiles import read_small
@@ -140,6 +141,9 @@ def families(ports: List[Port]) -> List[MetricFamily]:
     return list(fams.values())
 
 
+SWITCHES_REFRESH = 300.0  # seconds between counts of /dev/nvidia-nvswitch*
+
+
 def nvswitches(dev_root: str) -> int:
     """NVSwitch devices on this host (HGX/DGX boards): /dev/nvidia-nvswitch0, 1, ..."""
     try:
@@ -148,29 +152,53 @@ def nvswitches(dev_root: str) -> int:
         return 0
 
 
-def fabric_manager_running() -> bool:
+class FabricManagerWatch:
     """Whether NVIDIA Fabric Manager (nv-fabricmanager) runs: without it an NVSwitch system's
-    GPUs cannot talk over NVLink and CUDA jobs fail to start."""
-    import psutil
+    GPUs cannot talk over NVLink and CUDA jobs fail to start. The process found is followed
+    (one /proc read a cycle); the process table is searched again only when it is gone, and
+    then at most every `rescan` seconds (a search reads every process)."""
 
-    for proc in psutil.process_iter(["name"]):
-        if (proc.info.get("name") or "") == "nv-fabricmanager":
+    def __init__(self, rescan: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.rescan = rescan
+        self.clock = clock
+        self._proc: Optional[Any] = None
+        self._next_scan = 0.0
+
+    def __call__(self) -> bool:
+        import psutil
+
+        if self._proc is not None and self._proc.is_running():
             return True
-    return False
+        self._proc = None
+        now = self.clock()
+        if now < self._next_scan:
+            return False
+        self._next_scan = now + self.rescan
+        for proc in psutil.process_iter(["name"]):
+            if (proc.info.get("name") or "") == "nv-fabricmanager":
+                self._proc = proc
+                return True
+        return False
 
 
 class FabricCollector:
     name = "fabric"
 
     def __init__(self, sysfs_root: str = "/sys", dev_root: str = "/dev",
-                 fm_running: Callable[[], bool] = fabric_manager_running):
+                 fm_running: Optional[Callable[[], bool]] = None, clock: Callable[[], float] = time.monotonic):
         self.sysfs_root = sysfs_root
         self.dev_root = dev_root
-        self.fm_running = fm_running
+        self.fm_running = fm_running or FabricManagerWatch(clock=clock)
+        self.clock = clock
         self.problems: List[Problem] = []
+        self._switches = 0
+        self._switches_at = -SWITCHES_REFRESH
 
     def _fabric_manager(self) -> List[MetricFamily]:
-        switches = nvswitches(self.dev_root)
+        now = self.clock()
+        if now - self._switches_at >= SWITCHES_REFRESH:  # /dev is long; NVSwitches are not hot-plugged
+            self._switches, self._switches_at = nvswitches(self.dev_root), now
+        switches = self._switches
         if not switches:
             return []  # no NVSwitch: Fabric Manager has nothing to do here
         up = self.fm_running()

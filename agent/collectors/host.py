@@ -6,8 +6,10 @@ captured values. `HostCollector` only calls psutil.
 
 from __future__ import annotations
 
+import select
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import psutil
 
@@ -103,6 +105,46 @@ def _disk_families(disks: Dict[str, Any]) -> List[MetricFamily]:
     return fams
 
 
+class MountWatch:
+    """Whether the mount table may have changed since the last look. psutil.disk_partitions()
+    parses /proc/self/mounts and resolves every device (the host collector's costliest call);
+    the kernel marks an open /proc/self/mounts with POLLPRI when something is mounted or
+    unmounted (proc(5)), so the list is read again only then, and every `refresh` seconds in
+    case polling is not available (another OS, a kernel without it)."""
+
+    def __init__(self, path: str = "/proc/self/mounts", refresh: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.refresh = refresh
+        self.clock = clock
+        self._next = 0.0
+        self._poll: Optional[Any] = None
+        try:
+            self._file: Optional[Any] = open(path, "rb")
+            self._poll = select.poll()
+            self._poll.register(self._file, select.POLLPRI | select.POLLERR)
+        except (OSError, AttributeError):
+            self._file = None
+
+    def changed(self) -> bool:
+        now = self.clock()
+        if now >= self._next:
+            self._next = now + self.refresh
+            self._drain()
+            return True
+        return self._drain()
+
+    def _drain(self) -> bool:
+        if self._poll is None:
+            return False
+        return bool(self._poll.poll(0))  # reporting the change clears it (one event per change)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._poll = None
+
+
 class HostCollector:
     """CPU, load, memory, real filesystems, network and disk I/O counters."""
 
@@ -114,25 +156,41 @@ class HostCollector:
         self.mount_points_exclude = regex.compile(mount_points_exclude)  # RE2, as node_exporter's flags
         self.net_devices_exclude = regex.compile(net_devices_exclude)
         self.problems: List = []
+        self._mounts = MountWatch()
+        self._partitions: List[Any] = []
+        self._boot_time = 0.0
+
+    def _watched_partitions(self) -> List[Any]:
+        """The mounts to report, read again only when the mount table changed."""
+        if self._mounts.changed():
+            seen = set()
+            self._partitions = []
+            for part in psutil.disk_partitions(all=False):
+                if (part.fstype in self.fs_types_exclude or self.mount_points_exclude.search(part.mountpoint)
+                        or part.mountpoint in seen):
+                    continue
+                seen.add(part.mountpoint)
+                self._partitions.append(part)
+        return self._partitions
 
     def read(self) -> HostReadings:
         """One round of psutil calls."""
         filesystems = []
-        seen = set()
-        for part in psutil.disk_partitions(all=False):
-            if (part.fstype in self.fs_types_exclude or self.mount_points_exclude.search(part.mountpoint)
-                    or part.mountpoint in seen):
-                continue
+        for part in self._watched_partitions():
             try:
                 filesystems.append((part, psutil.disk_usage(part.mountpoint)))
-                seen.add(part.mountpoint)
             except OSError:  # a stale NFS mount or a permission wall: skip that one mount
                 continue
         net = {k: v for k, v in psutil.net_io_counters(pernic=True).items() if not self.net_devices_exclude.search(k)}
+        if not self._boot_time:  # fixed for the life of the kernel; psutil reads /proc/stat for it each call
+            self._boot_time = psutil.boot_time()
         return HostReadings(
             per_cpu=psutil.cpu_times(percpu=True), load=psutil.getloadavg(), memory=psutil.virtual_memory(),
             swap=psutil.swap_memory(), filesystems=filesystems, net=net,
-            disks=psutil.disk_io_counters(perdisk=True, nowrap=True) or {}, boot_time=psutil.boot_time())
+            disks=psutil.disk_io_counters(perdisk=True, nowrap=True) or {}, boot_time=self._boot_time)
+
+    def close(self) -> None:
+        self._mounts.close()
 
     def collect(self) -> List[MetricFamily]:
         return host_families(self.read())

@@ -67,6 +67,7 @@ class Props:
     context_tokens: Optional[int]
     build: str
     router: bool = False
+    slots: Optional[int] = None  # total_slots: with /metrics' requests_processing, busy and idle without /slots
 
 
 def parse_models(data: Any) -> Dict[str, str]:
@@ -90,8 +91,10 @@ def parse_props(data: Any) -> Props:
     n_ctx = settings.get("n_ctx", data.get("n_ctx"))
     path = str(data.get("model_alias") or data.get("model_path") or "")
     model = path.rsplit("/", 1)[-1]
+    slots = data.get("total_slots")
     return Props(model, int(n_ctx) if isinstance(n_ctx, (int, float)) else None, str(data.get("build_info", "")),
-                 data.get("role") == "router")
+                 data.get("role") == "router",
+                 int(slots) if isinstance(slots, (int, float)) and not isinstance(slots, bool) and slots > 0 else None)
 
 
 def retype_llamacpp(families: List[MetricFamily]) -> List[MetricFamily]:
@@ -122,7 +125,7 @@ class LlamaCppCollector(OpenMetricsCollector):
     def scrape(self, deadline: float, out: List[MetricFamily], signals: Signals) -> bool:
         # /health first: if the server is gone or hung, this costs one timeout, not four
         try:
-            resp = self.get("/health", deadline, ok_statuses=(200, 500, 503))
+            resp = self.get("/health", min(deadline, signals.health_deadline), ok_statuses=(200, 500, 503))
             self.health = parse_health(resp.status, resp.body)
         except FetchError as e:
             self.health = None
@@ -136,9 +139,25 @@ class LlamaCppCollector(OpenMetricsCollector):
         if self._props is not None and self._props.router:
             self._scrape_router(deadline, out, signals)
             return True
+        before = len(out)
         self._scrape_passthrough(deadline, out, signals)
-        self._scrape_slots(deadline, out)
+        if not self._slots_from_metrics(out[before:], out):
+            self._scrape_slots(deadline, out)
         self._scrape_props(deadline, out)
+        return True
+
+    def _slots_from_metrics(self, scraped: List[MetricFamily], out: List[MetricFamily]) -> bool:
+        """Busy and idle slots from /metrics' requests_processing (the slots processing, counted
+        by the same task that answers /slots) and /props' total_slots: one request less per cycle,
+        and one task less on the server's main loop, which serves /slots and /metrics between
+        decoding steps."""
+        total = self._props.slots if self._props is not None else None
+        processing = next((f for f in scraped if f.name == "llamacpp:requests_processing" and len(f.samples) == 1), None)
+        if total is None or processing is None:
+            return False
+        busy = min(total, max(0, int(processing.samples[0].value)))
+        lbl = dict(self.labels)
+        out.append(target_slots().add({**lbl, "state": "busy"}, busy).add({**lbl, "state": "idle"}, total - busy))
         return True
 
     def _scrape_router(self, deadline: float, out: List[MetricFamily], signals: Signals) -> None:

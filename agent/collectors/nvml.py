@@ -71,7 +71,11 @@ class NvmlCollector:
         self.clock = clock
         self.process_name = process_name or _process_name
         self.process_owner = process_owner or owner
-        self._owners: Dict[int, Dict[str, str]] = {}
+        # pid -> its name and owner labels, kept while NVML keeps listing the pid: reading them is
+        # two /proc files per process per GPU per cycle (the costliest part of this collector)
+        # for something that does not change in a process's lifetime
+        self._pids: Dict[int, Dict[str, str]] = {}
+        self._pids_seen: Set[int] = set()
         self._utilization_seen: Dict[int, int] = {}  # per GPU: the last sample's timestamp (us)
         self._gpm_samplers: Dict[Tuple[int, Optional[int]], GpmSampler] = {}  # (GPU, MIG instance): last sample
         self.problems: List[Problem] = []
@@ -174,9 +178,12 @@ class NvmlCollector:
             self.problems.append(Problem(sev, "nvml", f"NVML unavailable: {self.init_error}", hint))
             return [nvml_up.add({}, 0), failures]
         families: Dict[str, MetricFamily] = {}
+        self._pids_seen = set()
         try:
             for gpu in self.gpus:
                 self._collect_gpu(gpu, families)
+            # a pid NVML stopped listing is forgotten: if the number comes back it is another process
+            self._pids = {pid: found for pid, found in self._pids.items() if pid in self._pids_seen}
         except _LibraryGone as e:
             self._initialized = False
             self._init_failed(e.err_name, e.message, self.clock())
@@ -387,19 +394,18 @@ class NvmlCollector:
                                 "with its systemd unit, container and Kubernetes pod where it has them.")
         labels_of = {}
         for p in procs:
-            labels_of[p.pid] = {**gpu.labels, "pid": str(p.pid), "process_name": self.process_name(p.pid),
-                                **self._owner(p.pid)}
+            labels_of[p.pid] = {**gpu.labels, **self._identity(p.pid)}
             if p.usedGpuMemory is not None:
                 fam.add(labels_of[p.pid], p.usedGpuMemory)
         self._process_utilization(gpu, labels_of, families)
 
-    def _owner(self, pid: int) -> Dict[str, str]:
-        """unit, container_id, pod, namespace (gpu_owner.py); read once per process."""
-        found = self._owners.get(pid)
+    def _identity(self, pid: int) -> Dict[str, str]:
+        """pid, process_name, unit, container_id, pod, namespace (gpu_owner.py): read once while
+        the process stays on a GPU."""
+        self._pids_seen.add(pid)
+        found = self._pids.get(pid)
         if found is None:
-            if len(self._owners) > 4096:
-                self._owners.clear()  # pids churn: start over rather than grow
-            found = self._owners[pid] = self.process_owner(pid)
+            found = self._pids[pid] = {"pid": str(pid), "process_name": self.process_name(pid), **self.process_owner(pid)}
         return found
 
     def _process_utilization(self, gpu: Gpu, labels_of: Dict[int, Dict[str, str]],

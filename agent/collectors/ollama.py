@@ -72,7 +72,7 @@ class OllamaCollector(OpenMetricsCollector):
     def scrape(self, deadline: float, out: List[MetricFamily], signals: Signals) -> bool:
         lbl = dict(self.labels)
         try:
-            version = parse_version(self.get("/api/version", deadline).json())
+            version = parse_version(self.get("/api/version", min(deadline, signals.health_deadline)).json())
         except FetchError as e:
             self.count_error(e.reason)
             self.down_problem(e)

@@ -10,6 +10,8 @@ the engine-neutral counters (engines.py), so every engine gets them the same way
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -72,6 +74,7 @@ class Signals:
     """What one collect cycle learned for hang and stall detection; made fresh each cycle and
     passed down explicitly, so each flag has one owner: the cycle."""
 
+    health_deadline: float = math.inf  # in: when this cycle's health request must give up (liveness)
     health_timed_out: bool = False
     metrics_timed_out: bool = False  # /health answered, /metrics did not (llama-server)
     busy: Optional[bool] = None  # requests in progress, when the server says
@@ -146,11 +149,12 @@ class OpenMetricsCollector:
         start = self.clock()
         deadline = start + self.timeout
         out: List[MetricFamily] = []
-        signals = Signals()
+        signals = Signals(self.liveness.health_deadline(start, deadline) if self.liveness is not None else deadline)
         up = self.scrape(deadline, out, signals)
         out.extend(self._target_families(up, self.clock() - start))
-        if self.liveness is not None:
-            self.liveness.observe(signals.health_timed_out, signals.metrics_timed_out, signals.busy, signals.progressed)
+        if self.liveness is not None:  # the health request is the cycle's first: sent at `start`
+            self.liveness.observe(signals.health_timed_out, signals.metrics_timed_out, signals.busy, signals.progressed,
+                                  asked_at=start)
             out.extend(self.liveness.families())
             self.problems.extend(self.liveness.problems())
         return out
@@ -159,7 +163,7 @@ class OpenMetricsCollector:
         """Fetch everything from the target into `out`, noting what liveness needs in
         `signals`; return whether it is up."""
         try:
-            passthrough = self.scrape_metrics(deadline, signals)
+            passthrough = self.scrape_metrics(min(deadline, signals.health_deadline), signals)
         except FetchError as e:
             self.count_error(e.reason)
             self.down_problem(e)

@@ -35,6 +35,7 @@ class Context:
     stacks: Any = None  # probes.stacks.StackStore, or None when py-spy dumps are off
     self_stats: Callable[[], Any] = dict  # -> selfstats.AgentStats
     targets_now: Callable[[], Tuple[TargetConfig, ...]] = tuple
+    wake: Callable[[], None] = lambda: None  # run the next cycle now (a suspected hang is checked again)
 
 
 @dataclass(frozen=True)

@@ -330,7 +330,7 @@ class ProbeSettings:
 
 @dataclass(frozen=True)
 class HealthSettings:
-    hang_after: float = setting("10s", v.positive(v.parse_duration))
+    hang_after: float = setting("5s", v.positive(v.parse_duration))
     stall_after: float = setting("60s", v.positive(v.parse_duration))
     watch_processes: bool = setting(True, v.typed(bool))
     py_spy: bool = setting(True, v.typed(bool))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from typing import Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
-from ..model import COUNTER, UNTYPED, MetricFamily
+from ..model import COUNTER, UNTYPED, Labels, MetricFamily
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -28,14 +28,27 @@ def _escape_label(v: str) -> str:
     return v
 
 
-def _series(fam: MetricFamily) -> List[str]:
+Prefixes = Dict[Tuple[str, Labels], str]
+
+
+def _prefix(name: str, labels: Labels) -> str:
+    if not labels:
+        return name + " "
+    lbl = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels)
+    return f"{name}{{{lbl}}} "
+
+
+def _series(fam: MetricFamily, known: Prefixes, used: Prefixes) -> List[str]:
     lines = []
     for s in fam.samples:
-        if s.labels:
-            lbl = ",".join(f'{k}="{_escape_label(v)}"' for k, v in s.labels)
-            lines.append(f"{s.name}{{{lbl}}} {format_value(s.value)}")
-        else:
-            lines.append(f"{s.name} {format_value(s.value)}")
+        key = (s.name, s.labels)
+        prefix = known.get(key)
+        if prefix is None:
+            prefix = _prefix(s.name, s.labels)
+        used[key] = prefix
+        v = s.value
+        # format_value's common case inline: most values are whole numbers (counters, bytes)
+        lines.append(prefix + (str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else format_value(v)))
     return lines
 
 
@@ -61,15 +74,33 @@ def _openmetrics_header(fam: MetricFamily) -> List[str]:
     return [f"# HELP {name} {help_}", f"# TYPE {name} {mtype}"]
 
 
-def render_both(families: Iterable[MetricFamily]) -> Tuple[bytes, bytes]:
+class Renderer:
+    """render_both() that remembers each series' name-and-labels text from one snapshot to the
+    next: labels rarely change between cycles, their escaping and joining were most of the
+    rendering cost. Only the series of the last render are kept (no growth as series churn)."""
+
+    def __init__(self) -> None:
+        self._prefixes: Prefixes = {}
+
+    def render(self, families: Iterable[MetricFamily]) -> Tuple[bytes, bytes]:
+        used: Prefixes = {}
+        out = render_both(families, self._prefixes, used)
+        self._prefixes = used
+        return out
+
+
+def render_both(families: Iterable[MetricFamily], known: Optional[Prefixes] = None,
+                used: Optional[Prefixes] = None) -> Tuple[bytes, bytes]:
     """(text 0.0.4, OpenMetrics 1.0) at once: the series lines are the same in both formats,
     so each is formatted once."""
+    known = {} if known is None else known
+    used = {} if used is None else used
     text: List[str] = []
     om: List[str] = []
     for fam in families:
         if not fam.samples:
             continue
-        series = _series(fam)
+        series = _series(fam, known, used)
         text += _text_header(fam)
         text += series
         om += _openmetrics_header(fam)

@@ -1,7 +1,11 @@
 """Is a live process actually serving? Hang and stall detection for one target.
 
 - Hung: the process behind the port is alive (a stopped process counts) but the target's
-  health check has timed out for `hang_after` seconds.
+  health check has not answered for `hang_after` seconds, timed from the start of the first
+  request that timed out (not from the cycle that noticed it). After a timeout the target is
+  checked again at once (`recheck`: the daemon runs its next cycle now rather than at the
+  tick), with a health request that times out exactly when `hang_after` is reached, so the
+  verdict lands hang_after after the first silent request, whatever the interval.
 - Stalled: requests are being processed but no token has been generated for `stall_after`
   seconds (counters flat), or /metrics times out while /health still answers.
 On the moment a target becomes hung or stalled, a Python server's stacks are dumped with
@@ -16,10 +20,15 @@ from ..model import MetricFamily, Problem, gauge
 from ..collectors.process import ProcessCollector, is_python
 
 
+MIN_RECHECK = 0.5  # seconds a re-check's health request is given, however close hang_after is
+
+
 class Liveness:
     def __init__(self, server: str, clock: Callable[[], float], process: Optional[ProcessCollector] = None,
-                 stacks=None, hang_after: float = 10.0, stall_after: float = 60.0):
+                 stacks=None, hang_after: float = 5.0, stall_after: float = 60.0,
+                 recheck: Callable[[], None] = lambda: None):
         self.server = server
+        self.recheck = recheck
         self.clock = clock
         self.process = process
         self.stacks = stacks
@@ -31,10 +40,20 @@ class Liveness:
         self.hung = False
         self.stalled = False
 
+    def health_deadline(self, start: float, deadline: float) -> float:
+        """The deadline for this cycle's health request: while a hang is suspected (the last
+        one timed out), the moment hang_after is reached, so the verdict is not a whole
+        request timeout late; at least MIN_RECHECK seconds to answer."""
+        if self.timeout_since is None or self.hung:
+            return deadline
+        return min(deadline, max(start + MIN_RECHECK, self.timeout_since + self.hang_after))
+
     def observe(self, health_timed_out: bool, metrics_timed_out: bool = False, busy: Optional[bool] = None,
-                progressed: bool = False) -> None:
+                progressed: bool = False, asked_at: Optional[float] = None) -> None:
+        """One cycle's findings; `asked_at` is when the health request that timed out was sent."""
         now = self.clock()
-        self.timeout_since = (self.timeout_since or now) if health_timed_out else None
+        first = asked_at if asked_at is not None else now
+        self.timeout_since = (self.timeout_since if self.timeout_since is not None else first) if health_timed_out else None
         self.metrics_timeout_since = (self.metrics_timeout_since or now) if metrics_timed_out else None
         if progressed or not busy:
             self.last_progress = now
@@ -48,6 +67,8 @@ class Liveness:
         if (hung and not self.hung) or (stalled and not self.stalled):
             self._dump("hung" if hung else "stalled")
         self.hung, self.stalled = hung, stalled
+        if health_timed_out and not hung and self.process is not None and self.process.alive():
+            self.recheck()  # a live process that did not answer: decide at hang_after, not at the next tick
 
     def _dump(self, reason: str) -> None:
         proc = self.process.proc if self.process is not None else None

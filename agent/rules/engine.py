@@ -107,6 +107,17 @@ class Alert:
         return cls(**doc)
 
 
+SAVE_EVERY = 60.0  # seconds: how stale a restored alert's value and last_seen may be after kill -9
+
+
+def _lasting(alert: Alert) -> Tuple:
+    """What of an alert must be in the database as soon as it changes: all but the value, the
+    time it was last seen and the annotations (which quote the value and are rendered again
+    after a restart)."""
+    return (alert.state, alert.active_at, alert.last_sent, alert.inhibited, alert.keep_firing_since,
+            tuple(alert.labels.items()))
+
+
 def fingerprint(labels: Dict[str, str]) -> str:
     """A stable id for a label set: the dedup key receivers see. Every active alert asks for
     its own every cycle, so results are remembered (bounded)."""
@@ -180,7 +191,8 @@ class Engine:
         self._origins = {r.key: {id(s) for s in label_sources(r.expr)} for r in self.rules}
         self._go_first: List[str] = []  # rules the budget skipped last cycle
         self._over_budget = 0  # cycles in a row that ran out of budget
-        self._saved: Dict[str, Tuple[str, str]] = {}  # fingerprint -> (rule, doc) as in the database
+        # fingerprint -> (rule, what matters of the doc, when written) as in the database
+        self._saved: Dict[str, Tuple[str, Tuple, float]] = {}
         self._template_logged: Dict[Tuple[str, str], str] = {}
         self._rendered: set = set()  # (rule, fingerprint) whose annotations this engine rendered
         self._register()
@@ -211,17 +223,29 @@ class Engine:
         for fp, rule_name, doc in rows:
             alert = Alert.from_doc(json.loads(doc))
             self.alerts.setdefault(rule_name, {})[alert.fingerprint] = alert
-            self._saved[fp] = (rule_name, doc)
+            self._saved[fp] = (rule_name, _lasting(alert), alert.last_seen)
         if rows:
             log.info("restored %d alert(s) from %s", len(rows), self.store.path)
 
     def _save(self) -> None:
-        """Write the alerts that changed since the last save, and delete the ended ones."""
+        """Write the alerts that changed since the last save, and delete the ended ones. What
+        moves every cycle (the value, when it was last seen, annotations quoting the value) is
+        written with a state change or once every SAVE_EVERY seconds, not each cycle: a restart
+        after kill -9 then sees at worst a minute-old value, against a transaction per cycle."""
         if self.store is None:
             return
-        docs = {a.fingerprint: (a.rule, json.dumps(a.to_doc())) for by_rule in self.alerts.values() for a in by_rule.values()}
-        changed = [(fp, rule, doc) for fp, (rule, doc) in docs.items() if self._saved.get(fp) != (rule, doc)]
-        gone = [(fp,) for fp in self._saved if fp not in docs]
+        now = {a.fingerprint: a for by_rule in self.alerts.values() for a in by_rule.values()}
+        changed = []
+        saved = {}
+        for fp, a in now.items():
+            lasting = _lasting(a)
+            before = self._saved.get(fp)
+            if before is not None and before[:2] == (a.rule, lasting) and a.last_seen - before[2] < SAVE_EVERY:
+                saved[fp] = before
+                continue
+            changed.append((fp, a.rule, json.dumps(a.to_doc())))
+            saved[fp] = (a.rule, lasting, a.last_seen)
+        gone = [(fp,) for fp in self._saved if fp not in now]
         if not changed and not gone:
             return  # no write, no fsync
 
@@ -230,7 +254,7 @@ class Engine:
             db.executemany("INSERT OR REPLACE INTO alert_state VALUES (?, ?, ?)", changed)
 
         if self.store.write("alert_state", work):  # else kept in memory, written again next cycle
-            self._saved = docs
+            self._saved = saved
             self.store.recovered("alert_state")
 
     # -- evaluation -----------------------------------------------------------------------------

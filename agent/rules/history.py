@@ -80,6 +80,9 @@ class History:
         self._stale_by_name: Dict[str, Dict[Labels, float]] = {}
         self.recorded_names: set = set()  # written by recording rules, not by snapshots
         self._dicts: Dict[Labels, Dict[str, str]] = {}
+        # a sample's (name, labels) -> its series key (sorted, with __name__): made once per series
+        self._keys: Dict[Tuple[str, Labels], Labels] = {}
+        self._unwanted: set = set()  # series keys no registered selector matches (until the selectors change)
 
     @property
     def dropped_series(self) -> int:
@@ -92,10 +95,12 @@ class History:
         else:
             self._nameless.append((selector, range_seconds))
         self._keep_stale = True
+        self._unwanted = set()
 
     def clear_selectors(self) -> None:
         self.selectors, self._by_name, self._nameless = [], {}, []
         self._keep_stale = True
+        self._unwanted = set()
 
     def keep_for(self) -> float:
         """The longest any series is kept."""
@@ -103,9 +108,10 @@ class History:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def add(self, labels: Labels, t: float, v: float, keep: Optional[float] = None) -> None:
-        """Append one sample; `labels` is sorted and includes __name__."""
-        name = dict(labels).get("__name__", "")
+    def add(self, labels: Labels, t: float, v: float, keep: Optional[float] = None, name: Optional[str] = None) -> None:
+        """Append one sample; `labels` is sorted and includes __name__ (`name`, when the caller knows it)."""
+        if name is None:
+            name = dict(labels).get("__name__", "")
         by_name = self.series.setdefault(name, {})
         points = by_name.get(labels)
         if points is None:
@@ -165,21 +171,30 @@ class History:
         t = snapshot.timestamp
         if self._keep_stale:
             self._rework_retention()
-        wanted: Dict[Labels, Tuple[float, float]] = {}  # this snapshot's series a rule reads: value, retention
+        wanted: Dict[Labels, Tuple[float, float, str]] = {}  # this snapshot's series a rule reads: value, retention
+        keys = self._keys
+        if len(keys) > 2 * max(self.series_count, 1000):
+            keys.clear()  # series came and went: start over rather than grow
+            self._unwanted.clear()
         for family in snapshot.families:
             for s in family.samples:
                 named = self._by_name.get(s.name)
                 if named is None and not self._nameless:
                     continue  # most series: no rule reads them
-                labels = tuple(sorted(s.labels + (("__name__", s.name),)))
+                labels = keys.get((s.name, s.labels))
+                if labels is None:
+                    labels = keys[(s.name, s.labels)] = tuple(sorted(s.labels + (("__name__", s.name),)))
                 if labels in wanted:
                     continue
                 keep = self.keep.get(labels)
                 if keep is None:
+                    if labels in self._unwanted:
+                        continue
                     keep = self._retention(named or (), labels)
                     if keep is None:
+                        self._unwanted.add(labels)  # a series of a read name no selector matches: asked once
                         continue
-                wanted[labels] = (s.value, keep)
+                wanted[labels] = (s.value, keep, s.name)
         # staleness first, so that series gone in this snapshot can make room for its new ones
         for name, by_name in list(self.series.items()):
             recorded = name in self.recorded_names  # recording rules mark their own series stale
@@ -191,8 +206,8 @@ class History:
                     del points[:bisect_left(points, (horizon,))]
                 if not points:
                     self._delete(name, labels)
-        for labels, (value, keep) in wanted.items():
-            self.add(labels, t, value, keep)
+        for labels, (value, keep, name) in wanted.items():
+            self.add(labels, t, value, keep, name)
 
     def record(self, name: str, samples: List[Tuple[Labels, float]], t: float) -> None:
         """A recording rule's result at t: its series that a rule reads are kept; those of

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
 from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
+from ..expfmt.render import Renderer
 from ..model import Snapshot
 from . import console
 from .websecurity import BasicAuth, TLSContext
@@ -40,10 +41,10 @@ log = logging.getLogger(__name__)
 class Exposition:
     """One snapshot rendered in both formats; gzip variants made on first request."""
 
-    def __init__(self, snapshot: Optional[Snapshot]):
+    def __init__(self, snapshot: Optional[Snapshot], renderer: Optional[Renderer] = None):
         self.snapshot = snapshot
         families = snapshot.families if snapshot else ()
-        text, openmetrics = render_both(families)
+        text, openmetrics = renderer.render(families) if renderer is not None else render_both(families)
         self.bodies: Dict[str, bytes] = {"text": text, "openmetrics": openmetrics}
         self._gzipped: Dict[str, bytes] = {}
         self._lock = threading.Lock()
@@ -197,6 +198,7 @@ class Exporter:
                  health: Optional[Callable[[str], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
                  max_connections: int = 1024, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
         self.exposition = Exposition(None)
+        self._renderer = Renderer()  # only the cycle thread publishes
         self.stats = ExporterStats()
         self.health: Callable[[str], Tuple[int, dict]] = health or _always_ok
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
@@ -244,7 +246,7 @@ class Exporter:
 
     def publish(self, snapshot: Snapshot) -> None:
         """Render `snapshot` once and serve it from now on (an atomic reference swap)."""
-        self.exposition = Exposition(snapshot)
+        self.exposition = Exposition(snapshot, self._renderer)
 
     def start(self) -> "Exporter":
         self._thread = threading.Thread(target=self._loop, name="exporter", daemon=True)

@@ -17,15 +17,32 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def start_agent(tmp, target_url, hook_url):
-    """`llm-agent run` with the default config plus one target and one webhook channel."""
-    config = os.path.join(tmp, "agent.toml")
+def agent_process(tmp, config_body, agent_section=""):
+    """`llm-agent run` with `config_body` (TOML after [agent] and [exporter]) in its own state
+    directory under `tmp`, ready: (process, its /metrics URL)."""
+    import requests
+
+    from tests.support.peers import wait_until
+
+    state = tempfile.mkdtemp(dir=tmp)
+    port = free_port()
+    config = os.path.join(state, "agent.toml")
     with open(config, "w") as f:
-        f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{free_port()}"\n'
-                f'[[targets]]\nname = "llama"\nurl = "{target_url}"\n'
-                f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{hook_url}"\n')
-    return subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
+        f.write(f'[agent]\nstate_dir = "{state}"\n{agent_section}[exporter]\nlisten = "127.0.0.1:{port}"\n{config_body}')
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_until(lambda: requests.get(url, timeout=2).ok, 60, what="the agent")
+    return proc, url
+
+
+def start_agent(tmp, target_url, hook_url):
+    """`llm-agent run` with the default config plus one target and one webhook channel (group_interval 0s)."""
+    return agent_process(tmp, f'[[targets]]\nname = "llama"\nurl = "{target_url}"\n'
+                              f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{hook_url}"\n'
+                              # each fault's page and resolve at once: detection is measured here, grouping in
+                              # bench_grouping.py
+                              f'group_interval = "0s"\n')[0]
 
 
 def fake_gpu_agent():

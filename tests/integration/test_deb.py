@@ -66,6 +66,8 @@ dpkg -i {deb} > {out}/dpkg-install.txt 2>&1
 /usr/bin/llm-agent check --json > {out}/check.json || true
 /usr/bin/llm-agent config validate /etc/llm-agent/agent.toml > {out}/validate.txt
 test -x /opt/llm-agent/bin/py-spy && echo yes > {out}/py-spy.txt
+find /opt/llm-agent -name 'pynvml*.pyc' > {out}/bytecode.txt
+find /opt/llm-agent/lib -path '*/agent/__pycache__/daemon*.pyc' >> {out}/bytecode.txt
 cp {UNIT} {out}/unit.txt
 getent passwd llm-agent > {out}/user.txt
 if {str(analyze).lower()}; then
@@ -82,6 +84,8 @@ true
     assert '"status"' in (out / "check.json").read_text() and json.loads((out / "check.json").read_text())
     assert "valid" in (out / "validate.txt").read_text()
     assert (out / "py-spy.txt").exists(), "the package carries py-spy for `llm-agent stacks` and hang dumps"
+    assert len((out / "bytecode.txt").read_text().split()) >= 2, \
+        "postinst compiles the bytecode the read-only service cannot write (RSS and start time)"
     assert "Type=notify" in (out / "unit.txt").read_text()
     assert (out / "user.txt").read_text().startswith("llm-agent:")
     if analyze:

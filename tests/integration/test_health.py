@@ -107,6 +107,39 @@ group_interval = "0s"  # resolves at once (grouping has its own tests)
         receiver.close()
 
 
+def test_a_hang_is_paged_hang_after_the_first_silent_request_not_at_the_next_tick(llama_server, tmp_path):
+    """The hang clock starts when the first timed-out request was sent, and a timeout is checked
+    again at once: with a 60 s interval the page still comes hang_after (3 s) after it."""
+    receiver = Receiver(WEBHOOK, "ok")
+    run = Running(BASE.format(interval="60s") + f'''
+[health]
+hang_after = "3s"
+[probes]
+enabled = false
+[[targets]]
+name = "tiny"
+url = "{llama_server.url}"
+timeout = "1s"
+[[notify]]
+name = "hook"
+type = "webhook"
+url = "{receiver.url}"
+''', str(tmp_path))
+    try:
+        assert run.value("llm_agent_target_process_found", server="tiny") == 1
+        llama_server.proc.send_signal(signal.SIGSTOP)
+        start = time.monotonic()
+        run.agent.wake_now()  # one cycle now; no other until the 60 s tick
+        wait_until(lambda: receiver.alerts("firing"), 20, 0.05, what="the hang page")
+        took = time.monotonic() - start
+        assert receiver.alerts("firing")[0]["labels"]["alertname"] == "LlmTargetHung"
+        assert 2.9 <= took < 6, f"paged {took:.1f}s after the first silent request (hang_after 3 s)"
+    finally:
+        llama_server.proc.send_signal(signal.SIGCONT)
+        run.stop()
+        receiver.close()
+
+
 def test_kill_9_is_paged_before_the_next_cycle(llama_server, tmp_path):
     receiver = Receiver(WEBHOOK, "ok")
     run = Running(BASE.format(interval="30s") + f'''

@@ -1,6 +1,8 @@
 """The alert state machine on a History fed by hand: for, keep_firing_for, cooldown,
 resolve, the no-data hold, inhibition, templates, and state across a restart."""
 
+import json
+
 import pytest
 
 from agent.config import parse_config
@@ -161,6 +163,30 @@ def test_firing_alert_is_not_paged_again_after_a_restart(tmp_path):
     e2 = Engine([rule("Down", "llm_agent_target_up == 0")], w2.history, store=s)
     assert e2.active()[0].state == "firing"
     assert w2.cycle(e2, [up("a", 0)]) == []  # still down: no second page
+    s.close()
+
+
+def test_a_firing_alert_whose_value_moves_is_written_once_a_minute_not_every_cycle(tmp_path):
+    """A transaction (and fsync) per cycle per alert was the engine's largest cost at steady
+    state; state changes are still written at once, the moving value within SAVE_EVERY."""
+    from agent.rules.engine import SAVE_EVERY
+
+    w = World()
+    s = Store(str(tmp_path / "state.db"))
+    writes = []
+    real = s.write
+    s.write = lambda kind, work: writes.append(w.t) or real(kind, work)
+    e = Engine([rule("Hot", "temp > 80")], w.history, store=s)
+    cycles = int(5 * SAVE_EVERY / 5)  # five minutes at 5 s
+    for i in range(cycles):
+        w.cycle(e, [("temp", {"gpu": "0"}, 81.0 + i)])
+    assert 5 <= len(writes) <= 7, f"{len(writes)} writes in {cycles} cycles: the first, then one a minute"
+    written = s.db.execute("SELECT doc FROM alert_state").fetchone()[0]
+    assert w.t - 5 - json.loads(written)["last_seen"] < SAVE_EVERY
+    before = len(writes)
+    w.cycle(e, [("temp", {"gpu": "0"}, 20.0)])
+    assert len(writes) == before + 1 and s.db.execute("SELECT count(*) FROM alert_state").fetchone()[0] == 0, \
+        "a resolve is written at once"
     s.close()
 
 

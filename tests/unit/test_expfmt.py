@@ -80,3 +80,25 @@ def test_empty_and_binary_bodies_do_not_raise():
     assert parse_text("").families == []
     garbage = parse_text(bytes(range(256)).decode("latin-1"))
     assert garbage.families == [] and garbage.errors
+
+
+def test_the_remembering_renderer_writes_exactly_what_render_both_writes():
+    """Cycle after cycle: values move (whole, fractional, huge, NaN, Inf, -0.0), series come and
+    go, a label value changes, escapes included; the cached prefixes never leak a stale line."""
+    import random
+
+    from agent.expfmt.render import Renderer, render_both
+
+    rng = random.Random(7)
+    renderer = Renderer()
+    values = [0.0, -0.0, 1.0, 2.5, 1e15, 1e16, -3.0, math.nan, math.inf, -math.inf, 1e-9, 123456789.0]
+    for cycle in range(60):
+        fams = []
+        for f in range(rng.randint(1, 6)):
+            fam = MetricFamily(f"m{f}_total" if f % 2 else f"m{f}", "counter" if f % 2 else "gauge", 'help "x"\\n')
+            for i in range(rng.randint(0, 5)):
+                labels = (("gpu", str(i)), ("path", rng.choice(['a"b', "c\\d", "e\nf", "plain"])))
+                fam.samples.append(Sample(fam.name, labels if i % 3 else (), rng.choice(values)))
+            fams.append(fam)
+        assert renderer.render(fams) == render_both(fams), f"cycle {cycle}"
+    assert len(renderer._prefixes) <= 6 * 5, "only the last render's series are remembered"

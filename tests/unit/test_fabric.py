@@ -90,7 +90,43 @@ def test_fabric_manager_is_watched_only_where_there_are_nvswitches(tmp_path):
     assert fire(("FabricManagerDown",), frames) == [("FabricManagerDown", "firing")]
 
 
-def test_the_real_process_check_runs_here():
-    from agent.collectors.fabric import fabric_manager_running
+def test_fabric_manager_followed_by_its_process_and_searched_for_at_most_every_rescan(tmp_path):
+    """A real process called nv-fabricmanager (sleep under that name): found, followed, its death
+    seen at once, and the process table searched again only every `rescan` seconds."""
+    import os
+    import shutil
+    import subprocess
 
-    assert isinstance(fabric_manager_running(), bool)  # the real process table, whatever runs on it
+    from agent.collectors.fabric import FabricManagerWatch
+
+    fm = tmp_path / "nv-fabricmanager"
+    os.symlink(shutil.which("sleep"), fm)
+    now = [0.0]
+    watch = FabricManagerWatch(rescan=30, clock=lambda: now[0])
+    proc = subprocess.Popen([str(fm), "60"])
+    try:
+        assert watch()
+        proc.kill()
+        proc.wait()
+        assert not watch(), "its death is seen in the same cycle"
+        proc = subprocess.Popen([str(fm), "60"])
+        now[0] = 10.0
+        assert not watch(), "searched again only after `rescan` seconds"
+        now[0] = 31.0
+        assert watch()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_nvswitches_counted_again_only_every_few_minutes(tmp_path):
+    from agent.collectors.fabric import SWITCHES_REFRESH
+    from agent.collectors.fabric import FabricCollector as Fabric
+
+    now = [0.0]
+    c = Fabric(SYSFS, str(tmp_path), fm_running=lambda: True, clock=lambda: now[0])
+    assert Snapshot(0.0, tuple(c.collect())).samples("llm_agent_nvswitch_devices") == []
+    (tmp_path / "nvidia-nvswitch0").touch()
+    assert Snapshot(0.0, tuple(c.collect())).samples("llm_agent_nvswitch_devices") == []
+    now[0] = SWITCHES_REFRESH
+    assert Snapshot(0.0, tuple(c.collect())).value("llm_agent_nvswitch_devices") == 1

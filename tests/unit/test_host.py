@@ -2,7 +2,7 @@
 
 from collections import namedtuple
 
-from agent.collectors.host import HostCollector, HostReadings, host_families
+from agent.collectors.host import HostCollector, HostReadings, MountWatch, host_families
 from agent.model import Snapshot
 
 CpuTimes = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")
@@ -42,3 +42,49 @@ def test_real_host_readings():
     assert snap.value("node_memory_MemTotal_bytes") > 0
     assert all(s.label("fstype") != "tmpfs" for s in snap.samples("node_filesystem_size_bytes"))
     assert all(s.label("device") != "lo" for s in snap.samples("node_network_receive_bytes_total"))
+    c.close()
+
+
+def test_mount_table_read_again_only_when_it_changes_or_every_refresh():
+    now = [0.0]
+    watch = MountWatch(refresh=300, clock=lambda: now[0])
+    assert watch.changed()  # the first look reads it
+    assert not watch.changed()
+    now[0] = 301.0
+    assert watch.changed()  # the safety net: read again every `refresh` seconds
+    watch.close()
+    blind = MountWatch("/nonexistent/mounts", refresh=300, clock=lambda: now[0])  # no poll: the refresh alone
+    assert blind.changed() and not blind.changed()
+
+
+MOUNT_CHANGE = """
+import subprocess, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+from agent.collectors.host import MountWatch
+watch = MountWatch(refresh=1e9)
+assert watch.changed() and not watch.changed()
+d = tempfile.mkdtemp()
+subprocess.run(["mount", "-t", "tmpfs", "none", d], check=True)  # in this process's own mount namespace
+print("after mount", watch.changed(), watch.changed())
+subprocess.run(["umount", d], check=True)
+print("after umount", watch.changed())
+"""
+
+
+def test_a_mount_is_noticed_at_once_through_poll():
+    """A real mount in a private mount namespace (unshare -m): the host's table is untouched."""
+    import shutil
+    import subprocess
+    import sys
+
+    import pytest
+    if not shutil.which("unshare"):
+        pytest.skip("no unshare")
+    root = __file__.rsplit("/tests/", 1)[0]
+    out = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", MOUNT_CHANGE, root],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode and ("Operation not permitted" in out.stderr or "permission" in out.stderr.lower()):
+        pytest.skip(f"no private mount namespace here: {out.stderr.strip()[:200]}")
+    assert out.returncode == 0, out.stderr
+    assert "after mount True False" in out.stdout
+    assert "after umount True" in out.stdout

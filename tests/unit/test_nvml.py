@@ -314,6 +314,31 @@ def test_processes_carry_their_owner_and_their_utilisation():
         c.close()
 
 
+def test_a_process_name_and_owner_are_read_once_while_it_stays_on_a_gpu():
+    """Two /proc reads per process per GPU per cycle were this collector's largest cost; they are
+    read once while NVML lists the pid, and again if the pid leaves and comes back (reused)."""
+    reads = []
+    names = {4242: "vllm"}
+    fake = FakeNvml([FakeGpu(processes=[(4242, 1 << 30)]), FakeGpu(processes=[(4242, 1 << 30)])])
+    c = NvmlCollector(fake, process_name=lambda pid: reads.append(pid) or names[pid], process_owner=lambda pid: {},
+                      xid_events=False)
+    try:
+        for _ in range(3):
+            collect(c)
+        assert reads == [4242], "one read for a process on two GPUs over three cycles"
+        for g in fake.gpus:
+            g.processes = []
+        collect(c)
+        names[4242] = "python3"  # the number is reused by another program
+        for g in fake.gpus:
+            g.processes = [(4242, 1 << 30)]
+        snap = collect(c)
+        assert reads == [4242, 4242]
+        assert {s.label("process_name") for s in snap.samples("llm_agent_gpu_process_memory_bytes")} == {"python3"}
+    finally:
+        c.close()
+
+
 def test_violation_time_encoder_decoder_nvlink_and_versions_under_dcgm_names(three):
     fake, c = three
     snap = collect(c)

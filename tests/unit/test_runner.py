@@ -152,3 +152,38 @@ def test_each_deriver_sees_what_the_ones_before_it_derived():
         assert snap.value("m2") == 6 and snap.value("m4") == 12
     finally:
         r.close()
+
+
+def test_a_hung_source_holds_up_the_others_by_the_hedge_not_by_its_timeout():
+    """Collectors share a lane; one that hangs makes another lane start after HEDGE_AFTER."""
+    hangs = [Hanging() for _ in range(3)]
+    for i, h in enumerate(hangs):
+        h.name = f"hanging{i}"
+    r = Runner(hangs + [Fixed("a"), Fixed("b")], timeout=2, hedge_after=0.05)
+    start = time.monotonic()
+    snap = r.run()
+    assert snap.value("m", src="a") == 1 and snap.value("m", src="b") == 1
+    assert time.monotonic() - start < 2.5
+    assert [h.calls for h in hangs] == [1, 1, 1]
+    for h in hangs:
+        h.release.set()
+    r.close()
+
+
+def test_collectors_that_never_started_run_afresh_next_cycle():
+    """Every lane hung and the timeout passed before some collectors started: they are
+    reported as timed out, not left pending (which would skip them as busy forever)."""
+    hangs = [Hanging() for _ in range(2)]
+    for i, h in enumerate(hangs):
+        h.name = f"hanging{i}"
+    late = Fixed("late")
+    r = Runner(hangs + [late], timeout=0.3, hedge_after=10)  # no second lane within the timeout
+    snap = r.run()
+    assert snap.value("llm_agent_collector_success", collector="late") == 0
+    assert hangs[1].calls == 0, "never started"
+    r.hedge_after = 0.05
+    snap = r.run()
+    assert snap.value("m", src="late") == 1, "run in this cycle's new lane"
+    for h in hangs:
+        h.release.set()
+    r.close()

@@ -2,6 +2,7 @@
 bodies, a server that accepts and never answers, one that trickles, one that vanishes.
 (The real llama-server is exercised in tests/integration.)"""
 
+import json
 import time
 from pathlib import Path
 
@@ -243,3 +244,22 @@ def test_tokens_per_second_is_a_one_minute_rate_and_vanishes_when_the_scrape_fai
         clock.now += 5
         assert cycle().value("llm_agent_generation_tokens_per_second") == 0.0
         cycle.close()
+
+
+def test_busy_slots_come_from_metrics_and_props_so_slots_is_not_asked_each_cycle():
+    """/slots and /metrics are both tasks on llama-server's main loop: with /metrics'
+    requests_processing and /props' total_slots, the agent asks for /slots no more."""
+    metrics = (FIX / "llamacpp" / "metrics.txt").read_bytes().replace(b"llamacpp:requests_processing 0",
+                                                                       b"llamacpp:requests_processing 3")
+    with RouteServer(llama_routes(metrics)) as srv:
+        c = LlamaCppCollector(TargetConfig("llama", srv.url))
+        for _ in range(3):
+            snap = snap_of(c)
+        assert snap.value("llm_agent_target_slots", state="busy") == 3
+        assert snap.value("llm_agent_target_slots", state="idle") == 1, "total_slots 4 in the captured /props"
+        assert "/slots" not in srv.hits and srv.hits["/metrics"] == 3 and srv.hits["/health"] == 3
+    routes = llama_routes()
+    routes["/props"] = static(json.dumps({"n_ctx": 512, "build_info": "b1"}).encode(), ctype="application/json")
+    with RouteServer(routes) as srv:  # an older build without total_slots: /slots as before
+        snap = snap_of(LlamaCppCollector(TargetConfig("old", srv.url)))
+        assert snap.value("llm_agent_target_slots", state="idle") == 4 and srv.hits["/slots"] == 1
