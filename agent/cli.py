@@ -27,6 +27,8 @@ EPILOG = """commands:
   reload           ask the running agent to re-read its configuration (SIGHUP)
   silence          add, list or expire silences on the running agent (as amtool does)
   maintenance      silence the host (or one target) for a while; /healthz answers 503
+  bench            benchmark a target now and compare it with its baseline
+  baseline         record, show or compare performance baselines
 
 The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
 exists, else the embedded defaults."""
@@ -87,12 +89,24 @@ def _parser() -> argparse.ArgumentParser:
     sil_list.add_argument("--expired", action="store_true", help="show expired ones too")
     sil_exp = sil_sub.add_parser("expire", help="end silences now")
     sil_exp.add_argument("ids", nargs="+", metavar="ID")
+    bench = sub.add_parser("bench", help="benchmark a target now (at its next idle moment) and compare with its baseline")
+    bench.add_argument("target", metavar="TARGET")
+    bench.add_argument("--wait", type=_duration_arg, default=900.0, metavar="DURATION",
+                       help="how long to wait for the run (default 15m: it starts once the server is idle)")
+    base = sub.add_parser("baseline", help="record, show or compare performance baselines")
+    base_sub = base.add_subparsers(dest="baseline_command", metavar="SUBCOMMAND")
+    base_rec = base_sub.add_parser("record", help="the last completed benchmarks become the baseline")
+    base_rec.add_argument("--last", type=int, default=0, metavar="N", help="how many runs (default [bench] baseline_runs)")
+    base_show = base_sub.add_parser("show", help="each target's baseline and environment")
+    base_cmp = base_sub.add_parser("compare", help="the last benchmark against the baseline")
+    for cmd in (base_rec, base_show, base_cmp):
+        cmd.add_argument("target", nargs="?" if cmd is not base_rec else None, metavar="TARGET")
     mnt = sub.add_parser("maintenance", help="silence the host (or one target) for a while; /healthz answers 503")
     mnt.add_argument("--for", dest="duration", type=_duration_arg, metavar="DURATION", help="how long, e.g. 30m")
     mnt.add_argument("--target", metavar="NAME", help="only this target's alerts (and /healthz?target=NAME)")
     mnt.add_argument("--comment", default="", help="why")
     mnt.add_argument("--end", action="store_true", help="end the maintenance window(s) now")
-    for cmd in (sil_add, sil_list, sil_exp, mnt):
+    for cmd in (sil_add, sil_list, sil_exp, mnt, bench, base_rec, base_show, base_cmp):
         cmd.add_argument("--config", metavar="FILE", help="config file (TOML): where the agent listens")
         cmd.add_argument("--url", help="the agent's URL (default: from [exporter] listen)")
         cmd.add_argument("--user", help="basic auth user (password from $LLM_AGENT_PASSWORD, else asked)")
@@ -234,6 +248,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     handlers = {"run": cmd_run, "check": cmd_check, "test-alert": commands.test_alert, "stacks": commands.stacks,
                 "reload": commands.reload, "report": commands.report, "maintenance": commands.maintenance,
                 "silence": commands.silence if getattr(args, "silence_command", None) else None,
+                "bench": commands.bench, "baseline": commands.baseline if getattr(args, "baseline_command", None) else None,
                 "rules": commands.rules_export if args.command == "rules" and args.rules_command == "export" else None}
     handler = handlers.get(args.command)
     if handler is None:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from typing import Optional
+from urllib.parse import quote
 
 from .config import Config
 from .statelock import PIDFILE
@@ -289,3 +290,93 @@ def maintenance(args: argparse.Namespace, config: Config) -> int:
     except ApiError as e:
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1
+
+
+def bench(args: argparse.Namespace, config: Config) -> int:
+    """Ask the running agent to benchmark TARGET at its next idle moment; print the result."""
+    import time as _time
+
+    from .apiclient import ApiError, call
+
+    base, auth = _api(args, config)
+    try:
+        before = (call(base, "GET", f"/api/v1/perf?target={quote(args.target)}", auth=auth)["targets"]
+                  .get(args.target) or {}).get("last_run")
+        queued = call(base, "POST", f"/api/v1/perf/bench?target={quote(args.target)}", auth=auth)
+        print(f"queued: {args.target} is benchmarked once it has had no request for {queued['idle_for']:g}s "
+              f"(a user's request makes it hang up and try again later)", file=sys.stderr)
+        deadline = _time.monotonic() + args.wait
+        while _time.monotonic() < deadline:
+            _time.sleep(2)
+            summary = call(base, "GET", f"/api/v1/perf?target={quote(args.target)}", auth=auth)["targets"][args.target]
+            run = summary.get("last_run")
+            if run and run != before:
+                print(_perf_report(args.target, summary))
+                return 0 if run["outcome"] == "completed" else 1
+        print(f"llm-agent: no run within {args.wait:g}s (is {args.target} ever idle?)", file=sys.stderr)
+        return 1
+    except ApiError as e:
+        print(f"llm-agent: {e}", file=sys.stderr)
+        return 1
+
+
+def baseline(args: argparse.Namespace, config: Config) -> int:
+    """baseline record|show|compare, through the running agent."""
+    from .apiclient import ApiError, call
+
+    base, auth = _api(args, config)
+    try:
+        if args.baseline_command == "record":
+            doc = call(base, "POST", f"/api/v1/perf/baseline?target={quote(args.target)}&last={args.last}", auth=auth)
+            print(f"baseline of {args.target} recorded from {doc['runs']} run(s) for "
+                  f"{_env_line(doc['environment'])}:")
+            for name, value in doc["figures"].items():
+                print(f"  {name:34s} {value:.4g}")
+            return 0
+        path = "/api/v1/perf" + (f"?target={quote(args.target)}" if args.target else "")
+        targets = call(base, "GET", path, auth=auth)["targets"]
+        for name, summary in sorted(targets.items()):
+            if args.baseline_command == "show":
+                b = summary.get("baseline")
+                print(f"{name}: {_env_line(summary['environment'])}")
+                if b is None:
+                    print("  no baseline yet for this environment")
+                    continue
+                print(f"  {b['how']} from {b['runs']} run(s):")
+                for fig, value in b["figures"].items():
+                    print(f"  {fig:34s} {value:.4g}")
+            else:
+                print(_perf_report(name, summary))
+        return 0
+    except ApiError as e:
+        print(f"llm-agent: {e}", file=sys.stderr)
+        return 1
+
+
+def _env_line(env: dict) -> str:
+    return ", ".join(f"{k} {env.get(k) or '?'}" for k in ("model", "build", "gpu", "driver"))
+
+
+def _perf_report(name: str, summary: dict) -> str:
+    from .perf.book import Comparison, figures_table
+
+    run = summary.get("last_run") or {}
+    lines = [f"{name}: {_env_line(summary['environment'])}"]
+    if run:
+        lines.append(f"  last run: {run['outcome']}" + (f" ({run['detail']})" if run.get("detail") else "") +
+                     f"; cost {run['tokens']} tokens, {run['seconds']:.1f} s")
+    rows = figures_table([Comparison(**c) for c in summary.get("comparison") or []])
+    if rows:
+        lines.append(f"  {'figure':34s} {'now':>10s} {'baseline':>10s}  change")
+        lines += [f"  {f:34s} {cur:>10s} {b:>10s}  {ch}" for f, cur, b, ch in rows]
+    elif summary.get("last_completed"):
+        lines += [f"  {k:34s} {v:.4g}" for k, v in summary["last_completed"]["figures"].items()]
+        lines.append("  no baseline yet for this environment")
+    change = summary.get("last_change")
+    if change:
+        lines.append(f"  changed: {change['what']}")
+    q = summary.get("quality")
+    if q:
+        lines.append(f"  quality: {q['score']:.0%} of {len(q['cases'])} case(s)" +
+                     (f" (baseline {summary['quality_baseline']:.0%})" if summary.get("quality_baseline") is not None else ""))
+    return "\n".join(lines)

@@ -22,6 +22,8 @@ from .collectors.selfstats import AgentStats
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes
 from .model import Snapshot, gauge
+from .perf.anomaly import HistoryRules
+from .perf.book import PerfBook
 from .probes.stacks import StackStore
 from .runner import Runner
 from .serve.api import QueryAPI
@@ -78,13 +80,19 @@ class Agent:
         self.stacks = StackStore(self.state_dir or "/tmp", config.health.py_spy_timeout) \
             if config.health.py_spy else None
         self._cycle_now = threading.Event()
+        self.perf_book = PerfBook(self.state_dir, config.bench.baseline_runs, clock) if self.state_dir else None
         self.collectors = CollectorSet(Context(config, nvml, clock, monotonic, self.state_dir, self.stacks,
-                                               self._self_stats, wake=self.wake_now), self.runner, discover)
+                                               self._self_stats, wake=self.wake_now, perf_book=self.perf_book),
+                                       self.runner, discover)
         self.alerting: Optional[Alerting] = None
         if alerting:
             self.alerting = Alerting(config, self.state_dir, clock, self.stacks)
         store = open_store(config, self.state_dir, clock) if alerting else None
         self.recorder: Optional[Recorder] = Recorder(store) if store is not None else None
+        self.history_rules: Optional[HistoryRules] = None
+        if store is not None:  # a week of a series against its last half hour: read from the history file
+            querier = Querier(store, clock, config.history.query_max_samples, config.history.query_timeout)
+            self.history_rules = HistoryRules(lambda expr, t: querier.instant(expr, t)[0], clock=clock)
         self.reports: Optional[ReportScheduler] = None
         self._configure_reports(config)
 
@@ -139,7 +147,10 @@ class Agent:
         start = self.monotonic()
         self.collectors.sync()
         reload_ok = gauge("llm_agent_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or not (0).")
-        snapshot = self.runner.run(extra=[reload_ok.add({}, 1 if self.reload_ok else 0)])
+        extra = [reload_ok.add({}, 1 if self.reload_ok else 0)]
+        if self.history_rules is not None:
+            extra += self.history_rules.families()  # as of their last round (every 5 minutes)
+        snapshot = self.runner.run(extra=extra)
         if self.alerting is not None:
             try:
                 self.alerting.process(snapshot)
@@ -193,6 +204,14 @@ class Agent:
             exporter.api_alerts = self.alerting.api_alerts
             exporter.alertmanager_api = self.alerting.api
         exporter.console = self.console_state
+        if self.perf_book is not None and self.alerting is not None:
+            from .perf.collector import PerfCollector
+            from .serve.perf_api import PerfAPI
+
+            exporter.perf_api = PerfAPI(
+                self.perf_book,
+                lambda: {c.server: c for c in self.runner.collectors if isinstance(c, PerfCollector)},
+                self.alerting.api._refuse_write, lambda: self.config.bench.tolerance)
         if self.recorder is not None:
             exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
                                                   self.config.history.query_timeout), self.clock, self.metadata)
@@ -292,6 +311,8 @@ class Agent:
             self.alerting.close(drain)
         if self.reports is not None:
             self.reports.close()
+        if self.history_rules is not None:
+            self.history_rules.close()
         if self.recorder is not None:
             self.recorder.close()
 

@@ -9,12 +9,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Generic, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 Labels = Tuple[Tuple[str, str], ...]
 
 COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED = "counter", "gauge", "histogram", "summary", "untyped"
 METRIC_TYPES = (COUNTER, GAUGE, HISTOGRAM, SUMMARY, UNTYPED)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class CarryOver(Generic[K, V]):
+    """A memo carried from one round (a scrape, a render) to the next: what the last round
+    used is known in this one, the rest is dropped, so it never grows as series churn. A
+    target's series are the same from one cycle to the next: their labels are parsed, relabeled
+    and rendered once, and every consumer shares the same objects."""
+
+    def __init__(self) -> None:
+        self.known: Dict[K, V] = {}
+        self.used: Dict[K, V] = {}
+
+    def next_round(self) -> None:
+        self.known, self.used = self.used, {}
+
+    def get(self, key: K) -> Optional[V]:
+        found = self.known.get(key)
+        if found is not None:
+            self.used[key] = found
+        return found
+
+    def put(self, key: K, value: V) -> V:
+        self.used[key] = value
+        return value
 
 
 class Sample:

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TargetConfig
 from ..expfmt import parse_text
-from ..model import COUNTER, Labels, MetricFamily, Problem, Sample, counter, gauge
+from ..expfmt.parse import LabelSets
+from ..model import COUNTER, CarryOver, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
 from ..probes.liveness import Liveness
 from .engines import engine_sources, source_total
@@ -43,30 +44,42 @@ def public_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def relabel(families: List[MetricFamily], extra: Labels) -> List[MetricFamily]:
+def relabel(families: List[MetricFamily], extra: Labels,
+            memo: Optional[CarryOver[Labels, Labels]] = None) -> List[MetricFamily]:
     """Prefix every sample's labels with `extra` (the `server` label and static labels). A
     label the server already uses is kept as `exported_<name>`, as Prometheus does; if that
-    is taken too, `exported_exported_<name>`, and so on."""
+    is taken too, `exported_exported_<name>`, and so on. `memo` keeps the results from the
+    target's last scrape, so its series keep the same label tuples cycle after cycle."""
     names = {k for k, _ in extra}
+    if memo is not None:
+        memo.next_round()
     for fam in families:
         out = []
         for s in fam.samples:
-            own = s.labels
-            if any(k in names for k, _ in own):
-                taken = names | {k for k, _ in own}
-                renamed = []
-                for k, v in own:
-                    if k in names:
-                        new = "exported_" + k
-                        while new in taken:
-                            new = "exported_" + new
-                        taken.add(new)
-                        k = new
-                    renamed.append((k, v))
-                own = tuple(renamed)
-            out.append(Sample(s.name, extra + own, s.value))
+            final = memo.get(s.labels) if memo is not None else None
+            if final is None:
+                final = extra + _exported(s.labels, names)
+                if memo is not None:
+                    memo.put(s.labels, final)
+            out.append(Sample(s.name, final, s.value))
         fam.samples = out
     return families
+
+
+def _exported(own: Labels, names: set) -> Labels:
+    if not any(k in names for k, _ in own):
+        return own
+    taken = names | {k for k, _ in own}
+    renamed = []
+    for k, v in own:
+        if k in names:
+            new = "exported_" + k
+            while new in taken:
+                new = "exported_" + new
+            taken.add(new)
+            k = new
+        renamed.append((k, v))
+    return tuple(renamed)
 
 
 @dataclass
@@ -112,6 +125,8 @@ class OpenMetricsCollector:
         self._errors: Dict[str, int] = {}
         self._parse_errors = 0
         self.restarts = 0
+        self._label_sets: Dict[str, LabelSets] = {}  # per metrics path: parsed once (expfmt.parse)
+        self._relabeled: CarryOver[Labels, Labels] = CarryOver()
 
     # -- helpers for subclasses -------------------------------------------------------------
 
@@ -194,12 +209,15 @@ class OpenMetricsCollector:
                          "they would have broken the exposition or claimed the agent's own names; "
                          "llm_agent_target_series_dropped_total counts them")
         self._derive(families, signals)
-        return relabel(families, self.labels)
+        return relabel(families, self.labels, self._relabeled)
 
     def _fetch_families(self, path: str, deadline: float, added_labels: int) -> List[MetricFamily]:
         resp = self.get(path, deadline)
         limits = self.limits
-        parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit)
+        if path not in self._label_sets and len(self._label_sets) >= 64:
+            self._label_sets.clear()  # a router's models came and went: start over rather than grow
+        sets = self._label_sets.setdefault(path, LabelSets())
+        parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit, sets)
         del resp  # a big body need not outlive the parse
         if parsed.errors:
             self._parse_errors += len(parsed.errors)

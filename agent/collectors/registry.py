@@ -36,6 +36,7 @@ class Context:
     self_stats: Callable[[], Any] = dict  # -> selfstats.AgentStats
     targets_now: Callable[[], Tuple[TargetConfig, ...]] = tuple
     wake: Callable[[], None] = lambda: None  # run the next cycle now (a suspected hang is checked again)
+    perf_book: Any = None  # perf.book.PerfBook: benchmark and quality runs, baselines, environments
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def section(config: Config, dotted: str) -> Any:
 def load_all() -> List[str]:
     """Import every collector module so that each registers itself."""
     from . import engines, fabric, host, kernel, llamacpp, nvml, ollama, openmetrics, process, selfstats, slocost  # noqa: F401
+    from ..perf import collector as perf  # noqa: F401
     from ..probes import collector  # noqa: F401
 
     return sorted(FIXED) + sorted(DERIVERS) + sorted(TARGET_KINDS) + sorted(PER_TARGET)

@@ -225,8 +225,9 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
         raise ConfigError([f"{source}:{m.group(1) if m else '?'}: invalid TOML: {e}"]) from None
     val = _Validator(source, text, environ)
     sections = val.table(SCHEMA, raw, ())
-    for section in ("targets", "rules", "notify", "reports"):
+    for section in ("targets", "rules", "notify", "reports", "quality"):
         _check_unique_names(val, section, sections[section])
+    _check_quality(val, sections["quality"], sections["targets"])
     _check_channels(val, sections["notify"])
     _check_report_channels(val, sections["reports"], sections["notify"])
     _check_disable(val, sections["alerting"]["disable"])
@@ -284,6 +285,20 @@ def _check_report_channels(val: _Validator, reports: List[Dict[str, Any]], chann
             elif kinds[name] not in ("slack", "webhook"):
                 val.error(("reports", i, "channels"), f"{name!r} is a {kinds[name]} channel: reports go to slack or "
                                                       "webhook channels (a pager is for incidents)")
+
+
+def _check_quality(val: _Validator, cases: List[Dict[str, Any]], targets: List[Dict[str, Any]]) -> None:
+    """A quality case checks its answer one way, and names only targets that exist."""
+    names = {t.get("name") for t in targets}
+    for i, case in enumerate(cases):
+        given = [k for k in ("expect_regex", "expect_exact", "expect_number") if case.get(k) not in (None, "")]
+        if len(given) > 1:
+            val.error(("quality", i, given[1]), f"give one of expect_regex, expect_exact, expect_number (also {given[0]})")
+        if case.get("tolerance") and case.get("expect_number") is None:
+            val.error(("quality", i, "tolerance"), "tolerance is for expect_number")
+        for name in case.get("targets") or []:
+            if targets and name not in names:
+                val.error(("quality", i, "targets"), f"no [[targets]] entry is named {name!r}")
 
 
 def _check_history_tiers(val: _Validator, history: Dict[str, Any]) -> None:

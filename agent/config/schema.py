@@ -328,6 +328,49 @@ class ProbeSettings:
     only_loaded_models: bool = setting(True, v.typed(bool))
 
 
+def _optional_number(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+def _optional_text(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    enabled: bool = setting(True, v.typed(bool))
+    interval: float = setting("6h", v.at_least(60, v.parse_duration))
+    idle_for: float = setting("2m", v.positive(v.parse_duration))
+    prompt_tokens: int = setting(512, v.typed(int, 16, 32768))
+    generate_tokens: int = setting(128, v.typed(int, 2, 4096))
+    requests: int = setting(8, v.typed(int, 2, 100))
+    max_concurrency: int = setting(4, v.typed(int, 1, 64))
+    timeout: float = setting("60s", v.positive(v.parse_duration))
+    tolerance: float = setting(0.15, _fraction)
+    baseline_runs: int = setting(3, v.typed(int, 1, 50))
+    quality_interval: float = setting("1h", v.at_least(60, v.parse_duration))
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    name: str = setting(None, v.typed(str), required=True)
+    prompt: str = setting(None, v.typed(str), required=True)
+    expect_regex: str = setting("", _regex)
+    expect_exact: Any = setting(None, _optional_text)
+    expect_number: Any = setting(None, _optional_number)
+    tolerance: float = setting(0.0, lambda x: float(v.typed((int, float), 0)(x)))
+    max_tokens: int = setting(64, v.typed(int, 1, 4096))
+    targets: List[str] = setting([], v.str_list)
+
+
 @dataclass(frozen=True)
 class HealthSettings:
     hang_after: float = setting("5s", v.positive(v.parse_duration))
@@ -438,6 +481,8 @@ class Settings:
     notify: Tuple[NotifySettings, ...] = array(NotifySettings)
     reports: Tuple[ReportSettings, ...] = array(ReportSettings)
     probes: ProbeSettings = section(ProbeSettings)
+    bench: BenchSettings = section(BenchSettings)
+    quality: Tuple[QualitySettings, ...] = array(QualitySettings)
     health: HealthSettings = section(HealthSettings)
     slo: SloSettings = section(SloSettings)
     cost: CostSettings = section(CostSettings)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
-from ..model import COUNTER, HISTOGRAM, METRIC_TYPES, SUMMARY, UNTYPED, Labels, MetricFamily, Sample
+from ..model import COUNTER, HISTOGRAM, METRIC_TYPES, SUMMARY, UNTYPED, CarryOver, Labels, MetricFamily, Sample
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -63,24 +63,8 @@ def _parse_labels(line: str, pos: int) -> Tuple[Labels, int]:
             pos += 1
         if line[pos:pos + 2] != '="':
             raise _LineError(f"expected '=\"' after label {name!r}")
-        pos += 2
-        chars = []
-        while True:
-            if pos >= n:
-                raise _LineError(f"unterminated value for label {name!r}")
-            c = line[pos]
-            if c == '"':
-                pos += 1
-                break
-            if c == "\\":
-                if pos + 1 >= n or line[pos + 1] not in _ESCAPES:
-                    raise _LineError(f"invalid escape in label {name!r}")
-                chars.append(_ESCAPES[line[pos + 1]])
-                pos += 2
-                continue
-            chars.append(c)
-            pos += 1
-        labels.append((name, "".join(chars)))
+        value, pos = _label_value(line, pos + 2, name)
+        labels.append((name, value))
         while pos < n and line[pos] in " \t":
             pos += 1
         if pos < n and line[pos] == ",":
@@ -89,7 +73,45 @@ def _parse_labels(line: str, pos: int) -> Tuple[Labels, int]:
             raise _LineError(f"expected ',' or '}}' after label {name!r}")
 
 
-def parse_sample(line: str) -> Sample:
+def _label_value(line: str, pos: int, name: str) -> Tuple[str, int]:
+    """The quoted value starting at `pos` (after its opening quote) and the index after it."""
+    end = line.find('"', pos)
+    if end >= 0 and line.find("\\", pos, end) < 0:  # no escape before the quote (nearly every value): a slice
+        return line[pos:end], end + 1
+    chars: List[str] = []
+    n = len(line)
+    while True:
+        if pos >= n:
+            raise _LineError(f"unterminated value for label {name!r}")
+        c = line[pos]
+        if c == '"':
+            return "".join(chars), pos + 1
+        if c == "\\":
+            if pos + 1 >= n or line[pos + 1] not in _ESCAPES:
+                raise _LineError(f"invalid escape in label {name!r}")
+            chars.append(_ESCAPES[line[pos + 1]])
+            pos += 2
+            continue
+        chars.append(c)
+        pos += 1
+
+
+class LabelSets(CarryOver[str, Labels]):
+    """A target's label sets by their text, from its last body; and the (name, value) pairs
+    they are made of, one object each however many series share it (model_name is on every
+    series of a vLLM, le on every bucket)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pairs: Dict[Tuple[str, str], Tuple[str, str]] = {}
+
+    def shared(self, labels: Labels) -> Labels:
+        if len(self.pairs) > 100_000:
+            self.pairs.clear()  # label values churned: start over rather than grow
+        return tuple([self.pairs.setdefault(p, p) for p in labels])
+
+
+def parse_sample(line: str, sets: Optional[LabelSets] = None) -> Sample:
     """One sample line: ``name{labels} value [timestamp]`` (the timestamp is dropped)."""
     m = _NAME.match(line)
     if not m:
@@ -97,7 +119,16 @@ def parse_sample(line: str) -> Sample:
     name, pos = m.group(0), m.end()
     labels: Labels = ()
     if pos < len(line) and line[pos] == "{":
-        labels, pos = _parse_labels(line, pos + 1)
+        close = line.find("}", pos)
+        # the text between the braces is the key only when no other '}' can hide in a value
+        key = line[pos + 1:close] if sets is not None and close > 0 and line.find("}", close + 1) < 0 else None
+        found = sets.get(key) if sets is not None and key is not None else None
+        if found is not None:
+            labels, pos = found, close + 1
+        else:
+            labels, pos = _parse_labels(line, pos + 1)
+            if sets is not None and key is not None and pos == close + 1:
+                labels = sets.put(key, sets.shared(labels))
     rest = line[pos:].split()
     if not rest or len(rest) > 3:  # value, timestamp, and OpenMetrics' exemplar marker at most
         raise _LineError("expected a value (and optional timestamp) after the series")
@@ -133,10 +164,12 @@ def _lines(body: str) -> Iterator[str]:
         start = end + 1
 
 
-def parse_text(body: str, max_samples: int = 0) -> ParseResult:
+def parse_text(body: str, max_samples: int = 0, sets: Optional[LabelSets] = None) -> ParseResult:
     """Parse an exposition body into families (in first-seen order) and line errors. With
     `max_samples`, stop at the sample after it (`exceeded`): memory stays bounded whatever
-    the body holds."""
+    the body holds. With `sets`, the label sets of the target's last body are reused (CarryOver)."""
+    if sets is not None:
+        sets.next_round()
     families: Dict[str, MetricFamily] = {}
     count = 0
     helps: Dict[str, str] = {}
@@ -163,7 +196,7 @@ def parse_text(body: str, max_samples: int = 0) -> ParseResult:
                     fam.type = mtype
             continue
         try:
-            sample = parse_sample(line)
+            sample = parse_sample(line, sets)
         except _LineError as e:
             errors.append(f"line {lineno}: {e}")
             continue

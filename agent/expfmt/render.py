@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Tuple
+import threading
+from typing import Iterable, List, Optional, Tuple
 
-from ..model import COUNTER, UNTYPED, Labels, MetricFamily
+from ..model import COUNTER, UNTYPED, CarryOver, Labels, MetricFamily
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -28,7 +29,7 @@ def _escape_label(v: str) -> str:
     return v
 
 
-Prefixes = Dict[Tuple[str, Labels], str]
+Prefixes = CarryOver[Tuple[str, Labels], str]
 
 
 def _prefix(name: str, labels: Labels) -> str:
@@ -38,14 +39,13 @@ def _prefix(name: str, labels: Labels) -> str:
     return f"{name}{{{lbl}}} "
 
 
-def _series(fam: MetricFamily, known: Prefixes, used: Prefixes) -> List[str]:
+def _series(fam: MetricFamily, prefixes: Prefixes) -> List[str]:
     lines = []
     for s in fam.samples:
         key = (s.name, s.labels)
-        prefix = known.get(key)
+        prefix = prefixes.get(key)
         if prefix is None:
-            prefix = _prefix(s.name, s.labels)
-        used[key] = prefix
+            prefix = prefixes.put(key, _prefix(s.name, s.labels))
         v = s.value
         # format_value's common case inline: most values are whole numbers (counters, bytes)
         lines.append(prefix + (str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else format_value(v)))
@@ -80,27 +80,39 @@ class Renderer:
     rendering cost. Only the series of the last render are kept (no growth as series churn)."""
 
     def __init__(self) -> None:
-        self._prefixes: Prefixes = {}
+        self._prefixes: Prefixes = CarryOver()
+        self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
 
-    def render(self, families: Iterable[MetricFamily]) -> Tuple[bytes, bytes]:
-        used: Prefixes = {}
-        out = render_both(families, self._prefixes, used)
-        self._prefixes = used
-        return out
+    def render(self, families: Iterable[MetricFamily], fmt: str) -> bytes:
+        """One format ("text" or "openmetrics"): a scrape asks for one, and a 32-target host's
+        body is megabytes."""
+        with self._lock:
+            self._prefixes.next_round()
+            return render_one(families, fmt, self._prefixes)
 
 
-def render_both(families: Iterable[MetricFamily], known: Optional[Prefixes] = None,
-                used: Optional[Prefixes] = None) -> Tuple[bytes, bytes]:
+def render_one(families: Iterable[MetricFamily], fmt: str, prefixes: Optional[Prefixes] = None) -> bytes:
+    prefixes = CarryOver() if prefixes is None else prefixes
+    header = _openmetrics_header if fmt == "openmetrics" else _text_header
+    lines: List[str] = []
+    for fam in families:
+        if fam.samples:
+            lines += header(fam)
+            lines += _series(fam, prefixes)
+    lines.append("# EOF\n" if fmt == "openmetrics" else "")
+    return "\n".join(lines).encode("utf-8")
+
+
+def render_both(families: Iterable[MetricFamily], prefixes: Optional[Prefixes] = None) -> Tuple[bytes, bytes]:
     """(text 0.0.4, OpenMetrics 1.0) at once: the series lines are the same in both formats,
     so each is formatted once."""
-    known = {} if known is None else known
-    used = {} if used is None else used
+    prefixes = CarryOver() if prefixes is None else prefixes
     text: List[str] = []
     om: List[str] = []
     for fam in families:
         if not fam.samples:
             continue
-        series = _series(fam, known, used)
+        series = _series(fam, prefixes)
         text += _text_header(fam)
         text += series
         om += _openmetrics_header(fam)

@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
@@ -195,16 +195,21 @@ def _problem(server: str, result: ProbeResult):
                    "the model does not answer as it should; check the server's log")
 
 
+def probe_spec(c: Any, target: TargetConfig) -> ProbeSpec:
+    """The probe's request for `target` (its API from the target's kind unless [probes] api
+    says); the benchmark and the quality set send the same kind of request."""
+    api = c.probes.api
+    auto = {"llamacpp": "completion", "ollama": "ollama"}.get(target.kind, "chat")
+    return ProbeSpec(target.url, api if api != "auto" else auto, c.probes.prompt, c.probes.max_tokens,
+                     timeout=c.probes.timeout, model=c.probes.model, api_key=target.api_key,
+                     only_loaded=c.probes.only_loaded_models)
+
+
 @register_per_target("probe")
 def _build(ctx: Context, target: TargetConfig) -> Optional[ProbeCollector]:
     c = ctx.config
     if not c.probes.enabled or not target.probe:
         return None
-    api = c.probes.api
-    auto = {"llamacpp": "completion", "ollama": "ollama"}.get(target.kind, "chat")
-    spec = ProbeSpec(target.url, api if api != "auto" else auto,
-                     c.probes.prompt, c.probes.max_tokens, timeout=c.probes.timeout,
-                     model=c.probes.model, api_key=target.api_key, only_loaded=c.probes.only_loaded_models)
-    return ProbeCollector(target.name, spec, c.probes.interval, canary_regex=c.probes.canary_regex,
+    return ProbeCollector(target.name, probe_spec(c, target), c.probes.interval, canary_regex=c.probes.canary_regex,
                           canary_baseline=c.probes.canary_baseline, state_dir=ctx.state_dir,
                           slow_after=c.slo.ttft_seconds)

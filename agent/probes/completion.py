@@ -12,6 +12,7 @@ import dataclasses
 import http.client
 import json
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
@@ -31,6 +32,8 @@ class ProbeSpec:
     model: str = ""
     api_key: str = field(default="", repr=False)
     only_loaded: bool = True  # Ollama, llama.cpp routers: never probe (and so load) a model not loaded
+    ignore_eos: bool = False  # generate exactly max_tokens (a benchmark's fixed length; llama.cpp, vLLM)
+    cancel: Optional[threading.Event] = field(default=None, repr=False, compare=False)  # set: hang up (a benchmark yields)
 
 
 @dataclass
@@ -43,6 +46,7 @@ class ProbeResult:
     tokens: int = 0
     text: str = ""
     detail: str = ""
+    prompt_tokens: Optional[int] = None  # as the server counted them, where it says
 
 
 def request_body(spec: ProbeSpec) -> Tuple[str, dict]:
@@ -55,9 +59,14 @@ def request_body(spec: ProbeSpec) -> Tuple[str, dict]:
                 "temperature": 0, "seed": spec.seed, "stream": True, "stream_options": {"include_usage": True}}
         if spec.model:
             body["model"] = spec.model
+        if spec.ignore_eos:
+            body["ignore_eos"] = True
         return "/v1/chat/completions", body
-    return "/completion", {"prompt": spec.prompt, "n_predict": spec.max_tokens, "temperature": 0,
-                           "seed": spec.seed, "stream": True, "cache_prompt": False}
+    body = {"prompt": spec.prompt, "n_predict": spec.max_tokens, "temperature": 0, "seed": spec.seed, "stream": True,
+            "cache_prompt": False}
+    if spec.ignore_eos:
+        body["ignore_eos"] = True
+    return "/completion", body
 
 
 def parse_event(line: str) -> Tuple[str, bool, Optional[int]]:
@@ -84,6 +93,25 @@ def parse_event(line: str) -> Tuple[str, bool, Optional[int]]:
         return delta.get("content") or choices[0].get("text") or "", False, usage.get("completion_tokens")
     reported = event.get("tokens_predicted") if event.get("stop") else None
     return event.get("content") or "", bool(event.get("stop")), reported
+
+
+def prompt_tokens_of(line: str) -> Optional[int]:
+    """The prompt's token count where a stream event states it: llama-server's final event
+    (tokens_evaluated), an OpenAI usage chunk (usage.prompt_tokens), Ollama's last line
+    (prompt_eval_count); None elsewhere."""
+    data = line[5:].strip() if line.startswith("data:") else line
+    if not data.startswith("{"):
+        return None
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    usage = event.get("usage") if isinstance(event, dict) else None
+    for value in (event.get("tokens_evaluated"), event.get("prompt_eval_count"),
+                  usage.get("prompt_tokens") if isinstance(usage, dict) else None):
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, float]]:
@@ -171,6 +199,7 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     token_times: List[float] = []
     pieces: List[str] = []
     reported: Optional[int] = None
+    prompt_tokens: Optional[int] = None
     timings: Dict[str, float] = {}
     try:
         conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
@@ -205,8 +234,13 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
                 if text:
                     token_times.append(clock())
                     pieces.append(text)
+                if b"tokens_evaluated" in raw or b"prompt_tokens" in raw or b"prompt_eval_count" in raw:
+                    prompt_tokens = prompt_tokens_of(line)
             if ended:
                 break  # the final event: no need to wait for the server to close the stream
+            if spec.cancel is not None and spec.cancel.is_set():
+                return ProbeResult(False, "cancelled", duration=clock() - start, tokens=len(token_times),
+                                   detail="hung up: a user request arrived")
         duration = clock() - start
         if not ended:
             return ProbeResult(False, "broken_stream", duration=duration, tokens=len(token_times),
@@ -221,7 +255,8 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
             ttft = timings.get("load_duration", 0.0) + timings["prompt_eval_duration"]
         if "eval_duration" in timings and reported:
             tpot = timings["eval_duration"] / reported
-        return ProbeResult(True, ttft=ttft, tpot=tpot, duration=duration, tokens=tokens, text="".join(pieces))
+        return ProbeResult(True, ttft=ttft, tpot=tpot, duration=duration, tokens=tokens, text="".join(pieces),
+                           prompt_tokens=prompt_tokens)
     except (socket.timeout, TimeoutError):
         return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(token_times),
                            detail=f"no complete answer within {spec.timeout:g}s")

@@ -25,36 +25,48 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
-from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, render_both
-from ..expfmt.render import Renderer
+from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
+from ..expfmt.render import Renderer, render_one
 from ..model import Snapshot
 from . import console
 from .websecurity import BasicAuth, TLSContext
 
 if TYPE_CHECKING:
     from .alertmanager_api import AlertmanagerAPI
+    from .perf_api import PerfAPI
     from .api import QueryAPI
 
 log = logging.getLogger(__name__)
 
 
 class Exposition:
-    """One snapshot rendered in both formats; gzip variants made on first request."""
+    """One snapshot, rendered in the format a scrape asks for on the first such scrape (a
+    cycle nobody scrapes renders nothing: Prometheus scrapes every 15-60 s, the agent cycles
+    every 5 s); gzip variants made on first request."""
 
     def __init__(self, snapshot: Optional[Snapshot], renderer: Optional[Renderer] = None):
         self.snapshot = snapshot
-        families = snapshot.families if snapshot else ()
-        text, openmetrics = renderer.render(families) if renderer is not None else render_both(families)
-        self.bodies: Dict[str, bytes] = {"text": text, "openmetrics": openmetrics}
+        self._renderer = renderer
+        self._bodies: Dict[str, bytes] = {}
         self._gzipped: Dict[str, bytes] = {}
         self._lock = threading.Lock()
 
+    @property
+    def bodies(self) -> Dict[str, bytes]:
+        """Both formats (tests, and what a scrape of each would get)."""
+        return {fmt: self.body(fmt, False) for fmt in ("text", "openmetrics")}
+
     def body(self, fmt: str, gzipped: bool) -> bytes:
-        if not gzipped:
-            return self.bodies[fmt]
         with self._lock:
+            plain = self._bodies.get(fmt)
+            if plain is None:
+                families = self.snapshot.families if self.snapshot else ()
+                plain = self._bodies[fmt] = (self._renderer.render(families, fmt) if self._renderer is not None
+                                             else render_one(families, fmt))
+            if not gzipped:
+                return plain
             if fmt not in self._gzipped:
-                self._gzipped[fmt] = gzip.compress(self.bodies[fmt], compresslevel=6, mtime=0)
+                self._gzipped[fmt] = gzip.compress(plain, compresslevel=6, mtime=0)
             return self._gzipped[fmt]
 
 
@@ -198,13 +210,14 @@ class Exporter:
                  health: Optional[Callable[[str], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
                  max_connections: int = 1024, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
         self.exposition = Exposition(None)
-        self._renderer = Renderer()  # only the cycle thread publishes
+        self._renderer = Renderer()
         self.stats = ExporterStats()
         self.health: Callable[[str], Tuple[int, dict]] = health or _always_ok
         self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
         self.query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
         self.console: Optional[Callable[[], dict]] = None  # the console page's state (serve/console.py)
         self.alertmanager_api: Optional["AlertmanagerAPI"] = None  # silences and alerts, as Alertmanager's API v2
+        self.perf_api: Optional["PerfAPI"] = None  # benchmarks and baselines (llm-agent bench, baseline)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         self.max_connections = max(max_connections, 1)
         self.request_timeout = request_timeout
@@ -495,9 +508,11 @@ class Exporter:
             self.stats.count(counted, code)
             return response(code, body, ctype, extra, head_only)
 
-        api = self.query_api is not None and path.startswith("/api/v1/") and path not in ("/api/v1/alerts", "/api/v1/console")
+        perf = self.perf_api is not None and path.startswith("/api/v1/perf")
+        api = (self.query_api is not None and path.startswith("/api/v1/") and not perf
+               and path not in ("/api/v1/alerts", "/api/v1/console"))
         am = self.alertmanager_api is not None and path.startswith("/api/v2/")
-        allowed = ("GET", "HEAD", "POST", "DELETE") if am else ("GET", "HEAD", "POST") if api else ("GET", "HEAD")
+        allowed = ("GET", "HEAD", "POST", "DELETE") if am else ("GET", "HEAD", "POST") if api or perf else ("GET", "HEAD")
         if request.method not in allowed:
             allow = ", ".join(allowed)
             return reply(405, f"method not allowed: use {allow}\n".encode(), PLAIN, {"Allow": allow})
@@ -519,6 +534,8 @@ class Exporter:
             return reply(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
         if path == "/api/v1/alerts":
             return reply(200, json.dumps(self.api_alerts()).encode(), "application/json")
+        if perf and self.perf_api is not None:
+            return reply(*self.perf_api.handle(request.method, request.target, request.client))
         if am and self.alertmanager_api is not None:
             code, body, ctype = self.alertmanager_api.handle(request.method, request.target, request.body, request.client)
             return reply(code, body, ctype)

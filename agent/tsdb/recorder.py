@@ -116,7 +116,8 @@ class Recorder:
                     "Writes the history file refused (a full disk): those cycles are not kept.").add({}, s.write_errors),
             gauge("llm_agent_disk_history_series", "Series the history file holds.").add({}, len(self.store.series)),
             counter("llm_agent_disk_history_dropped_series_total",
-                    "New series not stored because [history] max_series was reached.").add({}, s.dropped_series),
+                    "Series not stored because [history] max_series was reached (each counted again "
+                    "every 10 minutes while it is refused).").add({}, s.dropped_series),
             gauge("llm_agent_disk_history_bytes", "Size of the history file and its write-ahead log.")
             .add({}, self.store.size_bytes()),
             counter("llm_agent_disk_history_seal_seconds_total",

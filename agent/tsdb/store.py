@@ -104,6 +104,9 @@ class StoreStats:
         self.trimmed_for_size = 0  # raw windows dropped early to stay under max_disk
 
 
+REFUSED_RETRY = 600.0  # seconds before series refused at max_series are offered to the history again
+
+
 def _sorted_labels(name: str, labels: Labels) -> Labels:
     return tuple(sorted(labels + (("__name__", name),)))
 
@@ -147,6 +150,9 @@ class HistoryStore:
         self._per_name: Dict[str, int] = {}  # stored series per metric name: one churning metric cannot take them all
         self._by_key: Dict[Tuple[str, Labels], int] = {}  # (name, sorted labels) -> id
         self._ids: Dict[Tuple[str, Labels], int] = {}  # (name, labels as the collector wrote them) -> id; 0: excluded
+        # series refused at max_series: skipped, not looked up again every cycle, until REFUSED_RETRY
+        self._over_max: set = set()
+        self._over_max_at = -math.inf
         self._layouts: Dict[bytes, int] = {}
         self._layout_ids: Dict[int, array] = {}
         self._layout_pos: "OrderedDict[int, Dict[int, int]]" = OrderedDict()  # a few, built when asked
@@ -268,11 +274,17 @@ class HistoryStore:
         ids: List[int] = []
         vals: List[float] = []
         known = self._ids
+        if t - self._over_max_at >= REFUSED_RETRY:
+            self._over_max.clear()  # room may have come as old series aged out: ask again
+            self._over_max_at = t
+        refused = self._over_max
         new: List[Tuple[str, Labels, bool]] = []
         for family in snapshot.families:
             for s in family.samples:
                 sid = known.get((s.name, s.labels))
                 if sid is None:
+                    if (s.name, s.labels) in refused:
+                        continue
                     new.append((s.name, s.labels, _is_counter(family.type, s.name, family.name)))
                     continue
                 if sid:
@@ -323,7 +335,8 @@ class HistoryStore:
                                 "[history] max_series); new series are not stored (counted in "
                                 "llm_agent_disk_history_dropped_series_total; a target churning label values?)",
                                 name, self.max_series, self.max_per_name)
-                return 0  # not remembered as excluded: room may come when old series age out
+                self._over_max.add((name, labels))  # not asked again until REFUSED_RETRY: room may come later
+                return 0
             else:
                 sid = int(db.execute("INSERT INTO series (name, labels, counter, first, last) VALUES (?, ?, ?, ?, ?)",
                                      (name, json.dumps(canonical), int(is_counter), t, t)).lastrowid or 0)

@@ -1,9 +1,14 @@
 """Run the real agent loop and exporter with a fake 8-GPU NVML, as a separate process, for
-the benchmark. Usage: agent_process.py PORT INTERVAL TARGET_URL..."""
+the benchmark. Usage: agent_process.py PORT INTERVAL [--hour] TARGET_URL...
+
+--hour: before serving, an hour of cycles (720 at the 5 s default) is run at once with a clock
+that moves 5 s per cycle, so the rule history, the on-disk history and every cache hold what
+they hold after an hour; then the loop serves in real time."""
 
 import os
 import tempfile
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -20,9 +25,18 @@ def eight_gpus():
 
 def main():
     port, interval, urls = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    hour = "--hour" in urls
+    urls = [u for u in urls if u != "--hour"]
     targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{u}"\n' for i, u in enumerate(urls))
     config = parse_config(f'[agent]\ninterval = "{interval}"\nhostname = "bench"\n{targets}')
-    agent = Agent(config, nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp())
+    offset = [0.0]
+    agent = Agent(config, nvml=FakeNvml(eight_gpus()), state_dir=tempfile.mkdtemp(),
+                  clock=lambda: time.time() + offset[0])
+    if hour:
+        offset[0] = -3600.0
+        for _ in range(720):
+            agent.cycle()
+            offset[0] += 5.0
     exporter = Exporter("127.0.0.1", port, max_threads=8).start()
     install_signals(agent)
     print("ready", flush=True)

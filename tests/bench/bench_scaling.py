@@ -3,8 +3,9 @@
 Targets: `llm-agent run` (the real daemon, default configuration, 5 s interval, probes off:
 the fixture server does not generate) watching 1, 4, 16 and 32 vLLM-sized targets (about
 2,000 series each, tests/bench/vllm_body.py, served by a separate local process whose counters
-move every 5 s). For each: the daemon's CPU over a steady minute (per cycle, and as a share of
-one core) and its RSS at the end; then the slope per target and per 1,000 series.
+move every 5 s), scraped as Prometheus scrapes it (OpenMetrics, gzip) every 15 s. For each: the
+daemon's CPU over a steady minute (per cycle, and as a share of one core) and its RSS at the
+end; then the slope per target and per 1,000 series.
 
 Rules: the default rules' engine alone on an 8-GPU host's fast-forwarded snapshots (as
 bench_rules.py) with 30, 100 and 300 rules of realistic shapes; evaluation per cycle and the
@@ -70,7 +71,10 @@ def daemon_cost(tmp, port, n, seconds):
         p = psutil.Process(proc.pid)
         cycles0 = _cycles(url)
         cpu0, t0 = sum(p.cpu_times()[:2]), time.monotonic()
-        time.sleep(seconds)
+        while time.monotonic() - t0 < seconds:  # Prometheus' scrape, every 15 s
+            requests.get(url, timeout=30, headers={"Accept": "application/openmetrics-text;version=1.0.0",
+                                                   "Accept-Encoding": "gzip"})
+            time.sleep(min(15.0, max(0.0, seconds - (time.monotonic() - t0))))
         cpu1, t1 = sum(p.cpu_times()[:2]), time.monotonic()
         cycles = _cycles(url) - cycles0
         rss = p.memory_info().rss

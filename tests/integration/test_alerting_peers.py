@@ -141,7 +141,7 @@ def test_exported_rules_pass_promtool(tmp_path):
     assert r.returncode == 0, r.stderr
     check = subprocess.run([promtool_path(), "check", "rules", str(out)], capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "SUCCESS: 43 rules found" in check.stdout
+    assert "SUCCESS: 59 rules found" in check.stdout
 
 
 def test_test_alert_goes_through_the_real_notifier(tmp_path):

@@ -100,5 +100,24 @@ def test_the_remembering_renderer_writes_exactly_what_render_both_writes():
                 labels = (("gpu", str(i)), ("path", rng.choice(['a"b', "c\\d", "e\nf", "plain"])))
                 fam.samples.append(Sample(fam.name, labels if i % 3 else (), rng.choice(values)))
             fams.append(fam)
-        assert renderer.render(fams) == render_both(fams), f"cycle {cycle}"
-    assert len(renderer._prefixes) <= 6 * 5, "only the last render's series are remembered"
+        assert (renderer.render(fams, "text"), renderer.render(fams, "openmetrics")) == render_both(fams), f"cycle {cycle}"
+    assert len(renderer._prefixes.used) <= 6 * 5, "only the last render's series are remembered"
+
+
+def test_label_values_round_trip_through_render_and_parse_escapes_and_all():
+    """Fuzz: values with quotes, backslashes, newlines, braces and commas, before and after an
+    escape, survive render then parse (the parser's no-escape fast path and its escape loop)."""
+    import random
+
+    from agent.expfmt import parse_text
+    from agent.expfmt.render import render_both
+
+    rng = random.Random(11)
+    alphabet = ['a', 'b', '"', '\\', '\n', '{', '}', ',', '=', ' ', 'é', '/', '.']
+    for case in range(2000):
+        labels = tuple((f"l{i}", "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8))))
+                       for i in range(rng.randint(1, 4)))
+        fam = MetricFamily("m", "gauge", "h", [Sample("m", labels, float(case))])
+        parsed = parse_text(render_both([fam])[0].decode())
+        assert not parsed.errors, (labels, parsed.errors)
+        assert parsed.families[0].samples[0].labels == labels, case

@@ -272,6 +272,27 @@ def test_excluded_series_are_not_stored_and_max_series_is_counted(tmp_path):
     store.close()
 
 
+def test_series_over_max_series_are_not_looked_up_every_cycle_and_retried_later(tmp_path):
+    """At 32 vLLM-sized targets most series are over max_series: they are skipped (and counted
+    once) until REFUSED_RETRY passes, not resolved again every cycle."""
+    from agent.tsdb.store import REFUSED_RETRY
+
+    clock = Clock()
+    store = HistoryStore(str(tmp_path / "h.db"), max_series=2, clock=clock)
+    extra = [gauge("other", "o").add({"x": "1"}, 1)]
+    store.append(snap(clock.t, {"0": 1.0, "1": 2.0}, 5, extra))
+    refused = store.stats.dropped_series
+    assert refused >= 1
+    for _ in range(10):
+        clock.t += 5
+        store.append(snap(clock.t, {"0": 1.0, "1": 2.0}, 5, extra))
+    assert store.stats.dropped_series == refused, "refused once, then skipped"
+    clock.t += REFUSED_RETRY
+    store.append(snap(clock.t, {"0": 1.0, "1": 2.0}, 5, extra))
+    assert store.stats.dropped_series == 2 * refused, "offered again after REFUSED_RETRY"
+    store.close()
+
+
 def test_a_churning_metric_cannot_starve_the_others(tmp_path):
     clock = Clock()
     store = HistoryStore(str(tmp_path / "h.db"), max_series=2000, clock=clock)
