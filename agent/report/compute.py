@@ -98,7 +98,50 @@ class Reporter:
             t["ttft_p50"], t["ttft_p95"] = ttft["0.5"].get(t["server"]), ttft["0.95"].get(t["server"])
         incidents, mttr, to_page = self.incidents(period)
         return {"targets": targets, "days": self.days(period), "gpus": self.gpus(period), "incidents": incidents,
-                "mttr_seconds": mttr, "time_to_page_seconds": to_page, "cost": self.cost(period)}
+                "mttr_seconds": mttr, "time_to_page_seconds": to_page, "cost": self.cost(period),
+                "performance": self.performance(period)}
+
+    # -- performance: benchmarks against their baseline, quality ----------------------------------
+
+    def performance(self, period: Period) -> dict:
+        """Each benchmark figure at the period's start and end against its baseline, the
+        figures that regressed during it (and what had changed), the quality score."""
+        span = f"{max(int(period.seconds), 60)}s"
+
+        def by(expr: str, at: float, *keys: str) -> Dict[tuple, Tuple[float, dict]]:
+            try:
+                result = self.querier.instant(expr, at, self._tier)[0]
+            except QueryError:
+                return {}
+            out = {}
+            for r in result["result"] if result["resultType"] == "vector" else []:
+                v = float(r["value"][1])
+                if not math.isnan(v):
+                    out[tuple(r["metric"].get(k, "") for k in keys)] = (v, r["metric"])
+            return out
+
+        end = by(f"last_over_time(llm_agent_bench_result[{span}])", period.end, "server", "figure")
+        # the period's first benchmark: the last one within its first 6 hours (the schedule)
+        start = by("last_over_time(llm_agent_bench_result[6h])", min(period.start + 6 * 3600, period.end), "server", "figure")
+        baseline = by(f"last_over_time(llm_agent_bench_baseline[{span}])", period.end, "server", "figure")
+        figures = [{"server": k[0], "figure": k[1], "start": start.get(k, (None,))[0], "end": v,
+                    "baseline": baseline.get(k, (None,))[0]} for k, (v, _) in sorted(end.items())]
+        worst = by(f"max by (server, figure, changed) (max_over_time(llm_agent_bench_slowdown_ratio[{span}])) > 1.15",
+                   period.end, "server", "figure", "changed")
+        regressions = [{"server": k[0], "figure": k[1], "changed": k[2], "slowdown": v}
+                       for k, (v, _) in sorted(worst.items())]
+        quality = []
+        for stat, expr in (("avg", "avg_over_time"), ("min", "min_over_time"), ("last", "last_over_time")):
+            for k, (v, _) in by(f"{expr}(llm_agent_quality_score[{span}])", period.end, "server").items():
+                row = next((q for q in quality if q["server"] == k[0]), None)
+                if row is None:
+                    row = {"server": k[0]}
+                    quality.append(row)
+                row[stat] = v
+        base = by(f"last_over_time(llm_agent_quality_baseline[{span}])", period.end, "server")
+        for row in quality:
+            row["baseline"] = base.get((row["server"],), (None,))[0]
+        return {"figures": figures, "regressions": regressions, "quality": sorted(quality, key=lambda q: q["server"])}
 
     # -- availability ------------------------------------------------------------------------------
 

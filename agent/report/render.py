@@ -65,7 +65,28 @@ def tables(doc: dict) -> List[dict]:
          "rows": [[i["alertname"], i["severity"], _when(i["start"]), _when(i["end"]) if i["end"] else "still firing",
                    _secs(i["duration_seconds"]), i["summary"]] for i in doc["incidents"]]},
     ]
+    perf = doc.get("performance") or {}
+    if perf.get("figures"):
+        out.append({"title": "Performance (benchmarks)", "head": ["server", "figure", "start", "end", "baseline", "vs baseline"],
+                    "rows": [[f["server"], f["figure"], _num(f["start"], 3), _num(f["end"], 3), _num(f["baseline"], 3),
+                              _vs(f)] for f in perf["figures"]]})
+    if perf.get("regressions"):
+        out.append({"title": "Regressions", "head": ["server", "figure", "worst slowdown", "changed since the baseline"],
+                    "rows": [[r["server"], r["figure"], f"{r['slowdown']:.2f}x", r["changed"]] for r in perf["regressions"]]})
+    if perf.get("quality"):
+        out.append({"title": "Quality set", "head": ["server", "score (last)", "average", "lowest", "baseline"],
+                    "rows": [[q["server"], _pct(q.get("last"), 1), _pct(q.get("avg"), 1), _pct(q.get("min"), 1),
+                              _pct(q.get("baseline"), 1)] for q in perf["quality"]]})
     return out
+
+
+def _vs(figure: dict) -> str:
+    """The end figure against the baseline, signed so that + is better."""
+    end, base = figure.get("end"), figure.get("baseline")
+    if not end or not base:
+        return "-"
+    change = end / base - 1
+    return f"{(-change if figure['figure'].endswith('_seconds') else change) * 100:+.1f}%"
 
 
 def summary_lines(doc: dict) -> List[str]:

@@ -240,6 +240,29 @@ function renderCost(cost, targets) {
   }).catch(() => {});
 }
 
+function renderPerformance(perf) {
+  // each target's last benchmark against its baseline (a regression beyond 15% marked), and the quality set
+  const tiles = (perf || []).map(p => {
+    const rows = p.figures.map(f => {
+      const worse = f.slowdown !== null && f.slowdown > 1.15;
+      const vs = f.slowdown === null ? "no baseline" : ((1 / f.slowdown - 1) * 100).toFixed(1) + " %";
+      return [f.figure.replace(/_/g, " "), fmt(f.value, 3) + "  (" + vs + (worse ? ", regressed" : "") + ")"];
+    });
+    if (p.quality) {
+      rows.push(["quality set", (p.quality.score * 100).toFixed(0) + " %" +
+                 (p.quality.baseline === null || p.quality.baseline === undefined ? "" :
+                  " (baseline " + (p.quality.baseline * 100).toFixed(0) + " %)")]);
+    }
+    const regressed = p.figures.some(f => f.slowdown !== null && f.slowdown > 1.15) ||
+      (p.quality && p.quality.baseline !== null && p.quality.baseline !== undefined && p.quality.score < p.quality.baseline);
+    const changed = p.figures.map(f => f.changed).find(c => c && !c.startsWith("nothing"));
+    if (changed) rows.push(["changed", changed]);
+    return tile(p.server, regressed ? "regressed" : "as usual", regressed ? "warn" : "ok", rows);
+  });
+  document.getElementById("performance").replaceChildren(
+    ...(tiles.length ? tiles : [el("p", {class: "muted"}, "no benchmark yet (every 6 h, or `llm-agent bench NAME`)")]));
+}
+
 // -- charts, sparklines, timeline ------------------------------------------------------------------
 
 async function sparklines(state) {
@@ -345,6 +368,7 @@ async function refresh() {
     renderTargets(state.targets);
     renderGpus(state.gpus);
     renderCost(state.cost, state.targets);
+    renderPerformance(state.performance);
     await Promise.all([sparklines(state), drawCharts(), drawTimeline()]);
     document.body.dataset.refreshed = String(Date.now());
   } catch (e) {

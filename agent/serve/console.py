@@ -95,4 +95,28 @@ def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, host
     alerts.sort(key=lambda a: ({"critical": 0, "warning": 1}.get(a["labels"].get("severity", ""), 2), a.get("activeAt", "")))
     return {"hostname": hostname, "interval": interval, "time": snapshot.timestamp, "health": health_doc,
             "gpus": gpu_tiles(snapshot), "targets": target_tiles(snapshot, checks), "alerts": alerts,
-            "cost": {**{k.replace("llm_agent_cost_", ""): v for k, v in cost.items()}, "currency": currency}}
+            "cost": {**{k.replace("llm_agent_cost_", ""): v for k, v in cost.items()}, "currency": currency},
+            "performance": performance_tiles(snapshot)}
+
+
+def performance_tiles(snapshot: Snapshot) -> List[dict]:
+    """Per target: the last benchmark's figures against the baseline (regressions marked, with
+    what changed), the quality score against its baseline, and when it last ran."""
+    out: Dict[str, dict] = {}
+    for s in snapshot.samples("llm_agent_bench_result"):
+        tile = out.setdefault(s.label("server"), {"server": s.label("server"), "figures": [], "quality": None})
+        tile["figures"].append({"figure": s.label("figure"), "value": s.value, "baseline": None, "slowdown": None})
+    for s in snapshot.samples("llm_agent_bench_slowdown_ratio"):
+        tile = out.get(s.label("server"))
+        for fig in tile["figures"] if tile else []:
+            if fig["figure"] == s.label("figure"):
+                fig["baseline"], fig["slowdown"] = float(s.label("baseline") or "nan"), s.value
+                fig["changed"] = s.label("changed")
+    for s in snapshot.samples("llm_agent_bench_last_run_timestamp_seconds"):
+        if s.label("server") in out:
+            out[s.label("server")]["last_run"] = s.value
+    base = {s.label("server"): s.value for s in snapshot.samples("llm_agent_quality_baseline")}
+    for s in snapshot.samples("llm_agent_quality_score"):
+        tile = out.setdefault(s.label("server"), {"server": s.label("server"), "figures": [], "quality": None})
+        tile["quality"] = {"score": s.value, "baseline": base.get(s.label("server"))}
+    return [out[k] for k in sorted(out)]

@@ -62,6 +62,15 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     running = serving(config, FakeNvml(three_gpus()))
     url = f"http://127.0.0.1:{running.port}/"
     wait_until(lambda: running.agent.recorder.store.stats.cycles_written >= 4, 15, what="a few cycles stored")
+    from agent.perf.benchmark import BenchRun
+
+    book = running.agent.perf_book  # three benchmarks make the baseline; the fourth is 20% slower
+    figures = {"generation_tokens_per_second_c1": 50.0, "ttft_p50_seconds": 0.1}
+    for at in range(3):
+        book.add_run("llama", BenchRun("completed", dict(figures), 100, 1.0, started_at=1000.0 + at))
+    book.add_run("llama", BenchRun("completed", dict(figures, generation_tokens_per_second_c1=40.0), 100, 1.0,
+                                   started_at=2000.0))
+    wait_until(lambda: running.agent.snapshot.samples("llm_agent_bench_slowdown_ratio"), 15, what="the comparison")
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.body.dataset.refreshed"), 20, what="the first refresh")
     browser.save_screenshot(str(tmp_path / "console.png"))
@@ -70,6 +79,8 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     assert "GPU 0" in browser.find_element("id", "gpus").text and "lost" in browser.find_element("id", "gpus").text
     tile = browser.find_element("css selector", '[data-server="llama"]')
     assert "up" in tile.text and "tiny" in tile.text.lower() or "model" in tile.text
+    perf = browser.find_element("id", "performance").text
+    assert "regressed" in perf and "generation tokens per second c1" in perf and "-20.0 %" in perf
     assert coloured_pixels(browser, "chart-0") > 10  # GPU utilisation drew its (short) line
     assert coloured_pixels(browser, "spark-gpu-0") > 5  # and the tile its sparkline
 

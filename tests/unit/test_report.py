@@ -58,6 +58,14 @@ def scenario(path):
                 g("llm_agent_cost_per_hour", 4, currency="USD"),
                 g("llm_agent_cost_month_projection", 2880, currency="USD"),
                 g("llm_agent_cost_month_budget", 2000, currency="USD")]
+        later = t >= T0 + 2 * DAY  # day 3: a new driver, 20% slower, one quality case lost
+        fams += [g("llm_agent_bench_result", 40 if later else 50, server="llama", figure="generation_tokens_per_second_c1"),
+                 g("llm_agent_bench_baseline", 50, server="llama", figure="generation_tokens_per_second_c1"),
+                 g("llm_agent_quality_score", 2 / 3 if later else 1.0, server="llama"),
+                 g("llm_agent_quality_baseline", 1.0, server="llama")]
+        if later:
+            fams.append(g("llm_agent_bench_slowdown_ratio", 1.25, server="llama", figure="generation_tokens_per_second_c1",
+                          current="40", baseline="50", changed="driver 550.54.15 -> 560.35.03"))
         clock[0] = t
         store.append(Snapshot(t, tuple(fams)))
         store.maintain(t)
@@ -124,6 +132,18 @@ def test_gpus_incidents_and_recommendations(report):
         assert expected in text, expected
     assert "GPU 0 stayed" not in text
     assert report["changes"] == {}  # no data before the period
+
+
+def test_performance_against_the_baseline_regressions_with_what_changed_and_quality(report):
+    perf = report["performance"]
+    [fig] = perf["figures"]
+    assert (fig["start"], fig["end"], fig["baseline"]) == (50, 40, 50)
+    [reg] = perf["regressions"]
+    assert reg["slowdown"] == 1.25 and reg["changed"] == "driver 550.54.15 -> 560.35.03"
+    [q] = perf["quality"]
+    assert q["last"] == pytest.approx(2 / 3) and q["min"] == pytest.approx(2 / 3) and q["baseline"] == 1.0
+    text = render(report, "text")
+    assert "Regressions" in text and "driver 550.54.15 -> 560.35.03" in text and "-20.0%" in text
 
 
 def test_every_format_says_the_same_figures(report):
