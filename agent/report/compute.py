@@ -130,7 +130,7 @@ class Reporter:
                    period.end, "server", "figure", "changed")
         regressions = [{"server": k[0], "figure": k[1], "changed": k[2], "slowdown": v}
                        for k, (v, _) in sorted(worst.items())]
-        quality = []
+        quality: List[dict] = []
         for stat, expr in (("avg", "avg_over_time"), ("min", "min_over_time"), ("last", "last_over_time")):
             for k, (v, _) in by(f"{expr}(llm_agent_quality_score[{span}])", period.end, "server").items():
                 row = next((q for q in quality if q["server"] == k[0]), None)

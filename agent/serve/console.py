@@ -107,8 +107,8 @@ def performance_tiles(snapshot: Snapshot) -> List[dict]:
         tile = out.setdefault(s.label("server"), {"server": s.label("server"), "figures": [], "quality": None})
         tile["figures"].append({"figure": s.label("figure"), "value": s.value, "baseline": None, "slowdown": None})
     for s in snapshot.samples("llm_agent_bench_slowdown_ratio"):
-        tile = out.get(s.label("server"))
-        for fig in tile["figures"] if tile else []:
+        found = out.get(s.label("server"))
+        for fig in found["figures"] if found else []:
             if fig["figure"] == s.label("figure"):
                 fig["baseline"], fig["slowdown"] = float(s.label("baseline") or "nan"), s.value
                 fig["changed"] = s.label("changed")

@@ -13,7 +13,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from agent.config import parse_config  # noqa: E402
-from agent.daemon import Agent, install_signals  # noqa: E402
+from agent.daemon import Agent, install_signals, limit_malloc_arenas  # noqa: E402
 from agent.serve.exporter import Exporter  # noqa: E402
 from tests.support.fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
 
@@ -24,6 +24,7 @@ def eight_gpus():
 
 
 def main():
+    limit_malloc_arenas()  # as `llm-agent run` does
     port, interval, urls = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     hour = "--hour" in urls
     urls = [u for u in urls if u != "--hour"]
