@@ -220,8 +220,12 @@ class HistoryStore:
         return ""
 
     def _limit(self, db: sqlite3.Connection) -> None:
-        """Per connection: SQLite keeps neither setting in the file."""
+        """Per connection: SQLite keeps none of these settings in the file."""
         db.execute("PRAGMA synchronous=NORMAL")
+        # a small page cache: the head is written once and read once (by the seal), chunks are
+        # read by queries that decode them anyway; SQLite's default 2 MiB per connection is
+        # resident memory the agent does not need
+        db.execute("PRAGMA cache_size = -256")
         if self.max_disk:
             page = db.execute("PRAGMA page_size").fetchone()[0]
             db.execute(f"PRAGMA max_page_count = {max(self.max_disk // page, 64)}")
