@@ -24,6 +24,11 @@ def _target_key(t: TargetConfig) -> Tuple:
             t.sample_limit, t.label_limit, t.label_name_length_limit, t.label_value_length_limit)
 
 
+def _target_sections(c: Config) -> Tuple:
+    """What every target's collectors are built from besides the target itself."""
+    return (c.probes, c.bench, c.quality, c.health, c.slo.ttft_seconds)
+
+
 class CollectorSet:
     """Builds and keeps the runner's collectors and derivers for the current config."""
 
@@ -46,7 +51,11 @@ class CollectorSet:
     def build_fixed(self, previous: Optional[Config]) -> None:
         """Every registered fixed collector and deriver for the current config. On a reload a
         `keep` one whose section (and the hostname) did not change, or that no section
-        configures, is kept with its state; any other old one is closed."""
+        configures, is kept with its state; any other old one is closed. Each target's
+        collectors are built again at the next sync when a section they read changed (a new
+        probe prompt, benchmark schedule or quality set applies without a restart)."""
+        if previous is not None and _target_sections(previous) != _target_sections(self.config):
+            self._targets = {}  # the runner closes the old ones when the new set replaces them
         self.fixed = self._build(registry.FIXED, self.fixed, previous)
         kept = {d.name: d for d in self.runner.derivers}
         self.runner.derivers = list(self._build(registry.DERIVERS, kept, previous).values())

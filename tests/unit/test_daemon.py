@@ -82,3 +82,31 @@ def test_every_collector_is_registered_and_a_reload_keeps_nvml_unless_its_sectio
         assert agent.collectors.fixed["nvml"] is not nvml, "its section changed: rebuilt"
     finally:
         agent.close(drain=0)
+
+
+def test_a_reload_rebuilds_each_targets_collectors_when_their_sections_changed(tmp_path):
+    """[probes], [bench], [[quality]] and [health] apply on a reload, not only after a restart."""
+    from agent.config import parse_config
+    from agent.perf.collector import PerfCollector
+
+    base = BASE + '[discovery]\nenabled = false\n[[targets]]\nname = "t"\nurl = "http://127.0.0.1:1"\n'
+    agent = Agent(parse_config(base), state_dir=str(tmp_path))
+    try:
+        agent.collectors.sync()
+        before = next(c for c in agent.runner.collectors if isinstance(c, PerfCollector))
+        assert before.interval == 6 * 3600
+        new = parse_config(base + '[bench]\ninterval = "2h"\n')
+        old, agent.config = agent.config, new
+        agent.collectors.ctx.config = new
+        agent.collectors.build_fixed(previous=old)
+        agent.collectors.sync()
+        after = next(c for c in agent.runner.collectors if isinstance(c, PerfCollector))
+        assert after is not before and after.interval == 2 * 3600
+        assert before._stop.is_set(), "the old one's thread was told to stop"
+        same = agent.collectors.targets_now()
+        agent.collectors.build_fixed(previous=new)
+        agent.collectors.sync()
+        assert next(c for c in agent.runner.collectors if isinstance(c, PerfCollector)) is after, "unchanged: kept"
+        assert agent.collectors.targets_now() == same
+    finally:
+        agent.close(drain=0)
