@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from typing import Callable, Dict, List, Optional
 from urllib.parse import urlsplit
 
@@ -22,6 +23,9 @@ from ..model import MetricFamily, Snapshot, counter, gauge
 from .registry import Context, register_deriver
 
 log = logging.getLogger(__name__)
+
+
+FIND_AGAIN = 15.0  # seconds before a port whose process was not found is searched again
 
 
 def find_listener(port: int) -> Optional[int]:
@@ -56,6 +60,7 @@ class ProcessCollector:
         self.port = urlsplit(url).port or 80
         self.local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
         self.finder = finder
+        self._next_find = 0.0
         self.proc: Optional[psutil.Process] = None
         self.starts = 0
         self.problems: List = []
@@ -73,8 +78,14 @@ class ProcessCollector:
             self.proc = None
         if not self.local:
             return None
+        now = time.monotonic()
+        if now < self._next_find:
+            return None
         pid = self.finder(self.port)
         if pid is None:
+            # psutil.net_connections() reads every process's file descriptors: on a busy host,
+            # milliseconds; a port nobody we can see listens on is looked at again in a while
+            self._next_find = now + FIND_AGAIN
             return None
         try:
             self.proc = psutil.Process(pid)

@@ -61,3 +61,20 @@ def test_missing_ptrace_privilege_is_reported_once_with_the_fix(tmp_path, caplog
     for _ in range(3):
         store.take_now("llama", os.getpid(), "test")
     assert caplog.text.count("CAP_SYS_PTRACE") == 1
+
+
+def test_a_port_whose_process_is_not_found_is_searched_again_only_after_a_while(monkeypatch):
+    """Searching means psutil.net_connections(), which reads every process's descriptors (11 ms
+    here, more on a busy host): a server in another network namespace is not searched every cycle."""
+    import agent.collectors.process as process
+
+    now = [1000.0]
+    monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
+    calls = []
+    c = ProcessCollector("boxed", "http://127.0.0.1:8080", finder=lambda port: calls.append(port))
+    for _ in range(5):
+        assert Snapshot(0.0, tuple(c.collect())).value("llm_agent_target_process_found") == 0
+    assert calls == [8080]
+    now[0] += process.FIND_AGAIN
+    c.collect()
+    assert calls == [8080, 8080]
