@@ -5,6 +5,7 @@ NaN rules. Points are (seconds, value) pairs, oldest first."""
 from __future__ import annotations
 
 import math
+from operator import lt
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 Point = Tuple[float, float]
@@ -28,11 +29,13 @@ def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: fl
     last_t, last_v = points[-1]
     result = last_v - first_v
     if is_counter:
-        prev = 0.0
-        for _, v in points:
-            if v < prev:
-                result += prev
-            prev = v
+        values = [v for _, v in points]
+        if any(map(lt, values[1:], values)):  # a reset (rare): add back what each one lost
+            prev = 0.0
+            for v in values:
+                if v < prev:
+                    result += prev
+                prev = v
     to_start = first_t - range_start
     to_end = range_end - last_t
     sampled = last_t - first_t
