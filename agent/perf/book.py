@@ -213,8 +213,10 @@ class PerfBook:
 
     def last_run(self, server: str, completed: bool = False) -> Optional[Dict[str, Any]]:
         with self._lock:
-            runs = [r for r in self._book(server).runs if not completed or r["outcome"] == "completed"]
-            return dict(runs[-1]) if runs else None
+            for run in reversed(self._book(server).runs):  # newest first: asked every cycle
+                if not completed or run["outcome"] == "completed":
+                    return dict(run)
+            return None
 
     def runs(self, server: str) -> List[Dict[str, Any]]:
         with self._lock:
@@ -261,9 +263,11 @@ class PerfBook:
             first = book.quality[: self.baseline_runs]
             return max(q["score"] for q in first) if len(first) >= self.baseline_runs else None
 
-    def quality_runs(self, server: str) -> List[Dict[str, Any]]:
+    def last_quality(self, server: str) -> Optional[Dict[str, Any]]:
+        """The last quality run (what each cycle exports: no copy of the whole list)."""
         with self._lock:
-            return [dict(q) for q in self._book(server).quality]
+            runs = self._book(server).quality
+            return dict(runs[-1]) if runs else None
 
 
 def figures_table(comparisons: List[Comparison]) -> List[Tuple[str, str, str, str]]:

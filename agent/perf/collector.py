@@ -180,10 +180,9 @@ class PerfCollector:
         return fams + [baseline, slowdown]
 
     def _quality_families(self, lbl: Dict[str, str]) -> List[MetricFamily]:
-        runs = self.book.quality_runs(self.server)
-        if not runs:
+        last = self.book.last_quality(self.server)
+        if last is None:
             return []
-        last = runs[-1]
         cases = gauge("llm_agent_quality_case_passed", "Whether each quality case passed in the last run (1) or not (0).")
         for name, passed in sorted(last["cases"].items()):
             cases.add({**lbl, "case": name}, 1 if passed else 0)

@@ -71,7 +71,7 @@ class PerfAPI:
         last = self.book.last_run(server)
         completed = self.book.last_run(server, completed=True)
         base = self.book.baseline(server, env)
-        quality = self.book.quality_runs(server)
+        quality = self.book.last_quality(server)
         return {
             "environment": env.__dict__,
             "last_run": last,
@@ -80,7 +80,7 @@ class PerfAPI:
                                                    "runs": base.runs, "how": base.how},
             "comparison": [c.__dict__ for c in compare(completed["figures"], base, self.tolerance())] if completed else [],
             "last_change": self.book.last_change(server),
-            "quality": quality[-1] if quality else None,
+            "quality": quality,
             "quality_baseline": self.book.quality_baseline(server),
             "runs": len(self.book.runs(server)),
         }

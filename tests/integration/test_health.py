@@ -9,6 +9,7 @@ import sys
 import time
 
 
+from tests.support.configs import TARGETS_ONLY
 from tests.support.running import Running
 from tests.support.peers import LlamaServer, free_port, wait_until
 from tests.support.receivers import WEBHOOK, Receiver
@@ -17,13 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 BASE = '''
 [agent]
 interval = "{interval}"
-[collectors.nvml]
-enabled = false
-[collectors.host]
-enabled = false
-[discovery]
-enabled = false
-'''
+''' + TARGETS_ONLY
 
 
 def test_probe_fills_ttft_and_tpot_and_records_a_canary(llama_server, tmp_path):

@@ -12,6 +12,7 @@ from agent.perf.benchmark import BenchSpec, Guard, run_benchmark
 from agent.perf.collector import server_busy
 from agent.perf.quality import QualityCase, run_quality
 from agent.probes.completion import ProbeSpec
+from tests.support.configs import TARGETS_ONLY
 from tests.support.peers import wait_until
 from tests.support.running import Running
 
@@ -82,15 +83,7 @@ def test_the_quality_set_runs_at_temperature_zero_and_scores(llama_server):
 def test_bench_and_baseline_through_the_running_agent(llama_server, tmp_path, capsys):
     from agent import commands
 
-    run = Running(f'''
-[agent]
-interval = "1s"
-[collectors.nvml]
-enabled = false
-[collectors.host]
-enabled = false
-[discovery]
-enabled = false
+    run = Running('[agent]\ninterval = "1s"\n' + TARGETS_ONLY + f'''
 [probes]
 enabled = false
 [bench]
