@@ -223,7 +223,9 @@ class PerfBook:
             return [dict(r) for r in self._book(server).runs]
 
     def servers(self) -> List[str]:
-        names = set(self._books)
+        """Targets with something in the book (its files are named after them)."""
+        with self._lock:
+            names = {n for n, b in self._books.items() if b.runs or b.quality or b.environment}
         if self.dir and os.path.isdir(self.dir):
             names |= {n[:-5] for n in os.listdir(self.dir) if n.endswith(".json")}
         return sorted(names)

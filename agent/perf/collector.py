@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 RUNNING = engine_sources("llm_agent_requests_running")
 WAITING = engine_sources("llm_agent_requests_waiting")
 OUTCOMES = ("completed", "yielded", "failed")
+MAX_SAMPLES = 200_000  # what the guard parses of a target's /metrics, polled 4x/s during a run
 
 
 def server_busy(client: HttpClient, metrics_path: str, timeout: float = 2.0) -> Optional[float]:
@@ -37,7 +38,10 @@ def server_busy(client: HttpClient, metrics_path: str, timeout: float = 2.0) -> 
         body = client.get(metrics_path, timeout, 16 << 20).body
     except FetchError:
         return None
-    by_name = {f.name: f for f in parse_text(body.decode("utf-8", "replace")).families}
+    parsed = parse_text(body.decode("utf-8", "replace"), max_samples=MAX_SAMPLES)
+    if parsed.exceeded:
+        return None  # a body this large is not a serving engine's: cannot tell
+    by_name = {f.name: f for f in parsed.families}
     running, waiting = source_total(by_name, RUNNING), source_total(by_name, WAITING)
     if running is None and waiting is None:
         return None

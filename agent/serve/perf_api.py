@@ -37,6 +37,10 @@ class PerfAPI:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         name = (query.get("target") or [""])[0]
+        known = set(self.collectors()) | set(self.book.servers())
+        if name and name not in known:  # never a book for a name a client made up
+            return _reply(404, {"error": f"no target {name[:100]!r} with benchmarks here (known: "
+                                         f"{', '.join(sorted(known)) or 'none'})"})
         if method == "POST":
             refusal = self.refuse_write(client)
             if refusal:
@@ -63,7 +67,7 @@ class PerfAPI:
             return _reply(405, {"error": "use GET or POST"})
         if parts.path != "/api/v1/perf":
             return _reply(404, {"error": f"not found: {parts.path}"})
-        names = [name] if name else sorted(set(self.book.servers()) | set(self.collectors()))
+        names = [name] if name else sorted(known)
         return _reply(200, {"targets": {n: self.summary(n) for n in names}})
 
     def summary(self, server: str) -> dict:

@@ -344,3 +344,31 @@ def test_every_history_rule_parses_and_a_failing_one_is_counted_not_fatal():
     snap = Snapshot(0, tuple(h.families()))
     assert snap.value("llm_agent_history_rule_failures_total", rule="llm_agent:cost_per_1k_tokens:trend_ratio_7d") == 1
     assert snap.value("llm_agent:probe_ttft_seconds:zscore_7d", server="a") == 1.5
+
+
+def test_the_api_never_makes_a_book_for_a_name_a_client_made_up(tmp_path):
+    from agent.serve.perf_api import PerfAPI
+
+    book = PerfBook(str(tmp_path))
+    book.add_run("llama", completed(FIGS))
+    api = PerfAPI(book, lambda: {}, lambda client: None, lambda: 0.15)
+    for i in range(50):
+        code, body, _ = api.handle("GET", f"/api/v1/perf?target=made-up-{i}", "127.0.0.1")
+        assert code == 404 and b"llama" in body
+        assert api.handle("POST", f"/api/v1/perf/baseline?target=made-up-{i}", "127.0.0.1")[0] == 404
+    assert book.servers() == ["llama"] and set(book._books) == {"llama"}
+    code, body, _ = api.handle("GET", "/api/v1/perf", "127.0.0.1")
+    assert code == 200 and json.loads(body)["targets"]["llama"]["last_run"]["outcome"] == "completed"
+
+
+def test_a_hostile_metrics_body_leaves_the_guard_unable_to_tell_not_stuck():
+    from agent.perf.collector import MAX_SAMPLES, server_busy
+    from tests.support.httpservers import RouteServer, static
+
+    from agent.collectors.http import HttpClient
+
+    huge = b"".join(b"vllm:num_requests_running{i=\"%d\"} 0\n" % i for i in range(MAX_SAMPLES + 10))
+    with RouteServer({"/metrics": static(huge)}) as srv:
+        assert server_busy(HttpClient(srv.url), "/metrics") is None, "unknown counts as busy: no benchmark"
+    with RouteServer({"/metrics": static(b"vllm:num_requests_running 2\nvllm:num_requests_waiting 1\n")}) as srv:
+        assert server_busy(HttpClient(srv.url), "/metrics") == 3
