@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     base_show = base_sub.add_parser("show", help="each target's baseline and environment")
     base_cmp = base_sub.add_parser("compare", help="the last benchmark against the baseline")
     for cmd in (base_rec, base_show, base_cmp):
-        cmd.add_argument("target", nargs="?" if cmd is not base_rec else None, metavar="TARGET")
+        cmd.add_argument("target", nargs="?", metavar="TARGET", help="one target (default: every one)")
     mnt = sub.add_parser("maintenance", help="silence the host (or one target) for a while; /healthz answers 503")
     mnt.add_argument("--for", dest="duration", type=_duration_arg, metavar="DURATION", help="how long, e.g. 30m")
     mnt.add_argument("--target", metavar="NAME", help="only this target's alerts (and /healthz?target=NAME)")

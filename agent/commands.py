@@ -327,11 +327,17 @@ def baseline(args: argparse.Namespace, config: Config) -> int:
     base, auth = _api(args, config)
     try:
         if args.baseline_command == "record":
-            doc = call(base, "POST", f"/api/v1/perf/baseline?target={quote(args.target)}&last={args.last}", auth=auth)
-            print(f"baseline of {args.target} recorded from {doc['runs']} run(s) for "
-                  f"{_env_line(doc['environment'])}:")
-            for name, value in doc["figures"].items():
-                print(f"  {name:34s} {value:.4g}")
+            names = [args.target] if args.target else [
+                n for n, summary in sorted(call(base, "GET", "/api/v1/perf", auth=auth)["targets"].items())
+                if summary.get("last_completed")]
+            if not names:
+                print("llm-agent: no target has a completed benchmark yet; run `llm-agent bench NAME`", file=sys.stderr)
+                return 1
+            for name in names:
+                doc = call(base, "POST", f"/api/v1/perf/baseline?target={quote(name)}&last={args.last}", auth=auth)
+                print(f"baseline of {name} recorded from {doc['runs']} run(s) for {_env_line(doc['environment'])}:")
+                for fig, value in doc["figures"].items():
+                    print(f"  {fig:34s} {value:.4g}")
             return 0
         path = "/api/v1/perf" + (f"?target={quote(args.target)}" if args.target else "")
         targets = call(base, "GET", path, auth=auth)["targets"]

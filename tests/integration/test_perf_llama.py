@@ -110,6 +110,9 @@ url = "{llama_server.url}"
         args.baseline_command = "record"
         assert commands.baseline(args, run.agent.config) == 0
         assert "baseline of tiny recorded from 2 run(s)" in capsys.readouterr().out
+        args.target = None  # every target with a completed run
+        assert commands.baseline(args, run.agent.config) == 0
+        assert "baseline of tiny recorded" in capsys.readouterr().out
         args.baseline_command, args.target = "compare", None
         assert commands.baseline(args, run.agent.config) == 0
         assert "generation_tokens_per_second_c1" in capsys.readouterr().out
