@@ -221,9 +221,16 @@ class ServingEnvironment:
                                                            "driver; always 1.")
         changed = gauge("llm_agent_serving_environment_changed", "A change of model, build, GPU or driver in the last "
                                                                  "hour (1), with what changed.")
+        # one environment per server: a llama.cpp router has a target_info sample per loaded model,
+        # taken one at a time they would look like a model change every cycle
+        served: Dict[str, Tuple[set, set]] = {}
         for s in view.samples("llm_agent_target_info"):
-            server = s.label("server")
-            env = Environment(s.label("model"), s.label("build"), ",".join(gpus), ",".join(sorted(drivers)))
+            models, builds = served.setdefault(s.label("server"), (set(), set()))
+            models.add(s.label("model"))
+            builds.add(s.label("build"))
+        for server, (models, builds) in sorted(served.items()):
+            env = Environment(",".join(sorted(models - {""})), ",".join(sorted(builds - {""})), ",".join(gpus),
+                              ",".join(sorted(drivers)))
             what = self.book.observe_environment(server, env)
             if what:
                 log.warning("serving environment of %s changed: %s", server, "; ".join(what), extra={"TARGET": server})

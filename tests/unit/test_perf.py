@@ -372,3 +372,14 @@ def test_a_hostile_metrics_body_leaves_the_guard_unable_to_tell_not_stuck():
         assert server_busy(HttpClient(srv.url), "/metrics") is None, "unknown counts as busy: no benchmark"
     with RouteServer({"/metrics": static(b"vllm:num_requests_running 2\nvllm:num_requests_waiting 1\n")}) as srv:
         assert server_busy(HttpClient(srv.url), "/metrics") == 3
+
+
+def test_a_routers_models_are_one_environment_not_a_change_every_cycle(tmp_path):
+    book = PerfBook(str(tmp_path))
+    derive = ServingEnvironment(book)
+    info = gauge("llm_agent_target_info", "")
+    info.add({"server": "router", "model": "beta", "build": "b1"}, 1).add({"server": "router", "model": "alpha", "build": "b1"}, 1)
+    for _ in range(3):
+        snap = Snapshot(0, tuple(derive.derive(Snapshot(0, (info,)))))
+    assert snap.samples("llm_agent_serving_environment_changed") == [] and book.last_change("router") is None
+    assert snap.samples("llm_agent_serving_environment_info")[0].label("model") == "alpha,beta"
