@@ -18,6 +18,7 @@ from agent.serve.exporter import Exporter
 from agent.notify.base import AlertDoc, Channel
 from agent.notify.dispatcher import make_notifier
 from tests.support.agentproc import ONLY_OWN_RULES
+from tests.support.configs import TARGETS_ONLY
 from tests.support.peers import Alertmanager, free_port, promtool_path, wait_until
 from tests.support.receivers import SLACK, WEBHOOK, Receiver
 
@@ -180,15 +181,7 @@ def test_no_secret_reaches_logs_metrics_api_or_outbox(tmp_path, caplog):
     secret = "SEKRITsekrit0123456789"
     env = {"SLACK": f"{dead}/services/T0/B0/{secret}", "PD": secret * 2, "HOOK": f"{dead}/hook?token={secret}",
            "AM": f"http://user:{secret}@127.0.0.1:{free_port()}"}
-    config = parse_config(f'''
-[agent]
-interval = "200ms"
-[collectors.nvml]
-enabled = false
-[collectors.host]
-enabled = false
-[discovery]
-enabled = false
+    config = parse_config('[agent]\ninterval = "200ms"\n' + TARGETS_ONLY + f'''
 [alerting]
 default_rules = false
 [[rules]]
