@@ -196,27 +196,45 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
     same-named families are joined, and a conflicting type, a repeated series, or a family
     whose names collide with another family's (a gauge `x_bucket` beside a histogram `x`) is
     dropped and described in the returned list of conflicts. Earlier groups win: the runner
-    passes the agent's own families before the targets'.
+    passes the agent's own families before the targets'. A family that only one collector
+    made, without a repeated series, goes into the result as it is, not copied (a collector's
+    families belong to the snapshots once returned); one that others add to is copied first,
+    so the sources are never changed and can be merged again (the runner merges twice).
     """
     merged: Dict[str, MetricFamily] = {}
     claimed: Dict[str, str] = {}  # a name -> the family that owns it
-    seen: set = set()
+    series: Dict[str, set] = {}  # a family name -> its series (name, labels) so far
+    borrowed: set = set()  # families passed through as their collector made them: copied before adding to them
     conflicts: List[str] = []
     for group in groups:
         for fam in group:
             into = merged.get(fam.name)
             names = owned_names(fam)
+            # every name has one owner, so a series can only repeat within its own family
+            clash = next((claimed[n] for n in names if claimed.get(n, fam.name) != fam.name), None)
+            if clash is not None:
+                conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
+                continue
             if into is None:
-                clash = next((claimed[n] for n in names if claimed.get(n, fam.name) != fam.name), None)
-                if clash is not None:
-                    conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
+                for n in names:
+                    claimed.setdefault(n, fam.name)
+                keys = {(s.name, s.labels) for s in fam.samples}
+                if len(keys) == len(fam.samples):  # the common case: a family only one collector makes, no repeats
+                    merged[fam.name], series[fam.name] = fam, keys
+                    borrowed.add(fam.name)
                     continue
                 into = merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
+                series[fam.name] = set()
             elif into.type != fam.type:
                 conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
                 continue
-            for n in names:
-                claimed.setdefault(n, fam.name)
+            else:
+                for n in names:
+                    claimed.setdefault(n, fam.name)
+                if fam.name in borrowed:  # never append to a collector's own list: it may be in another merge
+                    into = merged[fam.name] = MetricFamily(into.name, into.type, into.help, list(into.samples))
+                    borrowed.discard(fam.name)
+            seen = series[fam.name]
             for s in fam.samples:
                 key = (s.name, s.labels)
                 if key in seen:

@@ -231,6 +231,8 @@ class RuleSettings:
     expr: str = setting(None, _expr, required=True)
     for_: float = setting("0s", v.parse_duration, key="for")
     keep_firing_for: float = setting("0s", v.parse_duration)
+    # evaluated every `interval` rather than every cycle (0s): for slow conditions with long windows
+    interval: float = setting("0s", v.parse_duration)
     cooldown: float = setting("0s", v.parse_duration)  # deprecated: [[notify]] repeat_interval
     severity: str = setting("warning", v.one_of(("critical", "warning", "info")))
     labels: Dict[str, str] = setting({}, _templates)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Iterable, List, Optional, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from ..model import COUNTER, UNTYPED, CarryOver, Labels, MetricFamily
 
@@ -30,6 +30,9 @@ def _escape_label(v: str) -> str:
 
 
 Prefixes = CarryOver[Tuple[str, Labels], str]
+# a series' (last line, its value, the length of its name-and-labels text): the line is reused
+# while the value holds, and costs one string per series, not two
+Lines = CarryOver[Tuple[str, Labels], Tuple[str, float, int]]
 
 
 def _prefix(name: str, labels: Labels) -> str:
@@ -39,6 +42,11 @@ def _prefix(name: str, labels: Labels) -> str:
     return f"{name}{{{lbl}}} "
 
 
+def _line(prefix: str, v: float) -> str:
+    # format_value's common case inline: most values are whole numbers (counters, bytes)
+    return prefix + (str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else format_value(v))
+
+
 def _series(fam: MetricFamily, prefixes: Prefixes) -> List[str]:
     lines = []
     for s in fam.samples:
@@ -46,10 +54,26 @@ def _series(fam: MetricFamily, prefixes: Prefixes) -> List[str]:
         prefix = prefixes.get(key)
         if prefix is None:
             prefix = prefixes.put(key, _prefix(s.name, s.labels))
-        v = s.value
-        # format_value's common case inline: most values are whole numbers (counters, bytes)
-        lines.append(prefix + (str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else format_value(v)))
+        lines.append(_line(prefix, s.value))
     return lines
+
+
+def _block(fam: MetricFamily, known: Lines) -> str:
+    """The family's series lines as one string, from what the last render wrote where it can."""
+    lines = []
+    get, used = known.known.get, known.used
+    for s in fam.samples:
+        key = (s.name, s.labels)
+        entry = get(key)
+        v = s.value
+        if entry is None:
+            prefix = _prefix(s.name, s.labels)
+            entry = (_line(prefix, v), v, len(prefix))
+        elif entry[1] != v:  # moved (NaN never equals itself: rewritten every time)
+            entry = (_line(entry[0][:entry[2]], v), v, entry[2])
+        used[key] = entry
+        lines.append(entry[0])
+    return "\n".join(lines)
 
 
 def _text_header(fam: MetricFamily) -> List[str]:
@@ -75,20 +99,33 @@ def _openmetrics_header(fam: MetricFamily) -> List[str]:
 
 
 class Renderer:
-    """render_both() that remembers each series' name-and-labels text from one snapshot to the
-    next: labels rarely change between cycles, their escaping and joining were most of the
-    rendering cost. Only the series of the last render are kept (no growth as series churn)."""
+    """Renders snapshots, remembering from one to the next each series' name-and-labels text
+    and its line while the value holds (labels rarely change between cycles; their escaping and
+    joining were most of the rendering cost), and the last snapshot's series blocks, which both
+    formats share. Only the series of the last render are kept (no growth as series churn)."""
 
     def __init__(self) -> None:
-        self._prefixes: Prefixes = CarryOver()
+        self._lines: Lines = CarryOver()
+        self._blocks: Tuple[object, List[str]] = (None, [])  # (the families rendered last, their series blocks)
         self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
 
-    def render(self, families: Iterable[MetricFamily], fmt: str) -> bytes:
+    def render(self, families: Sequence[MetricFamily], fmt: str) -> bytes:
         """One format ("text" or "openmetrics"): a scrape asks for one, and a 32-target host's
         body is megabytes."""
+        header = _openmetrics_header if fmt == "openmetrics" else _text_header
         with self._lock:
-            self._prefixes.next_round()
-            return render_one(families, fmt, self._prefixes)
+            rendered, blocks = self._blocks
+            if rendered is not families:  # a new snapshot; a second format of the same one reuses the blocks
+                self._lines.next_round()
+                blocks = [_block(fam, self._lines) if fam.samples else "" for fam in families]
+                self._blocks = (families, blocks)
+            out: List[str] = []
+            for fam, block in zip(families, blocks):
+                if block:
+                    out += header(fam)
+                    out.append(block)
+            out.append("# EOF\n" if fmt == "openmetrics" else "")
+            return "\n".join(out).encode("utf-8")
 
 
 def render_one(families: Iterable[MetricFamily], fmt: str, prefixes: Optional[Prefixes] = None) -> bytes:

@@ -65,12 +65,16 @@ AnyRule = Union[Rule, RecordingRule]
 @dataclass
 class Group:
     """Rules evaluated in order every `interval` (0: every cycle); `limit` caps the alerts or
-    series one rule may produce (0: none), as a Prometheus rule group's does."""
+    series one rule may produce (0: none), as a Prometheus rule group's does. `offset` moves
+    the second evaluation (and so every later one) that much earlier, as Prometheus staggers
+    its groups: slow groups of the same interval then share out the cycles instead of all
+    landing on the same one."""
 
     name: str
     rules: List[AnyRule]
     interval: float = 0.0
     limit: int = 0
+    offset: float = 0.0
 
 
 @dataclass
@@ -293,7 +297,7 @@ class Engine:
             # a little early is on time: cycles drift by milliseconds
             if group.interval and last is not None and t - last < group.interval * 0.98:
                 continue
-            self._group_due[group.name] = t
+            self._group_due[group.name] = t - group.offset if last is None else t
             out.extend(group.rules)
         return out
 

@@ -37,7 +37,26 @@ def export_rules(docs: Sequence[RuleSettings], records: Sequence[RecordingRuleSe
         lines += [f"  - name: {_q(group + '-history')}", "    interval: 5m", "    rules:"]
         for h in history:
             lines += [f"      - record: {_q(h.record)}", f"        expr: {_q(h.expr)}"]
-    lines += [f"  - name: {_q(group)}", "    rules:"]
+    for interval in sorted({d.interval for d in docs}):  # a group per evaluation interval
+        lines += [f"  - name: {_q(group + (f'-{format_duration(interval)}' if interval else ''))}"]
+        lines += ([f"    interval: {format_duration(interval)}"] if interval else []) + ["    rules:"]
+        lines += _alerts([d for d in docs if d.interval == interval])
+    for g in files:
+        lines += [f"  - name: {_q(g.name)}"] + ([f"    interval: {format_duration(g.interval)}"] if g.interval else [])
+        lines += ([f"    limit: {g.limit}"] if g.limit else []) + ["    rules:"]
+        for r in g.rules:
+            lines.append(f"      - alert: {_q(r.alert)}" if r.alert else f"      - record: {_q(r.record)}")
+            lines.append(f"        expr: {_q(r.expr)}")
+            if r.for_:
+                lines.append(f"        for: {format_duration(r.for_)}")
+            if r.keep_firing_for:
+                lines.append(f"        keep_firing_for: {format_duration(r.keep_firing_for)}")
+            lines += _mapping("labels", dict(r.labels)) + _mapping("annotations", dict(r.annotations))
+    return "\n".join(lines) + "\n"
+
+
+def _alerts(docs: Sequence[RuleSettings]) -> list:
+    lines = []
     for d in docs:
         lines.append(f"      - alert: {_q(d.name)}")
         lines.append(f"        expr: {_q(d.expr)}")
@@ -51,18 +70,7 @@ def export_rules(docs: Sequence[RuleSettings], records: Sequence[RecordingRuleSe
         if d.annotations:
             lines.append("        annotations:")
             lines.extend(f"          {_q(k)}: {_q(v)}" for k, v in d.annotations.items())
-    for g in files:
-        lines += [f"  - name: {_q(g.name)}"] + ([f"    interval: {format_duration(g.interval)}"] if g.interval else [])
-        lines += ([f"    limit: {g.limit}"] if g.limit else []) + ["    rules:"]
-        for r in g.rules:
-            lines.append(f"      - alert: {_q(r.alert)}" if r.alert else f"      - record: {_q(r.record)}")
-            lines.append(f"        expr: {_q(r.expr)}")
-            if r.for_:
-                lines.append(f"        for: {format_duration(r.for_)}")
-            if r.keep_firing_for:
-                lines.append(f"        keep_firing_for: {format_duration(r.keep_firing_for)}")
-            lines += _mapping("labels", dict(r.labels)) + _mapping("annotations", dict(r.annotations))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _mapping(key: str, values: dict) -> list:

@@ -101,10 +101,21 @@ def file_groups(groups: Tuple[RuleGroup, ...]) -> List[Group]:
     return out
 
 
+def slow_groups(docs: List[RuleSettings]) -> List[Group]:
+    """A group per rule with an `interval`, the rules of one interval at evenly spread offsets:
+    twenty rules every 30s cost a few of them per 5-second cycle, not all of them every sixth."""
+    by_interval: Dict[float, List[RuleSettings]] = {}
+    for d in docs:
+        by_interval.setdefault(d.interval, []).append(d)
+    return [Group(f"rules@{format_duration(interval)}/{d.name}", [build_rule(d)], interval, offset=interval * i / len(same))
+            for interval, same in by_interval.items() for i, d in enumerate(same)]
+
+
 def load_rules(config: Config) -> RuleSet:
     docs, inhibits = rule_docs(config)
     records = [RecordingRule(d.record, parse(d.expr), dict(d.labels)) for d in config.recording_rules]
-    groups = [Group("recording_rules", list(records)), Group("rules", [build_rule(d) for d in docs])]
+    groups = [Group("recording_rules", list(records)), Group("rules", [build_rule(d) for d in docs if not d.interval])]
+    groups += slow_groups([d for d in docs if d.interval])
     groups += file_groups(config.rule_groups)
     inhibit = [InhibitRule(tuple(parse_matcher(m) for m in d.source_matchers),
                            tuple(parse_matcher(m) for m in d.target_matchers), tuple(d.equal))

@@ -234,3 +234,41 @@ def test_vanished_series_is_stale_for_instant_selectors_but_stays_in_ranges():
     assert Evaluator(h).eval(parse("max_over_time(m[1m])"), 105.0) == [((("a", "1"),), 5.0)]
     h.ingest(Snapshot(110.0, (MetricFamily("m", "gauge", "", [Sample("m", (("a", "1"),), 7.0)]),)))
     assert Evaluator(h).eval(parse("m"), 110.0) == [((("__name__", "m"), ("a", "1")), 7.0)]
+
+
+def test_rules_with_an_interval_run_that_often_each_at_its_own_offset_and_still_fire():
+    """Six rules every 30s over 5-second cycles: all at the start, then one per cycle, each 30s
+    after its last run; `for` counts in time, so a slow rule fires within one interval of it."""
+    from agent.rules.loader import load_rules
+
+    slow = "".join(f'[[rules]]\nname = "Slow{i}"\nexpr = "x > 0"\nfor = "1m"\ninterval = "30s"\n' for i in range(6))
+    config = parse_config('[alerting]\ndefault_rules = false\n[[rules]]\nname = "Fast"\nexpr = "x > 0"\n' + slow)
+    world = World()
+    engine = Engine(load_rules(config).groups, world.history, [])
+    runs = []
+    original = engine._evaluate_isolated
+    engine._evaluate_isolated = lambda r, t, cache: runs.append((t, r.name)) or original(r, t, cache)
+    fired = {}
+    for _ in range(40):
+        t = world.t
+        for status, name, _server in world.cycle(engine, [("x", {}, 1.0)]):
+            fired.setdefault(name, t) if status == "firing" else None
+    by_cycle = {}
+    for t, name in runs:
+        by_cycle.setdefault(t, []).append(name)
+    assert sorted(by_cycle[1000.0]) == ["Fast"] + [f"Slow{i}" for i in range(6)]
+    assert all(len(names) == 2 and "Fast" in names for t, names in by_cycle.items() if t > 1000.0)
+    for i in range(6):
+        times = [t for t, name in runs if name == f"Slow{i}"]
+        assert all(b - a == 30 for a, b in zip(times[1:], times[2:])), times
+    assert fired["Fast"] == 1000.0  # no `for`: at once
+    assert all(1060.0 <= fired[f"Slow{i}"] <= 1090.0 for i in range(6)), fired
+
+
+def test_rule_export_writes_a_group_per_interval():
+    from agent.rules.export import export_rules
+
+    config = parse_config('[[rules]]\nname = "A"\nexpr = "x > 0"\n[[rules]]\nname = "B"\nexpr = "x > 1"\ninterval = "30s"\n')
+    text = export_rules(config.rules)
+    assert '- name: "llm-agent"\n    rules:\n      - alert: "A"' in text
+    assert '- name: "llm-agent-30s"\n    interval: 30s\n    rules:\n      - alert: "B"' in text

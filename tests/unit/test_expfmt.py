@@ -101,7 +101,7 @@ def test_the_remembering_renderer_writes_exactly_what_render_both_writes():
                 fam.samples.append(Sample(fam.name, labels if i % 3 else (), rng.choice(values)))
             fams.append(fam)
         assert (renderer.render(fams, "text"), renderer.render(fams, "openmetrics")) == render_both(fams), f"cycle {cycle}"
-    assert len(renderer._prefixes.used) <= 6 * 5, "only the last render's series are remembered"
+    assert len(renderer._lines.used) <= 6 * 5, "only the last render's series are remembered"
 
 
 def test_label_values_round_trip_through_render_and_parse_escapes_and_all():

@@ -187,3 +187,62 @@ def test_collectors_that_never_started_run_afresh_next_cycle():
     for h in hangs:
         h.release.set()
     r.close()
+
+
+def _reference_merge(groups):
+    """merge_families written plainly: every family copied, every series checked one by one."""
+    from agent.model import owned_names
+
+    merged, claimed, seen, conflicts = {}, {}, set(), 0
+    for group in groups:
+        for fam in group:
+            into = merged.get(fam.name)
+            names = owned_names(fam)
+            if any(claimed.get(n, fam.name) != fam.name for n in names):
+                conflicts += 1
+                continue
+            if into is None:
+                into = merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
+            elif into.type != fam.type:
+                conflicts += 1
+                continue
+            for n in names:
+                claimed.setdefault(n, fam.name)
+            for s in fam.samples:
+                if (s.name, s.labels) in seen:
+                    conflicts += 1
+                    continue
+                seen.add((s.name, s.labels))
+                into.samples.append(s)
+    return [(f.name, f.type, [(s.name, s.labels, s.value) for s in f.samples]) for f in merged.values()], conflicts
+
+
+def test_merging_passes_a_lone_family_through_and_never_changes_its_sources():
+    """Fuzz against the copying merge: same result, same conflicts; the groups are unchanged and
+    merge again to the same result (the runner merges a deriver's view, then everything)."""
+    import random
+
+    from agent.model import merge_families
+
+    rng = random.Random(3)
+    for case in range(400):
+        groups = []
+        for _g in range(rng.randint(1, 4)):
+            group = []
+            for _f in range(rng.randint(0, 4)):
+                name = rng.choice(["a", "b", "b_bucket", "c_total"])
+                fam = MetricFamily(name, rng.choice(["gauge", "gauge", "counter", "histogram"]), "h")
+                for _ in range(rng.randint(0, 4)):
+                    fam.samples.append(Sample(name + rng.choice(["", "", "_bucket"]), (("i", str(rng.randint(0, 3))),),
+                                              float(rng.randint(0, 9))))
+                group.append(fam)
+            groups.append(group)
+        before = [[(f.name, list(f.samples)) for f in g] for g in groups]
+        expected = _reference_merge(groups)
+        for _ in range(2):
+            families, conflicts = merge_families(groups)
+            got = [(f.name, f.type, [(s.name, s.labels, s.value) for s in f.samples]) for f in families]
+            assert (got, len(conflicts)) == expected, case
+        assert [[(f.name, list(f.samples)) for f in g] for g in groups] == before, case
+    lone = gauge("lone", "h").add({"a": "1"}, 1)
+    assert merge_families([[lone], [gauge("other", "h")]])[0][0] is lone  # not copied
