@@ -99,14 +99,16 @@ def _openmetrics_header(fam: MetricFamily) -> List[str]:
 
 
 class Renderer:
-    """Renders snapshots, remembering from one to the next each series' name-and-labels text
-    and its line while the value holds (labels rarely change between cycles; their escaping and
-    joining were most of the rendering cost), and the last snapshot's series blocks, which both
-    formats share. Only the series of the last render are kept (no growth as series churn)."""
+    """Renders snapshots, remembering from one to the next each series' line while its value
+    holds (labels rarely change between cycles; their escaping and joining were most of the
+    rendering cost). A second format of the same snapshot takes the series blocks out of the
+    first one's bytes: only the headers differ. Only the series of the last render are kept
+    (no growth as series churn), and no copy of the body beyond the one being served."""
 
     def __init__(self) -> None:
         self._lines: Lines = CarryOver()
-        self._blocks: Tuple[object, List[str]] = (None, [])  # (the families rendered last, their series blocks)
+        # (the families rendered last, that body, each family's series block in it as (start, end))
+        self._last: Tuple[object, bytes, List[Tuple[int, int]]] = (None, b"", [])
         self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
 
     def render(self, families: Sequence[MetricFamily], fmt: str) -> bytes:
@@ -114,18 +116,29 @@ class Renderer:
         body is megabytes."""
         header = _openmetrics_header if fmt == "openmetrics" else _text_header
         with self._lock:
-            rendered, blocks = self._blocks
-            if rendered is not families:  # a new snapshot; a second format of the same one reuses the blocks
+            rendered, body, spans = self._last
+            if rendered is families:
+                blocks = [body[a:b] for a, b in spans]
+            else:
                 self._lines.next_round()
-                blocks = [_block(fam, self._lines) if fam.samples else "" for fam in families]
-                self._blocks = (families, blocks)
-            out: List[str] = []
+                blocks = [_block(fam, self._lines).encode("utf-8") if fam.samples else b"" for fam in families]
+            out: List[bytes] = []
+            spans = []
+            at = 0
             for fam, block in zip(families, blocks):
                 if block:
-                    out += header(fam)
+                    for line in header(fam):
+                        out.append(line.encode("utf-8"))
+                        at += len(out[-1]) + 1
                     out.append(block)
-            out.append("# EOF\n" if fmt == "openmetrics" else "")
-            return "\n".join(out).encode("utf-8")
+                    spans.append((at, at + len(block)))
+                    at += len(block) + 1
+                else:
+                    spans.append((0, 0))
+            out.append(b"# EOF\n" if fmt == "openmetrics" else b"")
+            body = b"\n".join(out)
+            self._last = (families, body, spans)
+            return body
 
 
 def render_one(families: Iterable[MetricFamily], fmt: str, prefixes: Optional[Prefixes] = None) -> bytes:

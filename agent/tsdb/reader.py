@@ -43,7 +43,7 @@ class Reader:
         live = self.store.positions(self.store._last_layout_id)
         out = []
         for info in infos:
-            if name and info.as_dict.get("__name__") != name:
+            if name and info.name != name:
                 continue
             # `last` moves at each seal, so a series still in the head may look up to a window old
             if info.first > end or (info.id not in live and info.last < start - RAW_WINDOW):

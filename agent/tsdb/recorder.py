@@ -65,7 +65,7 @@ class Recorder:
         self.store.exclude = tuple(parse(s) for s in h.exclude)
         self.store.max_series = h.max_series
         self.store.max_per_name = max(1000, h.max_series // 4)
-        self.store._ids.clear()  # what is excluded may have changed
+        self.store.forget_ids()  # what is excluded may have changed
 
     def record(self, snapshot: Snapshot, alerts: Iterable[object]) -> None:
         self.store.append(snapshot)

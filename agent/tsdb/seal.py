@@ -332,10 +332,9 @@ class Sealer:
                 for sid in gone:
                     info = self.store.series.pop(sid, None)
                     if info is not None:
-                        name = info.as_dict["__name__"]
-                        self.store._per_name[name] = self.store._per_name.get(name, 1) - 1
-                        self.store._by_key.pop((name, tuple(kv for kv in info.labels if kv[0] != "__name__")), None)
-            self.store._ids.clear()
+                        self.store._per_name[info.name] = self.store._per_name.get(info.name, 1) - 1
+                        self.store._by_key.pop(info.labels, None)
+            self.store.forget_ids()
         used = {r[0] for r in db.execute("SELECT DISTINCT layout FROM head")} | {self.store._last_layout_id}
         sealed = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
         if sealed:
