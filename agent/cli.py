@@ -161,7 +161,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     from .serve.exporter import Exporter, ExporterError
     from .statelock import StateDirInUse, StateLock
 
-    from .daemon import limit_malloc_arenas
+    from .heap import limit_malloc_arenas
 
     limit_malloc_arenas()  # before the exporter's threads allocate
     _setup_logging(args.log_level or config.agent.log_level, args.log_format)

@@ -21,6 +21,7 @@ from .collectors.registry import Context
 from .collectors.selfstats import AgentStats
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes
+from .heap import HeapReturner, limit_malloc_arenas
 from .model import Snapshot, gauge
 from .perf.anomaly import HistoryRules
 from .perf.book import PerfBook
@@ -46,19 +47,6 @@ log = logging.getLogger(__name__)
 # (tests/bench/bench_agent.py). Almost all the agent's garbage is freed by reference counting;
 # the collector is only for the rare cycle, so it runs ~50x less often.
 GC_THRESHOLDS = (50_000, 20, 100)
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """glibc gives each thread that allocates under contention its own malloc arena (up to 8
-    per core); the exporter renders a scrape in its request threads, and memory freed in one
-    arena is not reused by another: resident memory grew by tens of MiB under scrape load
-    (bench_agent.py). Two arenas, as MALLOC_ARENA_MAX=2 would give; a no-op elsewhere."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # M_ARENA_MAX
-    except (OSError, AttributeError):
-        pass
 
 
 def tune_gc() -> None:
@@ -236,6 +224,7 @@ class Agent:
         watchdog = Watchdog(notifier, lambda: self.last_progress,
                             stale_after=2 * self.config.interval + self.config.collector_timeout + 5)
         ready = False
+        heap = HeapReturner()
         next_tick = self.monotonic()
         while not self._stop.is_set():
             if self._reload.is_set():
@@ -257,6 +246,7 @@ class Agent:
                 tune_gc()
             else:
                 notifier.status(self.status_line())
+            heap.tick(self.monotonic())  # between cycles: what this minute's cycles freed goes back
             interval = self.config.interval
             if started >= next_tick - 0.001:  # the scheduled cycle (not one a process exit asked for)
                 next_tick += interval

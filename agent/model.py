@@ -34,6 +34,11 @@ class CarryOver(Generic[K, V]):
     def next_round(self) -> None:
         self.known, self.used = self.used, {}
 
+    def end_round(self) -> None:
+        """What this round did not use is dropped now, not a round later: between rounds the
+        memo holds one round's entries, not two (megabytes on a 32-target host)."""
+        self.known = {}
+
     def get(self, key: K) -> Optional[V]:
         found = self.known.get(key)
         if found is not None:

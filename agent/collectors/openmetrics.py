@@ -63,6 +63,8 @@ def relabel(families: List[MetricFamily], extra: Labels,
                     memo.put(s.labels, final)
             out.append(Sample(s.name, final, s.value))
         fam.samples = out
+    if memo is not None:
+        memo.end_round()
     return families
 
 

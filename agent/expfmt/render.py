@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..model import COUNTER, UNTYPED, CarryOver, Labels, MetricFamily
 
@@ -30,9 +30,10 @@ def _escape_label(v: str) -> str:
 
 
 Prefixes = CarryOver[Tuple[str, Labels], str]
-# a series' (last line, its value, the length of its name-and-labels text): the line is reused
-# while the value holds, and costs one string per series, not two
-Lines = CarryOver[Tuple[str, Labels], Tuple[str, float, int]]
+# sample name -> labels -> (the series' last line, its value): the line is reused while the value
+# holds; by name, so that the memo holds no (name, labels) key per series
+Lines = Dict[str, Dict[Labels, Tuple[str, float]]]
+_NONE: Dict[Labels, Tuple[str, float]] = {}
 
 
 def _prefix(name: str, labels: Labels) -> str:
@@ -58,20 +59,21 @@ def _series(fam: MetricFamily, prefixes: Prefixes) -> List[str]:
     return lines
 
 
-def _block(fam: MetricFamily, known: Lines) -> str:
+def _block(fam: MetricFamily, last: Lines, lines_now: Lines) -> str:
     """The family's series lines as one string, from what the last render wrote where it can."""
     lines = []
-    get, used = known.known.get, known.used
+    name, was, now = "", _NONE, _NONE
     for s in fam.samples:
-        key = (s.name, s.labels)
-        entry = get(key)
+        if s.name != name:  # a family's samples mostly share one name
+            name, was, now = s.name, last.get(s.name, _NONE), lines_now.setdefault(s.name, {})
         v = s.value
+        entry = was.get(s.labels)
         if entry is None:
-            prefix = _prefix(s.name, s.labels)
-            entry = (_line(prefix, v), v, len(prefix))
+            entry = (_line(_prefix(s.name, s.labels), v), v)
         elif entry[1] != v:  # moved (NaN never equals itself: rewritten every time)
-            entry = (_line(entry[0][:entry[2]], v), v, entry[2])
-        used[key] = entry
+            line = entry[0]
+            entry = (_line(line[:line.rfind(" ") + 1], v), v)  # a value's text has no space; a label's may
+        now[s.labels] = entry
         lines.append(entry[0])
     return "\n".join(lines)
 
@@ -106,7 +108,7 @@ class Renderer:
     (no growth as series churn), and no copy of the body beyond the one being served."""
 
     def __init__(self) -> None:
-        self._lines: Lines = CarryOver()
+        self._lines: Lines = {}
         # (the families rendered last, that body, each family's series block in it as (start, end))
         self._last: Tuple[object, bytes, List[Tuple[int, int]]] = (None, b"", [])
         self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
@@ -120,8 +122,8 @@ class Renderer:
             if rendered is families:
                 blocks = [body[a:b] for a, b in spans]
             else:
-                self._lines.next_round()
-                blocks = [_block(fam, self._lines).encode("utf-8") if fam.samples else b"" for fam in families]
+                last, self._lines = self._lines, {}  # the last render's series not in this one are dropped
+                blocks = [_block(fam, last, self._lines).encode("utf-8") if fam.samples else b"" for fam in families]
             out: List[bytes] = []
             spans = []
             at = 0

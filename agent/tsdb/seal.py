@@ -20,6 +20,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from ..heap import release_freed_memory
 from . import codec, rollup
 from .rollup import encode_rollups
 from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
@@ -44,19 +45,6 @@ class _SealPlan:
     present: List[Tuple[float, int]] = field(default_factory=list)  # (last time, series) seen in the window
     sealed_layout: Optional[int] = None
     compacted_until: float = 0.0
-
-
-def _release_freed_memory() -> None:
-    """A seal reads a whole 30-minute window (megabytes of rows, columns and rollups) and frees
-    it: glibc keeps freed pages mapped, so the agent's resident memory stayed at that high-water
-    mark (+20 MiB in the first hour, bench_agent.py). malloc_trim(0) gives them back; a no-op
-    where there is no glibc."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class Sealer:
@@ -141,7 +129,7 @@ class Sealer:
             try:
                 self._seal_in_background(window)
             finally:
-                _release_freed_memory()
+                release_freed_memory()  # the window read is megabytes; give them back
                 self._sealed.set()
 
     def _due_window(self) -> Optional[float]:

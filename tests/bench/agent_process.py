@@ -13,7 +13,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from agent.config import parse_config  # noqa: E402
-from agent.daemon import Agent, install_signals, limit_malloc_arenas  # noqa: E402
+from agent.daemon import Agent, install_signals  # noqa: E402
+from agent.heap import limit_malloc_arenas  # noqa: E402
 from agent.serve.exporter import Exporter  # noqa: E402
 from tests.support.fake_pynvml import FakeGpu, FakeNvml  # noqa: E402
 

@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from agent.config import load_config
 from agent.daemon import Agent
 from agent.discovery import Found
@@ -110,3 +112,34 @@ def test_a_reload_rebuilds_each_targets_collectors_when_their_sections_changed(t
         assert agent.collectors.targets_now() == same
     finally:
         agent.close(drain=0)
+
+
+def test_freed_memory_goes_back_to_the_kernel_at_most_once_a_minute(monkeypatch):
+    from agent import heap
+
+    calls = []
+    monkeypatch.setattr(heap, "release_freed_memory", lambda: calls.append(1))
+    returner = heap.HeapReturner()
+    assert [returner.tick(t) for t in (0.0, 5.0, 59.0, 60.0, 65.0, 120.5)] == [True, False, False, True, False, True]
+    assert len(calls) == 3
+    heap.limit_malloc_arenas()  # real glibc here, or a no-op: never raises
+
+
+def test_releasing_freed_memory_gives_pages_back():
+    """malloc_trim for real: a freed block in the middle of the heap stops counting as resident."""
+    import psutil
+
+    from agent import heap
+
+    if heap._libc() is None:
+        pytest.skip("no glibc here")
+
+    keep, drop = [], []
+    for _ in range(2000):  # 64 KiB blocks (under glibc's mmap threshold: heap), kept ones pinning the top
+        drop.append(bytearray(64 << 10))
+        keep.append(bytearray(64))
+    before = psutil.Process().memory_info().rss
+    del drop
+    heap.release_freed_memory()
+    after = psutil.Process().memory_info().rss
+    assert after < before - (64 << 20), (before >> 20, after >> 20)
