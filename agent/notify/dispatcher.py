@@ -23,7 +23,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .alertmanager import AlertmanagerNotifier
 from .base import AlertDoc, Channel, NotifyError, redact
-from .email import EmailNotifier
 from .grouping import Message
 from .opsgenie import OpsgenieNotifier
 from .outbox import Outbox, Row
@@ -40,6 +39,8 @@ NOTIFIERS = {"slack": SlackNotifier, "pagerduty": PagerDutyNotifier, "webhook": 
 
 def make_notifier(channel: Channel, resend: float = 60.0):
     if channel.type == "email":
+        from .email import EmailNotifier  # smtplib and the email package: loaded only where email is configured
+
         return EmailNotifier(channel)  # smtplib: no HTTP session
     import requests  # only when an HTTP channel exists
 

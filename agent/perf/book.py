@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -243,7 +242,8 @@ class PerfBook:
         for name in FIGURES:
             values = [r["figures"][name] for r in runs if name in r["figures"]]
             if values:
-                figures[name] = statistics.median(values)
+                from statistics import median  # here: the module pulls in fractions and decimal
+                figures[name] = median(values)
         return Baseline(env, figures, self.clock(), len(runs), how)
 
     # -- quality -----------------------------------------------------------------------------

@@ -8,12 +8,14 @@ Alertmanager's repeat_interval) and is left out.
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..config import RecordingRuleSettings, RuleSettings
 from ..config.values import format_duration
-from .rulefile import RuleGroup
 
+
+if TYPE_CHECKING:
+    from .rulefile import RuleGroup
 
 def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ..config import Config, InhibitSettings, RuleSettings, parse_config
 from .ast import Subquery, selectors
 from .engine import Group, InhibitRule, RecordingRule, Rule
 from .lexer import format_duration
 from .parser import parse, parse_matcher
-from .rulefile import FileRule, RuleGroup
 from .templates import Template
+
+if TYPE_CHECKING:  # rule files (and PyYAML) are loaded only where rule_files are configured
+    from .rulefile import FileRule, RuleGroup
 
 log = logging.getLogger(__name__)
 DEFAULTS = "defaults.toml"
