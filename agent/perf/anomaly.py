@@ -21,6 +21,7 @@ from importlib import resources
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..config.load import tomllib
+from ..heap import release_freed_memory
 from ..model import MetricFamily, counter, gauge
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class HistoryRules:
     def _loop(self) -> None:
         while not self._stop.wait(self.every if self.results else 30.0):  # the first round soon after start
             self.evaluate()
+            release_freed_memory()  # a round reads days of the history file; what it freed goes back
 
     def evaluate(self, t: Optional[float] = None) -> None:
         t = self.clock() if t is None else t
