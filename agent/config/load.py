@@ -243,10 +243,10 @@ def parse_config(text: str, source: str = "(string)", environ: Optional[Dict[str
 def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any, ...]:
     """[alerting] rule_files, read and validated now so that `config validate` and a reload
     report their errors (file:line) with the rest."""
-    from ..rules.rulefile import RuleFileError, load_files
-
     if not patterns:
         return ()
+    from ..rules.rulefile import RuleFileError, load_files  # and PyYAML: only where rule files are configured
+
     base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
     try:
         return load_files(patterns, base)

