@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 
 FIND_AGAIN = 15.0  # seconds before a port whose process was not found is searched again
+# after its process exited (and for a new target), the port is searched every time for this
+# long: a restarted server is found again within a cycle, so the exit watcher can page on its
+# next crash at once (a 15 s wait cost a crash right after a restart up to a cycle's delay)
+RESTART_WINDOW = 60.0
 
 
 def find_listener(port: int) -> Optional[int]:
@@ -61,6 +65,7 @@ class ProcessCollector:
         self.local = urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1", "0.0.0.0")
         self.finder = finder
         self._next_find = 0.0
+        self._searching_until = time.monotonic() + RESTART_WINDOW
         self.proc: Optional[psutil.Process] = None
         self.starts = 0
         self.problems: List = []
@@ -76,10 +81,11 @@ class ProcessCollector:
             except psutil.Error:
                 pass
             self.proc = None
+            self._searching_until = time.monotonic() + RESTART_WINDOW  # it will likely be restarted
         if not self.local:
             return None
         now = time.monotonic()
-        if now < self._next_find:
+        if now < self._next_find and now >= self._searching_until:
             return None
         pid = self.finder(self.port)
         if pid is None:

@@ -65,16 +65,44 @@ def test_missing_ptrace_privilege_is_reported_once_with_the_fix(tmp_path, caplog
 
 def test_a_port_whose_process_is_not_found_is_searched_again_only_after_a_while(monkeypatch):
     """Searching means psutil.net_connections(), which reads every process's descriptors (11 ms
-    here, more on a busy host): a server in another network namespace is not searched every cycle."""
+    here, more on a busy host): a server in another network namespace is not searched every
+    cycle, once its first minute (a server still starting) has passed."""
     import agent.collectors.process as process
 
     now = [1000.0]
     monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
     calls = []
     c = ProcessCollector("boxed", "http://127.0.0.1:8080", finder=lambda port: calls.append(port))
+    c.collect()
+    now[0] += process.RESTART_WINDOW
+    calls.clear()
     for _ in range(5):
         assert Snapshot(0.0, tuple(c.collect())).value("llm_agent_target_process_found") == 0
     assert calls == [8080]
     now[0] += process.FIND_AGAIN
     c.collect()
     assert calls == [8080, 8080]
+
+
+def test_a_restarted_server_is_found_at_the_next_cycle_not_after_the_backoff(monkeypatch):
+    """kill -9 then a restart a few seconds later: the new process is found the next cycle, so
+    the exit watcher pages its next crash at once (bench_health.py's crash trials)."""
+    import agent.collectors.process as process
+
+    now = [1000.0]
+    monkeypatch.setattr(process.time, "monotonic", lambda: now[0])
+    server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    listening = {"pid": server.pid}
+    c = ProcessCollector("llama", "http://127.0.0.1:8080", finder=lambda port: listening["pid"])
+    now[0] += 2 * process.RESTART_WINDOW  # long after start: the backoff applies
+    assert c.current().pid == server.pid
+    server.kill()
+    server.wait()
+    listening["pid"] = None  # killed: nobody on the port for a moment
+    assert c.current() is None
+    for _ in range(3):  # the restarted server comes up a few seconds later
+        now[0] += 2
+        assert c.current() is None
+    listening["pid"] = os.getpid()
+    now[0] += 2
+    assert c.current() is not None and c.current().pid == os.getpid()
