@@ -100,47 +100,48 @@ def _openmetrics_header(fam: MetricFamily) -> List[str]:
     return [f"# HELP {name} {help_}", f"# TYPE {name} {mtype}"]
 
 
+Spans = List[Tuple[int, int]]  # each family's series block in a body, as (start, end)
+
+
 class Renderer:
     """Renders snapshots, remembering from one to the next each series' line while its value
     holds (labels rarely change between cycles; their escaping and joining were most of the
     rendering cost). A second format of the same snapshot takes the series blocks out of the
-    first one's bytes: only the headers differ. Only the series of the last render are kept
-    (no growth as series churn), and no copy of the body beyond the one being served."""
+    first one's bytes (`first`): only the headers differ. The memo holds the series of the last
+    render only (no growth as series churn), and no snapshot or body."""
 
     def __init__(self) -> None:
         self._lines: Lines = {}
-        # (the families rendered last, that body, each family's series block in it as (start, end))
-        self._last: Tuple[object, bytes, List[Tuple[int, int]]] = (None, b"", [])
         self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
 
-    def render(self, families: Sequence[MetricFamily], fmt: str) -> bytes:
-        """One format ("text" or "openmetrics"): a scrape asks for one, and a 32-target host's
-        body is megabytes."""
+    def render(self, families: Sequence[MetricFamily], fmt: str,
+               first: Optional[Tuple[bytes, Spans]] = None) -> Tuple[bytes, Spans]:
+        """One format ("text" or "openmetrics") and where each family's series are in it: a
+        scrape asks for one, and a 32-target host's body is megabytes. `first`: the same
+        families already rendered in the other format, and its spans."""
         header = _openmetrics_header if fmt == "openmetrics" else _text_header
-        with self._lock:
-            rendered, body, spans = self._last
-            if rendered is families:
-                blocks = [body[a:b] for a, b in spans]
-            else:
+        if first is not None:
+            body, spans = first
+            blocks = [body[a:b] for a, b in spans]
+        else:
+            with self._lock:
                 last, self._lines = self._lines, {}  # the last render's series not in this one are dropped
                 blocks = [_block(fam, last, self._lines).encode("utf-8") if fam.samples else b"" for fam in families]
-            out: List[bytes] = []
-            spans = []
-            at = 0
-            for fam, block in zip(families, blocks):
-                if block:
-                    for line in header(fam):
-                        out.append(line.encode("utf-8"))
-                        at += len(out[-1]) + 1
-                    out.append(block)
-                    spans.append((at, at + len(block)))
-                    at += len(block) + 1
-                else:
-                    spans.append((0, 0))
-            out.append(b"# EOF\n" if fmt == "openmetrics" else b"")
-            body = b"\n".join(out)
-            self._last = (families, body, spans)
-            return body
+        out: List[bytes] = []
+        spans = []
+        at = 0
+        for fam, block in zip(families, blocks):
+            if block:
+                for line in header(fam):
+                    out.append(line.encode("utf-8"))
+                    at += len(out[-1]) + 1
+                out.append(block)
+                spans.append((at, at + len(block)))
+                at += len(block) + 1
+            else:
+                spans.append((0, 0))
+        out.append(b"# EOF\n" if fmt == "openmetrics" else b"")
+        return b"\n".join(out), spans
 
 
 def render_one(families: Iterable[MetricFamily], fmt: str, prefixes: Optional[Prefixes] = None) -> bytes:

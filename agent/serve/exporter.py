@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
 from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
-from ..expfmt.render import Renderer, render_one
+from ..expfmt.render import Renderer, Spans, render_one
 from ..model import Snapshot
 from . import console
 from .websecurity import BasicAuth, TLSContext
@@ -48,6 +48,7 @@ class Exposition:
         self.snapshot = snapshot
         self._renderer = renderer
         self._bodies: Dict[str, bytes] = {}
+        self._spans: Spans = []  # where each family's series are in the first body rendered
         self._gzipped: Dict[str, bytes] = {}
         self._lock = threading.Lock()
 
@@ -61,8 +62,13 @@ class Exposition:
             plain = self._bodies.get(fmt)
             if plain is None:
                 families = self.snapshot.families if self.snapshot else ()
-                plain = self._bodies[fmt] = (self._renderer.render(families, fmt) if self._renderer is not None
-                                             else render_one(families, fmt))
+                if self._renderer is None:
+                    plain = self._bodies[fmt] = render_one(families, fmt)
+                else:  # the other format's body, if rendered, holds the series lines already
+                    first = next(((body, self._spans) for body in self._bodies.values()), None)
+                    plain, spans = self._renderer.render(families, fmt, first)
+                    self._bodies[fmt] = plain
+                    self._spans = self._spans or spans
             if not gzipped:
                 return plain
             if fmt not in self._gzipped:

@@ -101,9 +101,13 @@ def test_the_remembering_renderer_writes_exactly_what_render_both_writes():
                 fam.samples.append(Sample(fam.name, labels if i % 3 else (), rng.choice(values)))
             fams.append(fam)
         if cycle % 2:  # the second format is cut from the first one's body: both orders
-            om, text = renderer.render(fams, "openmetrics"), renderer.render(fams, "text")
+            om = renderer.render(fams, "openmetrics")
+            text = renderer.render(fams, "text", om)
+            om, text = om[0], text[0]
         else:
-            text, om = renderer.render(fams, "text"), renderer.render(fams, "openmetrics")
+            text = renderer.render(fams, "text")
+            om = renderer.render(fams, "openmetrics", text)
+            text, om = text[0], om[0]
         assert (text, om) == render_both(fams), f"cycle {cycle}"
     assert sum(map(len, renderer._lines.values())) <= 6 * 5, "only the last render's series are remembered"
 

@@ -165,3 +165,25 @@ def test_the_event_loop_outlives_an_unexpected_error(exporter, caplog):
     wait_until(lambda: calls["n"] >= 2, 3, what="the loop turning again")
     assert requests.get(url(exporter), timeout=2).status_code == 200
     assert "event loop error (RuntimeError: boom)" in caplog.text
+
+
+def test_an_exposition_serves_either_format_first_and_cuts_the_other_from_it():
+    """Each format, asked first or second, gzipped or not, is exactly what render_both writes:
+    the second is cut from the first one's body (the spans live with the exposition, not the
+    renderer, which holds no snapshot)."""
+    from agent.expfmt import render_both
+    from agent.expfmt.render import Renderer
+    from agent.serve.exporter import Exposition
+
+    renderer = Renderer()
+    for cycle in range(4):
+        snap = Snapshot(float(cycle), (gauge("g", 'a "help"').add({"gpu": "0", "v": "é"}, cycle),
+                                       counter("c_total", "h").add({}, 2 * cycle), gauge("empty", "h")))
+        text, om = render_both(snap.families)
+        expo = Exposition(snap, renderer)
+        order = ("openmetrics", "text") if cycle % 2 else ("text", "openmetrics")
+        got = {fmt: expo.body(fmt, gzipped=bool(cycle & 2)) for fmt in order}
+        if cycle & 2:
+            got = {fmt: gzip.decompress(body) for fmt, body in got.items()}
+        assert got == {"text": text, "openmetrics": om}, cycle
+    assert not hasattr(renderer, "_last")
