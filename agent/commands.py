@@ -5,10 +5,11 @@ once)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
-from typing import Optional
+from typing import Callable, Optional, Tuple
 from urllib.parse import quote
 
 from .config import Config
@@ -209,44 +210,57 @@ def _api(args: argparse.Namespace, config: Config):
     return base, auth
 
 
-def silence(args: argparse.Namespace, config: Config) -> int:
+def _through_api(command: Callable[[argparse.Namespace, str, Optional[Tuple[str, str]]], int]
+                 ) -> Callable[[argparse.Namespace, Config], int]:
+    """A subcommand that talks to the running agent's API: it gets the API's base URL and auth,
+    and a refused or failed call ends it with the error on stderr and exit status 1."""
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, config: Config) -> int:
+        from .apiclient import ApiError
+
+        base, auth = _api(args, config)
+        try:
+            return command(args, base, auth)
+        except ApiError as e:
+            print(f"llm-agent: {e}", file=sys.stderr)
+            return 1
+    return run
+
+
+@_through_api
+def silence(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, str]]) -> int:
     """silence add|list|expire, through the running agent's Alertmanager API v2."""
     import getpass
     import time as _time
 
-    from .apiclient import ApiError, call
+    from .apiclient import call
     from .rules.parser import PromQLError, parse_matcher
     from .timefmt import iso
 
-    base, auth = _api(args, config)
-    try:
-        if args.silence_command == "add":
-            matchers = []
-            for text in args.matchers:
-                try:
-                    m = parse_matcher(text)
-                except PromQLError as e:
-                    print(f"llm-agent: {e}", file=sys.stderr)
-                    return 2
-                matchers.append({"name": m.label, "value": m.value, "isRegex": m.op in ("=~", "!~"),
-                                 "isEqual": m.op in ("=", "=~")})
-            now = _time.time()
-            author = args.author or os.environ.get("USER") or getpass.getuser()
-            doc = {"matchers": matchers, "startsAt": iso(now), "endsAt": iso(now + args.duration),
-                   "createdBy": author, "comment": args.comment}
-            print(call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"])
-            return 0
-        if args.silence_command == "expire":
-            for sid in args.ids:
-                call(base, "DELETE", f"/api/v2/silence/{sid}", auth=auth)
-            return 0
-        found = call(base, "GET", "/api/v2/silences", auth=auth) or []
-        shown = [s for s in found if args.expired or s["status"]["state"] != "expired"]
-        print(_silence_table(shown))
+    if args.silence_command == "add":
+        matchers = []
+        for text in args.matchers:
+            try:
+                m = parse_matcher(text)
+            except PromQLError as e:
+                print(f"llm-agent: {e}", file=sys.stderr)
+                return 2
+            matchers.append({"name": m.label, "value": m.value, "isRegex": m.op in ("=~", "!~"),
+                             "isEqual": m.op in ("=", "=~")})
+        now = _time.time()
+        author = args.author or os.environ.get("USER") or getpass.getuser()
+        doc = {"matchers": matchers, "startsAt": iso(now), "endsAt": iso(now + args.duration),
+               "createdBy": author, "comment": args.comment}
+        print(call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"])
         return 0
-    except ApiError as e:
-        print(f"llm-agent: {e}", file=sys.stderr)
-        return 1
+    if args.silence_command == "expire":
+        for sid in args.ids:
+            call(base, "DELETE", f"/api/v2/silence/{sid}", auth=auth)
+        return 0
+    found = call(base, "GET", "/api/v2/silences", auth=auth) or []
+    shown = [s for s in found if args.expired or s["status"]["state"] != "expired"]
+    print(_silence_table(shown))
+    return 0
 
 
 def _silence_table(silences) -> str:
@@ -261,102 +275,90 @@ def _silence_table(silences) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:5], widths)) + "  " + r[5] for r in rows)
 
 
-def maintenance(args: argparse.Namespace, config: Config) -> int:
+@_through_api
+def maintenance(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, str]]) -> int:
     """A maintenance window: a silence of the whole host (or --target's alerts) that also turns
     /healthz to 503 "maintenance" so a load balancer drains the box; --end finishes it early."""
     import time as _time
 
-    from .apiclient import ApiError, call
+    from .apiclient import call
     from .notify.silences import MAINTENANCE_AUTHOR, maintenance_silence
 
-    base, auth = _api(args, config)
-    try:
-        if args.end:
-            found = call(base, "GET", "/api/v2/silences", auth=auth) or []
-            ended = [s["id"] for s in found if s["createdBy"] == MAINTENANCE_AUTHOR and s["status"]["state"] != "expired"
-                     and (not args.target or any(m["name"] == "server" and m["value"] == args.target for m in s["matchers"]))]
-            for sid in ended:
-                call(base, "DELETE", f"/api/v2/silence/{sid}", auth=auth)
-            print(f"ended {len(ended)} maintenance window(s)")
-            return 0
-        if not args.duration:
-            print("llm-agent: maintenance needs --for DURATION (or --end)", file=sys.stderr)
-            return 2
-        doc = maintenance_silence(args.duration, args.target or "", args.comment or "", _time.time())
-        sid = call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"]
-        what = f"target {args.target}'s alerts are" if args.target else "every alert is silenced and /healthz answers 503;"
-        print(f"maintenance {sid}: {what} silenced until {doc['endsAt']} (end early: llm-agent maintenance --end)")
+    if args.end:
+        found = call(base, "GET", "/api/v2/silences", auth=auth) or []
+        ended = [s["id"] for s in found if s["createdBy"] == MAINTENANCE_AUTHOR and s["status"]["state"] != "expired"
+                 and (not args.target or any(m["name"] == "server" and m["value"] == args.target for m in s["matchers"]))]
+        for sid in ended:
+            call(base, "DELETE", f"/api/v2/silence/{sid}", auth=auth)
+        print(f"ended {len(ended)} maintenance window(s)")
         return 0
-    except ApiError as e:
-        print(f"llm-agent: {e}", file=sys.stderr)
-        return 1
+    if not args.duration:
+        print("llm-agent: maintenance needs --for DURATION (or --end)", file=sys.stderr)
+        return 2
+    doc = maintenance_silence(args.duration, args.target or "", args.comment or "", _time.time())
+    sid = call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"]
+    what = f"target {args.target}'s alerts are" if args.target else "every alert is silenced and /healthz answers 503;"
+    print(f"maintenance {sid}: {what} silenced until {doc['endsAt']} (end early: llm-agent maintenance --end)")
+    return 0
 
 
-def bench(args: argparse.Namespace, config: Config) -> int:
+@_through_api
+def bench(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, str]]) -> int:
     """Ask the running agent to benchmark TARGET at its next idle moment; print the result."""
     import time as _time
 
-    from .apiclient import ApiError, call
+    from .apiclient import call
 
-    base, auth = _api(args, config)
-    try:
-        before = (call(base, "GET", f"/api/v1/perf?target={quote(args.target)}", auth=auth)["targets"]
-                  .get(args.target) or {}).get("last_run")
-        queued = call(base, "POST", f"/api/v1/perf/bench?target={quote(args.target)}", auth=auth)
-        print(f"queued: {args.target} is benchmarked once it has had no request for {queued['idle_for']:g}s "
-              f"(a user's request makes it hang up and try again later)", file=sys.stderr)
-        deadline = _time.monotonic() + args.wait
-        while _time.monotonic() < deadline:
-            _time.sleep(2)
-            summary = call(base, "GET", f"/api/v1/perf?target={quote(args.target)}", auth=auth)["targets"][args.target]
-            run = summary.get("last_run")
-            if run and run != before:
-                print(_perf_report(args.target, summary))
-                return 0 if run["outcome"] == "completed" else 1
-        print(f"llm-agent: no run within {args.wait:g}s (is {args.target} ever idle?)", file=sys.stderr)
-        return 1
-    except ApiError as e:
-        print(f"llm-agent: {e}", file=sys.stderr)
-        return 1
+    before = (call(base, "GET", f"/api/v1/perf?target={quote(args.target)}", auth=auth)["targets"]
+              .get(args.target) or {}).get("last_run")
+    queued = call(base, "POST", f"/api/v1/perf/bench?target={quote(args.target)}", auth=auth)
+    print(f"queued: {args.target} is benchmarked once it has had no request for {queued['idle_for']:g}s "
+          f"(a user's request makes it hang up and try again later)", file=sys.stderr)
+    deadline = _time.monotonic() + args.wait
+    while _time.monotonic() < deadline:
+        _time.sleep(2)
+        summary = call(base, "GET", f"/api/v1/perf?target={quote(args.target)}", auth=auth)["targets"][args.target]
+        run = summary.get("last_run")
+        if run and run != before:
+            print(_perf_report(args.target, summary))
+            return 0 if run["outcome"] == "completed" else 1
+    print(f"llm-agent: no run within {args.wait:g}s (is {args.target} ever idle?)", file=sys.stderr)
+    return 1
 
 
-def baseline(args: argparse.Namespace, config: Config) -> int:
+@_through_api
+def baseline(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, str]]) -> int:
     """baseline record|show|compare, through the running agent."""
-    from .apiclient import ApiError, call
+    from .apiclient import call
 
-    base, auth = _api(args, config)
-    try:
-        if args.baseline_command == "record":
-            names = [args.target] if args.target else [
-                n for n, summary in sorted(call(base, "GET", "/api/v1/perf", auth=auth)["targets"].items())
-                if summary.get("last_completed")]
-            if not names:
-                print("llm-agent: no target has a completed benchmark yet; run `llm-agent bench NAME`", file=sys.stderr)
-                return 1
-            for name in names:
-                doc = call(base, "POST", f"/api/v1/perf/baseline?target={quote(name)}&last={args.last}", auth=auth)
-                print(f"baseline of {name} recorded from {doc['runs']} run(s) for {_env_line(doc['environment'])}:")
-                for fig, value in doc["figures"].items():
-                    print(f"  {fig:34s} {value:.4g}")
-            return 0
-        path = "/api/v1/perf" + (f"?target={quote(args.target)}" if args.target else "")
-        targets = call(base, "GET", path, auth=auth)["targets"]
-        for name, summary in sorted(targets.items()):
-            if args.baseline_command == "show":
-                b = summary.get("baseline")
-                print(f"{name}: {_env_line(summary['environment'])}")
-                if b is None:
-                    print("  no baseline yet for this environment")
-                    continue
-                print(f"  {b['how']} from {b['runs']} run(s):")
-                for fig, value in b["figures"].items():
-                    print(f"  {fig:34s} {value:.4g}")
-            else:
-                print(_perf_report(name, summary))
+    if args.baseline_command == "record":
+        names = [args.target] if args.target else [
+            n for n, summary in sorted(call(base, "GET", "/api/v1/perf", auth=auth)["targets"].items())
+            if summary.get("last_completed")]
+        if not names:
+            print("llm-agent: no target has a completed benchmark yet; run `llm-agent bench NAME`", file=sys.stderr)
+            return 1
+        for name in names:
+            doc = call(base, "POST", f"/api/v1/perf/baseline?target={quote(name)}&last={args.last}", auth=auth)
+            print(f"baseline of {name} recorded from {doc['runs']} run(s) for {_env_line(doc['environment'])}:")
+            for fig, value in doc["figures"].items():
+                print(f"  {fig:34s} {value:.4g}")
         return 0
-    except ApiError as e:
-        print(f"llm-agent: {e}", file=sys.stderr)
-        return 1
+    path = "/api/v1/perf" + (f"?target={quote(args.target)}" if args.target else "")
+    targets = call(base, "GET", path, auth=auth)["targets"]
+    for name, summary in sorted(targets.items()):
+        if args.baseline_command == "show":
+            b = summary.get("baseline")
+            print(f"{name}: {_env_line(summary['environment'])}")
+            if b is None:
+                print("  no baseline yet for this environment")
+                continue
+            print(f"  {b['how']} from {b['runs']} run(s):")
+            for fig, value in b["figures"].items():
+                print(f"  {fig:34s} {value:.4g}")
+        else:
+            print(_perf_report(name, summary))
+    return 0
 
 
 def _env_line(env: dict) -> str:
