@@ -21,6 +21,13 @@ interval = "{interval}"
 ''' + TARGETS_ONLY
 
 
+def _tiny_paging(url: str, hook: str, target_timeout: str = "", resolve_at_once: bool = False) -> str:
+    """The target "tiny" at `url`, and a webhook channel to `hook` that pages its alerts."""
+    return (f'[[targets]]\nname = "tiny"\nurl = "{url}"\n' + (f'timeout = "{target_timeout}"\n' if target_timeout else "")
+            + f'[[notify]]\nname = "hook"\ntype = "webhook"\nurl = "{hook}"\n'
+            + ('group_interval = "0s"  # resolves at once (grouping has its own tests)\n' if resolve_at_once else ""))
+
+
 def test_probe_fills_ttft_and_tpot_and_records_a_canary(llama_server, tmp_path):
     run = Running(BASE.format(interval="300ms") + f'''
 [probes]
@@ -65,22 +72,13 @@ url = "{server.url}"
 
 def test_kill_stop_is_a_hang_and_kill_cont_resolves_it(llama_server, tmp_path):
     receiver = Receiver(WEBHOOK, "ok")
-    run = Running(BASE.format(interval="500ms") + f'''
+    run = Running(BASE.format(interval="500ms") + '''
 [health]
 hang_after = "2s"
 [probes]
 interval = "1s"
 timeout = "2s"
-[[targets]]
-name = "tiny"
-url = "{llama_server.url}"
-timeout = "1s"
-[[notify]]
-name = "hook"
-type = "webhook"
-url = "{receiver.url}"
-group_interval = "0s"  # resolves at once (grouping has its own tests)
-''', str(tmp_path))
+''' + _tiny_paging(llama_server.url, receiver.url, target_timeout="1s", resolve_at_once=True), str(tmp_path))
     try:
         wait_until(lambda: run.value("llm_agent_target_process_found", server="tiny") == 1, 10, what="the process")
         assert run.healthz()[0] == 200
@@ -106,20 +104,12 @@ def test_a_hang_is_paged_hang_after_the_first_silent_request_not_at_the_next_tic
     """The hang clock starts when the first timed-out request was sent, and a timeout is checked
     again at once: with a 60 s interval the page still comes hang_after (3 s) after it."""
     receiver = Receiver(WEBHOOK, "ok")
-    run = Running(BASE.format(interval="60s") + f'''
+    run = Running(BASE.format(interval="60s") + '''
 [health]
 hang_after = "3s"
 [probes]
 enabled = false
-[[targets]]
-name = "tiny"
-url = "{llama_server.url}"
-timeout = "1s"
-[[notify]]
-name = "hook"
-type = "webhook"
-url = "{receiver.url}"
-''', str(tmp_path))
+''' + _tiny_paging(llama_server.url, receiver.url, target_timeout="1s"), str(tmp_path))
     try:
         assert run.value("llm_agent_target_process_found", server="tiny") == 1
         llama_server.proc.send_signal(signal.SIGSTOP)
@@ -137,18 +127,10 @@ url = "{receiver.url}"
 
 def test_kill_9_is_paged_before_the_next_cycle(llama_server, tmp_path):
     receiver = Receiver(WEBHOOK, "ok")
-    run = Running(BASE.format(interval="30s") + f'''
+    run = Running(BASE.format(interval="30s") + '''
 [probes]
 enabled = false
-[[targets]]
-name = "tiny"
-url = "{llama_server.url}"
-[[notify]]
-name = "hook"
-type = "webhook"
-url = "{receiver.url}"
-group_interval = "0s"  # resolves at once (grouping has its own tests)
-''', str(tmp_path))
+''' + _tiny_paging(llama_server.url, receiver.url, resolve_at_once=True), str(tmp_path))
     try:
         assert run.value("llm_agent_target_process_found", server="tiny") == 1
         llama_server.kill()
