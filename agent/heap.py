@@ -5,11 +5,13 @@ is no glibc (musl, macOS)."""
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Optional
 
 RETURN_EVERY = 60.0  # seconds between handing freed memory back (a cycle's own work, not a timer)
 
 
+@functools.lru_cache(maxsize=1)  # loaded once: a seal, a history-rules round and every minute ask
 def _libc() -> Optional[ctypes.CDLL]:
     try:
         return ctypes.CDLL("libc.so.6")

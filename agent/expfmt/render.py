@@ -6,7 +6,7 @@ import math
 import threading
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ..model import COUNTER, UNTYPED, CarryOver, Labels, MetricFamily
+from ..model import COUNTER, UNTYPED, Labels, MetricFamily
 
 CONTENT_TYPE_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 CONTENT_TYPE_OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -29,7 +29,6 @@ def _escape_label(v: str) -> str:
     return v
 
 
-Prefixes = CarryOver[Tuple[str, Labels], str]
 # sample name -> labels -> (the series' last line, its value): the line is reused while the value
 # holds; by name, so that the memo holds no (name, labels) key per series
 Lines = Dict[str, Dict[Labels, Tuple[str, float]]]
@@ -48,15 +47,9 @@ def _line(prefix: str, v: float) -> str:
     return prefix + (str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else format_value(v))
 
 
-def _series(fam: MetricFamily, prefixes: Prefixes) -> List[str]:
-    lines = []
-    for s in fam.samples:
-        key = (s.name, s.labels)
-        prefix = prefixes.get(key)
-        if prefix is None:
-            prefix = prefixes.put(key, _prefix(s.name, s.labels))
-        lines.append(_line(prefix, s.value))
-    return lines
+def _series(fam: MetricFamily) -> List[str]:
+    """The family's series lines, made afresh (a one-off render; the exporter's Renderer remembers)."""
+    return [_line(_prefix(s.name, s.labels), s.value) for s in fam.samples]
 
 
 def _block(fam: MetricFamily, last: Lines, lines_now: Lines) -> str:
@@ -144,28 +137,26 @@ class Renderer:
         return b"\n".join(out), spans
 
 
-def render_one(families: Iterable[MetricFamily], fmt: str, prefixes: Optional[Prefixes] = None) -> bytes:
-    prefixes = CarryOver() if prefixes is None else prefixes
+def render_one(families: Iterable[MetricFamily], fmt: str) -> bytes:
     header = _openmetrics_header if fmt == "openmetrics" else _text_header
     lines: List[str] = []
     for fam in families:
         if fam.samples:
             lines += header(fam)
-            lines += _series(fam, prefixes)
+            lines += _series(fam)
     lines.append("# EOF\n" if fmt == "openmetrics" else "")
     return "\n".join(lines).encode("utf-8")
 
 
-def render_both(families: Iterable[MetricFamily], prefixes: Optional[Prefixes] = None) -> Tuple[bytes, bytes]:
+def render_both(families: Iterable[MetricFamily]) -> Tuple[bytes, bytes]:
     """(text 0.0.4, OpenMetrics 1.0) at once: the series lines are the same in both formats,
     so each is formatted once."""
-    prefixes = CarryOver() if prefixes is None else prefixes
     text: List[str] = []
     om: List[str] = []
     for fam in families:
         if not fam.samples:
             continue
-        series = _series(fam, prefixes)
+        series = _series(fam)
         text += _text_header(fam)
         text += series
         om += _openmetrics_header(fam)
