@@ -54,8 +54,10 @@ def summarize(text: str, threads: int = 3, frames: int = 3) -> str:
     return "; ".join(parts) or "no Python frames found"
 
 
+# a thread in one of these waits on something else: a lock, a timer, or the network either way
+# (writing a reply to a client is I/O, not the computation a hang lives in)
 _WAITS = ("wait", "select", "poll", "accept", "serve_forever", "_wait_for_tstate_lock", "get", "join",
-          "acquire", "recv", "read", "readinto", "sleep")
+          "acquire", "recv", "read", "readinto", "sleep", "write", "send", "sendall", "flush")
 
 
 # loops where a healthy server's threads wait for work: a thread parked in one of these is idle

@@ -42,3 +42,19 @@ Thread 101 (idle): "Thread-2 (process_request_thread)"
 
 def test_an_accept_loop_caught_active_does_not_hide_the_stuck_request():
     assert summarize(STUCK).startswith("Thread-2 (process_request_thread) (idle): stuck_in_decode")
+
+
+# what py-spy said of tests/support/stuck_server.py in a CI run: a thread caught writing a /metrics reply
+WRITING = """Thread 102 (active): "Thread-3 (process_request_thread)"
+    _SocketWriter.write (socketserver.py:834)
+    Handler._send (stuck_server.py:35)
+    Handler.do_GET (stuck_server.py:45)
+Thread 101 (idle): "Thread-2 (process_request_thread)"
+    stuck_in_decode (stuck_server.py:21)
+    Handler.do_POST (stuck_server.py:60)
+    BaseHTTPRequestHandler.handle_one_request (server.py:420)
+"""
+
+
+def test_a_thread_caught_writing_a_reply_does_not_hide_the_stuck_request():
+    assert summarize(WRITING).startswith("Thread-2 (process_request_thread) (idle): stuck_in_decode")
