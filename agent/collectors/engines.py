@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..config.load import tomllib
-from ..model import COUNTER, GAUGE, HISTOGRAM, Labels, MetricFamily, Sample, Snapshot, gauge
+from ..model import COUNTER, GAUGE, HISTOGRAM, Labels, MetricFamily, Sample, Snapshot, gauge, intern_labels
 from .registry import Context, register_deriver
 
 TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engines.toml")
@@ -157,7 +157,7 @@ def neutral_families(view: Snapshot, rows: Sequence[Row]) -> List[MetricFamily]:
         if values:
             combine = max if row.combine == "max" else sum
             out.append(MetricFamily(row.name, row.type, row.help,
-                                    [Sample(n, labels, float(combine(v))) for (n, labels), v in values.items()]))
+                                    [Sample(n, intern_labels(labels), float(combine(v))) for (n, labels), v in values.items()]))
     return out
 
 

@@ -1,11 +1,13 @@
-"""The host through psutil, under node_exporter's names for the subset collected.
+"""The host under node_exporter's names for the subset collected: /proc read directly
+(procfiles.py says why), psutil for the mount table and the boot time.
 
-`host_families()` is pure: it turns psutil's result objects into families, so tests feed it
-captured values. `HostCollector` only calls psutil.
+`host_families()` is pure: it turns one cycle's readings into families, so tests feed it
+captured values. `HostCollector` only reads.
 """
 
 from __future__ import annotations
 
+import os
 import select
 import time
 from dataclasses import dataclass, field
@@ -15,94 +17,97 @@ import psutil
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
+from .procfiles import STAT_MODES, parse_diskstats, parse_meminfo, parse_net_dev, parse_stat_cpus
 from .registry import Context, register
 
-CPU_MODES = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+MEMINFO_FIELDS = ("MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached", "SwapTotal", "SwapFree")
+NET_COUNTERS = ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets",
+                "receive_errs", "transmit_errs", "receive_drop", "transmit_drop")
+DISK_COUNTERS = (("reads_completed", "The total number of reads completed successfully."),
+                 ("writes_completed", "The total number of writes completed successfully."),
+                 ("read_bytes", "The total number of bytes read successfully."),
+                 ("written_bytes", "The total number of bytes written successfully."),
+                 ("read_time_seconds", "The total number of seconds spent by all reads."),
+                 ("write_time_seconds", "The total number of seconds spent by all writes."),
+                 ("io_time_seconds", "Total seconds spent doing I/Os."))
+
+
+@dataclass
+class Filesystem:
+    """One mount's statvfs(2), in bytes."""
+
+    device: str
+    fstype: str
+    mountpoint: str
+    size: float
+    free: float  # root's view: f_bfree
+    avail: float  # everyone else's: f_bavail
 
 
 @dataclass
 class HostReadings:
-    """Everything psutil returned in one cycle."""
+    """Everything read in one cycle (procfiles.py's parsers' results)."""
 
-    per_cpu: Sequence[Any] = ()
+    per_cpu: Sequence[Tuple[str, Tuple[float, ...]]] = ()  # (cpu, seconds in each of STAT_MODES)
     load: Tuple[float, float, float] = (0.0, 0.0, 0.0)
-    memory: Any = None
-    swap: Any = None
-    filesystems: List[Tuple[Any, Any]] = field(default_factory=list)  # (partition, usage)
-    net: Dict[str, Any] = field(default_factory=dict)
-    disks: Dict[str, Any] = field(default_factory=dict)
+    memory: Dict[str, float] = field(default_factory=dict)  # /proc/meminfo, bytes
+    filesystems: List[Filesystem] = field(default_factory=list)
+    net: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    disks: Dict[str, Dict[str, float]] = field(default_factory=dict)
     boot_time: float = 0.0
 
 
 def host_families(r: HostReadings) -> List[MetricFamily]:
     """node_exporter-named families from one cycle's readings."""
     cpu = counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.")
-    for i, times in enumerate(r.per_cpu):
-        for mode in CPU_MODES:
-            if hasattr(times, mode):
-                cpu.add({"cpu": str(i), "mode": mode}, getattr(times, mode))
+    for index, seconds in r.per_cpu:
+        for mode, value in zip(STAT_MODES, seconds):
+            cpu.add({"cpu": index, "mode": mode}, value)
     fams = [cpu]
     for n, v in zip((1, 5, 15), r.load):
         fams.append(gauge(f"node_load{n}", f"{n}m load average.").add({}, v))
-    if r.memory is not None:
-        for name, attr in (("MemTotal", "total"), ("MemAvailable", "available"), ("MemFree", "free"),
-                           ("Buffers", "buffers"), ("Cached", "cached")):
-            if hasattr(r.memory, attr):
-                fams.append(gauge(f"node_memory_{name}_bytes", f"Memory information field {name}_bytes.")
-                            .add({}, getattr(r.memory, attr)))
-    if r.swap is not None:
-        fams.append(gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.").add({}, r.swap.total))
-        fams.append(gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.").add({}, r.swap.free))
+    for name in MEMINFO_FIELDS:
+        if name in r.memory:
+            fams.append(gauge(f"node_memory_{name}_bytes", f"Memory information field {name}_bytes.")
+                        .add({}, r.memory[name]))
     fams.extend(_filesystem_families(r.filesystems))
-    fams.extend(_net_families(r.net))
-    fams.extend(_disk_families(r.disks))
+    fams.extend(_device_families("node_network_", "Network device statistic {}.", [(n, "") for n in NET_COUNTERS], r.net))
+    fams.extend(_device_families("node_disk_", "{}", DISK_COUNTERS, r.disks))
     fams.append(gauge("node_boot_time_seconds", "Node boot time, in unixtime.").add({}, r.boot_time))
     return fams
 
 
-def _filesystem_families(filesystems: List[Tuple[Any, Any]]) -> List[MetricFamily]:
+def _filesystem_families(filesystems: List[Filesystem]) -> List[MetricFamily]:
     size = gauge("node_filesystem_size_bytes", "Filesystem size in bytes.")
     free = gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.")
     avail = gauge("node_filesystem_avail_bytes", "Filesystem space available to non-root users in bytes.")
-    for part, usage in filesystems:
-        lbl = {"device": part.device, "fstype": part.fstype, "mountpoint": part.mountpoint}
-        size.add(lbl, usage.total)
-        # psutil's `free` is what non-root users get (statvfs f_bavail); root's extra is total-used
-        free.add(lbl, usage.total - usage.used)
-        avail.add(lbl, usage.free)
+    for fs in filesystems:
+        lbl = {"device": fs.device, "fstype": fs.fstype, "mountpoint": fs.mountpoint}
+        size.add(lbl, fs.size)
+        free.add(lbl, fs.free)
+        avail.add(lbl, fs.avail)
     return [size, free, avail]
 
 
-def _net_families(net: Dict[str, Any]) -> List[MetricFamily]:
-    specs = (("receive_bytes", "bytes_recv"), ("transmit_bytes", "bytes_sent"),
-             ("receive_packets", "packets_recv"), ("transmit_packets", "packets_sent"),
-             ("receive_errs", "errin"), ("transmit_errs", "errout"),
-             ("receive_drop", "dropin"), ("transmit_drop", "dropout"))
+def _device_families(prefix: str, help_format: str, specs: Sequence[Tuple[str, str]],
+                     devices: Dict[str, Dict[str, Any]]) -> List[MetricFamily]:
+    """A counter per statistic, a series per device (by name): network interfaces, disks."""
     fams = []
-    for name, attr in specs:
-        fam = counter(f"node_network_{name}_total", f"Network device statistic {name}.")
-        for dev, c in sorted(net.items()):
-            fam.add({"device": dev}, getattr(c, attr))
+    for name, help_ in specs:
+        fam = counter(f"{prefix}{name}_total", help_format.format(help_ or name))
+        for dev, stats in sorted(devices.items()):
+            if name in stats:
+                fam.add({"device": dev}, stats[name])
         fams.append(fam)
     return fams
 
 
-def _disk_families(disks: Dict[str, Any]) -> List[MetricFamily]:
-    specs = (("reads_completed", "read_count", 1, "The total number of reads completed successfully."),
-             ("writes_completed", "write_count", 1, "The total number of writes completed successfully."),
-             ("read_bytes", "read_bytes", 1, "The total number of bytes read successfully."),
-             ("written_bytes", "write_bytes", 1, "The total number of bytes written successfully."),
-             ("read_time_seconds", "read_time", 0.001, "The total number of seconds spent by all reads."),
-             ("write_time_seconds", "write_time", 0.001, "The total number of seconds spent by all writes."),
-             ("io_time_seconds", "busy_time", 0.001, "Total seconds spent doing I/Os."))
-    fams = []
-    for name, attr, scale, help_ in specs:
-        fam = counter(f"node_disk_{name}_total", help_)
-        for dev, c in sorted(disks.items()):
-            if hasattr(c, attr):
-                fam.add({"device": dev}, getattr(c, attr) * scale)
-        fams.append(fam)
-    return fams
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:  # not Linux, or /proc hidden: those families come out empty
+        return b""
 
 
 class MountWatch:
@@ -159,6 +164,7 @@ class HostCollector:
         self._mounts = MountWatch()
         self._partitions: List[Any] = []
         self._boot_time = 0.0
+        self._ticks = os.sysconf("SC_CLK_TCK")
 
     def _watched_partitions(self) -> List[Any]:
         """The mounts to report, read again only when the mount table changed."""
@@ -174,20 +180,22 @@ class HostCollector:
         return self._partitions
 
     def read(self) -> HostReadings:
-        """One round of psutil calls."""
+        """One round of reads."""
         filesystems = []
         for part in self._watched_partitions():
             try:
-                filesystems.append((part, psutil.disk_usage(part.mountpoint)))
+                st = os.statvfs(part.mountpoint)
             except OSError:  # a stale NFS mount or a permission wall: skip that one mount
                 continue
-        net = {k: v for k, v in psutil.net_io_counters(pernic=True).items() if not self.net_devices_exclude.search(k)}
-        if not self._boot_time:  # fixed for the life of the kernel; psutil reads /proc/stat for it each call
+            filesystems.append(Filesystem(part.device, part.fstype, part.mountpoint, st.f_blocks * st.f_frsize,
+                                          st.f_bfree * st.f_frsize, st.f_bavail * st.f_frsize))
+        net = {k: v for k, v in parse_net_dev(_read("/proc/net/dev")).items() if not self.net_devices_exclude.search(k)}
+        if not self._boot_time:  # fixed for the life of the kernel
             self._boot_time = psutil.boot_time()
         return HostReadings(
-            per_cpu=psutil.cpu_times(percpu=True), load=psutil.getloadavg(), memory=psutil.virtual_memory(),
-            swap=psutil.swap_memory(), filesystems=filesystems, net=net,
-            disks=psutil.disk_io_counters(perdisk=True, nowrap=True) or {}, boot_time=self._boot_time)
+            per_cpu=parse_stat_cpus(_read("/proc/stat"), self._ticks), load=os.getloadavg(),
+            memory=parse_meminfo(_read("/proc/meminfo")), filesystems=filesystems, net=net,
+            disks=parse_diskstats(_read("/proc/diskstats")), boot_time=self._boot_time)
 
     def close(self) -> None:
         self._mounts.close()

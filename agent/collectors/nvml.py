@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from ..model import GAUGE, MetricFamily, Problem, Sample, counter, gauge
+from ..model import GAUGE, MetricFamily, Problem, Sample, counter, gauge, intern_labels
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, MIB, READERS
 from .gpm import HELP as GPM_HELP, GpmSampler
 from .gpu_inventory import GpuInventory
@@ -279,7 +279,7 @@ class NvmlCollector:
                            "gpu %d: %s unavailable in this pynvml (%s); upgrade nvidia-ml-py", gpu.index, field_name, e)
         values.update(self._gpm(gpu))
         up.add(gpu.labels, 1)
-        labels = tuple(gpu.labels.items())  # one tuple for the GPU's ~50 series, not one each
+        labels = intern_labels(tuple(gpu.labels.items()))  # one tuple for the GPU's ~50 series, not one each
         for name, value in values.items():
             fam = families.get(name) or self._family(families, name)
             fam.samples.append(Sample(name, labels, float(value)))

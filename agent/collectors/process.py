@@ -14,12 +14,13 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 import psutil
 
 from ..model import MetricFamily, Snapshot, counter, gauge
+from .procfiles import parse_pid_stat
 from .registry import Context, register_deriver
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ FIND_AGAIN = 15.0  # seconds before a port whose process was not found is search
 # long: a restarted server is found again within a cycle, so the exit watcher can page on its
 # next crash at once (a 15 s wait cost a crash right after a restart up to a cycle's delay)
 RESTART_WINDOW = 60.0
+PAGE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def find_listener(port: int) -> Optional[int]:
@@ -68,6 +71,7 @@ class ProcessCollector:
         self._searching_until = time.monotonic() + RESTART_WINDOW
         self.proc: Optional[psutil.Process] = None
         self.starts = 0
+        self._identity: Optional[Tuple[psutil.Process, int]] = None  # the process and its start (ticks after boot)
         self.problems: List = []
 
     def current(self, check: bool = True) -> Optional[psutil.Process]:
@@ -105,28 +109,33 @@ class ProcessCollector:
         return self.current() is not None
 
     def collect(self) -> List[MetricFamily]:
-        proc = self.current(check=False)  # its liveness is read below, in the same oneshot
+        proc = self.current(check=False)  # its liveness is read below, from the same /proc/<pid>/stat
         lbl = {"server": self.server}
         found = gauge("llm_agent_target_process_found", "Whether the process listening on the target's port was found (1) or not (0).")
         if proc is None:
             return [found.add(lbl, 0)]
         try:
-            with proc.oneshot():
-                if proc.status() == psutil.STATUS_ZOMBIE:
-                    raise psutil.NoSuchProcess(proc.pid)
-                cpu, mem = proc.cpu_times(), proc.memory_info()
-                values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.", mem.rss),
-                          ("cpu_seconds_total", "counter", "CPU time of the target's process.", cpu.user + cpu.system),
-                          ("threads", "gauge", "Threads in the target's process.", proc.num_threads()),
-                          ("start_time_seconds", "gauge", "Start time of the target's process (a change is a restart).",
-                           proc.create_time())]
-                try:
-                    values.append(("open_fds", "gauge", "Open file descriptors of the target's process.", proc.num_fds()))
-                except (psutil.AccessDenied, OSError):
-                    pass
-        except psutil.Error:
+            # /proc read directly (procfiles.py): psutil's oneshot cost ~3x as much, every cycle
+            stat = parse_pid_stat(_read(f"/proc/{proc.pid}/stat"))
+            if self._identity is None or self._identity[0] is not proc:
+                self._identity = (proc, stat.start)
+            if stat.state == "Z" or stat.start != self._identity[1]:
+                raise ProcessLookupError(proc.pid)  # a zombie, or the pid now names another process
+            values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.",
+                       int(_read(f"/proc/{proc.pid}/statm").split()[1]) * PAGE),
+                      ("cpu_seconds_total", "counter", "CPU time of the target's process.",
+                       (stat.utime + stat.stime) / TICKS),
+                      ("threads", "gauge", "Threads in the target's process.", stat.threads),
+                      ("start_time_seconds", "gauge", "Start time of the target's process (a change is a restart).",
+                       proc.create_time())]
+        except (OSError, ValueError, IndexError, psutil.Error):
             self.proc = None  # gone: the next cycle looks for a new process on the port
             return [found.add(lbl, 0)]
+        try:
+            values.append(("open_fds", "gauge", "Open file descriptors of the target's process.",
+                           len(os.listdir(f"/proc/{proc.pid}/fd"))))
+        except OSError:  # another user's process: its descriptors are not ours to count
+            pass
         fams = [found.add(lbl, 1), gauge("llm_agent_target_process_info", "The pid behind the target; always 1.")
                 .add({**lbl, "pid": str(proc.pid)}, 1)]
         fams += [MetricFamily(f"llm_agent_target_process_{name}", mtype, help_).add(lbl, v)
@@ -134,6 +143,11 @@ class ProcessCollector:
         fams.append(counter("llm_agent_target_process_changes_total",
                             "Times a new process was found behind the target's port.").add(lbl, self.starts))
         return fams
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
 
 
 class ProcessGpuMemory:

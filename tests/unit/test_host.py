@@ -1,38 +1,85 @@
-"""The host collector: pure mapping on captured psutil values, and the real psutil here."""
+"""The host collector: pure parsers on captured /proc files, the mapping to node_exporter's
+names, and the real files here."""
 
-from collections import namedtuple
+import os
+from pathlib import Path
 
-from agent.collectors.host import HostCollector, HostReadings, MountWatch, host_families
+import pytest
+
+from agent.collectors.host import Filesystem, HostCollector, HostReadings, MountWatch, host_families
+from agent.collectors.procfiles import parse_diskstats, parse_meminfo, parse_net_dev, parse_stat_cpus
 from agent.model import Snapshot
 
-CpuTimes = namedtuple("scputimes", "user nice system idle iowait irq softirq steal guest guest_nice")
-VMem = namedtuple("svmem", "total available percent used free active inactive buffers cached shared slab")
-Swap = namedtuple("sswap", "total used free percent sin sout")
-Part = namedtuple("sdiskpart", "device mountpoint fstype opts")
-Usage = namedtuple("sdiskusage", "total used free percent")
-Net = namedtuple("snetio", "bytes_sent bytes_recv packets_sent packets_recv errin errout dropin dropout")
-Disk = namedtuple("sdiskio", "read_count write_count read_bytes write_bytes read_time write_time read_merged_count "
-                             "write_merged_count busy_time")
+PROC = Path(__file__).parent.parent / "fixtures" / "procfs"  # captured on the development VM
 
 
-def test_node_exporter_names_from_psutil_values():
+def test_stat_gives_seconds_per_cpu_and_mode_without_the_total_line():
+    cpus = parse_stat_cpus((PROC / "stat").read_bytes(), 100)
+    assert [c for c, _ in cpus] == ["0", "1"]  # the aggregate `cpu` line is not a CPU
+    assert cpus[0][1][:4] == (4106.28, 1016.43, 1405.61, 39767.84)  # user nice system idle, in seconds
+    assert len(cpus[0][1]) == 8  # guest and guest_nice are inside user and nice already
+    old = b"cpu  1 2 3 4\ncpu0 1 2 3 4\n"  # a 2.4 kernel printed four columns
+    assert parse_stat_cpus(old, 100) == [("0", (0.01, 0.02, 0.03, 0.04))]
+
+
+def test_meminfo_in_bytes_as_node_exporter_reads_it():
+    mem = parse_meminfo((PROC / "meminfo").read_bytes())
+    assert mem["MemTotal"] == 24684092 * 1024
+    assert mem["Cached"] == 139992 * 1024  # raw Cached: psutil added SReclaimable to it
+    assert mem["SwapTotal"] == 0
+    assert mem["HugePages_Total"] == 0  # a count, not kB: not scaled
+
+
+def test_net_dev_counters_per_interface():
+    net = parse_net_dev((PROC / "net_dev").read_bytes())
+    assert set(net) == {"lo", "ifb0", "ifb1", "eth0"}
+    assert net["eth0"]["receive_bytes"] == 4107456750 and net["eth0"]["transmit_packets"] == 87376
+    assert net["eth0"]["receive_drop"] == 0 and len(net["eth0"]) == 16
+
+
+def test_diskstats_in_bytes_and_seconds():
+    disks = parse_diskstats((PROC / "diskstats").read_bytes())
+    assert "vda" in disks and "loop0" in disks
+    vda = disks["vda"]
+    assert vda["reads_completed"] == 1935104 and vda["read_bytes"] == 97298234 * 512
+    assert vda["io_time_seconds"] == 416.184 and vda["write_time_seconds"] == 5887.64
+
+
+@pytest.mark.parametrize("parse", [parse_meminfo, parse_net_dev, parse_diskstats, lambda b: parse_stat_cpus(b, 100)])
+def test_parsers_skip_what_they_cannot_read(parse):
+    import random
+    rng = random.Random(7)
+    for path in PROC.iterdir():
+        text = bytearray(path.read_bytes())
+        for _ in range(200):  # truncated, mangled, binary: lines left out, never an exception
+            cut = text[: rng.randrange(len(text) + 1)]
+            for _ in range(rng.randrange(4)):
+                if cut:
+                    cut[rng.randrange(len(cut))] = rng.randrange(256)
+            parse(bytes(cut))
+
+
+def test_node_exporter_names_from_readings():
     r = HostReadings(
-        per_cpu=[CpuTimes(10, 0, 5, 100, 1, 0, 0.5, 0, 0, 0)] * 2, load=(0.5, 0.4, 0.3),
-        memory=VMem(32e9, 20e9, 37.5, 12e9, 8e9, 0, 0, 1e9, 5e9, 0, 0), swap=Swap(2e9, 0, 2e9, 0, 0, 0),
-        filesystems=[(Part("/dev/nvme0n1p1", "/", "ext4", "rw"), Usage(1000, 600, 300, 66.7))],
-        net={"eth0": Net(100, 200, 1, 2, 0, 0, 3, 0)},
-        disks={"nvme0n1": Disk(10, 20, 4096, 8192, 1500, 2500, 0, 0, 3000)}, boot_time=1.7e9)
+        per_cpu=[("0", (10, 0, 5, 100, 1, 0, 0.5, 0)), ("1", (10, 0, 5, 100, 1, 0, 0.5, 0))], load=(0.5, 0.4, 0.3),
+        memory={"MemTotal": 32e9, "MemAvailable": 20e9, "Cached": 5e9, "Slab": 1e9},
+        filesystems=[Filesystem("/dev/nvme0n1p1", "ext4", "/", 1000, 400, 300)],
+        net={"eth0": {"receive_bytes": 200, "receive_drop": 3, "transmit_bytes": 100}},
+        disks={"nvme0n1": {"read_bytes": 4096, "io_time_seconds": 3.0}}, boot_time=1.7e9)
     snap = Snapshot(0.0, tuple(host_families(r)))
     assert snap.value("node_cpu_seconds_total", cpu="1", mode="idle") == 100
-    assert len(snap.samples("node_cpu_seconds_total")) == 16  # 8 modes x 2 CPUs, guest not double-counted
+    assert len(snap.samples("node_cpu_seconds_total")) == 16  # 8 modes x 2 CPUs
     assert snap.value("node_load1") == 0.5
     assert snap.value("node_memory_MemAvailable_bytes") == 20e9
+    assert snap.family("node_memory_Slab_bytes") is None  # the documented subset only
+    assert snap.family("node_memory_SwapFree_bytes") is None  # a field the kernel did not print: omitted, not zero
     assert snap.value("node_filesystem_avail_bytes", mountpoint="/") == 300  # non-root (f_bavail)
     assert snap.value("node_filesystem_free_bytes", mountpoint="/") == 400  # incl. root's reserve
     assert snap.value("node_network_receive_bytes_total", device="eth0") == 200
     assert snap.value("node_network_receive_drop_total", device="eth0") == 3
     assert snap.value("node_disk_io_time_seconds_total", device="nvme0n1") == 3.0
     assert snap.value("node_disk_read_bytes_total", device="nvme0n1") == 4096
+    assert snap.samples("node_disk_writes_completed_total") == []  # not read: no series
 
 
 def test_real_host_readings():
@@ -42,6 +89,9 @@ def test_real_host_readings():
     assert snap.value("node_memory_MemTotal_bytes") > 0
     assert all(s.label("fstype") != "tmpfs" for s in snap.samples("node_filesystem_size_bytes"))
     assert all(s.label("device") != "lo" for s in snap.samples("node_network_receive_bytes_total"))
+    root = snap.samples("node_filesystem_size_bytes")
+    st = os.statvfs(root[0].label("mountpoint"))
+    assert root[0].value == st.f_blocks * st.f_frsize
     c.close()
 
 

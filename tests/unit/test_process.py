@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 
 from agent.collectors.process import ExitWatcher, ProcessCollector, ProcessGpuMemory, is_python
 from agent.model import Snapshot, gauge
@@ -28,6 +29,43 @@ def test_process_metrics_and_gpu_memory_joined_from_this_cycles_nvml_series():
     derived = Snapshot(0.0, tuple(ProcessGpuMemory().derive(Snapshot(0.0, tuple(families) + (nvml,)))))
     assert [(s.labels, s.value) for s in derived.samples("llm_agent_target_process_gpu_memory_bytes")] == \
         [((("server", "llama"),), 123 << 20)]
+
+
+def test_process_figures_match_psutils_and_a_dead_or_reaped_one_is_not_found():
+    import psutil
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE)
+    child.stdout.readline()  # started: its descriptors and threads settled
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
+    try:
+        snap = Snapshot(0.0, tuple(c.collect()))
+        p = psutil.Process(child.pid)
+        assert snap.value("llm_agent_target_process_threads") == p.num_threads()
+        assert snap.value("llm_agent_target_process_open_fds") == p.num_fds()
+        assert abs(snap.value("llm_agent_target_process_resident_memory_bytes") - p.memory_info().rss) < 1 << 20
+        assert snap.value("llm_agent_target_process_start_time_seconds") == p.create_time()
+        child.kill()
+        time.sleep(0.2)  # a zombie until reaped: not a live server
+        assert Snapshot(0.0, tuple(c.collect())).value("llm_agent_target_process_found") == 0
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    assert Snapshot(0.0, tuple(c.collect())).value("llm_agent_target_process_found") == 0  # reaped: gone
+
+
+def test_pid_stat_is_read_past_a_command_name_with_spaces_and_parentheses():
+    from agent.collectors.procfiles import parse_pid_stat
+
+    line = b"4242 (llama) (srv 1)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1658 8412 0 0 20 0 13 0 25 38326272 2306 0 0"
+    stat = parse_pid_stat(line)
+    assert (stat.state, stat.utime, stat.stime, stat.threads, stat.start) == ("S", 1658, 8412, 13, 25)
+    import pytest
+
+    for bad in (b"", b"4242 (x) S 1 2", b"garbage without a paren"):
+        with pytest.raises(ValueError):
+            parse_pid_stat(bad)
 
 
 def test_remote_targets_have_no_process():

@@ -246,3 +246,23 @@ def test_merging_passes_a_lone_family_through_and_never_changes_its_sources():
         assert [[(f.name, list(f.samples)) for f in g] for g in groups] == before, case
     lone = gauge("lone", "h").add({"a": "1"}, 1)
     assert merge_families([[lone], [gauge("other", "h")]])[0][0] is lone  # not copied
+
+
+def test_equal_label_sets_share_one_tuple_and_the_table_is_bounded():
+    from agent.model import _LabelsTable
+
+    a = gauge("a", "").add({"gpu": "0", "UUID": "GPU-1"}, 1).samples[0]
+    b = gauge("b", "").add({"gpu": "0", "UUID": "GPU-1"}, 2).samples[0]
+    assert a.labels is b.labels  # the memos downstream then compare with `is`
+    table = _LabelsTable()
+    table.LIMIT = 3
+    def labels(i):  # made at run time: a literal tuple would be one constant object anyway
+        return (("k", str(i)),)
+
+    first = table(labels(0))
+    assert table(labels(0)) is first
+    for i in range(1, 7):  # a churning label value: the oldest generation goes as the newest fills
+        table(labels(i))
+    assert len(table.current) + len(table.previous) <= 2 * table.LIMIT
+    again = table(labels(0))
+    assert again is not first and again == first  # forgotten: a new tuple (equal, so nothing breaks)
