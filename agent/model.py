@@ -8,6 +8,7 @@ what every collector produced into one immutable `Snapshot` per cycle, and the e
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Dict, Generic, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
@@ -121,7 +122,8 @@ class MetricFamily:
 
     def add(self, labels: Mapping[str, str], value: float, suffix: str = "") -> "MetricFamily":
         """Append a sample (labels in the given order); returns self so calls chain."""
-        self.samples.append(Sample(self.name + suffix, intern_labels(tuple(labels.items())), float(value)))
+        name = sys.intern(self.name + suffix) if suffix else self.name  # one `foo_bucket` string, as labels
+        self.samples.append(Sample(name, intern_labels(tuple(labels.items())), float(value)))
         return self
 
     def __repr__(self) -> str:

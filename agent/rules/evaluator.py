@@ -325,9 +325,9 @@ class Evaluator:
                 except ValueError as e:
                     raise EvalError(str(e)) from None
             elif f == "quantile_over_time":
-                value = fn.quantile(extra[0], [v for _, v in points])
+                value = fn.quantile(extra[0], fn.values_of(points))
             elif f in fn.OVER_TIME:
-                value = fn.OVER_TIME[f]([v for _, v in points])
+                value = fn.OVER_TIME[f](fn.values_of(points))
             else:
                 value = fn.extrapolated_rate(points, start, end, f != "delta", f == "rate")
             if value is not None:

@@ -11,6 +11,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 Point = Tuple[float, float]
 
 
+def values_of(points: Sequence[Point]) -> Sequence[float]:
+    """The values of a range's points: a history Window's own array, or a list made of them."""
+    values = getattr(points, "values", None)
+    return values if values is not None else [v for _, v in points]
+
+
 def _kahan_inc(inc: float, total: float, c: float) -> Tuple[float, float]:
     t = total + inc
     if abs(total) >= abs(inc):
@@ -29,7 +35,7 @@ def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: fl
     last_t, last_v = points[-1]
     result = last_v - first_v
     if is_counter:
-        values = [v for _, v in points]
+        values = values_of(points)
         if any(map(lt, values[1:], values)):  # a reset (rare): add back what each one lost
             prev = 0.0
             for v in values:
@@ -101,7 +107,7 @@ def predict_linear(points: Sequence[Point], t: float, seconds: float) -> Optiona
     return slope * seconds + intercept
 
 
-def _finite_fsum(values: List[float]) -> Optional[float]:
+def _finite_fsum(values: Sequence[float]) -> Optional[float]:
     """math.fsum when every value is finite (exactly rounded, and done in C); else None."""
     try:
         total = math.fsum(values)
@@ -110,7 +116,7 @@ def _finite_fsum(values: List[float]) -> Optional[float]:
     return total if math.isfinite(total) else None
 
 
-def avg_over_time(values: List[float]) -> float:
+def avg_over_time(values: Sequence[float]) -> float:
     total = _finite_fsum(values)
     if total is not None:
         return total / len(values)
@@ -129,7 +135,7 @@ def avg_over_time(values: List[float]) -> float:
     return mean + c
 
 
-def sum_over_time(values: List[float]) -> float:
+def sum_over_time(values: Sequence[float]) -> float:
     exact = _finite_fsum(values)
     if exact is not None:
         return exact
@@ -139,7 +145,7 @@ def sum_over_time(values: List[float]) -> float:
     return total if math.isinf(total) else total + c
 
 
-def stdvar_over_time(values: List[float]) -> float:
+def stdvar_over_time(values: Sequence[float]) -> float:
     count = mean = cmean = aux = caux = 0.0
     for v in values:
         count += 1
@@ -149,11 +155,11 @@ def stdvar_over_time(values: List[float]) -> float:
     return (aux + caux) / count
 
 
-def stddev_over_time(values: List[float]) -> float:
+def stddev_over_time(values: Sequence[float]) -> float:
     return math.sqrt(stdvar_over_time(values))
 
 
-def min_over_time(values: List[float]) -> float:
+def min_over_time(values: Sequence[float]) -> float:
     best = values[0]
     for v in values:
         if v < best or math.isnan(best):
@@ -161,7 +167,7 @@ def min_over_time(values: List[float]) -> float:
     return best
 
 
-def max_over_time(values: List[float]) -> float:
+def max_over_time(values: Sequence[float]) -> float:
     best = values[0]
     for v in values:
         if v > best or math.isnan(best):
@@ -185,7 +191,7 @@ def _nan_first(v: float) -> Tuple[bool, float]:
     return (not math.isnan(v), v if not math.isnan(v) else 0.0)
 
 
-def quantile(q: float, values: List[float]) -> float:
+def quantile(q: float, values: Sequence[float]) -> float:
     """The φ-quantile with linear interpolation (Prometheus' `quantile`)."""
     if not values:
         return math.nan
@@ -201,7 +207,7 @@ def quantile(q: float, values: List[float]) -> float:
     return ordered[int(lower)] * (1 - weight) + ordered[int(upper)] * weight
 
 
-def changes(values: List[float]) -> float:
+def changes(values: Sequence[float]) -> float:
     count, prev = 0, values[0]
     for v in values[1:]:
         if v != prev and not (math.isnan(v) and math.isnan(prev)):
@@ -210,7 +216,7 @@ def changes(values: List[float]) -> float:
     return float(count)
 
 
-def resets(values: List[float]) -> float:
+def resets(values: Sequence[float]) -> float:
     count, prev = 0, values[0]
     for v in values[1:]:
         if v < prev:
@@ -219,7 +225,7 @@ def resets(values: List[float]) -> float:
     return float(count)
 
 
-OVER_TIME: Dict[str, Callable[[List[float]], float]] = {
+OVER_TIME: Dict[str, Callable[[Sequence[float]], float]] = {
     "avg_over_time": avg_over_time, "sum_over_time": sum_over_time, "stddev_over_time": stddev_over_time,
     "stdvar_over_time": stdvar_over_time, "min_over_time": min_over_time, "max_over_time": max_over_time,
     "count_over_time": lambda values: float(len(values)), "last_over_time": lambda values: values[-1],

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
 
 from .. import regex
 from ..model import Snapshot
@@ -56,15 +56,46 @@ class Column:
             del self.t[:i]
             del self.v[:i]
 
-    def window(self, start: float, end: float) -> List[Point]:
+    def window(self, start: float, end: float) -> "Window":
         """The samples in [start, end], both ends included (Prometheus 2.x)."""
         a, b = bisect_left(self.t, start), bisect_right(self.t, end)
-        return list(zip(self.t[a:b], self.v[a:b])) if b > a else []
+        return Window(self.t[a:b], self.v[a:b])
 
     def latest(self, t: float) -> Optional[Point]:
         """The last sample at or before t."""
         i = bisect_right(self.t, t)
         return (self.t[i - 1], self.v[i - 1]) if i else None
+
+
+class Window(Sequence[Point]):
+    """A series' samples over a range: slices of its two arrays, read as (t, v) points.
+    Range functions that need only the values (rate, increase, *_over_time) take `values`
+    as it is, instead of a tuple a point made for every sample of every window each cycle."""
+
+    __slots__ = ("times", "values")
+
+    def __init__(self, times: array, values: array):
+        self.times = times
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return list(zip(self.times[i], self.values[i]))
+        return (self.times[i], self.values[i])
+
+    def __iter__(self) -> Iterator[Point]:
+        return zip(self.times, self.values)
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, Window)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays: not a key
+
+    def __repr__(self) -> str:
+        return f"Window({list(self)!r})"
 
 
 class Samples(Protocol):
@@ -75,7 +106,7 @@ class Samples(Protocol):
 
     def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]: ...
 
-    def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]: ...
+    def range(self, sel: VectorSelector, t: float, seconds: float) -> Sequence[Tuple[Labels, Sequence[Point]]]: ...
 
 
 def _match_one(m: Matcher, value: str) -> bool:
@@ -318,7 +349,7 @@ class History:
             out.append((labels, latest))
         return out
 
-    def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]:
+    def range(self, sel: VectorSelector, t: float, seconds: float) -> Sequence[Tuple[Labels, Sequence[Point]]]:
         """Samples in [t - seconds, t] (Prometheus 2.x: both ends included)."""
         out = []
         start = t - seconds
