@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..model import COUNTER, UNTYPED, Labels, MetricFamily
 
@@ -29,12 +29,6 @@ def _escape_label(v: str) -> str:
     return v
 
 
-# sample name -> labels -> (the series' last line, its value): the line is reused while the value
-# holds; by name, so that the memo holds no (name, labels) key per series
-Lines = Dict[str, Dict[Labels, Tuple[str, float]]]
-_NONE: Dict[Labels, Tuple[str, float]] = {}
-
-
 def _prefix(name: str, labels: Labels) -> str:
     if not labels:
         return name + " "
@@ -47,28 +41,62 @@ def _line(prefix: str, v: float) -> str:
     return prefix + (str(int(v)) if v.is_integer() and -1e15 < v < 1e15 else format_value(v))
 
 
+def _moved(line: str, v: float) -> str:
+    return _line(line[:line.rfind(" ") + 1], v)  # a value's text has no space; a label's may
+
+
 def _series(fam: MetricFamily) -> List[str]:
     """The family's series lines, made afresh (a one-off render; the exporter's Renderer remembers)."""
     return [_line(_prefix(s.name, s.labels), s.value) for s in fam.samples]
 
 
-def _block(fam: MetricFamily, last: Lines, lines_now: Lines) -> str:
-    """The family's series lines as one string, from what the last render wrote where it can."""
-    lines = []
-    name, was, now = "", _NONE, _NONE
-    for s in fam.samples:
-        if s.name != name:  # a family's samples mostly share one name
-            name, was, now = s.name, last.get(s.name, _NONE), lines_now.setdefault(s.name, {})
-        v = s.value
-        entry = was.get(s.labels)
-        if entry is None:
-            entry = (_line(_prefix(s.name, s.labels), v), v)
-        elif entry[1] != v:  # moved (NaN never equals itself: rewritten every time)
-            line = entry[0]
-            entry = (_line(line[:line.rfind(" ") + 1], v), v)  # a value's text has no space; a label's may
-        now[s.labels] = entry
-        lines.append(entry[0])
-    return "\n".join(lines)
+class _Block:
+    """A family as the last render wrote it: its series (names, labels, values), their lines,
+    those joined, and its header in each format asked for."""
+
+    __slots__ = ("names", "labels", "values", "lines", "data", "kind", "headers")
+
+    def __init__(self, names: List[str], labels: List[Labels], values: List[float], lines: List[str],
+                 kind: Tuple[str, str]):
+        self.names = names
+        self.labels = labels
+        self.values = values
+        self.lines = lines
+        self.data = "\n".join(lines).encode("utf-8")
+        self.kind = kind  # (type, help): the header's inputs besides the names
+        self.headers: Dict[Tuple[str, bool], bytes] = {}
+
+
+def _block(fam: MetricFamily, was: Optional[_Block]) -> _Block:
+    """The family's series block, from what the last render wrote where it can: the same
+    series in the same order (label tuples are shared, model.intern_labels, so comparing the
+    lists is mostly `is`) with the same values is the last block itself; moved values rewrite
+    only their lines; other series find their lines by name and labels."""
+    samples = fam.samples
+    names = [s.name for s in samples]
+    labels = [s.labels for s in samples]
+    values = [s.value for s in samples]
+    kind = (fam.type, fam.help)
+    if was is not None and was.labels == labels and was.names == names:
+        if was.values == values and was.kind == kind:  # NaN never equals itself: rewritten every time
+            return was
+        lines = list(was.lines)
+        for i, (old, v) in enumerate(zip(was.values, values)):
+            if old != v or v != v:
+                lines[i] = _moved(lines[i], v)
+    else:
+        known = {} if was is None else dict(zip(zip(was.names, was.labels), zip(was.lines, was.values)))
+        lines = []
+        for name, lbl, v in zip(names, labels, values):
+            entry = known.get((name, lbl))
+            if entry is None:
+                lines.append(_line(_prefix(name, lbl), v))
+            else:
+                lines.append(entry[0] if entry[1] == v else _moved(entry[0], v))
+    block = _Block(names, labels, values, lines, kind)
+    if was is not None and was.kind == kind:
+        block.headers = was.headers
+    return block
 
 
 def _text_header(fam: MetricFamily) -> List[str]:
@@ -97,14 +125,14 @@ Spans = List[Tuple[int, int]]  # each family's series block in a body, as (start
 
 
 class Renderer:
-    """Renders snapshots, remembering from one to the next each series' line while its value
-    holds (labels rarely change between cycles; their escaping and joining were most of the
-    rendering cost). A second format of the same snapshot takes the series blocks out of the
-    first one's bytes (`first`): only the headers differ. The memo holds the series of the last
-    render only (no growth as series churn), and no snapshot or body."""
+    """Renders snapshots, remembering from one to the next each family's block (labels rarely
+    change between cycles, and many values hold: escaping, joining and encoding them was most
+    of the rendering cost) and headers. A second format of the same snapshot takes the series
+    blocks out of the first one's bytes (`first`): only the headers differ. The memo holds the
+    families of the last render only (no growth as series churn), and no snapshot or body."""
 
     def __init__(self) -> None:
-        self._lines: Lines = {}
+        self._blocks: Dict[str, _Block] = {}
         self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
 
     def render(self, families: Sequence[MetricFamily], fmt: str,
@@ -113,28 +141,43 @@ class Renderer:
         scrape asks for one, and a 32-target host's body is megabytes. `first`: the same
         families already rendered in the other format, and its spans."""
         header = _openmetrics_header if fmt == "openmetrics" else _text_header
-        if first is not None:
-            body, spans = first
-            blocks = [body[a:b] for a, b in spans]
-        else:
-            with self._lock:
-                last, self._lines = self._lines, {}  # the last render's series not in this one are dropped
-                blocks = [_block(fam, last, self._lines).encode("utf-8") if fam.samples else b"" for fam in families]
-        out: List[bytes] = []
-        spans = []
-        at = 0
-        for fam, block in zip(families, blocks):
-            if block:
-                for line in header(fam):
-                    out.append(line.encode("utf-8"))
-                    at += len(out[-1]) + 1
-                out.append(block)
-                spans.append((at, at + len(block)))
-                at += len(block) + 1
+        with self._lock:
+            if first is None:
+                last, self._blocks = self._blocks, {}  # the last render's families not in this one are dropped
+                memo = self._blocks
+                for fam in families:
+                    if fam.samples:
+                        memo[fam.name] = _block(fam, last.get(fam.name))
+                blocks = [memo[fam.name].data if fam.samples else b"" for fam in families]
             else:
-                spans.append((0, 0))
+                body, spans = first
+                blocks = [body[a:b] for a, b in spans]
+            out: List[bytes] = []
+            spans = []
+            at = 0
+            for fam, block in zip(families, blocks):
+                if block:
+                    head = self._header(fam, fmt, header)
+                    out.append(head)
+                    at += len(head) + 1
+                    out.append(block)
+                    spans.append((at, at + len(block)))
+                    at += len(block) + 1
+                else:
+                    spans.append((0, 0))
         out.append(b"# EOF\n" if fmt == "openmetrics" else b"")
         return b"\n".join(out), spans
+
+    def _header(self, fam: MetricFamily, fmt: str, header: Callable[[MetricFamily], List[str]]) -> bytes:
+        block = self._blocks.get(fam.name)
+        if block is None or block.kind != (fam.type, fam.help):  # not remembered: made afresh
+            return "\n".join(header(fam)).encode("utf-8")
+        # an OpenMetrics counter without `_total` is declared by what its samples are called
+        key = fmt, fam.type == COUNTER and not fam.name.endswith("_total") and any(s.name == fam.name for s in fam.samples)
+        head = block.headers.get(key)
+        if head is None:
+            head = block.headers[key] = "\n".join(header(fam)).encode("utf-8")
+        return head
 
 
 def render_one(families: Iterable[MetricFamily], fmt: str) -> bytes:
