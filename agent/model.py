@@ -226,7 +226,39 @@ def owned_names(fam: MetricFamily) -> set:
     return names
 
 
-def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[MetricFamily], List[str]]:
+class Shapes:
+    """What merge_families learnt of each lone family last time: its sample names and label
+    tuples, proven free of repeats, and the names it owns. A family whose series are the same
+    objects in the same order this time (label tuples and names are shared: intern_labels)
+    needs neither its owned names nor a set of its series made again: comparing two lists is
+    mostly `is`. Holds the last merge's families only."""
+
+    def __init__(self) -> None:
+        self.last: Dict[str, Tuple[str, List[str], List[Labels], set]] = {}
+        self.now: Dict[str, Tuple[str, List[str], List[Labels], set]] = {}
+
+    def known(self, fam: MetricFamily) -> Optional[set]:
+        """The names a family owns if it has the shape it had last time (repeat-free), else None."""
+        names = [s.name for s in fam.samples]
+        labels = [s.labels for s in fam.samples]
+        was = self.last.get(fam.name)
+        if was is not None and was[0] == fam.type and was[2] == labels and was[1] == names:
+            self.now[fam.name] = was
+            return was[3]
+        self._pending = (fam.type, names, labels)
+        return None
+
+    def learn(self, fam: MetricFamily, owned: set) -> None:
+        """`fam` (just looked at through known()) turned out repeat-free."""
+        mtype, names, labels = self._pending
+        self.now[fam.name] = (mtype, names, labels, owned)
+
+    def end(self) -> None:
+        self.last, self.now = self.now, {}
+
+
+def merge_families(groups: Iterable[Sequence[MetricFamily]],
+                   shapes: Optional[Shapes] = None) -> Tuple[List[MetricFamily], List[str]]:
     """Merge families from several collectors into one list with unique names and series.
 
     Two targets both export ``llamacpp:prompt_tokens_total``; the exposition must carry one
@@ -238,16 +270,20 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
     made, without a repeated series, goes into the result as it is, not copied (a collector's
     families belong to the snapshots once returned); one that others add to is copied first,
     so the sources are never changed and can be merged again (the runner merges twice).
+    `shapes`: what the last merge learnt (Shapes), for the runner's merge every cycle.
     """
     merged: Dict[str, MetricFamily] = {}
     claimed: Dict[str, str] = {}  # a name -> the family that owns it
-    series: Dict[str, set] = {}  # a family name -> its series (name, labels) so far
+    series: Dict[str, Optional[set]] = {}  # a family name -> its series (name, labels) so far; None: not made yet
     borrowed: set = set()  # families passed through as their collector made them: copied before adding to them
     conflicts: List[str] = []
     for group in groups:
         for fam in group:
             into = merged.get(fam.name)
-            names = owned_names(fam)
+            names = shapes.known(fam) if shapes is not None and into is None else None
+            proven = names is not None
+            if names is None:
+                names = owned_names(fam)
             # every name has one owner, so a series can only repeat within its own family
             clash = next((claimed[n] for n in names if claimed.get(n, fam.name) != fam.name), None)
             if clash is not None:
@@ -256,10 +292,16 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
             if into is None:
                 for n in names:
                     claimed.setdefault(n, fam.name)
+                if proven:  # the common case: as last cycle, repeat-free
+                    merged[fam.name], series[fam.name] = fam, None
+                    borrowed.add(fam.name)
+                    continue
                 keys = {(s.name, s.labels) for s in fam.samples}
-                if len(keys) == len(fam.samples):  # the common case: a family only one collector makes, no repeats
+                if len(keys) == len(fam.samples):  # a family only one collector makes, no repeats
                     merged[fam.name], series[fam.name] = fam, keys
                     borrowed.add(fam.name)
+                    if shapes is not None:
+                        shapes.learn(fam, names)
                     continue
                 into = merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
                 series[fam.name] = set()
@@ -273,6 +315,8 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
                     into = merged[fam.name] = MetricFamily(into.name, into.type, into.help, list(into.samples))
                     borrowed.discard(fam.name)
             seen = series[fam.name]
+            if seen is None:
+                seen = series[fam.name] = {(s.name, s.labels) for s in into.samples}
             for s in fam.samples:
                 key = (s.name, s.labels)
                 if key in seen:
@@ -280,4 +324,6 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]]) -> Tuple[List[Metri
                     continue
                 seen.add(key)
                 into.samples.append(s)
+    if shapes is not None:
+        shapes.end()
     return list(merged.values()), conflicts

@@ -15,7 +15,7 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
 
-from .model import CollectorStatus, MetricFamily, Problem, Snapshot, counter, gauge, merge_families
+from .model import CollectorStatus, MetricFamily, Problem, Shapes, Snapshot, counter, gauge, merge_families
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,7 @@ class Runner:
         self._overruns: Dict[str, int] = {}
         self._errors: Dict[str, int] = {}
         self.conflicts_total = 0
+        self._shapes = Shapes()  # what the last merge learnt of each family (model.Shapes)
 
     def set_collectors(self, collectors: Sequence[Collector]) -> None:
         """Swap the collector set (discovery found new targets, or a reload); closes the
@@ -199,7 +200,7 @@ class Runner:
         # the agent's own families first, what targets pass through last: in a clash, ours win
         foreign = {c.name for c in self.collectors if getattr(c, "foreign", False)}
         ordered = [own, list(extra)] + [g for n, g in groups if n not in foreign] + [g for n, g in groups if n in foreign]
-        families, conflicts = merge_families(ordered)
+        families, conflicts = merge_families(ordered, self._shapes)
         if conflicts:
             self.conflicts_total += len(conflicts)
             log.warning("dropped %d conflicting series, first: %s", len(conflicts), conflicts[0])

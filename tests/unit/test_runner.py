@@ -222,9 +222,10 @@ def test_merging_passes_a_lone_family_through_and_never_changes_its_sources():
     merge again to the same result (the runner merges a deriver's view, then everything)."""
     import random
 
-    from agent.model import merge_families
+    from agent.model import Shapes, merge_families
 
     rng = random.Random(3)
+    shapes = Shapes()  # what the last merge learnt, carried across cases as across cycles
     for case in range(400):
         groups = []
         for _g in range(rng.randint(1, 4)):
@@ -239,8 +240,8 @@ def test_merging_passes_a_lone_family_through_and_never_changes_its_sources():
             groups.append(group)
         before = [[(f.name, list(f.samples)) for f in g] for g in groups]
         expected = _reference_merge(groups)
-        for _ in range(2):
-            families, conflicts = merge_families(groups)
+        for attempt in range(4):
+            families, conflicts = merge_families(groups, shapes if attempt % 2 else None)
             got = [(f.name, f.type, [(s.name, s.labels, s.value) for s in f.samples]) for f in families]
             assert (got, len(conflicts)) == expected, case
         assert [[(f.name, list(f.samples)) for f in g] for g in groups] == before, case
