@@ -236,6 +236,7 @@ class Shapes:
     def __init__(self) -> None:
         self.last: Dict[str, Tuple[str, List[str], List[Labels], set]] = {}
         self.now: Dict[str, Tuple[str, List[str], List[Labels], set]] = {}
+        self._pending: Tuple[str, List[str], List[Labels]] = ("", [], [])  # what known() saw last
 
     def known(self, fam: MetricFamily) -> Optional[set]:
         """The names a family owns if it has the shape it had last time (repeat-free), else None."""

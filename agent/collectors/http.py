@@ -89,9 +89,10 @@ class HttpClient:
         except wire.TooLarge:
             self.close()
             raise FetchError("too_large", f"response body over the {max_bytes} byte limit") from None
-        except wire.ProtocolError as e:
+        except wire.ProtocolError as e:  # it quotes the server's bytes, which may echo our key
             self.close()
-            raise FetchError("invalid", f"invalid answer: {e}") from None
+            said = redact_bytes(str(e).encode("utf-8", "replace"), self._secrets).decode("utf-8", "replace")
+            raise FetchError("invalid", f"invalid answer: {said}") from None
         except wire.Closed:
             self.close()
             raise FetchError("connect", "request failed: the server closed the connection") from None
@@ -142,10 +143,11 @@ def _closed_by_peer(sock: socket.socket) -> bool:
     """An idle kept-alive connection with something to read has been closed by the server (or
     holds bytes nobody asked for): either way it must not carry the next request."""
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):  # closed, or a descriptor select cannot watch
+        watch = select.poll()  # not select(): no limit on the descriptor's number
+        watch.register(sock, select.POLLIN)
+        return bool(watch.poll(0))
+    except (OSError, ValueError):  # closed under us
         return True
-    return bool(readable)
 
 
 def _connect(https: bool, host: str, port: int, timeout: float) -> socket.socket:

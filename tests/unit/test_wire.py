@@ -228,6 +228,21 @@ def test_a_header_that_would_split_the_request_is_refused_without_echoing_it():
         request_bytes("/a b", "h", {})
 
 
+def test_a_server_echoing_the_key_in_a_broken_answer_never_gets_it_into_the_error(serve):
+    answers = [b"Authorization: Bearer s3cret-key\r\n\r\n", b"HTTP/1.1 200 OK\r\nBearer s3cret-key\r\n\r\n"]
+
+    def make(srv: ScriptedServer) -> Handler:
+        def handle(conn: socket.socket, n: int) -> None:
+            if srv.read_request(conn):
+                conn.sendall(answers[n])
+        return handle
+    srv = serve(make)
+    for _ in answers:
+        with pytest.raises(FetchError) as e:
+            HttpClient(srv.url, {"Authorization": "Bearer s3cret-key"}).get("/", 2, 100)
+        assert e.value.reason == "invalid" and "s3cret" not in str(e.value) and "<secret>" in str(e.value)
+
+
 def test_host_header_brackets_ipv6_and_leaves_out_the_default_port():
     assert HttpClient("http://[::1]:8080")._host_header == "[::1]:8080"
     assert HttpClient("http://example.com")._host_header == "example.com"
