@@ -17,6 +17,7 @@ import psutil
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
+from .kernelfiles import read_small_bytes
 from .procfiles import STAT_MODES, parse_diskstats, parse_meminfo, parse_net_dev, parse_stat_cpus
 from .registry import Context, register
 
@@ -102,12 +103,9 @@ def _device_families(prefix: str, help_format: str, specs: Sequence[Tuple[str, s
     return fams
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:  # not Linux, or /proc hidden: those families come out empty
-        return b""
+# /proc/stat, net/dev and diskstats grow with CPUs, interfaces and disks (a 256-CPU host's
+# /proc/stat is ~100 KiB with its interrupt line); unreadable: those families come out empty
+PROC_LIMIT = 4 << 20
 
 
 class MountWatch:
@@ -189,13 +187,14 @@ class HostCollector:
                 continue
             filesystems.append(Filesystem(part.device, part.fstype, part.mountpoint, st.f_blocks * st.f_frsize,
                                           st.f_bfree * st.f_frsize, st.f_bavail * st.f_frsize))
-        net = {k: v for k, v in parse_net_dev(_read("/proc/net/dev")).items() if not self.net_devices_exclude.search(k)}
+        net = parse_net_dev(read_small_bytes("/proc/net/dev", PROC_LIMIT))
+        net = {k: v for k, v in net.items() if not self.net_devices_exclude.search(k)}
         if not self._boot_time:  # fixed for the life of the kernel
             self._boot_time = psutil.boot_time()
         return HostReadings(
-            per_cpu=parse_stat_cpus(_read("/proc/stat"), self._ticks), load=os.getloadavg(),
-            memory=parse_meminfo(_read("/proc/meminfo")), filesystems=filesystems, net=net,
-            disks=parse_diskstats(_read("/proc/diskstats")), boot_time=self._boot_time)
+            per_cpu=parse_stat_cpus(read_small_bytes("/proc/stat", PROC_LIMIT), self._ticks), load=os.getloadavg(),
+            memory=parse_meminfo(read_small_bytes("/proc/meminfo", PROC_LIMIT)), filesystems=filesystems, net=net,
+            disks=parse_diskstats(read_small_bytes("/proc/diskstats", PROC_LIMIT)), boot_time=self._boot_time)
 
     def close(self) -> None:
         self._mounts.close()

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import psutil
 
 from ..model import MetricFamily, Snapshot, counter, gauge
+from .kernelfiles import read_small_bytes
 from .procfiles import parse_pid_stat
 from .registry import Context, register_deriver
 
@@ -116,19 +117,19 @@ class ProcessCollector:
             return [found.add(lbl, 0)]
         try:
             # /proc read directly (procfiles.py): psutil's oneshot cost ~3x as much, every cycle
-            stat = parse_pid_stat(_read(f"/proc/{proc.pid}/stat"))
+            stat = parse_pid_stat(read_small_bytes(f"/proc/{proc.pid}/stat"))
             if self._identity is None or self._identity[0] is not proc:
                 self._identity = (proc, stat.start)
             if stat.state == "Z" or stat.start != self._identity[1]:
                 raise ProcessLookupError(proc.pid)  # a zombie, or the pid now names another process
             values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.",
-                       int(_read(f"/proc/{proc.pid}/statm").split()[1]) * PAGE),
+                       int(read_small_bytes(f"/proc/{proc.pid}/statm").split()[1]) * PAGE),
                       ("cpu_seconds_total", "counter", "CPU time of the target's process.",
                        (stat.utime + stat.stime) / TICKS),
                       ("threads", "gauge", "Threads in the target's process.", stat.threads),
                       ("start_time_seconds", "gauge", "Start time of the target's process (a change is a restart).",
                        proc.create_time())]
-        except (OSError, ValueError, IndexError, psutil.Error):
+        except (ProcessLookupError, ValueError, IndexError, psutil.Error):  # gone: its files read as b""
             self.proc = None  # gone: the next cycle looks for a new process on the port
             return [found.add(lbl, 0)]
         try:
@@ -143,11 +144,6 @@ class ProcessCollector:
         fams.append(counter("llm_agent_target_process_changes_total",
                             "Times a new process was found behind the target's port.").add(lbl, self.starts))
         return fams
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 class ProcessGpuMemory:
