@@ -17,11 +17,12 @@ from .notify.dispatcher import Dispatcher
 from .notify.outbox import Outbox
 from .notify.router import Router
 from .notify.silences import Silences
-from .rules.engine import Engine, Notification
+from .rules.engine import RETIRED_SERIES, Engine, Notification
 from .rules.history import History
 from .rules.loader import RuleSet, load_rules
 from .serve.alertmanager_api import AlertmanagerAPI
 from .store import Store
+from .verdict import silence_doc
 
 log = logging.getLogger(__name__)
 DB_NAME = "state.db"
@@ -87,6 +88,7 @@ class Alerting:
         self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
         self._api_doc = self._build_api_doc()
         self._v2_alerts: List[dict] = []
+        self._firing: List[dict] = []
         self.api = AlertmanagerAPI(self.silences, lambda: self._v2_alerts, lambda: [c.name for c in self.router.channels],
                                    clock, config.hostname, bool(config.exporter.basic_auth_users),
                                    config.exporter.api_write_from, lambda: _routes_yaml(self.router.channels))
@@ -118,6 +120,9 @@ class Alerting:
         self.router.grouper.sync()
         self.history.ingest(snapshot)
         self.engine.exported = {f.name for f in snapshot.families}
+        self.engine.retired = {s.label("server"): f"{s.label('server')} is gone: its process exited and did not come "
+                                                  "back, so the agent no longer watches it"
+                               for s in snapshot.samples(RETIRED_SERIES)}
         notifications = self.engine.evaluate(snapshot.timestamp)
         notifications += self._attach_stacks(notifications, snapshot.timestamp)
         _log_transitions(notifications)
@@ -131,6 +136,7 @@ class Alerting:
         # readers on other threads (the exporter's /api/v1/alerts) get this cycle's copy, never the live dicts
         self._api_doc = self._build_api_doc()
         self._v2_alerts = self._build_v2_alerts(snapshot.timestamp)
+        self._firing = self._build_firing()
 
     def _attach_stacks(self, notifications: List[Notification], t: float) -> List[Notification]:
         """Add the latest py-spy summary of a hung or stalled server to its firing alerts. The
@@ -256,6 +262,24 @@ class Alerting:
         alerts = [{"labels": dict(a.labels), "annotations": dict(a.annotations), "state": a.state,
                    "activeAt": iso(a.active_at), "value": repr(a.value)} for a in self.engine.active()]
         return {"status": "success", "data": {"alerts": alerts}}
+
+    def firing(self) -> List[dict]:
+        """The firing alerts as the verdict reads them (verdict.judge), as of the last evaluation."""
+        return self._firing
+
+    def _build_firing(self) -> List[dict]:
+        active = self.engine.active()
+        names = {a.fingerprint: a.labels.get("alertname", "?") for a in active}
+        out = []
+        for a in active:
+            if a.state != "firing":
+                continue
+            silences = [s for s in (self.silences.get(sid) for sid in a.silenced_by) if s is not None]
+            silence = max(silences, key=lambda s: s.ends_at) if silences else None  # the one that holds it longest
+            out.append({"labels": dict(a.labels), "summary": a.annotations.get("summary", ""),
+                        "silence": silence_doc(silence),
+                        "inhibited_by": names.get(a.inhibited_by, a.inhibited_by) if a.inhibited else ""})
+        return out
 
     def _build_v2_alerts(self, t: float) -> List[dict]:
         """The firing alerts as Alertmanager's API v2 shows them (silences are applied on

@@ -26,8 +26,9 @@ def local_url(listen: Tuple[str, int], tls: bool = False) -> str:
 
 
 def call(base: str, method: str, path: str, body: Any = None, auth: Optional[Tuple[str, str]] = None,
-         timeout: float = 5.0) -> Any:
-    """One request; the JSON answer (None for an empty one). ApiError with the agent's reason."""
+         timeout: float = 5.0, accept: Tuple[int, ...] = ()) -> Any:
+    """One request; the JSON answer (None for an empty one). ApiError with the agent's reason;
+    an error status in `accept` is an answer too (/healthz says 503 with its reasons)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json"} if data is not None else {})
@@ -38,6 +39,12 @@ def call(base: str, method: str, path: str, body: Any = None, auth: Optional[Tup
         with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:
             raw = resp.read(8 << 20)
     except urllib.error.HTTPError as e:
+        if e.code in accept:
+            raw = e.read(8 << 20)
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise ApiError(f"{base}{path} did not answer JSON: is another program on that port?") from None
         if e.code == 401:
             raise ApiError("the agent asks for credentials: pass --user (password from $LLM_AGENT_PASSWORD)") from None
         detail = e.read(4096).decode("utf-8", "replace").strip()

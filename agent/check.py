@@ -9,14 +9,14 @@ readings, with the thresholds the alerts use; exit status 0 = all good, 1 = warn
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .serve.health import target_checks
+from .serve.health import gpu_checks, target_checks
 from .model import SEVERITY_RANK, Problem, Snapshot
-from .notify.silences import MAINTENANCE_AUTHOR
+from .verdict import Verdict, alert_title, held_text, judge
 
 GIB = 1 << 30
-EXIT = {"ok": 0, "warning": 1, "critical": 2}
 
 
 def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
@@ -62,7 +62,7 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
     ttft_count = snapshot.sum_by("llm_agent_probe_ttft_seconds_count", "server")
     hung = snapshot.sum_by("llm_agent_target_hung", "server")
     found = snapshot.sum_by("llm_agent_target_process_found", "server")
-    health_by_target = {c["target"]: c["reasons"] for c in target_checks(snapshot)}
+    health_by_target = {c["target"]: c for c in target_checks(snapshot)}
     stalled = snapshot.sum_by("llm_agent_target_stalled", "server")
     slots: Dict[str, Dict[str, float]] = {}
     for s in snapshot.samples("llm_agent_target_slots"):
@@ -86,7 +86,9 @@ def target_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
         row["hung"], row["stalled"] = bool(hung.get(name)), bool(stalled.get(name))
         if name in found:
             row["process_found"] = bool(found[name])
-        row["health"] = health_by_target.get(name, [])  # the reasons /healthz gives, the same words
+        check = health_by_target.get(name, {})
+        row["health"] = check.get("reasons", [])  # the reasons /healthz gives, the same words
+        row["severity"], row["state"] = check.get("severity", "ok"), check.get("state", "")
         rows.append(row)
     return rows
 
@@ -117,11 +119,12 @@ def build_report(snapshot: Snapshot, hostname: str, config_source: str,
         problems.append(Problem("warning", "targets", "no inference server is being watched",
                                 "add [[targets]] to the config or enable [discovery]"))
     problems.sort(key=lambda p: -SEVERITY_RANK.get(p.severity, 0))
-    worst = max((SEVERITY_RANK.get(p.severity, 0) for p in problems), default=0)
-    status = {0: "ok", 1: "warning", 2: "critical"}[worst]
+    # this pass's own verdict; a running agent's replaces it (with_running_agent): one verdict everywhere
+    verdict = judge(target_checks(snapshot) + gpu_checks(snapshot), problems=[p.__dict__ for p in problems])
     nvml_up = snapshot.value("llm_agent_nvml_up")
     return {
-        "status": status, "hostname": hostname, "config": config_source, "timestamp": snapshot.timestamp,
+        "status": verdict.status, "verdict": {**verdict.to_doc(), "source": "this check's pass"},
+        "hostname": hostname, "config": config_source, "timestamp": snapshot.timestamp,
         "nvml": None if nvml_up is None else bool(nvml_up), "gpus": gpus, "targets": targets, "host": host,
         "xids_of_unlisted_gpus": _recent_xids(snapshot).get("", []),  # a GPU that fell off the bus
         "problems": [p.__dict__ for p in problems],
@@ -134,29 +137,37 @@ def _fmt(value: Optional[float], fmt: str, unit: str = "") -> str:
     return "-" if value is None else f"{value:{fmt}}{unit}"
 
 
-def running_alerts(listen: Tuple[str, int], tls: bool = False, timeout: float = 1.0) -> Dict[str, Any]:
-    """What the agent running with this config fires now (its /api/v1/alerts) and its active
-    maintenance windows (its silences)."""
+def running_agent(listen: Tuple[str, int], tls: bool = False, timeout: float = 1.0) -> Dict[str, Any]:
+    """The verdict of the agent running with this config (its /healthz: status, reasons, the
+    firing alerts with the silences holding them, maintenance windows)."""
     from .apiclient import ApiError, call, local_url
 
     base = local_url(listen, tls)
-    url = base + "/api/v1/alerts"
+    url = base + "/healthz"
     try:
-        alerts = call(base, "GET", "/api/v1/alerts", timeout=timeout)["data"]["alerts"]
+        doc = call(base, "GET", "/healthz", timeout=timeout, accept=(503,))
+        status = doc["status"]
     except (ApiError, KeyError, TypeError) as e:
         error = str(e)
         return {"url": url, "error": "no agent is running there" if error.startswith("no agent answers") else error}
-    try:
-        silences = call(base, "GET", "/api/v2/silences", timeout=timeout) or []
-    except ApiError:
-        silences = []  # an older agent without the API: no maintenance to show
-    maintenance = [{"target": next((m["value"] for m in s["matchers"] if m["name"] == "server"), ""),
-                    "until": s["endsAt"], "comment": s["comment"]} for s in silences
-                   if s.get("createdBy") == MAINTENANCE_AUTHOR and s.get("status", {}).get("state") == "active"]
-    return {"url": url, "maintenance": maintenance,
-            "alerts": [{"alertname": a["labels"].get("alertname", "?"), "state": a["state"],
-                        "severity": a["labels"].get("severity", ""), "labels": a["labels"],
-                        "active_at": a.get("activeAt", "")} for a in alerts]}
+    return {"url": url, "status": status, "reasons": doc.get("reasons", []), "held": doc.get("held", []),
+            "maintenance": doc.get("maintenance", []), "firing": doc.get("firing", []),
+            "firing_total": doc.get("firing_total", len(doc.get("firing", [])))}
+
+
+def with_running_agent(report: Dict[str, Any], running: Dict[str, Any]) -> Dict[str, Any]:
+    """The running agent's verdict is the host's (its cycles, its alerts, its silences); this
+    pass's problems stay in the report as what check saw."""
+    report["running_agent"] = running
+    if "error" not in running:
+        report["status"] = running["status"]
+        report["verdict"] = {"status": running["status"], "reasons": running["reasons"], "held": running["held"],
+                             "source": "the running agent"}
+    return report
+
+
+def exit_code(report: Dict[str, Any]) -> int:
+    return Verdict(report["status"]).exit_code
 
 
 def render_report(r: Dict[str, Any], color: bool = False) -> str:
@@ -170,7 +181,9 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
     lines = [f"llm-agent check on {r['hostname']} (config: {r['config']})"]
     for w in (r.get("running_agent") or {}).get("maintenance", []):  # a banner: pages are silenced
         what = f"target {w['target']}" if w["target"] else "the whole host (every alert silenced, /healthz 503)"
-        lines.append(f"{tag('info')} MAINTENANCE of {what} until {w['until']}: {w['comment']}")
+        until = time.strftime("%Y-%m-%d %H:%M", time.localtime(w["until"])) if isinstance(w["until"], (int, float)) \
+            else w["until"]
+        lines.append(f"{tag('info')} MAINTENANCE of {what} until {until}: {w['comment']}")
     lines += ["", "GPUs"]
     if r["nvml"] is None:
         lines.append("  NVML collector disabled")
@@ -195,7 +208,7 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
         lines.append("  none")
     for t in r["targets"]:
         reasons = [r for r in t.get("health", []) if not r.startswith(("completion probe", "stalled"))]
-        state = "up" if t["up"] else tag("critical") + ": " + (reasons[0] if reasons else "down")
+        state = "up" if t["up"] else tag(t.get("severity") or "critical") + ": " + (reasons[0] if reasons else "down")
         if t["up"] and "ready" in t:
             state += ", ready" if t["ready"] else ", " + tag("warning") + ": not ready"
         parts = [f"  {t['name']} ({t['kind']})  {state}"]
@@ -224,14 +237,16 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
         lines += ["", "Firing now (the running agent)"]
         if "error" in running:
             lines.append(f"  cannot tell: {running['error']} ({running['url']})")
-        elif not any(a["state"] == "firing" for a in running["alerts"]):
+        elif not running["firing"]:
             lines.append("  nothing")
-        for a in running.get("alerts", []):
-            if a["state"] != "firing":
-                continue
-            where = ", ".join(f"{k}={a['labels'][k]}" for k in ("server", "gpu", "device", "mountpoint") if k in a["labels"])
-            lines.append(f"  {tag(a['severity'] or 'warning')} {a['alertname']}" + (f" ({where})" if where else "")
-                         + f" since {a['active_at']}")
+        for a in running.get("firing", []):
+            if a.get("silence") or a.get("inhibited_by"):  # held on purpose: said so, never a bare critical
+                lines.append(f"  {tag('info')} {held_text(a)}")
+            else:
+                lines.append(f"  {tag(a['labels'].get('severity') or 'warning')} {alert_title(a)}"
+                             + (f": {a['summary']}" if a.get("summary") else ""))
+        if running.get("firing_total", 0) > len(running.get("firing", [])):
+            lines.append(f"  ... {running['firing_total'] - len(running['firing'])} more")
     lines += ["", "Problems"]
     if not r["problems"]:
         lines.append("  none")
@@ -239,7 +254,10 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
         lines.append(f"  {tag(p['severity'])} {p['subject']}: {p['message']}")
         if p["fix"]:
             lines.append(f"      fix: {p['fix']}")
-    lines += ["", f"Status: {tag(r['status'])} (exit {EXIT[r['status']]})"]
+    verdict = r.get("verdict", {})
+    lines += ["", f"Status: {tag(r['status'])} (exit {exit_code(r)}; the verdict of {verdict.get('source', 'this pass')})"]
+    if verdict.get("source") == "the running agent":
+        lines += [f"  {reason}" for reason in verdict.get("reasons", [])[:10]]
     return "\n".join(lines)
 
 

@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from .check import EXIT, build_report, render_report, running_alerts, use_color
+    from .check import build_report, exit_code, render_report, running_agent, use_color, with_running_agent
     from .daemon import Agent
     from .serve.health import rule_findings
     from .rules.loader import load_rules
@@ -219,13 +219,13 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     ruleset = load_rules(config)
     covered = sorted({p.subject for p in snapshot.problems})
     findings = rule_findings([r for g in ruleset.groups for r in g.rules], ruleset.inhibit, snapshots, covered)
-    report = build_report(snapshot, config.hostname, config.source, findings)
-    report["running_agent"] = running_alerts(config.exporter.listen, bool(config.exporter.tls_cert_file))
+    report = with_running_agent(build_report(snapshot, config.hostname, config.source, findings),
+                                running_agent(config.exporter.listen, bool(config.exporter.tls_cert_file)))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         print(render_report(report, color=use_color(sys.stdout)))
-    return EXIT[report["status"]]
+    return exit_code(report)
 
 
 def cmd_config_validate(args: argparse.Namespace) -> int:

@@ -373,6 +373,8 @@ def _perf_report(name: str, summary: dict) -> str:
     if run:
         lines.append(f"  last run: {run['outcome']}" + (f" ({run['detail']})" if run.get("detail") else "") +
                      f"; cost {run['tokens']} tokens, {run['seconds']:.1f} s")
+        if run.get("fitted"):
+            lines.append(f"  {run['fitted']}")
     rows = figures_table([Comparison(**c) for c in summary.get("comparison") or []])
     if rows:
         lines.append(f"  {'figure':34s} {'now':>10s} {'baseline':>10s}  change")

@@ -16,6 +16,7 @@ import time
 from typing import Callable, Optional, Sequence, Tuple
 
 from .alerting import Alerting, resolve_state_dir
+from .collectors.lifecycle import Seen
 from .collectors.process import ExitWatcher
 from .collectors.registry import Context
 from .collectors.selfstats import AgentStats
@@ -27,6 +28,7 @@ from .perf.anomaly import HistoryRules
 from .perf.book import PerfBook
 from .probes.stacks import StackStore
 from .runner import Runner
+from .scrape_series import scrape_series
 from .serve.api import QueryAPI
 from .serve.console import state as console_state
 from .serve.exporter import Exporter
@@ -82,9 +84,12 @@ class Agent:
             if config.health.py_spy else None
         self._cycle_now = threading.Event()
         self.perf_book = PerfBook(self.state_dir, config.bench.baseline_runs, clock) if self.state_dir else None
+        # without alerting (check's one pass), which targets have answered is read from the state
+        # directory the running agent keeps, never written
+        seen = Seen(self.state_dir, clock) if self.state_dir else Seen(config.agent.state_dir, clock, read_only=True)
         self.collectors = CollectorSet(Context(config, nvml, clock, monotonic, self.state_dir, self.stacks,
                                                self._self_stats, wake=self.wake_now, perf_book=self.perf_book),
-                                       self.runner, discover)
+                                       self.runner, discover, seen)
         self.alerting: Optional[Alerting] = None
         if alerting:
             self.alerting = Alerting(config, self.state_dir, clock, self.stacks)
@@ -148,13 +153,15 @@ class Agent:
         start = self.monotonic()
         self.collectors.sync()
         reload_ok = gauge("llm_agent_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or not (0).")
-        extra = [reload_ok.add({}, 1 if self.reload_ok else 0)]
+        extra = [reload_ok.add({}, 1 if self.reload_ok else 0)] + self.collectors.families()
         if self.history_rules is not None:
             extra += self.history_rules.families()  # as of their last round (every 5 minutes)
         snapshot = self.runner.run(extra=extra)
+        # up{server} and scrape_*: for the rules and the history, as Prometheus has them; not /metrics
+        scraped = scrape_series(snapshot)
         if self.alerting is not None:
             try:
-                self.alerting.process(snapshot)
+                self.alerting.process(snapshot.with_families(scraped))
             except Exception as e:  # alerting must not stop collection; logged without a traceback, whose
                 # frames could carry a channel's URL (a secret); --log-level debug shows it
                 log.error("alerting failed this cycle: %s: %s", type(e).__name__, str(e)[:300],
@@ -169,7 +176,7 @@ class Agent:
             self.exporter.publish(snapshot)
         if self.recorder is not None:
             try:
-                self.recorder.record(snapshot, self.alerting.engine.active() if self.alerting else ())
+                self.recorder.record(snapshot.with_families(scraped), self.alerting.engine.active() if self.alerting else ())
             except Exception as e:  # history must never stop collection or alerting
                 log.error("history: this cycle not kept: %s: %s", type(e).__name__, str(e)[:300],
                           exc_info=log.isEnabledFor(logging.DEBUG))
@@ -181,9 +188,10 @@ class Agent:
 
     def console_state(self) -> dict:
         """/api/v1/console: the page's tiles, verdict and alerts from the latest snapshot."""
-        _, doc = health(self.snapshot, self.clock(), self.config.interval)  # the tiles, maintenance or not
+        _, doc = self.health()  # the verdict /healthz gives, and the checks behind the tiles
         alerts = self.alerting.api_alerts() if self.alerting is not None else {}
-        state = console_state(self.snapshot, doc, alerts, self.config.hostname, self.config.interval)
+        firing = self.alerting.firing() if self.alerting is not None else []
+        state = console_state(self.snapshot, doc, alerts, self.config.hostname, self.config.interval, firing)
         state["maintenance"] = self.alerting.maintenance() if self.alerting is not None else []
         return state
 
@@ -195,7 +203,8 @@ class Agent:
     def health(self, target: str = "") -> Tuple[int, dict]:
         """/healthz from the latest snapshot (serve.health)."""
         maintenance = self.alerting.maintenance() if self.alerting is not None else []
-        return health(self.snapshot, self.clock(), self.config.interval, target, maintenance)
+        firing = self.alerting.firing() if self.alerting is not None else []
+        return health(self.snapshot, self.clock(), self.config.interval, target, maintenance, firing)
 
     def serve(self, exporter: Exporter, notifier: Optional[Notifier] = None) -> None:
         """Cycle every interval until `stop()`; reload when asked; keep systemd informed."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
@@ -147,3 +147,42 @@ def discovered_targets(found: Sequence[Found], fallback_url: str) -> Tuple[Targe
         port = urlsplit(fallback_url).port or 80
         targets.append(TargetConfig(name=f"llama-server-{port}", url=fallback_url, kind="llamacpp"))
     return tuple(targets)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A discovered target as the agent keeps it: `missing_since` (monotonic) is when discovery
+    first did not find it (None: found now); `guessed`: the fallback address, not a process."""
+
+    target: TargetConfig
+    missing_since: Optional[float] = None
+    guessed: bool = False
+
+
+def hold_missing(held: Dict[str, Held], fresh: Sequence[TargetConfig], guessed: bool, now: float,
+                 gone_after: float) -> Tuple[Dict[str, Held], List[Held]]:
+    """This discovery's targets, with the servers it no longer finds kept for `gone_after` (a
+    server being restarted comes back under the same name); returns (held now, gone). `fresh`
+    is what discovery found, or the guess when it found nothing (`guessed`). The guess is
+    watched only while nothing else stands for the host: not beside a missing server still
+    held, nor in the discovery that lets one go (it comes at the next)."""
+    out: Dict[str, Held] = {} if guessed else {t.name: Held(t) for t in fresh}
+    gone: List[Held] = []
+    for name, h in held.items():
+        now_found = out.get(name)
+        if now_found is not None and now_found.target.url == h.target.url:
+            continue  # found again (or still)
+        if h.guessed:
+            if guessed and any(t.name == name and t.url == h.target.url for t in fresh):
+                out[name] = h  # still the guess
+            else:
+                gone.append(h)
+            continue
+        since = h.missing_since if h.missing_since is not None else now
+        if now - since >= gone_after or now_found is not None:  # gone, or its name now means another address
+            gone.append(replace(h, missing_since=since))
+        else:
+            out[name] = replace(h, missing_since=since)
+    if guessed and not out and not any(not h.guessed for h in gone):
+        out = {t.name: Held(t, None, True) for t in fresh}
+    return out, gone

@@ -22,11 +22,13 @@ from ..expfmt import parse_text
 from ..expfmt.parse import LabelSets
 from ..model import COUNTER, CarryOver, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
+from .lifecycle import TargetLife
 from ..probes.liveness import Liveness
 from .engines import engine_sources, source_total
 from .registry import Context, register_target_kind
 from .sanitize import LimitExceeded, Limits, check_limits, sanitize
 
+NO_ANSWER = ("refused", "connect", "timeout")  # FetchError reasons where nothing answered
 TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # What liveness reads, per engine: requests in flight (busy) and the generated-token counter
 # (progress); the engine-neutral table's sources, so a new engine is a row there, not code here.
@@ -104,8 +106,9 @@ class OpenMetricsCollector:
 
     def __init__(self, target: TargetConfig, client: Optional[HttpClient] = None,
                  max_bytes: int = 16 << 20, clock: Callable[[], float] = time.monotonic,
-                 liveness: Optional[Liveness] = None, budget: float = 0.0):
+                 liveness: Optional[Liveness] = None, budget: float = 0.0, life: Optional[TargetLife] = None):
         self.target = target
+        self.life = life
         # all of a cycle's requests must end inside the runner's collector timeout, or their
         # results (a timeout is a result too) would be thrown away with the late collector
         self.timeout = min(target.timeout, budget) if budget > 0 else target.timeout
@@ -129,6 +132,8 @@ class OpenMetricsCollector:
         self.restarts = 0
         self._label_sets: Dict[str, LabelSets] = {}  # per metrics path: parsed once (expfmt.parse)
         self._relabeled: CarryOver[Labels, Labels] = CarryOver()
+        self._down: Optional[FetchError] = None  # why this cycle's scrape failed (down_problem)
+        self._samples_scraped = self._samples_kept = 0  # this cycle's passthrough, before and after sanitize
 
     # -- helpers for subclasses -------------------------------------------------------------
 
@@ -156,8 +161,20 @@ class OpenMetricsCollector:
                           f"it may be hung: `llm-agent stacks {self.target.name}` shows a Python server's stacks") +
                          "; restart it if it does not recover")
             return
-        self.problem("critical", f"{public_url(self.target.url)} is down: {err}",
-                     f"start the server, or point [[targets]] url for {self.target.name!r} at it")
+        self._down = err  # said once this cycle's state is known (_say_down)
+
+    def _say_down(self, err: FetchError, state: str) -> None:
+        url = public_url(self.target.url)
+        if state == "never_up":  # a guessed address, or a server still starting: not an outage
+            self.problem("warning", f"waiting for it: nothing has answered at {url} since the agent began watching "
+                                    f"({err})", f"start the server, or point [[targets]] url for {self.target.name!r} "
+                                                "at it; LlmTargetNeverUp warns if it never does")
+        elif state == "restarting":
+            self.problem("info", f"restarting: systemd stopped or restarted its unit; it pages if it is not back "
+                                 f"within [health] restart_grace ({err})")
+        else:
+            self.problem("critical", f"{url} is down: {err}",
+                         f"start the server, or point [[targets]] url for {self.target.name!r} at it")
 
     # -- the collect cycle -------------------------------------------------------------------
 
@@ -167,8 +184,17 @@ class OpenMetricsCollector:
         deadline = start + self.timeout
         out: List[MetricFamily] = []
         signals = Signals(self.liveness.health_deadline(start, deadline) if self.liveness is not None else deadline)
+        self._down = None
+        self._samples_scraped = self._samples_kept = 0
         up = self.scrape(deadline, out, signals)
         out.extend(self._target_families(up, self.clock() - start))
+        # an HTTP error is an answer: the server is there, if unwell
+        answered = up or (self._down is not None and self._down.reason not in NO_ANSWER)
+        state = self.life.observe(up, answered) if self.life is not None else ("up" if up else "down")
+        if self.life is not None:
+            out.extend(self.life.families())
+        if self._down is not None:
+            self._say_down(self._down, state)
         if self.liveness is not None:  # the health request is the cycle's first: sent at `start`
             self.liveness.observe(signals.health_timed_out, signals.metrics_timed_out, signals.busy, signals.progressed,
                                   asked_at=start)
@@ -202,7 +228,9 @@ class OpenMetricsCollector:
                     merged[fam.name].samples.extend(fam.samples)
                 else:
                     merged[fam.name] = fam
+        self._samples_scraped = sum(len(f.samples) for f in merged.values())
         families, dropped = sanitize(self.retype(list(merged.values())))
+        self._samples_kept = sum(len(f.samples) for f in families)
         for reason, n in dropped.items():
             self._dropped[reason] = self._dropped.get(reason, 0) + n
         if dropped:
@@ -267,6 +295,11 @@ class OpenMetricsCollector:
             .add(lbl, self.restarts),
             counter("llm_agent_target_parse_errors_total", "Malformed lines skipped in the target's /metrics bodies.")
             .add(lbl, self._parse_errors),
+            gauge("llm_agent_target_scrape_samples_scraped", "Samples in the target's last /metrics answer.")
+            .add(lbl, self._samples_scraped),
+            gauge("llm_agent_target_scrape_samples_kept", "Samples of the target's last /metrics answer served, after "
+                                                          "the ones that would break the exposition were dropped.")
+            .add(lbl, self._samples_kept),
         ]
         errors = counter("llm_agent_target_scrape_errors_total", "Failed requests to the target, by reason "
                                                                  "(sample_limit and label limits included).")
@@ -308,9 +341,9 @@ def model_loaded() -> MetricFamily:
 
 
 def target_builder(cls):
-    def build(ctx: Context, target: TargetConfig, liveness: Optional[Liveness]):
+    def build(ctx: Context, target: TargetConfig, liveness: Optional[Liveness], life: Optional[TargetLife] = None):
         return cls(target, max_bytes=ctx.config.agent.max_response_bytes, clock=ctx.monotonic, liveness=liveness,
-                   budget=ctx.config.collector_timeout * 0.9)
+                   budget=ctx.config.collector_timeout * 0.9, life=life)
     return build
 
 

@@ -20,8 +20,11 @@ from urllib.parse import urlsplit
 import psutil
 
 from ..model import MetricFamily, Snapshot, counter, gauge
-from .kernelfiles import read_small_bytes
+from .gpu_owner import parse_cgroup
+from .kernelfiles import read_small, read_small_bytes
+from .lifecycle import Exit
 from .procfiles import parse_pid_stat
+from .unitstate import UnitStates
 from .registry import Context, register_deriver
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,8 @@ class ProcessCollector:
 
     inline = True  # reads memory or /proc only (see runner.Collector)
 
-    def __init__(self, server: str, url: str, finder: Callable[[int], Optional[int]] = find_listener):
+    def __init__(self, server: str, url: str, finder: Callable[[int], Optional[int]] = find_listener,
+                 units: Optional[UnitStates] = None, clock: Callable[[], float] = time.monotonic):
         self.name = f"process:{server}"
         self.server = server
         self.port = urlsplit(url).port or 80
@@ -74,6 +78,10 @@ class ProcessCollector:
         self.starts = 0
         self._identity: Optional[Tuple[psutil.Process, int]] = None  # the process and its start (ticks after boot)
         self.problems: List = []
+        self.units = units  # systemd, asked when the process exits: was it stopped on purpose?
+        self.clock = clock
+        self.unit = ""  # the systemd service the current process runs in ("" : none, or not known)
+        self.last_exit: Optional[Exit] = None
 
     def current(self, check: bool = True) -> Optional[psutil.Process]:
         """The live process behind the port, re-found when the last one is gone."""
@@ -85,8 +93,7 @@ class ProcessCollector:
                     return self.proc
             except psutil.Error:
                 pass
-            self.proc = None
-            self._searching_until = time.monotonic() + RESTART_WINDOW  # it will likely be restarted
+            self._lost()
         if not self.local:
             return None
         now = time.monotonic()
@@ -103,7 +110,22 @@ class ProcessCollector:
             self.starts += 1
         except psutil.Error:
             return None
+        # its unit, read now: once it has exited, /proc no longer says which service it was
+        unit = parse_cgroup(read_small(f"/proc/{pid}/cgroup")).get("unit", "")
+        self.unit = "" if unit.startswith("user@") else unit  # a user's manager is not the system's to ask
         return self.proc
+
+    def _lost(self) -> None:
+        """The process is gone: note how it ended (systemd stopping or restarting its unit, or
+        not), then look for the next one on the port at every cycle for a while."""
+        if self.proc is not None:
+            planned = self.units.exit_was_planned(self.unit) if self.units is not None else None
+            self.last_exit = Exit(self.clock(), planned, self.unit)
+            if planned:
+                log.info("target %s: its process %d exited as systemd stopped or restarted %s", self.server,
+                         self.proc.pid, self.unit, extra={"TARGET": self.server})
+        self.proc = None
+        self._searching_until = time.monotonic() + RESTART_WINDOW  # it will likely be restarted
 
     def alive(self) -> bool:
         """Whether a process still holds the target's port (a stopped one counts as alive)."""
@@ -130,7 +152,7 @@ class ProcessCollector:
                       ("start_time_seconds", "gauge", "Start time of the target's process (a change is a restart).",
                        proc.create_time())]
         except (ProcessLookupError, ValueError, IndexError, psutil.Error):  # gone: its files read as b""
-            self.proc = None  # gone: the next cycle looks for a new process on the port
+            self._lost()  # the next cycle looks for a new process on the port
             return [found.add(lbl, 0)]
         try:
             values.append(("open_fds", "gauge", "Open file descriptors of the target's process.",

@@ -22,6 +22,9 @@ from typing import Dict, Iterable, List, Optional, Set, Tuple
 from ..model import COUNTER, HISTOGRAM, SUMMARY, MetricFamily, Sample, owned_names
 
 RESERVED_PREFIXES = ("llm_agent_",)  # the agent's own families: a target can neither replace nor add to them
+# what Prometheus writes itself for each target it scrapes (and the agent keeps in its history, scrape_series.py)
+RESERVED_NAMES = frozenset({"up", "scrape_duration_seconds", "scrape_samples_scraped",
+                            "scrape_samples_post_metric_relabeling", "scrape_series_added"})
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,7 @@ def sanitize(families: List[MetricFamily]) -> Tuple[List[MetricFamily], Dict[str
     out: List[MetricFamily] = []
     claimed: Set[str] = set()
     for fam in families:
-        if fam.name.startswith(RESERVED_PREFIXES):
+        if fam.name.startswith(RESERVED_PREFIXES) or fam.name in RESERVED_NAMES:
             drop("reserved_name", len(fam.samples))
             continue
         kept = []

@@ -380,6 +380,8 @@ class HealthSettings:
     watch_processes: bool = setting(True, v.typed(bool))
     py_spy: bool = setting(True, v.typed(bool))
     py_spy_timeout: float = setting("10s", v.positive(v.parse_duration))
+    restart_grace: float = setting("2m", v.parse_duration)
+    systemctl: str = setting("systemctl", v.typed(str))
 
 
 @dataclass(frozen=True)
@@ -402,6 +404,7 @@ class DiscoverySettings:
     enabled: bool = setting(True, v.typed(bool))
     interval: float = setting("30s", v.positive(v.parse_duration))
     fallback_url: str = setting("http://127.0.0.1:8080", v.parse_url)
+    gone_after: float = setting("2m", v.parse_duration)
 
 
 @dataclass(frozen=True)

@@ -51,15 +51,36 @@ class BenchRun:
     seconds: float = 0.0
     detail: str = ""
     started_at: float = 0.0  # wall clock
+    fitted: str = ""  # how the run was fitted to the server's context per slot ("" : as configured)
 
 
 class Yielded(Exception):
     """A user request arrived: the benchmark hung up."""
 
 
-def long_prompt(tokens: int) -> str:
-    """A fixed prompt of about `tokens` tokens."""
-    return PROMPT_SENTENCE * max(1, tokens // 13)
+def long_prompt(tokens: int, per_sentence: float = 13.0) -> str:
+    """A fixed prompt of about `tokens` tokens (`per_sentence`: what one sentence costs in this
+    server's tokenizer; ~13 in most)."""
+    return PROMPT_SENTENCE * max(1, int(tokens // max(1.0, per_sentence)))
+
+
+CALIBRATION_SENTENCES = 4
+MARGIN = 16  # tokens of the context left free: the chat template's own, and the answer's first
+
+
+def fit(spec: BenchSpec, context: Optional[int], per_sentence: float) -> "tuple[BenchSpec, str]":
+    """The spec fitted to `context` tokens per slot (None: unknown, as configured): generation
+    at most a quarter of the context, the long prompt what is left after a margin. Returns the
+    spec and what was changed, in words (the run's result says what it used)."""
+    if not context:
+        return spec, ""
+    generate = max(4, min(spec.generate_tokens, context // 4))
+    prompt = max(int(per_sentence), min(spec.prompt_tokens, context - MARGIN - 1))
+    if (generate, prompt) == (spec.generate_tokens, spec.prompt_tokens):
+        return spec, ""
+    return (dataclasses.replace(spec, prompt_tokens=prompt, generate_tokens=generate),
+            f"fitted to {context} tokens of context per slot: prompt ~{prompt} tokens, {generate} generated "
+            f"(configured {spec.prompt_tokens} and {spec.generate_tokens})")
 
 
 class Guard:
@@ -107,8 +128,11 @@ class Guard:
 
 def run_benchmark(base: ProbeSpec, spec: BenchSpec, guard: Guard,
                   probe: Callable[[ProbeSpec], ProbeResult] = run_probe,
-                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> BenchRun:
-    """Run every figure's requests; stop at the first sign of a user (yielded) or failure."""
+                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                  context: Optional[int] = None) -> BenchRun:
+    """Run every figure's requests; stop at the first sign of a user (yielded) or failure.
+    `context`: the server's context per slot, where it says: the run is fitted to it (a
+    production server with many small slots refuses a 512-token prompt)."""
     run = BenchRun("completed", started_at=wall())
     start = clock()
     common = dataclasses.replace(base, timeout=spec.timeout, cancel=guard.cancel, ignore_eos=True)
@@ -129,7 +153,13 @@ def run_benchmark(base: ProbeSpec, spec: BenchSpec, guard: Guard,
         return result
 
     try:
-        pp = one(long_prompt(spec.prompt_tokens), 1)
+        per_sentence = 13.0
+        if context:  # what a sentence costs in this server's tokenizer, as the server counts it
+            calib = one(PROMPT_SENTENCE * CALIBRATION_SENTENCES, 1)
+            if calib.prompt_tokens:
+                per_sentence = max(1.0, calib.prompt_tokens / CALIBRATION_SENTENCES)
+        spec, run.fitted = fit(spec, context, per_sentence)
+        pp = one(long_prompt(spec.prompt_tokens, per_sentence), 1)
         prompt_n = pp.prompt_tokens or spec.prompt_tokens
         run.figures["prompt_tokens_per_second"] = prompt_n / pp.ttft if pp.ttft else 0.0
         gen = one("Count slowly from one to one thousand.", spec.generate_tokens)

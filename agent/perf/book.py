@@ -177,6 +177,7 @@ class PerfBook:
             env = Environment.from_dict(book.environment)
             book.runs = (book.runs + [{"at": run.started_at, "outcome": run.outcome, "figures": run.figures,
                                        "tokens": run.tokens, "seconds": run.seconds, "detail": run.detail,
+                                       "fitted": run.fitted,
                                        "environment": asdict(env)}])[-KEEP_RUNS:]
             key = env.key()
             if run.outcome == "completed" and key not in book.baselines:

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..collectors.engines import engine_sources, source_total
 from ..collectors.http import FetchError, HttpClient
+from ..collectors.llamacpp import parse_props
 from ..collectors.registry import Context, register_deriver, register_per_target
 from ..config import TargetConfig
 from ..expfmt import parse_text
@@ -48,6 +49,21 @@ def server_busy(client: HttpClient, metrics_path: str, timeout: float = 2.0) -> 
     return (running or 0.0) + (waiting or 0.0)
 
 
+def server_context(client: HttpClient, kind: str, timeout: float = 2.0) -> Optional[int]:
+    """The context per slot the server says it has: llama-server's /props (n_ctx of a slot),
+    vLLM's /v1/models (max_model_len); None where it does not say."""
+    try:
+        if kind == "llamacpp":
+            return parse_props(client.get("/props", timeout, 1 << 20).json()).context_tokens
+        if kind == "openmetrics":
+            models = client.get("/v1/models", timeout, 1 << 20).json()
+            lengths = [m.get("max_model_len") for m in models.get("data", []) if isinstance(m, dict)]
+            return min((n for n in lengths if isinstance(n, int) and n > 0), default=None)
+    except (FetchError, ValueError, AttributeError, TypeError):
+        return None
+    return None
+
+
 class PerfCollector:
     """The benchmark and quality schedule of one target, and their series."""
 
@@ -57,7 +73,7 @@ class PerfCollector:
                  idle_for: float, tolerance: float, quality: List[QualityCase], quality_interval: float,
                  busy: Callable[[], Optional[float]], bench_enabled: bool = True,
                  clock: Callable[[], float] = time.monotonic, run=run_benchmark, probe_fn=run_probe,
-                 start: bool = True):
+                 start: bool = True, context: Callable[[], Optional[int]] = lambda: None):
         self.name = f"perf:{server}"
         self.server = server
         self.probe = probe
@@ -69,6 +85,7 @@ class PerfCollector:
         self.quality = quality
         self.quality_interval = quality_interval
         self.busy = busy
+        self.context = context  # the server's context per slot, asked before each run
         self.bench_enabled = bench_enabled
         self.clock = clock
         self._run = run
@@ -118,8 +135,9 @@ class PerfCollector:
             self.run_benchmark()
 
     def run_benchmark(self) -> BenchRun:
+        context = self.context()
         with Guard(self.busy) as guard:
-            run = self._run(self.probe, self.spec, guard, self._probe_fn)
+            run = self._run(self.probe, self.spec, guard, self._probe_fn, context=context)
         self._now.clear()
         self.idle_since = None
         with self._lock:
@@ -129,9 +147,10 @@ class PerfCollector:
         # a yielded run is tried again after the next idle spell, a failed one at the schedule
         self._next_bench = self.clock() + (self.idle_for if run.outcome == "yielded" else self.interval)
         self.book.add_run(self.server, run)
-        log.info("benchmark %s: %s%s", self.server, run.outcome,
+        log.info("benchmark %s: %s%s%s", self.server, run.outcome,
                  "; " + ", ".join(f"{k} {v:.4g}" for k, v in run.figures.items()) if run.figures else
-                 f" ({run.detail})" if run.detail else "", extra={"TARGET": self.server})
+                 f" ({run.detail})" if run.detail else "", f" ({run.fitted})" if run.fitted else "",
+                 extra={"TARGET": self.server})
         return run
 
     def run_quality(self) -> Tuple[float, Dict[str, bool]]:
@@ -248,7 +267,7 @@ def _book(ctx: Context) -> Optional[PerfBook]:
 
 
 @register_per_target("perf")
-def _build(ctx: Context, target: TargetConfig) -> Optional[PerfCollector]:
+def _build(ctx: Context, target: TargetConfig, life: object = None) -> Optional[PerfCollector]:
     c = ctx.config
     book = _book(ctx)
     quality = [QualityCase.from_settings(q) for q in c.quality if not q.targets or target.name in q.targets]
@@ -263,7 +282,8 @@ def _build(ctx: Context, target: TargetConfig) -> Optional[PerfCollector]:
                      c.bench.timeout)
     return PerfCollector(target.name, probe_spec(c, target), book, spec, c.bench.interval, c.bench.idle_for,
                          c.bench.tolerance, quality, c.bench.quality_interval,
-                         lambda: server_busy(client, target.metrics_path), bench_enabled=c.bench.enabled)
+                         lambda: server_busy(client, target.metrics_path), bench_enabled=c.bench.enabled,
+                         context=lambda: server_context(client, target.kind))
 
 
 @register_deriver("serving_environment", keep=True)

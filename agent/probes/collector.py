@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
+from ..collectors.lifecycle import TargetLife
 from ..collectors.registry import Context, register_per_target
 from ..config import TargetConfig
 from .completion import ProbeResult, ProbeSpec, run_probe
@@ -68,7 +69,7 @@ class ProbeCollector:
     def __init__(self, server: str, spec: ProbeSpec, interval: float = 60.0, max_backoff: float = 600.0,
                  canary_regex: str = "", canary_baseline: bool = False, state_dir: str = "",
                  run: Callable[[ProbeSpec], ProbeResult] = run_probe, clock: Callable[[], float] = time.monotonic,
-                 slow_after: float = 1.0):
+                 slow_after: float = 1.0, waiting: Callable[[], bool] = lambda: False):
         self.name = f"probe:{server}"
         self.server = server
         self.spec = spec
@@ -79,6 +80,7 @@ class ProbeCollector:
             if canary_baseline and state_dir else ""
         self.run = run
         self.clock = clock
+        self.waiting = waiting  # the target has never answered: nothing to measure, nothing counted
         self.problems: List = []
         self.ttft, self.tpot, self.duration = Histogram(TTFT_BUCKETS), Histogram(TPOT_BUCKETS), Histogram(DURATION_BUCKETS)
         self.errors: Dict[str, int] = {k: 0 for k in ERROR_KINDS}
@@ -96,6 +98,9 @@ class ProbeCollector:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.waiting():  # a guessed address or a server still starting: not a failure of the model
+                self._stop.wait(min(self.interval, 5.0))
+                continue
             try:
                 result = self.run(self.spec)
             except Exception as e:  # a probe bug must not end probing: counted as a failure of its own kind
@@ -206,10 +211,11 @@ def probe_spec(c: Any, target: TargetConfig) -> ProbeSpec:
 
 
 @register_per_target("probe")
-def _build(ctx: Context, target: TargetConfig) -> Optional[ProbeCollector]:
+def _build(ctx: Context, target: TargetConfig, life: Optional[TargetLife] = None) -> Optional[ProbeCollector]:
     c = ctx.config
     if not c.probes.enabled or not target.probe:
         return None
     return ProbeCollector(target.name, probe_spec(c, target), c.probes.interval, canary_regex=c.probes.canary_regex,
                           canary_baseline=c.probes.canary_baseline, state_dir=ctx.state_dir,
-                          slow_after=c.slo.ttft_seconds)
+                          slow_after=c.slo.ttft_seconds,
+                          waiting=(lambda: life.state == "never_up") if life is not None else (lambda: False))

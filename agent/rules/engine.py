@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .ast import Matcher, label_sources
+from .ast import Matcher, label_sources, selectors
 from .evaluator import EvalError, Evaluator, Matrix, unique
 from .history import History, matches
 from .templates import Template
@@ -94,6 +94,9 @@ class Alert:
     keep_firing_since: float = 0.0  # first evaluation without it, while keep_firing_for holds it
     # per inhibit rule: (matches its source side, matches its target side); labels never change
     sides: Dict["InhibitRule", Tuple[bool, bool]] = field(default_factory=dict, repr=False, compare=False)
+    # the value its annotations were rendered for (None: not rendered by this engine yet). Kept on
+    # the alert, so the memo ends with it: an alert that resolves and fires again is rendered anew
+    rendered_for: Optional[float] = field(default=None, repr=False, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -111,6 +114,7 @@ class Alert:
         return cls(**doc)
 
 
+RETIRED_SERIES = "llm_agent_target_gone"  # the targets let go, as the collector set says
 SAVE_EVERY = 60.0  # seconds: how stale a restored alert's value and last_seen may be after kill -9
 
 
@@ -187,21 +191,27 @@ class Engine:
         self.alerts: Dict[str, Dict[str, Alert]] = {r.key: {} for r in self.rules if isinstance(r, Rule)}
         self.recorded: Dict[str, List[Tuple[Tuple[Tuple[str, str], ...], float]]] = {}  # record rule key -> samples
         self.exported: set = set()  # family names this cycle's snapshot already serves: not a record's to take
+        # servers let go (a discovered server that is gone) -> why: their alerts resolve now, and none
+        # starts while they are listed, except in the rules that read the list itself (LlmTargetGone)
+        self.retired: Dict[str, str] = {}
         self.failures: Dict[str, int] = {}
         self.template_errors: Dict[str, int] = {}
         self.skipped: Dict[str, int] = {}
         self.last_duration = 0.0
         self.last_error: Dict[str, str] = {}
         self._origins = {r.key: {id(s) for s in label_sources(r.expr)} for r in self.rules}
+        self._reads_retired = {r.key for r in self.rules if any(sel.name == RETIRED_SERIES for sel, _ in selectors(r.expr))}
         self._go_first: List[str] = []  # rules the budget skipped last cycle
         self._over_budget = 0  # cycles in a row that ran out of budget
         # fingerprint -> (rule, what matters of the doc, when written) as in the database
         self._saved: Dict[str, Tuple[str, Tuple, float]] = {}
         self._template_logged: Dict[Tuple[str, str], str] = {}
-        self._rendered: set = set()  # (rule, fingerprint) whose annotations this engine rendered
         self._register()
         if previous is not None:  # a reload: alert state carries over in memory, counters too
             self.alerts.update(previous.alerts)
+            for by_rule in previous.alerts.values():
+                for alert in by_rule.values():
+                    alert.rendered_for = None  # templates may have changed: render everything once
             self._saved = previous._saved
             self._group_due = dict(previous._group_due)
             for mine, theirs in ((self.failures, previous.failures), (self.template_errors, previous.template_errors),
@@ -211,8 +221,6 @@ class Engine:
             self._load()
 
     def _register(self) -> None:
-        from .ast import selectors
-
         self.history.clear_selectors()
         for rule in self.rules:
             for sel, rng in selectors(rule.expr):
@@ -390,21 +398,23 @@ class Engine:
         active = self.alerts.setdefault(rule.key, {})
         seen = set()
         out: List[Notification] = []
+        retired = self.retired if rule.key not in self._reads_retired else {}
         for labels, value in result:
             source = tuple(kv for kv in labels if kv[0] != "__name__")
+            if retired and dict(source).get("server") in retired:
+                continue  # its windows still hold its last samples: no alert starts from them
             alert_labels = self._labels(rule, dict(source), value)
             fp = fingerprint(alert_labels)
             seen.add(fp)
             alert = active.get(fp)
             if alert is None:
                 alert = active[fp] = Alert(rule.key, alert_labels, source, {}, "pending", t, value, t)
-            # templates see only the labels (in the fingerprint) and the value: render again only when it moved
-            # (a new engine, after a reload or a restart, renders everything once: templates may have changed)
-            if (rule.key, fp) not in self._rendered or alert.value != value or rule.name in self.template_errors:
-                if len(self._rendered) > 100_000:
-                    self._rendered.clear()  # churned label sets: start over rather than grow
-                self._rendered.add((rule.key, fp))  # a failing template is tried (and counted) every time
+            # templates see only the labels (in the fingerprint) and the value: render again only when it
+            # moved; a new alert, and every alert after a reload or a restart, is rendered once; a failing
+            # template is tried (and counted) every time
+            if alert.rendered_for is None or alert.rendered_for != value or rule.name in self.template_errors:
                 alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
+                alert.rendered_for = value
             alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
             if alert.state == "pending" and t - alert.active_at >= rule.for_:
                 alert.state = "firing"
@@ -416,6 +426,12 @@ class Engine:
                 continue
             if alert.state == "pending":
                 del active[fp]
+                continue
+            why = retired.get(alert.labels.get("server", "")) if retired else None
+            if why is not None:
+                del active[fp]
+                alert.annotations["resolved_reason"] = why
+                out.append(Notification("resolved", alert, t))
                 continue
             if rule.keep_firing_for > 0:  # Prometheus: measured from the first evaluation without it
                 alert.keep_firing_since = alert.keep_firing_since or t

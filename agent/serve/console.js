@@ -152,11 +152,13 @@ function renderHeader(state) {
   document.getElementById("host").textContent = state.hostname;
   document.title = `${state.hostname} · llm-agent`;
   const verdict = document.getElementById("verdict");
+  // the host's one verdict (agent/verdict.py): the same /healthz, `llm-agent check` and the report give
   const status = state.health.status;
   verdict.textContent = status === "ok" ? "healthy" : status;
-  verdict.className = "verdict " + (status === "ok" ? "ok" : "degraded");
+  verdict.className = "verdict " + ({ok: "ok", warning: "warn", maintenance: "maintenance"}[status] || "degraded");
   const reasons = document.getElementById("reasons");
-  reasons.replaceChildren(...(state.health.reasons || []).map(r => el("li", {}, r)));
+  reasons.replaceChildren(...(state.health.reasons || []).map(r => el("li", {}, r)),
+                          ...(state.health.held || []).map(r => el("li", {class: "muted"}, r)));
   const windows = state.maintenance || [];
   const banner = document.getElementById("maintenance");
   banner.hidden = !windows.length;  // `llm-agent maintenance`: pages silenced, /healthz 503
@@ -173,9 +175,11 @@ function renderAlerts(alerts) {
   box.replaceChildren(...firing.map(a => {
     const severity = a.labels.severity || "warning";
     const runbook = a.annotations.runbook_url || a.annotations.runbook;
-    return el("div", {class: "item " + severity, "data-alert": a.labels.alertname},
+    // a silenced or inhibited alert is shown as such, never as an unexplained critical
+    return el("div", {class: "item " + (a.held ? "held" : severity), "data-alert": a.labels.alertname},
       el("strong", {}, a.labels.alertname), " ", el("span", {class: "badge " + (severity === "critical" ? "bad" : "warn")}, severity),
       " ", el("span", {class: "muted"}, "since " + since(a.activeAt)),
+      a.held ? el("div", {class: "muted held"}, a.held.slice(a.held.indexOf(" ", a.labels.alertname.length) + 1)) : null,
       el("div", {}, a.annotations.summary || ""),
       runbook && /^https?:\/\//.test(runbook) ? el("a", {href: runbook, rel: "noopener"}, "runbook") : null);
   }));

@@ -9,9 +9,10 @@ chart and sparkline, so what it shows is what Grafana would show from the same h
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ..model import Snapshot
+from ..verdict import held_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = {"/": ("console.html", "text/html; charset=utf-8"), "/console.js": ("console.js", "text/javascript; charset=utf-8"),
@@ -81,8 +82,10 @@ def target_tiles(snapshot: Snapshot, checks: List[dict]) -> List[dict]:
     return tiles
 
 
-def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, hostname: str, interval: float) -> dict:
-    """Everything the page shows that is not a chart, from the latest snapshot."""
+def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, hostname: str, interval: float,
+          firing: Sequence[dict] = ()) -> dict:
+    """Everything the page shows that is not a chart, from the latest snapshot; `firing`: the
+    verdict's view of the firing alerts, so a silenced or inhibited one is shown as such."""
     if snapshot is None:
         return {"hostname": hostname, "interval": interval, "health": health_doc, "gpus": [], "targets": [],
                 "alerts": [], "cost": {}, "time": None}
@@ -91,12 +94,17 @@ def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, host
                                        "llm_agent_cost_month_budget", "llm_agent_cost_per_1k_tokens")
             for s in snapshot.samples(name)[:1]}
     currency = next((s.label("currency") for s in snapshot.samples("llm_agent_cost_per_hour")), "")
-    alerts = [a for a in alerts_doc.get("data", {}).get("alerts", [])]
+    held = {_key(f["labels"]): held_text(f) for f in firing if f.get("silence") or f.get("inhibited_by")}
+    alerts = [dict(a, held=held.get(_key(a["labels"]), "")) for a in alerts_doc.get("data", {}).get("alerts", [])]
     alerts.sort(key=lambda a: ({"critical": 0, "warning": 1}.get(a["labels"].get("severity", ""), 2), a.get("activeAt", "")))
     return {"hostname": hostname, "interval": interval, "time": snapshot.timestamp, "health": health_doc,
             "gpus": gpu_tiles(snapshot), "targets": target_tiles(snapshot, checks), "alerts": alerts,
             "cost": {**{k.replace("llm_agent_cost_", ""): v for k, v in cost.items()}, "currency": currency},
             "performance": performance_tiles(snapshot)}
+
+
+def _key(labels: dict) -> tuple:
+    return tuple(sorted(labels.items()))
 
 
 def performance_tiles(snapshot: Snapshot) -> List[dict]:

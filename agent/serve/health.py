@@ -2,9 +2,10 @@
 
 - `target_checks` and `gpu_checks`: is each target and GPU healthy, and if not, why (down,
   not answering while its process is alive, hung, stalled, not ready, probe failing; lost).
-- `health()`: /healthz for load balancers, 200 with the details when everything this host
-  serves is healthy, 503 with the reasons when it is degraded or in maintenance (`llm-agent
-  maintenance`: a load balancer drains the box); `?target=NAME` checks one.
+- `health()`: /healthz, the host's verdict (verdict.py: the same one the console, `check` and
+  the report give): 200 while it is ok or warning, 503 when it is critical, in maintenance
+  (`llm-agent maintenance`: a load balancer drains the box) or not started; `?target=NAME`
+  answers for one target: 200 only while it is up and ready and nothing critical fires for it.
 - `rule_findings()`: which of the loaded alert rules hold on the readings right now, so
   `check` judges temperatures, memory and disks with the rules' own thresholds.
 
@@ -13,13 +14,16 @@ Built only from snapshots: answering never touches a target.
 
 from __future__ import annotations
 
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..model import Problem, Snapshot
+from ..verdict import RANK, SERVING, judge, when
 from ..rules.ast import selectors
 from ..rules.engine import AnyRule, Engine, InhibitRule, Rule
 from ..rules.history import History
+
+
+FIRING_SHOWN = 100  # firing alerts listed in /healthz (an alert storm is counted, not all listed)
 
 
 def _by_server(snapshot: Snapshot, name: str) -> Dict[str, float]:
@@ -27,6 +31,9 @@ def _by_server(snapshot: Snapshot, name: str) -> Dict[str, float]:
 
 
 def target_checks(snapshot: Snapshot) -> List[dict]:
+    """Each target's health, from its state (collectors/lifecycle.py) and what it reports:
+    severity "critical" for a loss (down after being up, hung, stalled), "warning" for what is
+    not yet or not quite serving (never up, restarting, not ready, a failing probe)."""
     up = _by_server(snapshot, "llm_agent_target_up")
     ready = _by_server(snapshot, "llm_agent_target_ready")
     hung = _by_server(snapshot, "llm_agent_target_hung")
@@ -34,56 +41,75 @@ def target_checks(snapshot: Snapshot) -> List[dict]:
     probe = _by_server(snapshot, "llm_agent_probe_success")
     found = _by_server(snapshot, "llm_agent_target_process_found")
     latency = _by_server(snapshot, "llm_agent_target_scrape_duration_seconds")
+    states = {s.label("server"): s.label("state") for s in snapshot.samples("llm_agent_target_state") if s.value}
     checks = []
     for server in sorted(up):
-        reasons = []
+        reasons: List[Tuple[str, str]] = []
+        state = states.get(server, "up" if up[server] else "down")
         if hung.get(server):
-            reasons.append("hung: alive but not answering")
+            reasons.append(("critical", "hung: alive but not answering"))
         elif not up[server] and found.get(server):
-            reasons.append("not answering: its process is alive (stopped, hung or overloaded)")
+            reasons.append(("critical", "not answering: its process is alive (stopped, hung or overloaded)"))
+        elif not up[server] and state == "never_up":
+            reasons.append(("warning", "waiting: it has not answered since the agent began watching it"))
+        elif not up[server] and state == "restarting":
+            reasons.append(("warning", "restarting: systemd stopped or restarted it (pages if not back within "
+                                       "[health] restart_grace)"))
         elif not up[server]:
-            reasons.append("down: not answering")
+            reasons.append(("critical", "down: not answering"))
         elif ready.get(server) == 0:
-            reasons.append("not ready (loading or failing /health)")
+            reasons.append(("warning", "not ready (loading or failing /health)"))
         if stalled.get(server):
-            reasons.append("stalled: requests in progress, no tokens")
-        if probe.get(server) == 0:
-            reasons.append("completion probe failing")
-        checks.append({"name": f"target:{server}", "target": server, "healthy": not reasons, "reasons": reasons,
-                       "latency_seconds": round(latency.get(server, 0.0), 6)})
+            reasons.append(("critical", "stalled: requests in progress, no tokens"))
+        if probe.get(server) == 0 and up[server]:
+            reasons.append(("warning", "completion probe failing"))
+        severity = max((sev for sev, _ in reasons), key=RANK.__getitem__, default="ok")
+        checks.append({"name": f"target:{server}", "target": server, "healthy": not reasons, "severity": severity,
+                       "state": state, "serving": bool(up[server]) and ready.get(server) != 0 and severity != "critical",
+                       "reasons": [r for _, r in reasons], "latency_seconds": round(latency.get(server, 0.0), 6)})
     return checks
 
 
 def gpu_checks(snapshot: Snapshot) -> List[dict]:
     return [{"name": f"gpu:{s.label('gpu')}", "healthy": bool(s.value), "uuid": s.label("UUID"),
+             "severity": "ok" if s.value else "critical",
              "reasons": [] if s.value else ["GPU lost or broken"]} for s in snapshot.samples("llm_agent_gpu_up")]
 
 
-def health(snapshot: Optional[Snapshot], now: float, interval: float, target: str = "",
-           maintenance: Sequence[dict] = ()) -> Tuple[int, dict]:
-    """(HTTP status, JSON document). `maintenance`: active windows (target "" is the host)."""
-    windows = [w for w in maintenance if not w["target"] or w["target"] == target]
-    if windows:
-        reasons = [f"maintenance{' of ' + w['target'] if w['target'] else ''} until "
-                   f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(w['until']))}: {w['comment']}" for w in windows]
-        return 503, {"status": "maintenance", "reasons": reasons, "checks": [],
-                     "maintenance": [dict(w) for w in windows]}
-    if snapshot is None:
-        return 503, {"status": "starting", "reasons": ["no cycle completed yet"], "checks": []}
+def agent_check(snapshot: Snapshot, now: float, interval: float) -> dict:
     age = now - snapshot.timestamp
-    agent = {"name": "agent", "healthy": age <= 3 * interval + 10, "reasons": [] if age <= 3 * interval + 10
-             else [f"no collection cycle for {age:.0f}s"], "last_cycle_age_seconds": round(age, 3)}
+    fresh = age <= 3 * interval + 10
+    return {"name": "agent", "healthy": fresh, "severity": "ok" if fresh else "critical",
+            "reasons": [] if fresh else [f"no collection cycle for {age:.0f}s"], "last_cycle_age_seconds": round(age, 3)}
+
+
+def health(snapshot: Optional[Snapshot], now: float, interval: float, target: str = "",
+           maintenance: Sequence[dict] = (), alerts: Sequence[dict] = ()) -> Tuple[int, dict]:
+    """(HTTP status, JSON document): the host's verdict (verdict.judge) from this snapshot's
+    checks, the firing `alerts` and the active `maintenance` windows (target "" is the host).
+    `target`: that one target only: 200 while it is up, ready, and nothing critical fires for it."""
+    windows = [w for w in maintenance if not w["target"] or w["target"] == target]
+    if target and windows:
+        reasons = [f"maintenance of {target} until {when(w['until'])}: {w['comment']}" for w in windows]
+        return 503, {"status": "maintenance", "reasons": reasons, "checks": [], "maintenance": [dict(w) for w in windows]}
+    if snapshot is None:
+        v = judge([], started=False)
+        return v.http_status, {**v.to_doc(), "checks": [], "maintenance": [dict(w) for w in windows]}
+    agent = agent_check(snapshot, now, interval)
     targets = target_checks(snapshot)
     if target:
-        targets = [c for c in targets if c["target"] == target]
-        if not targets:
+        mine = [c for c in targets if c["target"] == target]
+        if not mine:
             return 404, {"status": "unknown", "reasons": [f"no target named {target!r}"], "checks": [agent]}
-        checks = [agent] + targets
-    else:
-        checks = [agent] + targets + gpu_checks(snapshot)
-    reasons = [f"{c['name']}: {r}" for c in checks for r in c["reasons"]]
-    doc = {"status": "ok" if not reasons else "degraded", "reasons": reasons, "checks": checks}
-    return (200 if not reasons else 503), doc
+        v = judge([agent] + mine, [a for a in alerts if a.get("labels", {}).get("server") == target])
+        serving = mine[0]["serving"] and v.status in SERVING
+        reasons = v.reasons or ([] if serving else [f"{mine[0]['name']}: {mine[0]['state']}"])
+        return (200 if serving else 503), {**v.to_doc(), "status": v.status if serving or v.status != "ok" else "degraded",
+                                          "reasons": reasons, "checks": [agent] + mine}
+    checks = [agent] + targets + gpu_checks(snapshot)
+    v = judge(checks, alerts, maintenance)
+    return v.http_status, {**v.to_doc(), "checks": checks, "maintenance": [dict(w) for w in windows],
+                           "firing": list(alerts[:FIRING_SHOWN]), "firing_total": len(alerts)}
 
 
 def rule_findings(rules: Sequence[AnyRule], inhibit: Sequence[InhibitRule], snapshots: Sequence[Snapshot],

@@ -120,3 +120,29 @@ url = "{llama_server.url}"
         assert refused.status_code == 404 and "tiny" in refused.json()["error"]
     finally:
         run.stop()
+
+
+def test_a_server_with_small_slots_is_benchmarked_within_its_context(tiny_model, tmp_path):
+    """Issue 26: `-c 512 -np 2` (256 tokens a slot, as a production server with many slots):
+    every run failed with HTTP 400 "exceeds the available context size". The run reads the
+    context per slot from /props, fits its prompt and generation to it, and says so."""
+    from agent.perf.collector import server_context
+    from tests.support.peers import LlamaServer
+
+    server = LlamaServer(tiny_model, log_dir=str(tmp_path), args=["--metrics", "--slots", "-c", "512", "-np", "2"]).start()
+    try:
+        client = HttpClient(server.url)
+        context = server_context(client, "llamacpp")
+        assert context == 256
+        busy = lambda: server_busy(client, "/metrics")  # noqa: E731
+        configured = BenchSpec(prompt_tokens=512, generate_tokens=128, requests=2, concurrency=2, timeout=60)
+        with Guard(busy) as guard:
+            unfitted = run_benchmark(ProbeSpec(server.url), configured, guard)
+        assert unfitted.outcome == "failed" and "context" in unfitted.detail, "the server really refuses the configured run"
+        with Guard(busy) as guard:
+            run = run_benchmark(ProbeSpec(server.url), configured, guard, context=context)
+    finally:
+        server.kill()
+    assert run.outcome == "completed", run.detail
+    assert "fitted to 256 tokens of context per slot" in run.fitted and "configured 512 and 128" in run.fitted
+    assert all(v > 0 for v in run.figures.values())

@@ -334,3 +334,30 @@ def test_mutated_queries_never_break_the_api(backfilled, caplog):
         assert code in (200, 400, 422, 503), (code, target, doc)
         assert doc["status"] == ("success" if code == 200 else "error")
     assert "failed" not in caplog.text
+
+
+def test_up_and_the_scrape_series_are_in_the_history_as_prometheus_writes_them(serving, llama_server):
+    """Issue 26: `up` answered nothing, where every Prometheus user types it first. Each
+    target's up, scrape_duration_seconds and scrape_samples_* are in the history and the query
+    API (and the rules' history), never on /metrics: a Prometheus scraping the agent writes its
+    own `up` for the agent, and an exported one would collide with it."""
+    from tests.support.peers import free_port
+
+    config = AGENT_CONFIG + f'[[targets]]\nname = "tiny"\nurl = "{llama_server.url}"\n' \
+                            f'[[targets]]\nname = "nothing"\nurl = "http://127.0.0.1:{free_port()}"\n' \
+                            '[[rules]]\nname = "UpIsZero"\nexpr = "up == 0"\n'
+    running = serving(config, FakeNvml(three_gpus()))
+    api = f"http://127.0.0.1:{running.port}/api/v1/query"
+
+    def result(expr):
+        return {r["metric"].get("server"): float(r["value"][1])
+                for r in requests.get(api, params={"query": expr}, timeout=10).json()["data"]["result"]}
+
+    wait_until(lambda: result("up") == {"tiny": 1.0, "nothing": 0.0}, 20, what="up for both targets")
+    assert result("scrape_samples_scraped")["tiny"] > 10
+    assert result("scrape_samples_post_metric_relabeling")["tiny"] == result("scrape_samples_scraped")["tiny"]
+    assert 0 < result("scrape_duration_seconds")["tiny"] < 5
+    metrics = requests.get(f"http://127.0.0.1:{running.port}/metrics", timeout=10).text
+    assert not any(line.startswith(("up", "scrape_")) for line in metrics.splitlines())
+    wait_until(lambda: [a.labels["server"] for a in running.agent.alerting.engine.active()
+                        if a.labels["alertname"] == "UpIsZero"] == ["nothing"], 10, what="a rule reading up")

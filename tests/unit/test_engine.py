@@ -26,6 +26,10 @@ class World:
         self.t = 1000.0
 
     def cycle(self, engine, series):
+        return [(n.status, n.alert.labels["alertname"], n.alert.labels.get("server", ""))
+                for n in self.notifications(engine, series)]
+
+    def notifications(self, engine, series):
         from agent.model import MetricFamily, Sample, Snapshot
 
         fams = {}
@@ -34,7 +38,7 @@ class World:
         self.history.ingest(Snapshot(self.t, tuple(fams.values())))
         notes = engine.evaluate(self.t)
         self.t += 5
-        return [(n.status, n.alert.labels["alertname"], n.alert.labels.get("server", "")) for n in notes]
+        return notes
 
 
 def up(server, value):
@@ -117,6 +121,26 @@ def test_labels_and_annotations_are_templated():
     alert = e.active()[0]
     assert alert.labels == {"gpu": "3", "team": "infra", "alertname": "Hot", "severity": "critical"}
     assert alert.annotations == {"summary": "GPU 3 at 91.25 C", "pct": "9125%"}
+
+
+def test_an_alert_that_fires_again_with_the_same_value_has_its_annotations():
+    """Issue 26: the render memo outlived the alert, so the second firing went out with none."""
+    w = World()
+    e = Engine([rule("Down", "llm_agent_target_up == 0", annotations='{ summary = "{{ $labels.server }} is down" }')],
+               w.history)
+    for _ in range(3):
+        notes = [n for n in w.notifications(e, [up("a", 0)]) if n.status == "firing"]
+        assert [n.alert.annotations for n in notes] == [{"summary": "a is down"}]
+        assert [n.status for n in w.notifications(e, [up("a", 1)])] == ["resolved"]
+
+
+def test_a_reload_renders_carried_alerts_with_the_new_templates():
+    w = World()
+    e = Engine([rule("Down", "llm_agent_target_up == 0", annotations='{ summary = "old" }')], w.history)
+    w.cycle(e, [up("a", 0)])
+    e2 = Engine([rule("Down", "llm_agent_target_up == 0", annotations='{ summary = "new" }')], w.history, previous=e)
+    w.cycle(e2, [up("a", 0)])
+    assert e2.active()[0].annotations == {"summary": "new"}
 
 
 def test_down_target_inhibits_its_other_alerts_but_not_others():
@@ -272,3 +296,22 @@ def test_rule_export_writes_a_group_per_interval():
     text = export_rules(config.rules)
     assert '- name: "llm-agent"\n    rules:\n      - alert: "A"' in text
     assert '- name: "llm-agent-30s"\n    interval: 30s\n    rules:\n      - alert: "B"' in text
+
+
+def test_a_retired_server_resolves_at_once_and_starts_no_alert_from_old_samples():
+    """Issue 26: a discovered server that is gone kept paging for the no-data timeout, and a
+    window rule (avg_over_time) started a new alert from its last samples after it was dropped."""
+    w = World()
+    rules = [rule("Down", "llm_agent_target_up == 0"),
+             rule("Errors", "1 - avg_over_time(llm_agent_probe_success[5m]) > 0.01"),
+             rule("Gone", "llm_agent_target_gone == 1")]
+    e = Engine(rules, w.history)
+    w.cycle(e, [up("a", 0), ("llm_agent_probe_success", {"server": "a"}, 0)])
+    assert {a.labels["alertname"] for a in e.active()} == {"Down", "Errors"}
+    e.retired = {"a": "a is gone"}
+    notes = w.notifications(e, [("llm_agent_target_gone", {"server": "a"}, 1)])
+    assert sorted((n.status, n.alert.labels["alertname"]) for n in notes) == [
+        ("firing", "Gone"), ("resolved", "Down"), ("resolved", "Errors")]
+    assert all(n.alert.annotations["resolved_reason"] == "a is gone" for n in notes if n.status == "resolved")
+    for _ in range(3):  # the 5-minute window still holds a's failures: nothing starts from them
+        assert w.cycle(e, [("llm_agent_target_gone", {"server": "a"}, 1)]) == []

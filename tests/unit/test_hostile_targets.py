@@ -156,3 +156,13 @@ def test_sanitize_keeps_a_well_behaved_body_untouched():
     before = sum(len(f.samples) for f in families)
     kept, dropped_by = sanitize(families)
     assert dropped_by == {} and sum(len(f.samples) for f in kept) == before
+
+
+def test_a_target_cannot_send_the_series_prometheus_writes_for_each_scrape():
+    """`up` and scrape_* are the agent's (its rules and history have them for every target, as
+    Prometheus does): a target's own would collide with them."""
+    body = "up 0\nscrape_duration_seconds 9\nscrape_samples_scraped 1\nfine 1\n"
+    snap = exposition(collector(body))
+    assert snap.samples("up") == [] and snap.samples("scrape_duration_seconds") == []
+    assert snap.value("fine", server="evil") == 1
+    assert dropped(snap, "reserved_name") == 3

@@ -192,7 +192,7 @@ def test_connection_is_kept_alive_across_requests():
 
         def do_GET(self):
             peers.add(self.client_address)
-            body = b"up 1\n"
+            body = b"ready 1\n"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -203,7 +203,7 @@ def test_connection_is_kept_alive_across_requests():
     try:
         c = OpenMetricsCollector(TargetConfig("k", f"http://127.0.0.1:{httpd.server_address[1]}", "openmetrics"))
         for _ in range(5):
-            assert snap_of(c).value("up") == 1
+            assert snap_of(c).value("ready") == 1
         assert len(peers) == 1, "five scrapes over one connection"
         c.close()
     finally:
