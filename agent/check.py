@@ -103,10 +103,22 @@ def host_summary(snapshot: Snapshot) -> Dict[str, Any]:
         if value is not None:
             out[key] = value
     sizes = {s.label("mountpoint"): s.value for s in snapshot.samples("node_filesystem_size_bytes")}
+    free = {s.label("mountpoint"): s.value for s in snapshot.samples("node_filesystem_free_bytes")}
     avail = {s.label("mountpoint"): s.value for s in snapshot.samples("node_filesystem_avail_bytes")}
-    out["filesystems"] = [{"mountpoint": m, "used_percent": round(100 * (1 - avail[m] / size), 1)}
-                          for m, size in sorted(sizes.items()) if size > 0 and m in avail]
+    out["filesystems"] = [{"mountpoint": m, "used_percent": used}
+                          for m, size in sorted(sizes.items())
+                          for used in [df_used_percent(size, free.get(m), avail.get(m))] if used is not None]
     return out
+
+
+def df_used_percent(size: float, free: Optional[float], avail: Optional[float]) -> Optional[float]:
+    """Use% as df prints it: used over what users can have (used + available), so the blocks
+    reserved for root count neither as used nor as free (1 - avail/size counts them as used: 69%
+    on a disk df calls 25% full)."""
+    if free is None or avail is None or size <= 0:
+        return None
+    used = size - free
+    return round(100 * used / (used + avail), 1) if used + avail > 0 else 0.0
 
 
 def build_report(snapshot: Snapshot, hostname: str, config_source: str,

@@ -16,21 +16,7 @@ from .config import Config, ConfigError, load_config, resolve_path
 
 log = logging.getLogger("agent")
 
-EPILOG = """commands:
-  run              collect every interval and serve /metrics (the systemd service runs this)
-  check            one pass over GPUs, targets and host; report problems (exit 0 ok, 1 warning, 2 critical)
-  config validate  check a config file and print the errors with file:line
-  rules export     print the loaded alert rules as a Prometheus rule file
-  rules check      validate Prometheus rule files; rules test: run promtool unit tests
-  test-alert       send a clearly marked test alert through a [[notify]] channel
-  stacks           dump a Python server's stacks with py-spy (by target name or pid)
-  reload           ask the running agent to re-read its configuration (SIGHUP)
-  silence          add, list or expire silences on the running agent (as amtool does)
-  maintenance      silence the host (or one target) for a while; /healthz answers 503
-  bench            benchmark a target now and compare it with its baseline
-  baseline         record, show or compare performance baselines
-
-The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
+EPILOG = """The config is --config FILE, else $LLM_AGENT_CONFIG, else /etc/llm-agent/agent.toml if it
 exists, else the embedded defaults."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..tsdb.query import Querier, QueryError
+from ..verdict import judge
 from ..tsdb.store import HistoryStore
 from ..tsdb.tiers import HOUR, MINUTE, RESOLUTION
 
@@ -58,6 +59,15 @@ def _values(result: dict, key: str = "") -> Dict[str, float]:
     return out
 
 
+def duration_words(seconds: float) -> str:
+    """27.7 seconds, 12 minutes, 3.5 hours: a unit that makes sense for the amount."""
+    if seconds < 120:
+        return f"{seconds:.1f} seconds"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
 class Reporter:
     def __init__(self, store: HistoryStore, slo_availability: float = 0.995, slo_ttft: float = 1.0,
                  hostname: str = "", clock=time.time):
@@ -85,6 +95,10 @@ class Reporter:
                "timezone": time.strftime("%Z", time.localtime(period.end)), **figures, "previous": previous}
         doc["changes"] = self._changes(self._headline_of(figures), previous)
         doc["recommendations"] = self.recommendations(doc)
+        # the verdict at the period's end, as the console and /healthz judge it (verdict.py), from
+        # the alerts still firing then (silences are not in the history: each counts)
+        still = [{"labels": i["labels"], "summary": i["summary"]} for i in figures["incidents"] if i["end"] is None]
+        doc["verdict"] = judge([], still).to_doc()
         return doc
 
     def figures(self, period: Period) -> dict:
@@ -313,7 +327,8 @@ class Reporter:
         for t in doc["targets"]:
             if t["met"] is False:
                 out.append(f"{t['server']} was available {t['availability'] * 100:.3f}%, under its {t['slo'] * 100:g}% "
-                           f"objective ({t['downtime_seconds'] / 60:.0f} minutes down): see the incidents below.")
+                           f"objective ({duration_words(t['downtime_seconds'])} down; failed probes count against it "
+                           "too): see the Incidents table.")
             if t.get("restarts", 0) >= 3:
                 out.append(f"{t['server']} restarted {t['restarts']} times: look for crashes or OOM kills in its journal "
                            f"(journalctl -u, dmesg).")

@@ -93,8 +93,11 @@ def summary_lines(doc: dict) -> List[str]:
     ch = doc.get("changes", {})
     cost = doc["cost"]
     tokens = sum(d["tokens"] for d in doc["days"] if d["tokens"] is not None)
-    lines = [f"{len(doc['incidents'])} incident(s); MTTR {_secs(doc['mttr_seconds'])}; "
-             f"time from condition to page {_secs(doc['time_to_page_seconds'])}{_change(ch.get('incidents'))}",
+    verdict = doc.get("verdict") or {"status": "ok", "alerts": {}}
+    firing = ", ".join(f"{n} {sev}" for sev, n in sorted(verdict["alerts"].items()))
+    lines = [f"status at the end: {verdict['status'].upper()}" + (f" ({firing} alert(s) still firing)" if firing else ""),
+             f"{len(doc['incidents'])} incident(s); MTTR {_secs(doc['mttr_seconds'])}; "
+             f"time from condition to firing {_secs(doc['time_to_page_seconds'])}{_change(ch.get('incidents'))}",
              f"{_num(tokens, 0)} tokens generated{_change(ch.get('tokens'))}"]
     if cost:
         per_1k = f", {cost['per_1k_tokens']:.4f} per 1K tokens" if cost.get("per_1k_tokens") else ""

@@ -1,6 +1,8 @@
 """Health is worked out once: /healthz and `check` give the same reasons for a target, and
 `check` judges readings with the alert rules' own thresholds."""
 
+import os
+
 from agent.config import parse_config
 from agent.serve.health import health, rule_findings, target_checks
 from agent.model import Snapshot, gauge
@@ -46,3 +48,19 @@ def test_subjects_already_reported_are_not_repeated():
     s = snap(llm_agent_gpu_up=({"gpu": "0"}, 0.0))
     subjects = {p.subject for p in rule_findings(rules, inhibit, [s], covered={"gpu 0"})}
     assert "gpu 0" not in subjects
+
+
+def test_check_reports_disks_as_df_does():
+    """Issue 26: check said 69% where df said 25% (root's reserved blocks counted as used)."""
+    import shutil
+    import subprocess
+
+    from agent.check import df_used_percent
+
+    st = os.statvfs("/")
+    size, free, avail = st.f_blocks * st.f_frsize, st.f_bfree * st.f_frsize, st.f_bavail * st.f_frsize
+    df = subprocess.run(["df", "--output=pcent", "/"], capture_output=True, text=True, check=True).stdout.split()[-1]
+    assert abs(df_used_percent(size, free, avail) - float(df.rstrip("%"))) <= 1  # df rounds up
+    assert df_used_percent(100.0, 50.0, 45.0) == round(100 * 50 / 95, 1)
+    assert df_used_percent(0.0, 0.0, 0.0) is None and df_used_percent(10.0, None, 1.0) is None
+    assert shutil.which("df")

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from agent.model import Snapshot, gauge
+from agent.model import MetricFamily, Snapshot, gauge
 from agent.perf.benchmark import BenchRun, BenchSpec, Guard, run_benchmark
 from agent.perf.book import Environment, PerfBook, compare
 from agent.perf.collector import PerfCollector, ServingEnvironment
@@ -299,14 +299,17 @@ def test_a_throughput_drop_against_its_week_is_found_in_the_history_file_and_pag
     store = HistoryStore(str(tmp_path / "history.db"), clock=lambda: now[0])
     rng = random.Random(5)
     steps = 8 * 288
+    tokens = 0.0
     for i in range(steps):
         now[0] = t0 + 300 * i
         tps = 100 + 15 * math.sin(2 * math.pi * i / 288) + rng.gauss(0, 3)
         if i >= steps - 8:
             tps *= 0.55
+        tokens += tps * 300
         lbl = {"server": "llama", "engine": "llamacpp", "model": "m"}
         fams = (gauge("llm_agent_generation_tokens_per_second", "").add(lbl, tps),
-                gauge("llm_agent_requests_running", "").add(lbl, 2))
+                gauge("llm_agent_requests_running", "").add(lbl, 2),
+                MetricFamily("llm_agent_generation_tokens_total", "counter", "").add(lbl, tokens))
         store.append(Snapshot(now[0], fams))
         store.maintain(now[0])
         store.settle()

@@ -51,16 +51,26 @@ def test_fast_burn_rule_fires_on_failing_probes():
 
     rules = load_rules(parse_config("")).alerts
     burn = [r for r in rules if r.name == "LlmSloBurnFast"]
-    history = History()
-    engine = Engine(burn, history)
-    fired = []
-    for i in range(0, 3600, 60):  # an hour of probes, one a minute, failing half the time
-        t = 10_000.0 + i
-        fams = (MetricFamily("llm_agent_probe_success", "gauge", "", [Sample("llm_agent_probe_success", (("server", "a"),), i // 60 % 2)]),
-                MetricFamily("llm_agent_slo_error_budget", "gauge", "", [Sample("llm_agent_slo_error_budget", (("server", "a"),), 0.005)]))
-        history.ingest(Snapshot(t, fams))
-        fired += [(n.status, n.alert.labels["server"]) for n in engine.evaluate(t)]
-    assert ("firing", "a") in fired
+
+    def run(seconds, success):
+        history = History()
+        engine = Engine(burn, history)
+        fired = []
+        for i in range(0, seconds, 60):  # probes one a minute
+            t = 10_000.0 + i
+            fams = (MetricFamily("llm_agent_probe_success", "gauge", "",
+                                 [Sample("llm_agent_probe_success", (("server", "a"),), success(i // 60))]),
+                    MetricFamily("llm_agent_probes_total", "counter", "",
+                                 [Sample("llm_agent_probes_total", (("server", "a"),), i // 60 + 1)]),
+                    MetricFamily("llm_agent_slo_error_budget", "gauge", "",
+                                 [Sample("llm_agent_slo_error_budget", (("server", "a"),), 0.005)]))
+            history.ingest(Snapshot(t, fams))
+            fired += [(n.status, n.alert.labels["server"]) for n in engine.evaluate(t)]
+        return fired
+
+    assert ("firing", "a") in run(3600, lambda n: n % 2), "an hour of probes failing half the time"
+    # issue 26: a young agent (10 minutes, 10 probes) never pages from a handful of failures
+    assert run(600, lambda n: 0) == []
 
 
 def test_fast_latency_burn_rule_fires_on_slow_probes():

@@ -1,0 +1,45 @@
+"""The README's counts and lists are checked against the code, so they cannot drift again
+(issue 26: it said 33 default rules in one place, 51 in another, 32 in a third; `--help`
+listed the commands twice and left `report` out)."""
+
+import re
+from pathlib import Path
+
+from agent.cli import _parser
+from agent.config import default_config
+from agent.rules.loader import load_rules
+from agent.serve.exporter import COUNTED_PATHS
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def commands():
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    return set(sub.choices)
+
+
+def test_every_number_of_rules_the_readme_states_is_the_number_shipped():
+    shipped = len(load_rules(default_config()).alerts)
+    stated = [int(n) for n in re.findall(r"\b(\d+) (?:default (?:alert )?rules|alert rules)\b", README)]
+    stated += [int(n) for n in re.findall(r"default rules \((\d+)\)", README)]
+    assert all(n == shipped for n in stated), (stated, shipped)
+
+
+def test_the_readme_lists_every_command_and_only_real_ones():
+    listed = set(re.findall(r"^\| `llm-agent ([a-z-]+)", README, re.M)) - {"--version"}
+    assert listed == commands()
+
+
+def test_help_lists_each_command_once_with_what_it_does():
+    text = _parser().format_help()
+    for name in commands():
+        assert len(re.findall(rf"^    {re.escape(name)}\b", text, re.M)) == 1, name
+    sub = next(a for a in _parser()._actions if a.dest == "command")
+    assert all(action.help for action in sub._choices_actions), "every command says what it does"
+
+
+def test_every_endpoint_the_exporter_serves_is_in_the_readme():
+    for path in COUNTED_PATHS:  # the query API's endpoints are listed as `/api/v1/query`, `query_range`, ...
+        named = (f"`{path}", f"`{path.rsplit('/', 1)[1]}`", f" {path}`")  # `GET/POST /api/v2/silences`
+        assert any(n in README for n in named) or path == "/", path
