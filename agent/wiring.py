@@ -23,7 +23,7 @@ registry.load_all()
 
 
 def _target_key(t: TargetConfig) -> Tuple:
-    return (t.name, t.url, t.kind, t.metrics_path, t.timeout, t.api_key, tuple(sorted(t.labels.items())),
+    return (t.name, t.url, t.kind, t.metrics_path, t.timeout, t.api_key, t.unit, tuple(sorted(t.labels.items())),
             t.sample_limit, t.label_limit, t.label_name_length_limit, t.label_value_length_limit)
 
 
@@ -131,7 +131,8 @@ class CollectorSet:
     def _build_target(self, t: TargetConfig) -> List[Collector]:
         """One target's collectors: its own (by kind), the process behind it, the registered extras."""
         c = self.config
-        process = ProcessCollector(t.name, t.url, units=UnitStates(c.health.systemctl), clock=self.ctx.monotonic)
+        process = ProcessCollector(t.name, t.url, units=UnitStates(c.health.systemctl), clock=self.ctx.monotonic,
+                                   unit=t.unit)
         liveness = Liveness(t.name, self.ctx.monotonic, process, self.ctx.stacks, c.health.hang_after,
                             c.health.stall_after, recheck=self.ctx.wake)
         life = TargetLife(t.name, t.kind, self.seen, self.ctx.monotonic, lambda: process.last_exit,

@@ -66,7 +66,7 @@ class ProcessCollector:
     inline = True  # reads memory or /proc only (see runner.Collector)
 
     def __init__(self, server: str, url: str, finder: Callable[[int], Optional[int]] = find_listener,
-                 units: Optional[UnitStates] = None, clock: Callable[[], float] = time.monotonic):
+                 units: Optional[UnitStates] = None, clock: Callable[[], float] = time.monotonic, unit: str = ""):
         self.name = f"process:{server}"
         self.server = server
         self.port = urlsplit(url).port or 80
@@ -80,7 +80,8 @@ class ProcessCollector:
         self.problems: List = []
         self.units = units  # systemd, asked when the process exits: was it stopped on purpose?
         self.clock = clock
-        self.unit = ""  # the systemd service the current process runs in ("" : none, or not known)
+        self.configured_unit = unit  # [[targets]] unit: wins over what the cgroup says
+        self.unit = unit  # the systemd service the current process runs in ("" : none, or not known)
         self.last_exit: Optional[Exit] = None
 
     def current(self, check: bool = True) -> Optional[psutil.Process]:
@@ -111,7 +112,7 @@ class ProcessCollector:
         except psutil.Error:
             return None
         # its unit, read now: once it has exited, /proc no longer says which service it was
-        unit = parse_cgroup(read_small(f"/proc/{pid}/cgroup")).get("unit", "")
+        unit = self.configured_unit or parse_cgroup(read_small(f"/proc/{pid}/cgroup")).get("unit", "")
         self.unit = "" if unit.startswith("user@") else unit  # a user's manager is not the system's to ask
         return self.proc
 

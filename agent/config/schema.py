@@ -189,6 +189,13 @@ class ExporterSettings:
     api_write_from: List[str] = setting([], _networks)
 
 
+def _unit_name(value: object) -> str:
+    text = v.typed(str)(value)
+    if text and (not re.fullmatch(r"[A-Za-z0-9:_.@\\-]+", text) or text.startswith("-")):
+        raise ValueError(f"{text!r} is not a systemd unit name (like llama-server.service)")
+    return text
+
+
 @dataclass(frozen=True)
 class TargetConfig:
     """An inference server to scrape."""
@@ -201,6 +208,7 @@ class TargetConfig:
     api_key: str = setting("", v.header_value, secret=True)
     labels: Dict[str, str] = setting({}, v.str_table)
     probe: bool = setting(True, v.typed(bool))
+    unit: str = setting("", _unit_name)  # the systemd service running it ("": read from its process's cgroup)
     slo_availability: float = setting(0.0, lambda x: _fraction(x, allow_zero=True))  # 0: the [slo] default
     # Prometheus' per-target limits; 0: none
     sample_limit: int = setting(50_000, v.typed(int, 0, 10_000_000))
