@@ -77,6 +77,9 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     assert errors(browser) == []
     assert browser.find_element("id", "host").text == running.agent.config.hostname
     assert "GPU 0" in browser.find_element("id", "gpus").text and "lost" in browser.find_element("id", "gpus").text
+    # one verdict (issue 26): a lost GPU fires GpuLost, critical: the badge says so, never "healthy"
+    wait_until(lambda: browser.find_element("id", "verdict").text == "critical", 20, what="the critical verdict")
+    assert "alert GpuLost" in browser.find_element("id", "reasons").text
     tile = browser.find_element("css selector", '[data-server="llama"]')
     assert "up" in tile.text and "tiny" in tile.text.lower() or "model" in tile.text
     perf = browser.find_element("id", "performance").text
@@ -107,6 +110,10 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     assert requests.post(f"{url}api/v2/silences", json=window, timeout=5).status_code == 200
     wait_until(lambda: browser.find_element("id", "maintenance").is_displayed(), 20, what="the maintenance banner")
     assert "swapping <b>GPU 3</b>" in browser.find_element("id", "maintenance").text, "shown as text, never markup"
+    wait_until(lambda: browser.find_element("id", "verdict").text == "maintenance", 20, what="the maintenance verdict")
+    wait_until(lambda: "held" in browser.find_element("css selector", '[data-alert="LlmTargetDown"]').get_attribute("class"),
+               20, what="the silenced alert shown as held")
+    assert "maintenance until" in browser.find_element("css selector", '[data-alert="LlmTargetDown"]').text
 
     browser.set_window_size(390, 844)  # a phone
     browser.get(url)
