@@ -96,7 +96,8 @@ class Alerting:
 
     def _engine(self, config: Config, ruleset: RuleSet, previous: Optional[Engine]) -> Engine:
         engine = Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
-                        budget=config.alerting.evaluation_budget, previous=previous, step=config.interval)
+                        budget=config.alerting.evaluation_budget, previous=previous, step=config.interval,
+                        max_samples=config.history.query_max_samples)
         engine.silencing = self.silences.silencing
         return engine
 

@@ -63,6 +63,10 @@ class ChannelState:
     event: threading.Event = field(default_factory=threading.Event)
 
 
+MAX_DOUBLINGS = 40  # base_backoff * 2**40 is past any max_backoff
+MAX_RETRY_AFTER = 3600.0  # seconds: the longest Retry-After honoured
+
+
 class Dispatcher:
     def __init__(self, outbox: Outbox, channels: List[Channel], resend: float = 60.0,
                  clock: Callable[[], float] = time.time, base_backoff: float = 1.0, max_backoff: float = 60.0,
@@ -251,9 +255,11 @@ class Dispatcher:
         message = redact(str(e), state.channel.secrets())
         if e.retryable:
             state.failures += 1
-            delay = min(self.max_backoff, self.base_backoff * 2 ** (state.failures - 1)) * (0.5 + self.jitter())
-            if e.retry_after:
-                delay = max(delay, e.retry_after)
+            # the exponent is capped: after ~17 hours of failures 2**n no longer fits a float (OverflowError)
+            doubling = 2.0 ** min(state.failures - 1, MAX_DOUBLINGS)
+            delay = min(self.max_backoff, self.base_backoff * doubling) * (0.5 + self.jitter())
+            if e.retry_after:  # the receiver's word, within reason: a hostile one cannot hold a channel for days
+                delay = max(delay, min(e.retry_after, MAX_RETRY_AFTER))
             state.hold_until = self.clock() + delay
             self.outbox.failed_attempt(rows, message)
             self._count(name, "retried", len(rows))

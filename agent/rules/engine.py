@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .ast import Matcher, label_sources, selectors
-from .evaluator import EvalError, Evaluator, Matrix, unique
+from .evaluator import Budget, EvalError, Evaluator, Matrix, unique
 from .history import History, matches
 from .templates import Template
 
@@ -160,6 +160,33 @@ class InhibitRule:
     equal: Tuple[str, ...]
 
 
+class SeriesIndex:
+    """Does a series still carry an alert's source labels? Each series is listed under each of
+    its label pairs; an alert is checked against the series under its rarest pair only. Many
+    alerts clearing at once cost alerts + series, not alerts x series (12,000 flipping series
+    made a cycle 19 s)."""
+
+    def __init__(self, series: Optional[Sequence[Tuple[Tuple[str, str], ...]]]):
+        self.everything = series is None
+        self.any = bool(series)
+        self.postings: Dict[Tuple[str, str], List[frozenset]] = {}
+        for labels in series or ():
+            pairs = frozenset(labels)
+            for pair in labels:
+                self.postings.setdefault(pair, []).append(pairs)
+
+    def holds(self, source: Tuple[Tuple[str, str], ...]) -> bool:
+        if self.everything:
+            return True
+        if not source:
+            return self.any
+        lists = [self.postings.get(pair) for pair in source]
+        if any(found is None for found in lists):
+            return False
+        wanted = frozenset(source)
+        return any(wanted <= labels for labels in min(lists, key=len))  # type: ignore[arg-type]
+
+
 class Engine:
     """Evaluates every rule against the History at time t and returns the notifications due.
 
@@ -172,7 +199,7 @@ class Engine:
     def __init__(self, rules: Sequence[Union[AnyRule, Group]], history: History, inhibit: Sequence[InhibitRule] = (),
                  no_data_timeout: float = 600.0, store=None, budget: float = math.inf,
                  previous: Optional["Engine"] = None, timer: Callable[[], float] = time.perf_counter,
-                 step: float = 60.0):
+                 step: float = 60.0, max_samples: float = 5_000_000):
         loose = [r for r in rules if not isinstance(r, Group)]
         self.groups = ([Group("rules", loose)] if loose else []) + [g for g in rules if isinstance(g, Group)]
         self.rules: List[AnyRule] = [r for g in self.groups for r in g.rules]
@@ -187,6 +214,7 @@ class Engine:
         self.no_data_timeout = no_data_timeout
         self.store = store
         self.budget = budget
+        self.max_samples = max_samples  # one rule's evaluation, as a query's ([history] query_max_samples)
         self.timer = timer
         self.alerts: Dict[str, Dict[str, Alert]] = {r.key: {} for r in self.rules if isinstance(r, Rule)}
         self.recorded: Dict[str, List[Tuple[Tuple[Tuple[str, str], ...], float]]] = {}  # record rule key -> samples
@@ -335,8 +363,13 @@ class Engine:
         return out
 
     def _evaluator(self, rule: AnyRule, cache: Dict[tuple, tuple]) -> Evaluator:
+        """Each rule under the sample budget and the cycle's time budget: one runaway rule is cut
+        where it is, not after it has taken the cycle."""
         group = self._group_of.get(rule.key)
-        return Evaluator(self.history, cache, step=(group.interval if group is not None and group.interval else self.step))
+        # each rule gets the cycle's whole budget of its own (checked in real time as it works):
+        # one that started late is not cut for the others' time, and a cycle takes at most two budgets
+        return Evaluator(self.history, cache, step=(group.interval if group is not None and group.interval else self.step),
+                         budget=Budget(self.max_samples, self.budget))
 
     def _record(self, rule: RecordingRule, t: float, cache: Dict[tuple, tuple]) -> None:
         """Evaluate a recording rule; its series go into the history now (the rules after it
@@ -398,6 +431,7 @@ class Engine:
         active = self.alerts.setdefault(rule.key, {})
         seen = set()
         out: List[Notification] = []
+        index: Optional[SeriesIndex] = None  # built once, when an alert leaves the result
         retired = self.retired if rule.key not in self._reads_retired else {}
         for labels, value in result:
             source = tuple(kv for kv in labels if kv[0] != "__name__")
@@ -437,7 +471,9 @@ class Engine:
                 alert.keep_firing_since = alert.keep_firing_since or t
                 if t - alert.keep_firing_since < rule.keep_firing_for:
                     continue
-            if self._still_has_data(rule, alert, evaluator):
+            if index is None:
+                index = self._series_index(rule, evaluator)
+            if index.holds(alert.source):
                 del active[fp]
                 out.append(Notification("resolved", alert, t))
             elif t - alert.last_seen >= self.no_data_timeout:
@@ -456,14 +492,13 @@ class Engine:
             labels.setdefault("severity", rule.severity)
         return labels
 
-    def _still_has_data(self, rule: Rule, alert: Alert, evaluator: Evaluator) -> bool:
-        """Whether a series the alert came from (a selector whose labels reach the result, not
-        one that only filters) still carries the alert's source labels."""
+    def _series_index(self, rule: Rule, evaluator: Evaluator) -> "SeriesIndex":
+        """The series this evaluation read through the selectors whose labels reach the result
+        (not the ones that only filter), indexed so that each alert's check is a lookup."""
         origins = self._origins.get(rule.key)
         if not origins:
-            return True  # absent() and numbers: no series to wait for
-        wanted = set(alert.source)
-        return any(wanted <= set(labels) for sel in origins for labels in evaluator.selected.get(sel, ()))
+            return SeriesIndex(None)  # absent() and numbers: no series to wait for
+        return SeriesIndex([labels for sel in origins for labels in evaluator.selected.get(sel, ())])
 
     def _apply_inhibition(self, notifications: List[Notification], t: float) -> List[Notification]:
         """Hold back what inhibition or a silence mutes. A held alert that was never announced

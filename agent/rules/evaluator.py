@@ -7,7 +7,8 @@ the runtime errors Prometheus raises (duplicate series in a match or in a result
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+import time
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .. import regex
 from . import functions as fn
@@ -29,6 +30,38 @@ Value = Union[float, str, Vector, Matrix]
 
 class EvalError(Exception):
     """A runtime failure PromQL also reports (duplicate series in a one-to-one match, ...)."""
+
+
+class BudgetExceeded(EvalError):
+    """An evaluation past its sample budget or its deadline; `kind`: "samples" or "timeout"."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+class Budget:
+    """What one evaluation may do, as Prometheus' query.max-samples and query.timeout, checked
+    as the work is done: every sample a selector loads, every step of a subquery (counted
+    before it runs: `[1d:1ms]` is refused at once, not after a gigabyte), every series an
+    operator or a function makes. Shared by all the steps of a range query."""
+
+    def __init__(self, max_samples: float = math.inf, seconds: float = math.inf,
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_samples = max_samples
+        self.seconds = seconds
+        self.clock = clock
+        self.spent = 0
+        self.deadline = clock() + seconds if math.isfinite(seconds) else math.inf
+
+    def spend(self, n: int) -> None:
+        self.spent += n
+        if self.spent > self.max_samples:
+            raise BudgetExceeded("samples", f"query processing would load too many samples into memory in query "
+                                            f"execution (more than {self.max_samples:g})")
+        if self.deadline != math.inf and self.clock() > self.deadline:
+            raise BudgetExceeded("timeout", f"query timed out in expression evaluation (after {self.seconds:g}s)")
+
 
 
 def _vector(value: Value) -> Vector:
@@ -110,8 +143,9 @@ class Evaluator:
     `start`/`end` are what @ start() and @ end() mean (an instant query: both are t)."""
 
     def __init__(self, history: Samples, cache: Optional[Dict[tuple, tuple]] = None, step: float = 60.0,
-                 start: Optional[float] = None, end: Optional[float] = None):
+                 start: Optional[float] = None, end: Optional[float] = None, budget: Optional[Budget] = None):
         self.history = history
+        self.budget = budget if budget is not None else Budget()
         self.step = step
         self.start, self.end = start, end
         self.selected: Dict[int, List[Labels]] = {}  # by id() of the selector node: the series it returned
@@ -145,12 +179,19 @@ class Evaluator:
             return self._eval(node.expr, t)
         if isinstance(node, VectorSelector):
             found = self.history.instant(node, self._time(t, node.at, node.offset))
+            self.budget.spend(len(found))
             self._record(node, (labels for labels, _ in found))
             return found
         if isinstance(node, MatrixSelector):
             return self._matrix(node, t)
         if isinstance(node, Subquery):
             return self._subquery(node, t)
+        value = self._computed(node, t)
+        if isinstance(value, list):
+            self.budget.spend(len(value))  # what an operator or a function made holds memory too
+        return value
+
+    def _computed(self, node: object, t: float) -> Value:
         if isinstance(node, Call):
             return self._call(node, t)
         if isinstance(node, Aggregate):
@@ -175,6 +216,7 @@ class Evaluator:
     def _matrix(self, node: MatrixSelector, t: float) -> Matrix:
         sel = node.vector
         found = self.history.range(sel, self._time(t, sel.at, sel.offset), node.range)
+        self.budget.spend(sum(len(points) for _, points in found))
         self._record(sel, (labels for labels, _ in found))
         return Matrix(found)
 
@@ -197,6 +239,7 @@ class Evaluator:
             raise EvalError("zero or negative query resolution step widths are not accepted")
         end_ms, start_ms = int(round(end * 1000)), int(round((end - node.range) * 1000))
         first = -(-start_ms // step_ms) * step_ms  # the first multiple of the step at or after start
+        self.budget.spend(max(0, (end_ms - first) // step_ms + 1))  # every step, before any runs
         series: Dict[Labels, List[Point]] = {}
         for at_ms in range(first, end_ms + 1, step_ms):
             at = at_ms / 1000.0

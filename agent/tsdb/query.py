@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..rules.ast import Call, MatrixSelector, VectorSelector, children, selectors
-from ..rules.evaluator import EvalError, Evaluator, Matrix
+from ..rules.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix
 from ..rules.history import LOOKBACK
 from ..rules.parser import parse
 from . import codec, rollup
@@ -174,15 +174,20 @@ class Querier:
         ordered = sorted(times)
         gaps = [b - a for a, b in zip(ordered, ordered[1:])]
         loaded, _ = self.load(node, ordered[0], ordered[-1], min(gaps) if gaps else 0.0, tier)
-        return [self._instant_result(node, loaded, t) for t in times]
+        budget = self.budget()
+        return [self._instant_result(node, loaded, t, budget) for t in times]
 
     def instant(self, text: str, t: float, tier: Optional[int] = None) -> Tuple[dict, List[str]]:
         node = _parse(text)
         loaded, warnings = self.load(node, t, t, 0.0, tier)
-        return self._instant_result(node, loaded, t), warnings
+        return self._instant_result(node, loaded, t, self.budget()), warnings
 
-    def _instant_result(self, node: object, loaded: Loaded, t: float) -> dict:
-        value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t), node, t)
+    def budget(self) -> Budget:
+        """One query's sample budget and deadline ([history] query_max_samples, query_timeout)."""
+        return Budget(self.max_samples, self.timeout)
+
+    def _instant_result(self, node: object, loaded: Loaded, t: float, budget: Budget) -> dict:
+        value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t, budget=budget), node, t)
         if isinstance(value, Matrix):
             return {"resultType": "matrix", "result": [_series(labels, pts) for labels, pts in value]}
         if isinstance(value, float):
@@ -206,17 +211,15 @@ class Querier:
             raise QueryError("bad_data", f"invalid expression type \"{_type_name(node)}\" for range query, "
                                          "must be Scalar or instant Vector")
         loaded, warnings = self.load(node, start, end, step)
-        deadline = time.monotonic() + self.timeout
+        budget = self.budget()  # for every step together
         series: Dict[Labels, List[Point]] = {}
         cache: Dict[tuple, tuple] = {}
         # in integer milliseconds, as Prometheus steps: the same evaluation times, to the millisecond
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), max(1, round(step * 1000))
         for t_ms in range(start_ms, end_ms + 1, step_ms):
             t = t_ms / 1000.0
-            if time.monotonic() > deadline:
-                raise QueryError("timeout", f"query timed out in expression evaluation (after {self.timeout:g}s)")
             cache.clear()
-            value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end), node, t)
+            value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
             for labels, v in ([((), value)] if isinstance(value, float) else value):
                 series.setdefault(labels, []).append((t, v))
         if getattr(node, "type", "") == "scalar":
@@ -277,6 +280,8 @@ def _selectors(texts: Sequence[str]) -> List[VectorSelector]:
 def _evaluate(evaluator: Evaluator, node: object, t: float):
     try:
         return evaluator.eval(node, t)
+    except BudgetExceeded as e:  # as Prometheus answers: too many samples 422, a timeout 503
+        raise QueryError("timeout" if e.kind == "timeout" else "execution", str(e)) from None
     except EvalError as e:
         raise QueryError("execution", str(e)) from None
 

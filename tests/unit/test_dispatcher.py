@@ -213,3 +213,22 @@ def test_a_channel_removed_and_added_again_mid_send_gets_a_worker(tmp_path):
     finally:
         d.stop(drain=0)
         receiver.close()
+
+
+def test_a_week_of_failures_backs_off_within_its_cap_and_never_overflows(tmp_path):
+    """Issue 27: at attempt 1,025 (~17 hours) `2**n` overflowed a float and the worker retried
+    with no backoff at all. A channel whose receiver refuses every connection for a simulated
+    week: every hold stays between half and one and a half max_backoff, the count goes on."""
+    from tests.support.peers import free_port
+
+    outbox, clock, d = make(tmp_path, Channel("hook", "webhook", urls=[f"http://127.0.0.1:{free_port()}/"],
+                                              max_age=8 * 86400.0), max_backoff=60.0)
+    queue(outbox, "hook", "A", at=clock.now)
+    start, holds = clock.now, []
+    while clock.now - start < 7 * 86400:
+        assert d.deliver_once("hook")
+        hold = d.next_attempt("hook") - clock.now
+        holds.append(hold)
+        clock.now += hold
+    assert len(holds) > 9_000 and d.states["hook"].failures == len(holds)
+    assert min(holds[20:]) >= 30.0 and max(holds) <= 60.0, (min(holds[20:]), max(holds))

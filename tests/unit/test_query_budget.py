@@ -1,0 +1,82 @@
+"""Every evaluation runs under a sample budget and a deadline checked as the work is done
+(issue 27: `count_over_time(vector(1)[1d:1ms])` grew the agent from 68 MB to 4 GB in 60 s).
+The query API, the rules, the reports and the history rules share one evaluator and its budget."""
+
+import resource
+import time
+
+import pytest
+
+from agent.model import GAUGE, MetricFamily, Sample, Snapshot
+from agent.rules.evaluator import Budget, BudgetExceeded, Evaluator
+from agent.rules.history import History
+from agent.rules.parser import parse
+from agent.tsdb.query import Querier, QueryError
+from agent.tsdb.store import HistoryStore
+
+
+@pytest.fixture
+def store(tmp_path):
+    clock = [time.time() - 600]
+    store = HistoryStore(str(tmp_path / "h.db"), clock=lambda: clock[0])
+    for _ in range(100):
+        fam = MetricFamily("g", GAUGE, "g", [Sample("g", (("k", str(k)),), float(k)) for k in range(5)])
+        store.append(Snapshot(clock[0], (fam,)))
+        clock[0] += 1
+    yield store, clock
+    store.close()
+
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_a_subquery_bomb_is_refused_before_it_runs(store):
+    st, clock = store
+    querier = Querier(st, lambda: clock[0], max_samples=500_000, timeout=30)
+    before, start = rss_mib(), time.monotonic()
+    for expr in ("count_over_time(vector(1)[1d:1ms])", "sum_over_time(g[1d:1ms])",
+                 "max_over_time(max_over_time(vector(1)[1h:1s])[1h:1s])"):
+        with pytest.raises(QueryError, match="too many samples") as e:
+            querier.instant(expr, clock[0])
+        assert e.value.kind == "execution"  # the API answers 422
+    assert time.monotonic() - start < 5, "refused at once, not after the work"
+    assert rss_mib() - before < 50
+
+
+def test_a_range_query_is_budgeted_over_all_its_steps(store):
+    st, clock = store
+    querier = Querier(st, lambda: clock[0], max_samples=2_000, timeout=30)
+    assert querier.range("g", clock[0] - 60, clock[0], 1)[0]["result"]  # 5 series x 61 steps: within
+    with pytest.raises(QueryError, match="too many samples"):
+        querier.range("g * 2 + g", clock[0] - 100, clock[0], 0.1)
+
+
+def test_the_deadline_is_checked_as_the_work_is_done(store):
+    st, clock = store
+    querier = Querier(st, lambda: clock[0], max_samples=100_000_000, timeout=0.2)
+    start = time.monotonic()
+    with pytest.raises(QueryError, match="timed out") as e:
+        querier.instant("count_over_time(count_over_time(vector(1)[10m:10ms])[10m:10ms])", clock[0])
+    assert e.value.kind == "timeout" and time.monotonic() - start < 5
+
+
+def test_the_budget_counts_what_selectors_load_and_operators_make():
+    h = History()
+    sel = parse("x")
+    h.register(sel, 0)
+    h.ingest(Snapshot(100.0, (MetricFamily("x", GAUGE, "", [Sample("x", (("i", str(i)),), 1.0) for i in range(10)]),)))
+    with pytest.raises(BudgetExceeded):
+        Evaluator(h, budget=Budget(max_samples=15)).eval(parse("x + x"), 100.0)  # 10 loaded, twice, then 10 made
+    assert len(Evaluator(h, budget=Budget(max_samples=30)).eval(parse("x + x"), 100.0)) == 10
+
+
+def test_a_runaway_rule_fails_alone_and_the_others_fire():
+    from agent.rules.engine import Engine
+    from tests.unit.test_engine import World, rule, up
+
+    w = World()
+    e = Engine([rule("Bomb", "count_over_time(vector(1)[1h:1s]) > 0"), rule("Down", "llm_agent_target_up == 0")],
+               w.history, max_samples=1_000)  # the bomb needs 3,601 steps
+    assert w.cycle(e, [up("a", 0)]) == [("firing", "Down", "a")]
+    assert e.failures == {"Bomb": 1} and "too many samples" in e.last_error["Bomb"]
