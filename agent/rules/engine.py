@@ -180,11 +180,15 @@ class SeriesIndex:
             return True
         if not source:
             return self.any
-        lists = [self.postings.get(pair) for pair in source]
-        if any(found is None for found in lists):
-            return False
+        smallest: List[frozenset] = []
+        for i, pair in enumerate(source):
+            found = self.postings.get(pair)
+            if found is None:
+                return False  # no series carries this pair
+            if i == 0 or len(found) < len(smallest):
+                smallest = found
         wanted = frozenset(source)
-        return any(wanted <= labels for labels in min(lists, key=len))  # type: ignore[arg-type]
+        return any(wanted <= labels for labels in smallest)
 
 
 class Engine:
