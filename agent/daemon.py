@@ -144,6 +144,7 @@ class Agent:
         if self.exporter is not None:
             stats.requests = self.exporter.stats.copy()
             stats.rejected = self.exporter.rejected
+            stats.api_refused = self.exporter.api_refused
             stats.auth_failures = self.exporter.auth_failures
             stats.tls_errors = self.exporter.tls_errors
         return stats

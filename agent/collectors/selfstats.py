@@ -29,6 +29,7 @@ class AgentStats:
     targets_discovered: int = 0
     requests: Dict[Tuple[str, str], int] = field(default_factory=dict)
     rejected: int = 0
+    api_refused: int = 0
     auth_failures: int = 0
     tls_errors: int = 0
 
@@ -65,6 +66,9 @@ class SelfCollector:
         fams.append(requests)
         fams.append(counter("llm_agent_exporter_rejected_total", "Connections refused with 503 because every worker was busy.")
                     .add({}, s.rejected))
+        fams.append(counter("llm_agent_exporter_api_refused_total", "API requests (queries, silences) refused with 503 "
+                                                                    "because the API's queue was full.")
+                    .add({}, s.api_refused))
         fams.append(counter("llm_agent_exporter_auth_failures_total", "Requests refused with 401 (missing or wrong credentials).")
                     .add({}, s.auth_failures))
         fams.append(counter("llm_agent_exporter_tls_errors_total", "TLS handshakes that failed (no or wrong client certificate, "

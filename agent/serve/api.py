@@ -3,8 +3,9 @@ and `promtool query` can point at the agent of a box with no Prometheus.
 
 Parameters are read as Prometheus reads them (GET query string or a POSTed form; times as
 Unix seconds or RFC 3339; a step as seconds or a duration) and answered in its JSON, errors
-included (`bad_data` 400, `execution` 422, `timeout` 503). At most two queries run at once:
-a query is CPU in this process, and the cycle comes first.
+included (`bad_data` 400, `execution` 422, `timeout` 503). Every read runs under the query
+budget (samples or series, and a deadline: tsdb/query.py); at most two run at once, in the
+exporter's own lane for them, so /metrics and /healthz never wait behind a query.
 """
 
 from __future__ import annotations
@@ -124,12 +125,12 @@ class QueryAPI:
         if path == "/api/v1/series":
             if not params.get("match[]"):
                 raise QueryError("bad_data", "no match[] parameter provided")
-            return _ok(self.querier.series(params["match[]"], start, end))
+            return self._run(lambda: (self.querier.series(params["match[]"], start, end), []))
         if path == "/api/v1/labels":
-            return _ok(self.querier.label_names(params.get("match[]", []), start, end))
+            return self._run(lambda: (self.querier.label_names(params.get("match[]", []), start, end), []))
         if path.startswith("/api/v1/label/") and path.endswith("/values"):
             name = unquote(path[len("/api/v1/label/"):-len("/values")])
-            return _ok(self.querier.label_values(name, params.get("match[]", []), start, end))
+            return self._run(lambda: (self.querier.label_values(name, params.get("match[]", []), start, end), []))
         if path == "/api/v1/status/buildinfo":
             return _ok({"version": __version__, "revision": "", "branch": "", "buildUser": "llm-agent",
                         "buildDate": "", "goVersion": "python"})
@@ -145,7 +146,7 @@ class QueryAPI:
         return 404, json.dumps({"status": "error", "errorType": "not_found",
                                 "error": f"unknown API endpoint {path}"}).encode(), JSON
 
-    def _run(self, query: Callable[[], Tuple[dict, List[str]]]) -> Answer:
+    def _run(self, query: Callable[[], Tuple[object, List[str]]]) -> Answer:
         if not self._slots.acquire(timeout=self.querier.timeout):
             raise QueryError("unavailable", f"{QUERY_SLOTS} queries are already running; try again")
         try:

@@ -225,6 +225,12 @@ class Exporter:
         self.alertmanager_api: Optional["AlertmanagerAPI"] = None  # silences and alerts, as Alertmanager's API v2
         self.perf_api: Optional["PerfAPI"] = None  # benchmarks and baselines (llm-agent bench, baseline)
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
+        # the APIs (queries, silences, benchmarks) have their own workers and a bounded queue: a
+        # request waiting there holds no worker, and /metrics and /healthz never wait behind one
+        self._api_pool = ThreadPoolExecutor(max_workers=API_WORKERS, thread_name_prefix="exporter-api")
+        self._api_waiting = 0  # API requests queued or running
+        self._api_lock = threading.Lock()
+        self.api_refused = 0  # API requests refused because its queue was full
         self.max_connections = max(max_connections, 1)
         self.request_timeout = request_timeout
         self.tls = tls
@@ -279,6 +285,7 @@ class Exporter:
             self._thread.join(5)
         self.server_close()
         self._pool.shutdown(wait=False)
+        self._api_pool.shutdown(wait=False)
 
     def server_close(self) -> None:
         for conn in list(self._conns.values()):
@@ -434,17 +441,35 @@ class Exporter:
             conn.linger = True
             self._reply(conn, response(400, f"bad request: {e}\n".encode(), PLAIN))
             return
+        lane = self._pool
+        if is_api(request.path):
+            with self._api_lock:
+                full = self._api_waiting >= API_QUEUE
+                if not full:
+                    self._api_waiting += 1
+            if full:  # answered here, by the loop: a full queue costs no worker
+                self.api_refused += 1
+                self.stats.count("other", 503)
+                self._reply(conn, response(503, json.dumps({"status": "error", "errorType": "unavailable", "error":
+                                                            f"{API_QUEUE} API requests are already waiting; try again"}
+                                                           ).encode(), "application/json", {"Retry-After": "1"}))
+                return
+            lane = self._api_pool
         conn.state = "wait"
         conn.buf = bytearray()
         self._selector.unregister(conn.sock)  # nothing to read while a worker answers; re-registered to write
-        self._pool.submit(self._work, conn, request)
+        lane.submit(self._work, conn, request, lane is self._api_pool)
 
-    def _work(self, conn: _Conn, request: Request) -> None:
+    def _work(self, conn: _Conn, request: Request, api: bool = False) -> None:
         try:
             out = self.handle(request)
         except Exception as e:  # a handler bug must not kill the worker or leave the client hanging
             log.debug("exporter: error answering %s: %s", conn.addr, e, exc_info=True)
             out = response(500, b"internal error\n", PLAIN)
+        finally:
+            if api:
+                with self._api_lock:
+                    self._api_waiting -= 1
         self._done.put((conn, out))
         self._wake()
 
@@ -560,6 +585,16 @@ class Exporter:
         if path == "/api/v1/console" and self.console is not None:
             return reply(200, json.dumps(self.console()).encode(), "application/json")
         return reply(404, b"not found: try /metrics\n", PLAIN)
+
+
+API_WORKERS = 2  # queries are CPU in this process: two at once, the cycle comes first
+API_QUEUE = 16  # API requests queued or running; one more is refused with 503 at once
+
+
+def is_api(path: str) -> bool:
+    """The requests of the API lane: the query API, Alertmanager's API, benchmarks. Not
+    /api/v1/alerts or /api/v1/console: memory reads, answered like a scrape."""
+    return path.startswith(("/api/v1/", "/api/v2/")) and path not in ("/api/v1/alerts", "/api/v1/console")
 
 
 _GZIPPED: Dict[str, bytes] = {}

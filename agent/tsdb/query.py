@@ -25,6 +25,7 @@ from .store import HistoryStore, Labels, Point
 from .tiers import HOUR, MINUTE, RAW, RESOLUTION
 
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
+MAX_MATCH_PARAMS = 100  # match[] selectors in one series, labels or label values request
 TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", HOUR: "1-hour rollups"}
 
 
@@ -229,9 +230,14 @@ class Querier:
         return {"resultType": "matrix", "result": result}, warnings
 
     def series(self, matchers: Sequence[str], start: float, end: float) -> List[Dict[str, str]]:
+        if len(matchers) > MAX_MATCH_PARAMS:
+            raise QueryError("bad_data", f"too many match[] parameters: {len(matchers)}, at most {MAX_MATCH_PARAMS}")
+        budget = self.budget()
         seen: Dict[Labels, None] = {}
         for sel in _selectors(matchers):
-            for info in self.store.reader().find(sel.name, sel.matchers, start, end):
+            found = self.store.reader().find(sel.name, sel.matchers, start, end)
+            _spend(budget, len(found))  # each series found, and the time it took
+            for info in found:
                 seen[info.labels] = None
         return [dict(labels) for labels in seen]
 
@@ -252,7 +258,9 @@ class Querier:
     def _labelsets(self, matchers: Sequence[str], start: float, end: float) -> List[Labels]:
         if matchers:
             return [tuple(sorted(d.items())) for d in self.series(matchers, start, end)]
-        return [info.labels for info in self.store.reader().find("", (), start, end)]
+        found = self.store.reader().find("", (), start, end)
+        _spend(self.budget(), len(found))
+        return [info.labels for info in found]
 
 
 def _parse(text: str) -> object:
@@ -275,6 +283,13 @@ def _selectors(texts: Sequence[str]) -> List[VectorSelector]:
             raise QueryError("bad_data", "match[] must contain at least one non-empty matcher")
         out.append(node)
     return out
+
+
+def _spend(budget: Budget, n: int) -> None:
+    try:
+        budget.spend(n)
+    except BudgetExceeded as e:
+        raise QueryError("timeout" if e.kind == "timeout" else "execution", str(e)) from None
 
 
 def _evaluate(evaluator: Evaluator, node: object, t: float):

@@ -361,3 +361,47 @@ def test_up_and_the_scrape_series_are_in_the_history_as_prometheus_writes_them(s
     assert not any(line.startswith(("up", "scrape_")) for line in metrics.splitlines())
     wait_until(lambda: [a.labels["server"] for a in running.agent.alerting.engine.active()
                         if a.labels["alertname"] == "UpIsZero"] == ["nothing"], 10, what="a rule reading up")
+
+
+def test_queries_never_starve_scrapes_and_a_full_queue_is_refused_at_once(serving):
+    """Issue 27: two slow queries plus six queued ones held /metrics 15 s and /healthz 14 s (each
+    waiting query held a worker). Twenty slow queries at once (each runs to its 1 s deadline):
+    two run, sixteen wait without holding a worker, the rest are refused with 503 at once; a
+    scraper polling /metrics and /healthz meanwhile is never kept waiting behind them."""
+    import threading
+
+    config = AGENT_CONFIG + '[history]\nquery_max_samples = 100000000\nquery_timeout = "1s"\n'
+    running = serving(config, FakeNvml(three_gpus()))
+    base = f"http://127.0.0.1:{running.port}"
+    wait_until(lambda: running.agent.recorder.store.stats.cycles_written >= 2, 10, what="cycles written")
+    codes, scrapes, done = [], [], threading.Event()
+
+    def slow_query():
+        now = time.time()
+        r = requests.post(f"{base}/api/v1/query_range", data={"query": "count_over_time(vector(1)[20s:1ms])",
+                                                              "start": now - 60, "end": now, "step": 1}, timeout=60)
+        codes.append((r.status_code, r.json()["errorType"]))
+
+    def scrape():
+        while not done.is_set():
+            for path in ("/metrics", "/healthz"):
+                t0 = time.monotonic()
+                requests.get(base + path, timeout=30)
+                scrapes.append(time.monotonic() - t0)
+            time.sleep(0.05)
+
+    scraper = threading.Thread(target=scrape)
+    scraper.start()
+    queries = [threading.Thread(target=slow_query) for _ in range(20)]
+    for q in queries:
+        q.start()
+    for q in queries:
+        q.join(60)
+    done.set()
+    scraper.join(30)
+    assert sorted(set(codes)) == [(503, "timeout"), (503, "unavailable")], codes
+    assert sum(1 for c in codes if c[1] == "unavailable") >= 4, "past the queue: refused, not queued"
+    assert len(scrapes) > 20 and max(scrapes) < 3.0, f"a scrape waited {max(scrapes):.2f}s behind the queries"
+    assert running.agent.exporter.api_refused >= 4
+    print(f"scrapes during 20 slow queries: {len(scrapes)}, median {sorted(scrapes)[len(scrapes) // 2] * 1000:.1f} ms, "
+          f"worst {max(scrapes) * 1000:.1f} ms")
