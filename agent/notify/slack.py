@@ -13,6 +13,21 @@ from .base import AlertDoc, HttpNotifier, post_json
 from .grouping import Message
 
 COLOURS = {"critical": "#d63232", "warning": "#e8a317", "info": "#439fe0"}
+
+
+def esc(text: str) -> str:
+    """Slack's mrkdwn escaping (its docs: "Escaping text"): &, < and > as entities. Everything a
+    message carries is escaped, label values and annotations alike: a target's model name such as
+    `<!channel> <https://evil.example|click here>` would otherwise ping the whole channel behind
+    a disguised link. The agent's own links are made after escaping (`link`)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    """`<url|label>` for an http(s) URL that cannot break out of it; "" for anything else."""
+    if not url.startswith(("https://", "http://")) or any(c in url for c in "<>| \t\r\n"):
+        return ""
+    return f"<{url.replace('&', '&amp;')}|{esc(label)}>"
 RESOLVED = "#2eb886"
 
 
@@ -26,13 +41,14 @@ def payload(alert: AlertDoc, hostname: str) -> dict:
     status = "RESOLVED" if alert.status == "resolved" else severity.upper()
     summary = alert.annotations.get("summary") or name
     prefix = "[TEST] " if alert.test else ""
-    text = f"{prefix}[{status}] {name}: {summary}"
-    details = alert.annotations.get("description", "")
-    labels = ", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k not in ("alertname", "severity"))
+    text = esc(f"{prefix}[{status}] {name}: {summary}")
+    details = esc(alert.annotations.get("description", ""))
+    labels = esc(", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k not in ("alertname", "severity")))
     blocks: List[Dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     if details:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": details[:2900]}})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"{labels or '-'} · host {hostname}"[:2900]}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                    "text": f"{labels or '-'} · host {esc(hostname)}"[:2900]}]})
     return {"text": text[:3000], "attachments": [{"color": RESOLVED if alert.status == "resolved" else COLOURS.get(severity, "#888888"),
                                                   "blocks": blocks}]}
 
@@ -44,22 +60,22 @@ def group_payload(alerts: List[AlertDoc], hostname: str, group_labels: Dict[str,
     names = sorted({a.labels.get("alertname", "alert") for a in alerts})
     what = ", ".join(f"{k}={v}" for k, v in sorted(group_labels.items())) or ", ".join(names)
     prefix = "[TEST] " if any(a.test for a in alerts) else ""
-    text = f"{prefix}[{'FIRING:' + str(len(firing)) if firing else 'RESOLVED'}] {what}: {len(firing)} firing, " \
-           f"{len(alerts) - len(firing)} resolved"
+    text = esc(f"{prefix}[{'FIRING:' + str(len(firing)) if firing else 'RESOLVED'}] {what}: {len(firing)} firing, "
+               f"{len(alerts) - len(firing)} resolved")
     blocks: List[Dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]
     for a in alerts[:MAX_LISTED]:
         state = "RESOLVED" if a.status == "resolved" else a.labels.get("severity", "warning").upper()
         where = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()) if k not in ("alertname", "severity")
                           and k not in group_labels)
-        line = f"*[{state}] {a.labels.get('alertname', 'alert')}*{' (' + where + ')' if where else ''}: " \
-               f"{a.annotations.get('summary') or ''}"
-        runbook = a.annotations.get("runbook_url") or a.annotations.get("runbook", "")
-        if runbook.startswith(("https://", "http://")):
-            line += f" <{runbook}|runbook>"
+        line = f"*{esc(f'[{state}] ' + a.labels.get('alertname', 'alert'))}*{esc(' (' + where + ')') if where else ''}: " \
+               f"{esc(a.annotations.get('summary') or '')}"
+        runbook = link(a.annotations.get("runbook_url") or a.annotations.get("runbook", ""), "runbook")
+        if runbook:
+            line += " " + runbook
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:2900]}})
     if len(alerts) > MAX_LISTED:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"and {len(alerts) - MAX_LISTED} more"}]})
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"host {hostname}"}]})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"host {esc(hostname)}"}]})
     return {"text": text[:3000], "attachments": [{"color": COLOURS.get(worst, "#888888") if firing else RESOLVED,
                                                   "blocks": blocks}]}
 

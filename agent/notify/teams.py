@@ -13,21 +13,39 @@ from .grouping import Message
 
 MAX_ALERTS = 20  # a card is limited to about 28 KB: beyond this many alerts, "and N more"
 COLOURS = {"critical": "Attention", "warning": "Warning", "info": "Accent"}
+MARKDOWN = str.maketrans({c: "\\" + c for c in "\\`*_[]()~<>#"})
+
+
+def esc(text: str) -> str:
+    """An Adaptive Card's TextBlock and FactSet render a CommonMark subset (bold, italic, lists,
+    `[title](url)` links): its punctuation backslash-escaped, as CommonMark reads it, so text a
+    target controls (a label `[click here](https://evil.example)`) shows as typed, never as a
+    disguised link or a format. A list marker is escaped where a line starts with one."""
+    return "\n".join(_line(line) for line in text.translate(MARKDOWN).split("\n"))
+
+
+def _line(line: str) -> str:
+    if line[:1] in ("-", "+"):
+        return "\\" + line  # "- item": a list
+    number, dot, rest = line.partition(".")
+    if dot and number.isdigit() and len(number) <= 9:
+        return number + "\\." + rest  # "1. item": an ordered list
+    return line
 
 
 def _alert_block(alert: AlertDoc) -> List[Dict[str, Any]]:
     name = alert.labels.get("alertname", "alert")
     severity = alert.labels.get("severity", "warning")
     resolved = alert.status == "resolved"
-    title = f"{'RESOLVED' if resolved else severity.upper()}: {name}"
+    title = esc(f"{'RESOLVED' if resolved else severity.upper()}: {name}")
     blocks: List[Dict[str, Any]] = [
         {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": True,
          "color": "Good" if resolved else COLOURS.get(severity, "Default")},
-        {"type": "TextBlock", "text": alert.annotations.get("summary") or name, "wrap": True}]
+        {"type": "TextBlock", "text": esc(alert.annotations.get("summary") or name), "wrap": True}]
     if alert.annotations.get("description"):
-        blocks.append({"type": "TextBlock", "text": alert.annotations["description"][:2000], "wrap": True,
+        blocks.append({"type": "TextBlock", "text": esc(alert.annotations["description"][:2000]), "wrap": True,
                        "isSubtle": True})
-    facts = [{"title": k, "value": v} for k, v in sorted(alert.labels.items()) if k not in ("alertname", "severity")]
+    facts = [{"title": esc(k), "value": esc(v)} for k, v in sorted(alert.labels.items()) if k not in ("alertname", "severity")]
     if facts:
         blocks.append({"type": "FactSet", "facts": facts[:15]})
     runbook = alert.annotations.get("runbook_url") or alert.annotations.get("runbook", "")
@@ -41,7 +59,7 @@ def payload(batch: List[AlertDoc], hostname: str) -> dict:
     firing = sum(1 for a in batch if a.status == "firing")
     test = "[TEST] " if any(a.test for a in batch) else ""
     body: List[Dict[str, Any]] = [{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
-                                   "text": f"{test}{firing} firing, {len(batch) - firing} resolved on {hostname}"}]
+                                   "text": esc(f"{test}{firing} firing, {len(batch) - firing} resolved on {hostname}")}]
     for alert in ordered[:MAX_ALERTS]:
         body.append({"type": "Container", "separator": True, "items": _alert_block(alert)})
     if len(ordered) > MAX_ALERTS:

@@ -285,3 +285,58 @@ def test_webhook_carries_the_group_as_alertmanager_fills_it(tmp_path, receivers,
     assert body["groupKey"] == '{}:{alertname="GpuHot"}' and body["groupLabels"] == {"alertname": "GpuHot"}
     assert "gpu" not in body["commonLabels"] and body["commonLabels"]["severity"] == "critical"
     assert [a["labels"]["gpu"] for a in body["alerts"]] == ["0", "1"]
+
+
+HOSTILE = "<!channel> <https://evil.example|click here> [click here](https://evil.example) **urgent** & more"
+
+
+def hostile_doc():
+    """An alert whose labels and annotations carry what a target controls (its model name)."""
+    d = doc(summary=f"model {HOSTILE} is slow", description=f"model {HOSTILE}")
+    d.labels = {**d.labels, "model": HOSTILE}
+    d.annotations = {**d.annotations, "runbook_url": "https://runbooks.example/gpu?a=1&b=2"}
+    return d
+
+
+def test_slack_escapes_what_a_target_controls(tmp_path, receivers, wired):
+    """Issue 27: `model_name="<!channel> <https://evil.example|click here>"` reached Slack's text
+    as-is: on real Slack it pings the whole channel behind a disguised link. Slack's mrkdwn
+    escaping (&, <, >) everywhere, alone and in a group; the agent's own runbook link stays one."""
+    receiver = receivers(SLACK, "ok")
+    store, outbox, channel, dispatcher, clock = wired("slack", receiver.url)
+    outbox.enqueue("slack", "k", "firing", hostile_doc().to_json(), clock())
+    other = hostile_doc()
+    other.fingerprint = "fedcba9876543210"
+    group = Message('{}:{alertname="GpuHot"}', {"alertname": "GpuHot"}, [hostile_doc(), other], (other.fingerprint,))
+    outbox.enqueue("slack", "group:x", "firing", group.to_json(), clock())
+    dispatcher.deliver_once("slack")
+    clock.now += 2
+    dispatcher.deliver_once("slack")
+    for request in receiver.requests:
+        text = json.dumps(request["body"])
+        assert "<!channel>" not in text and "<https://evil.example" not in text
+        assert "&lt;!channel&gt; &lt;https://evil.example|click here&gt;" in text and "&amp; more" in text
+    grouped = json.dumps(receiver.requests[1]["body"])
+    assert "<https://runbooks.example/gpu?a=1&amp;b=2|runbook>" in grouped
+
+
+def test_teams_escapes_what_a_target_controls(tmp_path, receivers, wired):
+    """An Adaptive Card renders markdown links and formats: a target's `[click here](https://...)`
+    is shown as typed (CommonMark backslash escapes), in text blocks and facts."""
+    receiver = receivers(TEAMS, "ok")
+    store, outbox, channel, dispatcher, clock = wired("teams", receiver.url)
+    outbox.enqueue("teams", "k", "firing", hostile_doc().to_json(), clock())
+    dispatcher.deliver_once("teams")
+    card = receiver.requests[0]["body"]["attachments"][0]["content"]
+    texts = [item.get("text", "") for c in card["body"][1:] for item in c["items"]]
+    facts = [f["value"] for c in card["body"][1:] for item in c["items"] if item["type"] == "FactSet" for f in item["facts"]]
+    for text in texts + facts:
+        assert "[click here](" not in text and "**urgent**" not in text
+    assert any(r"\[click here\]\(https://evil.example\) \*\*urgent\*\*" in t for t in texts + facts)
+
+
+def test_email_escapes_what_a_target_controls():
+    from agent.notify.email import bodies
+
+    _, html = bodies([hostile_doc()], "h1")
+    assert "<!channel>" not in html and "&lt;!channel&gt;" in html and "<a href=\"https://evil" not in html
