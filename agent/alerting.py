@@ -17,7 +17,7 @@ from .notify.dispatcher import Dispatcher
 from .notify.outbox import Outbox
 from .notify.router import Router
 from .notify.silences import Silences
-from .rules.engine import RETIRED_SERIES, Engine, Notification
+from .rules.engine import RETIRED_SERIES, Engine, Notification, Rule
 from .rules.history import History
 from .rules.loader import RuleSet, load_rules
 from .serve.alertmanager_api import AlertmanagerAPI
@@ -92,7 +92,16 @@ class Alerting:
         self.api = AlertmanagerAPI(self.silences, lambda: self._v2_alerts, lambda: [c.name for c in self.router.channels],
                                    clock, config.hostname, bool(config.exporter.basic_auth_users),
                                    config.exporter.api_write_from, lambda: _routes_yaml(self.router.channels))
+        self.api.configure(bool(config.exporter.basic_auth_users), config.exporter.api_write_from,
+                           config.exporter.allowed_hosts)
+        self.api.rule_labels = self._rule_labels
         _log_loaded(ruleset, channels)
+
+    def _rule_labels(self) -> List[Dict[str, str]]:
+        """Each alert rule's own labels (what any alert of it carries), for refusing a silence
+        that would match every alert of the host."""
+        return [{**r.labels, "alertname": r.name, **({"severity": r.severity} if r.severity else {})}
+                for r in self.engine.rules if isinstance(r, Rule)]
 
     def _engine(self, config: Config, ruleset: RuleSet, previous: Optional[Engine]) -> Engine:
         engine = Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
@@ -111,7 +120,8 @@ class Alerting:
         self.engine = self._engine(config, ruleset, previous=self.engine)
         self.router.configure(channels, resend)
         self.dispatcher.configure(channels, resend)
-        self.api.configure(bool(config.exporter.basic_auth_users), config.exporter.api_write_from)
+        self.api.configure(bool(config.exporter.basic_auth_users), config.exporter.api_write_from,
+                           config.exporter.allowed_hosts)
         _log_loaded(ruleset, channels)
 
     def process(self, snapshot: Snapshot) -> None:

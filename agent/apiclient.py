@@ -30,8 +30,9 @@ def call(base: str, method: str, path: str, body: Any = None, auth: Optional[Tup
     """One request; the JSON answer (None for an empty one). ApiError with the agent's reason;
     an error status in `accept` is an answer too (/healthz says 503 with its reasons)."""
     data = json.dumps(body).encode() if body is not None else None
+    # a write says it is JSON even without a body: the agent refuses writes that are not (cross-site forms)
     req = urllib.request.Request(base + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data is not None else {})
+                                 headers={"Content-Type": "application/json"} if data is not None or method == "POST" else {})
     if auth is not None:
         req.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
     context = ssl._create_unverified_context() if base.startswith("https") else None  # our own agent, on this host

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
                          help="how long (default 1h)")
     sil_add.add_argument("--comment", required=True, help="why (shown to whoever wonders where the pages went)")
     sil_add.add_argument("--author", help="who (default: $USER)")
+    sil_add.add_argument("--force", action="store_true",
+                         help="allow a silence that matches every alert of the host (on the host itself, or with "
+                              "credentials; `maintenance` is the usual way)")
     sil_list = sil_sub.add_parser("list", help="the silences (active and pending; --expired for all)")
     sil_list.add_argument("--expired", action="store_true", help="show expired ones too")
     sil_exp = sil_sub.add_parser("expire", help="end silences now")

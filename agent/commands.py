@@ -251,7 +251,7 @@ def silence(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, str]]
         author = args.author or os.environ.get("USER") or getpass.getuser()
         doc = {"matchers": matchers, "startsAt": iso(now), "endsAt": iso(now + args.duration),
                "createdBy": author, "comment": args.comment}
-        print(call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"])
+        print(call(base, "POST", "/api/v2/silences" + ("?force=1" if args.force else ""), doc, auth)["silenceID"])
         return 0
     if args.silence_command == "expire":
         for sid in args.ids:
@@ -296,7 +296,7 @@ def maintenance(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, s
         print("llm-agent: maintenance needs --for DURATION (or --end)", file=sys.stderr)
         return 2
     doc = maintenance_silence(args.duration, args.target or "", args.comment or "", _time.time())
-    sid = call(base, "POST", "/api/v2/silences", doc, auth)["silenceID"]
+    sid = call(base, "POST", "/api/v2/silences?maintenance=1", doc, auth)["silenceID"]
     what = f"target {args.target}'s alerts are" if args.target else "every alert is silenced and /healthz answers 503;"
     print(f"maintenance {sid}: {what} silenced until {doc['endsAt']} (end early: llm-agent maintenance --end)")
     return 0

@@ -223,7 +223,7 @@ class Agent:
             exporter.perf_api = PerfAPI(
                 self.perf_book,
                 lambda: {c.server: c for c in self.runner.collectors if isinstance(c, PerfCollector)},
-                self.alerting.api._refuse_write, lambda: self.config.bench.tolerance)
+                self.alerting.api.refuse_write, lambda: self.config.bench.tolerance)
         if self.recorder is not None:
             exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
                                                   self.config.history.query_timeout), self.clock, self.metadata)

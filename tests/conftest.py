@@ -121,3 +121,27 @@ def utc(monkeypatch):
     yield
     monkeypatch.undo()
     time.tzset()
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, driven by selenium (chromium-driver); its console log kept."""
+    import shutil
+
+    from tests.support.peers import require
+
+    path = shutil.which("chromedriver")
+    require("chromium-driver", path is not None and shutil.which("chromium") is not None,
+            "apt-get install chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(path), options=options)
+    driver.set_script_timeout(20)
+    yield driver
+    driver.quit()

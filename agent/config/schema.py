@@ -187,6 +187,8 @@ class ExporterSettings:
     basic_auth_users: Dict[str, str] = setting({}, _bcrypt_users)
     # without basic auth, silences (POST/DELETE /api/v2/...) are accepted from loopback and these
     api_write_from: List[str] = setting([], _networks)
+    # names (besides IP addresses, localhost and the host's own names) a write's Host may carry
+    allowed_hosts: List[str] = setting([], v.str_list)
 
 
 def _unit_name(value: object) -> str:

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import regex
 from ..rules.ast import Matcher
@@ -50,6 +50,10 @@ class Silence:
     created_by: str
     comment: str
     updated_at: float
+    # "maintenance": a window made by `llm-agent maintenance` on the host itself (it drains the box:
+    # /healthz 503). Set by the API only for a request that may (its `?maintenance=1`, from loopback
+    # or with credentials), never from `createdBy`, which any client can write
+    kind: str = ""
 
     def state(self, now: float) -> str:
         """pending, active or expired (Alertmanager's silenceStatus)."""
@@ -59,7 +63,7 @@ class Silence:
 
     @property
     def maintenance(self) -> bool:
-        return self.created_by == MAINTENANCE_AUTHOR
+        return self.kind == "maintenance"
 
     @property
     def target(self) -> str:
@@ -259,13 +263,23 @@ class Silences:
 
 def _to_row(s: Silence) -> Dict[str, Any]:
     return {"matchers": [[m.label, m.op, m.value] for m in s.matchers], "starts_at": s.starts_at,
-            "ends_at": s.ends_at, "created_by": s.created_by, "comment": s.comment, "updated_at": s.updated_at}
+            "ends_at": s.ends_at, "created_by": s.created_by, "comment": s.comment, "updated_at": s.updated_at,
+            "kind": s.kind}
 
 
 def _from_row(sid: str, doc: Dict[str, Any]) -> Silence:
+    # a row from before `kind`: its maintenance windows were the ones `llm-agent maintenance` made
+    kind = str(doc["kind"]) if "kind" in doc else ("maintenance" if doc["created_by"] == MAINTENANCE_AUTHOR else "")
     return Silence(sid, tuple(Matcher(str(a), str(op), str(b)) for a, op, b in doc["matchers"]),
                    float(doc["starts_at"]), float(doc["ends_at"]), str(doc["created_by"]), str(doc["comment"]),
-                   float(doc["updated_at"]))
+                   float(doc["updated_at"]), kind)
+
+
+def covers_host(matchers: Sequence[Matcher], rules: Sequence[Dict[str, str]]) -> bool:
+    """Whether a silence's matchers match every alert rule of the host (each rule's alertname,
+    severity and static labels; labels a rule does not set read as empty): `alertname=~".+"` or
+    `severity=~"critical|warning|info"` silence the whole host, `server="a"` does not."""
+    return bool(rules) and all(matches(matchers, labels) for labels in rules)
 
 
 def maintenance_silence(duration: float, target: str, comment: str, now: float) -> Dict[str, Any]:

@@ -7,9 +7,11 @@ unchanged (tests drive it with the real amtool).
   last evaluation, with silences applied as of now (a new silence shows at once)
 - GET /api/v2/status, /api/v2/receivers
 
-Writes change what pages: with basic auth configured they need it (the exporter checks that
-for every path); without, they are accepted only from loopback or `[exporter] api_write_from`
-networks, else 403, counted. Errors are Alertmanager's: a JSON string saying why.
+Writes change what pages: a cross-site one (not JSON, a foreign Origin, a Host the agent does
+not answer to: websecurity.py) is refused whoever sends it; with basic auth configured they
+need it (the exporter checks that for every path); without, they are accepted only from
+loopback or `[exporter] api_write_from` networks, else 403, counted by reason. Errors are
+Alertmanager's: a JSON string saying why.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import ipaddress
 import json
 import re
 import threading
+from dataclasses import replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__, regex
-from ..notify.silences import Silence, Silences, parse_postable
+from ..notify.silences import MAINTENANCE_AUTHOR, Silence, Silences, covers_host, parse_postable
 from ..rules.ast import Matcher
 from ..rules.history import matches
 from ..rules.parser import PromQLError, parse_matcher
 from ..timefmt import iso
+from .websecurity import WRITES, cross_site_refusal, local_names
 
 JSON = "application/json"
 _BRACED = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:[^"\\]|\\.)*"|[^,}]*?)\s*(?:,|$)')
@@ -49,6 +53,25 @@ def parse_filter(text: str) -> List[Matcher]:
     return [parse_matcher(text)]
 
 
+def _address(client: str) -> Any:
+    """The client's IP address (an IPv4-mapped IPv6 one as IPv4), or None."""
+    try:
+        addr = ipaddress.ip_address(client.split("%", 1)[0])
+    except ValueError:
+        return None
+    return getattr(addr, "ipv4_mapped", None) or addr
+
+
+def _loopback(client: str) -> bool:
+    addr = _address(client)
+    return addr is not None and addr.is_loopback
+
+
+def _asked(query: Dict[str, List[str]], name: str) -> bool:
+    """A write's opt-in (`?maintenance=1`, `?force=1`): off unless given."""
+    return (query.get(name) or [""])[-1].lower() in ("1", "true", "yes")
+
+
 def _allowed(networks: Sequence[str]) -> List[Any]:
     return [ipaddress.ip_network(n, strict=False) for n in networks]
 
@@ -68,21 +91,25 @@ class AlertmanagerAPI:
         self.started = clock()
         self.refused: Dict[str, int] = {}  # writes refused, by reason
         self._lock = threading.Lock()
+        self.allowed_hosts = local_names()  # with [exporter] allowed_hosts, by configure()
+        self.rule_labels: Callable[[], List[Dict[str, str]]] = list  # each alert rule's own labels (covers_host)
 
-    def configure(self, auth_configured: bool, write_from: Sequence[str]) -> None:
+    def configure(self, auth_configured: bool, write_from: Sequence[str], allowed_hosts: Sequence[str] = ()) -> None:
         self.auth_configured, self.write_from = auth_configured, _allowed(write_from)
+        self.allowed_hosts = tuple(sorted(set(local_names()) | {h.lower() for h in allowed_hosts}))
 
-    def handle(self, method: str, target: str, body: bytes, client: str) -> Reply:
+    def handle(self, method: str, target: str, body: bytes, client: str,
+               headers: Optional[Dict[str, str]] = None) -> Reply:
         parts = urlsplit(target)
         path, query = parts.path, parse_qs(parts.query, keep_blank_values=True)
-        if method in ("POST", "DELETE", "PUT"):
-            refusal = self._refuse_write(client)
+        if method in WRITES:
+            refusal = self.refuse_write(client, method, headers or {})
             if refusal:
                 return refusal
         try:
             if path == "/api/v2/silences":
                 if method == "POST":
-                    return self._post_silence(body)
+                    return self._post_silence(body, query, self.privileged(client))
                 return self._only_get(method) or self._get_silences(query)
             if path.startswith("/api/v2/silence/"):
                 sid = path[len("/api/v2/silence/"):]
@@ -103,30 +130,48 @@ class AlertmanagerAPI:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def _refuse_write(self, client: str) -> Optional[Reply]:
+    def refuse_write(self, client: str, method: str = "POST", headers: Optional[Dict[str, str]] = None) -> Optional[Reply]:
+        """Why a write must be refused (a reply to send), or None: a cross-site request
+        (websecurity.cross_site_refusal), whoever sends it; then, without basic auth, a client
+        not on loopback or in [exporter] api_write_from."""
+        cross = cross_site_refusal(method, headers or {}, self.allowed_hosts)
+        if cross:
+            with self._lock:
+                self.refused["cross_site"] = self.refused.get("cross_site", 0) + 1
+            return _error(403, cross)
         if self.auth_configured:
             return None  # the exporter let it through: it carried valid credentials
-        try:
-            addr = ipaddress.ip_address(client.split("%", 1)[0])
-        except ValueError:
-            addr = None
-        if addr is not None:
-            mapped = getattr(addr, "ipv4_mapped", None)
-            addr = mapped or addr
-            if addr.is_loopback or any(addr in net for net in self.write_from):
-                return None
+        addr = _address(client)
+        if addr is not None and (addr.is_loopback or any(addr in net for net in self.write_from)):
+            return None
         with self._lock:
             self.refused["not_allowed"] = self.refused.get("not_allowed", 0) + 1
         return _error(403, "writes are accepted from loopback only; list networks in [exporter] api_write_from "
                            "or configure basic_auth_users")
 
-    def _post_silence(self, body: bytes) -> Reply:
+    def privileged(self, client: str) -> bool:
+        """Who may drain the box or silence all of it: a client on this host (the `llm-agent`
+        commands), or one that gave basic-auth credentials; not a network in api_write_from."""
+        return self.auth_configured or _loopback(client)
+
+    def _post_silence(self, body: bytes, query: Dict[str, List[str]], privileged: bool) -> Reply:
         try:
             doc = json.loads(body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as e:
             return _error(400, f"the body is not JSON: {e}")
+        maintenance, force = _asked(query, "maintenance"), _asked(query, "force")
+        if (maintenance or force) and not privileged:
+            return _error(403, "a maintenance window or a forced silence of the whole host is made on the host "
+                               "itself (`llm-agent maintenance`, `llm-agent silence add --force`) or with credentials")
         try:
             update_id, silence = parse_postable(doc, self.clock())
+            if silence.created_by == MAINTENANCE_AUTHOR and not maintenance:
+                raise ValueError(f"createdBy {MAINTENANCE_AUTHOR!r} is reserved for `llm-agent maintenance`")
+            if not maintenance and not force and covers_host(silence.matchers, self.rule_labels()):
+                raise ValueError("it would silence every alert of this host; for a window use `llm-agent "
+                                 "maintenance`, or `llm-agent silence add --force` on the host itself")
+            if maintenance:
+                silence = replace(silence, kind="maintenance")
             sid = self.silences.add(silence, update_id)
         except ValueError as e:
             return _error(400, f"silence invalid: {e}")

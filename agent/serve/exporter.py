@@ -566,9 +566,10 @@ class Exporter:
         if path == "/api/v1/alerts":
             return reply(200, json.dumps(self.api_alerts()).encode(), "application/json")
         if perf and self.perf_api is not None:
-            return reply(*self.perf_api.handle(request.method, request.target, request.client))
+            return reply(*self.perf_api.handle(request.method, request.target, request.client, request.headers))
         if am and self.alertmanager_api is not None:
-            code, body, ctype = self.alertmanager_api.handle(request.method, request.target, request.body, request.client)
+            code, body, ctype = self.alertmanager_api.handle(request.method, request.target, request.body, request.client,
+                                                             request.headers)
             return reply(code, body, ctype)
         if api and self.query_api is not None:
             code, body, ctype = self.query_api.handle(request.method, request.target,

@@ -4,8 +4,8 @@ GET  /api/v1/perf                      every target: environment, last run, base
 POST /api/v1/perf/bench?target=NAME    benchmark NAME at its next idle moment (202)
 POST /api/v1/perf/baseline?target=NAME[&last=N]   the last N completed runs become the baseline
 
-Writes are protected as the Alertmanager API's are (basic auth, or loopback and
-[exporter] api_write_from).
+Writes are protected as the Alertmanager API's are (never cross-site; basic auth, or loopback
+and [exporter] api_write_from).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ def _reply(code: int, doc: object) -> Reply:
 
 class PerfAPI:
     def __init__(self, book: PerfBook, collectors: Callable[[], Dict[str, PerfCollector]],
-                 refuse_write: Callable[[str], Optional[Reply]], tolerance: Callable[[], float]):
+                 refuse_write: Callable[[str, str, Dict[str, str]], Optional[Reply]], tolerance: Callable[[], float]):
         self.book = book
         self.collectors = collectors
         self.refuse_write = refuse_write
         self.tolerance = tolerance
 
-    def handle(self, method: str, target: str, client: str) -> Reply:
+    def handle(self, method: str, target: str, client: str, headers: Optional[Dict[str, str]] = None) -> Reply:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         name = (query.get("target") or [""])[0]
@@ -42,7 +42,7 @@ class PerfAPI:
             return _reply(404, {"error": f"no target {name[:100]!r} with benchmarks here (known: "
                                          f"{', '.join(sorted(known)) or 'none'})"})
         if method == "POST":
-            refusal = self.refuse_write(client)
+            refusal = self.refuse_write(client, method, headers or {})
             if refusal:
                 return refusal
             if parts.path == "/api/v1/perf/bench":

@@ -129,3 +129,63 @@ class BasicAuth:
         if len(self._clients) > 10_000:  # many addresses: forget the oldest entries
             for key in list(self._clients)[:1000]:
                 del self._clients[key]
+
+
+WRITES = ("POST", "PUT", "DELETE", "PATCH")
+
+
+def local_names() -> Tuple[str, ...]:
+    """The names this host answers to without configuration: localhost, its hostname and FQDN."""
+    import socket
+
+    names = {"localhost", socket.gethostname().lower()}
+    try:
+        names.add(socket.getfqdn().lower())
+    except OSError:
+        pass
+    return tuple(sorted(n for n in names if n))
+
+
+def _host_of(value: str) -> str:
+    """The name in a Host header or an Origin's authority, without the port or brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_ip(name: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
+
+
+def cross_site_refusal(method: str, headers: Dict[str, str], allowed_hosts: Tuple[str, ...]) -> Optional[str]:
+    """Why a write (a silence, a benchmark) must be refused as cross-site, or None.
+
+    - Content-Type must be application/json (what amtool and Alertmanager's clients send): an
+      HTML form cannot send it, and a page's fetch() with it needs a CORS preflight the agent
+      never grants;
+    - a browser's Origin must be the agent's own (its scheme, host and port as the request's
+      Host says): a page served elsewhere is refused, whatever the network lets through;
+    - Host must be a name the agent answers to (an IP literal, localhost, the host's own names,
+      [exporter] allowed_hosts): a DNS-rebinding page's own domain is refused."""
+    if method not in WRITES:
+        return None
+    host = _host_of(headers.get("host", ""))
+    if host and not _is_ip(host) and host not in allowed_hosts:
+        return f"Host {host!r} is not a name this agent answers to; add it to [exporter] allowed_hosts"
+    origin = headers.get("origin")
+    if origin is not None:
+        authority = origin.split("://", 1)[1] if "://" in origin else ""
+        if origin == "null" or authority.lower() != headers.get("host", "").strip().lower():
+            return "cross-site write refused: the request's Origin is not this agent"
+    if method != "DELETE" or headers.get("content-length", "0") not in ("", "0"):
+        ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if ctype != "application/json":
+            return "writes take Content-Type: application/json"
+    return None

@@ -30,8 +30,8 @@ def write(tmp_path, text, name="agent.toml"):
 def test_version_and_help():
     assert cli("--version").stdout.strip() == "llm-agent 0.1.0"
     out = cli("--help").stdout
-    for command in ("run", "check", "config validate"):
-        assert f"\n  {command} " in out
+    for command in ("run", "check", "config", "report"):
+        assert f"\n    {command} " in out
 
 
 def test_config_validate(tmp_path):

@@ -7,34 +7,13 @@ fit a phone's width, and stay small. Screenshots are saved beside the test's oth
 """
 
 import gzip
-import shutil
 
-import pytest
 import requests
 
 from tests.support.fake_pynvml import FakeNvml, three_gpus
-from tests.support.peers import require, wait_until
+from tests.support.peers import wait_until
 
 SERIES_COLOURS = [(0x2B, 0x6C, 0xB0), (0xDD, 0x6B, 0x20)]  # COLOURS[0] and [1] in console.js
-
-
-@pytest.fixture
-def browser():
-    path = shutil.which("chromedriver")
-    require("chromium-driver", path is not None and shutil.which("chromium") is not None,
-            "apt-get install chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1800"):
-        options.add_argument(arg)
-    options.binary_location = shutil.which("chromium")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(path), options=options)
-    driver.set_script_timeout(20)
-    yield driver
-    driver.quit()
 
 
 def coloured_pixels(driver, canvas_id, colours=SERIES_COLOURS):

@@ -155,7 +155,8 @@ def test_a_silenced_alerts_resolve_is_muted_and_silences_survive_a_restart(servi
 def test_bad_silences_get_400_with_the_reason(serving, body, says):
     running = serving('[discovery]\nenabled = false\n[collectors.nvml]\nenabled = false\n')
     url = f"http://127.0.0.1:{running.port}/api/v2/silences"
-    r = requests.post(url, data=body if isinstance(body, str) else json.dumps(body), timeout=5)
+    r = requests.post(url, data=body if isinstance(body, str) else json.dumps(body), timeout=5,
+                      headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and says in r.json(), r.text
 
 

@@ -354,7 +354,7 @@ def test_the_api_never_makes_a_book_for_a_name_a_client_made_up(tmp_path):
 
     book = PerfBook(str(tmp_path))
     book.add_run("llama", completed(FIGS))
-    api = PerfAPI(book, lambda: {}, lambda client: None, lambda: 0.15)
+    api = PerfAPI(book, lambda: {}, lambda client, method, headers: None, lambda: 0.15)
     for i in range(50):
         code, body, _ = api.handle("GET", f"/api/v1/perf?target=made-up-{i}", "127.0.0.1")
         assert code == 404 and b"llama" in body

@@ -116,6 +116,9 @@ def test_inhibited_alerts_name_their_source():
     assert by["Slow"].inhibited and by["Slow"].inhibited_by == by["Down"].fingerprint
 
 
+AMTOOL = {"content-type": "application/json", "host": "127.0.0.1:9093"}  # what amtool's requests carry
+
+
 def api(tmp_path, write_from=(), auth=False):
     clock = ManualClock(T0)
     alerts = [{"labels": {"alertname": "Fault", "server": "one"}, "annotations": {}, "startsAt": "", "updatedAt": "",
@@ -129,18 +132,18 @@ def api(tmp_path, write_from=(), auth=False):
 def test_writes_from_elsewhere_are_refused_unless_listed_and_counted(tmp_path):
     a = api(tmp_path)
     body = json.dumps(postable()).encode()
-    assert a.handle("POST", "/api/v2/silences", body, "127.0.0.1")[0] == 200
-    assert a.handle("POST", "/api/v2/silences", body, "::1")[0] == 200
-    assert a.handle("POST", "/api/v2/silences", body, "::ffff:127.0.0.1")[0] == 200
-    code, text, _ = a.handle("POST", "/api/v2/silences", body, "192.0.2.7")
+    assert a.handle("POST", "/api/v2/silences", body, "127.0.0.1", AMTOOL)[0] == 200
+    assert a.handle("POST", "/api/v2/silences", body, "::1", AMTOOL)[0] == 200
+    assert a.handle("POST", "/api/v2/silences", body, "::ffff:127.0.0.1", AMTOOL)[0] == 200
+    code, text, _ = a.handle("POST", "/api/v2/silences", body, "192.0.2.7", AMTOOL)
     assert code == 403 and "api_write_from" in json.loads(text)
-    assert a.handle("DELETE", "/api/v2/silence/x", b"", "192.0.2.7")[0] == 403
+    assert a.handle("DELETE", "/api/v2/silence/x", b"", "192.0.2.7", AMTOOL)[0] == 403
     assert a.refused == {"not_allowed": 2}
     assert a.handle("GET", "/api/v2/silences", b"", "192.0.2.7")[0] == 200, "reads are open (basic auth guards them)"
     listed = api(tmp_path, write_from=["192.0.2.0/24"])
-    assert listed.handle("POST", "/api/v2/silences", body, "192.0.2.7")[0] == 200
-    assert listed.handle("POST", "/api/v2/silences", body, "198.51.100.1")[0] == 403
-    assert api(tmp_path, auth=True).handle("POST", "/api/v2/silences", body, "198.51.100.1")[0] == 200
+    assert listed.handle("POST", "/api/v2/silences", body, "192.0.2.7", AMTOOL)[0] == 200
+    assert listed.handle("POST", "/api/v2/silences", body, "198.51.100.1", AMTOOL)[0] == 403
+    assert api(tmp_path, auth=True).handle("POST", "/api/v2/silences", body, "198.51.100.1", AMTOOL)[0] == 200
 
 
 def test_alert_filters_states_and_receivers(tmp_path):
@@ -157,17 +160,54 @@ def test_alert_filters_states_and_receivers(tmp_path):
     assert servers("filter=server%3D%22two%22") == [("two", "suppressed")]
     assert servers("filter=%7Bserver%3D~%22t.*%22%2Calertname%3D%22Fault%22%7D") == [("two", "suppressed")]
     assert servers("receiver=pag.*") == [("two", "suppressed")]
-    a.handle("POST", "/api/v2/silences", json.dumps(postable()).encode(), "127.0.0.1")
+    a.handle("POST", "/api/v2/silences", json.dumps(postable()).encode(), "127.0.0.1", AMTOOL)
     assert servers("silenced=false") == [("two", "suppressed")], "one is silenced now, two inhibited"
     assert servers("silenced=false&inhibited=false") == []
     assert a.handle("GET", "/api/v2/alerts?active=maybe", b"", "127.0.0.1")[0] == 400
 
 
-def test_maintenance_silences_every_alert_or_one_target():
+def test_maintenance_silences_every_alert_or_one_target(tmp_path):
     whole = parse_postable(maintenance_silence(1800, "", "upgrade", T0), T0)[1]
     one = parse_postable(maintenance_silence(1800, "llama", "", T0), T0)[1]
-    assert whole.maintenance and whole.target == "" and one.target == "llama" and one.comment == "maintenance"
+    assert whole.target == "" and one.target == "llama" and one.comment == "maintenance"
     assert all(m.op == "=~" for m in whole.matchers)
+    a = api(tmp_path)
+    body = json.dumps(maintenance_silence(1800, "", "upgrade", T0)).encode()
+    assert a.handle("POST", "/api/v2/silences?maintenance=1", body, "127.0.0.1", AMTOOL)[0] == 200
+    assert [s.maintenance for s in a.silences.all()] == [True]
+
+
+RULES = [{"alertname": "LlmTargetDown", "severity": "critical"}, {"alertname": "GpuHot", "severity": "warning"},
+         {"alertname": "CostTrend", "severity": "info", "team": "finance"}]
+
+
+def test_a_silence_of_every_alert_is_refused_unless_forced_on_the_host(tmp_path):
+    """Issue 27: `alertname=~".+"` and `severity=~"critical|warning|info"` were accepted though the
+    README said they were refused."""
+    a = api(tmp_path, write_from=["192.0.2.0/24"])
+    a.rule_labels = lambda: RULES
+
+    def post(matchers, client="127.0.0.1", query=""):
+        doc = dict(postable(), matchers=[{"name": n, "value": v, "isRegex": r} for n, v, r in matchers])
+        return a.handle("POST", "/api/v2/silences" + query, json.dumps(doc).encode(), client, AMTOOL)
+
+    for everything in ([("alertname", ".+", True)], [("severity", "critical|warning|info", True)]):
+        code, text, _ = post(everything)
+        assert code == 400 and "every alert of this host" in json.loads(text)
+        assert post(everything, query="?force=1")[0] == 200, "forced on the host itself"
+        assert post(everything, "192.0.2.7", "?force=1")[0] == 403, "not from an allowed network"
+    assert post([("severity", "critical|warning", True)])[0] == 200, "not the info alerts"
+    assert post([("alertname", "GpuHot", False)], "192.0.2.7")[0] == 200
+
+
+def test_a_silence_through_the_api_cannot_pose_as_maintenance(tmp_path):
+    """createdBy is any client's to write: a window that drains the box is made on the host."""
+    a = api(tmp_path, write_from=["192.0.2.0/24"])
+    posing = json.dumps(dict(postable(), createdBy="llm-agent maintenance")).encode()
+    code, text, _ = a.handle("POST", "/api/v2/silences", posing, "192.0.2.7", AMTOOL)
+    assert code == 400 and "reserved" in json.loads(text)
+    assert a.handle("POST", "/api/v2/silences?maintenance=1", posing, "192.0.2.7", AMTOOL)[0] == 403
+    assert a.silences.maintenance() == []
 
 
 def test_fuzzed_silences_and_filters_never_raise_anything_but_their_errors(tmp_path):
