@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+import os
 import signal
 import threading
 import time
@@ -331,12 +332,27 @@ class Agent:
             self.recorder.close()
 
 
-def install_signals(agent: Agent) -> None:
-    """SIGTERM/SIGINT stop the agent; SIGHUP reloads its configuration."""
+STOP_GRACE = 10.0  # seconds past the outbox's drain a stop may take before the process exits anyway
+
+
+def install_signals(agent: Agent, drain: float = 5.0, exit_now: Callable[[int], None] = os._exit,
+                    grace: float = STOP_GRACE) -> None:
+    """SIGTERM/SIGINT stop the agent; SIGHUP reloads its configuration. A stop always ends the
+    process within drain + STOP_GRACE seconds: a cycle stuck in a collector, a flood or a wedged
+    driver must not leave an agent that ignores SIGTERM (the outbox is on disk: nothing is lost)."""
     def stop(signum, _frame):
         log.info("signal %s: stopping", signal.Signals(signum).name)
         agent.stop()
+        threading.Thread(target=_deadline, args=(drain + grace, exit_now), name="stop-deadline",
+                         daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGHUP, lambda *_: agent.request_reload())
+
+
+def _deadline(seconds: float, exit_now: Callable[[int], None]) -> None:
+    time.sleep(seconds)
+    log.error("did not stop within %gs of the signal (a cycle is stuck); exiting now", seconds)
+    logging.shutdown()
+    exit_now(1)

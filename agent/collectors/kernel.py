@@ -328,6 +328,12 @@ def _save_position(path: str, doc: Dict[str, object]) -> bool:
         return False
 
 
+MAX_ADDRESSES = 32  # distinct PCI addresses counted by name: 8 GPUs and 6 NVSwitches, twice over
+MAX_CODE = 1023  # NVIDIA's catalogue ends at 172; a larger number is no Xid the driver logs
+MAX_SXID = 99_999  # NVSwitch SXids are five digits
+UNKNOWN = "unknown"
+
+
 class KernelCollector:
     """Counts NVIDIA's kernel events by PCI address (the xid_events deriver adds GPU labels)."""
 
@@ -343,6 +349,8 @@ class KernelCollector:
         self.sxids: Dict[Tuple[str, int], int] = {}
         self.off_bus: Dict[str, int] = {}
         self.recovery: Dict[str, str] = {}  # PCI -> the last Xid 154's action
+        self._addresses: set = set()  # the PCI addresses counted under their own name (MAX_ADDRESSES)
+        self.bucketed = 0
         self._boot = time.time() - _uptime()
 
     def collect(self) -> List[MetricFamily]:
@@ -354,6 +362,7 @@ class KernelCollector:
             if event is None:
                 continue
             when = self._boot + record.usec / 1e6
+            event = self._bounded(event)
             if event.kind == "xid":
                 key = (event.pci, event.code)
                 self.xids[key] = self.xids.get(key, 0) + 1
@@ -386,7 +395,27 @@ class KernelCollector:
         for pci, what in sorted(self.recovery.items()):
             action.add({"pci_bus_id": pci, "action": what}, 1)
         return [up.add({}, 1), counter("llm_agent_kernel_records_total", "Kernel log records read.").add({}, self.records),
+                counter("llm_agent_kernel_events_bucketed_total",
+                        "Kernel events counted under pci_bus_id=\"unknown\" or xid=\"0\": past the addresses or codes "
+                        "one host can have (a flood of made-up ones cannot grow the series).").add({}, self.bucketed),
                 xids, last, sxids, off, action]
+
+    def _bounded(self, event: "Event") -> "Event":
+        """The event under a bounded key: at most MAX_ADDRESSES PCI addresses (a host's GPUs and
+        NVSwitches, with room to spare), then "unknown"; a code past MAX_CODE is 0. Xid series
+        are bounded by the devices that exist, whatever the log says."""
+        pci, code = event.pci, event.code
+        if pci not in self._addresses:
+            if len(self._addresses) < MAX_ADDRESSES:
+                self._addresses.add(pci)
+            else:
+                pci = UNKNOWN
+        if not 0 <= code <= (MAX_CODE if event.kind == "xid" else MAX_SXID):
+            code = 0
+        if (pci, code) != (event.pci, event.code):
+            self.bucketed += 1
+            return Event(event.kind, pci, code, event.detail, event.recovery)
+        return event
 
     def close(self) -> None:
         self.source.close()

@@ -100,6 +100,7 @@ class OllamaCollector(OpenMetricsCollector):
         loaded = model_loaded()
         size = gauge("llm_agent_model_memory_bytes", "Memory a loaded model takes, and where (gpu or total).")
         expires = gauge("llm_agent_model_unload_seconds", "Seconds until the server unloads an idle model.")
+        partly = []
         for m in models:
             info.add({**lbl, "model": m.name, "build": version}, 1)
             loaded.add({**lbl, "model": m.name}, 1)
@@ -108,8 +109,11 @@ class OllamaCollector(OpenMetricsCollector):
             if m.expires_at is not None:
                 expires.add({**lbl, "model": m.name}, max(0.0, m.expires_at - now))
             if m.size and m.size_vram < m.size:
-                self.problem("warning", f"{m.name} is partly in CPU memory ({m.size_vram / m.size:.0%} on the GPU): "
-                                        "it runs much slower", "a smaller quantisation, or fewer models loaded at once")
+                partly.append(f"{m.name[:200]} ({m.size_vram / m.size:.0%} on the GPU)")
+        if partly:  # one problem, a few names: the list is the server's to make as long as it likes
+            self.problem("warning", f"{len(partly)} model(s) partly in CPU memory, running much slower: "
+                                    + ", ".join(partly[:5]) + (" ..." if len(partly) > 5 else ""),
+                         "a smaller quantisation, or fewer models loaded at once")
         if not models:
             info.add({**lbl, "model": "", "build": version}, 1)
         out.extend([info, loaded, size, expires])

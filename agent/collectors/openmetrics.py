@@ -29,6 +29,16 @@ from .registry import Context, register_target_kind
 from .sanitize import LimitExceeded, Limits, check_limits, sanitize
 
 NO_ANSWER = ("refused", "connect", "timeout")  # FetchError reasons where nothing answered
+OWN = "llm_agent_"  # the agent's own families (a target's passthrough cannot use the prefix)
+
+
+def own_series_error(labels: Labels, limits: Limits) -> str:
+    """Why a series the agent made from a target's strings breaks the target's limits ("": none)."""
+    if limits.label_limit and len(labels) > limits.label_limit:
+        return "label_limit"
+    if limits.label_value_length_limit and any(len(v) > limits.label_value_length_limit for _, v in labels):
+        return "label_value_length_limit"
+    return ""
 TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # What liveness reads, per engine: requests in flight (busy) and the generated-token counter
 # (progress); the engine-neutral table's sources, so a new engine is a row there, not code here.
@@ -187,6 +197,7 @@ class OpenMetricsCollector:
         self._down = None
         self._samples_scraped = self._samples_kept = 0
         up = self.scrape(deadline, out, signals)
+        self._bound_own(out)
         out.extend(self._target_families(up, self.clock() - start))
         # an HTTP error is an answer: the server is there, if unwell
         answered = up or (self._down is not None and self._down.reason not in NO_ANSWER)
@@ -261,6 +272,37 @@ class OpenMetricsCollector:
             raise FetchError(e.reason, f"{e}; raise [[targets]] {e.reason} for {self.target.name!r} "
                                        "if the server really exports that much") from None
         return parsed.families
+
+    def _bound_own(self, families: List[MetricFamily]) -> None:
+        """The agent's own families made from what the target says (Ollama's /api/ps, a router's
+        /models, /props, /slots) under the target's limits, as its /metrics is: a series whose
+        label is over label_value_length_limit (a 5 MB model name) or that has more than
+        label_limit labels is dropped, and past sample_limit series the rest are; each counted
+        in llm_agent_target_series_dropped_total. (Passthrough was checked as it was parsed.)"""
+        limits, left = self.limits, self.limits.sample_limit or None
+        dropped: Dict[str, int] = {}
+        for fam in families:
+            if not fam.name.startswith(OWN):
+                continue
+            kept = []
+            for sample in fam.samples:
+                reason = own_series_error(sample.labels, limits)
+                if not reason and left is not None:
+                    reason = "sample_limit" if left <= 0 else ""
+                    left -= 1
+                if reason:
+                    dropped[reason] = dropped.get(reason, 0) + 1
+                else:
+                    kept.append(sample)
+            if len(kept) != len(fam.samples):
+                fam.samples = kept
+        for reason, n in dropped.items():
+            self._dropped[reason] = self._dropped.get(reason, 0) + n
+        if dropped:
+            self.problem("warning", f"{sum(dropped.values())} of the agent's series about this target dropped "
+                                    f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
+                         "the target reports more, or longer names, than its limits allow ([[targets]] sample_limit, "
+                         "label_value_length_limit)")
 
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         """Hook: correct types a server declares wrongly (llama.cpp's gauges-as-counters)."""

@@ -114,6 +114,7 @@ class Alert:
         return cls(**doc)
 
 
+MAX_ALERTS_PER_RULE = 20_000  # a rule without a group limit: label values a target churns cannot grow alert state
 RETIRED_SERIES = "llm_agent_target_gone"  # the targets let go, as the collector set says
 SAVE_EVERY = 60.0  # seconds: how stale a restored alert's value and last_seen may be after kill -9
 
@@ -429,9 +430,10 @@ class Engine:
         else:
             raise EvalError("an alert rule's result must be an instant vector or a scalar")
         group = self._group_of.get(rule.key)
-        if group is not None and group.limit and len(result) > group.limit:
+        limit = group.limit if group is not None and group.limit else MAX_ALERTS_PER_RULE
+        if len(result) > limit:  # as a Prometheus group's limit: the rule fails, its alerts go
             self.alerts[rule.key] = {}
-            raise EvalError(f"exceeded limit of {group.limit} with {len(result)} alerts")
+            raise EvalError(f"exceeded limit of {limit} with {len(result)} alerts")
         active = self.alerts.setdefault(rule.key, {})
         seen = set()
         out: List[Notification] = []

@@ -118,6 +118,9 @@ class Recorder:
             counter("llm_agent_disk_history_dropped_series_total",
                     "Series not stored because [history] max_series was reached (each counted again "
                     "every 10 minutes while it is refused).").add({}, s.dropped_series),
+            counter("llm_agent_disk_history_refused_memory_resets_total",
+                    "Times the memory of refused series was full (new names every cycle) and started over.")
+            .add({}, s.refused_forgotten),
             gauge("llm_agent_disk_history_bytes", "Size of the history file and its write-ahead log.")
             .add({}, self.store.size_bytes()),
             counter("llm_agent_disk_history_seal_seconds_total",

@@ -114,9 +114,11 @@ class StoreStats:
         self.dropped_series = 0  # new series refused at max_series
         self.moved_aside = 0
         self.trimmed_for_size = 0  # raw windows dropped early to stay under max_disk
+        self.refused_forgotten = 0  # times the memory of refused series was full and started over
 
 
 REFUSED_RETRY = 600.0  # seconds before series refused at max_series are offered to the history again
+MAX_REFUSED = 20_000  # refused series remembered at most (a router churning 100,000 names grew it to GBs)
 
 
 def _sorted_labels(name: str, labels: Labels) -> Labels:
@@ -355,6 +357,9 @@ class HistoryStore:
                                 "[history] max_series); new series are not stored (counted in "
                                 "llm_agent_disk_history_dropped_series_total; a target churning label values?)",
                                 name, self.max_series, self.max_per_name)
+                if len(self._over_max) >= MAX_REFUSED:  # names churning each cycle: forget, do not grow
+                    self._over_max.clear()
+                    self.stats.refused_forgotten += 1
                 self._over_max.add((name, labels))  # not asked again until REFUSED_RETRY: room may come later
                 return 0
             else:

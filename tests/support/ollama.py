@@ -9,7 +9,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "ollama"
 
@@ -19,6 +19,7 @@ class FakeOllama:
         self.loaded = loaded
         self.token_delay = token_delay
         self.chats: List[dict] = []  # the bodies POSTed to /api/chat
+        self.ps_body: Optional[bytes] = None  # a test's own /api/ps answer (a hostile one, say)
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,7 +39,7 @@ class FakeOllama:
                 if self.path == "/api/version":
                     self._json((FIXTURES / "version.json").read_bytes())
                 elif self.path == "/api/ps":
-                    self._json((FIXTURES / ("ps.json" if outer.loaded else "ps_empty.json")).read_bytes())
+                    self._json(outer.ps_body or (FIXTURES / ("ps.json" if outer.loaded else "ps_empty.json")).read_bytes())
                 elif self.path == "/":
                     self._json(b"Ollama is running")
                 else:

@@ -143,3 +143,32 @@ def test_releasing_freed_memory_gives_pages_back():
     heap.release_freed_memory()
     after = psutil.Process().memory_info().rss
     assert after < before - (64 << 20), (before >> 20, after >> 20)
+
+
+def test_sigterm_always_ends_the_process_even_when_a_cycle_is_stuck():
+    """Issue 27: after a kernel-log flood no cycle ran for 85 s and SIGTERM did not stop the
+    agent. Whatever the cycle does, the process exits drain + grace seconds after the signal."""
+    import signal
+    import threading
+    import time
+
+    from agent.daemon import install_signals
+
+    class Stuck:  # an agent whose loop never gets back to look at its stop flag
+        stopped = False
+
+        def stop(self):
+            self.stopped = True
+
+    exited = threading.Event()
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        agent = Stuck()
+        install_signals(agent, drain=0.1, exit_now=lambda code: exited.set(), grace=0.2)
+        start = time.monotonic()
+        signal.raise_signal(signal.SIGTERM)
+        assert exited.wait(5) and agent.stopped
+        assert time.monotonic() - start < 2
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -185,3 +185,26 @@ def test_a_missing_journalctl_is_an_error_not_a_crash(tmp_path):
 
     source = JournalSource(str(tmp_path), str(tmp_path / "no-journalctl"))
     assert source.read() == [] and "journalctl" in source.error
+
+
+def test_a_flood_of_made_up_addresses_and_codes_cannot_grow_the_series(tmp_path):
+    """Issue 27: a kernel log flood of unique (PCI address, Xid) pairs made 20,000 critical
+    alerts and stalled the cycle. 50,000 records over 5,000 addresses and wild codes: the Xid
+    series are bounded by the addresses one host has, the rest counted as unknown."""
+    path = tmp_path / "kmsg"
+    with open(path, "w") as f:
+        for i in range(50_000):
+            f.write(f"3,{i + 1},{1_000_000 + i},-;NVRM: Xid (PCI:0000:{i % 5000 // 256:02x}:{i % 256:02x}): "
+                    f"{[79, 48, 999_999][i % 3]}, pid=1, flood\n")
+    boot = tmp_path / "boot_id"
+    boot.write_text("boot\n")
+    c = KernelCollector(KmsgSource(str(path), str(tmp_path), str(boot)))
+    for _ in range(20):  # the source reads a bounded number of records a cycle
+        fams = c.collect()
+    snap = Snapshot(0.0, tuple(fams))
+    series = snap.samples("llm_agent_kernel_xid_events_total")
+    assert len(series) <= 32 * 3 + 3, len(series)
+    assert sum(s.value for s in series) == snap.value("llm_agent_kernel_records_total") == 50_000
+    assert snap.value("llm_agent_kernel_xid_events_total", pci_bus_id="unknown", xid="0") > 0
+    assert snap.value("llm_agent_kernel_events_bucketed_total") > 40_000
+    c.close()

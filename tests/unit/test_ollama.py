@@ -103,3 +103,23 @@ def test_a_configured_model_is_probed_only_while_loaded_unless_allowed(ollama):
     assert skipped.error == "skipped" and "mistral:7b" in skipped.detail and len(ollama.chats) == asked
     allowed = run_probe(ProbeSpec(ollama.url, api="ollama", model="mistral:7b", timeout=5, only_loaded=False))
     assert allowed.success and ollama.chats[-1]["model"] == "mistral:7b"
+
+
+def test_the_agents_own_series_from_a_hostile_ollama_are_bounded(ollama):
+    """Issue 27: /api/ps with 80,000 models made 400,000 series and 620 MB; a 5 MB model name
+    became 8 lines of 5 MB on /metrics. The agent's own families made from a target's strings go
+    through the target's limits, counted in llm_agent_target_series_dropped_total."""
+    import json
+
+    models = [{"name": f"m{i}", "size": 10, "size_vram": 5, "details": {}} for i in range(80_000)]
+    models.insert(0, {"name": "x" * (5 << 20), "size": 10, "size_vram": 10, "details": {}})
+    ollama.ps_body = json.dumps({"models": models}).encode()
+    collector = OllamaCollector(TargetConfig(name="ollama", url=ollama.url, kind="ollama", sample_limit=50_000))
+    fams = collector.collect()
+    own = [s for f in fams if f.name.startswith("llm_agent_model") or f.name == "llm_agent_target_info" for s in f.samples]
+    assert len(own) <= 50_000
+    assert all(len(v) <= 4096 for s in own for _, v in s.labels)
+    dropped = {s.label("reason"): s.value for f in fams if f.name == "llm_agent_target_series_dropped_total"
+               for s in f.samples}
+    assert dropped["label_value_length_limit"] >= 4 and dropped["sample_limit"] > 200_000
+    assert max(len(p.message) for p in collector.problems) < 2000, "a problem names a few models, shortened"

@@ -17,7 +17,7 @@ from array import array
 
 import pytest
 
-from agent.model import Snapshot, counter, gauge
+from agent.model import GAUGE, MetricFamily, Sample, Snapshot, counter, gauge
 from agent.rules.parser import parse
 from agent.tsdb import codec, rollup
 from agent.tsdb.recorder import Recorder
@@ -470,4 +470,20 @@ def test_alert_transitions_are_recorded_once_and_survive_a_restart(tmp_path):
     store = HistoryStore(path)
     rec = Recorder(store)  # restarted while GpuHot fires: nothing new to record
     assert rec.transitions([FakeAlert("GpuHot", "firing")], T0 + 40) == []
+    store.close()
+
+
+def test_churning_names_refused_at_max_series_cannot_grow_the_memory_of_refusals(tmp_path):
+    """Issue 27: a router churning 100,000 model names grew the agent 280 MB -> 4.4 GB: the
+    series the history refused were remembered until a 10-minute reset. The memory is bounded."""
+    from agent.tsdb.store import MAX_REFUSED
+
+    t = [1_000.0]
+    store = HistoryStore(str(tmp_path / "h.db"), max_series=10, clock=lambda: t[0])
+    for cycle in range(3):
+        fam = MetricFamily("m", GAUGE, "", [Sample("m", (("model", f"c{cycle}-{i}"),), 1.0) for i in range(15_000)])
+        store.append(Snapshot(t[0], (fam,)))
+        t[0] += 5
+        assert len(store._over_max) <= MAX_REFUSED
+    assert store.stats.refused_forgotten >= 1 and store.stats.dropped_series > 40_000
     store.close()
