@@ -64,7 +64,7 @@ class HttpClient:
         self.port = parts.port or (443 if self.https else 80)
         self.prefix = parts.path.rstrip("/")
         self.headers = {"User-Agent": "llm-agent", **(headers or {})}
-        self._secrets = credentials(self.headers.get("Authorization", ""))
+        self.secrets = credentials(self.headers.get("Authorization", ""))  # ours, as sent: never echoed back
         self.clock = clock
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._host_header = host if self.port == (443 if self.https else 80) else f"{host}:{self.port}"
@@ -91,7 +91,7 @@ class HttpClient:
             raise FetchError("too_large", f"response body over the {max_bytes} byte limit") from None
         except wire.ProtocolError as e:  # it quotes the server's bytes, which may echo our key
             self.close()
-            said = redact_bytes(str(e).encode("utf-8", "replace"), self._secrets).decode("utf-8", "replace")
+            said = redact_bytes(str(e).encode("utf-8", "replace"), self.secrets).decode("utf-8", "replace")
             raise FetchError("invalid", f"invalid answer: {said}") from None
         except wire.Closed:
             self.close()
@@ -106,7 +106,7 @@ class HttpClient:
             self.close()
             raise FetchError("invalid", f"invalid request: {e}") from None
         if status != 200:  # error bodies end up in logs and `check`: never with our own credentials
-            body = redact_bytes(body, self._secrets)
+            body = redact_bytes(body, self.secrets)
         if status not in ok_statuses:
             raise FetchError(f"http_{status}", f"HTTP {status}", status, body[:4096])
         return Response(status, body, self.clock() - start)

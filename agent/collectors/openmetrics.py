@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TargetConfig
 from ..expfmt import parse_text
-from ..expfmt.parse import LabelSets
+from ..expfmt.parse import LabelSets, scrub
 from ..model import COUNTER, CarryOver, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response
 from .lifecycle import TargetLife
@@ -257,7 +257,7 @@ class OpenMetricsCollector:
         limits = self.limits
         if path not in self._label_sets and len(self._label_sets) >= 64:
             self._label_sets.clear()  # a router's models came and went: start over rather than grow
-        sets = self._label_sets.setdefault(path, LabelSets())
+        sets = self._label_sets.get(path) or self._label_sets.setdefault(path, LabelSets(self.client.secrets))
         parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit, sets)
         del resp  # a big body need not outlive the parse
         if parsed.errors:
@@ -280,12 +280,16 @@ class OpenMetricsCollector:
         label_limit labels is dropped, and past sample_limit series the rest are; each counted
         in llm_agent_target_series_dropped_total. (Passthrough was checked as it was parsed.)"""
         limits, left = self.limits, self.limits.sample_limit or None
+        secrets = [sec for sec in self.client.secrets if len(sec) >= 4]  # a model "named" after our key
         dropped: Dict[str, int] = {}
         for fam in families:
             if not fam.name.startswith(OWN):
                 continue
             kept = []
             for sample in fam.samples:
+                clean = scrub(sample.labels, secrets)
+                if clean is not sample.labels:
+                    sample = Sample(sample.name, clean, sample.value)
                 reason = own_series_error(sample.labels, limits)
                 if not reason and left is not None:
                     reason = "sample_limit" if left <= 0 else ""

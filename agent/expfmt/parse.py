@@ -10,7 +10,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..model import COUNTER, HISTOGRAM, METRIC_TYPES, SUMMARY, UNTYPED, CarryOver, Labels, MetricFamily, Sample
 
@@ -102,14 +102,34 @@ class LabelSets(CarryOver[str, Labels]):
     they are made of, one object each however many series share it (model_name is on every
     series of a vLLM, le on every bucket)."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: Sequence[str] = ()) -> None:
         super().__init__()
         self.pairs: Dict[Tuple[str, str], Tuple[str, str]] = {}
+        # our own credentials for this target (its API key, as sent): a target that echoes them in
+        # a label value must not publish them on /metrics, the query API or the history file
+        self.secrets = tuple(s for s in secrets if len(s) >= 4)
 
     def shared(self, labels: Labels) -> Labels:
         if len(self.pairs) > 100_000:
             self.pairs.clear()  # label values churned: start over rather than grow
-        return tuple([self.pairs.setdefault(p, p) for p in labels])
+        return tuple([self.pairs.setdefault(p, p) for p in self.clean(labels)])
+
+    def clean(self, labels: Labels) -> Labels:
+        """`labels` with our secrets replaced in every value (a new label set: once)."""
+        return scrub(labels, self.secrets)
+
+
+def scrub(labels: Labels, secrets: Sequence[str]) -> Labels:
+    """`labels` with each of `secrets` replaced by <secret> in every value; the same tuple when
+    none is there (the common case costs one scan)."""
+    if not secrets or not any(s in v for _, v in labels for s in secrets):
+        return labels
+    out = []
+    for k, v in labels:
+        for s in secrets:
+            v = v.replace(s, "<secret>")
+        out.append((k, v))
+    return tuple(out)
 
 
 def parse_sample(line: str, sets: Optional[LabelSets] = None) -> Sample:
@@ -131,6 +151,8 @@ def parse_sample(line: str, sets: Optional[LabelSets] = None) -> Sample:
             labels, pos = _parse_labels(line, pos + 1)
             if sets is not None and key is not None and pos == close + 1:
                 labels = sets.put(key, sets.shared(labels))
+            elif sets is not None:
+                labels = sets.clean(labels)  # not remembered (a '}' in a value): cleaned all the same
     rest = line[pos:].split()
     if not rest or len(rest) > 3:  # value, timestamp, and OpenMetrics' exemplar marker at most
         raise _LineError("expected a value (and optional timestamp) after the series")

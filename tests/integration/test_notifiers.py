@@ -340,3 +340,27 @@ def test_email_escapes_what_a_target_controls():
 
     _, html = bodies([hostile_doc()], "h1")
     assert "<!channel>" not in html and "&lt;!channel&gt;" in html and "<a href=\"https://evil" not in html
+
+
+def test_a_receiver_echoing_our_basic_credential_cannot_put_it_in_a_log(tmp_path, caplog):
+    """Issue 27: a receiver that echoed our request headers put the Basic credential (base64 of
+    the URL's user:password) in the log and in `test-alert` output."""
+    import base64
+
+    caplog.set_level(logging.DEBUG)
+    receiver = Receiver({"echo": (400, "who are you, {authorization}?", {})}, "echo")
+    store = Store(str(tmp_path / "state.db"))
+    outbox = Outbox(store)
+    url = receiver.url.replace("http://", "http://ops:pa55-w0rd-xyz@")
+    channel = Channel("hook", "webhook", urls=[url], hostname="h1")
+    dispatcher = Dispatcher(outbox, [channel], clock=ManualClock(1000.0), jitter=lambda: 0.5)
+    try:
+        outbox.enqueue("hook", "k", "firing", doc().to_json(), 1000.0)
+        dispatcher.deliver_once("hook")
+    finally:
+        receiver.close()
+        store.close()
+    basic = base64.b64encode(b"ops:pa55-w0rd-xyz").decode()
+    assert receiver.requests[0]["headers"]["Authorization"] == "Basic " + basic, "the receiver saw it"
+    assert "who are you, Basic <secret>?" in caplog.text
+    assert basic not in caplog.text and "pa55-w0rd-xyz" not in caplog.text

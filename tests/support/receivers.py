@@ -90,6 +90,7 @@ class Receiver:
                     outer.accepted.append(doc)
                     outer._dedup(doc)
                 text = text.replace("{dedup_key}", doc.get("dedup_key", "") if isinstance(doc, dict) else "")
+                text = text.replace("{authorization}", self.headers.get("Authorization", ""))  # a receiver that echoes
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

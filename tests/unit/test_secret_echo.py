@@ -83,3 +83,46 @@ def test_a_target_echoing_our_authorization_header_cannot_leak_the_key(tmp_path,
         "the echo was seen, redacted: the test exercised both paths"
     assert KEY not in caplog.text and KEY not in report
     assert all(KEY not in repr(f) for s in snapshots for f in s.families)
+
+
+class LabelEcho(BaseHTTPRequestHandler):
+    """A /metrics that puts the request's Authorization header into label values (and a '}' so
+    the label set cannot be remembered by its text)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        auth = self.headers.get("Authorization", "")
+        body = (f'echo{{who="{auth}"}} 1\nbraced{{x="}}",who="key {auth.split()[-1]}"}} 1\n').encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_a_target_echoing_our_key_in_a_label_cannot_publish_it(tmp_path):
+    """Issue 27: a target that echoed our API key in a label published it on /metrics, the query
+    API and the history file."""
+    from agent.expfmt.render import render_both
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), LabelEcho)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    config = parse_config('[collectors.nvml]\nenabled = false\n[collectors.host]\nenabled = false\n'
+                          f'[probes]\nenabled = false\n[[targets]]\nname = "echo"\nurl = "{url}"\nkind = "openmetrics"\n'
+                          'api_key = "${KEY}"\n', "agent.toml", {"KEY": KEY})
+    agent = Agent(config, state_dir=str(tmp_path))
+    try:
+        snapshots = [agent.cycle() for _ in range(3)]
+    finally:
+        agent.close(drain=0)
+        httpd.shutdown()
+        httpd.server_close()
+    text, om = render_both(snapshots[-1].families)
+    assert snapshots[-1].value("echo", server="echo", who="<secret>") == 1
+    assert snapshots[-1].value("braced", server="echo", who="key <secret>") == 1
+    assert KEY.encode() not in text and KEY.encode() not in om
+    history = (tmp_path / "history.db").read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("history.db-*"))
+    assert KEY.encode() not in history
