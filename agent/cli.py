@@ -168,6 +168,8 @@ def cmd_run(args: argparse.Namespace, config: Config) -> int:
     try:
         state_dir = resolve_state_dir(config)
         lock = StateLock(state_dir)  # before the database is opened: a second agent must not touch it
+        if auth is not None:
+            auth.remember_in(state_dir)  # the addresses that verified before, and their own bcrypt budget
         agent = Agent(config, state_dir=state_dir)
     except (OSError, StateDirInUse, sqlite3.Error) as e:
         print(f"llm-agent: {e}", file=sys.stderr)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import ssl
 import threading
@@ -44,6 +45,10 @@ class TLSContext:
             return self._context
 
 
+KNOWN_CLIENTS = 256  # addresses that verified, kept (a host's scrapers and operators: a handful)
+KNOWN_CLIENTS_FILE = "auth-clients.json"
+
+
 class BasicAuth:
     """Checks `Authorization: Basic` against bcrypt hashes, with the CPU a flood can take bounded.
 
@@ -54,6 +59,10 @@ class BasicAuth:
     - A client that keeps failing is held off (no bcrypt for it) for a time that doubles, up
       to a minute; and bcrypt runs at most `bcrypt_per_second` times a second in all. The
       pairs already verified (Prometheus' own) keep working through any of it.
+    - Clients whose address has verified before (kept in `state_dir/auth-clients.json`: addresses
+      only, never a credential or a digest of one) have a bcrypt budget of their own: after a
+      restart, a password spray from many addresses cannot lock out the Prometheus that scraped
+      the agent yesterday while it waits to be verified again.
     """
 
     def __init__(self, users: Dict[str, str], clock: Callable[[], float] = time.monotonic,
@@ -72,6 +81,9 @@ class BasicAuth:
         self._clients: Dict[str, Tuple[int, float]] = {}  # client -> (failures in a row, held until)
         self._rate = bcrypt_per_second
         self._tokens, self._tokens_at = bcrypt_per_second, clock()
+        self._known_tokens, self._known_at = bcrypt_per_second, clock()  # the budget of known clients
+        self.known: "OrderedDict[str, None]" = OrderedDict()  # addresses that have verified
+        self._known_path = ""
         self._lock = threading.Lock()
         self.bcrypt_checks = 0  # how often bcrypt actually ran (the flood's real cost)
         self.throttled = 0  # checks refused without bcrypt: held-off clients, spent budget
@@ -102,6 +114,7 @@ class BasicAuth:
                     self._verified.clear()
                 self._verified[digest] = user
                 self._clients.pop(client, None)
+                self._remember(client)
             else:
                 self._refused[digest] = None
                 if len(self._refused) > 10_000:
@@ -114,12 +127,46 @@ class BasicAuth:
         _, held_until = self._clients.get(client, (0, 0.0))
         if now < held_until:
             return False
+        if client and client in self.known:  # its own budget: strangers cannot spend it
+            self._known_tokens = min(self._rate, self._known_tokens + (now - self._known_at) * self._rate)
+            self._known_at = now
+            if self._known_tokens >= 1:
+                self._known_tokens -= 1
+                return True
         self._tokens = min(self._rate, self._tokens + (now - self._tokens_at) * self._rate)
         self._tokens_at = now
         if self._tokens < 1:
             return False
         self._tokens -= 1
         return True
+
+    def remember_in(self, state_dir: str) -> None:
+        """Keep the addresses that verified in `state_dir` (and read the ones kept before)."""
+        self._known_path = os.path.join(state_dir, KNOWN_CLIENTS_FILE)
+        try:
+            with open(self._known_path, encoding="utf-8") as f:
+                addresses = [str(a) for a in json.load(f)[-KNOWN_CLIENTS:]]
+        except (OSError, ValueError, TypeError):
+            return
+        with self._lock:
+            for address in addresses:
+                self.known[address] = None
+
+    def _remember(self, client: str) -> None:
+        """Called under the lock when `client` verified."""
+        if not client or client in self.known:
+            return
+        self.known[client] = None
+        while len(self.known) > KNOWN_CLIENTS:
+            self.known.popitem(last=False)
+        if self._known_path:
+            tmp = self._known_path + ".tmp"
+            try:
+                with open(tmp, "w", encoding="utf-8") as f:
+                    json.dump(list(self.known), f)
+                os.replace(tmp, self._known_path)
+            except OSError:  # a full disk: known in memory until the next restart
+                pass
 
     def _fail(self, client: str) -> None:
         failures, _ = self._clients.get(client, (0, 0.0))

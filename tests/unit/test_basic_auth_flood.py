@@ -52,3 +52,26 @@ def test_a_held_off_client_is_let_in_again_after_its_backoff():
     assert not auth.check(header("prom", "right"), "c"), "held off: not even bcrypt"
     clock.now += 61
     assert auth.check(header("prom", "right"), "c")
+
+
+def test_a_spray_after_a_restart_cannot_lock_out_a_client_that_verified_before(tmp_path):
+    """Issue 27: after a restart the verified pairs are gone, and a password spray from many
+    addresses spent the shared bcrypt budget: the right client was locked out as long as the
+    spray lasted. An address that verified before has a budget the strangers cannot spend."""
+    before = BasicAuth({"prom": HASH}, clock=ManualClock(0.0))
+    before.remember_in(str(tmp_path))
+    assert before.check(header("prom", "right"), "10.0.0.1")
+    assert "right" not in (tmp_path / "auth-clients.json").read_text()  # addresses only
+    clock = ManualClock(100.0)
+    after = BasicAuth({"prom": HASH}, clock=clock)  # the agent restarted
+    after.remember_in(str(tmp_path))
+    ok = 0
+    for i in range(4000):
+        clock.now += 0.0005  # 2,000 guesses a second, each from its own address
+        after.check(header("prom", f"guess{i}"), f"203.0.{i // 250}.{i % 250}")
+        if i % 400 == 399:  # the shared budget is long spent when it comes
+            ok += after.check(header("prom", "right"), "10.0.0.1")
+    assert ok == 10, "verified at its first try, and remembered from then on"
+    assert after.bcrypt_checks <= 2 * (4 + 4 * 2) + 2
+    stranger = BasicAuth({"prom": HASH}, clock=ManualClock(0.0))  # no memory: the shared budget only
+    assert stranger.known == {}
