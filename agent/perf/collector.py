@@ -9,6 +9,7 @@ shows (Guard), and is retried `retry_after` later; its tokens and seconds are co
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -221,6 +222,18 @@ class PerfCollector:
         self._stop.set()
 
 
+MAX_JOINED = 512  # characters of a joined list of models or builds in an environment, its labels and book
+
+
+def joined(values: set) -> str:
+    """The names joined; a list too long for a label (a server listing thousands of models, or a
+    churning one) is named by its size and a digest, so a change still shows and nothing grows."""
+    text = ",".join(sorted(values - {""}))
+    if len(text) <= MAX_JOINED:
+        return text
+    return f"{len(values - {''})} names, sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
 class ServingEnvironment:
     """Deriver: each target's model and build (llm_agent_target_info), the GPU model and the
     driver (NVML's series) into the performance book; a change is exported for an hour as
@@ -248,8 +261,7 @@ class ServingEnvironment:
             models.add(s.label("model"))
             builds.add(s.label("build"))
         for server, (models, builds) in sorted(served.items()):
-            env = Environment(",".join(sorted(models - {""})), ",".join(sorted(builds - {""})), ",".join(gpus),
-                              ",".join(sorted(drivers)))
+            env = Environment(joined(models), joined(builds), ",".join(gpus), ",".join(sorted(drivers)))
             what = self.book.observe_environment(server, env)
             if what:
                 log.warning("serving environment of %s changed: %s", server, "; ".join(what), extra={"TARGET": server})

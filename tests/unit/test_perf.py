@@ -386,3 +386,18 @@ def test_a_routers_models_are_one_environment_not_a_change_every_cycle(tmp_path)
         snap = Snapshot(0, tuple(derive.derive(Snapshot(0, (info,)))))
     assert snap.samples("llm_agent_serving_environment_changed") == [] and book.last_change("router") is None
     assert snap.samples("llm_agent_serving_environment_info")[0].label("model") == "alpha,beta"
+
+
+def test_a_server_with_thousands_of_models_has_a_bounded_environment(tmp_path):
+    """Issue 27: a router churning 100,000 model names: the serving environment (a label, a book
+    on disk, a change event each cycle) is named by the list's size and digest past 512 characters."""
+    book = PerfBook(str(tmp_path), 3, lambda: 1000.0)
+    deriver = ServingEnvironment(book, clock=lambda: 1000.0)
+    for cycle in range(3):
+        info = gauge("llm_agent_target_info", "")
+        for i in range(20_000):
+            info.add({"server": "router", "model": f"c{cycle}-model-{i}", "build": "b1"}, 1)
+        fams = deriver.derive(Snapshot(1000.0, (info,)))
+    labels = [v for f in fams for s in f.samples for _, v in s.labels]
+    assert max(len(v) for v in labels) <= 600, max(len(v) for v in labels)
+    assert sum(p.stat().st_size for p in (tmp_path / "perf").iterdir()) < 20_000
