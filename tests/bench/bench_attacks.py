@@ -31,7 +31,7 @@ import requests  # noqa: E402
 from tests.support.agentproc import AgentProcess  # noqa: E402
 from tests.support.httpservers import RouteServer  # noqa: E402
 from tests.support.ollama import FakeOllama  # noqa: E402
-from tests.support.peers import free_port, wait_until  # noqa: E402
+from tests.support.peers import free_port  # noqa: E402
 
 BASE = '[discovery]\nenabled = false\n[collectors.nvml]\nenabled = false\n[probes]\nenabled = false\n'
 
