@@ -21,7 +21,7 @@ from ..config import TargetConfig
 from ..expfmt import parse_text
 from ..expfmt.parse import LabelSets, scrub
 from ..model import COUNTER, CarryOver, Labels, MetricFamily, Problem, Sample, counter, gauge
-from .http import FetchError, HttpClient, Response
+from .http import FetchError, HttpClient, Response, credentials
 from .lifecycle import TargetLife
 from ..probes.liveness import Liveness
 from .engines import engine_sources, source_total
@@ -130,6 +130,7 @@ class OpenMetricsCollector:
         if target.api_key:
             headers["Authorization"] = f"Bearer {target.api_key}"
         self.client = client or HttpClient(target.url, headers, clock)
+        self.secrets = credentials(headers.get("Authorization", ""))  # ours, as sent: scrubbed from what it echoes
         self.labels: Labels = (("server", target.name),) + tuple(sorted(target.labels.items()))
         self.problems: List[Problem] = []
         self._generated: Optional[float] = None  # the generated-token counter at the last scrape
@@ -257,7 +258,7 @@ class OpenMetricsCollector:
         limits = self.limits
         if path not in self._label_sets and len(self._label_sets) >= 64:
             self._label_sets.clear()  # a router's models came and went: start over rather than grow
-        sets = self._label_sets.get(path) or self._label_sets.setdefault(path, LabelSets(self.client.secrets))
+        sets = self._label_sets.get(path) or self._label_sets.setdefault(path, LabelSets(self.secrets))
         parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit, sets)
         del resp  # a big body need not outlive the parse
         if parsed.errors:
@@ -280,7 +281,7 @@ class OpenMetricsCollector:
         label_limit labels is dropped, and past sample_limit series the rest are; each counted
         in llm_agent_target_series_dropped_total. (Passthrough was checked as it was parsed.)"""
         limits, left = self.limits, self.limits.sample_limit or None
-        secrets = [sec for sec in self.client.secrets if len(sec) >= 4]  # a model "named" after our key
+        secrets = [sec for sec in self.secrets if len(sec) >= 4]  # a model "named" after our key
         dropped: Dict[str, int] = {}
         for fam in families:
             if not fam.name.startswith(OWN):

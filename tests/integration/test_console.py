@@ -86,7 +86,7 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     from agent.notify.silences import maintenance_silence
 
     window = maintenance_silence(1800, "", "swapping <b>GPU 3</b>", running.agent.clock())
-    assert requests.post(f"{url}api/v2/silences", json=window, timeout=5).status_code == 200
+    assert requests.post(f"{url}api/v2/silences?maintenance=1", json=window, timeout=5).status_code == 200
     wait_until(lambda: browser.find_element("id", "maintenance").is_displayed(), 20, what="the maintenance banner")
     assert "swapping <b>GPU 3</b>" in browser.find_element("id", "maintenance").text, "shown as text, never markup"
     wait_until(lambda: browser.find_element("id", "verdict").text == "maintenance", 20, what="the maintenance verdict")
