@@ -31,8 +31,8 @@ def rules_export(args: argparse.Namespace, config: Config) -> int:
 
 def rules_check(args: argparse.Namespace) -> int:
     """Validate Prometheus rule files as `promtool check rules` does; exit 1 on any problem."""
-    from .rules.loader import reach_problem
-    from .rules.rulefile import RuleFileError, count_rules, load_file
+    from .rulefile import reach_problem
+    from .rulefile import RuleFileError, count_rules, load_file
 
     status = 0
     for path in args.files:
@@ -234,7 +234,7 @@ def silence(args: argparse.Namespace, base: str, auth: Optional[Tuple[str, str]]
     import time as _time
 
     from .apiclient import call
-    from .rules.parser import PromQLError, parse_matcher
+    from .promql.parser import PromQLError, parse_matcher
     from .timefmt import iso
 
     if args.silence_command == "add":

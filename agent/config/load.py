@@ -8,6 +8,7 @@ The schema (schema.py) is the single source of truth for keys, defaults, parsers
 from __future__ import annotations
 
 import difflib
+from importlib import resources
 import os
 import re
 import socket
@@ -201,8 +202,6 @@ def _check_channels(val: _Validator, channels: List[Dict[str, Any]]) -> None:
 
 
 def _default_rule_names() -> List[str]:
-    from importlib import resources
-
     text = resources.files("agent.rules").joinpath("defaults.toml").read_text(encoding="utf-8")
     return [r["name"] for r in tomllib.loads(text).get("rules", [])]
 
@@ -245,7 +244,8 @@ def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any,
     report their errors (file:line) with the rest."""
     if not patterns:
         return ()
-    from ..rules.rulefile import RuleFileError, load_files  # and PyYAML: only where rule files are configured
+    # here, for start-up cost: the rule file reader loads PyYAML, which only rule files need
+    from ..rulefile import RuleFileError, load_files
 
     base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
     try:
@@ -258,7 +258,7 @@ def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any,
 
 def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[Any, ...]) -> None:
     """Rules that read further back than the in-memory history holds are refused, with why."""
-    from ..rules.loader import reach_problem
+    from ..rulefile import reach_problem  # here, for start-up cost (PyYAML comes with the rule file reader)
 
     limit = sections["alerting"]["memory_history"]
     for kind in ("rules", "recording_rules"):

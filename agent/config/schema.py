@@ -9,11 +9,19 @@ agent.toml.example documents the same keys for people.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
+from email.utils import parseaddr
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Tuple
 
+from .. import regex
+from ..promql.ast import VectorSelector
+from ..promql.parser import parse, parse_matcher
+from ..templates import Template
 from . import values as v
+from .mail import check_subject, parse_smarthost
+from .schedule import parse_schedule
 
 
 @dataclass(frozen=True)
@@ -53,8 +61,6 @@ def array(cls: type) -> Any:
 
 def _regex(value: Any) -> str:
     """An RE2 pattern (Prometheus and node_exporter use the same syntax)."""
-    from .. import regex
-
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression string, got {value!r}")
     return regex.check(value)  # RegexError is a ValueError
@@ -70,8 +76,6 @@ def _bcrypt_users(value: Any) -> Dict[str, str]:
 
 
 def _networks(value: Any) -> List[str]:
-    import ipaddress
-
     out = []
     for item in v.str_list(value):
         try:
@@ -82,15 +86,11 @@ def _networks(value: Any) -> List[str]:
 
 
 def _smarthost(value: Any) -> str:
-    from ..notify.email import parse_smarthost
-
     parse_smarthost(value)  # ValueError says what a smarthost looks like
     return value
 
 
 def _address(value: Any) -> str:
-    from email.utils import parseaddr
-
     if not isinstance(value, str) or "@" not in parseaddr(value)[1] or "\n" in value or "\r" in value:
         raise ValueError(f"expected an email address such as \"ops@example.com\" or \"Ops <ops@example.com>\", got {value!r}")
     return value
@@ -105,8 +105,6 @@ def _mail_headers(value: Any) -> Dict[str, str]:
 
 
 def _subject(value: Any) -> str:
-    from ..notify.email import check_subject
-
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {value!r}")
     return check_subject(value)
@@ -131,8 +129,6 @@ def _priorities(value: Any) -> Dict[str, str]:
 
 
 def _expr(value: Any) -> Any:
-    from ..rules.parser import parse
-
     if not isinstance(value, str):
         raise ValueError(f"expected a PromQL expression string, got {value!r}")
     parse(value)  # PromQLError is a ValueError: reported with the key and file:line
@@ -140,8 +136,6 @@ def _expr(value: Any) -> Any:
 
 
 def _templates(value: Any) -> Dict[str, str]:
-    from ..rules.templates import Template
-
     table = v.str_table(value)
     for text in table.values():
         Template(text)  # TemplateError is a ValueError
@@ -149,8 +143,6 @@ def _templates(value: Any) -> Dict[str, str]:
 
 
 def _matchers(value: Any) -> list:
-    from ..rules.parser import parse_matcher
-
     items = v.str_list(value)
     for item in items:
         parse_matcher(item)  # PromQLError is a ValueError
@@ -312,8 +304,6 @@ class NotifySettings:
 
 
 def _schedule(value: Any) -> Any:
-    from ..report.schedule import parse_schedule
-
     return parse_schedule(value)  # ValueError names what is wrong
 
 
@@ -449,9 +439,6 @@ class FabricSettings:
 
 
 def _series_selectors(value: Any) -> list:
-    from ..rules.ast import VectorSelector
-    from ..rules.parser import parse
-
     items = v.str_list(value)
     for item in items:
         if not isinstance(parse(item), VectorSelector):  # PromQLError is a ValueError

@@ -14,7 +14,6 @@ The password never appears in a message: errors carry the server's reply code an
 from __future__ import annotations
 
 import html
-import re
 import smtplib
 import socket
 import ssl
@@ -23,31 +22,12 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Dict, List, Optional, Tuple
 
+from ..config.mail import FIELD, parse_smarthost
 from .base import AlertDoc, Channel, NotifyError, redact
 from .grouping import Message
 
-SUBJECT_FIELDS = ("status", "count", "alertname", "summary", "host", "severity")
 DEFAULT_SUBJECT = "[{status}:{count}] {alertname} on {host}"
-_FIELD = re.compile(r"\{([a-z_]+)\}")  # {status}: not ${...}, which the config reads as an environment variable
 IMPLICIT_TLS_PORT = 465
-
-
-def check_subject(template: str) -> str:
-    """`template` if every {field} in it is known; ValueError naming an unknown one."""
-    for name in _FIELD.findall(template):
-        if name not in SUBJECT_FIELDS:
-            raise ValueError(f"unknown subject field {{{name}}}: use " + ", ".join("{" + f + "}" for f in SUBJECT_FIELDS))
-    return template
-
-
-def parse_smarthost(value: object) -> Tuple[str, int]:
-    if not isinstance(value, str) or ":" not in value:
-        raise ValueError(f"expected host:port such as \"smtp.example.com:587\", got {value!r}")
-    host, _, port = value.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port such as \"smtp.example.com:587\", got {value!r}")
-    return host, int(port)
 
 
 def subject_of(batch: List[AlertDoc], template: str, hostname: str) -> str:
@@ -59,7 +39,7 @@ def subject_of(batch: List[AlertDoc], template: str, hostname: str) -> str:
               "count": str(len(shown)), "alertname": ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else ""),
               "summary": first.annotations.get("summary", ""), "host": hostname,
               "severity": first.labels.get("severity", "")}
-    text = _FIELD.sub(lambda m: fields.get(m.group(1), m.group(0)), template)
+    text = FIELD.sub(lambda m: fields.get(m.group(1), m.group(0)), template)
     return " ".join(text.split())[:250]  # one line: a newline in a header would end it
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..rules.engine import Alert, Notification
-from ..rules.history import matches
-from ..rules.parser import parse_matcher
+from ..labels import matches
+from ..promql.parser import parse_matcher
 from .base import AlertDoc, Channel
 from .grouping import Grouper, GroupSettings
 from .outbox import Outbox

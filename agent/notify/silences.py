@@ -27,8 +27,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import regex
-from ..rules.ast import Matcher
-from ..rules.history import matches
+from ..labels import Matcher
+from ..labels import matches
 from ..store import Store
 from ..timefmt import iso, parse_rfc3339
 

@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .ast import Matcher, label_sources, selectors
-from .evaluator import Budget, EvalError, Evaluator, Matrix, unique
-from .history import History, matches
-from .templates import Template
+from ..labels import Matcher, matches
+from ..promql.ast import label_sources, selectors
+from ..promql.evaluator import Budget, EvalError, Evaluator, Matrix, unique
+from .history import History
+from ..templates import Template
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from ..config.values import format_duration
 
 
 if TYPE_CHECKING:
-    from .rulefile import RuleGroup
+    from ..rulefile import RuleGroup
 
 def _q(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)

@@ -21,16 +21,14 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_left, bisect_right
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .. import regex
+from ..labels import Labels, matches
 from ..model import Snapshot
-from .ast import Matcher, VectorSelector
+from ..promql.ast import VectorSelector
+from ..promql.samples import LOOKBACK, Point
 
 log = logging.getLogger(__name__)
-LOOKBACK = 300.0  # Prometheus' default lookback delta
-Labels = Tuple[Tuple[str, str], ...]
-Point = Tuple[float, float]
 
 
 class Column:
@@ -96,31 +94,6 @@ class Window(Sequence[Point]):
 
     def __repr__(self) -> str:
         return f"Window({list(self)!r})"
-
-
-class Samples(Protocol):
-    """What the evaluator reads: the rules' in-memory History, or a query's load from the
-    history file (tsdb.query.Loaded)."""
-
-    def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]: ...
-
-    def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]: ...
-
-    def range(self, sel: VectorSelector, t: float, seconds: float) -> Sequence[Tuple[Labels, Sequence[Point]]]: ...
-
-
-def _match_one(m: Matcher, value: str) -> bool:
-    if m.op == "=":
-        return value == m.value
-    if m.op == "!=":
-        return value != m.value
-    hit = regex.fullmatch(m.value, value)
-    return hit if m.op == "=~" else not hit
-
-
-def matches(matchers: Iterable[Matcher], labels: Dict[str, str]) -> bool:
-    """PromQL matching: a missing label has the empty value; regexes are anchored (RE2)."""
-    return all(_match_one(m, labels.get(m.label, "")) for m in matchers)
 
 
 class History:

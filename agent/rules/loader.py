@@ -10,21 +10,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from ..config import Config, InhibitSettings, RuleSettings, parse_config
-from .ast import Subquery, selectors
+from ..promql.lexer import format_duration
+from ..promql.parser import parse, parse_matcher
+from ..templates import Template
 from .engine import Group, InhibitRule, RecordingRule, Rule
-from .lexer import format_duration
-from .parser import parse, parse_matcher
-from .templates import Template
 
 if TYPE_CHECKING:  # rule files (and PyYAML) are loaded only where rule_files are configured
-    from .rulefile import FileRule, RuleGroup
+    from ..rulefile import FileRule, RuleGroup
 
 log = logging.getLogger(__name__)
 DEFAULTS = "defaults.toml"
-MAX_SUBQUERY_STEPS = 11_000  # Prometheus' limit on points per series of a range query
 
 
 def default_rules_config() -> Config:
@@ -125,37 +123,4 @@ def load_rules(config: Config) -> RuleSet:
     return RuleSet([g for g in groups if g.rules], inhibit)
 
 
-def reach_problem(expr: str, limit: float) -> Optional[str]:
-    """Why a rule cannot run on the in-memory history (it reads further back than `limit`, or
-    a fixed @ time, or a subquery of too many steps); None if it can."""
-    try:
-        tree = parse(expr)
-    except ValueError:
-        return None  # reported by the parser's own check
-    for sel, reach in selectors(tree):
-        if sel.at is not None and sel.at.kind == "time":
-            return ("reads a fixed time (@ <timestamp>); the in-memory history keeps only the last "
-                    f"{format_duration(limit)} ([alerting] memory_history)")
-        if reach > limit:
-            return (f"reads {format_duration(reach)} back (range + offset), further than the in-memory history keeps "
-                    f"([alerting] memory_history = {format_duration(limit)}); raise it (memory grows with the series "
-                    "the rule reads) or shorten the rule")
-    for node in _subqueries(tree):
-        if node.at is not None and node.at.kind == "time":
-            return "reads a fixed time (@ <timestamp>) in a subquery; the in-memory history keeps only recent samples"
-        if node.step and node.range / node.step > MAX_SUBQUERY_STEPS:
-            return (f"its subquery [{format_duration(node.range)}:{format_duration(node.step)}] evaluates "
-                    f"{int(node.range / node.step):,} steps a cycle; at most {MAX_SUBQUERY_STEPS:,}")
-    return None
-
-
-def _subqueries(node: object) -> List[Subquery]:
-    from .ast import children
-
-    out = [node] if isinstance(node, Subquery) else []
-    for child in children(node):
-        out.extend(_subqueries(child))
-    return out
-
-
-__all__ = ["RuleSet", "load_rules", "rule_docs", "reach_problem", "default_rules_config", "build_rule"]
+__all__ = ["RuleSet", "load_rules", "rule_docs", "default_rules_config", "build_rule"]

@@ -18,12 +18,12 @@ from typing import Dict, List, Optional, Tuple
 import yaml
 
 from .engine import Engine, Group
-from .evaluator import EvalError, Evaluator, Matrix
+from ..promql.evaluator import EvalError, Evaluator, Matrix
 from .history import History
-from .lexer import parse_duration
+from ..promql.lexer import parse_duration
 from .loader import file_groups
-from .parser import PromQLError, parse, parse_series
-from .rulefile import RuleFileError, load_files
+from ..promql.parser import PromQLError, parse, parse_series
+from ..rulefile import RuleFileError, load_files
 
 Labels = Tuple[Tuple[str, str], ...]
 MAX_SAMPLES = 1_000_000  # per series: `1+1x100000000` is a typo, not a test

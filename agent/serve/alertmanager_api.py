@@ -26,9 +26,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__, regex
 from ..notify.silences import MAINTENANCE_AUTHOR, Silence, Silences, covers_host, parse_postable
-from ..rules.ast import Matcher
-from ..rules.history import matches
-from ..rules.parser import PromQLError, parse_matcher
+from ..labels import Matcher
+from ..labels import matches
+from ..promql.parser import PromQLError, parse_matcher
 from ..timefmt import iso
 from .websecurity import WRITES, cross_site_refusal, local_names
 

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..model import Problem, Snapshot
 from ..verdict import RANK, SERVING, judge, when
-from ..rules.ast import selectors
+from ..promql.ast import selectors
 from ..rules.engine import AnyRule, Engine, InhibitRule, Rule
 from ..rules.history import History
 

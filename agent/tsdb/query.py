@@ -16,10 +16,10 @@ import time
 from bisect import bisect_left, bisect_right
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..rules.ast import Call, MatrixSelector, VectorSelector, children, selectors
-from ..rules.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix
-from ..rules.history import LOOKBACK
-from ..rules.parser import parse
+from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selectors
+from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix
+from ..promql.samples import LOOKBACK
+from ..promql.parser import parse
 from . import codec, rollup
 from .store import HistoryStore, Labels, Point
 from .tiers import HOUR, MINUTE, RAW, RESOLUTION
@@ -264,7 +264,7 @@ class Querier:
 
 
 def _parse(text: str) -> object:
-    from ..rules.parser import PromQLError
+    from ..promql.parser import PromQLError
 
     try:
         return parse(text)

@@ -13,6 +13,7 @@ import struct
 from array import array
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..labels import Matcher, matches
 from . import codec, rollup
 from .store import AlertEvent, Point, SeriesInfo
 from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
@@ -34,10 +35,8 @@ class Reader:
         self.db = store.db if store.path == ":memory:" else sqlite3.connect(uri, uri=True, check_same_thread=False,
                                                                             isolation_level=None, timeout=10)
 
-    def find(self, name: str, matchers: Sequence[object], start: float, end: float) -> List[SeriesInfo]:
+    def find(self, name: str, matchers: Sequence[Matcher], start: float, end: float) -> List[SeriesInfo]:
         """Stored series matching a selector that have data between start and end."""
-        from ..rules.history import matches
-
         with self.store._lock:
             infos = list(self.store.series.values())
         live = self.store.positions(self.store._last_layout_id)
@@ -48,7 +47,7 @@ class Reader:
             # `last` moves at each seal, so a series still in the head may look up to a window old
             if info.first > end or (info.id not in live and info.last < start - RAW_WINDOW):
                 continue
-            if matches(matchers, info.as_dict):  # type: ignore[arg-type]
+            if matches(matchers, info.as_dict):
                 out.append(info)
         return out
 

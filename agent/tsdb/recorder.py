@@ -17,7 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 from ..config import Config
 from ..model import MetricFamily, Snapshot, counter, gauge
-from ..rules.parser import parse
+from ..promql.parser import parse
 from .store import FILE_NAME, AlertEvent, HistoryStore
 from .tiers import Retention
 

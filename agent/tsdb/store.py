@@ -40,6 +40,7 @@ from array import array
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..labels import matches
 from ..model import COUNTER, HISTOGRAM, SUMMARY, Snapshot
 from .seal import Sealer
 from .tiers import DEFAULT_RETENTION, Retention
@@ -342,8 +343,6 @@ class HistoryStore:
 
     def _resolve(self, db: sqlite3.Connection, name: str, labels: Labels, is_counter: bool, t: float) -> int:
         """The id of a series first seen this cycle (0: not stored: excluded or over max_series)."""
-        from ..rules.history import matches
-
         full = _sorted_labels(name, labels)
         sid = self._by_key.get(full)
         if sid is None:

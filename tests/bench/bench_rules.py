@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 from agent.rules.engine import Engine, Group  # noqa: E402
 from agent.rules.history import History  # noqa: E402
 from agent.rules.loader import build_file_rule, load_rules  # noqa: E402
-from agent.rules.rulefile import load_file, parse_text  # noqa: E402
+from agent.rulefile import load_file, parse_text  # noqa: E402
 from tests.bench.common import fake_gpu_agent, fast_forward, pct  # noqa: E402
 from tests.support.peers import promtool_path  # noqa: E402
 

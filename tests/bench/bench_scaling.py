@@ -100,7 +100,7 @@ def rules_curve(counts):
     from agent.rules.engine import Engine, Group
     from agent.rules.history import History
     from agent.rules.loader import build_file_rule
-    from agent.rules.rulefile import parse_text
+    from agent.rulefile import parse_text
     from tests.bench.bench_rules import user_rules
 
     agent = fake_gpu_agent()

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.rules.evaluator import EvalError, Evaluator, Matrix
+from agent.promql.evaluator import EvalError, Evaluator, Matrix
 from agent.rules.history import History
-from agent.rules.parser import PromQLError, parse
+from agent.promql.parser import PromQLError, parse
 from tests.support.promql_data import backfilled_prometheus, dataset
 
 CORPUS = [line.strip() for line in (Path(__file__).parent.parent / "fixtures" / "promql" / "corpus.txt").read_text().splitlines()

@@ -172,7 +172,7 @@ def test_example_defaults_match_the_embedded_ones():
 
 
 def test_an_inhibit_matcher_value_must_be_one_quoted_string():
-    from agent.rules.parser import PromQLError, parse_matcher
+    from agent.promql.parser import PromQLError, parse_matcher
 
     assert parse_matcher('server="a b"').value == "a b"
     with pytest.raises(PromQLError, match="not one quoted string"):

@@ -9,7 +9,7 @@ from agent.config import parse_config
 from agent.rules.engine import Engine, InhibitRule
 from agent.rules.history import History
 from agent.rules.loader import build_rule
-from agent.rules.parser import parse_matcher
+from agent.promql.parser import parse_matcher
 from agent.store import Store
 
 
@@ -246,8 +246,8 @@ def test_evaluation_error_keeps_state_and_counts():
 
 def test_vanished_series_is_stale_for_instant_selectors_but_stays_in_ranges():
     from agent.model import MetricFamily, Sample, Snapshot
-    from agent.rules.evaluator import Evaluator
-    from agent.rules.parser import parse
+    from agent.promql.evaluator import Evaluator
+    from agent.promql.parser import parse
 
     h = History()
     for sel, rng in [(parse("m"), 0.0), (parse("m[1m]").vector, 60.0)]:

@@ -114,7 +114,7 @@ def test_every_default_rule_has_its_inputs_from_every_engine():
     finds it whatever engine the server runs."""
     from agent.collectors.engines import RATES
     from agent.config import default_config
-    from agent.rules.ast import selectors
+    from agent.promql.ast import selectors
     from agent.rules.loader import load_rules
 
     neutral_names = {row.name for row in load_table()} | set(RATES.values())

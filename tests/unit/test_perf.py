@@ -330,7 +330,7 @@ def test_a_throughput_drop_against_its_week_is_found_in_the_history_file_and_pag
 
 def test_every_history_rule_parses_and_a_failing_one_is_counted_not_fatal():
     from agent.perf.anomaly import HistoryRules, load_history_rules
-    from agent.rules.parser import parse
+    from agent.promql.parser import parse
 
     rules = load_history_rules()
     assert len(rules) >= 8

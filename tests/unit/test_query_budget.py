@@ -8,9 +8,9 @@ import time
 import pytest
 
 from agent.model import GAUGE, MetricFamily, Sample, Snapshot
-from agent.rules.evaluator import Budget, BudgetExceeded, Evaluator
+from agent.promql.evaluator import Budget, BudgetExceeded, Evaluator
 from agent.rules.history import History
-from agent.rules.parser import parse
+from agent.promql.parser import parse
 from agent.tsdb.query import Querier, QueryError
 from agent.tsdb.store import HistoryStore
 

@@ -8,10 +8,10 @@ import pytest
 
 from agent.config import ConfigError, parse_config
 from agent.rules.engine import Engine, Group, RecordingRule
-from agent.rules.evaluator import EvalError, Evaluator
+from agent.promql.evaluator import EvalError, Evaluator
 from agent.rules.loader import load_rules
-from agent.rules.parser import PromQLError, parse
-from agent.rules.rulefile import parse_text
+from agent.promql.parser import PromQLError, parse
+from agent.rulefile import parse_text
 from tests.unit.test_engine import World, rule
 
 CORPUS = [line.strip() for line in (Path(__file__).parent.parent / "fixtures" / "promql" / "corpus.txt").read_text()

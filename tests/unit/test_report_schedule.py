@@ -5,7 +5,8 @@ agent's outbox to a webhook receiver."""
 
 import pytest
 
-from agent.report.schedule import RETRY_AFTER, ReportScheduler, ScheduledReport, parse_schedule
+from agent.config.schedule import parse_schedule
+from agent.report.schedule import RETRY_AFTER, ReportScheduler, ScheduledReport
 from agent.tsdb.store import HistoryStore
 from tests.support.peers import wait_until
 from tests.support.receivers import WEBHOOK

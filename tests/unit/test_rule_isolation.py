@@ -7,7 +7,7 @@ import logging
 from agent.model import MetricFamily, Sample, Snapshot
 from agent.rules.engine import Engine
 from agent.rules.history import History
-from agent.rules.parser import parse
+from agent.promql.parser import parse
 from tests.unit.test_engine import World, rule, up
 
 
@@ -83,7 +83,7 @@ def ingest(history, t, series):
 def test_each_series_is_kept_only_as_long_as_its_own_readers_need():
     h = History()
     for text in ("rate(x[365d])", "y > 0"):
-        for sel, rng in __import__("agent.rules.ast", fromlist=["selectors"]).selectors(parse(text)):
+        for sel, rng in __import__("agent.promql.ast", fromlist=["selectors"]).selectors(parse(text)):
             h.register(sel, rng)
     for t in range(0, 3600, 60):
         ingest(h, float(t), [("x", {}, float(t)), ("y", {}, 1.0)])

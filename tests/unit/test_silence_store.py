@@ -12,7 +12,7 @@ from agent.model import Snapshot, gauge
 from agent.notify.silences import RETENTION, Silences, maintenance_silence, parse_postable
 from agent.rules.engine import Engine, InhibitRule, Rule
 from agent.rules.history import History
-from agent.rules.parser import PromQLError, parse, parse_matcher
+from agent.promql.parser import PromQLError, parse, parse_matcher
 from agent.serve.alertmanager_api import AlertmanagerAPI, parse_filter
 from agent.store import Store
 from tests.support.clock import ManualClock

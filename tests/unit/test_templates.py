@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.rules.templates import Template, TemplateError, humanize, humanize1024, humanize_duration, humanize_percentage
+from agent.templates import Template, TemplateError, humanize, humanize1024, humanize_duration, humanize_percentage
 
 
 @pytest.mark.parametrize("value,text", [(0, "0"), (1234567, "1.235M"), (0.00123, "1.23m"), (12, "12"), (1e-9, "1n")])

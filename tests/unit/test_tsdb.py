@@ -18,7 +18,7 @@ from array import array
 import pytest
 
 from agent.model import GAUGE, MetricFamily, Sample, Snapshot, counter, gauge
-from agent.rules.parser import parse
+from agent.promql.parser import parse
 from agent.tsdb import codec, rollup
 from agent.tsdb.recorder import Recorder
 from agent.tsdb.rollup import decode_rollups, encode_rollups

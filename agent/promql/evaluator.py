@@ -16,7 +16,8 @@ from . import vectorfuncs as vf
 from .aggregation import aggregate
 from .ast import (Aggregate, At, Binary, Call, Matching, MatrixSelector, Number, Paren, String, Subquery, Unary,
                   VectorSelector, unwrap)
-from .history import Labels, Point, Samples
+from ..labels import Labels
+from .samples import Point, Samples
 
 Vector = List[Tuple[Labels, float]]
 

@@ -7,14 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional, Tuple, Union
 
+from ..labels import Matcher
+
 SCALAR, VECTOR, MATRIX, STRING = "scalar", "vector", "matrix", "string"
-
-
-@dataclass(frozen=True)
-class Matcher:
-    label: str
-    op: str  # = != =~ !~
-    value: str
 
 
 @dataclass(frozen=True)
