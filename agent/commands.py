@@ -17,10 +17,12 @@ from .statelock import PIDFILE
 
 
 def rules_export(args: argparse.Namespace, config: Config) -> int:
+    from .perf.anomaly import load_history_rules
     from .rules.export import export_rules
     from .rules.loader import rule_docs
 
-    text = export_rules(rule_docs(config)[0], config.recording_rules, config.rule_groups)
+    history = [(h.record, h.expr) for h in load_history_rules()]
+    text = export_rules(rule_docs(config)[0], config.recording_rules, config.rule_groups, history=history)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)

@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence, Tuple
 from .alerting import Alerting, resolve_state_dir
 from .collectors.lifecycle import Seen
 from .collectors.process import ExitWatcher
-from .collectors.registry import Context
+from .plugins import Context
 from .collectors.selfstats import AgentStats
 from .config import Config, ConfigError, TargetConfig, load_config
 from .discovery import Found, discover_processes
@@ -34,6 +34,7 @@ from .serve.api import QueryAPI
 from .serve.console import state as console_state
 from .serve.exporter import Exporter
 from .serve.health import health
+from .serve.perf_api import PerfAPI
 from .systemd import Notifier, Watchdog
 from .report.compute import Period, Reporter
 from .report.render import render, summary_lines
@@ -218,13 +219,7 @@ class Agent:
             exporter.alertmanager_api = self.alerting.api
         exporter.console = self.console_state
         if self.perf_book is not None and self.alerting is not None:
-            from .perf.collector import PerfCollector
-            from .serve.perf_api import PerfAPI
-
-            exporter.perf_api = PerfAPI(
-                self.perf_book,
-                lambda: {c.server: c for c in self.runner.collectors if isinstance(c, PerfCollector)},
-                self.alerting.api.refuse_write, lambda: self.config.bench.tolerance)
+            exporter.perf_api = PerfAPI(self.perf_book, self.alerting.api.refuse_write, lambda: self.config.bench.tolerance)
         if self.recorder is not None:
             exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
                                                   self.config.history.query_timeout), self.clock, self.metadata)

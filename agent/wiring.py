@@ -1,4 +1,4 @@
-"""The collector set: what is registered (collectors/registry.py), built from the config, for
+"""The collector set: what is registered (plugins.py), built from the config, for
 the fixed sources and for each target (configured, else discovered and re-discovered every
 `discovery.interval`), kept in step across discovery and reloads."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .collectors import registry
+from . import plugins
 from .collectors.lifecycle import Seen, TargetLife
 from .collectors.openmetrics import public_url
 from .collectors.process import ExitWatcher, ProcessCollector
@@ -15,11 +15,11 @@ from .collectors.unitstate import UnitStates
 from .config import Config, TargetConfig
 from .discovery import Found, Held, discovered_targets, hold_missing
 from .model import MetricFamily, gauge
-from .probes.liveness import Liveness
+from .collectors.liveness import Liveness
 from .runner import Collector, Runner
 
 log = logging.getLogger(__name__)
-registry.load_all()
+plugins.load_all()
 
 
 def _target_key(t: TargetConfig) -> Tuple:
@@ -35,7 +35,7 @@ def _target_sections(c: Config) -> Tuple:
 class CollectorSet:
     """Builds and keeps the runner's collectors and derivers for the current config."""
 
-    def __init__(self, ctx: registry.Context, runner: Runner, discover: Callable[[], Sequence[Found]],
+    def __init__(self, ctx: plugins.Context, runner: Runner, discover: Callable[[], Sequence[Found]],
                  seen: Optional[Seen] = None):
         self.ctx = ctx
         self.runner = runner
@@ -62,18 +62,18 @@ class CollectorSet:
         probe prompt, benchmark schedule or quality set applies without a restart)."""
         if previous is not None and _target_sections(previous) != _target_sections(self.config):
             self._targets = {}  # the runner closes the old ones when the new set replaces them
-        self.fixed = self._build(registry.FIXED, self.fixed, previous)
+        self.fixed = self._build(plugins.REGISTRY.fixed, self.fixed, previous)
         kept = {d.name: d for d in self.runner.derivers}
-        self.runner.derivers = list(self._build(registry.DERIVERS, kept, previous).values())
+        self.runner.derivers = list(self._build(plugins.REGISTRY.derivers, kept, previous).values())
         self._next_discovery = 0.0
 
-    def _build(self, regs: Dict[str, registry.Registration], old: Dict[str, Any],
+    def _build(self, regs: Dict[str, plugins.Registration], old: Dict[str, Any],
                previous: Optional[Config]) -> Dict[str, Any]:
         built: Dict[str, Any] = {}
         for name, reg in sorted(regs.items()):
             before = old.get(name)
             same = previous is not None and previous.hostname == self.config.hostname and \
-                (not reg.section or registry.section(previous, reg.section) == registry.section(self.config, reg.section))
+                (not reg.section or plugins.section(previous, reg.section) == plugins.section(self.config, reg.section))
             if before is not None and reg.keep and same:
                 built[name] = before
                 continue
@@ -137,8 +137,8 @@ class CollectorSet:
                             c.health.stall_after, recheck=self.ctx.wake)
         life = TargetLife(t.name, t.kind, self.seen, self.ctx.monotonic, lambda: process.last_exit,
                           c.health.restart_grace)
-        group: List[Collector] = [registry.TARGET_KINDS[t.kind](self.ctx, t, liveness, life), process]
-        for _, reg in sorted(registry.PER_TARGET.items()):
+        group: List[Collector] = [plugins.REGISTRY.target_kinds[t.kind].build(self.ctx, t, liveness, life), process]
+        for _, reg in sorted(plugins.REGISTRY.per_target.items()):
             extra = reg.build(self.ctx, t, life)
             if extra is not None:
                 group.append(extra)

@@ -23,7 +23,7 @@ from typing import Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Tup
 
 from ..config.load import tomllib
 from ..model import COUNTER, GAUGE, HISTOGRAM, Labels, MetricFamily, Sample, Snapshot, gauge, intern_labels
-from .registry import Context, register_deriver
+from ..plugins import Context, register_deriver
 
 TABLE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "engines.toml")
 ENGINES = ("llamacpp", "vllm", "sglang", "tgi")

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..model import COUNTER, GAUGE, MetricFamily, Problem
 from .kernelfiles import read_small
-from .registry import Context, register
+from ..plugins import Context, register
 
 log = logging.getLogger(__name__)
 

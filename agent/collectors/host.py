@@ -19,7 +19,7 @@ from .. import regex
 from ..model import MetricFamily, counter, gauge
 from .kernelfiles import read_small_bytes
 from .procfiles import STAT_MODES, parse_diskstats, parse_meminfo, parse_net_dev, parse_stat_cpus
-from .registry import Context, register
+from ..plugins import Context, register
 
 MEMINFO_FIELDS = ("MemTotal", "MemAvailable", "MemFree", "Buffers", "Cached", "SwapTotal", "SwapFree")
 NET_COUNTERS = ("receive_bytes", "transmit_bytes", "receive_packets", "transmit_packets",

@@ -31,7 +31,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from ..config.load import tomllib
 from ..model import MetricFamily, Problem, Snapshot, counter, gauge
 from .kernelfiles import read_small
-from .registry import Context, register, register_deriver
+from ..plugins import Context, register, register_deriver
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from ..model import COUNTER, GAUGE, MetricFamily, counter, gauge
 from .http import FetchError, error_message
 from .openmetrics import (OpenMetricsCollector, Signals, metrics_enabled, model_loaded, target_builder, target_info,
                           target_ready, target_slots)
-from .registry import register_target_kind
+from ..plugins import register_target_kind
 
 GAUGES_DECLARED_AS_COUNTERS = ("llamacpp:n_tokens_max", "llamacpp:n_busy_slots_per_decode")
 PROPS_REFRESH = 300.0  # /props changes only on restart; re-read it now and then anyway

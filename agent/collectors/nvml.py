@@ -18,7 +18,7 @@ from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, MIB, READERS
 from .gpm import HELP as GPM_HELP, GpmSampler
 from .gpu_inventory import GpuInventory
 from .gpu_owner import owner
-from .registry import Context, register
+from ..plugins import Context, register
 from .xid import WAIT_MS, XidWatcher
 
 log = logging.getLogger(__name__)

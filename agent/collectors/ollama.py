@@ -19,7 +19,7 @@ from ..model import MetricFamily, gauge
 from ..timefmt import parse_rfc3339
 from .http import FetchError
 from .openmetrics import OpenMetricsCollector, Signals, model_loaded, target_builder, target_info, target_ready
-from .registry import register_target_kind
+from ..plugins import register_target_kind
 
 
 

@@ -23,9 +23,9 @@ from ..expfmt.parse import LabelSets, scrub
 from ..model import COUNTER, CarryOver, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response, credentials
 from .lifecycle import TargetLife
-from ..probes.liveness import Liveness
+from .liveness import Liveness
 from .engines import engine_sources, source_total
-from .registry import Context, register_target_kind
+from ..plugins import Context, register_target_kind
 from .sanitize import LimitExceeded, Limits, check_limits, sanitize
 
 NO_ANSWER = ("refused", "connect", "timeout")  # FetchError reasons where nothing answered

@@ -25,7 +25,7 @@ from .kernelfiles import read_small, read_small_bytes
 from .lifecycle import Exit
 from .procfiles import parse_pid_stat
 from .unitstate import UnitStates
-from .registry import Context, register_deriver
+from ..plugins import Context, register_deriver
 
 log = logging.getLogger(__name__)
 

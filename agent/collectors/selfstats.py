@@ -13,7 +13,7 @@ import psutil
 
 from .. import __version__
 from ..model import MetricFamily, counter, gauge
-from .registry import Context, register
+from ..plugins import Context, register
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -99,4 +99,4 @@ class SelfCollector:
 
 @register("agent")
 def _build(ctx: Context) -> SelfCollector:
-    return SelfCollector(ctx.self_stats)
+    return SelfCollector(ctx.self_stats or AgentStats)

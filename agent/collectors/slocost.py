@@ -15,7 +15,7 @@ from typing import Callable, List, Optional, Sequence
 
 from ..config import CostSettings, SloSettings, TargetConfig
 from ..model import MetricFamily, Snapshot, gauge
-from .registry import Context, register_deriver
+from ..plugins import Context, register_deriver
 
 
 class SloCost:

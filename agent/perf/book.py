@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from .benchmark import FIGURES, HIGHER_IS_BETTER, BenchRun
 
@@ -101,6 +101,43 @@ class PerfBook:
         self._lock = threading.Lock()
         self._books: Dict[str, TargetBook] = {}
         self.write_errors = 0
+        # the targets with a benchmark schedule now (server -> whether benchmarks are on, their idle_for),
+        # and the runs asked for through the API, taken by the target's benchmark thread
+        self._schedules: Dict[str, Tuple[bool, float]] = {}
+        self._requested: Set[str] = set()
+
+    # -- the schedule's door: the API asks, the target's benchmark thread takes -------------------
+
+    def attach(self, server: str, bench_enabled: bool, idle_for: float) -> None:
+        with self._lock:
+            self._schedules[server] = (bench_enabled, idle_for)
+
+    def detach(self, server: str) -> None:
+        with self._lock:
+            self._schedules.pop(server, None)
+            self._requested.discard(server)
+
+    def schedule(self, server: str) -> Optional[Tuple[bool, float]]:
+        """(benchmarks on, idle_for) of a target that has a schedule now, else None."""
+        with self._lock:
+            return self._schedules.get(server)
+
+    def scheduled(self) -> List[str]:
+        with self._lock:
+            return sorted(self._schedules)
+
+    def request_run(self, server: str) -> None:
+        """`llm-agent bench`: benchmark at the next idle moment rather than at the schedule."""
+        with self._lock:
+            if server in self._schedules:
+                self._requested.add(server)
+
+    def take_request(self, server: str) -> bool:
+        with self._lock:
+            if server in self._requested:
+                self._requested.discard(server)
+                return True
+            return False
 
     # -- files ----------------------------------------------------------------------------------
 

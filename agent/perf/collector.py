@@ -18,10 +18,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..collectors.engines import engine_sources, source_total
 from ..collectors.http import FetchError, HttpClient
 from ..collectors.llamacpp import parse_props
-from ..collectors.registry import Context, register_deriver, register_per_target
+from ..plugins import Context, register_deriver, register_per_target
 from ..config import TargetConfig
 from ..expfmt import parse_text
 from ..model import MetricFamily, Snapshot, counter, gauge
+from ..probes.collector import probe_spec
 from ..probes.completion import ProbeSpec, run_probe
 from .benchmark import FIGURES, BenchRun, BenchSpec, Guard, run_benchmark
 from .book import Environment, PerfBook, compare
@@ -103,6 +104,7 @@ class PerfCollector:
         self._next_bench = clock() + min(interval, 300.0)  # the first soon after start, when idle
         self._next_quality = clock() + 60.0 if quality else float("inf")
         self._thread = threading.Thread(target=self._loop, name=f"perf-{server}", daemon=True)
+        book.attach(server, bench_enabled, idle_for)  # the API asks the book, never this collector
         if start:
             self._thread.start()
 
@@ -119,6 +121,8 @@ class PerfCollector:
 
     def tick(self) -> None:
         """One look: the quality set when due; a benchmark when due and the server idle long enough."""
+        if self.book.take_request(self.server):
+            self._now.set()
         now = self.clock()
         if now >= self._next_quality:
             self.run_quality()
@@ -220,6 +224,7 @@ class PerfCollector:
 
     def close(self) -> None:
         self._stop.set()
+        self.book.detach(self.server)
 
 
 MAX_JOINED = 512  # characters of a joined list of models or builds in an environment, its labels and book
@@ -287,8 +292,6 @@ def _build(ctx: Context, target: TargetConfig, life: object = None) -> Optional[
         quality.append(QualityCase("canary", c.probes.prompt, regex=c.probes.canary_regex, max_tokens=c.probes.max_tokens))
     if book is None or not target.probe or not (c.bench.enabled or quality):
         return None
-    from ..probes.collector import probe_spec
-
     client = HttpClient(target.url, {"Authorization": f"Bearer {target.api_key}"} if target.api_key else None)
     spec = BenchSpec(c.bench.prompt_tokens, c.bench.generate_tokens, c.bench.requests, c.bench.max_concurrency,
                      c.bench.timeout)

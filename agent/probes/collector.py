@@ -13,9 +13,9 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from .. import regex
-from ..model import MetricFamily, counter, gauge
+from ..model import MetricFamily, Problem, counter, gauge
 from ..collectors.lifecycle import TargetLife
-from ..collectors.registry import Context, register_per_target
+from ..plugins import Context, register_per_target
 from ..config import TargetConfig
 from .completion import ProbeResult, ProbeSpec, run_probe
 
@@ -193,9 +193,7 @@ def describe(result: ProbeResult) -> str:
     return f"{kind.replace('_', ' ')}: {detail}"
 
 
-def _problem(server: str, result: ProbeResult):
-    from ..model import Problem
-
+def _problem(server: str, result: ProbeResult) -> Problem:
     return Problem("warning", f"target {server}", f"completion probe failed: {describe(result)}",
                    "the model does not answer as it should; check the server's log")
 

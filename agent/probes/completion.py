@@ -19,6 +19,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..collectors.http import connect, read_chunks
+from ..collectors.llamacpp import parse_models
+from ..collectors.ollama import parse_ps
 
 
 @dataclass
@@ -138,9 +140,6 @@ def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, fl
 def loaded_models(spec: ProbeSpec) -> List[str]:
     """The models the server has loaded: Ollama's GET /api/ps, a llama.cpp router's GET /models
     ("loaded" ones only); [] when none is or the list cannot be read."""
-    from ..collectors.llamacpp import parse_models
-    from ..collectors.ollama import parse_ps
-
     parts = urlsplit(spec.url)
     https = parts.scheme == "https"
     conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)

@@ -15,7 +15,6 @@ from typing import Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
 from ..perf.book import PerfBook, compare
-from ..perf.collector import PerfCollector
 
 Reply = Tuple[int, bytes, str]
 JSON = "application/json"
@@ -26,10 +25,9 @@ def _reply(code: int, doc: object) -> Reply:
 
 
 class PerfAPI:
-    def __init__(self, book: PerfBook, collectors: Callable[[], Dict[str, PerfCollector]],
-                 refuse_write: Callable[[str, str, Dict[str, str]], Optional[Reply]], tolerance: Callable[[], float]):
-        self.book = book
-        self.collectors = collectors
+    def __init__(self, book: PerfBook, refuse_write: Callable[[str, str, Dict[str, str]], Optional[Reply]],
+                 tolerance: Callable[[], float]):
+        self.book = book  # the API asks the book; a target's benchmark thread takes the request from it
         self.refuse_write = refuse_write
         self.tolerance = tolerance
 
@@ -37,7 +35,7 @@ class PerfAPI:
         parts = urlsplit(target)
         query = parse_qs(parts.query)
         name = (query.get("target") or [""])[0]
-        known = set(self.collectors()) | set(self.book.servers())
+        known = set(self.book.scheduled()) | set(self.book.servers())
         if name and name not in known:  # never a book for a name a client made up
             return _reply(404, {"error": f"no target {name[:100]!r} with benchmarks here (known: "
                                          f"{', '.join(sorted(known)) or 'none'})"})
@@ -46,14 +44,15 @@ class PerfAPI:
             if refusal:
                 return refusal
             if parts.path == "/api/v1/perf/bench":
-                collector = self.collectors().get(name)
-                if collector is None:
+                schedule = self.book.schedule(name)
+                if schedule is None:
                     return _reply(404, {"error": f"no target {name!r} with benchmarks here (known: "
-                                                 f"{', '.join(sorted(self.collectors())) or 'none'})"})
-                if not collector.bench_enabled:
+                                                 f"{', '.join(self.book.scheduled()) or 'none'})"})
+                bench_enabled, idle_for = schedule
+                if not bench_enabled:
                     return _reply(409, {"error": "benchmarks are off: [bench] enabled = false"})
-                collector.request_run()
-                return _reply(202, {"status": "queued", "target": name, "idle_for": collector.idle_for})
+                self.book.request_run(name)
+                return _reply(202, {"status": "queued", "target": name, "idle_for": idle_for})
             if parts.path == "/api/v1/perf/baseline":
                 try:
                     last = int((query.get("last") or ["0"])[0])

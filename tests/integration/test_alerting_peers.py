@@ -239,4 +239,7 @@ def test_shipped_contrib_rules_match_the_defaults():
     from agent.rules.loader import rule_docs
 
     shipped = open(os.path.join(ROOT, "contrib", "prometheus", "llm-agent-rules.yml")).read()
-    assert shipped == export_rules(rule_docs(default_config())[0])
+    from agent.perf.anomaly import load_history_rules
+
+    history = [(h.record, h.expr) for h in load_history_rules()]
+    assert shipped == export_rules(rule_docs(default_config())[0], history=history)

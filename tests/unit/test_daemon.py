@@ -57,13 +57,17 @@ def test_discovery_reruns_and_picks_up_a_server_started_later():
 
 
 def test_every_collector_is_registered_and_a_reload_keeps_nvml_unless_its_section_changed(tmp_path):
-    from agent.collectors import registry
     from agent.config import parse_config
+    from agent.plugins import REGISTRY as registry, Registration, load_all
     from tests.support.fake_pynvml import FakeGpu, FakeNvml
 
-    assert {"agent", "nvml", "host"} <= set(registry.FIXED)
-    assert {"slo_cost", "process_gpu_memory", "engine_series"} <= set(registry.DERIVERS)
-    assert set(registry.TARGET_KINDS) == {"llamacpp", "openmetrics", "ollama"} and "probe" in registry.PER_TARGET
+    load_all()
+    with pytest.raises(ValueError, match="registered twice"):  # a registry refuses a second of a name
+        registry.add(registry.fixed, Registration("nvml", "", lambda ctx: None))
+
+    assert {"agent", "nvml", "host"} <= set(registry.fixed)
+    assert {"slo_cost", "process_gpu_memory", "engine_series"} <= set(registry.derivers)
+    assert set(registry.target_kinds) == {"llamacpp", "openmetrics", "ollama"} and "probe" in registry.per_target
     agent = Agent(parse_config('[collectors.host]\nenabled = false\n[discovery]\nenabled = false\n'),
                   nvml=FakeNvml([FakeGpu()]), state_dir=str(tmp_path))
     try:

@@ -1,6 +1,6 @@
 """Hang detection's clock: from the first silent request, re-checked at once, decided at hang_after."""
 
-from agent.probes.liveness import MIN_RECHECK, Liveness
+from agent.collectors.liveness import MIN_RECHECK, Liveness
 
 
 class AliveProcess:

@@ -248,7 +248,7 @@ def test_the_score_is_the_fraction_passed_and_a_drop_below_the_baseline_pages(tm
 
 
 def test_the_canary_is_a_case_of_the_quality_set(tmp_path):
-    from agent.collectors.registry import Context
+    from agent.plugins import Context
     from agent.config import TargetConfig, parse_config
     from agent.perf.collector import _build
 
@@ -354,7 +354,7 @@ def test_the_api_never_makes_a_book_for_a_name_a_client_made_up(tmp_path):
 
     book = PerfBook(str(tmp_path))
     book.add_run("llama", completed(FIGS))
-    api = PerfAPI(book, lambda: {}, lambda client, method, headers: None, lambda: 0.15)
+    api = PerfAPI(book, lambda client, method, headers: None, lambda: 0.15)
     for i in range(50):
         code, body, _ = api.handle("GET", f"/api/v1/perf?target=made-up-{i}", "127.0.0.1")
         assert code == 404 and b"llama" in body
