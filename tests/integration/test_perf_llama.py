@@ -81,7 +81,7 @@ def test_the_quality_set_runs_at_temperature_zero_and_scores(llama_server):
 
 
 def test_bench_and_baseline_through_the_running_agent(llama_server, tmp_path, capsys):
-    from agent import commands
+    from agent.commands import perf
 
     run = Running('[agent]\ninterval = "1s"\n' + TARGETS_ONLY + f'''
 [probes]
@@ -100,21 +100,19 @@ url = "{llama_server.url}"
     try:
         args = argparse.Namespace(target="tiny", wait=120.0, url=f"http://127.0.0.1:{run.port}", user=None, last=0)
         for _ in range(2):
-            assert commands.bench(args, run.agent.config) == 0
+            assert perf.bench(args, run.agent.config) == 0
         out = capsys.readouterr().out
         assert "tiny: model tiny.gguf" in out and "last run: completed" in out
         wait_until(lambda: run.value("llm_agent_bench_runs_total", server="tiny", outcome="completed") == 2, 10,
                    what="two runs counted")
         wait_until(lambda: run.agent.snapshot.samples("llm_agent_bench_baseline"), 10, what="the candidate baseline")
         assert run.value("llm_agent_bench_tokens_total", server="tiny") > 0
-        args.baseline_command = "record"
-        assert commands.baseline(args, run.agent.config) == 0
+        assert perf.baseline_record(args, run.agent.config) == 0
         assert "baseline of tiny recorded from 2 run(s)" in capsys.readouterr().out
         args.target = None  # every target with a completed run
-        assert commands.baseline(args, run.agent.config) == 0
+        assert perf.baseline_record(args, run.agent.config) == 0
         assert "baseline of tiny recorded" in capsys.readouterr().out
-        args.baseline_command, args.target = "compare", None
-        assert commands.baseline(args, run.agent.config) == 0
+        assert perf.baseline_compare(args, run.agent.config) == 0
         assert "generation_tokens_per_second_c1" in capsys.readouterr().out
         refused = requests.post(f"http://127.0.0.1:{run.port}/api/v1/perf/bench?target=nope", timeout=5)
         assert refused.status_code == 404 and "tiny" in refused.json()["error"]

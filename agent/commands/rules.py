@@ -1,0 +1,54 @@
+"""`llm-agent rules export|check|test`: the loaded rules as a Prometheus rule file, rule files
+checked as promtool checks them, and promtool's unit tests on the agent's engine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..config import Config
+from ..perf.anomaly import load_history_rules
+from ..rulefile import RuleFileError, count_rules, load_file, reach_problem
+from ..rules.export import export_rules
+from ..rules.loader import rule_docs
+from ..rules.unittest import render, run_file
+
+
+def export(args: argparse.Namespace, config: Config) -> int:
+    history = [(h.record, h.expr) for h in load_history_rules()]
+    text = export_rules(rule_docs(config)[0], config.recording_rules, config.rule_groups, history=history)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate Prometheus rule files as `promtool check rules` does; exit 1 on any problem."""
+    status = 0
+    for path in args.files:
+        print(f"Checking {path}")
+        try:
+            groups = load_file(path)
+        except RuleFileError as e:
+            print("  FAILED:")
+            for problem in e.problems:
+                print(f"{problem}")
+            status = 1
+            continue
+        print(f"  SUCCESS: {count_rules(groups)} rules found")
+        for group in groups:  # valid Prometheus, but more than the agent's in-memory history holds by default
+            for rule in group.rules:
+                reason = reach_problem(rule.expr, args.memory_history)
+                if reason:
+                    print(f"  note: {rule.where}: {rule.alert or rule.record}: {reason}")
+    return status
+
+
+def test(args: argparse.Namespace) -> int:
+    """promtool's unit-test files on the agent's engine; exit 1 if any fails."""
+    outcomes = [run_file(path) for path in args.files]
+    sys.stdout.write(render(outcomes))
+    return 0 if all(o.ok for o in outcomes) else 1
