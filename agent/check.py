@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .serve.health import gpu_checks, target_checks
 from .model import SEVERITY_RANK, Problem, Snapshot
 from .verdict import Verdict, alert_title, held_text, judge
+from .apiclient import ApiError, call, local_url
 
 GIB = 1 << 30
 
@@ -152,8 +153,6 @@ def _fmt(value: Optional[float], fmt: str, unit: str = "") -> str:
 def running_agent(listen: Tuple[str, int], tls: bool = False, timeout: float = 1.0) -> Dict[str, Any]:
     """The verdict of the agent running with this config (its /healthz: status, reasons, the
     firing alerts with the silences holding them, maintenance windows)."""
-    from .apiclient import ApiError, call, local_url
-
     base = local_url(listen, tls)
     url = base + "/healthz"
     try:
@@ -182,8 +181,11 @@ def exit_code(report: Dict[str, Any]) -> int:
     return Verdict(report["status"]).exit_code
 
 
+Tag = Callable[[str], str]
+
+
 def render_report(r: Dict[str, Any], color: bool = False) -> str:
-    """A one-screen text report."""
+    """A one-screen text report: the banner, each section, the verdict."""
     paint = {"critical": "\033[31m", "warning": "\033[33m", "ok": "\033[32m", "info": "\033[36m"} if color else {}
     reset = "\033[0m" if color else ""
 
@@ -191,12 +193,28 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
         return f"{paint.get(sev, '')}{sev.upper()}{reset}"
 
     lines = [f"llm-agent check on {r['hostname']} (config: {r['config']})"]
-    for w in (r.get("running_agent") or {}).get("maintenance", []):  # a banner: pages are silenced
+    lines += _banner(r, tag) + _gpu_lines(r, tag) + _target_lines(r, tag) + _host_lines(r["host"])
+    lines += _running_lines(r.get("running_agent"), tag) + _problem_lines(r["problems"], tag)
+    verdict = r.get("verdict", {})
+    lines += ["", f"Status: {tag(r['status'])} (exit {exit_code(r)}; the verdict of {verdict.get('source', 'this pass')})"]
+    if verdict.get("source") == "the running agent":
+        lines += [f"  {reason}" for reason in verdict.get("reasons", [])[:10]]
+    return "\n".join(lines)
+
+
+def _banner(r: Dict[str, Any], tag: Tag) -> List[str]:
+    """A maintenance window's banner: its pages are silenced on purpose."""
+    out = []
+    for w in (r.get("running_agent") or {}).get("maintenance", []):
         what = f"target {w['target']}" if w["target"] else "the whole host (every alert silenced, /healthz 503)"
         until = time.strftime("%Y-%m-%d %H:%M", time.localtime(w["until"])) if isinstance(w["until"], (int, float)) \
             else w["until"]
-        lines.append(f"{tag('info')} MAINTENANCE of {what} until {until}: {w['comment']}")
-    lines += ["", "GPUs"]
+        out.append(f"{tag('info')} MAINTENANCE of {what} until {until}: {w['comment']}")
+    return out
+
+
+def _gpu_lines(r: Dict[str, Any], tag: Tag) -> List[str]:
+    lines = ["", "GPUs"]
     if r["nvml"] is None:
         lines.append("  NVML collector disabled")
     elif not r["gpus"]:
@@ -215,62 +233,68 @@ def render_report(r: Dict[str, Any], color: bool = False) -> str:
     for x in r.get("xids_of_unlisted_gpus", []):
         lines.append(f"  GPU at PCI {x['pci_bus_id']} (not listed by NVML): {tag(x['severity'])} Xid {x['xid']} "
                      f"x{x['count']} {x['name']}: {x['meaning']} -> {x['action']}")
-    lines += ["", "Targets"]
-    if not r["targets"]:
-        lines.append("  none")
-    for t in r["targets"]:
-        reasons = [r for r in t.get("health", []) if not r.startswith(("completion probe", "stalled"))]
-        state = "up" if t["up"] else tag(t.get("severity") or "critical") + ": " + (reasons[0] if reasons else "down")
-        if t["up"] and "ready" in t:
-            state += ", ready" if t["ready"] else ", " + tag("warning") + ": not ready"
-        parts = [f"  {t['name']} ({t['kind']})  {state}"]
-        if t.get("model"):
-            parts.append(f"model {t['model']}")
-        if "generation_tokens_per_second" in t:
-            parts.append(f"{t['generation_tokens_per_second']:.1f} tokens/s")
-        if "slots_busy" in t:
-            parts.append(f"slots {t['slots_busy']}/{t['slots_busy'] + t['slots_idle']} busy")
-        if "probe_ok" in t:
-            ttft = f", TTFT {t['probe_ttft_seconds_mean'] * 1000:.0f} ms" if "probe_ttft_seconds_mean" in t else ""
-            parts.append(("probe ok" if t["probe_ok"] else tag("warning") + ": probe failing") + ttft)
-        if t.get("hung") or t.get("stalled"):
-            parts.append(tag("critical") + (": hung" if t.get("hung") else ": stalled"))
-        lines.append("  ".join(parts))
-    h = r["host"]
-    lines += ["", "Host"]
+    return lines
+
+
+def _target_lines(r: Dict[str, Any], tag: Tag) -> List[str]:
+    return ["", "Targets"] + ([_target_line(t, tag) for t in r["targets"]] or ["  none"])
+
+
+def _target_line(t: Dict[str, Any], tag: Tag) -> str:
+    reasons = [x for x in t.get("health", []) if not x.startswith(("completion probe", "stalled"))]
+    state = "up" if t["up"] else tag(t.get("severity") or "critical") + ": " + (reasons[0] if reasons else "down")
+    if t["up"] and "ready" in t:
+        state += ", ready" if t["ready"] else ", " + tag("warning") + ": not ready"
+    parts = [f"  {t['name']} ({t['kind']})  {state}"]
+    if t.get("model"):
+        parts.append(f"model {t['model']}")
+    if "generation_tokens_per_second" in t:
+        parts.append(f"{t['generation_tokens_per_second']:.1f} tokens/s")
+    if "slots_busy" in t:
+        parts.append(f"slots {t['slots_busy']}/{t['slots_busy'] + t['slots_idle']} busy")
+    if "probe_ok" in t:
+        ttft = f", TTFT {t['probe_ttft_seconds_mean'] * 1000:.0f} ms" if "probe_ttft_seconds_mean" in t else ""
+        parts.append(("probe ok" if t["probe_ok"] else tag("warning") + ": probe failing") + ttft)
+    if t.get("hung") or t.get("stalled"):
+        parts.append(tag("critical") + (": hung" if t.get("hung") else ": stalled"))
+    return "  ".join(parts)
+
+
+def _host_lines(h: Dict[str, Any]) -> List[str]:
     mem = "-"
     if "memory_total_bytes" in h and "memory_available_bytes" in h:
         used = (h["memory_total_bytes"] - h["memory_available_bytes"]) / GIB
         mem = f"{used:.1f}/{h['memory_total_bytes'] / GIB:.1f} GiB"
     fs = ", ".join(f"{f['mountpoint']} {f['used_percent']:.0f}%" for f in h.get("filesystems", [])[:4]) or "-"
-    lines.append(f"  {h.get('cpus', '?')} CPUs, load {_fmt(h.get('load1'), '.2f')}, memory {mem}, disks {fs}")
-    running = r.get("running_agent")
-    if running is not None:
-        lines += ["", "Firing now (the running agent)"]
-        if "error" in running:
-            lines.append(f"  cannot tell: {running['error']} ({running['url']})")
-        elif not running["firing"]:
-            lines.append("  nothing")
-        for a in running.get("firing", []):
-            if a.get("silence") or a.get("inhibited_by"):  # held on purpose: said so, never a bare critical
-                lines.append(f"  {tag('info')} {held_text(a)}")
-            else:
-                lines.append(f"  {tag(a['labels'].get('severity') or 'warning')} {alert_title(a)}"
-                             + (f": {a['summary']}" if a.get("summary") else ""))
-        if running.get("firing_total", 0) > len(running.get("firing", [])):
-            lines.append(f"  ... {running['firing_total'] - len(running['firing'])} more")
-    lines += ["", "Problems"]
-    if not r["problems"]:
-        lines.append("  none")
-    for p in r["problems"]:
+    return ["", "Host", f"  {h.get('cpus', '?')} CPUs, load {_fmt(h.get('load1'), '.2f')}, memory {mem}, disks {fs}"]
+
+
+def _running_lines(running: Optional[Dict[str, Any]], tag: Tag) -> List[str]:
+    if running is None:
+        return []
+    lines = ["", "Firing now (the running agent)"]
+    if "error" in running:
+        lines.append(f"  cannot tell: {running['error']} ({running['url']})")
+    elif not running["firing"]:
+        lines.append("  nothing")
+    for a in running.get("firing", []):
+        if a.get("silence") or a.get("inhibited_by"):  # held on purpose: said so, never a bare critical
+            lines.append(f"  {tag('info')} {held_text(a)}")
+        else:
+            lines.append(f"  {tag(a['labels'].get('severity') or 'warning')} {alert_title(a)}"
+                         + (f": {a['summary']}" if a.get("summary") else ""))
+    if running.get("firing_total", 0) > len(running.get("firing", [])):
+        lines.append(f"  ... {running['firing_total'] - len(running['firing'])} more")
+    return lines
+
+
+def _problem_lines(problems: List[Dict[str, Any]], tag: Tag) -> List[str]:
+    lines = ["", "Problems"] + ([] if problems else ["  none"])
+    for p in problems:
         lines.append(f"  {tag(p['severity'])} {p['subject']}: {p['message']}")
         if p["fix"]:
             lines.append(f"      fix: {p['fix']}")
-    verdict = r.get("verdict", {})
-    lines += ["", f"Status: {tag(r['status'])} (exit {exit_code(r)}; the verdict of {verdict.get('source', 'this pass')})"]
-    if verdict.get("source") == "the running agent":
-        lines += [f"  {reason}" for reason in verdict.get("reasons", [])[:10]]
-    return "\n".join(lines)
+    return lines
 
 
 def use_color(stream: Any) -> bool:

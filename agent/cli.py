@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__
 from .commands import COMMANDS, DURATION, GROUPS, Command
@@ -37,7 +37,7 @@ def parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"llm-agent {__version__}")
     top = p.add_subparsers(dest="command", metavar="COMMAND")
-    groups: Dict[str, argparse._SubParsersAction] = {}
+    groups: Dict[str, Any] = {}  # a command group's subparsers
     for command in COMMANDS:
         head, _, sub = command.name.partition(" ")
         if not sub:

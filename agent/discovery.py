@@ -15,6 +15,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 from .config import TargetConfig
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,6 @@ def target_name(found: Found, taken: Dict[str, int]) -> str:
 
 def discover_processes() -> List[Found]:
     """Scan running processes (cheap: one /proc walk reading cmdline and environ)."""
-    import psutil
 
     found = []
     for proc in psutil.process_iter(["cmdline", "pid"]):

@@ -51,7 +51,7 @@ def handler_for(fmt: str, stream: IO) -> logging.Handler:
         fmt = "journal" if under_journal(stream) else "text"
     if fmt == "journal":
         try:
-            from systemd import journal
+            from systemd import journal  # optional (systemd-python): only under journald
 
             return journal.JournalHandler(SYSLOG_IDENTIFIER="llm-agent")
         except ImportError:

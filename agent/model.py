@@ -273,58 +273,81 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]],
     so the sources are never changed and can be merged again (the runner merges twice).
     `shapes`: what the last merge learnt (Shapes), for the runner's merge every cycle.
     """
-    merged: Dict[str, MetricFamily] = {}
-    claimed: Dict[str, str] = {}  # a name -> the family that owns it
-    series: Dict[str, Optional[set]] = {}  # a family name -> its series (name, labels) so far; None: not made yet
-    borrowed: set = set()  # families passed through as their collector made them: copied before adding to them
-    conflicts: List[str] = []
+    merge = _Merge(shapes)
     for group in groups:
         for fam in group:
-            into = merged.get(fam.name)
-            names = shapes.known(fam) if shapes is not None and into is None else None
-            proven = names is not None
-            if names is None:
-                names = owned_names(fam)
-            # every name has one owner, so a series can only repeat within its own family
-            clash = next((claimed[n] for n in names if claimed.get(n, fam.name) != fam.name), None)
-            if clash is not None:
-                conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
-                continue
-            if into is None:
-                for n in names:
-                    claimed.setdefault(n, fam.name)
-                if proven:  # the common case: as last cycle, repeat-free
-                    merged[fam.name], series[fam.name] = fam, None
-                    borrowed.add(fam.name)
-                    continue
-                keys = {(s.name, s.labels) for s in fam.samples}
-                if len(keys) == len(fam.samples):  # a family only one collector makes, no repeats
-                    merged[fam.name], series[fam.name] = fam, keys
-                    borrowed.add(fam.name)
-                    if shapes is not None:
-                        shapes.learn(fam, names)
-                    continue
-                into = merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
-                series[fam.name] = set()
-            elif into.type != fam.type:
-                conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
-                continue
-            else:
-                for n in names:
-                    claimed.setdefault(n, fam.name)
-                if fam.name in borrowed:  # never append to a collector's own list: it may be in another merge
-                    into = merged[fam.name] = MetricFamily(into.name, into.type, into.help, list(into.samples))
-                    borrowed.discard(fam.name)
-            seen = series[fam.name]
-            if seen is None:
-                seen = series[fam.name] = {(s.name, s.labels) for s in into.samples}
-            for s in fam.samples:
-                key = (s.name, s.labels)
-                if key in seen:
-                    conflicts.append(f"{s.name}{dict(s.labels)}: duplicate series dropped")
-                    continue
-                seen.add(key)
-                into.samples.append(s)
+            merge.add(fam)
     if shapes is not None:
         shapes.end()
-    return list(merged.values()), conflicts
+    return list(merge.merged.values()), merge.conflicts
+
+
+class _Merge:
+    """One merge_families call's state: the families so far, who owns each name, each family's
+    series (None: not made yet), and which families are still a collector's own list."""
+
+    def __init__(self, shapes: Optional[Shapes]):
+        self.shapes = shapes
+        self.merged: Dict[str, MetricFamily] = {}
+        self.claimed: Dict[str, str] = {}  # a name -> the family that owns it
+        self.series: Dict[str, Optional[set]] = {}
+        self.borrowed: set = set()  # passed through as their collector made them: copied before adding to them
+        self.conflicts: List[str] = []
+
+    def add(self, fam: MetricFamily) -> None:
+        into = self.merged.get(fam.name)
+        names = self.shapes.known(fam) if self.shapes is not None and into is None else None
+        proven = names is not None
+        if names is None:
+            names = owned_names(fam)
+        # every name has one owner, so a series can only repeat within its own family
+        clash = next((self.claimed[n] for n in names if self.claimed.get(n, fam.name) != fam.name), None)
+        if clash is not None:
+            self.conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
+            return
+        if into is None:
+            into = self._first(fam, names, proven)
+            if into is None:
+                return
+        elif into.type != fam.type:
+            self.conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
+            return
+        else:
+            for n in names:
+                self.claimed.setdefault(n, fam.name)
+            if fam.name in self.borrowed:  # never append to a collector's own list: it may be in another merge
+                into = self.merged[fam.name] = MetricFamily(into.name, into.type, into.help, list(into.samples))
+                self.borrowed.discard(fam.name)
+        self._append(fam, into)
+
+    def _first(self, fam: MetricFamily, names: set, proven: bool) -> Optional[MetricFamily]:
+        """The first family of its name: passed through when it is repeat-free (None: done),
+        else a new family to append its series to."""
+        for n in names:
+            self.claimed.setdefault(n, fam.name)
+        if proven:  # the common case: as last cycle, repeat-free
+            self.merged[fam.name], self.series[fam.name] = fam, None
+            self.borrowed.add(fam.name)
+            return None
+        keys = {(s.name, s.labels) for s in fam.samples}
+        if len(keys) == len(fam.samples):  # a family only one collector makes, no repeats
+            self.merged[fam.name], self.series[fam.name] = fam, keys
+            self.borrowed.add(fam.name)
+            if self.shapes is not None:
+                self.shapes.learn(fam, names)
+            return None
+        into = self.merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
+        self.series[fam.name] = set()
+        return into
+
+    def _append(self, fam: MetricFamily, into: MetricFamily) -> None:
+        seen = self.series[fam.name]
+        if seen is None:
+            seen = self.series[fam.name] = {(s.name, s.labels) for s in into.samples}
+        for s in fam.samples:
+            key = (s.name, s.labels)
+            if key in seen:
+                self.conflicts.append(f"{s.name}{dict(s.labels)}: duplicate series dropped")
+                continue
+            seen.add(key)
+            into.samples.append(s)

@@ -32,7 +32,7 @@ class Notifier:
         self._library = None
         if use_library and self.address:
             try:
-                from systemd import daemon  # systemd-python
+                from systemd import daemon  # optional (systemd-python): only under systemd
 
                 self._library = daemon
             except ImportError:

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from ..model import COUNTER, GAUGE, MetricFamily, Problem
 from .kernelfiles import read_small
 from ..plugins import Context, register
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,6 @@ class FabricManagerWatch:
         self._next_scan = 0.0
 
     def __call__(self) -> bool:
-        import psutil
 
         if self._proc is not None and self._proc.is_running():
             return True

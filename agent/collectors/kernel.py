@@ -32,6 +32,8 @@ from ..config.load import tomllib
 from ..model import MetricFamily, Problem, Snapshot, counter, gauge
 from .kernelfiles import read_small
 from ..plugins import Context, register, register_deriver
+import shutil
+import subprocess
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +166,7 @@ class KmsgSource:
         if _save_position(self.state_path, {"seq": self.last_seq, "boot_id": self.boot_id}):
             self._saved_seq = self.last_seq
 
-    def _open(self) -> bool:
+    def open(self) -> bool:
         if self._fd is not None:
             return True
         try:
@@ -178,7 +180,7 @@ class KmsgSource:
 
     def read(self, limit: int = MAX_RECORDS) -> List[Record]:
         """The new records since the last call (at most `limit`)."""
-        if not self._open():
+        if not self.open():
             return []
         assert self._fd is not None
         regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
@@ -269,7 +271,6 @@ class JournalSource:
                 pass
 
     def read(self, limit: int = MAX_RECORDS) -> List[Record]:
-        import subprocess
 
         args = [self.journalctl, "-k", "-b", "-o", "json", "--no-pager", "-n", str(limit)]
         if self.cursor:
@@ -305,10 +306,9 @@ class JournalSource:
 
 def open_source(kmsg_path: str, state_dir: str) -> Union[KmsgSource, JournalSource]:
     """/dev/kmsg where it can be opened, else journald (when journalctl is there)."""
-    import shutil
 
     source = KmsgSource(kmsg_path, state_dir)
-    if source._open() or not shutil.which("journalctl") or os.path.isfile(kmsg_path):
+    if source.open() or not shutil.which("journalctl") or os.path.isfile(kmsg_path):
         return source
     log.info("kernel log: %s unreadable (%s); reading the kernel's messages from journald", kmsg_path, source.error)
     return JournalSource(state_dir)

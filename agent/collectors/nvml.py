@@ -20,6 +20,7 @@ from .gpu_inventory import GpuInventory
 from .gpu_owner import owner
 from ..plugins import Context, register
 from .xid import WAIT_MS, XidWatcher
+import psutil
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ class NvmlCollector:
                  state_dir: str = "", expected_gpus: int = 0,
                  process_owner: Optional[Callable[[int], Dict[str, str]]] = None):
         if nvml is None:
-            import pynvml  # nvidia-ml-py
+            import pynvml  # start-up cost, and optional: only where NVML is used (nvidia-ml-py)
 
             nvml = pynvml
         self.nvml = nvml
@@ -462,7 +463,6 @@ class _LibraryGone(Exception):
 
 
 def _process_name(pid: int) -> str:
-    import psutil
 
     try:
         return psutil.Process(pid).name()

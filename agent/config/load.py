@@ -244,8 +244,7 @@ def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any,
     report their errors (file:line) with the rest."""
     if not patterns:
         return ()
-    # here, for start-up cost: the rule file reader loads PyYAML, which only rule files need
-    from ..rulefile import RuleFileError, load_files
+    from ..rulefile import RuleFileError, load_files  # start-up cost: PyYAML, which only rule files need
 
     base = os.path.dirname(os.path.abspath(source)) if os.path.exists(source) else os.getcwd()
     try:
@@ -258,7 +257,7 @@ def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any,
 
 def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[Any, ...]) -> None:
     """Rules that read further back than the in-memory history holds are refused, with why."""
-    from ..rulefile import reach_problem  # here, for start-up cost (PyYAML comes with the rule file reader)
+    from ..rulefile import reach_problem  # start-up cost: PyYAML comes with the rule file reader
 
     limit = sections["alerting"]["memory_history"]
     for kind in ("rules", "recording_rules"):

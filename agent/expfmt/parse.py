@@ -188,6 +188,26 @@ def _lines(body: str) -> Iterator[str]:
         start = end + 1
 
 
+def _comment(line: str, families: Dict[str, MetricFamily], helps: Dict[str, str]) -> str:
+    """A HELP or TYPE line into `helps` and `families` (any other comment is skipped); an error
+    to report, or ""."""
+    parts = line.split(None, 3)
+    if len(parts) >= 3 and parts[1] == "HELP":
+        helps[parts[2]] = _unescape_help(parts[3]) if len(parts) > 3 else ""
+        if parts[2] in families:
+            families[parts[2]].help = helps[parts[2]]
+    elif len(parts) == 4 and parts[1] == "TYPE":
+        mtype = _TYPE_ALIASES.get(parts[3], parts[3])
+        if mtype not in METRIC_TYPES or not _NAME.fullmatch(parts[2]):
+            return "invalid TYPE line"
+        fam = families.get(parts[2])
+        if fam is None:
+            families[parts[2]] = MetricFamily(parts[2], mtype, helps.get(parts[2], ""))
+        elif not fam.samples:
+            fam.type = mtype
+    return ""
+
+
 def parse_text(body: str, max_samples: int = 0, sets: Optional[LabelSets] = None) -> ParseResult:
     """Parse an exposition body into families (in first-seen order) and line errors. With
     `max_samples`, stop at the sample after it (`exceeded`): memory stays bounded whatever
@@ -203,21 +223,9 @@ def parse_text(body: str, max_samples: int = 0, sets: Optional[LabelSets] = None
         if not line:
             continue
         if line[0] == "#":
-            parts = line.split(None, 3)
-            if len(parts) >= 3 and parts[1] == "HELP":
-                helps[parts[2]] = _unescape_help(parts[3]) if len(parts) > 3 else ""
-                if parts[2] in families:
-                    families[parts[2]].help = helps[parts[2]]
-            elif len(parts) == 4 and parts[1] == "TYPE":
-                mtype = _TYPE_ALIASES.get(parts[3], parts[3])
-                if mtype not in METRIC_TYPES or not _NAME.fullmatch(parts[2]):
-                    errors.append(f"line {lineno}: invalid TYPE line")
-                    continue
-                fam = families.get(parts[2])
-                if fam is None:
-                    families[parts[2]] = MetricFamily(parts[2], mtype, helps.get(parts[2], ""))
-                elif not fam.samples:
-                    fam.type = mtype
+            error = _comment(line, families, helps)
+            if error:
+                errors.append(f"line {lineno}: {error}")
             continue
         try:
             sample = parse_sample(line, sets)

@@ -158,7 +158,7 @@ def classify(status: int, body: str, retry_after: Optional[float]) -> None:
 def post_json(session: Any, url: str, payload: Any, timeout: float, secrets: Sequence[str],
               headers: Optional[Dict[str, str]] = None) -> Any:
     """POST JSON with a requests session and apply the status table; errors never carry the URL."""
-    import requests  # here, not at import time: an agent without channels never loads it (~8 MiB)
+    import requests  # start-up cost: an agent without channels never loads it (~8 MiB)
 
     try:
         resp = session.post(url, data=json.dumps(payload).encode(), timeout=timeout,

@@ -39,10 +39,10 @@ NOTIFIERS = {"slack": SlackNotifier, "pagerduty": PagerDutyNotifier, "webhook": 
 
 def make_notifier(channel: Channel, resend: float = 60.0):
     if channel.type == "email":
-        from .email import EmailNotifier  # smtplib and the email package: loaded only where email is configured
+        from .email import EmailNotifier  # start-up cost: smtplib and the email package, only for email
 
         return EmailNotifier(channel)  # smtplib: no HTTP session
-    import requests  # only when an HTTP channel exists
+    import requests  # start-up cost: only when an HTTP channel exists
 
     session = requests.Session()
     session.trust_env = False  # proxies from the environment are not the operator's choice for pages

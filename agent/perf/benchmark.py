@@ -171,7 +171,7 @@ def run_benchmark(base: ProbeSpec, spec: BenchSpec, guard: Guard,
                                     range(n)))
         run.figures["generation_tokens_per_second_cN"] = sum(r.tokens for r in results) / max(1e-9, clock() - t0)
         ttfts = [one("Reply with the single word OK.", 4).ttft or 0.0 for _ in range(max(2, spec.requests))]
-        from statistics import median  # here: the module pulls in fractions and decimal
+        from statistics import median  # start-up cost: the module pulls in fractions and decimal
         run.figures["ttft_p50_seconds"] = median(ttfts)
         run.figures["ttft_p95_seconds"] = _p95(ttfts)
     except Yielded:

@@ -280,7 +280,7 @@ class PerfBook:
         for name in FIGURES:
             values = [r["figures"][name] for r in runs if name in r["figures"]]
             if values:
-                from statistics import median  # here: the module pulls in fractions and decimal
+                from statistics import median  # start-up cost: the module pulls in fractions and decimal
                 figures[name] = median(values)
         return Baseline(env, figures, self.clock(), len(runs), how)
 

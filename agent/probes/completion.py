@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from ..collectors.http import connect, read_chunks
@@ -180,6 +180,55 @@ def run_probe(spec: ProbeSpec, clock: Callable[[], float] = time.monotonic) -> P
     return result
 
 
+class _Answer:
+    """What a streamed answer has said so far: its tokens (and when each came), the counts and
+    timings the server reported, whether its final event came."""
+
+    def __init__(self, api: str, clock: Callable[[], float]):
+        self.api, self.clock = api, clock
+        self.token_times: List[float] = []
+        self.pieces: List[str] = []
+        self.reported: Optional[int] = None
+        self.prompt_tokens: Optional[int] = None
+        self.timings: Dict[str, float] = {}
+        self.ended = False
+
+    def feed(self, buffer: bytes) -> bytes:
+        """Read the complete lines of `buffer` (ValueError: a broken stream); the rest is returned."""
+        while b"\n" in buffer and not self.ended:
+            raw, buffer = buffer.split(b"\n", 1)
+            line = raw.decode("utf-8", "replace").strip()
+            if self.api == "ollama":
+                text, self.ended, count, self.timings = parse_ollama_line(line)
+            else:
+                text, self.ended, count = parse_event(line)
+            self.reported = count if count is not None else self.reported
+            if text:
+                self.token_times.append(self.clock())
+                self.pieces.append(text)
+            if b"tokens_evaluated" in raw or b"prompt_tokens" in raw or b"prompt_eval_count" in raw:
+                self.prompt_tokens = prompt_tokens_of(line)
+        return buffer
+
+    def result(self, start: float) -> ProbeResult:
+        duration = self.clock() - start
+        if not self.ended:
+            return ProbeResult(False, "broken_stream", duration=duration, tokens=len(self.token_times),
+                               detail="the stream ended without its final event")
+        if not self.token_times:
+            return ProbeResult(False, "empty", duration=duration, detail="no token in the answer")
+        tokens = max(self.reported or 0, len(self.token_times))
+        # time per output token after the first, over the tokens the server generated
+        tpot = (self.token_times[-1] - self.token_times[0]) / (tokens - 1) if tokens > 1 else None
+        ttft = self.token_times[0] - start
+        if "prompt_eval_duration" in self.timings:  # Ollama's own: loading the model and reading the prompt
+            ttft = self.timings.get("load_duration", 0.0) + self.timings["prompt_eval_duration"]
+        if "eval_duration" in self.timings and self.reported:
+            tpot = self.timings["eval_duration"] / self.reported
+        return ProbeResult(True, ttft=ttft, tpot=tpot, duration=duration, tokens=tokens, text="".join(self.pieces),
+                           prompt_tokens=self.prompt_tokens)
+
+
 def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     if spec.api == "ollama" and (spec.only_loaded or not spec.model):
         model = model_to_probe(spec)
@@ -192,78 +241,55 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
     if spec.api_key:
         headers["Authorization"] = f"Bearer {spec.api_key}"
     start = clock()
-    deadline = start + spec.timeout
     https = parts.scheme == "https"
     conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)
-    token_times: List[float] = []
-    pieces: List[str] = []
-    reported: Optional[int] = None
-    prompt_tokens: Optional[int] = None
-    timings: Dict[str, float] = {}
+    answer = _Answer(spec.api, clock)
     try:
         conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
         resp = conn.getresponse()
         if resp.status != 200:
-            detail = resp.read(300).decode("utf-8", "replace")
-            if resp.status == 400 and "model name is missing" in detail:
-                conn.close()  # a llama.cpp router: probe a model it has loaded, through its chat API
-                chat = dataclasses.replace(spec, api="chat")
-                model = model_to_probe(chat)
-                if not model:
-                    return ProbeResult(False, "skipped",
-                                       detail=f"{spec.model or 'no model'} not loaded by the router (the probe loads none)")
-                return _run(dataclasses.replace(chat, model=model, only_loaded=False), clock)
-            return ProbeResult(False, f"http_{resp.status}", duration=clock() - start, detail=detail)
-        ended = False
-        buffer = b""
-        for chunk in read_chunks(conn, resp, deadline, clock):
-            buffer += chunk
-            while b"\n" in buffer and not ended:
-                raw, buffer = buffer.split(b"\n", 1)
-                try:
-                    line = raw.decode("utf-8", "replace").strip()
-                    if spec.api == "ollama":
-                        text, ended, count, timings = parse_ollama_line(line)
-                    else:
-                        text, ended, count = parse_event(line)
-                    reported = count if count is not None else reported
-                except ValueError as e:
-                    return ProbeResult(False, "broken_stream", duration=clock() - start, tokens=len(token_times),
-                                       detail=str(e)[:200])
-                if text:
-                    token_times.append(clock())
-                    pieces.append(text)
-                if b"tokens_evaluated" in raw or b"prompt_tokens" in raw or b"prompt_eval_count" in raw:
-                    prompt_tokens = prompt_tokens_of(line)
-            if ended:
-                break  # the final event: no need to wait for the server to close the stream
-            if spec.cancel is not None and spec.cancel.is_set():
-                return ProbeResult(False, "cancelled", duration=clock() - start, tokens=len(token_times),
-                                   detail="hung up: a user request arrived")
-        duration = clock() - start
-        if not ended:
-            return ProbeResult(False, "broken_stream", duration=duration, tokens=len(token_times),
-                               detail="the stream ended without its final event")
-        if not token_times:
-            return ProbeResult(False, "empty", duration=duration, detail="no token in the answer")
-        tokens = max(reported or 0, len(token_times))
-        # time per output token after the first, over the tokens the server generated
-        tpot = (token_times[-1] - token_times[0]) / (tokens - 1) if tokens > 1 else None
-        ttft = token_times[0] - start
-        if "prompt_eval_duration" in timings:  # Ollama's own: loading the model and reading the prompt
-            ttft = timings.get("load_duration", 0.0) + timings["prompt_eval_duration"]
-        if "eval_duration" in timings and reported:
-            tpot = timings["eval_duration"] / reported
-        return ProbeResult(True, ttft=ttft, tpot=tpot, duration=duration, tokens=tokens, text="".join(pieces),
-                           prompt_tokens=prompt_tokens)
+            return _not_ok(spec, conn, resp, clock, start)
+        return _stream(spec, conn, resp, answer, start)
     except (socket.timeout, TimeoutError):
-        return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(token_times),
+        return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(answer.token_times),
                            detail=f"no complete answer within {spec.timeout:g}s")
     except ConnectionRefusedError:
         return ProbeResult(False, "refused", duration=clock() - start, detail="connection refused")
     except (OSError, http.client.HTTPException) as e:
-        kind = "broken_stream" if token_times or isinstance(e, http.client.HTTPException) else "connect"
-        return ProbeResult(False, kind, duration=clock() - start, tokens=len(token_times), detail=type(e).__name__)
+        kind = "broken_stream" if answer.token_times or isinstance(e, http.client.HTTPException) else "connect"
+        return ProbeResult(False, kind, duration=clock() - start, tokens=len(answer.token_times), detail=type(e).__name__)
     finally:
         conn.close()
+
+
+def _stream(spec: ProbeSpec, conn: Any, resp: Any, answer: _Answer, start: float) -> ProbeResult:
+    """Read the streamed answer until its final event, the deadline or a user's request."""
+    buffer = b""
+    for chunk in read_chunks(conn, resp, start + spec.timeout, answer.clock):
+        try:
+            buffer = answer.feed(buffer + chunk)
+        except ValueError as e:
+            return ProbeResult(False, "broken_stream", duration=answer.clock() - start, tokens=len(answer.token_times),
+                               detail=str(e)[:200])
+        if answer.ended:
+            break  # the final event: no need to wait for the server to close the stream
+        if spec.cancel is not None and spec.cancel.is_set():
+            return ProbeResult(False, "cancelled", duration=answer.clock() - start, tokens=len(answer.token_times),
+                               detail="hung up: a user request arrived")
+    return answer.result(start)
+
+
+def _not_ok(spec: ProbeSpec, conn: Any, resp: Any, clock: Callable[[], float], start: float) -> ProbeResult:
+    """A refusal; a llama.cpp router's "model name is missing" is answered by probing a model it
+    has loaded, through its chat API."""
+    detail = resp.read(300).decode("utf-8", "replace")
+    if resp.status == 400 and "model name is missing" in detail:
+        conn.close()
+        chat = dataclasses.replace(spec, api="chat")
+        model = model_to_probe(chat)
+        if not model:
+            return ProbeResult(False, "skipped", detail=f"{spec.model or 'no model'} not loaded by the router "
+                                                        "(the probe loads none)")
+        return _run(dataclasses.replace(chat, model=model, only_loaded=False), clock)
+    return ProbeResult(False, f"http_{resp.status}", duration=clock() - start, detail=detail)
 

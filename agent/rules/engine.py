@@ -246,13 +246,18 @@ class Engine:
             for by_rule in previous.alerts.values():
                 for alert in by_rule.values():
                     alert.rendered_for = None  # templates may have changed: render everything once
-            self._saved = previous._saved
-            self._group_due = dict(previous._group_due)
+            self._saved, due = previous.carried()
+            self._group_due = dict(due)
             for mine, theirs in ((self.failures, previous.failures), (self.template_errors, previous.template_errors),
                                  (self.skipped, previous.skipped)):
                 mine.update(theirs)
         elif store is not None:
             self._load()
+
+    def carried(self) -> Tuple[Dict[str, Tuple[str, Tuple, float]], Dict[str, float]]:
+        """What a reload's new engine carries over besides the alerts: what the database holds of
+        them, and when each group last ran."""
+        return self._saved, self._group_due
 
     def _register(self) -> None:
         self.history.clear_selectors()
@@ -422,7 +427,36 @@ class Engine:
 
     def _evaluate_rule(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
         evaluator = self._evaluator(rule, cache)
-        value = evaluator.eval(rule.expr, t)
+        result = self._result(rule, evaluator.eval(rule.expr, t))
+        active = self.alerts.setdefault(rule.key, {})
+        retired = self.retired if rule.key not in self._reads_retired else {}
+        seen = set()
+        out: List[Notification] = []
+        for labels, value in result:
+            source = tuple(kv for kv in labels if kv[0] != "__name__")
+            if retired and dict(source).get("server") in retired:
+                continue  # its windows still hold its last samples: no alert starts from them
+            alert_labels = self._labels(rule, dict(source), value)
+            fp = fingerprint(alert_labels)
+            seen.add(fp)
+            alert = active.get(fp)
+            if alert is None:
+                alert = active[fp] = Alert(rule.key, alert_labels, source, {}, "pending", t, value, t)
+            out.extend(self._still_holds(rule, alert, value, t))
+        index: Optional[SeriesIndex] = None  # built once, when an alert leaves the result
+        for fp, alert in list(active.items()):
+            if fp in seen:
+                continue
+            if alert.state == "firing" and not retired.get(alert.labels.get("server", "")) and index is None:
+                index = self._series_index(rule, evaluator)
+            ended = self._left(rule, alert, t, retired, index)
+            if ended is not None:
+                del active[fp]
+                out.extend(ended)
+        return out
+
+    def _result(self, rule: Rule, value: object) -> List[Tuple[Tuple[Tuple[str, str], ...], float]]:
+        """An alert rule's result as samples, within its group's limit (or MAX_ALERTS_PER_RULE)."""
         result: List[Tuple[Tuple[Tuple[str, str], ...], float]]
         if isinstance(value, float):  # a scalar expression: treat as one unlabelled sample
             result = [((), value)]
@@ -435,59 +469,45 @@ class Engine:
         if len(result) > limit:  # as a Prometheus group's limit: the rule fails, its alerts go
             self.alerts[rule.key] = {}
             raise EvalError(f"exceeded limit of {limit} with {len(result)} alerts")
-        active = self.alerts.setdefault(rule.key, {})
-        seen = set()
-        out: List[Notification] = []
-        index: Optional[SeriesIndex] = None  # built once, when an alert leaves the result
-        retired = self.retired if rule.key not in self._reads_retired else {}
-        for labels, value in result:
-            source = tuple(kv for kv in labels if kv[0] != "__name__")
-            if retired and dict(source).get("server") in retired:
-                continue  # its windows still hold its last samples: no alert starts from them
-            alert_labels = self._labels(rule, dict(source), value)
-            fp = fingerprint(alert_labels)
-            seen.add(fp)
-            alert = active.get(fp)
-            if alert is None:
-                alert = active[fp] = Alert(rule.key, alert_labels, source, {}, "pending", t, value, t)
-            # templates see only the labels (in the fingerprint) and the value: render again only when it
-            # moved; a new alert, and every alert after a reload or a restart, is rendered once; a failing
-            # template is tried (and counted) every time
-            if alert.rendered_for is None or alert.rendered_for != value or rule.name in self.template_errors:
-                alert.annotations = {k: self._render(rule, k, tpl, alert_labels, value) for k, tpl in rule.annotations.items()}
-                alert.rendered_for = value
-            alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
-            if alert.state == "pending" and t - alert.active_at >= rule.for_:
-                alert.state = "firing"
-                out.append(Notification("firing", alert, t))
-            elif alert.state == "firing" and rule.cooldown > 0 and alert.last_sent and t - alert.last_sent >= rule.cooldown:
-                out.append(Notification("firing", alert, t))
-        for fp, alert in list(active.items()):
-            if fp in seen:
-                continue
-            if alert.state == "pending":
-                del active[fp]
-                continue
-            why = retired.get(alert.labels.get("server", "")) if retired else None
-            if why is not None:
-                del active[fp]
-                alert.annotations["resolved_reason"] = why
-                out.append(Notification("resolved", alert, t))
-                continue
-            if rule.keep_firing_for > 0:  # Prometheus: measured from the first evaluation without it
-                alert.keep_firing_since = alert.keep_firing_since or t
-                if t - alert.keep_firing_since < rule.keep_firing_for:
-                    continue
-            if index is None:
-                index = self._series_index(rule, evaluator)
-            if index.holds(alert.source):
-                del active[fp]
-                out.append(Notification("resolved", alert, t))
-            elif t - alert.last_seen >= self.no_data_timeout:
-                del active[fp]
-                alert.annotations["resolved_reason"] = f"no data for {self.no_data_timeout:g}s: its series vanished"
-                out.append(Notification("resolved", alert, t))
-        return out
+        return result
+
+    def _still_holds(self, rule: Rule, alert: Alert, value: float, t: float) -> List[Notification]:
+        """An alert whose condition holds this evaluation: rendered when its value moved, pending
+        to firing after `for`, re-notified after `cooldown`."""
+        # templates see only the labels (in the fingerprint) and the value: render again only when it
+        # moved; a new alert, and every alert after a reload or a restart, is rendered once; a failing
+        # template is tried (and counted) every time
+        if alert.rendered_for is None or alert.rendered_for != value or rule.name in self.template_errors:
+            alert.annotations = {k: self._render(rule, k, tpl, alert.labels, value) for k, tpl in rule.annotations.items()}
+            alert.rendered_for = value
+        alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
+        if alert.state == "pending" and t - alert.active_at >= rule.for_:
+            alert.state = "firing"
+            return [Notification("firing", alert, t)]
+        if alert.state == "firing" and rule.cooldown > 0 and alert.last_sent and t - alert.last_sent >= rule.cooldown:
+            return [Notification("firing", alert, t)]
+        return []
+
+    def _left(self, rule: Rule, alert: Alert, t: float, retired: Dict[str, str],
+              index: Optional["SeriesIndex"]) -> Optional[List[Notification]]:
+        """An alert its rule's result no longer has: None while it is kept (keep_firing_for, or
+        its series vanished and no_data_timeout has not passed), else what its end sends."""
+        if alert.state == "pending":
+            return []
+        why = retired.get(alert.labels.get("server", "")) if retired else None
+        if why is not None:
+            alert.annotations["resolved_reason"] = why
+            return [Notification("resolved", alert, t)]
+        if rule.keep_firing_for > 0:  # Prometheus: measured from the first evaluation without it
+            alert.keep_firing_since = alert.keep_firing_since or t
+            if t - alert.keep_firing_since < rule.keep_firing_for:
+                return None
+        if index is not None and index.holds(alert.source):
+            return [Notification("resolved", alert, t)]
+        if t - alert.last_seen >= self.no_data_timeout:
+            alert.annotations["resolved_reason"] = f"no data for {self.no_data_timeout:g}s: its series vanished"
+            return [Notification("resolved", alert, t)]
+        return None
 
     def _labels(self, rule: Rule, source: Dict[str, str], value: float) -> Dict[str, str]:
         labels = dict(source)

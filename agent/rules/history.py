@@ -191,7 +191,7 @@ class History:
         if not by_name:
             self.series.pop(name, None)
 
-    def _mark_stale(self, name: str, labels: Labels, t: float) -> None:
+    def mark_stale(self, name: str, labels: Labels, t: float) -> None:
         self.stale[labels] = t
         self._stale_by_name.setdefault(name, {})[labels] = t
 
@@ -209,7 +209,22 @@ class History:
         t = snapshot.timestamp
         if self._keep_stale:
             self._rework_retention()
-        wanted: Dict[Labels, Tuple[float, float, str]] = {}  # this snapshot's series a rule reads: value, retention
+        wanted = self._wanted(snapshot)
+        # staleness first, so that series gone in this snapshot can make room for its new ones
+        for name, by_name in list(self.series.items()):
+            recorded = name in self.recorded_names  # recording rules mark their own series stale
+            for labels, points in list(by_name.items()):
+                if labels not in wanted and labels not in self.stale and not recorded:
+                    self.mark_stale(name, labels, t)  # Prometheus' staleness marker
+                points.drop_before(t - self.keep.get(labels, 0.0))
+                if not points:
+                    self._delete(name, labels)
+        for labels, (value, keep, name) in wanted.items():
+            self.add(labels, t, value, keep, name)
+
+    def _wanted(self, snapshot: Snapshot) -> Dict[Labels, Tuple[float, float, str]]:
+        """This snapshot's series a rule reads: their value, how long each is kept, their name."""
+        wanted: Dict[Labels, Tuple[float, float, str]] = {}
         keys = self._keys
         if len(keys) > 2 * max(self.series_count, 1000):
             keys.clear()  # series came and went: start over rather than grow
@@ -233,17 +248,7 @@ class History:
                         self._unwanted.add(labels)  # a series of a read name no selector matches: asked once
                         continue
                 wanted[labels] = (s.value, keep, s.name)
-        # staleness first, so that series gone in this snapshot can make room for its new ones
-        for name, by_name in list(self.series.items()):
-            recorded = name in self.recorded_names  # recording rules mark their own series stale
-            for labels, points in list(by_name.items()):
-                if labels not in wanted and labels not in self.stale and not recorded:
-                    self._mark_stale(name, labels, t)  # Prometheus' staleness marker
-                points.drop_before(t - self.keep.get(labels, 0.0))
-                if not points:
-                    self._delete(name, labels)
-        for labels, (value, keep, name) in wanted.items():
-            self.add(labels, t, value, keep, name)
+        return wanted
 
     def record(self, name: str, samples: List[Tuple[Labels, float]], t: float) -> None:
         """A recording rule's result at t: its series that a rule reads are kept; those of
@@ -262,7 +267,7 @@ class History:
             self.add(labels, t, value, keep)
         for labels in list(self.series.get(name, {})):
             if labels not in present and labels not in self.stale:
-                self._mark_stale(name, labels, t)
+                self.mark_stale(name, labels, t)
 
     def _retention(self, named: Iterable[Tuple[VectorSelector, float]], labels: Labels) -> Optional[float]:
         """How long the selectors that want this series need it; None if none wants it."""

@@ -139,7 +139,7 @@ def _load_series(history: History, test: dict, interval: float) -> float:
             if value is None:
                 continue
             if isinstance(value, _Stale):
-                history._mark_stale(name, key, t)  # a staleness marker, as promtool writes one
+                history.mark_stale(name, key, t)  # a staleness marker, as promtool writes one
                 continue
             history.add(key, t, value)
             last = max(last, t)

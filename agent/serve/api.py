@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote
 from .. import __version__
 from ..promql.lexer import parse_duration
 from ..tsdb.query import Querier, QueryError
-from ..tsdb.store import AlertEvent
+from ..tsdb.index import AlertEvent
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from ..expfmt.render import Renderer, Spans, render_one
 from ..model import Snapshot
 from . import console
 from .websecurity import BasicAuth, TLSContext
+import resource
 
 if TYPE_CHECKING:
     from .alertmanager_api import AlertmanagerAPI
@@ -615,7 +616,6 @@ def _always_ok(target: str = "") -> Tuple[int, dict]:
 def _raise_fd_limit(wanted: int) -> None:
     """Room for `wanted` sockets: raise the soft file limit toward the hard one if needed."""
     try:
-        import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < wanted:

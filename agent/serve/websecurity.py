@@ -15,6 +15,8 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Callable, Dict, Optional, Tuple
+import socket
+import ipaddress
 
 
 class TLSContext:
@@ -67,7 +69,7 @@ class BasicAuth:
 
     def __init__(self, users: Dict[str, str], clock: Callable[[], float] = time.monotonic,
                  bcrypt_per_second: float = 4.0):
-        import bcrypt  # a dependency; imported here so an agent without users never loads it
+        import bcrypt  # start-up cost: an agent without users never loads it
 
         self._bcrypt = bcrypt
         self.users = {u: h.encode() for u, h in users.items()}
@@ -183,7 +185,6 @@ WRITES = ("POST", "PUT", "DELETE", "PATCH")
 
 def local_names() -> Tuple[str, ...]:
     """The names this host answers to without configuration: localhost, its hostname and FQDN."""
-    import socket
 
     names = {"localhost", socket.gethostname().lower()}
     try:
@@ -202,7 +203,6 @@ def _host_of(value: str) -> str:
 
 
 def _is_ip(name: str) -> bool:
-    import ipaddress
 
     try:
         ipaddress.ip_address(name)

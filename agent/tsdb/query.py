@@ -21,8 +21,12 @@ from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Mat
 from ..promql.samples import LOOKBACK
 from ..promql.parser import parse
 from . import codec, rollup
-from .store import HistoryStore, Labels, Point
+from ..labels import Labels
+from .index import Point
+from .store import HistoryStore
 from .tiers import HOUR, MINUTE, RAW, RESOLUTION
+from ..promql.parser import PromQLError
+from decimal import Decimal
 
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
 MAX_MATCH_PARAMS = 100  # match[] selectors in one series, labels or label values request
@@ -264,7 +268,6 @@ class Querier:
 
 
 def _parse(text: str) -> object:
-    from ..promql.parser import PromQLError
 
     try:
         return parse(text)
@@ -325,7 +328,6 @@ def format_value(v: float) -> str:
         return "+Inf" if v > 0 else "-Inf"
     text = repr(v)
     if "e" in text or "E" in text:
-        from decimal import Decimal
 
         text = format(Decimal(text), "f")
     if text.endswith(".0"):

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tupl
 
 from ..labels import Matcher, matches
 from . import codec, rollup
-from .store import AlertEvent, Point, SeriesInfo
+from .index import AlertEvent, Point, SeriesInfo
 from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
 
 if TYPE_CHECKING:
@@ -37,9 +37,8 @@ class Reader:
 
     def find(self, name: str, matchers: Sequence[Matcher], start: float, end: float) -> List[SeriesInfo]:
         """Stored series matching a selector that have data between start and end."""
-        with self.store._lock:
-            infos = list(self.store.series.values())
-        live = self.store.positions(self.store._last_layout_id)
+        infos = self.store.index.all()
+        live = self.store.layouts.positions(self.store.layouts.current_id)
         out = []
         for info in infos:
             if name and info.name != name:

@@ -69,7 +69,7 @@ class Sealer:
         limit = 0.85 * self.store.max_disk / page
         for _ in range(100):
             used = self.store.db.execute("PRAGMA page_count").fetchone()[0] - self.store.db.execute("PRAGMA freelist_count").fetchone()[0]
-            if used <= limit or not self.store._write("a size trim", self._drop_oldest):
+            if used <= limit or not self.store.write("a size trim", self._drop_oldest):
                 return
             self.store.stats.trimmed_for_size += 1
 
@@ -98,10 +98,10 @@ class Sealer:
                 self._sealed.wait()
                 self._sealing = False
                 if self._seal_error:
-                    self.store._refused("a sealed window", self._seal_error)
+                    self.store.refused("a sealed window", self._seal_error)
                 else:
-                    self.store._accepted("a sealed window")
-                    self.store._write("retention", lambda db: self._expire(db, now))
+                    self.store.accepted("a sealed window")
+                    self.store.write("retention", lambda db: self._expire(db, now))
                 self._enforce_size()
             window = self._due_window()
             if window is None:
@@ -134,20 +134,20 @@ class Sealer:
 
     def _due_window(self) -> Optional[float]:
         """The oldest window of the head that is complete (the newest write is past it)."""
-        if self.store._last_written <= 0:
+        if self.store.last_written <= 0:
             return None
         row = self.store.db.execute("SELECT MIN(t) FROM head").fetchone()
         if not row or row[0] is None:
             return None
         window = math.floor(row[0] / RAW_WINDOW) * RAW_WINDOW
-        return window if window + RAW_WINDOW <= self.store._last_written else None
+        return window if window + RAW_WINDOW <= self.store.last_written else None
 
     def _seal_in_background(self, window: float) -> None:
         started = time.thread_time()
         try:
             if self._seal_db is None:  # its own connection: reads and computes while the cycle writes
                 self._seal_db = sqlite3.connect(self.store.path, check_same_thread=False, isolation_level=None, timeout=30)
-                self.store._limit(self._seal_db)
+                self.store.tune(self._seal_db)
             db = self._seal_db
             plan = self._plan_seal(db, window)
             db.execute("BEGIN IMMEDIATE")
@@ -158,11 +158,7 @@ class Sealer:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 raise
-            with self.store._lock:
-                for t_last, sid in plan.present:
-                    info = self.store.series.get(sid)
-                    if info is not None:
-                        info.last = t_last
+            self.store.index.sealed_until(plan.present)
             self.store.stats.seals += 1
         except (sqlite3.Error, codec.CorruptChunk) as e:
             self._seal_error = str(e) or type(e).__name__
@@ -211,12 +207,12 @@ class Sealer:
             j = i
             while j < len(rows) and rows[j][1] == lid:
                 j += 1
-            ids = self.store._layout_ids.get(lid)
+            ids = self.store.layouts.ids(lid)
             if ids is None:
                 raise sqlite3.DatabaseError(f"a head row refers to unknown layout {lid}")
             run = len(runs)
             runs.append([r[0] for r in rows[i:j]])
-            pos = self.store.positions(lid)
+            pos = self.store.layouts.positions(lid)
             for sid in previous:
                 if sid not in pos:
                     parts.setdefault(sid, []).append((-1, b"", rows[i][0]))  # vanished: Prometheus' stale marker
@@ -316,21 +312,13 @@ class Sealer:
         gone = [r[0] for r in db.execute("SELECT id FROM series WHERE last < ?", (horizon,))]
         if gone:
             db.executemany("DELETE FROM series WHERE id = ?", [(sid,) for sid in gone])
-            with self.store._lock:
-                for sid in gone:
-                    info = self.store.series.pop(sid, None)
-                    if info is not None:
-                        self.store._per_name[info.name] = self.store._per_name.get(info.name, 1) - 1
-                        self.store._by_key.pop(info.labels, None)
+            self.store.index.forget(gone)
             self.store.forget_ids()
-        used = {r[0] for r in db.execute("SELECT DISTINCT layout FROM head")} | {self.store._last_layout_id}
+        used = {r[0] for r in db.execute("SELECT DISTINCT layout FROM head")} | {self.store.layouts.current_id}
         sealed = db.execute("SELECT value FROM meta WHERE key = 'sealed_layout'").fetchone()
         if sealed:
             used.add(int(sealed[0]))
-        unused = [lid for lid in self.store._layout_ids if lid not in used]
+        unused = [lid for lid in self.store.layouts.known() if lid not in used]
         if unused:
             db.executemany("DELETE FROM layouts WHERE id = ?", [(lid,) for lid in unused])
-            for lid in unused:
-                self.store._layouts.pop(self.store._layout_ids.pop(lid).tobytes(), None)
-                with self.store._pos_lock:
-                    self.store._layout_pos.pop(lid, None)
+            self.store.layouts.forget(unused)

@@ -32,29 +32,24 @@ import json
 import logging
 import math
 import os
-from collections import OrderedDict
 import sqlite3
 import threading
 import time
 from array import array
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..labels import matches
+from ..labels import Labels, matches
 from ..model import COUNTER, HISTOGRAM, SUMMARY, Snapshot
+from .index import AlertEvent, Layouts, SeriesIndex, SeriesInfo
+from .reader import Reader
 from .seal import Sealer
 from .tiers import DEFAULT_RETENTION, Retention
-
-if TYPE_CHECKING:
-    from .reader import Reader
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "history.db"
 APPLICATION_ID = 0x4C4C4D48  # "LLMH": a SQLite file without it is not ours
 SCHEMA_VERSION = 1
-Labels = Tuple[Tuple[str, str], ...]
-Point = Tuple[float, float]
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,38 +65,6 @@ CREATE TABLE alert_events (at REAL NOT NULL, state TEXT NOT NULL, alertname TEXT
                            labels TEXT NOT NULL, annotations TEXT NOT NULL, value REAL);
 CREATE INDEX alert_events_at ON alert_events (at);
 """
-
-
-class SeriesInfo:
-    """One stored series. Slotted and without a dict of its labels: a 32-target host stores
-    60,000 series, and each byte here is 60 KB of resident memory."""
-
-    __slots__ = ("id", "name", "labels", "counter", "first", "last")
-
-    def __init__(self, id: int, labels: Labels, counter: bool, first: float, last: float):
-        self.id = id
-        self.labels = labels  # sorted, with __name__
-        self.name = dict(labels).get("__name__", "")
-        self.counter = counter  # rollups read as `last` (a counter's value), not as the average
-        self.first = first
-        self.last = last
-
-    @property
-    def as_dict(self) -> Dict[str, str]:
-        return dict(self.labels)
-
-    def __repr__(self) -> str:
-        return f"SeriesInfo({self.id}, {self.labels!r})"
-
-
-@dataclass
-class AlertEvent:
-    at: float
-    state: str  # pending | firing | resolved | inactive (a pending alert that cleared before firing)
-    labels: Dict[str, str]
-    annotations: Dict[str, str]
-    value: float
-    fingerprint: str = ""
 
 
 class StoreStats:
@@ -159,11 +122,9 @@ class HistoryStore:
         self.stats = StoreStats()
         self.moved_to: List[str] = []
         self._failing: Dict[str, str] = {}  # kinds of write failing now, with the first error
-        self._lock = threading.Lock()  # the series index, shared with readers
         self._local = threading.local()
-        self.series: Dict[int, SeriesInfo] = {}
-        self._per_name: Dict[str, int] = {}  # stored series per metric name: one churning metric cannot take them all
-        self._by_key: Dict[Labels, int] = {}  # sorted labels with __name__ (the series' own tuple) -> id
+        self.index = SeriesIndex()  # the stored series, shared with the sealer and readers
+        self.layouts = Layouts()
         # name -> labels as the collector wrote them -> id (0: excluded); by name, so that the lookup
         # every cycle makes no (name, labels) tuple per sample, and the memo holds none
         self._ids: Dict[str, Dict[Labels, int]] = {}
@@ -171,13 +132,7 @@ class HistoryStore:
         # series refused at max_series: skipped, not looked up again every cycle, until REFUSED_RETRY
         self._over_max: set = set()
         self._over_max_at = -math.inf
-        self._layouts: Dict[bytes, int] = {}
-        self._layout_ids: Dict[int, array] = {}
-        self._layout_pos: "OrderedDict[int, Dict[int, int]]" = OrderedDict()  # a few, built when asked
-        self._pos_lock = threading.Lock()
-        self._last_layout: Tuple[int, ...] = ()
-        self._last_layout_id = 0
-        self._last_written = -math.inf
+        self.last_written = -math.inf  # the newest head row's time
         self.sealer = Sealer(self)
         self.db = self._open_readonly() if readonly else self._open()
         self._load()
@@ -234,10 +189,10 @@ class HistoryStore:
         if db.execute("PRAGMA quick_check(1)").fetchone()[0] != "ok":
             return "SQLite's quick_check found damage"
         db.execute("PRAGMA journal_mode=WAL")
-        self._limit(db)
+        self.tune(db)
         return ""
 
-    def _limit(self, db: sqlite3.Connection) -> None:
+    def tune(self, db: sqlite3.Connection) -> None:
         """Per connection: SQLite keeps none of these settings in the file."""
         db.execute("PRAGMA synchronous=NORMAL")
         # a small page cache: the head is written once and read once (by the seal), chunks are
@@ -252,45 +207,27 @@ class HistoryStore:
         for sid, name, labels, is_counter, first, last in self.db.execute(
                 "SELECT id, name, labels, counter, first, last FROM series"):
             full = _sorted_labels(name, tuple(tuple(p) for p in json.loads(labels)))
-            self.series[sid] = SeriesInfo(sid, full, bool(is_counter), first, last)
-            self._by_key[full] = sid
-            self._per_name[name] = self._per_name.get(name, 0) + 1
+            self.index.add(SeriesInfo(sid, full, bool(is_counter), first, last))
         for lid, ids in self.db.execute("SELECT id, ids FROM layouts"):
-            self._remember_layout(lid, bytes(ids))
+            self.layouts.remember(lid, bytes(ids))
         row = self.db.execute("SELECT t, layout FROM head ORDER BY t DESC LIMIT 1").fetchone()
         if row:
-            self._last_written = row[0]
+            self.last_written = row[0]
+
+    @property
+    def series(self) -> Dict[int, SeriesInfo]:
+        """The stored series by id (the cycle's thread; readers use `index.all()`)."""
+        return self.index.by_id()
 
     def positions(self, lid: int) -> Dict[int, int]:
-        """series id -> its place in layout `lid`'s rows ({} for an unknown layout); the last
-        few are kept (any thread)."""
-        with self._pos_lock:
-            found = self._layout_pos.get(lid)
-            if found is not None:
-                self._layout_pos.move_to_end(lid)
-                return found
-        ids = self._layout_ids.get(lid)
-        found = {sid: i for i, sid in enumerate(ids)} if ids is not None else {}
-        with self._pos_lock:
-            self._layout_pos[lid] = found
-            while len(self._layout_pos) > 4:  # a dict per layout: megabytes at 60,000 series
-                self._layout_pos.popitem(last=False)
-        return found
-
-    def _remember_layout(self, lid: int, ids: bytes) -> None:
-        arr = array("q")
-        arr.frombytes(ids)
-        self._layouts[ids] = lid
-        self._layout_ids[lid] = arr
-        # positions are built when a seal or a read needs them: a churning target makes a new
-        # layout every cycle, and a dict per layout would cost megabytes
+        return self.layouts.positions(lid)
 
     # -- writing, every cycle --------------------------------------------------------------------
 
     def append(self, snapshot: Snapshot) -> bool:
         """Store this cycle's series; False if the file refused it (counted, logged once)."""
         t = snapshot.timestamp
-        if t <= self._last_written:
+        if t <= self.last_written:
             return False  # the clock went back: one value per time, as in a TSDB
         ids: List[int] = []
         vals: List[float] = []
@@ -315,9 +252,9 @@ class HistoryStore:
                 if sid:
                     ids.append(sid)
                     vals.append(s.value)
-        ok = self._write("history", lambda db: self._append(db, t, ids, vals, new, snapshot))
+        ok = self.write("history", lambda db: self._append(db, t, ids, vals, new, snapshot))
         if ok:
-            self._last_written = t
+            self.last_written = t
             self.stats.cycles_written += 1
         return ok
 
@@ -331,25 +268,25 @@ class HistoryStore:
                     ids.append(sid)
                     vals.append(values[(name, labels)])
         layout = tuple(ids)
-        if layout != self._last_layout:
+        layouts = self.layouts
+        if layout != layouts.current:
             blob = array("q", layout).tobytes()
-            lid = self._layouts.get(blob)
+            lid = layouts.id_of(blob)
             if lid is None:
                 lid = int(db.execute("INSERT INTO layouts (ids) VALUES (?)", (blob,)).lastrowid or 0)
-                self._remember_layout(lid, blob)
-            self._last_layout, self._last_layout_id = layout, lid
-        db.execute("INSERT INTO head (t, layout, vals) VALUES (?, ?, ?)",
-                   (t, self._last_layout_id, array("d", vals).tobytes()))
+                layouts.remember(lid, blob)
+            layouts.current, layouts.current_id = layout, lid
+        db.execute("INSERT INTO head (t, layout, vals) VALUES (?, ?, ?)", (t, layouts.current_id, array("d", vals).tobytes()))
 
     def _resolve(self, db: sqlite3.Connection, name: str, labels: Labels, is_counter: bool, t: float) -> int:
         """The id of a series first seen this cycle (0: not stored: excluded or over max_series)."""
         full = _sorted_labels(name, labels)
-        sid = self._by_key.get(full)
+        sid = self.index.id_of(full)
         if sid is None:
             as_dict = dict(full)
             if any((sel.name in ("", name)) and matches(sel.matchers, as_dict) for sel in self.exclude):  # type: ignore
                 sid = 0
-            elif len(self.series) >= self.max_series or self._per_name.get(name, 0) >= self.max_per_name:
+            elif len(self.index) >= self.max_series or self.index.count_of(name) >= self.max_per_name:
                 self.stats.dropped_series += 1
                 if self.stats.dropped_series == 1:
                     log.warning("history: %s has reached the series the history keeps (%d in all, %d per metric, from "
@@ -365,11 +302,8 @@ class HistoryStore:
                 sid = int(db.execute("INSERT INTO series (name, labels, counter, first, last) VALUES (?, ?, ?, ?, ?)",
                                      (name, json.dumps(tuple(kv for kv in full if kv[0] != "__name__")), int(is_counter),
                                       t, t)).lastrowid or 0)
-                with self._lock:
-                    self.series[sid] = SeriesInfo(sid, full, is_counter, t, t)
-                    self._by_key[full] = sid
-                self._per_name[name] = self._per_name.get(name, 0) + 1
-        if self._id_count > 4 * max(len(self.series), 1000):
+                self.index.add(SeriesInfo(sid, full, is_counter, t, t))
+        if self._id_count > 4 * max(len(self.index), 1000):
             self.forget_ids()  # label orderings and excluded series came and went: start over rather than grow
         self._ids.setdefault(name, {})[labels] = sid
         self._id_count += 1
@@ -381,7 +315,7 @@ class HistoryStore:
         self._ids = {}
         self._id_count = 0
 
-    def _write(self, kind: str, work: Callable[[sqlite3.Connection], None]) -> bool:
+    def write(self, kind: str, work: Callable[[sqlite3.Connection], None]) -> bool:
         """One transaction; a refusal is counted and logged once per failing period of its kind."""
         db = self.db
         try:
@@ -395,38 +329,32 @@ class HistoryStore:
                 except sqlite3.Error:
                     pass
             self._forget_uncommitted()
-            self._refused(kind, str(e))
+            self.refused(kind, str(e))
             return False
-        self._accepted(kind)
+        self.accepted(kind)
         return True
 
-    def _refused(self, kind: str, error: str) -> None:
+    def refused(self, kind: str, error: str) -> None:
+        """A write of `kind` failed: counted, and logged once per failing period."""
         self.stats.write_errors += 1
         if kind not in self._failing:
             self._failing[kind] = error
             log.error("history: cannot write %s to %s (%s); alerting and delivery go on without it (logged once "
                       "until it recovers)", kind, self.path, error)
 
-    def _accepted(self, kind: str) -> None:
+    def accepted(self, kind: str) -> None:
+        """A write of `kind` went through: a failing period ends, said once."""
         if self._failing.pop(kind, None) is not None:
             log.warning("history: %s can be written to %s again", kind, self.path)
 
     def _forget_uncommitted(self) -> None:
         """A rolled-back append may have named series and a layout that are not in the file:
         read the index again rather than trust memory."""
-        with self._lock:
-            self.series.clear()
-            self._by_key.clear()
-            self._per_name.clear()
+        self.index.clear()
         self.forget_ids()
-        self._layouts.clear()
-        self._layout_ids.clear()
-        with self._pos_lock:
-            self._layout_pos.clear()
-        self._last_layout, self._last_layout_id = (), 0
+        self.layouts.clear()
         try:
-            with self._lock:
-                self._load()
+            self._load()
         except sqlite3.Error:
             pass
 
@@ -442,7 +370,7 @@ class HistoryStore:
             db.executemany("INSERT INTO alert_events (at, state, alertname, fingerprint, labels, annotations, value) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-        return self._write("alert history", insert)
+        return self.write("alert history", insert)
 
     # -- reading (any thread) ------------------------------------------------------------------------
 
@@ -454,10 +382,8 @@ class HistoryStore:
         """Wait for a seal in progress (benchmarks fast-forwarding the clock; shutdown)."""
         self.sealer.settle()
 
-    def reader(self) -> "Reader":
+    def reader(self) -> Reader:
         """This thread's read-only view (its own connection, opened once)."""
-        from .reader import Reader
-
         r = getattr(self._local, "reader", None)
         if r is None or r.db is None:
             r = self._local.reader = Reader(self)

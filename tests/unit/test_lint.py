@@ -1,13 +1,19 @@
-"""The code stays clean: ruff (pyflakes, pycodestyle, bugbear) and mypy, as configured in
-pyproject.toml, run as part of the test command that CI and a newcomer run."""
+"""The code stays clean and its architecture holds, as configured in pyproject.toml, run as part
+of the test command that CI and a newcomer run: ruff (pyflakes, pycodestyle, bugbear, and
+complexity at 15), mypy (untyped functions checked too), import-linter's contracts (packages
+point down), and two rules of the house: no module reaches into another's private attributes,
+and an import inside a function is there for start-up cost (or an optional library), and says so."""
 
+import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AGENT = Path(ROOT) / "agent"
 
 
 def tool(name):
@@ -27,3 +33,43 @@ def test_ruff_is_clean():
 def test_mypy_is_clean():
     r = subprocess.run([tool("mypy"), "agent"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_architectures_contracts_hold():
+    r = subprocess.run([tool("lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "0 broken" in r.stdout, r.stdout + r.stderr
+
+
+def modules():
+    for path in sorted(AGENT.rglob("*.py")):
+        yield path, ast.parse(path.read_text(encoding="utf-8"))
+
+
+# attributes whose leading underscore is part of a public API, not a privacy mark
+PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_exit"}  # namedtuple's; os._exit
+
+
+def test_no_module_reaches_into_another_objects_private_attributes():
+    found = []
+    for path, tree in modules():
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in PUBLIC_UNDERSCORED
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {ast.unparse(node)}")
+    assert found == []
+
+
+def test_an_import_inside_a_function_says_why():
+    """Never to dodge an import circle (the contracts above forbid them): for start-up cost, or
+    an optional library, with a comment saying so on its line."""
+    unexplained = []
+    for path, tree in modules():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    line = lines[node.lineno - 1]
+                    if "start-up cost" not in line and "optional" not in line:
+                        unexplained.append(f"{path.relative_to(ROOT)}:{node.lineno}: {line.strip()}")
+    assert unexplained == []

@@ -305,7 +305,7 @@ def test_a_churning_metric_cannot_starve_the_others(tmp_path):
     names = [info.as_dict["__name__"] for info in store.series.values()]
     assert names.count("churn") == 1000 and store.stats.dropped_series == 300
     assert "fresh" in names and "gpu_temp" in names
-    assert len(store._layout_pos) <= 16  # layouts' positions are built when asked, a few kept
+    assert len(store.layouts._positions) <= 16  # layouts' positions are built when asked, a few kept
     store.close()
 
 
@@ -324,7 +324,7 @@ WRITER = textwrap.dedent("""
     from agent.tsdb.store import HistoryStore
     t = [float(sys.argv[2])]
     store = HistoryStore(sys.argv[1], clock=lambda: t[0])
-    t[0] = max(t[0], store._last_written + 5)
+    t[0] = max(t[0], store.last_written + 5)
     while True:
         fam = gauge("gpu_temp", "t")
         for gpu in range(8):
