@@ -11,6 +11,7 @@ import time
 from typing import Dict, Iterable, List, Optional
 
 from .config import Config
+from .config.channels import kind_of
 from .model import MetricFamily, Snapshot, counter, gauge
 from .notify.base import Channel, iso
 from .notify.dispatcher import Dispatcher
@@ -51,15 +52,7 @@ def channels_from(config: Config) -> List[Channel]:
     out = []
     for d in config.notify:
         urls = ([d.url] if d.url else []) + list(d.urls)
-        options: Dict[str, object] = {}
-        if d.type == "email":
-            options = {"smarthost": d.smarthost, "from": d.from_, "to": list(d.to), "auth_username": d.auth_username,
-                       "require_tls": d.require_tls, "tls_ca_file": d.tls_ca_file, "headers": dict(d.headers),
-                       "subject": d.subject}
-        elif d.type == "opsgenie":
-            options = {"region": d.region, "priorities": dict(d.priorities)}
-        elif d.type == "alertmanager":
-            options = {"external_labels": {"Hostname": config.hostname, **config.alerting.external_labels}}
+        options = kind_of(d.type).options(d, {"Hostname": config.hostname, **config.alerting.external_labels})
         out.append(Channel(name=d.name, type=d.type, urls=urls, routing_key=d.routing_key,
                            password=d.auth_password or d.api_key, options=options, group_by=tuple(d.group_by),
                            group_wait=d.group_wait, group_interval=d.group_interval,

@@ -32,7 +32,7 @@ from .runner import Runner
 from .scrape_series import scrape_series
 from .serve.api import QueryAPI
 from .serve.console import state as console_state
-from .serve.exporter import Exporter
+from .serve.exporter import Endpoints, Exporter
 from .serve.health import health
 from .serve.perf_api import PerfAPI
 from .systemd import Notifier, Watchdog
@@ -209,20 +209,24 @@ class Agent:
         firing = self.alerting.firing() if self.alerting is not None else []
         return health(self.snapshot, self.clock(), self.config.interval, target, maintenance, firing)
 
+    def endpoints(self) -> Endpoints:
+        """What this agent serves besides /metrics: its verdict, its alerts, the console, and the
+        APIs it has the parts for (no history, no query API)."""
+        out = Endpoints(health=self.health, console=self.console_state)
+        if self.alerting is not None:
+            out.alerts, out.alertmanager_api = self.alerting.api_alerts, self.alerting.api
+            if self.perf_book is not None:
+                out.perf_api = PerfAPI(self.perf_book, self.alerting.api.refuse_write, lambda: self.config.bench.tolerance)
+        if self.recorder is not None:
+            out.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
+                                             self.config.history.query_timeout), self.clock, self.metadata)
+        return out
+
     def serve(self, exporter: Exporter, notifier: Optional[Notifier] = None) -> None:
         """Cycle every interval until `stop()`; reload when asked; keep systemd informed."""
         limit_malloc_arenas()
         self.exporter = exporter
-        exporter.health = self.health
-        if self.alerting is not None:
-            exporter.api_alerts = self.alerting.api_alerts
-            exporter.alertmanager_api = self.alerting.api
-        exporter.console = self.console_state
-        if self.perf_book is not None and self.alerting is not None:
-            exporter.perf_api = PerfAPI(self.perf_book, self.alerting.api.refuse_write, lambda: self.config.bench.tolerance)
-        if self.recorder is not None:
-            exporter.query_api = QueryAPI(Querier(self.recorder.store, self.clock, self.config.history.query_max_samples,
-                                                  self.config.history.query_timeout), self.clock, self.metadata)
+        exporter.endpoints = self.endpoints()
         if self.config.health.watch_processes:
             self.collectors.exit_watcher = ExitWatcher(self.wake_now)
         notifier = notifier or Notifier()

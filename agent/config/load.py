@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from . import values as v
+from .channels import BY_TYPE, KINDS
 from .schema import SCHEMA, Field, Settings, build
 
 if sys.version_info >= (3, 11):
@@ -183,13 +184,10 @@ def _check_unique_names(val: _Validator, section: str, items: List[Dict[str, Any
         seen.setdefault(t["name"], i)
 
 
-_CHANNEL_NEEDS = {"slack": ("url",), "webhook": ("url",), "pagerduty": ("routing_key",), "alertmanager": ("urls",),
-                  "email": ("smarthost", "from", "to"), "teams": ("url",), "opsgenie": ("api_key",)}
-
-
 def _check_channels(val: _Validator, channels: List[Dict[str, Any]]) -> None:
     for i, ch in enumerate(channels):
-        for need in _CHANNEL_NEEDS.get(ch.get("type") or "", ()):
+        kind = BY_TYPE.get(ch.get("type") or "")
+        for need in kind.needs if kind is not None else ():
             if not ch.get(need):
                 val.error(("notify", i, need), f"an {ch['type']} channel needs {need}" if ch["type"][0] in "aeiou"
                           else f"a {ch['type']} channel needs {need}")
@@ -281,9 +279,10 @@ def _check_report_channels(val: _Validator, reports: List[Dict[str, Any]], chann
         for name in report["channels"] or []:
             if name not in kinds:
                 val.error(("reports", i, "channels"), f"no [[notify]] channel is named {name!r}")
-            elif kinds[name] not in ("slack", "webhook"):
-                val.error(("reports", i, "channels"), f"{name!r} is a {kinds[name]} channel: reports go to slack or "
-                                                      "webhook channels (a pager is for incidents)")
+            elif kinds[name] in BY_TYPE and not BY_TYPE[kinds[name]].reports:
+                takers = " or ".join(k.type for k in KINDS if k.reports)
+                val.error(("reports", i, "channels"), f"{name!r} is a {kinds[name]} channel: reports go to {takers} "
+                                                      "channels (a pager is for incidents)")
 
 
 def _check_quality(val: _Validator, cases: List[Dict[str, Any]], targets: List[Dict[str, Any]]) -> None:

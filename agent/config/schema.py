@@ -20,6 +20,7 @@ from ..promql.ast import VectorSelector
 from ..promql.parser import parse, parse_matcher
 from ..templates import Template
 from . import values as v
+from .channels import TYPES as CHANNEL_TYPES
 from .mail import check_subject, parse_smarthost
 from .schedule import parse_schedule
 
@@ -271,8 +272,7 @@ class InhibitSettings:
 @dataclass(frozen=True)
 class NotifySettings:
     name: str = setting(None, v.typed(str), required=True)
-    type: str = setting(None, v.one_of(("slack", "pagerduty", "webhook", "alertmanager", "email", "teams", "opsgenie")),
-                        required=True)
+    type: str = setting(None, v.one_of(CHANNEL_TYPES), required=True)
     url: str = setting("", v.typed(str), secret=True)
     urls: List[str] = setting([], v.str_list, secret=True)
     routing_key: str = setting("", v.typed(str), secret=True)

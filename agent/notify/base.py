@@ -110,9 +110,10 @@ class HttpNotifier:
     max_batch = 1
     min_interval = 0.0
 
-    def __init__(self, channel: Channel, session: Any):
+    def __init__(self, channel: Channel, session: Any, resend: float = 60.0):
         self.channel = channel
         self.session = session
+        self.resend = resend  # Alertmanager's resend interval: what a receiver that expires alerts needs
 
 
 def retry_after_seconds(value: Optional[str], now: float) -> Optional[float]:

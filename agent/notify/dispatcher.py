@@ -14,6 +14,7 @@ worker (in-flight deliveries finish, nothing is sent twice) and its counters kee
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import threading
@@ -21,34 +22,28 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .alertmanager import AlertmanagerNotifier
+from ..config.channels import kind_of
 from .base import AlertDoc, Channel, NotifyError, redact
 from .grouping import Message
-from .opsgenie import OpsgenieNotifier
 from .outbox import Outbox, Row
-from .pagerduty import PagerDutyNotifier
-from .slack import SlackNotifier
-from .teams import TeamsNotifier
-from .webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
-NOTIFIERS = {"slack": SlackNotifier, "pagerduty": PagerDutyNotifier, "webhook": WebhookNotifier,
-             "alertmanager": AlertmanagerNotifier, "teams": TeamsNotifier, "opsgenie": OpsgenieNotifier}
-
-
-def make_notifier(channel: Channel, resend: float = 60.0):
-    if channel.type == "email":
-        from .email import EmailNotifier  # start-up cost: smtplib and the email package, only for email
-
-        return EmailNotifier(channel)  # smtplib: no HTTP session
+def make_notifier(channel: Channel, resend: float = 60.0) -> Any:
+    """The notifier of the channel's kind (config/channels.py says which), with an HTTP session
+    for the kinds that post."""
+    kind = kind_of(channel.type)
+    module, name = kind.notifier.split(":")
+    # start-up cost: a notifier's module (smtplib for email, requests for the others) loads only
+    # where a channel of its kind is configured
+    cls = getattr(importlib.import_module(f"agent.notify.{module}"), name)
+    if not kind.http:
+        return cls(channel, None, resend)
     import requests  # start-up cost: only when an HTTP channel exists
 
     session = requests.Session()
     session.trust_env = False  # proxies from the environment are not the operator's choice for pages
-    if channel.type == "alertmanager":
-        return AlertmanagerNotifier(channel, session, resend)
-    return NOTIFIERS[channel.type](channel, session)
+    return cls(channel, session, resend)
 
 
 @dataclass

@@ -103,7 +103,7 @@ class EmailNotifier:
     max_batch = 1  # one message per alert group
     min_interval = 0.0
 
-    def __init__(self, channel: Channel, session: object = None):
+    def __init__(self, channel: Channel, session: object = None, resend: float = 60.0):
         self.channel = channel
         o = channel.options
         self.host, self.port = parse_smarthost(o["smarthost"])

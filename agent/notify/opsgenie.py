@@ -44,8 +44,8 @@ def create(alert: AlertDoc, hostname: str, priorities: Dict[str, str]) -> dict:
 
 
 class OpsgenieNotifier(HttpNotifier):
-    def __init__(self, channel: Channel, session: "requests.Session"):
-        super().__init__(channel, session)
+    def __init__(self, channel: Channel, session: "requests.Session", resend: float = 60.0):
+        super().__init__(channel, session, resend)
         self.base = (channel.urls[0] if channel.urls else ENDPOINTS[channel.options.get("region", "us")]).rstrip("/")
         self.priorities = {**PRIORITIES, **channel.options.get("priorities", {})}
 

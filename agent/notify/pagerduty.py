@@ -47,8 +47,8 @@ def payload(alert: AlertDoc, routing_key: str, hostname: str) -> dict:
 
 
 class PagerDutyNotifier(HttpNotifier):
-    def __init__(self, channel: Channel, session: "requests.Session"):
-        super().__init__(channel, session)
+    def __init__(self, channel: Channel, session: "requests.Session", resend: float = 60.0):
+        super().__init__(channel, session, resend)
         self.url = channel.urls[0] if channel.urls else EVENTS_URL
 
     def send(self, batch: List[AlertDoc], group: Optional[Message] = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from ..rules.engine import Alert, Notification
+from ..config.channels import kind_of
 from ..labels import matches
 from ..promql.parser import parse_matcher
 from .base import AlertDoc, Channel
@@ -62,7 +63,7 @@ class Router:
         for n in notifications:
             doc = alert_doc(n.alert, n.status, n.at)
             for channel in self.channels:
-                if channel.type == "alertmanager":
+                if not kind_of(channel.type).groups:
                     if self.wants(channel, n.alert, n.status):
                         self.outbox.enqueue(channel.name, doc.fingerprint, n.status, doc.to_json(), n.at, doc.starts_at)
                         self._last_resend[(channel.name, doc.fingerprint)] = n.at
@@ -78,7 +79,7 @@ class Router:
         held = set(held)
         queued = 0
         for channel in self.channels:
-            if channel.type == "alertmanager":
+            if not kind_of(channel.type).groups:
                 continue
             for message in self.grouper.flush(channel.name, settings_of(channel), t, channel.send_resolved,
                                               firing_now, held, silenced):
@@ -90,7 +91,7 @@ class Router:
     def resend_firing(self, alerts: Iterable[Alert], t: float) -> None:
         """Re-send firing, announced alerts to Alertmanager channels every `resend` seconds."""
         for channel in self.channels:
-            if channel.type != "alertmanager":
+            if kind_of(channel.type).groups:
                 continue
             for alert in alerts:
                 if alert.state != "firing" or alert.inhibited or alert.silenced_by or not alert.last_sent:

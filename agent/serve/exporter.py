@@ -21,7 +21,7 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 from urllib.parse import parse_qs
 
@@ -219,12 +219,7 @@ class Exporter:
         self.exposition = Exposition(None)
         self._renderer = Renderer()
         self.stats = ExporterStats()
-        self.health: Callable[[str], Tuple[int, dict]] = health or _always_ok
-        self.api_alerts: Callable[[], dict] = lambda: {"status": "success", "data": {"alerts": []}}
-        self.query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
-        self.console: Optional[Callable[[], dict]] = None  # the console page's state (serve/console.py)
-        self.alertmanager_api: Optional["AlertmanagerAPI"] = None  # silences and alerts, as Alertmanager's API v2
-        self.perf_api: Optional["PerfAPI"] = None  # benchmarks and baselines (llm-agent bench, baseline)
+        self.endpoints = Endpoints(health) if health is not None else Endpoints()  # the daemon's: serve()
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter")
         # the APIs (queries, silences, benchmarks) have their own workers and a bounded queue: a
         # request waiting there holds no worker, and /metrics and /healthz never wait behind one
@@ -531,7 +526,7 @@ class Exporter:
     # -- requests ----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> bytes:
-        """The whole response to one request (runs in a worker thread)."""
+        """The whole response to one request (runs in a worker thread), by the route table."""
         head_only = request.method == "HEAD"
         path = request.path
         counted = path if path in COUNTED_PATHS else "other"
@@ -540,53 +535,122 @@ class Exporter:
             self.stats.count(counted, code)
             return response(code, body, ctype, extra, head_only)
 
-        perf = self.perf_api is not None and path.startswith("/api/v1/perf")
-        api = (self.query_api is not None and path.startswith("/api/v1/") and not perf
-               and path not in ("/api/v1/alerts", "/api/v1/console"))
-        am = self.alertmanager_api is not None and path.startswith("/api/v2/")
-        allowed = ("GET", "HEAD", "POST", "DELETE") if am else ("GET", "HEAD", "POST") if api or perf else ("GET", "HEAD")
-        if request.method not in allowed:
-            allow = ", ".join(allowed)
+        route = route_of(path)
+        if route is None:
+            return reply(404, b"not found: try /metrics\n", PLAIN)
+        if request.method not in route.methods:
+            allow = ", ".join(route.methods)
             return reply(405, f"method not allowed: use {allow}\n".encode(), PLAIN, {"Allow": allow})
-        authorization = request.headers.get("authorization")
-        if self.auth is not None and path != "/healthz" and not self.auth.check(authorization, request.client):
+        if self.auth is not None and not route.open and not self.auth.check(request.headers.get("authorization"),
+                                                                           request.client):
             return reply(401, b"unauthorized\n", PLAIN, {"WWW-Authenticate": 'Basic realm="llm-agent"'})
-        if path == "/metrics":
-            expo = self.exposition
-            fmt = negotiate(request.headers.get("accept", ""))
-            zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
-            extra = {"Vary": "Accept-Encoding, Accept"}
-            if zipped:
-                extra["Content-Encoding"] = "gzip"
-            ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
-            return reply(200, expo.body(fmt, zipped), ctype, extra)
-        if path == "/healthz":
-            query = parse_qs(request.target.split("?", 1)[1]) if "?" in request.target else {}
-            code, doc = self.health(query.get("target", [""])[0])
-            return reply(code, json.dumps(doc, indent=1).encode() + b"\n", "application/json")
-        if path == "/api/v1/alerts":
-            return reply(200, json.dumps(self.api_alerts()).encode(), "application/json")
-        if perf and self.perf_api is not None:
-            return reply(*self.perf_api.handle(request.method, request.target, request.client, request.headers))
-        if am and self.alertmanager_api is not None:
-            code, body, ctype = self.alertmanager_api.handle(request.method, request.target, request.body, request.client,
-                                                             request.headers)
-            return reply(code, body, ctype)
-        if api and self.query_api is not None:
-            code, body, ctype = self.query_api.handle(request.method, request.target,
-                                                      request.headers.get("content-type", ""), request.body)
-            return reply(code, body, ctype)
-        if path in console.FILES:
-            page = console.asset(path)
-            if page is not None and self.console is not None:
-                zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
-                extra = dict(console.HEADERS, Vary="Accept-Encoding", **({"Content-Encoding": "gzip"} if zipped else {}))
-                return reply(200, _gzip_once(path, page) if zipped else page, console.FILES[path][1], extra)
-            if path == "/":
-                return reply(200, LANDING, "text/html; charset=utf-8")
-        if path == "/api/v1/console" and self.console is not None:
-            return reply(200, json.dumps(self.console()).encode(), "application/json")
-        return reply(404, b"not found: try /metrics\n", PLAIN)
+        answer = getattr(self, route.answer)(request)
+        if answer is None:  # an endpoint this agent does not serve (no history: no query API)
+            return reply(404, b"not found: try /metrics\n", PLAIN)
+        return reply(*answer)
+
+    # -- the endpoints: each (code, body, content type[, headers]) or None when not served ----------
+
+    def _metrics(self, request: Request) -> Answer:
+        expo = self.exposition
+        fmt = negotiate(request.headers.get("accept", ""))
+        zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+        extra = {"Vary": "Accept-Encoding, Accept"}
+        if zipped:
+            extra["Content-Encoding"] = "gzip"
+        ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
+        return 200, expo.body(fmt, zipped), ctype, extra
+
+    def _healthz(self, request: Request) -> Answer:
+        query = parse_qs(request.target.split("?", 1)[1]) if "?" in request.target else {}
+        code, doc = self.endpoints.health(query.get("target", [""])[0])
+        return code, json.dumps(doc, indent=1).encode() + b"\n", "application/json", None
+
+    def _alerts(self, request: Request) -> Answer:
+        return 200, json.dumps(self.endpoints.alerts()).encode(), "application/json", None
+
+    def _console_state(self, request: Request) -> Optional[Answer]:
+        if self.endpoints.console is None:
+            return None
+        return 200, json.dumps(self.endpoints.console()).encode(), "application/json", None
+
+    def _perf(self, request: Request) -> Optional[Answer]:
+        api = self.endpoints.perf_api
+        if api is None:
+            return None
+        code, body, ctype = api.handle(request.method, request.target, request.client, request.headers)
+        return code, body, ctype, None
+
+    def _alertmanager(self, request: Request) -> Optional[Answer]:
+        api = self.endpoints.alertmanager_api
+        if api is None:
+            return None
+        code, body, ctype = api.handle(request.method, request.target, request.body, request.client, request.headers)
+        return code, body, ctype, None
+
+    def _query(self, request: Request) -> Optional[Answer]:
+        api = self.endpoints.query_api
+        if api is None:
+            return None
+        code, body, ctype = api.handle(request.method, request.target, request.headers.get("content-type", ""),
+                                       request.body)
+        return code, body, ctype, None
+
+    def _page(self, request: Request) -> Answer:
+        page = console.asset(request.path)
+        if page is None or self.endpoints.console is None:
+            return 200, LANDING, "text/html; charset=utf-8", None
+        zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+        extra = dict(console.HEADERS, Vary="Accept-Encoding", **({"Content-Encoding": "gzip"} if zipped else {}))
+        return 200, _gzip_once(request.path, page) if zipped else page, console.FILES[request.path][1], extra
+
+
+Answer = Tuple[int, bytes, str, Optional[Dict[str, str]]]
+GET = ("GET", "HEAD")
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: Tuple[str, ...]
+    answer: str  # the Exporter's method that answers it
+    prefix: bool = False  # every path under `path`
+    api: bool = False  # the API lane (exporter.is_api): its own workers and queue
+    open: bool = False  # no basic auth: /healthz, for load balancers
+
+
+# The endpoint, one row a route: exact paths first, then prefixes, longest first.
+ROUTES: Tuple[Route, ...] = (
+    Route("/metrics", GET, "_metrics"),
+    Route("/healthz", GET, "_healthz", open=True),
+    Route("/api/v1/alerts", GET, "_alerts"),
+    Route("/api/v1/console", GET, "_console_state"),
+    *(Route(page, GET, "_page") for page in console.FILES),
+    Route("/api/v1/perf", GET + ("POST",), "_perf", prefix=True, api=True),
+    Route("/api/v2/", GET + ("POST", "DELETE"), "_alertmanager", prefix=True, api=True),
+    Route("/api/v1/", GET + ("POST",), "_query", prefix=True, api=True),
+)
+_EXACT = {r.path: r for r in ROUTES if not r.prefix}
+_PREFIXES = sorted((r for r in ROUTES if r.prefix), key=lambda r: -len(r.path))
+
+
+def route_of(path: str) -> Optional[Route]:
+    found = _EXACT.get(path)
+    if found is not None:
+        return found
+    return next((r for r in _PREFIXES if path.startswith(r.path)), None)
+
+
+@dataclass
+class Endpoints:
+    """What the endpoint answers besides /metrics, handed in by the daemon."""
+
+    health: Callable[[str], Tuple[int, dict]] = field(default=lambda target="": (200, {"status": "ok"}))
+    alerts: Callable[[], dict] = field(default=lambda: {"status": "success", "data": {"alerts": []}})
+    console: Optional[Callable[[], dict]] = None  # the console page's state (serve/console.py)
+    query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
+    alertmanager_api: Optional["AlertmanagerAPI"] = None  # silences and alerts, as Alertmanager's API v2
+    perf_api: Optional["PerfAPI"] = None  # benchmarks and baselines (llm-agent bench, baseline)
 
 
 API_WORKERS = 2  # queries are CPU in this process: two at once, the cycle comes first
@@ -594,9 +658,10 @@ API_QUEUE = 16  # API requests queued or running; one more is refused with 503 a
 
 
 def is_api(path: str) -> bool:
-    """The requests of the API lane: the query API, Alertmanager's API, benchmarks. Not
-    /api/v1/alerts or /api/v1/console: memory reads, answered like a scrape."""
-    return path.startswith(("/api/v1/", "/api/v2/")) and path not in ("/api/v1/alerts", "/api/v1/console")
+    """The requests of the API lane (the route table says: the query API, Alertmanager's API,
+    benchmarks). Not /api/v1/alerts or /api/v1/console: memory reads, answered like a scrape."""
+    route = route_of(path)
+    return route is not None and route.api
 
 
 _GZIPPED: Dict[str, bytes] = {}
@@ -607,10 +672,6 @@ def _gzip_once(path: str, body: bytes) -> bytes:
     if path not in _GZIPPED:
         _GZIPPED[path] = gzip.compress(body, compresslevel=9, mtime=0)
     return _GZIPPED[path]
-
-
-def _always_ok(target: str = "") -> Tuple[int, dict]:
-    return 200, {"status": "ok"}
 
 
 def _raise_fd_limit(wanted: int) -> None:
