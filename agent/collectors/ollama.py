@@ -136,12 +136,8 @@ class OllamaCollector(OpenMetricsCollector):
         if len(models) > room:
             dropped["sample_limit"] = SERIES_PER_MODEL * (len(models) - room)
             models = models[:room]
-        for reason, n in dropped.items():
-            self._dropped[reason] = self._dropped.get(reason, 0) + n
-        if dropped:
-            self.problem("warning", f"/api/ps lists more models, or longer names, than the target's limits allow: "
-                                    f"{sum(dropped.values())} series left out", "[[targets]] sample_limit, "
-                                                                                 "label_value_length_limit")
+        self.count_dropped(dropped, "series of models /api/ps lists left out", "it lists more models, or longer "
+                           "names, than the target's limits allow ([[targets]] sample_limit, label_value_length_limit)")
         return models
 
 

@@ -243,13 +243,8 @@ class OpenMetricsCollector:
         self._samples_scraped = sum(len(f.samples) for f in merged.values())
         families, dropped = sanitize(self.retype(list(merged.values())))
         self._samples_kept = sum(len(f.samples) for f in families)
-        for reason, n in dropped.items():
-            self._dropped[reason] = self._dropped.get(reason, 0) + n
-        if dropped:
-            self.problem("warning", f"{sum(dropped.values())} series dropped from /metrics "
-                                    f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
-                         "they would have broken the exposition or claimed the agent's own names; "
-                         "llm_agent_target_series_dropped_total counts them")
+        self.count_dropped(dropped, "series dropped from /metrics", "they would have broken the exposition or claimed "
+                                                                   "the agent's own names")
         self._derive(families, signals)
         return relabel(families, self.labels, self._relabeled)
 
@@ -301,13 +296,17 @@ class OpenMetricsCollector:
                     kept.append(sample)
             if len(kept) != len(fam.samples):
                 fam.samples = kept
+        self.count_dropped(dropped, "of the agent's series about this target dropped", "the target reports more, "
+                           "or longer names, than its limits allow ([[targets]] sample_limit, label_value_length_limit)")
+
+    def count_dropped(self, dropped: Dict[str, int], what: str, why: str) -> None:
+        """Series left out, by reason: counted in llm_agent_target_series_dropped_total, and said."""
         for reason, n in dropped.items():
             self._dropped[reason] = self._dropped.get(reason, 0) + n
         if dropped:
-            self.problem("warning", f"{sum(dropped.values())} of the agent's series about this target dropped "
+            self.problem("warning", f"{sum(dropped.values())} {what} "
                                     f"({', '.join(f'{r}: {n}' for r, n in sorted(dropped.items()))})",
-                         "the target reports more, or longer names, than its limits allow ([[targets]] sample_limit, "
-                         "label_value_length_limit)")
+                         f"{why}; llm_agent_target_series_dropped_total counts them")
 
     def retype(self, families: List[MetricFamily]) -> List[MetricFamily]:
         """Hook: correct types a server declares wrongly (llama.cpp's gauges-as-counters)."""

@@ -46,8 +46,7 @@ def baseline_record(args: argparse.Namespace, base: str, auth: Auth) -> int:
     for name in names:
         doc = call(base, "POST", f"/api/v1/perf/baseline?target={quote(name)}&last={args.last}", auth=auth)
         print(f"baseline of {name} recorded from {doc['runs']} run(s) for {_env_line(doc['environment'])}:")
-        for fig, value in doc["figures"].items():
-            print(f"  {fig:34s} {value:.4g}")
+        _print_figures(doc["figures"])
     return 0
 
 
@@ -60,9 +59,13 @@ def baseline_show(args: argparse.Namespace, base: str, auth: Auth) -> int:
             print("  no baseline yet for this environment")
             continue
         print(f"  {b['how']} from {b['runs']} run(s):")
-        for fig, value in b["figures"].items():
-            print(f"  {fig:34s} {value:.4g}")
+        _print_figures(b["figures"])
     return 0
+
+
+def _print_figures(figures: dict) -> None:
+    for fig, value in figures.items():
+        print(f"  {fig:34s} {value:.4g}")
 
 
 @through_api
