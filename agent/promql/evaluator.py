@@ -252,52 +252,59 @@ class Evaluator:
     # -- functions -----------------------------------------------------------------------------
 
     def _call(self, node: Call, t: float) -> Value:
-        f, args = node.func, node.args
-        if f in ("time", "pi"):
-            return t if f == "time" else math.pi
-        if f in fn.OVER_TIME or f in ("rate", "increase", "delta", "irate", "idelta", "deriv", "predict_linear",
-                                      "holt_winters", "quantile_over_time", "absent_over_time"):
+        f = node.func
+        if f in fn.RANGE or f == "absent_over_time":
             return self._range_call(node, t)
-        if f == "scalar":
-            vector = _vector(self._eval(args[0], t))
-            return vector[0][1] if len(vector) == 1 else math.nan
-        if f == "vector":
-            return [((), _scalar(self._eval(args[0], t)))]
-        if f == "absent":
-            return [] if self._eval(args[0], t) else [(_absent_labels(args[0]), 1.0)]
-        if f == "timestamp":
-            return self._timestamp(args[0], t)
-        if f in ("histogram_count", "histogram_sum", "histogram_fraction"):
-            return []  # native histograms only; float series have none (Prometheus answers the same)
-        if f == "histogram_quantile":
-            return unique(self._histogram_quantile(_scalar(self._eval(args[0], t)), _vector(self._eval(args[1], t))))
         if f in vf.DATE_PARTS:
-            vector = _vector(self._eval(args[0], t)) if args else [((), t)]
+            vector = _vector(self._eval(node.args[0], t)) if node.args else [((), t)]
             return unique([(_no_name(labels), vf.date_part(f, v)) for labels, v in vector])
-        vector = _vector(self._eval(args[0], t))
         if f in vf.MATH:
             op = vf.MATH[f]
-            return unique([(_no_name(labels), op(v)) for labels, v in vector])
-        if f in ("sort", "sort_desc"):
-            return sorted(vector, key=lambda s: (math.isnan(s[1]), s[1] if f == "sort" else -s[1]))
-        return unique(self._vector_call(node, vector, t))
+            return unique([(_no_name(labels), op(v)) for labels, v in _vector(self._eval(node.args[0], t))])
+        call = self.CALLS.get(f)
+        if call is None:
+            raise EvalError(f"unknown function {f}")
+        return call(self, node, t)
 
-    def _vector_call(self, node: Call, vector: Vector, t: float) -> Vector:
+    def _scalar_call(self, node: Call, t: float) -> Value:
+        vector = _vector(self._eval(node.args[0], t))
+        return vector[0][1] if len(vector) == 1 else math.nan
+
+    def _vector_function_call(self, node: Call, t: float) -> Value:
+        return [((), _scalar(self._eval(node.args[0], t)))]
+
+    def _timestamp_call(self, node: Call, t: float) -> Value:
+        return self._timestamp(node.args[0], t)
+
+    def _absent_call(self, node: Call, t: float) -> Value:
+        return [] if self._eval(node.args[0], t) else [(_absent_labels(node.args[0]), 1.0)]
+
+    def _histogram_quantile_call(self, node: Call, t: float) -> Value:
+        q = _scalar(self._eval(node.args[0], t))
+        return unique(self._histogram_quantile(q, _vector(self._eval(node.args[1], t))))
+
+    def _sort_call(self, node: Call, t: float) -> Value:
+        ascending = node.func == "sort"
+        return sorted(_vector(self._eval(node.args[0], t)),
+                      key=lambda s: (math.isnan(s[1]), s[1] if ascending else -s[1]))
+
+    def _round_call(self, node: Call, t: float) -> Value:
+        to = _scalar(self._eval(node.args[1], t)) if len(node.args) > 1 else 1.0
+        return unique([(_no_name(labels), vf.round_to(v, to)) for labels, v in _vector(self._eval(node.args[0], t))])
+
+    def _clamp_call(self, node: Call, t: float) -> Value:
         f, args = node.func, node.args
-        if f == "round":
-            to = _scalar(self._eval(args[1], t)) if len(args) > 1 else 1.0
-            return [(_no_name(labels), vf.round_to(v, to)) for labels, v in vector]
-        if f in ("clamp", "clamp_min", "clamp_max"):
-            bounds = [_scalar(self._eval(a, t)) for a in args[1:]]
-            low, high = (bounds[0], bounds[1]) if f == "clamp" else \
-                (bounds[0], math.inf) if f == "clamp_min" else (-math.inf, bounds[0])
-            if f == "clamp" and high < low:
-                return []
-            return [(_no_name(labels), _go_max(low, _go_min(high, v)) if f == "clamp" else
-                     _go_max(low, v) if f == "clamp_min" else _go_min(high, v)) for labels, v in vector]
-        if f in ("label_replace", "label_join"):
-            return self._label_call(f, vector, [_string(self._eval(a, t)) for a in args[1:]])
-        raise EvalError(f"unknown function {f}")
+        bounds = [_scalar(self._eval(a, t)) for a in args[1:]]
+        low, high = (bounds[0], bounds[1]) if f == "clamp" else \
+            (bounds[0], math.inf) if f == "clamp_min" else (-math.inf, bounds[0])
+        if high < low:
+            return []
+        return unique([(_no_name(labels), _go_max(low, _go_min(high, v)))
+                       for labels, v in _vector(self._eval(args[0], t))])
+
+    def _label_function_call(self, node: Call, t: float) -> Value:
+        vector = _vector(self._eval(node.args[0], t))
+        return unique(self._label_call(node.func, vector, [_string(self._eval(a, t)) for a in node.args[1:]]))
 
     def _label_call(self, f: str, vector: Vector, strings: List[str]) -> Vector:
         dst = strings[0]
@@ -351,29 +358,15 @@ class Evaluator:
 
     @staticmethod
     def _range_function(f: str, matrix: Matrix, extra: Tuple[float, ...], start: float, end: float) -> Vector:
+        per_series = fn.RANGE[f]
         out = []
         for labels, points in matrix:
             if not points:
                 continue
-            if f == "irate":
-                value = fn.irate(points)
-            elif f == "idelta":
-                value = fn.idelta(points)
-            elif f == "deriv":
-                value = fn.deriv(points)
-            elif f == "predict_linear":
-                value = fn.predict_linear(points, end, extra[0])
-            elif f == "holt_winters":
-                try:
-                    value = fn.holt_winters(points, extra[0], extra[1])
-                except ValueError as e:
-                    raise EvalError(str(e)) from None
-            elif f == "quantile_over_time":
-                value = fn.quantile(extra[0], fn.values_of(points))
-            elif f in fn.OVER_TIME:
-                value = fn.OVER_TIME[f](fn.values_of(points))
-            else:
-                value = fn.extrapolated_rate(points, start, end, f != "delta", f == "rate")
+            try:
+                value = per_series(points, start, end, extra)
+            except ValueError as e:  # holt_winters' smoothing factors out of (0, 1)
+                raise EvalError(str(e)) from None
             if value is not None:
                 out.append((labels if f in _RANGE_KEEPS_NAME else _no_name(labels), value))
         return out
@@ -502,6 +495,26 @@ class Evaluator:
             return [(labels, v) for labels, v in lhs if self._signature(labels, matching) not in right]
         left = {self._signature(labels, matching) for labels, _ in lhs}
         return list(lhs) + [(labels, v) for labels, v in rhs if self._signature(labels, matching) not in left]
+
+    # Every function that is not a range function, a date part or a math function, by name: what
+    # the evaluator calls with (evaluator, call, time). The parser's own table says which exist and
+    # their argument types; a name here and not there is never reached.
+    CALLS: Dict[str, Callable[["Evaluator", Call, float], Value]] = {
+        "time": lambda ev, node, t: t,
+        "pi": lambda ev, node, t: math.pi,
+        "scalar": _scalar_call,
+        "vector": _vector_function_call,
+        "absent": _absent_call,
+        "timestamp": _timestamp_call,
+        # native histograms only; float series have none (Prometheus answers the same)
+        **dict.fromkeys(("histogram_count", "histogram_sum", "histogram_fraction"), lambda ev, node, t: []),
+        "histogram_quantile": _histogram_quantile_call,
+        "sort": _sort_call,
+        "sort_desc": _sort_call,
+        "round": _round_call,
+        **dict.fromkeys(("clamp", "clamp_min", "clamp_max"), _clamp_call),
+        **dict.fromkeys(("label_replace", "label_join"), _label_function_call),
+    }
 
 
 def _go_max(a: float, b: float) -> float:

@@ -294,3 +294,26 @@ def bucket_quantile(q: float, buckets: List[Tuple[float, float]]) -> float:
         count -= merged[b - 1][1]
         rank -= merged[b - 1][1]
     return start + (end - start) * (rank / count)
+
+
+def _over_time(f: Callable[[Sequence[float]], float]) -> "RangeFunction":
+    return lambda points, start, end, extra: f(values_of(points))
+
+
+# A range function's value for one series: (points, window start, window end, scalar arguments).
+RangeFunction = Callable[[Sequence[Point], float, float, Tuple[float, ...]], Optional[float]]
+
+# Every range-vector function but absent_over_time (which answers for the whole matrix, not
+# per series): the evaluator looks the name up here instead of walking an if-chain.
+RANGE: Dict[str, RangeFunction] = {
+    "rate": lambda points, start, end, extra: extrapolated_rate(points, start, end, True, True),
+    "increase": lambda points, start, end, extra: extrapolated_rate(points, start, end, True, False),
+    "delta": lambda points, start, end, extra: extrapolated_rate(points, start, end, False, False),
+    "irate": lambda points, start, end, extra: irate(points),
+    "idelta": lambda points, start, end, extra: idelta(points),
+    "deriv": lambda points, start, end, extra: deriv(points),
+    "predict_linear": lambda points, start, end, extra: predict_linear(points, end, extra[0]),
+    "holt_winters": lambda points, start, end, extra: holt_winters(points, extra[0], extra[1]),
+    "quantile_over_time": lambda points, start, end, extra: quantile(extra[0], values_of(points)),
+    **{name: _over_time(f) for name, f in OVER_TIME.items()},
+}
