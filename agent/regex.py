@@ -42,6 +42,27 @@ def compile(pattern: str) -> Any:  # noqa: A001 - mirrors re.compile
         raise RegexError(str(e)) from None
 
 
+# RE2's own words for a bad pattern, and Go's regexp package's for the same mistake
+_GO_CODES = {"missing )": "missing closing )", "missing ]": "missing closing ]",
+             "bad repetition operator": "invalid nested repetition operator",
+             "no argument for repetition operator": "missing argument to repetition operator",
+             "invalid repetition size": "invalid repeat count", "invalid perl operator": "invalid or unsupported Perl syntax",
+             "invalid named capture group": "invalid named capture", "trailing \\": "trailing backslash at end of expression"}
+
+
+def go_error(pattern: str, error: "RegexError") -> str:
+    """What Go's regexp.Compile says for `pattern`: "error parsing regexp: CODE: `ARG`"."""
+    text = str(error)
+    if text.startswith("invalid repeat count"):
+        found = _HUGE_REPEAT.search(pattern)
+        end = pattern.find("}", found.start()) + 1 if found else 0
+        return f"error parsing regexp: invalid repeat count: `{pattern[found.start():end] if found else ''}`"
+    code, _, arg = text.partition(": ")
+    if code == "trailing \\":
+        arg = ""
+    return f"error parsing regexp: {_GO_CODES.get(code, code)}: `{arg}`"
+
+
 def check(pattern: str) -> str:
     """`pattern` if RE2 accepts it, else RegexError naming it and why."""
     try:

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .promql.ast import Subquery, children, selectors
-from .promql.lexer import format_duration, parse_duration
+from .timefmt import format_duration, parse_duration
 from .promql.parser import PromQLError, parse
 from .templates import Template, TemplateError
 
@@ -149,7 +149,9 @@ class _Reader:
             return None
         return node.value
 
-    def string_map(self, node: yaml.Node, keys: str, templates: bool) -> Tuple[Tuple[str, str], ...]:
+    def string_map(self, node: yaml.Node, keys: str, template_name: Optional[str]) -> Tuple[Tuple[str, str], ...]:
+        """A map of label names to strings; each a template, named as Prometheus names it, when
+        `template_name` is given."""
         out = []
         if isinstance(node, yaml.ScalarNode) and node.value in ("", "~", "null"):
             return ()
@@ -160,9 +162,9 @@ class _Reader:
             if not _LABEL.match(name):
                 self.error(k, keys, f"invalid label name {name!r}")
                 continue
-            if templates:
+            if template_name is not None:
                 try:
-                    Template(value)
+                    Template(value, template_name)
                 except TemplateError as e:
                     self.error(v, f"{keys}.{name}", str(e))
                     continue
@@ -256,10 +258,12 @@ class _Reader:
             for key in ("for", "keep_firing_for", "annotations"):
                 if key in fields:
                     self.error(fields[key][0], f"{keys}.{key}", f"invalid field '{key}' in recording rule")
-        labels = self.string_map(fields["labels"][1], f"{keys}.labels", bool(alert)) if "labels" in fields else ()
+        name = "__alert_" + (alert or "")
+        labels = self.string_map(fields["labels"][1], f"{keys}.labels", name if alert else None) \
+            if "labels" in fields else ()
         if record and any(k == "__name__" for k, _ in labels):
             self.error(node, f"{keys}.labels", "invalid recording rule label name: __name__")
-        annotations = self.string_map(fields["annotations"][1], f"{keys}.annotations", True) \
+        annotations = self.string_map(fields["annotations"][1], f"{keys}.annotations", name) \
             if "annotations" in fields else ()
         for_ = self.duration(fields["for"][1], f"{keys}.for") if "for" in fields else 0.0
         keep = self.duration(fields["keep_firing_for"][1], f"{keys}.keep_firing_for") if "keep_firing_for" in fields else 0.0

@@ -1,71 +1,129 @@
-"""The part of Prometheus' alert templating that rules use: `{{ $labels.x }}`, `{{ $value }}`,
-pipelines through humanize, humanize1024, humanizeDuration, humanizePercentage, printf,
-toUpper, toLower, title. Checked at load, so a rule never fails to render at 3 a.m.; the
-same text works unchanged when the rule is exported to Prometheus."""
+"""Alert templates as Prometheus 2.42 expands them: Go's text/template (agent/gotemplate) with
+the functions of Prometheus' template package, `$labels`, `$value`, `$externalLabels` and
+`$externalURL` defined as Prometheus defines them (four actions prepended to the text), map
+keys that are missing read as "" (missingkey=zero), and Prometheus' words for a failure:
+"error executing template __alert_X: template: __alert_X:1:98: executing ... ", which the
+rule engine wraps as `<error expanding template: ...>`.
+
+A template that Go would refuse to parse is refused at load, with Go's message. `query` runs
+the agent's own PromQL engine at the alert's evaluation time over its history; the engine
+hands that in as a Context for each expansion.
+"""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import math
-import re
-from typing import Any, Callable, Dict, List, Union
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
-_ACTION = re.compile(r"{{-?\s*(.*?)\s*-?}}", re.S)
-_PRINTF = re.compile(r'^printf\s+"((?:[^"\\]|\\.)*)"\s*(.*)$')
+from . import regex
+from .gotemplate import ExecError, Func, FuncError, Limits, ParseError
+from .gotemplate import Template as GoTemplate
+from .gotemplate.gofmt import sprintf
+from .gotemplate.gotypes import ANY, GoMap, GoSlice, GoStruct, Stringer, Typed, TypedStr, type_name
+from .gotemplate.strconv import can_backquote, format_float, parse_float, quote
+from .timefmt import parse_duration
+
+DEFS = "{{$labels := .Labels}}{{$externalLabels := .ExternalLabels}}{{$externalURL := .ExternalURL}}{{$value := .Value}}"
+DATA_TYPE = ("struct { Labels map[string]string; ExternalLabels map[string]string; ExternalURL string; "
+             "Value float64 }")
+SAMPLE = "*template.sample"
+RESULT = "template.queryResult"
+LIMITS = Limits(steps=20_000, depth=50, output=64 * 1024)  # an annotation, not a report
+
+QueryFunc = Callable[[str], Sequence[Tuple[Mapping[str, str], float]]]
 
 
 class TemplateError(ValueError):
-    """A template outside the supported subset."""
+    """A template Go refuses to parse (at load), or one that failed while expanding."""
 
 
-def _fmt_g(v: float) -> str:
-    return "%.4g" % v
+NIL_DEREFERENCE = "runtime error: invalid memory address or nil pointer dereference"
 
 
-_SMALL = ("m", "u", "n", "p", "f", "a", "z", "y")
+@dataclass(frozen=True)
+class Context:
+    """What one expansion may read beyond the alert: the agent's external labels and URL, and a
+    query function bound to the alert's evaluation time."""
+    external_labels: Mapping[str, str] = field(default_factory=dict)
+    external_url: Optional[str] = ""  # None: none set (promtool's unit tests), so externalURL fails as there
+    query: Optional[QueryFunc] = None
 
 
-def _scale_up(v: float, base: float, prefixes) -> str:
-    """v divided by `base` while it is that large, with the matching prefix."""
+NO_CONTEXT = Context()
+
+
+# -- number helpers (Prometheus' humanize family) ------------------------------------------------
+
+def convert_to_float(i: Any) -> float:
+    """Prometheus' convertToFloat: float64, int kinds, or a string strconv.ParseFloat reads."""
+    if isinstance(i, bool) or i is None:
+        raise FuncError(f"can't convert {type_name(i) or '<nil>'} to float")
+    if isinstance(i, float):
+        return i
+    if isinstance(i, int) and type_name(i) in ("int", "uint", "int64", "uint64"):
+        return float(i)
+    if isinstance(i, str) and type_name(i) == "string":
+        value = parse_float(i)
+        if value is None:
+            reason = "value out of range" if _out_of_range(i) else "invalid syntax"
+            raise FuncError(f"strconv.ParseFloat: parsing {quote(i)}: {reason}")
+        return value
+    raise FuncError(f"can't convert {type_name(i)} to float")
+
+
+def _out_of_range(text: str) -> bool:
+    try:
+        return math.isinf(float(text.replace("_", ""))) and "inf" not in text.lower()
+    except ValueError:
+        return False
+
+
+def _g4(v: float) -> str:
+    return format_float(v, "g", 4)
+
+
+def _scaled(v: float, base: float, prefixes: Sequence[str], upward: bool) -> str:
     prefix = ""
     for p in prefixes:
-        if abs(v) < base:
+        if (abs(v) < base) if upward else (abs(v) >= 1):
             break
-        prefix, v = p, v / base
-    return _fmt_g(v) + prefix
+        prefix = p
+        v = v / base if upward else v * 1000
+    return _g4(v) + prefix
 
 
-def _scale_down(v: float) -> str:
-    """v multiplied by 1000 while it is below 1, with the matching prefix (m, u, n, ...)."""
-    prefix = ""
-    for p in _SMALL:
-        if abs(v) >= 1:
-            break
-        prefix, v = p, v * 1000
-    return _fmt_g(v) + prefix
+_BIG = ("k", "M", "G", "T", "P", "E", "Z", "Y")
+_SMALL = ("m", "u", "n", "p", "f", "a", "z", "y")
 
 
 def humanize(v: float) -> str:
     if v == 0 or math.isnan(v) or math.isinf(v):
-        return _fmt_g(v)
+        return _g4(v)
     if abs(v) >= 1:
-        return _scale_up(v, 1000, ("k", "M", "G", "T", "P", "E", "Z", "Y"))
-    return _scale_down(v)
+        return _scaled(v, 1000, _BIG, True)
+    return _scaled(v, 1000, _SMALL, False)
 
 
 def humanize1024(v: float) -> str:
     if abs(v) <= 1 or math.isnan(v) or math.isinf(v):
-        return _fmt_g(v)
-    return _scale_up(v, 1024, ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"))
+        return _g4(v)
+    return _scaled(v, 1024, ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"), True)
 
 
 def humanize_duration(v: float) -> str:
     if math.isnan(v) or math.isinf(v):
-        return _fmt_g(v)
+        return _g4(v)
     if v == 0:
-        return "0s"
+        return _g4(v) + "s"
     if abs(v) >= 1:
-        sign = "-" if v < 0 else ""
-        secs = int(abs(v))
+        sign = ""
+        if v < 0:
+            sign, v = "-", -v
+        secs = int(v)
         days, hours, minutes, seconds = secs // 86400, secs // 3600 % 24, secs // 60 % 60, secs % 60
         if days:
             return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
@@ -73,175 +131,367 @@ def humanize_duration(v: float) -> str:
             return f"{sign}{hours}h {minutes}m {seconds}s"
         if minutes:
             return f"{sign}{minutes}m {seconds}s"
-        return f"{sign}{_fmt_g(abs(v))}s"
-    return _scale_down(v) + "s"
+        return f"{sign}{_g4(v)}s"
+    return _scaled(v, 1000, _SMALL, False) + "s"
 
 
 def humanize_percentage(v: float) -> str:
-    return _fmt_g(v * 100) + "%"
+    return _g4(v * 100) + "%"
 
 
-def _to_float(x: object) -> float:
+# -- time ----------------------------------------------------------------------------------------
+
+class GoTime(Stringer):
+    """A *time.Time in UTC at millisecond precision (Prometheus' model.Time); prints as Go's
+    Time.String() does, and answers the methods people call on it."""
+
+    go_type = "*time.Time"
+
+    def __init__(self, ms: int):
+        self.ms = ms
+        self.methods = {
+            "Unix": Func(lambda: Typed(self.ms // 1000 if self.ms >= 0 else -((-self.ms) // 1000), "int64")),
+            "UnixMilli": Func(lambda: Typed(self.ms, "int64")),
+            "UnixNano": Func(lambda: Typed(self.ms * 1_000_000, "int64")),
+            "String": Func(self.string),
+            "UTC": Func(lambda: self),
+        }
+
+    def string(self) -> str:
+        when = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(milliseconds=self.ms)
+        text = when.strftime("%Y-%m-%d %H:%M:%S")
+        millis = self.ms % 1000
+        if millis:
+            text += ("." + "%03d" % millis).rstrip("0")
+        return text + " +0000 UTC"
+
+
+def float_to_time(v: float) -> Optional[GoTime]:
+    """Prometheus' floatToTime: None for NaN and Inf; FuncError past an int64 of nanoseconds."""
+    if math.isnan(v) or math.isinf(v):
+        return None
+    ns = v * 1e9
+    if ns > 9.223372036854776e18 or ns < -9.223372036854776e18:
+        raise FuncError(f"{format_float(v, 'g', -1)} cannot be represented as a nanoseconds timestamp "
+                        "since it overflows int64")
+    nanos = int(ns)
+    ms = abs(nanos) // 1_000_000 * (1 if nanos >= 0 else -1)  # Go's integer division truncates
+    return GoTime(ms)
+
+
+def humanize_timestamp(i: Any) -> str:
+    v = convert_to_float(i)
+    tm = float_to_time(v)
+    return _g4(v) if tm is None else tm.string()
+
+
+def to_time(i: Any) -> Optional[GoTime]:
+    tm = float_to_time(convert_to_float(i))
+    if tm is None:
+        raise FuncError("value cannot be represented as a timestamp: NaN or Inf")
+    return tm
+
+
+# -- strings -------------------------------------------------------------------------------------
+
+def _simple_case(s: str, how: Callable[[str], str]) -> str:
+    """Go maps one rune to one rune (unicode.ToUpper); Python's full mapping turns ß into SS."""
+    out = []
+    for ch in s:
+        mapped = how(ch)
+        out.append(mapped if len(mapped) == 1 else ch)
+    return "".join(out)
+
+
+def _is_separator(ch: str) -> bool:
+    if ch < "\x80":
+        return not (ch.isalnum() or ch == "_")
+    if ch.isalpha() or ch.isdigit():
+        return False
+    return ch.isspace()
+
+
+def title(s: str) -> str:
+    """strings.Title: the first letter of each word in title case, the rest as written."""
+    out, prev = [], " "
+    for ch in s:
+        out.append(_simple_case(ch, str.title) if _is_separator(prev) else ch)
+        prev = ch
+    return "".join(out)
+
+
+def split_host_port(host_port: str) -> Optional[Tuple[str, str]]:
+    """net.SplitHostPort, None where Go's returns an error."""
+    if host_port.startswith("["):
+        end = host_port.find("]")
+        if end < 0 or host_port[end + 1:end + 2] != ":":
+            return None
+        host, port = host_port[1:end], host_port[end + 2:]
+        if "[" in host or "]" in port or "[" in port:
+            return None
+        return host, port
+    last = host_port.rfind(":")
+    if last < 0:
+        return None
+    host, port = host_port[:last], host_port[last + 1:]
+    if ":" in host or "[" in host or "]" in host or "]" in port:
+        return None
+    return host, port
+
+
+def strip_port(host_port: str) -> str:
+    split = split_host_port(host_port)
+    return host_port if split is None else split[0]
+
+
+def strip_domain(host_port: str) -> str:
+    split = split_host_port(host_port)
+    host, port = split if split is not None else (host_port, "")
     try:
-        return float(x)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise TemplateError(f"{x!r} is not a number") from None
+        ipaddress.ip_address(host)
+        return host_port
+    except ValueError:
+        pass
+    host = host.split(".")[0]
+    if port:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return host
 
 
-FUNCTIONS: Dict[str, Callable[[object], str]] = {
-    "humanize": lambda x: humanize(_to_float(x)),
-    "humanize1024": lambda x: humanize1024(_to_float(x)),
-    "humanizeDuration": lambda x: humanize_duration(_to_float(x)),
-    "humanizePercentage": lambda x: humanize_percentage(_to_float(x)),
-    "toUpper": lambda x: str(x).upper(),
-    "toLower": lambda x: str(x).lower(),
-    "title": lambda x: str(x).title(),
+def _compile(pattern: str) -> Any:
+    try:
+        return regex.compile(pattern)
+    except regex.RegexError as e:
+        raise FuncError(regex.go_error(pattern, e)) from None
+
+
+def re_replace_all(pattern: str, repl: str, text: str) -> str:
+    """regexp.MustCompile(pattern).ReplaceAllString(text, repl), with Go's rules: $1, ${1},
+    $name, ${name} expand (an unknown group is empty), $$ is $, and an empty match right after
+    a match is skipped."""
+    try:
+        compiled = _compile(pattern)
+    except FuncError as e:  # MustCompile panics; the template package turns that into the call's error
+        shown = f"`{pattern}`" if can_backquote(pattern) else quote(pattern)
+        raise FuncError(f"regexp: Compile({shown}): {e}") from None
+    out, pos, last_end = [], 0, -1
+    while pos <= len(text):
+        m = compiled.search(text, pos)
+        if m is None:
+            break
+        start, end = m.span()
+        if start == end and start == last_end:
+            if start >= len(text):
+                break
+            out.append(text[pos:start + 1])
+            pos = start + 1
+            continue
+        out.append(text[pos:start])
+        out.append(_expand(repl, m, compiled))
+        last_end = end
+        if end == start:
+            if end < len(text):
+                out.append(text[end])
+            pos = end + 1
+        else:
+            pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _expand(template: str, m: Any, compiled: Any) -> str:
+    names = getattr(compiled, "groupindex", {}) or {}
+    out, i = [], 0
+    while i < len(template):
+        ch = template[i]
+        if ch != "$" or i + 1 >= len(template):
+            out.append(ch)
+            i += 1
+            continue
+        nxt = template[i + 1]
+        if nxt == "$":
+            out.append("$")
+            i += 2
+            continue
+        if nxt == "{":
+            close = template.find("}", i + 2)
+            name = template[i + 2:close] if close > 0 else ""
+            if close < 0 or not name or not all(c.isalnum() or c == "_" for c in name):
+                out.append("$")
+                i += 1
+                continue
+            i = close + 1
+        else:
+            j = i + 1
+            while j < len(template) and (template[j].isalnum() or template[j] == "_"):
+                j += 1
+            name = template[i + 1:j]
+            if not name:
+                out.append("$")
+                i += 1
+                continue
+            i = j
+        out.append(_group(m, name, names))
+    return "".join(out)
+
+
+def _group(m: Any, name: str, names: Mapping[str, int]) -> str:
+    if name.isdigit():
+        index = int(name)
+    elif name in names:
+        index = names[name]
+    else:
+        return ""
+    try:
+        value = m.group(index)
+    except (IndexError, ValueError):
+        return ""
+    return value or ""
+
+
+def match(pattern: str, text: str) -> bool:
+    return _compile(pattern).search(text) is not None
+
+
+def graph_link(expr: str, tab: int) -> str:
+    return f"/graph?g0.expr={urllib.parse.quote_plus(expr, safe='-_.~')}&g0.tab={tab}"
+
+
+def parse_go_duration(d: str) -> float:
+    try:
+        return parse_duration(d)
+    except ValueError:
+        raise FuncError(f"not a valid duration string: {quote(d)}") from None
+
+
+# -- query results -------------------------------------------------------------------------------
+
+def sample(labels: Mapping[str, str], value: float) -> GoStruct:
+    return GoStruct(SAMPLE, [("Labels", GoMap(labels)), ("Value", float(value))], pointer=True)
+
+
+def _sample_of(s: Optional[GoStruct]) -> GoStruct:
+    if s is None:
+        raise FuncError(NIL_DEREFERENCE)  # Go panics; the template package turns that into the call's error
+    return s
+
+
+def _labels_of(s: Optional[GoStruct]) -> GoMap:
+    return _sample_of(s).fields["Labels"]
+
+
+def first(v: Optional[GoSlice]) -> GoStruct:
+    if v:
+        return v[0]
+    raise FuncError("first() called on vector with no elements")
+
+
+def sort_by_label(label: str, v: Optional[GoSlice]) -> Optional[GoSlice]:
+    if v is None:
+        return None
+    v[:] = sorted(v, key=lambda s: _labels_of(s).get(label, "").encode("utf-8", "surrogatepass"))
+    return v
+
+
+def _query(context: Context) -> Func:
+    def run(q: str) -> GoSlice:
+        if context.query is None:
+            raise FuncError("no query function: this template runs outside a rule evaluation")
+        try:
+            result = context.query(q)
+        except Exception as e:  # a PromQL parse or evaluation error is the function's error
+            raise FuncError(str(e)) from None
+        return GoSlice((sample(labels, value) for labels, value in result), RESULT, SAMPLE)
+    return Func(run, ("string",), results=2)
+
+
+def _url(url: Optional[str]) -> str:
+    if url is None:
+        raise FuncError(NIL_DEREFERENCE)
+    return url
+
+
+def _path_prefix(url: str) -> str:
+    return urllib.parse.urlsplit(url).path
+
+
+def _args(*values: Any) -> GoMap:
+    return GoMap({f"arg{i}": v for i, v in enumerate(values)}, elem=ANY)
+
+
+def _float_func(f: Callable[[float], str]) -> Func:
+    return Func(lambda i: f(convert_to_float(i)), (ANY,), results=2)
+
+
+FUNCTIONS: Dict[str, Func] = {
+    "query": Func(lambda q: GoSlice((), RESULT, SAMPLE), ("string",), results=2),  # replaced per expansion
+    "first": Func(first, (RESULT,), results=2),
+    "label": Func(lambda label, s: _labels_of(s).get(label, ""), ("string", SAMPLE)),
+    "value": Func(lambda s: _sample_of(s).fields["Value"], (SAMPLE,)),
+    "strvalue": Func(lambda s: _labels_of(s).get("__value__", ""), (SAMPLE,)),
+    "args": Func(_args, (), ANY),
+    "reReplaceAll": Func(re_replace_all, ("string", "string", "string")),
+    "safeHtml": Func(lambda text: TypedStr(text, "template.HTML"), ("string",)),
+    "match": Func(match, ("string", "string"), results=2),
+    "title": Func(title, ("string",)),
+    "toUpper": Func(lambda s: _simple_case(s, str.upper), ("string",)),
+    "toLower": Func(lambda s: _simple_case(s, str.lower), ("string",)),
+    "graphLink": Func(lambda e: graph_link(e, 0), ("string",)),
+    "tableLink": Func(lambda e: graph_link(e, 1), ("string",)),
+    "sortByLabel": Func(sort_by_label, ("string", RESULT)),
+    "humanize": _float_func(humanize),
+    "humanize1024": _float_func(humanize1024),
+    "humanizeDuration": _float_func(humanize_duration),
+    "humanizePercentage": _float_func(humanize_percentage),
+    "humanizeTimestamp": Func(humanize_timestamp, (ANY,), results=2),
+    "toTime": Func(to_time, (ANY,), results=2),
+    "pathPrefix": Func(lambda: "", ()),  # replaced per expansion
+    "externalURL": Func(lambda: "", ()),
+    "parseDuration": Func(parse_go_duration, ("string",), results=2),
+    "stripPort": Func(strip_port, ("string",)),
+    "stripDomain": Func(strip_domain, ("string",)),
 }
 
 
-# Go's printf verbs this subset renders (%v as %s); flags, width and precision allowed
-_VERB = re.compile(r"%([-+# 0]*\d*(?:\.\d+)?)([a-zA-Z%])")
-_VERBS = "svdfFgGeExXo"
-NUMBER, TEXT = "number", "text"  # what a pipeline stage yields, as far as load time can know
-
-
-def _printf_arity(fmt: str) -> int:
-    """How many arguments `fmt` consumes; TemplateError for verbs outside the subset."""
-    n = 0
-    for m in _VERB.finditer(fmt):
-        verb = m.group(2)
-        if verb == "%":
-            continue
-        if verb not in _VERBS:
-            raise TemplateError(f"printf {fmt!r}: verb %{verb} is not supported (use one of %s %v %d %f %g %e %x)")
-        n += 1
-    return n
-
-
-def _unescape(fmt: str) -> str:
-    """A Go string literal's common escapes; anything else is kept as written."""
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}.get(m.group(1), m.group(0)), fmt)
-
-
-def _go_printf(fmt: str, args: List[object]) -> str:
-    py = _VERB.sub(lambda m: "%" + m.group(1) + ("s" if m.group(2) == "v" else m.group(2)), fmt)
-    converted = [_to_float(a) if isinstance(a, str) and _wants_number(v) else a
-                 for a, v in zip(args, [m.group(2) for m in _VERB.finditer(fmt) if m.group(2) != "%"])]
-    try:
-        return py % tuple(converted)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise TemplateError(f"printf {fmt!r}: {e}") from None
-
-
-def _wants_number(verb: str) -> bool:
-    return verb in "dfFgGeExXo"
-
-
-class _Term:
-    """A pipeline's first value: $value, a label, or a quoted string."""
-
-    def __init__(self, text: str):
-        text = text.strip()
-        self.kind, self.literal = TEXT, None
-        if text == "$value":
-            self.kind, self.get = NUMBER, (lambda labels, value: value)
-            return
-        m = re.fullmatch(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)", text) or re.fullmatch(r'index \$labels "([^"]+)"', text)
-        if m:
-            key = m.group(1)
-            self.get = lambda labels, value: labels.get(key, "")
-            return
-        if re.fullmatch(r'"(?:[^"\\]|\\.)*"', text):
-            literal = self.literal = text[1:-1]
-            self.get = lambda labels, value: literal
-            return
-        raise TemplateError(f"unsupported template term {text!r}: use $value, $labels.name or a quoted string")
-
-
 class Template:
-    """A parsed template; `render(labels, value)` fills it in or raises TemplateError.
+    """One annotation's or label's template, parsed at load; `render` expands it for an alert.
 
-    Checked at load as far as the types can be known: printf's argument count and verbs,
-    toUpper/toLower/title on $value (a number), humanize* on a quoted string that is not a
-    number. A label's value is known only at run time, so `$labels.x | humanize` can still fail
-    then; the engine renders such a failure as Prometheus does, `<error expanding template: ...>`."""
+    `name` is Prometheus' template name, `__alert_` and the rule's name: it is in every error
+    message, as in Prometheus'."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str, name: str = "__alert_"):
         self.text = text
-        self.parts: List[Union[str, List[Any]]] = []  # str literals and action pipelines
-        pos = 0
-        for m in _ACTION.finditer(text):
-            self.parts.append(text[pos:m.start()])
-            self.parts.append(self._parse_action(m.group(1)))
-            pos = m.end()
-        rest = text[pos:]
-        if "{{" in rest:
-            raise TemplateError(f"unclosed '{{{{' in {text!r}")
-        self.parts.append(rest)
+        self.name = name
+        self.plain = "{{" not in text  # most label values: nothing to expand
+        self.reads_query = not self.plain and "query" in text
+        if self.plain:
+            return
+        try:
+            self._go = GoTemplate(name, DEFS + text, FUNCTIONS, missing_key="zero", limits=LIMITS)
+        except ParseError as e:
+            raise TemplateError(str(e)) from None
 
-    @staticmethod
-    def _printf(fmt: str, rest: str, piped: bool) -> tuple:
-        terms = [_Term(t) for t in re.findall(r'"(?:[^"\\]|\\.)*"|\S+', rest)] if rest else []
-        fmt = _unescape(fmt)
-        wanted, given = _printf_arity(fmt), len(terms) + piped
-        if wanted != given:
-            raise TemplateError(f"printf {fmt!r} needs {wanted} argument(s), gets {given}")
-        return fmt, terms
-
-    def _parse_action(self, action: str) -> List[object]:
-        stages = [s.strip() for s in action.split("|")]
-        pipeline: List[object] = []
-        m = _PRINTF.match(stages[0])
-        if m:
-            pipeline.append(("printf", *self._printf(m.group(1), m.group(2), piped=False)))
-            kind, literal = TEXT, None
-        else:
-            term = _Term(stages[0])
-            pipeline.append(("term", term.get))
-            kind, literal = term.kind, term.literal
-        for stage in stages[1:]:
-            m = _PRINTF.match(stage)
-            if m:
-                pipeline.append(("printf-pipe", *self._printf(m.group(1), m.group(2), piped=True)))
-            elif stage in ("toUpper", "toLower", "title"):
-                if kind == NUMBER:
-                    raise TemplateError(f"{stage} needs text, but gets a number ($value): "
-                                        f"use printf \"%.2f\" first, or humanize")
-                pipeline.append(("func", stage))
-            elif stage in FUNCTIONS:
-                if literal is not None:
-                    _to_float(literal)  # a quoted string that is not a number fails here, at load
-                pipeline.append(("func", stage))
-            else:
-                raise TemplateError(f"unsupported template function {stage!r}; known: printf, {', '.join(FUNCTIONS)}")
-            kind, literal = TEXT, None
-        return pipeline
-
-    def render(self, labels: Dict[str, str], value: float) -> str:
-        out = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            current: object = None
-            for stage in part:
-                if stage[0] == "term":
-                    current = stage[1](labels, value)
-                elif stage[0] == "printf":
-                    current = _go_printf(stage[1], [t.get(labels, value) for t in stage[2]])
-                elif stage[0] == "printf-pipe":
-                    current = _go_printf(stage[1], [t.get(labels, value) for t in stage[2]] + [current])
-                else:
-                    current = FUNCTIONS[stage[1]](current)
-            out.append(_format(current))
-        return "".join(out)
+    def render(self, labels: Mapping[str, str], value: float, context: Context = NO_CONTEXT) -> str:
+        """The expanded text; TemplateError with Prometheus' message when expansion fails."""
+        if self.plain:
+            return self.text
+        url = context.external_url
+        data = GoStruct(DATA_TYPE, [("Labels", GoMap(labels)), ("ExternalLabels", GoMap(context.external_labels)),
+                                    ("ExternalURL", url or ""), ("Value", float(value))])
+        bound = {"query": _query(context), "externalURL": Func(lambda: _url(url), ()),
+                 "pathPrefix": Func(lambda: _path_prefix(_url(url)), ())}
+        try:
+            return self._go.execute(data, bound)
+        except ExecError as e:
+            raise TemplateError(f"error executing template {self.name}: {e}") from None
+        except RecursionError:
+            raise TemplateError(f"error executing template {self.name}: nested too deeply") from None
 
 
-def _format(x: object) -> str:
-    if isinstance(x, float):
-        if math.isnan(x):
-            return "NaN"
-        if math.isinf(x):
-            return "+Inf" if x > 0 else "-Inf"
-        return repr(x) if not x.is_integer() else str(int(x))
-    return str(x)
+def printf(fmt: str, *args: Any) -> str:
+    """fmt.Sprintf, for callers that format as Prometheus would (the unit-test runner)."""
+    return sprintf(fmt, list(args))
+
+
+__all__ = ["Context", "FUNCTIONS", "NO_CONTEXT", "Template", "TemplateError", "humanize", "humanize1024",
+           "humanize_duration", "humanize_percentage", "printf"]

@@ -8,6 +8,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
+_DURATION = re.compile(r"^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$")
+_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
 _RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)")
 
 
@@ -36,3 +38,30 @@ def parse_rfc3339(text: object) -> Optional[float]:
         sign = 1 if zone[0] == "+" else -1
         base -= sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
     return base.timestamp() + (float("0." + fraction) if fraction else 0.0)
+
+
+def parse_duration(text: str) -> float:
+    """A PromQL duration (1h30m, 90s, 1y) in seconds; ValueError if not one."""
+    m = _DURATION.match(text)
+    if not text or not m:
+        raise ValueError(f"not a valid duration string: {text!r}")
+    seconds = sum(int(n) * unit for n, unit in zip(m.groups(), _UNITS) if n)
+    if seconds * 1000 >= 2 ** 63:  # Prometheus keeps milliseconds in an int64
+        raise ValueError(f"duration out of range: {text!r}")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Prometheus' way of writing a duration: 1d, 7h5m, 2w (years and weeks only when exact)."""
+    ms = int(round(seconds * 1000))
+    if ms == 0:
+        return "0s"
+    out = ""
+    for unit, mult, exact in (("y", 31536000000, True), ("w", 604800000, True), ("d", 86400000, False),
+                              ("h", 3600000, False), ("m", 60000, False), ("s", 1000, False), ("ms", 1, False)):
+        if exact and ms % mult:
+            continue
+        if ms // mult > 0:
+            out += f"{ms // mult}{unit}"
+            ms -= ms // mult * mult
+    return out

@@ -55,8 +55,8 @@ COMMANDS: Tuple[Command, ...] = (
         arg("files", nargs="+", metavar="FILE"),
         arg("--memory-history", type=DURATION, default=7 * 3600.0, metavar="DURATION",
             help="note rules reaching further back than this ([alerting] memory_history; default 7h)")), config=False),
-    Command("rules test", "run promtool unit-test files on the agent's engine", "rules:test",
-            (arg("files", nargs="+", metavar="FILE"),), config=False),
+    Command("rules test", "run promtool unit-test files on the agent's engine (a drop-in for promtool test rules)",
+            "rules:test", (arg("files", nargs="*", metavar="FILE"),), config=False),
     Command("test-alert", "send a clearly marked test alert through a [[notify]] channel", "alerts:test_alert", (
         CONFIG, arg("--channel", required=True, metavar="NAME", help="the [[notify]] channel's name"),
         arg("--resolve", action="store_true", help="send the resolve after the alert"))),

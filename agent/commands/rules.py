@@ -4,6 +4,7 @@ checked as promtool checks them, and promtool's unit tests on the agent's engine
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..config import Config
@@ -11,7 +12,7 @@ from ..perf.anomaly import load_history_rules
 from ..rulefile import RuleFileError, count_rules, load_file, reach_problem
 from ..rules.export import export_rules
 from ..rules.loader import rule_docs
-from ..rules.unittest import render, run_file
+from ..rules.unittest import run as run_tests
 
 
 def export(args: argparse.Namespace, config: Config) -> int:
@@ -48,7 +49,13 @@ def check(args: argparse.Namespace) -> int:
 
 
 def test(args: argparse.Namespace) -> int:
-    """promtool's unit-test files on the agent's engine; exit 1 if any fails."""
-    outcomes = [run_file(path) for path in args.files]
-    sys.stdout.write(render(outcomes))
-    return 0 if all(o.ok for o in outcomes) else 1
+    """promtool's unit-test files on the agent's engine, a drop-in for `promtool test rules`:
+    its streams, its text, its exit codes (1 for a failure, for no file and for a missing one)."""
+    if not args.files:
+        sys.stderr.write("llm-agent: error: required argument 'test-rule-file' not provided, try --help\n")
+        return 1
+    for path in args.files:
+        if not os.path.exists(path):
+            sys.stderr.write(f"llm-agent: error: path '{path}' does not exist, try --help\n")
+            return 1
+    return run_tests(args.files, sys.stdout, sys.stderr)

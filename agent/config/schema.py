@@ -138,8 +138,8 @@ def _expr(value: Any) -> Any:
 
 def _templates(value: Any) -> Dict[str, str]:
     table = v.str_table(value)
-    for text in table.values():
-        Template(text)  # TemplateError is a ValueError
+    for key, text in table.items():
+        Template(text, key)  # TemplateError (a ValueError) names the key: "template: summary:1: ..."
     return table
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import List, NamedTuple
 
+from ..timefmt import parse_duration  # durations are read the same everywhere
+
 KEYWORDS = frozenset({"and", "or", "unless", "atan2", "by", "without", "on", "ignoring", "group_left",
                       "group_right", "bool", "offset"})
 AGGREGATORS = frozenset({"sum", "avg", "count", "min", "max", "group", "stddev", "stdvar", "topk", "bottomk",
@@ -21,8 +23,6 @@ _TOKEN = re.compile(r"""
   | (?P<ident>[a-zA-Z_][a-zA-Z0-9_:]*)
   | (?P<op>=~|!~|==|!=|<=|>=|[-+*/%^<>=,(){}\[\]@:])
 """, re.X)
-_DURATION = re.compile(r"^(?:([0-9]+)y)?(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?$")
-_UNITS = (31536000.0, 604800.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
 _SIMPLE_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
 
 
@@ -41,33 +41,6 @@ def position(text: str, pos: int) -> str:
     """line:column (1-based) of offset `pos`."""
     line = text.count("\n", 0, pos) + 1
     return f"{line}:{pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
-
-
-def parse_duration(text: str) -> float:
-    """A PromQL duration (1h30m, 90s, 1y) in seconds; ValueError if not one."""
-    m = _DURATION.match(text)
-    if not text or not m:
-        raise ValueError(f"not a valid duration string: {text!r}")
-    seconds = sum(int(n) * unit for n, unit in zip(m.groups(), _UNITS) if n)
-    if seconds * 1000 >= 2 ** 63:  # Prometheus keeps milliseconds in an int64
-        raise ValueError(f"duration out of range: {text!r}")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    """Prometheus' way of writing a duration: 1d, 7h5m, 2w (years and weeks only when exact)."""
-    ms = int(round(seconds * 1000))
-    if ms == 0:
-        return "0s"
-    out = ""
-    for unit, mult, exact in (("y", 31536000000, True), ("w", 604800000, True), ("d", 86400000, False),
-                              ("h", 3600000, False), ("m", 60000, False), ("s", 1000, False), ("ms", 1, False)):
-        if exact and ms % mult:
-            continue
-        if ms // mult > 0:
-            out += f"{ms // mult}{unit}"
-            ms -= ms // mult * mult
-    return out
 
 
 def tokenize(text: str) -> List[Token]:

@@ -102,8 +102,14 @@ class _Parser:
 
     def unexpected(self, expected: str, tok: Optional[Token] = None) -> PromQLError:
         tok = tok or self.peek()
+        if tok.kind == "eof" and self._open_parens() > 0:
+            return self.error("unclosed left parenthesis", tok)  # Prometheus' lexer says so before its parser
         found = "end of input" if tok.kind == "eof" else f"{tok.kind} {tok.text!r}"
         return self.error(f"unexpected {found}, expected {expected}", tok)
+
+    def _open_parens(self) -> int:
+        ops = [t.value for t in self.tokens[:self.i] if t.kind == "op"]
+        return ops.count("(") - ops.count(")")
 
     def expect(self, value: str, what: str = "") -> Token:
         if not self.at(value):

@@ -24,7 +24,8 @@ from ..labels import Matcher, matches
 from ..promql.ast import label_sources, selectors
 from ..promql.evaluator import Budget, EvalError, Evaluator, Matrix, unique
 from .history import History
-from ..templates import Template
+from ..promql.parser import parse as parse_promql
+from ..templates import NO_CONTEXT, Context, Template
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,12 @@ class Rule:
     annotations: Dict[str, Template] = field(default_factory=dict)
     label_templates: Dict[str, Template] = field(default_factory=dict)
     key: str = ""  # the state's key: the name, or file:group:index:name for a rule file's rule
+    # an annotation calls `query`: its text can change while the alert's value does not
+    queries: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.key = self.key or self.name
+        self.queries = any(t.reads_query for t in self.annotations.values())
 
 
 @dataclass
@@ -205,13 +209,16 @@ class Engine:
     def __init__(self, rules: Sequence[Union[AnyRule, Group]], history: History, inhibit: Sequence[InhibitRule] = (),
                  no_data_timeout: float = 600.0, store=None, budget: float = math.inf,
                  previous: Optional["Engine"] = None, timer: Callable[[], float] = time.perf_counter,
-                 step: float = 60.0, max_samples: float = 5_000_000):
+                 step: float = 60.0, max_samples: float = 5_000_000, template_context: Context = NO_CONTEXT):
         loose = [r for r in rules if not isinstance(r, Group)]
         self.groups = ([Group("rules", loose)] if loose else []) + [g for g in rules if isinstance(g, Group)]
         self.rules: List[AnyRule] = [r for g in self.groups for r in g.rules]
         self._group_of = {r.key: g for g in self.groups for r in g.rules}
         self._group_due: Dict[str, float] = {}  # group name -> when it last ran
         self.step = step  # a subquery's default step: the evaluation interval, as in Prometheus
+        # $externalLabels and $externalURL; each expansion adds a `query` bound to its evaluation time
+        self.template_context = template_context
+        self._template_queries: Dict[str, object] = {}  # parsed `query` texts, bounded
         self.history = history
         self.inhibit = list(inhibit)
         # (labels, t) -> ids of the active silences matching them; none unless alerting sets it
@@ -415,15 +422,33 @@ class Engine:
             log.log(level, "rule %s: %s", rule.name, message, extra={"ALERTNAME": rule.name})
         self.last_error[rule.name] = message
 
-    def _render(self, rule: Rule, key: str, template: Template, labels: Dict[str, str], value: float) -> str:
+    def _render(self, rule: Rule, key: str, template: Template, labels: Dict[str, str], value: float,
+                t: float) -> str:
+        base = self.template_context
+        context = Context(base.external_labels, base.external_url, lambda q: self._template_query(q, t))
         try:
-            return template.render(labels, value)
+            return template.render(labels, value, context)
         except Exception as e:  # TemplateError, or anything a label's value provokes
             self.template_errors[rule.name] = self.template_errors.get(rule.name, 0) + 1
             if self._template_logged.get((rule.name, key)) != str(e):
                 self._template_logged[(rule.name, key)] = str(e)
                 log.warning("rule %s: template %s: %s", rule.name, key, e, extra={"ALERTNAME": rule.name})
             return f"<error expanding template: {e}>"
+
+    def _template_query(self, text: str, t: float) -> List[Tuple[Dict[str, str], float]]:
+        """A template's `query`: the expression at the alert's evaluation time over the history,
+        under the same sample and time budget as a rule; a scalar is one sample without labels."""
+        expr = self._template_queries.get(text)
+        if expr is None:
+            if len(self._template_queries) >= 256:  # texts built from label values cannot grow it
+                self._template_queries.clear()
+            expr = self._template_queries[text] = parse_promql(text)
+        value = Evaluator(self.history, {}, step=self.step, budget=Budget(self.max_samples, self.budget)).eval(expr, t)
+        if isinstance(value, float):
+            return [({}, value)]
+        if isinstance(value, list) and not isinstance(value, Matrix):
+            return [(dict(labels), v) for labels, v in value]
+        raise EvalError("rule result is not a vector or scalar")
 
     def _evaluate_rule(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
         evaluator = self._evaluator(rule, cache)
@@ -436,13 +461,13 @@ class Engine:
             source = tuple(kv for kv in labels if kv[0] != "__name__")
             if retired and dict(source).get("server") in retired:
                 continue  # its windows still hold its last samples: no alert starts from them
-            alert_labels = self._labels(rule, dict(source), value)
+            alert_labels = self._labels(rule, dict(source), dict(labels), value, t)
             fp = fingerprint(alert_labels)
             seen.add(fp)
             alert = active.get(fp)
             if alert is None:
                 alert = active[fp] = Alert(rule.key, alert_labels, source, {}, "pending", t, value, t)
-            out.extend(self._still_holds(rule, alert, value, t))
+            out.extend(self._still_holds(rule, alert, value, t, dict(labels)))
         index: Optional[SeriesIndex] = None  # built once, when an alert leaves the result
         for fp, alert in list(active.items()):
             if fp in seen:
@@ -471,14 +496,18 @@ class Engine:
             raise EvalError(f"exceeded limit of {limit} with {len(result)} alerts")
         return result
 
-    def _still_holds(self, rule: Rule, alert: Alert, value: float, t: float) -> List[Notification]:
+    def _still_holds(self, rule: Rule, alert: Alert, value: float, t: float,
+                     result_labels: Dict[str, str]) -> List[Notification]:
         """An alert whose condition holds this evaluation: rendered when its value moved, pending
         to firing after `for`, re-notified after `cooldown`."""
-        # templates see only the labels (in the fingerprint) and the value: render again only when it
-        # moved; a new alert, and every alert after a reload or a restart, is rendered once; a failing
-        # template is tried (and counted) every time
-        if alert.rendered_for is None or alert.rendered_for != value or rule.name in self.template_errors:
-            alert.annotations = {k: self._render(rule, k, tpl, alert.labels, value) for k, tpl in rule.annotations.items()}
+        # templates see the result's labels (its __name__ too, as in Prometheus; never the rule's own
+        # labels) and the value: render again only when the value moved, or for a template that
+        # queries (its answer moves on its own); a new alert, and every alert after a reload or a
+        # restart, is rendered once; a failing template is tried (and counted) every time
+        if alert.rendered_for is None or alert.rendered_for != value or rule.name in self.template_errors \
+                or rule.queries:
+            alert.annotations = {k: self._render(rule, k, tpl, result_labels, value, t)
+                                 for k, tpl in rule.annotations.items()}
             alert.rendered_for = value
         alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
         if alert.state == "pending" and t - alert.active_at >= rule.for_:
@@ -509,11 +538,12 @@ class Engine:
             return [Notification("resolved", alert, t)]
         return None
 
-    def _labels(self, rule: Rule, source: Dict[str, str], value: float) -> Dict[str, str]:
+    def _labels(self, rule: Rule, source: Dict[str, str], result_labels: Dict[str, str], value: float,
+                t: float) -> Dict[str, str]:
         labels = dict(source)
         labels.update(rule.labels)
         for key, tpl in rule.label_templates.items():
-            labels[key] = self._render(rule, key, tpl, source, value)
+            labels[key] = self._render(rule, key, tpl, result_labels, value, t)
         labels["alertname"] = rule.name
         if rule.severity is not None:
             labels.setdefault("severity", rule.severity)

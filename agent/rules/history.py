@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, bisect_right, insort
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..labels import Labels, matches
@@ -116,6 +116,10 @@ class History:
         self.series_count = 0
         self.stale: Dict[Labels, float] = {}  # series gone from the snapshots, and since when (oldest first)
         self._stale_by_name: Dict[str, Dict[Labels, float]] = {}
+        # staleness markers written ahead of later samples (a unit test's whole input at once): each
+        # hides the series from its time until the next sample; the daemon writes in time order and
+        # needs only `stale`
+        self.markers: Dict[Labels, List[float]] = {}
         self.recorded_names: set = set()  # written by recording rules, not by snapshots
         self._dicts: Dict[Labels, Dict[str, str]] = {}
         # a sample's (name, labels) -> its series key (sorted, with __name__): made once per series
@@ -194,6 +198,9 @@ class History:
     def mark_stale(self, name: str, labels: Labels, t: float) -> None:
         self.stale[labels] = t
         self._stale_by_name.setdefault(name, {})[labels] = t
+
+    def add_marker(self, labels: Labels, t: float) -> None:
+        insort(self.markers.setdefault(labels, []), t)
 
     def _unstale(self, name: str, labels: Labels) -> None:
         if self.stale.pop(labels, None) is not None:
@@ -324,8 +331,17 @@ class History:
             gone = self.stale.get(labels)
             if gone is not None and latest[0] < gone <= t:
                 continue  # marked stale after its last sample: instant selectors see nothing
+            if self.markers and self._hidden_by_marker(labels, latest[0], t):
+                continue
             out.append((labels, latest))
         return out
+
+    def _hidden_by_marker(self, labels: Labels, latest: float, t: float) -> bool:
+        marks = self.markers.get(labels)
+        if not marks:
+            return False
+        i = bisect_right(marks, t)
+        return i > 0 and latest < marks[i - 1]
 
     def range(self, sel: VectorSelector, t: float, seconds: float) -> Sequence[Tuple[Labels, Sequence[Point]]]:
         """Samples in [t - seconds, t] (Prometheus 2.x: both ends included)."""

@@ -13,7 +13,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from ..config import Config, InhibitSettings, RuleSettings, parse_config
-from ..promql.lexer import format_duration
+from ..timefmt import format_duration
 from ..promql.parser import parse, parse_matcher
 from ..templates import Template
 from .engine import Group, InhibitRule, RecordingRule, Rule
@@ -31,25 +31,29 @@ def default_rules_config() -> Config:
     return parse_config(text, f"agent/rules/{DEFAULTS}")
 
 
-def _split_labels(labels: Dict[str, str]) -> Tuple[Dict[str, str], Dict[str, Template]]:
-    templates = {k: Template(v) for k, v in labels.items() if "{{" in v}
+def _split_labels(labels: Dict[str, str], name: str) -> Tuple[Dict[str, str], Dict[str, Template]]:
+    templates = {k: Template(v, _template_name(name)) for k, v in labels.items() if "{{" in v}
     return {k: v for k, v in labels.items() if k not in templates}, templates
 
 
+def _template_name(rule: str) -> str:
+    return "__alert_" + rule  # Prometheus' name for a rule's templates: its errors quote it
+
+
 def build_rule(doc: RuleSettings) -> Rule:
-    labels, templates = _split_labels(doc.labels)
+    labels, templates = _split_labels(doc.labels, doc.name)
     return Rule(name=doc.name, expr=parse(doc.expr), for_=doc.for_, keep_firing_for=doc.keep_firing_for,
                 cooldown=doc.cooldown, severity=doc.severity, labels=labels, label_templates=templates,
-                annotations={k: Template(v) for k, v in doc.annotations.items()})
+                annotations={k: Template(v, _template_name(doc.name)) for k, v in doc.annotations.items()})
 
 
 def build_file_rule(rule: FileRule, key: str):
     if rule.record:
         return RecordingRule(rule.record, parse(rule.expr), dict(rule.labels), key=key)
-    labels, templates = _split_labels(dict(rule.labels))
+    labels, templates = _split_labels(dict(rule.labels), rule.alert)
     return Rule(name=rule.alert, expr=parse(rule.expr), for_=rule.for_, keep_firing_for=rule.keep_firing_for,
                 cooldown=0.0, severity=None, labels=labels, label_templates=templates,
-                annotations={k: Template(v) for k, v in rule.annotations}, key=key)
+                annotations={k: Template(v, _template_name(rule.alert)) for k, v in rule.annotations}, key=key)
 
 
 def rule_docs(config: Config) -> Tuple[List[RuleSettings], List[InhibitSettings]]:

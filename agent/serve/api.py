@@ -20,7 +20,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, unquote
 
 from .. import __version__
-from ..promql.lexer import parse_duration
+from ..timefmt import parse_duration
 from ..tsdb.query import Querier, QueryError
 from ..tsdb.index import AlertEvent
 

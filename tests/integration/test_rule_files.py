@@ -2,6 +2,7 @@
 `llm-agent rules check` must reach promtool's verdict on every file (and say file:line), and
 `llm-agent rules test` the same verdict as `promtool test rules` on the same test files."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,9 +12,10 @@ import pytest
 from agent.config import ConfigError, parse_config
 from tests.support.peers import promtool_path
 
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "rulefiles"
+ROOT = Path(__file__).parent.parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "rulefiles"
 BAD = sorted((FIXTURES / "bad").glob("*.yml"))
-UNIT_TESTS = sorted(FIXTURES.glob("*_test*.yml"))
+UNIT_TESTS = sorted(FIXTURES.glob("*_test*.yml")) + sorted((FIXTURES / "unittests").glob("*_test.yml"))
 
 
 def agent(*args):
@@ -49,20 +51,27 @@ def test_a_range_vector_rule_is_refused_at_load_where_promtool_waits_for_evaluat
 
 
 @pytest.mark.parametrize("path", UNIT_TESTS, ids=[p.stem for p in UNIT_TESTS])
-def test_unit_test_files_get_promtools_verdict(path):
-    theirs = promtool("test", "rules", str(path))
-    ours = agent("rules", "test", str(path))
-    assert ours.returncode == theirs.returncode, f"promtool:\n{theirs.stdout}\nagent:\n{ours.stdout}{ours.stderr}"
-    # where both fail, they fail on the same cases
-    failing = [line.split(",")[0].strip() for line in theirs.stdout.splitlines() if line.strip().startswith("alertname:")]
-    for case in failing:
-        assert case in ours.stdout
+def test_unit_test_files_get_promtools_verdict_and_words(path):
+    # a drop-in: the same exit code, and the same text on the same stream (run from the file's
+    # directory with a relative path, so that both print the same name)
+    theirs = subprocess.run([promtool_path(), "test", "rules", path.name], cwd=path.parent, capture_output=True,
+                            text=True, timeout=120)
+    ours = subprocess.run([sys.executable, "-m", "agent.cli", "rules", "test", path.name], cwd=path.parent,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+
+
+def test_no_file_and_a_missing_file_exit_as_promtool_does(tmp_path):
+    for args in ((), (str(tmp_path / "nope.yml"),)):
+        theirs, ours = promtool("test", "rules", *args), agent("rules", "test", *args)
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout) == (1, "")
+        assert ours.stderr.replace("llm-agent", "promtool") == theirs.stderr
 
 
 def test_the_failing_file_really_fails_three_cases():
     ours = agent("rules", "test", str(FIXTURES / "rules_test_failing.yml"))
     assert ours.returncode == 1
-    assert ours.stdout.count("alertname:") == 3
+    assert ours.stderr.count("alertname:") == 3 and ours.stderr.startswith("  FAILED:\n")
 
 
 def test_rule_files_in_the_config_resolve_relative_to_it_and_errors_carry_file_line(tmp_path):

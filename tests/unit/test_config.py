@@ -59,13 +59,12 @@ BAD = [
     ('[[rules]]\nname = "X"\nexpr = "rate(x)"\n',
      "agent.toml:3: rules[0].expr: 1:1: parse error: expected type range vector in call to function 'rate', got instant vector"),
     ('[[rules]]\nname = "X"\nexpr = "topk(3, x"\n',
-     "agent.toml:3: rules[0].expr: 1:10: parse error: unexpected end of input, expected ',' or ')'"),
+     "agent.toml:3: rules[0].expr: 1:10: parse error: unclosed left parenthesis"),
     ('[[rules]]\nname = "X"\nexpr = "rate(x[5m]) offset 1m"\n',
      "agent.toml:3: rules[0].expr: 1:13: parse error: offset modifier must be preceded by an instant vector selector or "
      "range vector selector or a subquery"),
     ('[[rules]]\nname = "X"\nexpr = "x"\nannotations = { s = "{{ $value | bogus }}" }\n',
-     "agent.toml:4: rules[0].annotations: unsupported template function 'bogus'; known: printf, humanize, "
-     "humanize1024, humanizeDuration, humanizePercentage, toUpper, toLower, title"),
+     'agent.toml:4: rules[0].annotations: template: s:1: function "bogus" not defined'),
     ('[[notify]]\nname = "p"\ntype = "pagerduty"\n', "agent.toml:1: notify[0].routing_key: a pagerduty channel needs routing_key"),
     ('[[notify]]\nname = "s"\ntype = "slack"\nurl = "not-a-url-sekrit"\n',
      "agent.toml:4: notify[0].url: invalid URL (not shown: secret): expected http(s)://host[:port]/path"),

@@ -21,7 +21,10 @@ def test_a_template_that_fails_to_render_fires_with_prometheus_error_text(caplog
         if notes:
             assert sorted(notes) == [("firing", "Bad", "llama"), ("firing", "Good", "llama")]
     by_rule = {a.rule: a for a in e.active()}
-    assert by_rule["Bad"].annotations["summary"].startswith("<error expanding template: 'llama' is not a number")
+    assert by_rule["Bad"].annotations["summary"] == (
+        '<error expanding template: error executing template __alert_Bad: template: __alert_Bad:1:132: '
+        'executing "__alert_Bad" at <humanize>: error calling humanize: strconv.ParseFloat: parsing "llama": '
+        'invalid syntax>')  # Prometheus' text, to the column
     assert by_rule["Good"].annotations["summary"] == "llama is down"
     assert e.template_errors == {"Bad": 3} and e.failures == {}
     assert sum("template summary" in r.message for r in caplog.records) == 1, "logged once, not every cycle"

@@ -26,7 +26,15 @@ def test_render_and_printf():
     assert t.render({"server": "llama"}, 1234.56) == "llama: 1234.6 tok/s (1.235k), ."
 
 
-@pytest.mark.parametrize("bad", ["{{ $labels.x | nope }}", "{{ .Labels.x }}", "{{ $value ", "{{ range . }}"])
-def test_unsupported_templates_are_rejected_at_load(bad):
-    with pytest.raises(TemplateError):
-        Template(bad)
+@pytest.mark.parametrize("bad,message", [
+    ("{{ $labels.x | nope }}", 'function "nope" not defined'), ("{{ $value ", "unclosed action"),
+    ("{{ range . }}", "unexpected EOF"), ("{{ $nope }}", 'undefined variable "$nope"')])
+def test_templates_go_refuses_to_parse_are_refused_at_load(bad, message):
+    with pytest.raises(TemplateError, match=message.replace("$", "\\$")):
+        Template(bad, "__alert_X")
+
+
+def test_go_templates_in_full_render_as_prometheus_does():
+    t = Template('{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}{{ if gt $value 1.0 }}high{{ end }} '
+                 '{{ .Labels.server | toUpper }} {{ $labels }}')
+    assert t.render({"server": "llama", "__name__": "up"}, 2.0) == "__name__=up;server=llama;high LLAMA map[__name__:up server:llama]"
