@@ -23,6 +23,7 @@ from .rules.history import History
 from .rules.loader import RuleSet, load_rules
 from .serve.alertmanager_api import AlertmanagerAPI
 from .store import Store
+from .templates import Context
 from .verdict import silence_doc
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,12 @@ def channels_from(config: Config) -> List[Channel]:
     return out
 
 
+def template_context(config: Config) -> Context:
+    """$externalLabels (the labels every alert to Alertmanager carries) and $externalURL."""
+    url = config.alerting.external_url or f"http://{config.hostname}:{config.exporter.listen[1]}/"
+    return Context({"Hostname": config.hostname, **config.alerting.external_labels}, url)
+
+
 class Alerting:
     def __init__(self, config: Config, state_dir: str, clock=time.time, stacks=None):
         self.clock = clock
@@ -99,7 +106,7 @@ class Alerting:
     def _engine(self, config: Config, ruleset: RuleSet, previous: Optional[Engine]) -> Engine:
         engine = Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
                         budget=config.alerting.evaluation_budget, previous=previous, step=config.interval,
-                        max_samples=config.history.query_max_samples)
+                        max_samples=config.history.query_max_samples, template_context=template_context(config))
         engine.silencing = self.silences.silencing
         return engine
 

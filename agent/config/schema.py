@@ -226,6 +226,9 @@ class AlertingSettings:
     # added to alerts sent to Alertmanager (as Prometheus' external_labels), with `Hostname` (as
     # dcgm-exporter's label) = the hostname unless set here, so a fleet's alerts from different hosts never merge
     external_labels: Dict[str, str] = setting({}, v.str_table)
+    # what templates read as $externalURL (Prometheus' --web.external-url); empty: this agent's own
+    # console, http://<hostname>:<port>/
+    external_url: str = setting("", v.typed(str))
 
 
 @dataclass(frozen=True)

@@ -38,3 +38,15 @@ def test_go_templates_in_full_render_as_prometheus_does():
     t = Template('{{ range $k, $v := $labels }}{{ $k }}={{ $v }};{{ end }}{{ if gt $value 1.0 }}high{{ end }} '
                  '{{ .Labels.server | toUpper }} {{ $labels }}')
     assert t.render({"server": "llama", "__name__": "up"}, 2.0) == "__name__=up;server=llama;high LLAMA map[__name__:up server:llama]"
+
+
+def test_external_labels_and_url_come_from_the_config():
+    from agent.alerting import template_context
+    from agent.config import parse_config
+
+    config = parse_config('[agent]\nhostname = "gpu-7"\n[alerting]\nexternal_labels = { dc = "fra1" }\n', "agent.toml")
+    t = Template("{{ $externalLabels.dc }} {{ $externalLabels.Hostname }} {{ $externalURL }} {{ pathPrefix }}")
+    assert t.render({}, 1.0, template_context(config)) == "fra1 gpu-7 http://gpu-7:9400/ /"
+    config = parse_config('[alerting]\nexternal_url = "https://ops.example/agent"\n', "agent.toml")
+    assert Template("{{ externalURL }} {{ pathPrefix }}").render({}, 1.0, template_context(config)) == \
+        "https://ops.example/agent /agent"
