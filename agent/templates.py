@@ -17,7 +17,7 @@ import ipaddress
 import math
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import regex
 from .gotemplate import ExecError, Func, FuncError, Limits, ParseError
@@ -470,6 +470,11 @@ class Template:
             self._go = GoTemplate(name, DEFS + text, FUNCTIONS, missing_key="zero", limits=LIMITS)
         except ParseError as e:
             raise TemplateError(str(e)) from None
+
+    def queries(self) -> List[str]:
+        """The expressions this template queries that are written out (`query "..."`): their series
+        must be kept in the history for the query to find them."""
+        return [] if self.plain else self._go.literal_arguments("query")
 
     def render(self, labels: Mapping[str, str], value: float, context: Context = NO_CONTEXT) -> str:
         """The expanded text; TemplateError with Prometheus' message when expansion fails."""

@@ -9,11 +9,44 @@ against promtool itself (tests/integration/test_template_promtool.py).
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from .execute import ExecError, Limits, execute
 from .funcs import BUILTINS, Func, FuncError
+from .nodes import Branch, Chain, Command, Identifier, ListNode, Node, Pipe, String, TemplateCall
+from .nodes import Action as ActionNode
 from .parser import ParseError, Tree, parse
+
+
+def _walk(node: Optional[Node], function: str, found: List[str]) -> None:
+    if isinstance(node, ListNode):
+        for n in node.nodes:
+            _walk(n, function, found)
+    elif isinstance(node, ActionNode):
+        _walk(node.pipe, function, found)
+    elif isinstance(node, Branch):
+        _walk(node.pipe, function, found)
+        _walk(node.list, function, found)
+        _walk(node.else_list, function, found)
+    elif isinstance(node, TemplateCall):
+        _walk(node.pipe, function, found)
+    elif isinstance(node, Pipe):
+        for i, cmd in enumerate(node.cmds):
+            _walk(cmd, function, found)
+            head = cmd.args[0]
+            if isinstance(head, Identifier) and head.name == function and len(cmd.args) == 1 and i > 0:
+                previous = node.cmds[i - 1].args
+                if len(previous) == 1 and isinstance(previous[0], String):
+                    found.append(previous[0].text)  # "up" | query
+    elif isinstance(node, Command):
+        head = node.args[0]
+        if isinstance(head, Identifier) and head.name == function and len(node.args) == 2 \
+                and isinstance(node.args[1], String):
+            found.append(node.args[1].text)
+        for arg in node.args:
+            _walk(arg, function, found)
+    elif isinstance(node, Chain):
+        _walk(node.node, function, found)
 
 
 class Template:
@@ -30,6 +63,14 @@ class Template:
             self.trees: Dict[str, Tree] = parse(name, text, self.has_function)
         except RecursionError:
             raise ParseError(f"template: {name}: nested too deeply") from None
+
+    def literal_arguments(self, function: str) -> List[str]:
+        """The string literals passed to `function` anywhere in the templates (`query "up"` and
+        `"up" | query`): what a caller can know before running, such as the series a query reads."""
+        found: List[str] = []
+        for tree in self.trees.values():
+            _walk(tree.root, function, found)
+        return found
 
     def has_function(self, name: str) -> bool:
         return name in self.funcs or name in BUILTINS

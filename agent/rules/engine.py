@@ -269,8 +269,9 @@ class Engine:
     def _register(self) -> None:
         self.history.clear_selectors()
         for rule in self.rules:
-            for sel, rng in selectors(rule.expr):
-                self.history.register(sel, rng)
+            for expr in [rule.expr, *self._template_queries_of(rule)]:
+                for sel, rng in selectors(expr):
+                    self.history.register(sel, rng)
         self.history.recorded_names = {r.name for r in self.rules if isinstance(r, RecordingRule)}
 
     # -- persistence ----------------------------------------------------------------------------
@@ -434,6 +435,21 @@ class Engine:
                 self._template_logged[(rule.name, key)] = str(e)
                 log.warning("rule %s: template %s: %s", rule.name, key, e, extra={"ALERTNAME": rule.name})
             return f"<error expanding template: {e}>"
+
+    @staticmethod
+    def _template_queries_of(rule: AnyRule) -> List[object]:
+        """The written-out `query` expressions of a rule's templates, parsed: the history keeps what
+        they read, as it keeps what rules read (a query built at run time finds only that)."""
+        if not isinstance(rule, Rule):
+            return []
+        out: List[object] = []
+        for template in [*rule.annotations.values(), *rule.label_templates.values()]:
+            for text in template.queries():
+                try:
+                    out.append(parse_promql(text))
+                except ValueError:
+                    continue  # fails when it runs, as in Prometheus
+        return out
 
     def _template_query(self, text: str, t: float) -> List[Tuple[Dict[str, str], float]]:
         """A template's `query`: the expression at the alert's evaluation time over the history,
