@@ -315,8 +315,7 @@ class Evaluator:
                 regex.compile("^(?:" + strings[3] + ")$")
             except regex.RegexError as e:
                 raise EvalError(f"invalid regular expression in label_replace(): {strings[3]}: {e}") from None
-            if not vf.LABEL_NAME.match(strings[2]) and strings[2] != "":
-                raise EvalError(f"invalid source label name in label_replace(): {strings[2]}")
+            # the source label's name is not checked: Prometheus 2.42 reads a missing label as ""
         out = []
         for labels, v in vector:
             as_dict = dict(labels)
@@ -351,7 +350,8 @@ class Evaluator:
         if f == "absent_over_time":
             out = [] if matrix else [(_absent_labels(matrix_arg), 1.0)]
         else:
-            out = unique(self._range_function(f, matrix, extra, start, end))
+            # predict_linear fits its line at the evaluation time, even under @ or offset (2.42)
+            out = unique(self._range_function(f, matrix, extra, start, t if f == "predict_linear" else end))
         if key is not None and sel is not None:
             self.cache[key] = (tuple(out), tuple(self.selected.get(id(sel), ())))
         return out
