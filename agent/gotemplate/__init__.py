@@ -9,7 +9,7 @@ against promtool itself (tests/integration/test_template_promtool.py).
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .execute import ExecError, Limits, execute
 from .funcs import BUILTINS, Func, FuncError
@@ -75,12 +75,27 @@ class Template:
     def has_function(self, name: str) -> bool:
         return name in self.funcs or name in BUILTINS
 
-    def execute(self, data: Any, funcs: Optional[Dict[str, Func]] = None, name: Optional[str] = None) -> str:
+    def execute(self, data: Any, funcs: Optional[Dict[str, Func]] = None, name: Optional[str] = None,
+                variables: Sequence[Tuple[str, Any]] = ()) -> str:
         """Run the template (or the one it defines called `name`); `funcs` replaces functions of
-        the same names for this run (a query bound to this alert's evaluation)."""
+        the same names for this run (a query bound to this alert's evaluation); `variables` are
+        declared before it runs."""
         table = self.funcs if not funcs else {**self.funcs, **funcs}
         return execute(self.trees, name or self.name, data, table, text=self.text, parse_name=self.name,
-                       limits=self.limits, missing_key=self.missing_key)
+                       limits=self.limits, missing_key=self.missing_key, variables=variables)
+
+    def take_declarations(self, count: int) -> List[str]:
+        """Remove the first `count` actions of the main template, each of which must only declare
+        a variable, and return their names: the caller declares them on each run instead (the
+        same variables, without running the actions)."""
+        root = self.trees[self.name].root
+        names = []
+        for node in root.nodes[:count]:
+            if not (isinstance(node, ActionNode) and len(node.pipe.decl) == 1 and not node.pipe.is_assign):
+                raise ValueError(f"not a declaration: {node}")
+            names.append(node.pipe.decl[0].ident[0])
+        del root.nodes[:count]
+        return names
 
 
 __all__ = ["BUILTINS", "ExecError", "Func", "FuncError", "Limits", "ParseError", "Template"]

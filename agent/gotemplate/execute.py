@@ -10,7 +10,7 @@ with an execution error that says which; nothing runs away with a cycle.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .funcs import BUILTINS, Func, FuncError
 from .gofmt import sprint
@@ -18,7 +18,7 @@ from .gotypes import ANY, VALUE, GoMap, GoStruct, Stringer, Typed, kind, truth, 
 from .nodes import (Action, Bool, Break, Chain, Command, Comment, Continue, Dot, Field, Identifier, If, ListNode,
                     Nil, Node, Number, Pipe, Range, String, TemplateCall, Text, Variable, With)
 from .parser import Tree
-from .strconv import quote
+from .strconv import format_float, quote
 
 MISSING = object()  # no final value from a previous pipeline stage
 
@@ -116,30 +116,35 @@ class _State:
 
     # -- walking ----------------------------------------------------------------------------
 
-    def walk(self, dot: Any, node: Node) -> None:  # noqa: C901 - one branch per node type, as Go's
-        self.step()
-        self.at(node)
-        if isinstance(node, Action):
-            value = self.eval_pipeline(dot, node.pipe)
-            if not node.pipe.decl:
-                self.print_value(node, value)
-        elif isinstance(node, Text):
-            self.write(node.text)
-        elif isinstance(node, ListNode):
-            for n in node.nodes:
-                self.walk(dot, n)
-        elif isinstance(node, (If, With)):
-            self.walk_if_or_with(dot, node)
-        elif isinstance(node, Range):
-            self.walk_range(dot, node)
-        elif isinstance(node, TemplateCall):
-            self.walk_template(dot, node)
-        elif isinstance(node, Break):
-            raise _Break()
-        elif isinstance(node, Continue):
-            raise _Continue()
-        elif not isinstance(node, Comment):
+    def walk(self, dot: Any, node: Node) -> None:
+        self.steps += 1
+        if self.steps > self.limits.steps:
+            self.at(node)
+            self.errorf(f"exceeded the step budget ({self.limits.steps} steps)")
+        self.node = node
+        walker: Any = _WALKERS.get(type(node))
+        if walker is None:
             self.errorf(f"unknown node: {node}")
+            return
+        walker(self, dot, node)
+
+    def walk_action(self, dot: Any, node: Action) -> None:
+        value = self.eval_pipeline(dot, node.pipe)
+        if not node.pipe.decl:
+            self.print_value(node, value)
+
+    def walk_text(self, dot: Any, node: Text) -> None:
+        self.write(node.text)
+
+    def walk_list(self, dot: Any, node: ListNode) -> None:
+        for n in node.nodes:
+            self.walk(dot, n)
+
+    def walk_break(self, dot: Any, node: Node) -> None:
+        raise _Break() if isinstance(node, Break) else _Continue()
+
+    def walk_comment(self, dot: Any, node: Node) -> None:
+        pass
 
     def walk_if_or_with(self, dot: Any, node: Any) -> None:
         mark = self.mark()
@@ -232,17 +237,18 @@ class _State:
     def eval_command(self, dot: Any, cmd: Command, final: Any) -> Any:
         self.step()
         first = cmd.args[0]
-        if isinstance(first, Field):
-            return self.eval_field_node(dot, first, cmd.args, final)
+        kind_ = type(first)
+        if kind_ is Variable:  # the common cases first, by exact type
+            return self.eval_variable_node(dot, first, cmd.args, final)  # type: ignore[arg-type]
+        if kind_ is Identifier:
+            return self.eval_function(dot, first, cmd, cmd.args, final)  # type: ignore[arg-type]
+        if kind_ is Field:
+            return self.eval_field_node(dot, first, cmd.args, final)  # type: ignore[arg-type]
         if isinstance(first, Chain):
             return self.eval_chain_node(dot, first, cmd.args, final)
-        if isinstance(first, Identifier):
-            return self.eval_function(dot, first, cmd, cmd.args, final)
         if isinstance(first, Pipe):
             self.not_a_function(cmd.args, final)
             return self.eval_pipeline(dot, first)
-        if isinstance(first, Variable):
-            return self.eval_variable_node(dot, first, cmd.args, final)
         self.at(first)
         self.not_a_function(cmd.args, final)
         if isinstance(first, Bool):
@@ -433,9 +439,24 @@ class _State:
         if value is None or value is MISSING:
             self.write("<no value>")
             return
-        if isinstance(value, Func) or (callable(value) and not isinstance(value, (Stringer, GoStruct))):
+        kind_ = type(value)
+        if kind_ is str:  # the common cases, as fmt prints them, without fmt's machinery
+            self.write(value)
+        elif kind_ is float:
+            self.write(format_float(value, "g", -1))
+        elif kind_ is int:
+            self.write(str(value))
+        elif isinstance(value, Func) or (callable(value) and not isinstance(value, (Stringer, GoStruct))):
             self.errorf(f"can't print {node} of type {type_name(value)}")
-        self.write(sprint([value]))
+        else:
+            self.write(sprint([value]))
+
+
+# what walks each node type (Go's walk switch, as a table)
+_WALKERS = {Action: _State.walk_action, Text: _State.walk_text, ListNode: _State.walk_list,
+            If: _State.walk_if_or_with, With: _State.walk_if_or_with, Range: _State.walk_range,
+            TemplateCall: _State.walk_template, Break: _State.walk_break, Continue: _State.walk_break,
+            Comment: _State.walk_comment}
 
 
 def _number(n: Node, which: str) -> Any:
@@ -463,13 +484,17 @@ def _map_order(item: Tuple[Any, Any]) -> Any:
 
 
 def execute(trees: Dict[str, Tree], name: str, data: Any, funcs: Dict[str, Func], *, text: str,
-            parse_name: Optional[str] = None, limits: Optional[Limits] = None, missing_key: str = "invalid") -> str:
-    """Run the template `name` of `trees` with `data` as dot; ExecError on failure."""
+            parse_name: Optional[str] = None, limits: Optional[Limits] = None, missing_key: str = "invalid",
+            variables: Sequence[Tuple[str, Any]] = ()) -> str:
+    """Run the template `name` of `trees` with `data` as dot (and `variables` declared, as if by
+    actions before its text); ExecError on failure."""
     tree = trees.get(name)
     state = _State(trees, name, text, parse_name or name, funcs, limits or Limits(), missing_key)
     if tree is None:
         raise ExecError(f"template: {name}: {quote(name)} is an incomplete or empty template")
     state.push("$", data)
+    for variable, value in variables:
+        state.push(variable, value)
     try:
         state.walk(data, tree.root)
     except (_Break, _Continue):
