@@ -38,7 +38,12 @@ QueryFunc = Callable[[str], Sequence[Tuple[Mapping[str, str], float]]]
 
 
 class TemplateError(ValueError):
-    """A template Go refuses to parse (at load), or one that failed while expanding."""
+    """A template Go refuses to parse (at load), or one that failed while expanding; `limit`
+    names the bound that stopped an expansion (steps, depth, output), if one did."""
+
+    def __init__(self, message: str, limit: Optional[str] = None):
+        super().__init__(message)
+        self.limit = limit
 
 
 NIL_DEREFERENCE = "runtime error: invalid memory address or nil pointer dereference"
@@ -498,9 +503,9 @@ class Template:
         try:
             return self._go.execute(data, bound, variables=variables)
         except ExecError as e:
-            raise TemplateError(f"error executing template {self.name}: {e}") from None
+            raise TemplateError(f"error executing template {self.name}: {e}", e.limit) from None
         except RecursionError:
-            raise TemplateError(f"error executing template {self.name}: nested too deeply") from None
+            raise TemplateError(f"error executing template {self.name}: nested too deeply", "depth") from None
 
 
 def printf(fmt: str, *args: Any) -> str:

@@ -24,7 +24,10 @@ MISSING = object()  # no final value from a previous pipeline stage
 
 
 class ExecError(Exception):
-    """A template that failed while running; the message is Go's."""
+    """A template that failed while running; the message is Go's. `limit` names the bound that
+    stopped it (steps, depth, output), if one did."""
+
+    limit: Optional[str] = None
 
 
 class Limits:
@@ -66,25 +69,29 @@ class _State:
     def at(self, node: Node) -> None:
         self.node = node
 
-    def errorf(self, message: str) -> None:
+    def errorf(self, message: str, limit: Optional[str] = None) -> None:
         if self.node is None:
-            raise ExecError(f"template: {self.name}: {message}")
+            error = ExecError(f"template: {self.name}: {message}")
+            error.limit = limit
+            raise error
         before = self.text[:self.node.pos]
         newline = before.rfind("\n")
         col = self.node.pos if newline < 0 else self.node.pos - newline - 1
         line = 1 + before.count("\n")
-        raise ExecError(f"template: {self.parse_name}:{line}:{col}: executing {quote(self.name)} "
-                        f"at <{self.node}>: {message}")
+        error = ExecError(f"template: {self.parse_name}:{line}:{col}: executing {quote(self.name)} "
+                          f"at <{self.node}>: {message}")
+        error.limit = limit
+        raise error
 
     def step(self) -> None:
         self.steps += 1
         if self.steps > self.limits.steps:
-            self.errorf(f"exceeded the step budget ({self.limits.steps} steps)")
+            self.errorf(f"exceeded the step budget ({self.limits.steps} steps)", "steps")
 
     def write(self, s: str) -> None:
         self.size += len(s)
         if self.size > self.limits.output:
-            self.errorf(f"exceeded the output limit ({self.limits.output} bytes)")
+            self.errorf(f"exceeded the output limit ({self.limits.output} bytes)", "output")
         self.out.append(s)
 
     # -- variables --------------------------------------------------------------------------
@@ -120,7 +127,7 @@ class _State:
         self.steps += 1
         if self.steps > self.limits.steps:
             self.at(node)
-            self.errorf(f"exceeded the step budget ({self.limits.steps} steps)")
+            self.errorf(f"exceeded the step budget ({self.limits.steps} steps)", "steps")
         self.node = node
         walker: Any = _WALKERS.get(type(node))
         if walker is None:
@@ -209,7 +216,7 @@ class _State:
             self.errorf(f"template {quote(node.name)} not defined")
             return
         if self.depth >= self.limits.depth:
-            self.errorf(f"exceeded maximum template depth ({self.limits.depth})")
+            self.errorf(f"exceeded maximum template depth ({self.limits.depth})", "depth")
         dot = self.eval_pipeline(dot, node.pipe)
         saved = (self.name, self.vars, self.depth)
         self.name, self.vars, self.depth = node.name, [["$", dot]], self.depth + 1
@@ -500,7 +507,7 @@ def execute(trees: Dict[str, Tree], name: str, data: Any, funcs: Dict[str, Func]
     except (_Break, _Continue):
         pass
     except RecursionError:
-        state.errorf("exceeded the nesting limit")
+        state.errorf("exceeded the nesting limit", "depth")
     return "".join(state.out)
 
 

@@ -237,6 +237,7 @@ class Engine:
         self.retired: Dict[str, str] = {}
         self.failures: Dict[str, int] = {}
         self.template_errors: Dict[str, int] = {}
+        self.template_limits: Dict[str, int] = {}  # expansions stopped by a bound: steps, depth, output
         self.skipped: Dict[str, int] = {}
         self.last_duration = 0.0
         self.last_error: Dict[str, str] = {}
@@ -256,7 +257,7 @@ class Engine:
             self._saved, due = previous.carried()
             self._group_due = dict(due)
             for mine, theirs in ((self.failures, previous.failures), (self.template_errors, previous.template_errors),
-                                 (self.skipped, previous.skipped)):
+                                 (self.skipped, previous.skipped), (self.template_limits, previous.template_limits)):
                 mine.update(theirs)
         elif store is not None:
             self._load()
@@ -431,6 +432,9 @@ class Engine:
             return template.render(labels, value, context)
         except Exception as e:  # TemplateError, or anything a label's value provokes
             self.template_errors[rule.name] = self.template_errors.get(rule.name, 0) + 1
+            limit = getattr(e, "limit", None)
+            if limit:
+                self.template_limits[limit] = self.template_limits.get(limit, 0) + 1
             if self._template_logged.get((rule.name, key)) != str(e):
                 self._template_logged[(rule.name, key)] = str(e)
                 log.warning("rule %s: template %s: %s", rule.name, key, e, extra={"ALERTNAME": rule.name})

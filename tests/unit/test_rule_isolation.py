@@ -30,6 +30,20 @@ def test_a_template_that_fails_to_render_fires_with_prometheus_error_text(caplog
     assert sum("template summary" in r.message for r in caplog.records) == 1, "logged once, not every cycle"
 
 
+def test_a_runaway_template_stops_at_its_bound_and_the_alert_still_fires():
+    w = World()
+    recursive = "{{ define \\\"r\\\" }}{{ template \\\"r\\\" }}{{ end }}{{ template \\\"r\\\" }}"
+    runaway = rule("Runaway", "llm_agent_target_up == 0", annotations='{summary = "' + recursive + '"}')
+    e = Engine([runaway], w.history)
+    notes = []
+    for _ in range(3):
+        notes += w.cycle(e, [up("llama", 0)])
+    assert notes == [("firing", "Runaway", "llama")]
+    summary = e.active()[0].annotations["summary"]
+    assert summary.startswith("<error expanding template: ") and "exceeded maximum template depth (50)" in summary
+    assert e.template_limits == {"depth": 3}  # counted each time it is hit
+
+
 def test_any_exception_in_one_rule_is_counted_against_it_and_the_others_go_on(caplog):
     w = World()
     broken = rule("Broken", "llm_agent_target_up == 0")
