@@ -61,6 +61,9 @@ def parse_slots(data: Any) -> Tuple[int, int]:
     return busy, len(data) - busy
 
 
+MAX_LOADED_SCRAPED = 32  # a router's loaded models whose /metrics one cycle reads (llama.cpp's --models-max is 4)
+
+
 @dataclass(frozen=True)
 class Props:
     model: str
@@ -179,6 +182,10 @@ class LlamaCppCollector(OpenMetricsCollector):
             elif was and not now:
                 self._unloads[model] = self._unloads.get(model, 0) + 1
         self.models = models
+        # only the listed models' counts are kept (a model gone from the list has no series left to
+        # count in): churning names cannot grow them past one list
+        self._loads = {m: n for m, n in self._loads.items() if m in models}
+        self._unloads = {m: n for m, n in self._unloads.items() if m in models}
         lbl = dict(self.labels)
         loaded_now = [m for m, state in sorted(models.items()) if state == "loaded"]
         flag = model_loaded()
@@ -194,6 +201,11 @@ class LlamaCppCollector(OpenMetricsCollector):
         out.extend([flag, loads, unloads, info])
         enabled = metrics_enabled()
         path = self.target.metrics_path
+        if len(loaded_now) > MAX_LOADED_SCRAPED:  # one request each: a router claiming thousands is not believed
+            self.count_dropped({"loaded_models_limit": len(loaded_now) - MAX_LOADED_SCRAPED},
+                               "loaded models not scraped", f"a router holds a few models in memory at once; "
+                               f"the first {MAX_LOADED_SCRAPED} by name are scraped each cycle")
+            loaded_now = loaded_now[:MAX_LOADED_SCRAPED]
         sources = [(f"{path}?model={quote(m, safe='')}", (("model", m),)) for m in loaded_now]
         try:
             out.extend(self.scrape_metrics(deadline, signals, sources))

@@ -7,7 +7,8 @@ polling them throughout, and the cycle time the agent reports.
 3. 12,000 series of one target flipping every cycle under a rule that fires on them;
 4. Ollama's /api/ps listing 80,000 models (and one 5 MB name);
 5. Ollama churning 20,000 new model names every cycle, for two minutes;
-6. a kernel log of 50,000 made-up (PCI address, Xid) pairs, then SIGTERM.
+6. a kernel log of 50,000 made-up (PCI address, Xid) pairs, then SIGTERM;
+7. a llama.cpp router listing 100,000 new model names every cycle, for two minutes.
 
     python tests/bench/bench_attacks.py [--only N]
 """
@@ -190,7 +191,34 @@ def kmsg_flood(tmp):
                  f"{series} Xid series, {alerts:.0f} alerts firing; SIGTERM to exit {time.monotonic() - t0:.1f} s", cycle)
 
 
-ATTACKS = [query_bomb, slow_queries, flipping, ollama_huge, ollama_churn, kmsg_flood]
+def router_churn(tmp):
+    """A llama.cpp router listing 100,000 new model names every cycle, half of them "loaded"."""
+    n = [0]
+    props = json.dumps({"role": "router", "build_info": "b1", "default_generation_settings": {"n_ctx": 512}}).encode()
+
+    def models(_handler):
+        n[0] += 1
+        listed = [{"id": f"r{n[0]}-{i}", "status": {"value": "loaded" if i % 2 else "unloaded"}} for i in range(100_000)]
+        return 200, json.dumps({"data": listed}).encode(), "application/json"
+
+    routes = {"/health": lambda h: (200, b'{"status":"ok"}', "application/json"),
+              "/props": lambda h: (200, props, "application/json"), "/models": models,
+              "/metrics": lambda h: (200, b"llamacpp:requests_processing 0\n", "text/plain")}
+    server = RouteServer(routes).__enter__()
+    agent = daemon(tmp, BASE + f'[[targets]]\nname = "router"\nurl = "{server.url}"\n')
+    watch = Watch(agent)
+    time.sleep(120)
+    state = os.path.dirname(agent.config_path)
+    disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(state) for f in fs)
+    dropped = agent.value("llm_agent_target_series_dropped_total", server="router", reason="sample_limit")
+    watch.report("7. a router listing 100,000 new model names a cycle for 2 minutes",
+                 f"{n[0]} lists read, {server.hits.get('/metrics', 0)} model scrapes; {dropped:.0f} series "
+                 f"dropped at sample_limit; state directory {disk / 2**20:.0f} MiB")
+    agent.stop()
+    server.__exit__(None, None, None)
+
+
+ATTACKS = [query_bomb, slow_queries, flipping, ollama_huge, ollama_churn, kmsg_flood, router_churn]
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()

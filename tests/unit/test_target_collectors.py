@@ -263,3 +263,28 @@ def test_busy_slots_come_from_metrics_and_props_so_slots_is_not_asked_each_cycle
     with RouteServer(routes) as srv:  # an older build without total_slots: /slots as before
         snap = snap_of(LlamaCppCollector(TargetConfig("old", srv.url)))
         assert snap.value("llm_agent_target_slots", state="idle") == 4 and srv.hits["/slots"] == 1
+
+
+def test_a_router_churning_model_names_keeps_counts_for_the_listed_models_only():
+    props = json.loads((FIX / "llamacpp" / "props.json").read_text())
+    props["role"] = "router"
+    state = {"n": 0}
+
+    def models(_handler):
+        state["n"] += 1
+        listed = [{"id": f"m{state['n']}-{i}", "status": {"value": "loaded" if i % 2 else "unloaded"}}
+                  for i in range(2_000)]
+        return 200, json.dumps({"data": listed}).encode(), "application/json"
+
+    routes = {**llama_routes(), "/props": static(json.dumps(props).encode(), ctype="application/json"),
+              "/models": models}
+    with RouteServer(routes) as srv:
+        c = LlamaCppCollector(TargetConfig("router", srv.url))
+        for _ in range(5):
+            snap = snap_of(c)
+        assert len(c.models) == 2_000
+        assert len(c._loads) <= 1_000 and len(c._unloads) <= 1_000  # not 5,000 names and growing
+        assert snap.samples("llm_agent_model_loaded")
+        # and it did not make a thousand /metrics requests a cycle for the "loaded" ones
+        assert srv.hits["/metrics"] <= 5 * 32
+        assert snap.value("llm_agent_target_series_dropped_total", reason="loaded_models_limit") == 5 * (1_000 - 32)
