@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import math
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -508,10 +509,36 @@ class Template:
             raise TemplateError(f"error executing template {self.name}: nested too deeply", "depth") from None
 
 
+# failures no label value can cause: the template is wrong for every alert, whatever it carries
+_ALWAYS_WRONG = ("incompatible types for comparison", "wrong type for value", "wrong number of args",
+                 "can't evaluate field", "invalid type for comparison", "can't give argument to non-function",
+                 "is not a method but has arguments", "cannot assign nil", "exceeded")
+
+
+def dry_run_problem(template: Template) -> Optional[str]:
+    """Why `template` fails for any alert, found by expanding it once for a made-up alert (every
+    label it reads set to "1", the value 1, queries answering nothing): Go's type errors, which
+    Prometheus accepts at load and fails on when the alert fires (`gt $value 10` compares a float
+    with an int). None if it expands, or fails only for reasons a label's value could cause."""
+    if template.plain:
+        return None
+    labels = {name: "1" for name in _LABEL_REFERENCE.findall(template.text)}
+    try:
+        template.render({"__name__": "x", **labels}, 1.0, Context({}, "http://localhost/", lambda q: []))
+    except TemplateError as e:
+        text = str(e)
+        if any(reason in text for reason in _ALWAYS_WRONG):
+            return text
+    return None
+
+
+_LABEL_REFERENCE = re.compile(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)")
+
+
 def printf(fmt: str, *args: Any) -> str:
     """fmt.Sprintf, for callers that format as Prometheus would (the unit-test runner)."""
     return sprintf(fmt, list(args))
 
 
-__all__ = ["Context", "FUNCTIONS", "NO_CONTEXT", "Template", "TemplateError", "humanize", "humanize1024",
+__all__ = ["Context", "FUNCTIONS", "NO_CONTEXT", "Template", "TemplateError", "dry_run_problem", "humanize", "humanize1024",
            "humanize_duration", "humanize_percentage", "printf"]

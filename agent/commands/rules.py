@@ -6,13 +6,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import List, Tuple
 
 from ..config import Config
 from ..perf.anomaly import load_history_rules
-from ..rulefile import RuleFileError, count_rules, load_file, reach_problem
+from ..rulefile import FileRule, RuleFileError, count_rules, load_file, reach_problem
 from ..rules.export import export_rules
 from ..rules.loader import rule_docs
 from ..rules.unittest import run as run_tests
+from ..templates import Template, dry_run_problem
 
 
 def export(args: argparse.Namespace, config: Config) -> int:
@@ -45,7 +47,23 @@ def check(args: argparse.Namespace) -> int:
                 reason = reach_problem(rule.expr, args.memory_history)
                 if reason:
                     print(f"  note: {rule.where}: {rule.alert or rule.record}: {reason}")
+                for where, problem in _template_problems(rule):
+                    print(f"  note: {rule.where}: {rule.alert}: {where} fails for every alert, in Prometheus "
+                          f"too: {problem}")
     return status
+
+
+def _template_problems(rule: FileRule) -> List[Tuple[str, str]]:
+    """Templates Prometheus accepts at load that fail whenever the alert fires (Go's type rules)."""
+    if not rule.alert:
+        return []
+    out = []
+    for kind, pairs in (("label", rule.labels), ("annotation", rule.annotations)):
+        for key, text in pairs:
+            problem = dry_run_problem(Template(text, "__alert_" + rule.alert))
+            if problem:
+                out.append((f"{kind} {key}", problem))
+    return out
 
 
 def test(args: argparse.Namespace) -> int:

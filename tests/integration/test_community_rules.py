@@ -52,3 +52,22 @@ def test_every_rule_evaluates_and_renders(path):
             labels = {name: "1" for name in re.findall(r"\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)", template.text)}
             template.render({"__name__": "x", "instance": "host:9100", "job": "j", **labels}, 42.0,
                             Context({"Hostname": "h"}, "http://h:9400/", lambda q: []))
+
+
+def test_every_file_loads_in_the_agents_config_and_evaluates_in_the_daemons_engine(tmp_path):
+    from agent.config import parse_config
+    from agent.rules.loader import load_rules
+
+    config = tmp_path / "agent.toml"
+    files = ", ".join(f'"{p}"' for p in FILES)
+    # eight rules read 1d to 1w back: past the default in-memory history (7h), they load once it
+    # is raised, as `rules check` notes for each
+    config.write_text(f'[alerting]\ndefault_rules = false\nmemory_history = "8d"\nrule_files = [{files}]\n')
+    loaded = parse_config(config.read_text(), str(config))
+    ruleset = load_rules(loaded)
+    rules = [r for g in ruleset.groups for r in g.rules]
+    assert len(rules) == 954
+    engine = Engine(ruleset.groups, History(), no_data_timeout=600.0, step=5.0)
+    for t in (0.0, 5.0, 10.0):
+        engine.evaluate(t)
+    assert engine.failures == {}, engine.last_error

@@ -50,3 +50,13 @@ def test_external_labels_and_url_come_from_the_config():
     config = parse_config('[alerting]\nexternal_url = "https://ops.example/agent"\n', "agent.toml")
     assert Template("{{ externalURL }} {{ pathPrefix }}").render({}, 1.0, template_context(config)) == \
         "https://ops.example/agent /agent"
+
+
+def test_a_dry_run_finds_templates_that_fail_for_every_alert_and_only_those():
+    from agent.templates import dry_run_problem
+
+    assert "incompatible types for comparison" in dry_run_problem(Template("{{ if gt $value 10 }}x{{ end }}"))
+    assert "expected string; got float64" in dry_run_problem(Template("{{ $value | toUpper }}"))
+    assert dry_run_problem(Template("{{ if gt $value 10.0 }}x{{ end }} {{ $labels.server | humanize }}")) is None
+    assert dry_run_problem(Template("{{ with query \"up\" }}{{ . | first | value }}{{ end }}")) is None
+    assert dry_run_problem(Template("no template at all")) is None
