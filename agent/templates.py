@@ -200,12 +200,19 @@ def to_time(i: Any) -> Optional[GoTime]:
 
 # -- strings -------------------------------------------------------------------------------------
 
+# where Python's full case mapping gives several characters and Go's one-rune mapping differs from
+# the character itself (İ lowers to i in Go; ß, ŉ and the ligatures stay as they are)
+_SIMPLE_LOWER = {"\u0130": "i"}
+
+
 def _simple_case(s: str, how: Callable[[str], str]) -> str:
     """Go maps one rune to one rune (unicode.ToUpper); Python's full mapping turns ß into SS."""
     out = []
     for ch in s:
         mapped = how(ch)
-        out.append(mapped if len(mapped) == 1 else ch)
+        if len(mapped) != 1:
+            mapped = _SIMPLE_LOWER.get(ch, ch) if how is str.lower else ch
+        out.append(mapped)
     return "".join(out)
 
 

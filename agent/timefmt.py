@@ -41,7 +41,10 @@ def parse_rfc3339(text: object) -> Optional[float]:
 
 
 def parse_duration(text: str) -> float:
-    """A PromQL duration (1h30m, 90s, 1y) in seconds; ValueError if not one."""
+    """A PromQL duration (1h30m, 90s, 1y, or "0" as Prometheus' model.ParseDuration takes it) in
+    seconds; ValueError if not one."""
+    if text == "0":
+        return 0.0
     m = _DURATION.match(text)
     if not text or not m:
         raise ValueError(f"not a valid duration string: {text!r}")
