@@ -106,7 +106,8 @@ class Alerting:
     def _engine(self, config: Config, ruleset: RuleSet, previous: Optional[Engine]) -> Engine:
         engine = Engine(ruleset.groups, self.history, ruleset.inhibit, config.alerting.no_data_timeout, self.store,
                         budget=config.alerting.evaluation_budget, previous=previous, step=config.interval,
-                        max_samples=config.history.query_max_samples, template_context=template_context(config))
+                        max_samples=config.history.query_max_samples, template_context=template_context(config),
+                        max_reach=config.alerting.memory_history)
         engine.silencing = self.silences.silencing
         return engine
 

@@ -25,6 +25,7 @@ from ..promql.ast import label_sources, selectors
 from ..promql.evaluator import Budget, EvalError, Evaluator, Matrix, unique
 from .history import History
 from ..promql.parser import parse as parse_promql
+from ..rulefile import reach_problem
 from ..templates import NO_CONTEXT, Context, Template
 
 log = logging.getLogger(__name__)
@@ -209,7 +210,8 @@ class Engine:
     def __init__(self, rules: Sequence[Union[AnyRule, Group]], history: History, inhibit: Sequence[InhibitRule] = (),
                  no_data_timeout: float = 600.0, store=None, budget: float = math.inf,
                  previous: Optional["Engine"] = None, timer: Callable[[], float] = time.perf_counter,
-                 step: float = 60.0, max_samples: float = 5_000_000, template_context: Context = NO_CONTEXT):
+                 step: float = 60.0, max_samples: float = 5_000_000, template_context: Context = NO_CONTEXT,
+                 max_reach: float = math.inf):
         loose = [r for r in rules if not isinstance(r, Group)]
         self.groups = ([Group("rules", loose)] if loose else []) + [g for g in rules if isinstance(g, Group)]
         self.rules: List[AnyRule] = [r for g in self.groups for r in g.rules]
@@ -219,6 +221,7 @@ class Engine:
         # $externalLabels and $externalURL; each expansion adds a `query` bound to its evaluation time
         self.template_context = template_context
         self._template_queries: Dict[str, object] = {}  # parsed `query` texts, bounded
+        self.max_reach = max_reach  # how far back a template's written-out query may keep series
         self.history = history
         self.inhibit = list(inhibit)
         # (labels, t) -> ids of the active silences matching them; none unless alerting sets it
@@ -440,8 +443,7 @@ class Engine:
                 log.warning("rule %s: template %s: %s", rule.name, key, e, extra={"ALERTNAME": rule.name})
             return f"<error expanding template: {e}>"
 
-    @staticmethod
-    def _template_queries_of(rule: AnyRule) -> List[object]:
+    def _template_queries_of(self, rule: AnyRule) -> List[object]:
         """The written-out `query` expressions of a rule's templates, parsed: the history keeps what
         they read, as it keeps what rules read (a query built at run time finds only that)."""
         if not isinstance(rule, Rule):
@@ -449,6 +451,8 @@ class Engine:
         out: List[object] = []
         for template in [*rule.annotations.values(), *rule.label_templates.values()]:
             for text in template.queries():
+                if reach_problem(text, self.max_reach):
+                    continue  # not kept for it: a template cannot make the history hold a month in memory
                 try:
                     out.append(parse_promql(text))
                 except ValueError:

@@ -168,3 +168,19 @@ def test_transitions_are_logged_with_journal_fields_and_bounded_under_a_storm(tm
     lines = [r for r in caplog.records if r.getMessage().startswith("alert Down firing")]
     assert len(lines) == LOGGED_PER_CYCLE and lines[0].ALERTNAME == "Down" and lines[0].TARGET == "s0"
     assert "... and 15 more alert transitions this cycle (15 firing, 0 resolved)" in caplog.text
+
+
+def test_a_templates_written_out_query_keeps_its_series_but_never_past_the_memory_history():
+    from agent.rules.engine import Rule
+    from agent.templates import Template
+
+    def alert(name, query):
+        return Rule(name, parse("llm_agent_target_up == 0"),
+                    annotations={"s": Template('{{ with query "' + query + '" }}{{ . | first | value }}{{ end }}')})
+
+    history = History()
+    Engine([alert("Near", "sum(gpu_temp_celsius)"), alert("Far", "max_over_time(gpu_power_watts[30d])")], history,
+           max_reach=7 * 3600.0)
+    kept = {sel.name: reach for sel, reach in history.selectors}
+    assert kept["gpu_temp_celsius"] == 0.0  # its series are kept, so the query finds them
+    assert "gpu_power_watts" not in kept  # a template cannot make the history hold a month in memory
