@@ -222,6 +222,7 @@ class Engine:
         self.template_context = template_context
         self._template_queries: Dict[str, object] = {}  # parsed `query` texts, bounded
         self.max_reach = max_reach  # how far back a template's written-out query may keep series
+        self._rule_budget: Optional[Budget] = None  # the rule being evaluated: its templates' queries share it
         self.history = history
         self.inhibit = list(inhibit)
         # (labels, t) -> ids of the active silences matching them; none unless alerting sets it
@@ -461,13 +462,16 @@ class Engine:
 
     def _template_query(self, text: str, t: float) -> List[Tuple[Dict[str, str], float]]:
         """A template's `query`: the expression at the alert's evaluation time over the history,
-        under the same sample and time budget as a rule; a scalar is one sample without labels."""
+        under the budget of the rule whose alert it expands (all its alerts' queries together: a
+        rule with a thousand alerts cannot run a thousand budgets); a scalar is one sample without
+        labels."""
         expr = self._template_queries.get(text)
         if expr is None:
             if len(self._template_queries) >= 256:  # texts built from label values cannot grow it
                 self._template_queries.clear()
             expr = self._template_queries[text] = parse_promql(text)
-        value = Evaluator(self.history, {}, step=self.step, budget=Budget(self.max_samples, self.budget)).eval(expr, t)
+        budget = self._rule_budget or Budget(self.max_samples, self.budget)
+        value = Evaluator(self.history, {}, step=self.step, budget=budget).eval(expr, t)
         if isinstance(value, float):
             return [({}, value)]
         if isinstance(value, list) and not isinstance(value, Matrix):
@@ -476,6 +480,7 @@ class Engine:
 
     def _evaluate_rule(self, rule: Rule, t: float, cache: Dict[tuple, tuple]) -> List[Notification]:
         evaluator = self._evaluator(rule, cache)
+        self._rule_budget = evaluator.budget  # its templates' queries spend from the rule's own budget
         result = self._result(rule, evaluator.eval(rule.expr, t))
         active = self.alerts.setdefault(rule.key, {})
         retired = self.retired if rule.key not in self._reads_retired else {}

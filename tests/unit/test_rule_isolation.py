@@ -184,3 +184,17 @@ def test_a_templates_written_out_query_keeps_its_series_but_never_past_the_memor
     kept = {sel.name: reach for sel, reach in history.selectors}
     assert kept["gpu_temp_celsius"] == 0.0  # its series are kept, so the query finds them
     assert "gpu_power_watts" not in kept  # a template cannot make the history hold a month in memory
+
+
+def test_the_queries_of_a_rules_templates_share_the_rules_budget():
+    w = World()
+    many = rule("Many", "llm_agent_target_up == 0",
+                annotations="{summary = '{{ with query \"count(llm_agent_target_up)\" }}{{ . | first | value }}{{ end }}'}")
+    e = Engine([many], w.history, max_samples=100)
+    w.cycle(e, [up(f"s{i}", 0) for i in range(20)])
+    summaries = sorted(a.annotations["summary"] for a in e.active())
+    answered = [s for s in summaries if s == "20"]
+    refused = [s for s in summaries if "error calling query: query processing would load too many samples" in s]
+    # the rule itself reads 20 samples; each alert's query 20 more: the budget (100) runs out on
+    # the fourth alert, whatever the alerts number, and the rest say so instead of querying on
+    assert 1 <= len(answered) <= 4 and len(answered) + len(refused) == 20, summaries[:3]
