@@ -8,7 +8,9 @@
   restarting its unit (unitstate.py); for `restart_grace` this is a planned restart, not an
   outage.
 - down: it answered before and does not now, and no planned restart explains it: a crash pages
-  at once, as it always did; a planned restart that outlasts its grace pages then.
+  at once, as it always did; a planned restart that outlasts its grace pages then. While
+  restarting or down, as while never up, the probe waits: a probe could only fail, and page a
+  second time for the same incident.
 
 Which targets have ever answered is kept in `state_dir/targets.json` (`Seen`), so an agent
 restarted while a server is down still pages for it, and a fresh install does not page for an

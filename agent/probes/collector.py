@@ -80,7 +80,9 @@ class ProbeCollector:
             if canary_baseline and state_dir else ""
         self.run = run
         self.clock = clock
-        self.waiting = waiting  # the target has never answered: nothing to measure, nothing counted
+        # the target has never answered, or is down or restarting (its own alerts say so): nothing to
+        # measure, nothing counted; a probe would only fail and page a second time for one incident
+        self.waiting = waiting
         self.problems: List = []
         self.ttft, self.tpot, self.duration = Histogram(TTFT_BUCKETS), Histogram(TPOT_BUCKETS), Histogram(DURATION_BUCKETS)
         self.errors: Dict[str, int] = {k: 0 for k in ERROR_KINDS}
@@ -98,7 +100,7 @@ class ProbeCollector:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            if self.waiting():  # a guessed address or a server still starting: not a failure of the model
+            if self.waiting():  # never up, down or restarting: not a failure of the model
                 self._stop.wait(min(self.interval, 5.0))
                 continue
             try:
@@ -216,4 +218,4 @@ def _build(ctx: Context, target: TargetConfig, life: Optional[TargetLife] = None
     return ProbeCollector(target.name, probe_spec(c, target), c.probes.interval, canary_regex=c.probes.canary_regex,
                           canary_baseline=c.probes.canary_baseline, state_dir=ctx.state_dir,
                           slow_after=c.slo.ttft_seconds,
-                          waiting=(lambda: life.state == "never_up") if life is not None else (lambda: False))
+                          waiting=(lambda: life.state != "up") if life is not None else (lambda: False))

@@ -195,3 +195,21 @@ def test_a_crashed_server_at_the_guessed_address_is_let_go_like_any_other():
 def test_seen_file_is_the_state_dirs_own(tmp_path):
     Seen(str(tmp_path)).mark("a")
     assert os.listdir(tmp_path) == ["targets.json"]
+
+
+@pytest.mark.parametrize("state,probes", [("never_up", False), ("up", True), ("restarting", False), ("down", False)])
+def test_the_probe_waits_unless_its_target_is_up(tmp_path, state, probes):
+    # a probe of a server that is down could only fail: LlmTargetDown pages for it, and the failed
+    # probe would page again minutes later (LlmProbeErrorRate), after the server came back
+    from agent.config import parse_config
+    from agent.plugins import Context
+    from agent.probes.collector import _build
+
+    life = TargetLife("llama", "llamacpp", Seen(str(tmp_path)))
+    life.state = state
+    probe = _build(Context(parse_config('[probes]\ninterval = "1s"\n')), TargetConfig("llama", "http://127.0.0.1:9"),
+                   life)
+    try:
+        assert probe.waiting() is not probes
+    finally:
+        probe.close()
