@@ -38,7 +38,9 @@ def test_a_value_from_the_environment_is_shown_as_its_reference():
 
 
 class Echo(BaseHTTPRequestHandler):
-    """Answers every request with a 500 whose body repeats the request's headers."""
+    """A server that is up (/health and /metrics answer) and answers every other request (the
+    probe's POST, llama.cpp's /props and /slots) with a 500 whose body repeats the request's
+    headers. (Up, because a probe waits while its target is down.)"""
 
     def log_message(self, *args):
         pass
@@ -52,6 +54,14 @@ class Echo(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path.startswith(("/health", "/metrics")):
+            body = b'{"status": "ok"}' if self.path.startswith("/health") else b"up_and_running 1\n"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json" if self.path.startswith("/health") else "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
         self._echo()
 
     def do_POST(self):
