@@ -61,6 +61,7 @@ def parse_slots(data: Any) -> Tuple[int, int]:
     return busy, len(data) - busy
 
 
+SERIES_PER_MODEL = 3  # a router's model_loaded, model_loads_total, model_unloads_total
 MAX_LOADED_SCRAPED = 32  # a router's loaded models whose /metrics one cycle reads (llama.cpp's --models-max is 4)
 
 
@@ -166,7 +167,7 @@ class LlamaCppCollector(OpenMetricsCollector):
     def _scrape_router(self, deadline: float, out: List[MetricFamily], signals: Signals) -> None:
         """A router: its model list, then each loaded model's metrics and slots (never another's)."""
         try:
-            models = parse_models(self.get("/models", deadline).json())
+            listed = parse_models(self.get("/models", deadline).json())
         except FetchError as e:
             self.count_error(e.reason)
             self.problem("warning", f"/models failed: {e}")
@@ -175,6 +176,8 @@ class LlamaCppCollector(OpenMetricsCollector):
             self.count_error("invalid")
             self.problem("warning", f"/models answered something unexpected: {e}")
             return
+        kept = self.models_within_limits(sorted(listed), SERIES_PER_MODEL, "/models")
+        models = {m: listed[m] for m in kept}
         for model in set(models) | set(self.models):
             was, now = self.models.get(model) == "loaded", models.get(model) == "loaded"
             if now and not was:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from ..model import MetricFamily, gauge
 from ..timefmt import parse_rfc3339
@@ -122,23 +122,8 @@ class OllamaCollector(OpenMetricsCollector):
 
 
     def _within_limits(self, models: List[LoadedModel]) -> List[LoadedModel]:
-        """The models whose series fit the target's limits, before any is made: a name over
-        label_value_length_limit is left out, and past sample_limit (each model is up to five
-        series) the rest are; counted as dropped series, as _bound_own counts them."""
-        limits = self.limits
-        dropped: Dict[str, int] = {}
-        if limits.label_value_length_limit:
-            fit = [m for m in models if len(m.name) <= limits.label_value_length_limit]
-            if len(fit) != len(models):
-                dropped["label_value_length_limit"] = SERIES_PER_MODEL * (len(models) - len(fit))
-            models = fit
-        room = limits.sample_limit // SERIES_PER_MODEL if limits.sample_limit else len(models)
-        if len(models) > room:
-            dropped["sample_limit"] = SERIES_PER_MODEL * (len(models) - room)
-            models = models[:room]
-        self.count_dropped(dropped, "series of models /api/ps lists left out", "it lists more models, or longer "
-                           "names, than the target's limits allow ([[targets]] sample_limit, label_value_length_limit)")
-        return models
+        kept = set(self.models_within_limits([m.name for m in models], SERIES_PER_MODEL, "/api/ps"))
+        return [m for m in models if m.name in kept]
 
 
 SERIES_PER_MODEL = 5  # target_info, model_loaded, memory total and gpu, unload seconds

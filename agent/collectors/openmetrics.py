@@ -299,6 +299,26 @@ class OpenMetricsCollector:
         self.count_dropped(dropped, "of the agent's series about this target dropped", "the target reports more, "
                            "or longer names, than its limits allow ([[targets]] sample_limit, label_value_length_limit)")
 
+    def models_within_limits(self, names: List[str], series_each: int, source: str) -> List[str]:
+        """The model names whose series fit the target's limits, decided before any series is
+        made (a list of 100,000 models costs a cycle if every one becomes series first): a name
+        over label_value_length_limit is left out, and past sample_limit the rest are, each
+        counted as its `series_each` dropped series."""
+        limits = self.limits
+        dropped: Dict[str, int] = {}
+        if limits.label_value_length_limit:
+            fit = [n for n in names if len(n) <= limits.label_value_length_limit]
+            if len(fit) != len(names):
+                dropped["label_value_length_limit"] = series_each * (len(names) - len(fit))
+            names = fit
+        room = limits.sample_limit // series_each if limits.sample_limit else len(names)
+        if len(names) > room:
+            dropped["sample_limit"] = series_each * (len(names) - room)
+            names = names[:room]
+        self.count_dropped(dropped, f"series of models {source} lists left out", "it lists more models, or longer "
+                           "names, than the target's limits allow ([[targets]] sample_limit, label_value_length_limit)")
+        return names
+
     def count_dropped(self, dropped: Dict[str, int], what: str, why: str) -> None:
         """Series left out, by reason: counted in llm_agent_target_series_dropped_total, and said."""
         for reason, n in dropped.items():
