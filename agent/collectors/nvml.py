@@ -2,8 +2,9 @@
 
 Failure handling follows gpustat/nvitop: a field the GPU does not support is omitted (and
 logged once); a lost GPU is `llm_agent_gpu_up 0` while the others carry on; a missing
-library or driver is reported and retried with exponential backoff; NVML never takes the
-agent down. The pynvml module is passed in, so tests drive this code with a fake.
+library or driver is reported and retried with exponential backoff; a call that never returns
+(a wedged driver) stalls only its GPU (nvmlcalls.py); NVML never takes the agent down. The
+pynvml module is passed in, so tests drive this code with a fake.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, MIB, READERS
 from .gpm import HELP as GPM_HELP, GpmSampler
 from .gpu_inventory import GpuInventory
 from .gpu_owner import owner
+from .nvmlcalls import GpuReader, TrackedNvml
 from ..plugins import Context, register
 from .xid import WAIT_MS, XidWatcher
 import psutil
@@ -58,12 +60,16 @@ class NvmlCollector:
                  retry_max: float = 300.0, clock: Callable[[], float] = time.monotonic,
                  process_name: Optional[Callable[[int], str]] = None, xid_wait_ms: int = WAIT_MS,
                  state_dir: str = "", expected_gpus: int = 0,
-                 process_owner: Optional[Callable[[int], Dict[str, str]]] = None):
+                 process_owner: Optional[Callable[[int], Dict[str, str]]] = None, call_wait: float = 2.0):
         if nvml is None:
             import pynvml  # start-up cost, and optional: only where NVML is used (nvidia-ml-py)
 
             nvml = pynvml
-        self.nvml = nvml
+        self.raw_nvml = nvml  # the XID watcher's blocking wait is meant to block: it gets the module itself
+        self.nvml: Any = TrackedNvml(nvml)
+        # per-GPU readings in a thread that a call that never returns cannot take with it
+        self.call_wait = call_wait  # how long a cycle waits for the GPUs' readings before calling a call stuck
+        self.reader = GpuReader(self.nvml, self._read_gpu, key=lambda g: g.index)
         self.hostname = hostname
         self.xid_events = xid_events
         self.xid_wait_ms = xid_wait_ms
@@ -92,7 +98,7 @@ class NvmlCollector:
         self._xid: Optional[XidWatcher] = None
         self._versions: Dict[str, str] = {}
         self._unsupported: Set[Tuple[int, str]] = set()  # static per GPU: stop asking
-        self._error_names = {getattr(nvml, a): a for a in dir(nvml) if a.startswith("NVML_ERROR_")}
+        self._error_names = {getattr(nvml, a): a for a in dir(nvml) if a.startswith("NVML_ERROR_")}  # the module's own
 
     def _err_name(self, e: Exception) -> str:
         value = getattr(e, "value", None)
@@ -142,7 +148,7 @@ class NvmlCollector:
         self.gpus = [self._describe(i) for i in range(nvml.nvmlDeviceGetCount())]
         if self.xid_events and self._xid is None:
             try:
-                self._xid = XidWatcher(nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
+                self._xid = XidWatcher(self.raw_nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
                                        self.xid_wait_ms)
             except (nvml.NVMLError, AttributeError) as e:
                 log.warning("NVML: XID events unavailable (%s); DCGM_FI_DEV_XID_ERRORS will be missing", e)
@@ -181,8 +187,9 @@ class NvmlCollector:
         families: Dict[str, MetricFamily] = {}
         self._pids_seen = set()
         try:
-            for gpu in self.gpus:
-                self._collect_gpu(gpu, families)
+            for _gpu, read in self.reader.readings(self.gpus, self.call_wait):
+                for name, fam in read.items():
+                    self._family(families, name, fam.type, fam.help).samples.extend(fam.samples)
             # a pid NVML stopped listing is forgotten: if the number comes back it is another process
             self._pids = {pid: found for pid, found in self._pids.items() if pid in self._pids_seen}
         except _LibraryGone as e:
@@ -192,12 +199,35 @@ class NvmlCollector:
                                          _HINTS.get(e.err_name, "")))
             return [nvml_up.add({}, 0), failures]
         nvml_up.add({}, 1)
-        extra = self._xid_watcher_health() + self._inventory()
+        extra = self._xid_watcher_health() + self._inventory() + self._stuck_calls()
         info = gauge("llm_agent_nvml_info", "NVML and driver versions; always 1.").add(self._versions, 1)
         errors = counter("llm_agent_nvml_field_errors_total", "NVML readings that failed with an unexpected error, by field.")
         for field_name, n in sorted(self._field_errors.items()):
             errors.add({"field": field_name}, n)
         return [nvml_up, failures, info, errors] + extra + list(families.values())
+
+    def _read_gpu(self, gpu: Gpu) -> Dict[str, MetricFamily]:
+        """One GPU's families (in the reader's thread)."""
+        families: Dict[str, MetricFamily] = {}
+        self._collect_gpu(gpu, families)
+        return families
+
+    def _stuck_calls(self) -> List[MetricFamily]:
+        """The GPUs whose NVML call has not returned: which call, for how long."""
+        stuck = gauge("llm_agent_nvml_call_stuck_seconds",
+                      "Seconds an NVML call on this GPU has been running without returning (a wedged driver or GPU): "
+                      "the GPU's other readings are left out, and it is not called again until the call returns.")
+        by_index = {g.index: g for g in self.gpus}
+        for index, call, seconds in self.reader.stuck_for():
+            gpu = by_index.get(index)
+            labels = gpu.labels if gpu is not None else {"gpu": str(index), "Hostname": self.hostname}
+            stuck.add({**labels, "call": call.call}, seconds)
+            self.problems.append(Problem("critical", f"gpu {index}", f"NVML's {call.call} has not returned for "
+                                         f"{seconds:.0f} s: the driver or the GPU is wedged (nvidia-smi would hang too)",
+                                         "dmesg for Xid errors; a GPU reset or a reboot is usually needed"))
+        blocked = gauge("llm_agent_nvml_blocked_threads", "Threads blocked in an NVML call that has not returned "
+                                                          "(at most one per stuck GPU).").add({}, self.reader.left_behind)
+        return [stuck, blocked]
 
     def _inventory(self) -> List[MetricFamily]:
         """GPUs expected against GPUs NVML lists; each missing one by its PCI address."""
@@ -232,7 +262,7 @@ class NvmlCollector:
         dead, self._xid = self._xid, None
         dead.close()
         try:
-            self._xid = XidWatcher(self.nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
+            self._xid = XidWatcher(self.raw_nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
                                    self.xid_wait_ms)
         except (self.nvml.NVMLError, AttributeError) as e:
             log.warning("NVML: restarting the XID watcher failed: %s", e)
@@ -441,6 +471,7 @@ class NvmlCollector:
                 fam.add({**labels_of[pid], "engine": engine}, value)
 
     def close(self) -> None:
+        self.reader.close()
         for sampler in self._gpm_samplers.values():
             sampler.close()
         self._gpm_samplers.clear()
@@ -477,4 +508,5 @@ def _build(ctx: Context) -> Optional[NvmlCollector]:
         return None
     return NvmlCollector(ctx.nvml, hostname=c.hostname, xid_events=c.collectors.nvml.xid_events,
                          process_memory=c.collectors.nvml.process_memory, retry_max=c.collectors.nvml.retry_max,
-                         state_dir=ctx.state_dir, expected_gpus=c.collectors.nvml.expected_gpus)
+                         state_dir=ctx.state_dir, expected_gpus=c.collectors.nvml.expected_gpus,
+                         call_wait=min(2.0, c.collector_timeout / 2))

@@ -10,6 +10,7 @@ that GPU raise GpuIsLost, and `driver_loaded=False` makes nvmlInit raise DriverN
 from __future__ import annotations
 
 import queue
+import time
 import types
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -56,6 +57,9 @@ class FakeGpu:
     process_utilization: Optional[List[Tuple[int, int, int, int, int, int]]] = field(default_factory=list)
     lost: bool = False
     errors: Dict[str, int] = field(default_factory=dict)  # function name -> NVML error code to raise
+    # function name -> what a call waits for before it answers, as a wedged driver makes it: a
+    # threading.Event (until it is set: set it to end the hang) or seconds
+    hangs: Dict[str, object] = field(default_factory=dict)
 
 
 # Pids beyond Linux's largest (pid_max at most 2^22): no process on any host has them, so what
@@ -115,6 +119,12 @@ class FakeNvml(types.ModuleType):
             self._raise(real.NVML_ERROR_GPU_IS_LOST)
         if fn in gpu.errors:
             self._raise(gpu.errors[fn])
+        hang = gpu.hangs.get(fn)
+        if hang is not None:
+            if isinstance(hang, (int, float)):
+                time.sleep(hang)
+            else:
+                hang.wait()  # type: ignore[attr-defined]
         return gpu
 
     def _value(self, value, code: int = real.NVML_ERROR_NOT_SUPPORTED):

@@ -408,3 +408,62 @@ def test_mig_instances_are_labelled_as_dcgm_exporter_labels_them():
         assert (1, "mig") in c._unsupported
     finally:
         c.close()
+
+
+# -- a driver that hangs ----------------------------------------------------------------------------
+
+def hung(call="nvmlDeviceGetPowerUsage", on=1, seconds=None):
+    """Three GPUs, one of whose `call` blocks (until released, or for `seconds`)."""
+    import threading
+
+    gpus = three_gpus()
+    release = threading.Event()
+    gpus[on].lost = False
+    gpus[on].hangs = {call: seconds if seconds is not None else release}
+    fake = FakeNvml(gpus)
+    return fake, release, NvmlCollector(fake, hostname="h", xid_events=False, call_wait=0.3)
+
+
+def test_a_call_that_never_returns_stalls_only_its_gpu_and_pages():
+    import threading
+
+    fake, release, c = hung()
+    try:
+        before = threading.active_count()
+        first = collect(c)
+        # the other GPUs are read; the stuck one is left out and named with its call
+        assert gpus_with(first, "DCGM_FI_DEV_GPU_TEMP") == ["0"]  # GPU 2 is the fixture's lost one
+        stuck = first.samples("llm_agent_nvml_call_stuck_seconds")
+        assert [(s.label("gpu"), s.label("call")) for s in stuck] == [("1", "nvmlDeviceGetPowerUsage")]
+        assert stuck[0].value >= 0.25  # the call began just after the cycle's wait did
+        assert any(p.severity == "critical" and "nvmlDeviceGetPowerUsage" in p.message for p in c.problems)
+        for _ in range(5):  # cycles go on at their usual cost; no new call goes to the stuck GPU
+            start = time.monotonic()
+            snap = collect(c)
+            assert time.monotonic() - start < 0.25
+        assert snap.samples("llm_agent_nvml_call_stuck_seconds")[0].value > stuck[0].value
+        assert snap.value("llm_agent_nvml_blocked_threads") == 1
+        assert threading.active_count() <= before + 2  # one blocked reader and one working: no pile-up
+    finally:
+        release.set()
+    time.sleep(0.2)
+    after = collect(c)  # the call returned: the GPU is read again
+    assert gpus_with(after, "DCGM_FI_DEV_GPU_TEMP") == ["0", "1"]
+    assert after.samples("llm_agent_nvml_call_stuck_seconds") == []
+    assert after.value("llm_agent_nvml_blocked_threads") == 0
+    c.close()
+
+
+def test_a_call_that_returns_after_a_long_while_is_stuck_meanwhile_then_read_again():
+    fake, _, c = hung(call="nvmlDeviceGetTemperature", seconds=1.5)
+    try:
+        snap = collect(c)
+        assert [s.label("call") for s in snap.samples("llm_agent_nvml_call_stuck_seconds")] == \
+            ["nvmlDeviceGetTemperature"]
+        fake.gpus[1].hangs = {}  # the driver recovers
+        time.sleep(1.4)
+        snap = collect(c)
+        assert snap.samples("llm_agent_nvml_call_stuck_seconds") == []
+        assert "1" in gpus_with(snap, "DCGM_FI_DEV_GPU_TEMP")
+    finally:
+        c.close()
