@@ -134,7 +134,7 @@ class CollectorSet:
         process = ProcessCollector(t.name, t.url, units=UnitStates(c.health.systemctl), clock=self.ctx.monotonic,
                                    unit=t.unit)
         liveness = Liveness(t.name, self.ctx.monotonic, process, self.ctx.stacks, c.health.hang_after,
-                            c.health.stall_after, recheck=self.ctx.wake)
+                            c.health.stall_after, recheck=self.ctx.wake, wedge_after=c.health.wedge_after)
         life = TargetLife(t.name, t.kind, self.seen, self.ctx.monotonic, lambda: process.last_exit,
                           c.health.restart_grace)
         group: List[Collector] = [plugins.REGISTRY.target_kinds[t.kind].build(self.ctx, t, liveness, life), process]

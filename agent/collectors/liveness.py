@@ -8,13 +8,19 @@
   verdict lands hang_after after the first silent request, whatever the interval.
 - Stalled: requests are being processed but no token has been generated for `stall_after`
   seconds (counters flat), or /metrics times out while /health still answers.
+- Wedged: the server answers (its /health, or its /metrics for a server without one) while
+  requests run or wait, and none of the engine's progress counters (generated and prompt
+  tokens, finished requests, scheduling steps: whichever it exports) has moved for
+  `wedge_after` seconds: vLLM's engine core stuck behind a live API server, a llama.cpp slot
+  that hangs. A saturated engine still moves them (tokens flow while the queue grows), so it
+  is never wedged.
 On the moment a target becomes hung or stalled, a Python server's stacks are dumped with
 py-spy in the background (agent/stacks.py).
 """
 
 from __future__ import annotations
 
-from typing import Callable, List, Optional
+from typing import Callable, Dict, List, Optional
 
 from ..model import MetricFamily, Problem, gauge
 from ..collectors.process import ProcessCollector, is_python
@@ -26,8 +32,13 @@ MIN_RECHECK = 0.5  # seconds a re-check's health request is given, however close
 class Liveness:
     def __init__(self, server: str, clock: Callable[[], float], process: Optional[ProcessCollector] = None,
                  stacks=None, hang_after: float = 5.0, stall_after: float = 60.0,
-                 recheck: Callable[[], None] = lambda: None):
+                 recheck: Callable[[], None] = lambda: None, wedge_after: float = 30.0):
         self.server = server
+        self.wedge_after = wedge_after
+        self._progress: Dict[str, float] = {}  # the progress counters as last read
+        self.frozen_since: Optional[float] = None  # since when work is queued and no counter moved
+        self.frozen: List[str] = []  # the counters watched (all frozen while wedged)
+        self.wedged = False
         self.recheck = recheck
         self.clock = clock
         self.process = process
@@ -70,6 +81,22 @@ class Liveness:
         if health_timed_out and not hung and self.process is not None and self.process.alive():
             self.recheck()  # a live process that did not answer: decide at hang_after, not at the next tick
 
+    def observe_progress(self, answered: bool, queued: Optional[bool], progress: Dict[str, float]) -> None:
+        """This cycle's work in the engine: whether it answered, whether requests run or wait,
+        and its progress counters."""
+        now = self.clock()
+        moved = any(self._progress.get(name) != value for name, value in progress.items()) or not self._progress
+        self._progress = dict(progress)
+        if not answered or not queued or not progress or moved:
+            self.frozen_since = None if not (answered and queued and progress) else now
+        elif self.frozen_since is None:
+            self.frozen_since = now
+        self.frozen = sorted(progress)
+        wedged = self.frozen_since is not None and now - self.frozen_since >= self.wedge_after and not self.hung
+        if wedged and not self.wedged:
+            self._dump("wedged")
+        self.wedged = wedged
+
     def _dump(self, reason: str) -> None:
         proc = self.process.proc if self.process is not None else None
         if self.stacks is not None and proc is not None and is_python(proc):
@@ -79,6 +106,10 @@ class Liveness:
         lbl = {"server": self.server}
         fams = [gauge("llm_agent_target_stalled", "Whether the target is processing requests without producing tokens (1).")
                 .add(lbl, 1 if self.stalled else 0)]
+        if self.frozen:
+            fams.append(gauge("llm_agent_target_wedged", "Whether the engine answers while requests run or wait and "
+                                                         "none of its progress counters moves (1), naming them.")
+                        .add({**lbl, "counters": ", ".join(self.frozen)}, 1 if self.wedged else 0))
         if self.process is not None and self.process.local:
             fams.append(gauge("llm_agent_target_hung", "Whether the target's process is alive but its health check "
                                                         "keeps timing out (1).").add(lbl, 1 if self.hung else 0))
@@ -92,6 +123,10 @@ class Liveness:
             found.append(Problem("critical", f"target {self.server}",
                                  f"hung: the process is alive but has not answered for {self.hang_after:g}s{where}",
                                  "look at the stacks; restart the server if it does not recover"))
+        if self.wedged:
+            found.append(Problem("critical", f"target {self.server}",
+                                 f"wedged: it answers, requests are queued, and {', '.join(self.frozen)} have not moved "
+                                 f"for {self.wedge_after:g}s{where}", "look at the stacks and the GPU; restart the server"))
         if self.stalled:
             found.append(Problem("critical", f"target {self.server}",
                                  f"stalled: requests are in progress but no tokens for {self.stall_after:g}s{where}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
@@ -43,7 +43,13 @@ TEXT_ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 # What liveness reads, per engine: requests in flight (busy) and the generated-token counter
 # (progress); the engine-neutral table's sources, so a new engine is a row there, not code here.
 BUSY_SOURCES = engine_sources("llm_agent_requests_running")
+WAITING_SOURCES = engine_sources("llm_agent_requests_waiting")
 PROGRESS_SOURCES = engine_sources("llm_agent_generation_tokens_total")
+# the counters an engine that works moves (a wedged one answers /health and moves none of them)
+PROGRESS_COUNTERS = (("generated tokens", PROGRESS_SOURCES),
+                     ("prompt tokens", engine_sources("llm_agent_prompt_tokens_total")),
+                     ("finished requests", engine_sources("llm_agent_requests_finished_total")),
+                     ("engine steps", engine_sources("llm_agent_engine_steps_total")))
 
 
 def public_url(url: str) -> str:
@@ -106,6 +112,8 @@ class Signals:
     metrics_timed_out: bool = False  # /health answered, /metrics did not (llama-server)
     busy: Optional[bool] = None  # requests in progress, when the server says
     progressed: bool = False  # the generated-token counter moved
+    queued: Optional[bool] = None  # requests running or waiting, when the server says
+    progress: Dict[str, float] = field(default_factory=dict)  # the progress counters it exports, by name
 
 
 class OpenMetricsCollector:
@@ -210,6 +218,7 @@ class OpenMetricsCollector:
         if self.liveness is not None:  # the health request is the cycle's first: sent at `start`
             self.liveness.observe(signals.health_timed_out, signals.metrics_timed_out, signals.busy, signals.progressed,
                                   asked_at=start)
+            self.liveness.observe_progress(up, signals.queued, signals.progress)
             out.extend(self.liveness.families())
             self.problems.extend(self.liveness.problems())
         return out
@@ -339,6 +348,13 @@ class OpenMetricsCollector:
         busy = source_total(by_name, BUSY_SOURCES)
         if busy is not None:
             signals.busy = busy > 0
+        waiting = source_total(by_name, WAITING_SOURCES)
+        if busy is not None or waiting is not None:
+            signals.queued = (busy or 0) + (waiting or 0) > 0
+        for name, sources in PROGRESS_COUNTERS:
+            total = source_total(by_name, sources)
+            if total is not None:
+                signals.progress[name] = total
         generated = source_total(by_name, PROGRESS_SOURCES)
         if generated is not None and self._generated is not None:
             signals.progressed = generated != self._generated

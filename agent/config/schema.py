@@ -380,6 +380,7 @@ class QualitySettings:
 class HealthSettings:
     hang_after: float = setting("5s", v.positive(v.parse_duration))
     stall_after: float = setting("60s", v.positive(v.parse_duration))
+    wedge_after: float = setting("30s", v.positive(v.parse_duration))
     watch_processes: bool = setting(True, v.typed(bool))
     py_spy: bool = setting(True, v.typed(bool))
     py_spy_timeout: float = setting("10s", v.positive(v.parse_duration))
