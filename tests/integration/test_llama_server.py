@@ -99,3 +99,53 @@ def test_discovery_finds_the_running_server(llama_server):
     found = [f for f in discover_processes() if f.port == llama_server.port]
     assert [(f.kind, f.host) for f in found] == [("llamacpp", "127.0.0.1")]
     assert found[0].pid == llama_server.proc.pid
+
+
+def test_a_real_server_under_load_is_never_wedged(llama_server):
+    """Issue 30: requests queued on both slots (and deferred), a cycle every 0.5 s with
+    wedge_after at 2 s: the counters move, so the engine is never called wedged."""
+    import threading
+
+    import requests
+
+    stop = threading.Event()
+
+    def client():
+        while not stop.is_set():
+            try:
+                requests.post(llama_server.url + "/completion", json={"prompt": "a b c d", "n_predict": 48},
+                              timeout=30)
+            except requests.RequestException:
+                pass
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]  # 2 slots: two are deferred
+    for c in clients:
+        c.start()
+    config = parse_config(f'''
+[agent]
+interval = "1s"
+[health]
+wedge_after = "2s"
+[collectors.nvml]
+enabled = false
+[collectors.host]
+enabled = false
+[probes]
+enabled = false
+[[targets]]
+name = "tiny"
+url = "{llama_server.url}"
+''')
+    agent = Agent(config, alerting=False)
+    busy, wedged = 0, []
+    try:
+        for _ in range(30):
+            snap = agent.cycle()
+            busy += snap.value("llamacpp:requests_processing", server="tiny") > 0
+            wedged += [s.value for s in snap.samples("llm_agent_target_wedged")]
+            time.sleep(0.5)
+    finally:
+        stop.set()
+        agent.close()
+    assert busy >= 10, "the load kept the server busy"
+    assert wedged and max(wedged) == 0
