@@ -104,6 +104,16 @@ def gpu(**values: float) -> Series:
     return [g(f"DCGM_FI_DEV_{k}", GPU, v) for k, v in values.items()]
 
 
+def four_gpus(util: Tuple[float, ...], power: Tuple[float, ...]) -> Series:
+    """Four H100s of one host: utilisation, power, and peer-like clocks and temperatures."""
+    out: Series = []
+    for i, (u, p) in enumerate(zip(util, power)):
+        labels = {**GPU, "gpu": str(i), "UUID": f"GPU-{i}"}
+        out += [g("DCGM_FI_DEV_GPU_UTIL", labels, u), g("DCGM_FI_DEV_POWER_USAGE", labels, p),
+                g("DCGM_FI_DEV_SM_CLOCK", labels, 1980 if u > 50 else 345), g("DCGM_FI_DEV_GPU_TEMP", labels, 60)]
+    return out
+
+
 def steady(value_at: Callable[[float], Series]) -> Callable[[float], Series]:
     return value_at
 
@@ -255,6 +265,13 @@ CASES: List[Case] = [
                   lambda t: [g("llm_agent_nvml_call_stuck_seconds", {**GPU, "call": "nvmlDeviceGetPowerUsage"}, 4 + t)], 0.5),
          Scenario("a slow GPU whose calls all return (no call stuck)",
                   lambda t: [g("llm_agent_gpu_up", GPU, 1)] + gpu(GPU_UTIL=100), 5)),
+    Case("GpuOutlier",
+         Scenario("four GPUs under load, one drawing 35% less power than its peers for 12 minutes",
+                  lambda t: four_gpus((95, 96, 94, 95), (650, 660, 655, 420)), 12),
+         Scenario("one of four GPUs idle (low clocks and power, as an idle GPU has), the rest under load",
+                  lambda t: four_gpus((95, 96, 94, 0), (650, 660, 655, 70)), 12),
+         (Scenario("four GPUs under load within 8% of each other", lambda t: four_gpus((95, 96, 94, 95),
+                                                                                    (650, 610, 655, 640)), 12),)),
     Case("GpuMissing",
          Scenario("a GPU listed before is gone", lambda t: [g("llm_agent_gpu_missing", {"pci_bus_id": "0", "UUID": "x"}, 1)], 1),
          Scenario("every GPU listed", lambda t: [g("llm_agent_gpu_missing", {"pci_bus_id": "0", "UUID": "x"}, 0)], 1)),
