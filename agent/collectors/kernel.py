@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from ..config.load import tomllib
 from ..model import MetricFamily, Problem, Snapshot, counter, gauge
 from .kernelfiles import read_small
+from .xidboots import RebootXids
 from ..plugins import Context, register, register_deriver
 import shutil
 import subprocess
@@ -339,9 +340,10 @@ class KernelCollector:
 
     name = "kernel"
 
-    def __init__(self, source: Union[KmsgSource, JournalSource], clock=time.time):
+    def __init__(self, source: Union[KmsgSource, JournalSource], clock=time.time, state_dir: str = ""):
         self.source = source
         self.clock = clock
+        self.reboots = RebootXids(state_dir, source.boot_id, clock)
         self.problems: List[Problem] = []
         self.records = 0
         self.xids: Dict[Tuple[str, int], int] = {}
@@ -369,6 +371,9 @@ class KernelCollector:
                 self.last_xid[key] = max(self.last_xid.get(key, 0.0), when)
                 if event.recovery:
                     self.recovery[event.pci] = event.recovery
+                if event.pci != UNKNOWN and (describe(event.code).action == "reboot_node"
+                                             or event.recovery == "reboot_node"):
+                    self.reboots.note(event.pci)
             elif event.kind == "sxid":
                 self.sxids[(event.pci, event.code)] = self.sxids.get((event.pci, event.code), 0) + 1
             else:
@@ -394,11 +399,15 @@ class KernelCollector:
         action = gauge("llm_agent_kernel_gpu_recovery_action", "The recovery action the last Xid 154 announced (1).")
         for pci, what in sorted(self.recovery.items()):
             action.add({"pci_bus_id": pci, "action": what}, 1)
+        boots = gauge("llm_agent_kernel_xid_reboot_boots", "Boots within 30 days in which the device logged an Xid "
+                                                          "that calls for a reboot, this one included.")
+        for pci, n in sorted(self.reboots.counts().items()):
+            boots.add({"pci_bus_id": pci}, n)
         return [up.add({}, 1), counter("llm_agent_kernel_records_total", "Kernel log records read.").add({}, self.records),
                 counter("llm_agent_kernel_events_bucketed_total",
                         "Kernel events counted under pci_bus_id=\"unknown\" or xid=\"0\": past the addresses or codes "
                         "one host can have (a flood of made-up ones cannot grow the series).").add({}, self.bucketed),
-                xids, last, sxids, off, action]
+                xids, last, sxids, off, action, boots]
 
     def _bounded(self, event: "Event") -> "Event":
         """The event under a bounded key: at most MAX_ADDRESSES PCI addresses (a host's GPUs and
@@ -434,7 +443,7 @@ class XidEvents:
 
     name = "xid_events"
     reads = ("llm_agent_kernel_xid_events_total", "llm_agent_kernel_xid_last_event_timestamp_seconds",
-             "llm_agent_gpu_up")
+             "llm_agent_kernel_xid_reboot_boots", "llm_agent_gpu_up")
 
     def derive(self, view: Snapshot) -> List[MetricFamily]:
         gpus = {pci_key(s.label("pci_bus_id")): dict(s.labels) for s in view.samples("llm_agent_gpu_up")
@@ -449,7 +458,11 @@ class XidEvents:
                 labels = gpus.get(pci_key(s.label("pci_bus_id")), {"pci_bus_id": s.label("pci_bus_id")})
                 target.add({**labels, "xid": s.label("xid"), "name": info.name, "meaning": info.meaning,
                             "action": info.action, "severity": info.severity}, s.value)
-        return [f for f in (events, last) if f.samples]
+        boots = gauge("llm_agent_gpu_xid_reboot_boots", "Boots within 30 days in which this GPU logged an Xid that "
+                                                       "calls for a reboot, this one included (3: GpuNeedsInspection).")
+        for s in view.samples("llm_agent_kernel_xid_reboot_boots"):
+            boots.add(gpus.get(pci_key(s.label("pci_bus_id")), {"pci_bus_id": s.label("pci_bus_id")}), s.value)
+        return [f for f in (events, last, boots) if f.samples]
 
 
 @register("kernel", "collectors.kernel", keep=True)  # kept across a reload: the open log and its counts
@@ -457,7 +470,7 @@ def _build(ctx: Context) -> Optional[KernelCollector]:
     c = ctx.config.collectors.kernel
     if not c.enabled:
         return None
-    return KernelCollector(open_source(c.kmsg_path, ctx.state_dir))
+    return KernelCollector(open_source(c.kmsg_path, ctx.state_dir), state_dir=ctx.state_dir)
 
 
 @register_deriver("xid_events")

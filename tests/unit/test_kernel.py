@@ -208,3 +208,36 @@ def test_a_flood_of_made_up_addresses_and_codes_cannot_grow_the_series(tmp_path)
     assert snap.value("llm_agent_kernel_xid_events_total", pci_bus_id="unknown", xid="0") > 0
     assert snap.value("llm_agent_kernel_events_bucketed_total") > 40_000
     c.close()
+
+
+def test_an_xid_calling_for_a_reboot_in_a_third_boot_needs_inspection(tmp_path):
+    """Issue 30 (GPUd's rule): the same GPU logs an Xid that calls for a reboot (79, fallen off
+    the bus) in three boots within 30 days: GpuNeedsInspection. The same boot read twice counts
+    once; a restart_app Xid counts never; a boot older than 30 days no longer counts."""
+    from agent.collectors.xidboots import WINDOW
+
+    state = tmp_path / "state"
+    state.mkdir()
+    now = [1_000_000.0]
+
+    def boot(name, lines):
+        log, boot_id = tmp_path / f"kmsg-{name}", tmp_path / f"boot-{name}"
+        log.write_text("".join(f"3,{i + 1},{1000 + i},-;NVRM: Xid (PCI:0000:17:00): {xid}, pid=1, x\n"
+                               for i, xid in enumerate(lines)))
+        boot_id.write_text(name + "\n")
+        c = KernelCollector(KmsgSource(str(log), str(state), str(boot_id)), clock=lambda: now[0], state_dir=str(state))
+        snap = Snapshot(0.0, tuple(c.collect()))
+        c.close()
+        return snap.value("llm_agent_kernel_xid_reboot_boots", pci_bus_id=pci_key("0000:17:00.0"))
+
+    assert boot("a", [79, 79]) == 1  # twice in one boot: one boot
+    assert boot("b", [13]) == 1  # a restart_app Xid: not a reboot's
+    now[0] += 86400
+    assert boot("c", [79]) == 2
+    now[0] += 86400
+    assert boot("d", [79]) == 3  # after two reboots: needs inspection
+    labels = {"pci_bus_id": "00000000:17:00.0", "gpu": "0", "Hostname": "h"}
+    frames = [(t, [gauge("llm_agent_gpu_xid_reboot_boots", "").add(labels, 3)]) for t in (0.0, 60.0)]
+    assert ("GpuNeedsInspection", "firing") in fire(("GpuNeedsInspection",), frames)
+    now[0] += WINDOW - 1.5 * 86400  # boot "a" has left the 30 days, "c" and "d" have not
+    assert boot("e", [79]) == 3
