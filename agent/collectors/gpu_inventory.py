@@ -16,6 +16,8 @@ import os
 import time
 from typing import Dict, List, Tuple
 
+from ..statefile import write_json
+
 log = logging.getLogger(__name__)
 FILE = "gpus.json"
 
@@ -54,10 +56,6 @@ class GpuInventory:
     def _save(self) -> None:
         if not self.path:
             return
-        tmp = self.path + ".tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"gpus": [{"pci_bus_id": k, "UUID": v} for k, v in sorted(self.known.items())]}, f)
-            os.replace(tmp, self.path)
-        except OSError as e:  # a full disk: keep learning in memory, try again when something changes
-            log.warning("GPU inventory %s not saved: %s", self.path, e)
+        error = write_json(self.path, {"gpus": [{"pci_bus_id": k, "UUID": v} for k, v in sorted(self.known.items())]})
+        if error:  # a full disk: keep learning in memory, try again when something changes
+            log.warning("GPU inventory %s not saved: %s", self.path, error)

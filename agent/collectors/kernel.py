@@ -30,6 +30,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from ..config.load import tomllib
 from ..model import MetricFamily, Problem, Snapshot, counter, gauge
+from ..statefile import write_json
 from .kernelfiles import read_small
 from .xidboots import RebootXids
 from ..plugins import Context, register, register_deriver
@@ -318,15 +319,10 @@ def open_source(kmsg_path: str, state_dir: str) -> Union[KmsgSource, JournalSour
 def _save_position(path: str, doc: Dict[str, object]) -> bool:
     """Where reading stopped, written atomically. A full disk costs at most a recount of the
     latest records after a restart, nothing worse: logged, not raised."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f)
-        os.replace(tmp, path)
-        return True
-    except OSError as e:
-        log.warning("kernel log: cannot save the position in %s: %s", path, e)
-        return False
+    error = write_json(path, doc)
+    if error:
+        log.warning("kernel log: cannot save the position in %s: %s", path, error)
+    return error is None
 
 
 MAX_ADDRESSES = 32  # distinct PCI addresses counted by name: 8 GPUs and 6 NVSwitches, twice over

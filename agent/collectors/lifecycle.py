@@ -27,6 +27,7 @@ import time
 from typing import Callable, Dict, List, Optional
 
 from ..model import MetricFamily, gauge
+from ..statefile import write_json
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +87,10 @@ class Seen:
     def _save(self) -> None:
         if not self.path or self.read_only:
             return
-        tmp = self.path + ".tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump({"last_up": self._last_up}, f)
-            os.replace(tmp, self.path)
-            self._write_failed = False
-        except OSError as e:  # a full disk: kept in memory, written with the next change
-            if not self._write_failed:
-                self._write_failed = True
-                log.warning("cannot write %s: %s", self.path, e)
+        error = write_json(self.path, {"last_up": self._last_up})
+        if error and not self._write_failed:  # a full disk: kept in memory, written with the next change
+            log.warning("cannot write %s: %s", self.path, error)
+        self._write_failed = error is not None
 
 
 class TargetLife:

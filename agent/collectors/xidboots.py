@@ -15,6 +15,8 @@ import os
 import time
 from typing import Callable, Dict, List, Tuple
 
+from ..statefile import write_json
+
 log = logging.getLogger(__name__)
 
 BOOTS_FILE = "xid_boots.json"
@@ -65,13 +67,9 @@ class RebootXids:
     def _save(self) -> None:
         if not self.path:
             return
-        tmp = self.path + ".tmp"
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(self.boots, f)
-            os.replace(tmp, self.path)
-        except OSError as e:
-            log.warning("cannot save %s: %s", self.path, e)
+        error = write_json(self.path, self.boots)
+        if error:
+            log.warning("cannot save %s: %s", self.path, error)
 
 
 __all__ = ["BOOTS_FILE", "RebootXids", "WINDOW"]
