@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .serve.health import gpu_checks, target_checks
+from .serve.health import gpu_checks, gpu_users, target_checks
 from .model import SEVERITY_RANK, Problem, Snapshot
 from .verdict import Verdict, alert_title, held_text, judge
 from .apiclient import ApiError, call, local_url
@@ -29,13 +29,14 @@ def gpu_rows(snapshot: Snapshot) -> List[Dict[str, Any]]:
               "last_xid": "DCGM_FI_DEV_XID_ERRORS", "row_remap_failure": "DCGM_FI_DEV_ROW_REMAP_FAILURE",
               "row_remap_pending": "DCGM_FI_DEV_ROW_REMAP_PENDING", "dbe_volatile": "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"}
     values = {key: snapshot.sum_by(name, "gpu") for key, name in fields.items()}
-    xids = _recent_xids(snapshot)
+    xids, users = _recent_xids(snapshot), gpu_users(snapshot)
     for s in snapshot.samples("llm_agent_gpu_up"):
         gpu = s.label("gpu")
         row: Dict[str, Any] = {"gpu": int(gpu), "uuid": s.label("UUID"), "model": s.label("modelName"),
                                "up": bool(s.value)}
         row.update({key: v[gpu] for key, v in values.items() if gpu in v})
         row["xids"] = xids.get(gpu, [])
+        row["used_by"] = users.get(gpu, [])
         rows.append(row)
     return rows
 
@@ -227,6 +228,10 @@ def _gpu_lines(r: Dict[str, Any], tag: Tag) -> List[str]:
                if "fb_used_mib" in g and "fb_total_mib" in g else "-")
         lines.append(f"  {g['gpu']}  {g['model']}  util {_fmt(g.get('util_percent'), '.0f', '%')}  mem {mem}  "
                      f"{_fmt(g.get('temp_c'), '.0f', ' C')}  {_fmt(g.get('power_w'), '.0f', ' W')}")
+        for u in g.get("used_by", []):  # which model is eating this GPU
+            gib = u["memory_mib"] / 1024 if "memory_mib" in u else None
+            lines.append(f"      used by {u['server']} ({u['model'] or 'model unknown'}): {_fmt(gib, '.1f', ' GiB')}  "
+                         f"SM {_fmt(u.get('sm_percent'), '.0f', '%')}")
         for x in g.get("xids", []):  # what the kernel log holds since boot (or since the agent last read it)
             lines.append(f"      {tag(x['severity'])} Xid {x['xid']} x{x['count']} {x['name']}: {x['meaning']} "
                          f"-> {x['action']}")

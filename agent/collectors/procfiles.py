@@ -86,6 +86,15 @@ def parse_diskstats(text: bytes) -> Dict[str, Dict[str, float]]:
     return out
 
 
+def parse_ppid(text: bytes) -> int:
+    """The parent pid in /proc/<pid>/stat (field 4); ValueError for a line that is not one."""
+    end = text.rfind(b")")
+    fields = text[end + 2:].split() if end >= 0 else []
+    if len(fields) < 2:
+        raise ValueError("not a /proc/<pid>/stat line")
+    return int(fields[1])
+
+
 class PidStat:
     """The fields of /proc/<pid>/stat the process collector reads, in clock ticks."""
 

@@ -401,6 +401,7 @@ class CostSettings:
     host_hour_price: float = setting(0.0, v.typed((int, float), 0))
     currency: str = setting("USD", v.typed(str))
     month_budget: float = setting(0.0, v.typed((int, float), 0))
+    electricity_per_kwh: float = setting(0.0, v.typed((int, float), 0))
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..tsdb.query import Querier, QueryError
 from ..verdict import judge
@@ -50,13 +50,20 @@ def local_midnights(period: Period) -> List[float]:
     return out
 
 
-def _values(result: dict, key: str = "") -> Dict[str, float]:
-    out = {}
+def _vector(result: dict) -> Iterator[Tuple[Dict[str, str], float]]:
+    """A query result's (labels, value) pairs, NaN left out."""
     for r in result["result"] if result["resultType"] == "vector" else []:
         v = float(r["value"][1])
         if not math.isnan(v):
-            out[r["metric"].get(key, "") if key else ""] = v
-    return out
+            yield r["metric"], v
+
+
+def _values(result: dict, key: str = "") -> Dict[str, float]:
+    return {(labels.get(key, "") if key else ""): v for labels, v in _vector(result)}
+
+
+def _by_model(result: dict) -> Dict[Tuple[str, str], float]:
+    return {(labels.get("server", ""), labels.get("model", "")): v for labels, v in _vector(result)}
 
 
 def duration_words(seconds: float) -> str:
@@ -113,7 +120,7 @@ class Reporter:
         incidents, mttr, to_page = self.incidents(period)
         return {"targets": targets, "days": self.days(period), "gpus": self.gpus(period), "incidents": incidents,
                 "mttr_seconds": mttr, "time_to_page_seconds": to_page, "cost": self.cost(period),
-                "performance": self.performance(period)}
+                "performance": self.performance(period), "energy": self.energy(period)}
 
     # -- performance: benchmarks against their baseline, quality ----------------------------------
 
@@ -187,18 +194,49 @@ class Reporter:
     # -- per day -----------------------------------------------------------------------------------------
 
     def days(self, period: Period) -> List[dict]:
-        """Per local day. Days of one length (all of them, but for DST and the period's ends)
-        are evaluated together: each figure's samples are loaded once, not once a day."""
+        """Per local day: tokens, probe TTFT, cost."""
+        days = self._day_spans(period)
+        figures = {"tps": "sum(avg_over_time(llm_agent_generation_tokens_per_second[{span}]))",
+                   "p50": "histogram_quantile(0.5, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket[{span}])))",
+                   "p95": "histogram_quantile(0.95, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket[{span}])))",
+                   "cost": "sum(avg_over_time(llm_agent_cost_per_hour[{span}]))"}
+        self._per_day(days, figures)
+        for day in days:
+            day.update({key: _values(day[key]).get("") for key in figures})
+        return [{"date": d["date"], "start": d["start"], "end": d["end"],
+                 "tokens": d["tps"] * (d["end"] - d["start"]) if d["tps"] is not None else None,
+                 "ttft_p50": d["p50"], "ttft_p95": d["p95"],
+                 "cost": d["cost"] * (d["end"] - d["start"]) / 3600 if d["cost"] is not None else None} for d in days]
+
+    def energy(self, period: Period) -> List[dict]:
+        """Per local day and model: the energy the GPUs drew for it, the tokens it generated,
+        and Wh per 1,000 tokens (llm_agent_energy_joules_total over the neutral token counter)."""
+        days = self._day_spans(period)
+        self._per_day(days, {"joules": "sum by (server, model) (increase(llm_agent_energy_joules_total[{span}]))",
+                             "tokens": "sum by (server, model) (increase(llm_agent_generation_tokens_total[{span}]))"})
+        rows = []
+        for day in days:
+            tokens = _by_model(day["tokens"])
+            for (server, model), joules in sorted(_by_model(day["joules"]).items()):
+                made = tokens.get((server, model))
+                rows.append({"date": day["date"], "server": server, "model": model, "wh": joules / 3600, "tokens": made,
+                             "wh_per_1k_tokens": joules / 3600 / made * 1000 if made else None})
+        return rows
+
+    def _day_spans(self, period: Period) -> List[Dict[str, Any]]:
+        """The period cut at local midnights: each day's date, start and end."""
         days: List[Dict[str, Any]] = []
         starts = local_midnights(period)
         for start, following in zip(starts, starts[1:] + [math.inf]):
             end, begin = min(following, period.end), max(start, period.start)
             if end > begin:
                 days.append({"date": time.strftime("%Y-%m-%d", time.localtime(start)), "start": begin, "end": end})
-        figures = {"tps": "sum(avg_over_time(llm_agent_generation_tokens_per_second[{span}]))",
-                   "p50": "histogram_quantile(0.5, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket[{span}])))",
-                   "p95": "histogram_quantile(0.95, sum by (le) (increase(llm_agent_probe_ttft_seconds_bucket[{span}])))",
-                   "cost": "sum(avg_over_time(llm_agent_cost_per_hour[{span}]))"}
+        return days
+
+    def _per_day(self, days: List[Dict[str, Any]], figures: Dict[str, str]) -> None:
+        """Each figure's query result at each day's end over the day (`{span}`), as day[key]. Days
+        of one length (all of them, but for DST and the period's ends) are evaluated together:
+        each figure's samples are loaded once, not once a day."""
         by_length: Dict[int, List[dict]] = {}
         for day in days:
             by_length.setdefault(int(day["end"] - day["start"]), []).append(day)
@@ -210,11 +248,7 @@ class Reporter:
                 except QueryError:
                     results = [{"resultType": "vector", "result": []}] * len(group)
                 for day, result in zip(group, results):
-                    day[key] = _values(result).get("")
-        return [{"date": d["date"], "start": d["start"], "end": d["end"],
-                 "tokens": d["tps"] * (d["end"] - d["start"]) if d["tps"] is not None else None,
-                 "ttft_p50": d["p50"], "ttft_p95": d["p95"],
-                 "cost": d["cost"] * (d["end"] - d["start"]) / 3600 if d["cost"] is not None else None} for d in days]
+                    day[key] = result
 
     # -- GPUs ----------------------------------------------------------------------------------------------
 

@@ -65,6 +65,10 @@ def tables(doc: dict) -> List[dict]:
          "rows": [[i["alertname"], i["severity"], _when(i["start"]), _when(i["end"]) if i["end"] else "still firing",
                    _secs(i["duration_seconds"]), i["summary"]] for i in doc["incidents"]]},
     ]
+    if doc.get("energy"):
+        out.append({"title": "Energy per model", "head": ["day", "server", "model", "energy", "tokens", "Wh per 1K tokens"],
+                    "rows": [[e["date"], e["server"], e["model"] or "?", _num(e["wh"], 1, " Wh"), _num(e["tokens"], 0),
+                              _num(e["wh_per_1k_tokens"], 3)] for e in doc["energy"]]})
     perf = doc.get("performance") or {}
     if perf.get("figures"):
         out.append({"title": "Performance (benchmarks)", "head": ["server", "figure", "start", "end", "baseline", "vs baseline"],

@@ -220,11 +220,33 @@ function renderGpus(gpus) {
       ["clocks SM / mem", `${fmt(g.sm_clock_mhz, 0)} / ${fmt(g.memory_clock_mhz, 0)} MHz`],
       ["throttled by", g.throttle_reasons.length ? g.throttle_reasons.join(", ") : "nothing"],
       ["XID events", fmt(g.xid_events, 0)],
+      ["used by", !g.up ? "–" : g.used_by.length ? g.used_by.map(u => `${u.server} (${u.model || "?"})` +
+        (u.memory_mib === undefined ? "" : ` ${fmt(u.memory_mib / 1024, 1)} GiB`)).join(", ") : "no model"],
     ], "spark-gpu-" + g.gpu);
   }));
 }
 
-function renderCost(cost, targets) {
+// Wh per 1,000 tokens per model: over the last minute (the snapshot) and since local midnight (the history)
+function energyTile(energy) {
+  const dl = el("dl", {id: "energy"}), cells = new Map();
+  for (const e of energy) {
+    const dd = el("dd", {}, fmt(e.wh_per_1k_tokens, 3) + " now");
+    cells.set(JSON.stringify([e.server, e.model]), dd);
+    dl.append(el("dt", {}, `${e.server} ${e.model || ""}`.trim()), dd);
+  }
+  const midnight = new Date(); midnight.setHours(0, 0, 0, 0);
+  const span = Math.max(60, Math.round((Date.now() - midnight) / 1000)) + "s";
+  instant(`sum by (server, model) (increase(llm_agent_energy_joules_total[${span}])) / ` +
+          `sum by (server, model) (increase(llm_agent_generation_tokens_total[${span}])) / 3.6`).then(doc => {
+    for (const r of doc.data.result) {
+      const dd = cells.get(JSON.stringify([r.metric.server, r.metric.model || ""]));
+      if (dd && isFinite(parseFloat(r.value[1]))) dd.textContent += ` · ${fmt(parseFloat(r.value[1]), 3)} today`;
+    }
+  }).catch(() => {});
+  return el("div", {class: "tile"}, el("h3", {}, "Energy, Wh per 1K tokens"), dl);
+}
+
+function renderCost(cost, targets, energy) {
   const rows = [];
   if (cost.per_hour !== undefined) {
     rows.push(tile("Cost", cost.currency || "", "", [
@@ -232,6 +254,7 @@ function renderCost(cost, targets) {
       ["month budget", cost.month_budget === undefined ? "–" : fmt(cost.month_budget)],
       ["per 1K tokens", cost.per_1k_tokens === undefined ? "–" : fmt(cost.per_1k_tokens, 4)]]));
   }
+  if (energy && energy.length) rows.push(energyTile(energy));
   const slo = el("div", {class: "tile"}, el("h3", {}, "Availability, last 30 days"), el("dl", {id: "slo"}));
   rows.push(slo);
   document.getElementById("cost").replaceChildren(...rows);
@@ -371,7 +394,7 @@ async function refresh() {
     renderAlerts(state.alerts);
     renderTargets(state.targets);
     renderGpus(state.gpus);
-    renderCost(state.cost, state.targets);
+    renderCost(state.cost, state.targets, state.energy);
     renderPerformance(state.performance);
     await Promise.all([sparklines(state), drawCharts(), drawTimeline()]);
     document.body.dataset.refreshed = String(Date.now());

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ..model import Snapshot
 from ..verdict import held_text
+from .health import gpu_users
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FILES = {"/": ("console.html", "text/html; charset=utf-8"), "/console.js": ("console.js", "text/javascript; charset=utf-8"),
@@ -50,6 +51,7 @@ def gpu_tiles(snapshot: Snapshot) -> List[dict]:
     for s in snapshot.samples("llm_agent_gpu_clock_event_reasons"):
         if s.value:
             reasons.setdefault(s.label("gpu"), []).append(s.label("reason"))
+    users = gpu_users(snapshot)
     for s in snapshot.samples("llm_agent_gpu_up"):
         gpu = s.label("gpu")
         tiles.append({"gpu": gpu, "up": bool(s.value), "model": s.label("modelName"), "uuid": s.label("UUID"),
@@ -57,7 +59,7 @@ def gpu_tiles(snapshot: Snapshot) -> List[dict]:
                       "memory_total_mib": (used[gpu] + free[gpu]) if gpu in used and gpu in free else None,
                       "temperature": temp.get(gpu), "power_watts": power.get(gpu), "sm_clock_mhz": sm_clock.get(gpu),
                       "memory_clock_mhz": mem_clock.get(gpu), "throttle_reasons": sorted(reasons.get(gpu, [])),
-                      "xid_events": xids.get(gpu, 0.0)})
+                      "xid_events": xids.get(gpu, 0.0), "used_by": users.get(gpu, [])})
     return sorted(tiles, key=lambda t: (len(t["gpu"]), t["gpu"]))
 
 
@@ -100,7 +102,14 @@ def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, host
     return {"hostname": hostname, "interval": interval, "time": snapshot.timestamp, "health": health_doc,
             "gpus": gpu_tiles(snapshot), "targets": target_tiles(snapshot, checks), "alerts": alerts,
             "cost": {**{k.replace("llm_agent_cost_", ""): v for k, v in cost.items()}, "currency": currency},
-            "performance": performance_tiles(snapshot)}
+            "performance": performance_tiles(snapshot), "energy": energy_rows(snapshot)}
+
+
+def energy_rows(snapshot: Snapshot) -> List[dict]:
+    """Each model's energy per 1,000 tokens over the last minute, in Wh (none while idle or
+    where no GPU is read); the page asks the history for today's."""
+    return [{"server": s.label("server"), "model": s.label("model"), "wh_per_1k_tokens": s.value * 1000 / 3600}
+            for s in snapshot.samples("llm_agent_energy_per_token_joules")]
 
 
 def _key(labels: dict) -> tuple:

@@ -14,7 +14,7 @@ Built only from snapshots: answering never touches a target.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..model import Problem, Snapshot
 from ..verdict import RANK, SERVING, judge, when
@@ -74,6 +74,20 @@ def gpu_checks(snapshot: Snapshot) -> List[dict]:
     return [{"name": f"gpu:{s.label('gpu')}", "healthy": bool(s.value), "uuid": s.label("UUID"),
              "severity": "ok" if s.value else "critical",
              "reasons": [] if s.value else ["GPU lost or broken"]} for s in snapshot.samples("llm_agent_gpu_up")]
+
+
+def gpu_users(snapshot: Snapshot) -> Dict[str, List[Dict[str, Any]]]:
+    """Per GPU, the targets' models on it (their processes and children): memory and SM use."""
+    found: Dict[str, Dict[Tuple[str, str], Dict[str, Any]]] = {}
+    for name, key, scale in (("llm_agent_model_gpu_memory_bytes", "memory_mib", 1 / (1 << 20)),
+                             ("llm_agent_model_gpu_utilization_percent", "sm_percent", 1.0)):
+        for s in snapshot.samples(name):
+            if name.endswith("percent") and s.label("engine") != "sm":
+                continue
+            user = found.setdefault(s.label("gpu"), {}).setdefault(
+                (s.label("server"), s.label("model")), {"server": s.label("server"), "model": s.label("model")})
+            user[key] = s.value * scale
+    return {gpu: sorted(v.values(), key=lambda u: -u.get("memory_mib", 0)) for gpu, v in found.items()}
 
 
 def agent_check(snapshot: Snapshot, now: float, interval: float) -> dict:

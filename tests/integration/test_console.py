@@ -7,6 +7,7 @@ fit a phone's width, and stay small. Screenshots are saved beside the test's oth
 """
 
 import gzip
+import threading
 
 import requests
 
@@ -38,7 +39,16 @@ def errors(driver):
 def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     config = ('[agent]\ninterval = "500ms"\n[discovery]\nenabled = false\n[probes]\ninterval = "2s"\n'
               f'[[targets]]\nname = "llama"\nurl = "{llama_server.url}"\n')
-    running = serving(config, FakeNvml(three_gpus()))
+    fake = FakeNvml(three_gpus())
+    fake.gpus[0].processes = [(llama_server.proc.pid, 2 << 30)]  # the real server's process "on" GPU 0
+    drawing = threading.Event()
+
+    def draw_power():  # GPU 0 draws 300 W while the probes make tokens
+        while not drawing.wait(0.1):
+            fake.gpus[0].energy_mj += 30_000
+
+    threading.Thread(target=draw_power, daemon=True).start()
+    running = serving(config, fake)
     url = f"http://127.0.0.1:{running.port}/"
     wait_until(lambda: running.agent.recorder.store.stats.cycles_written >= 4, 15, what="a few cycles stored")
     from agent.perf.benchmark import BenchRun
@@ -50,6 +60,8 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     book.add_run("llama", BenchRun("completed", dict(figures, generation_tokens_per_second_c1=40.0), 100, 1.0,
                                    started_at=2000.0))
     wait_until(lambda: running.agent.snapshot.samples("llm_agent_bench_slowdown_ratio"), 15, what="the comparison")
+    wait_until(lambda: running.agent.snapshot.samples("llm_agent_energy_per_token_joules"), 30,
+               what="energy per token from the probes' tokens")
     browser.get(url)
     wait_until(lambda: browser.execute_script("return document.body.dataset.refreshed"), 20, what="the first refresh")
     browser.save_screenshot(str(tmp_path / "console.png"))
@@ -61,6 +73,12 @@ def test_console_in_chromium(serving, llama_server, browser, tmp_path):
     assert "alert GpuLost" in browser.find_element("id", "reasons").text
     tile = browser.find_element("css selector", '[data-server="llama"]')
     assert "up" in tile.text and "tiny" in tile.text.lower() or "model" in tile.text
+    # issue 30: which model uses GPU 0, and its energy per 1,000 tokens now and today (from the history)
+    gpus = browser.find_element("id", "gpus").text
+    assert "used by\nllama (" in gpus and " 2.0 GiB" in gpus, gpus
+    wait_until(lambda: "today" in browser.find_element("id", "energy").text, 20, what="today's energy per 1K tokens")
+    assert "Wh per 1K tokens" in browser.find_element("id", "cost").text and "now" in browser.find_element("id", "energy").text
+    drawing.set()
     perf = browser.find_element("id", "performance").text
     assert "regressed" in perf and "generation tokens per second c1" in perf and "-20.0 %" in perf
     assert coloured_pixels(browser, "chart-0") > 10  # GPU utilisation drew its (short) line

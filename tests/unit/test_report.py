@@ -34,7 +34,7 @@ def scenario(path):
     clock = [T0]
     store = HistoryStore(path, clock=lambda: clock[0])
     counts = dict.fromkeys(BUCKETS, 0.0)
-    restarts = 0
+    restarts = tokens = joules = 0
     for i in range(3 * 1440):
         t = T0 + 30 + 60 * i  # mid-minute: each minute bucket holds one sample, each day 1,440
         down = OUTAGE[0] <= t < OUTAGE[1]
@@ -57,7 +57,13 @@ def scenario(path):
                 g("DCGM_FI_DEV_POWER_USAGE", 300, gpu="0"),
                 g("llm_agent_cost_per_hour", 4, currency="USD"),
                 g("llm_agent_cost_month_projection", 2880, currency="USD"),
-                g("llm_agent_cost_month_budget", 2000, currency="USD")]
+                g("llm_agent_cost_month_budget", 2000, currency="USD"),
+                # 50 tokens/s at 2 J a token while up (10 J a token on day 3), the counters from the start
+                g("llm_agent_energy_joules_total", joules, COUNTER, server="llama", model="tiny"),
+                g("llm_agent_generation_tokens_total", tokens, COUNTER, server="llama", engine="llamacpp", model="tiny")]
+        if not down:
+            tokens += 50 * 60
+            joules += 50 * 60 * (10 if t >= T0 + 2 * DAY else 2)
         later = t >= T0 + 2 * DAY  # day 3: a new driver, 20% slower, one quality case lost
         fams += [g("llm_agent_bench_result", 40 if later else 50, server="llama", figure="generation_tokens_per_second_c1"),
                  g("llm_agent_bench_baseline", 50, server="llama", figure="generation_tokens_per_second_c1"),
@@ -116,6 +122,20 @@ def test_days_tokens_latency_and_cost(report):
     tokens = 50 * (3 * DAY - 12 * 60)
     assert cost["per_1k_tokens"] == pytest.approx(288 / tokens * 1000, rel=1e-6)
     assert cost["over_budget"] is True
+
+
+def test_energy_per_model_per_day_in_wh_per_1000_tokens(report):
+    """Issue 30: 2 J a token is 0.556 Wh per 1,000 tokens; day 3's 10 J, 2.778. A report of days
+    reads the 1-hour rollups, where increase() extrapolates alike above and below the line: the
+    ratio is exact, the day's energy within an hour's share."""
+    rows = {e["date"]: e for e in report["energy"]}
+    assert sorted(rows) == ["2026-01-01", "2026-01-02", "2026-01-03"]
+    assert all((e["server"], e["model"]) == ("llama", "tiny") for e in report["energy"])
+    assert rows["2026-01-01"]["wh_per_1k_tokens"] == pytest.approx(2 * 1000 / 3600, rel=1e-3)
+    assert rows["2026-01-03"]["wh_per_1k_tokens"] == pytest.approx(10 * 1000 / 3600, rel=1e-3)
+    assert rows["2026-01-02"]["wh"] == pytest.approx(2 * 50 * (DAY - 12 * 60) / 3600, rel=0.05)
+    for fmt in ("text", "md", "html"):
+        assert "Energy per model" in render(report, fmt) and "2.778" in render(report, fmt)
 
 
 def test_gpus_incidents_and_recommendations(report):
