@@ -12,13 +12,14 @@ from typing import Dict, Iterable, List, Optional
 
 from .config import Config
 from .config.channels import kind_of
+from .drill import Drills, is_drill
 from .model import MetricFamily, Snapshot, counter, gauge
 from .notify.base import Channel, iso
 from .notify.dispatcher import Dispatcher
 from .notify.outbox import Outbox
 from .notify.router import Router
 from .notify.silences import Silences
-from .rules.engine import RETIRED_SERIES, Engine, Notification, Rule
+from .rules.engine import RETIRED_SERIES, Alert, Engine, Notification, Rule
 from .rules.history import History
 from .rules.loader import RuleSet, load_rules
 from .serve.alertmanager_api import AlertmanagerAPI
@@ -86,6 +87,9 @@ class Alerting:
         self.engine = self._engine(config, ruleset, previous=None)
         self.router = Router(channels, self.outbox, resend)
         self.dispatcher = Dispatcher(self.outbox, channels, resend, self.clock).start()
+        self.drills = Drills(clock, config.hostname)  # llm-agent drill: synthetic faults through all of this
+        self.dispatcher.on_delivered = lambda channel, docs: self.drills.delivered(
+            channel, [d.labels for d in docs if d.status == "firing" and is_drill(d.labels)])
         self._api_doc = self._build_api_doc()
         self._v2_alerts: List[dict] = []
         self._firing: List[dict] = []
@@ -130,6 +134,7 @@ class Alerting:
         self.outbox.sync()  # what a full disk refused earlier, saved now if it can be
         self.silences.sync()
         self.router.grouper.sync()
+        snapshot = snapshot.joined(self.drills.families())  # for the rules only: never exported or stored
         self.history.ingest(snapshot)
         self.engine.exported = {f.name for f in snapshot.families}
         self.engine.retired = {s.label("server"): f"{s.label('server')} is gone: its process exited and did not come "
@@ -145,6 +150,9 @@ class Alerting:
         t = snapshot.timestamp
         self.router.flush(t, firing, held, lambda labels: bool(self.silences.silencing(labels, t)))
         self.router.resend_firing(active, snapshot.timestamp)
+        if self.drills.active():
+            self.drills.observe((a.labels, a.state, [c.name for c in self.router.channels if self.router.selects(c, a)])
+                                for a in active if is_drill(a.labels))
         # readers on other threads (the exporter's /api/v1/alerts) get this cycle's copy, never the live dicts
         self._api_doc = self._build_api_doc()
         self._v2_alerts = self._build_v2_alerts(snapshot.timestamp)
@@ -182,6 +190,7 @@ class Alerting:
             samples = self.engine.recorded.get(rule.key)
             if samples is None or rule.name in taken:
                 continue
+            samples = [(labels, value) for labels, value in samples if not is_drill(dict(labels))]
             fam = families.get(rule.name)
             if fam is None:
                 fam = families[rule.name] = gauge(rule.name, "Recorded by the recording rule of that name.")
@@ -197,7 +206,7 @@ class Alerting:
         firing = gauge("llm_agent_alert_firing", "Alerts firing now (1), with their labels; inhibited ones included.")
         states = gauge("llm_agent_alerts", "Active alerts by state.")
         counts = {"pending": 0, "firing": 0}
-        for alert in engine.active():
+        for alert in self.real_alerts():
             counts[alert.state] += 1
             if alert.state == "firing":
                 firing.add({**alert.labels, "inhibited": "true" if alert.inhibited else "false"}, 1)
@@ -268,6 +277,11 @@ class Alerting:
                 counter("llm_agent_alert_group_write_errors_total", "Failed writes of alert groups to the database "
                                                                     "(kept in memory and retried each cycle).")
                 .add({}, writes.get("alert_groups", 0))]
+
+    def real_alerts(self) -> List[Alert]:
+        """The active alerts but a fire drill's: what the history, the report and the agent's own
+        series count."""
+        return [a for a in self.engine.active() if not is_drill(a.labels)]
 
     def api_alerts(self) -> dict:
         """Prometheus' /api/v1/alerts shape, as of the last evaluation (safe from any thread)."""

@@ -34,6 +34,7 @@ from .serve.api import QueryAPI
 from .serve.console import state as console_state
 from .serve.exporter import Endpoints, Exporter
 from .serve.health import health
+from .serve.drill_api import DrillAPI
 from .serve.perf_api import PerfAPI
 from .systemd import Notifier, Watchdog
 from .report.compute import Period, Reporter
@@ -179,7 +180,7 @@ class Agent:
             self.exporter.publish(snapshot)
         if self.recorder is not None:
             try:
-                self.recorder.record(snapshot.with_families(scraped), self.alerting.engine.active() if self.alerting else ())
+                self.recorder.record(snapshot.with_families(scraped), self.alerting.real_alerts() if self.alerting else ())
             except Exception as e:  # history must never stop collection or alerting
                 log.error("history: this cycle not kept: %s: %s", type(e).__name__, str(e)[:300],
                           exc_info=log.isEnabledFor(logging.DEBUG))
@@ -215,6 +216,9 @@ class Agent:
         out = Endpoints(health=self.health, console=self.console_state)
         if self.alerting is not None:
             out.alerts, out.alertmanager_api = self.alerting.api_alerts, self.alerting.api
+            alerting = self.alerting
+            out.drill_api = DrillAPI(alerting.drills, lambda: [c.name for c in alerting.router.channels],
+                                     alerting.api.refuse_write)
             if self.perf_book is not None:
                 out.perf_api = PerfAPI(self.perf_book, self.alerting.api.refuse_write, lambda: self.config.bench.tolerance)
         if self.recorder is not None:

@@ -180,6 +180,16 @@ class Snapshot:
         """A copy with `extra` families appended (their names must be new)."""
         return Snapshot(self.timestamp, self.families + tuple(extra), self.collectors, self.problems)
 
+    def joined(self, extra: Sequence[MetricFamily]) -> "Snapshot":
+        """A copy with `extra`'s samples added to the family of the same name (or as a new
+        family): a fire drill's series beside the real ones."""
+        if not extra:
+            return self
+        more = {f.name: f for f in extra}
+        families = tuple(MetricFamily(f.name, f.type, f.help, f.samples + more.pop(f.name).samples)
+                         if f.name in more else f for f in self.families)
+        return Snapshot(self.timestamp, families + tuple(more.values()), self.collectors, self.problems)
+
     def family(self, name: str) -> Optional[MetricFamily]:
         """The family called `name`, or None."""
         return self._index.get(name)

@@ -90,6 +90,9 @@ def judge(checks: Sequence[Dict[str, Any]], alerts: Sequence[Dict[str, Any]] = (
     counts: Dict[str, int] = {}
     held: List[str] = []
     for a in alerts:
+        if a.get("labels", {}).get("drill") == "true":  # llm-agent drill: shown, never counted
+            held.append(f"{alert_title(a)}: a fire drill")
+            continue
         if a.get("silence") or a.get("inhibited_by"):
             held.append(held_text(a))
             continue

@@ -100,14 +100,16 @@ class GpuEnergy:
     def _uses(self, view: Snapshot) -> Dict[str, GpuUse]:
         uses: Dict[str, GpuUse] = {}
         for s in view.samples("llm_agent_gpu_process_memory_bytes"):
-            pid = _pid(s.label("pid"))
+            labels = dict(s.labels)  # one dict, not a scan of the labels per lookup
+            pid = _pid(labels.get("pid", ""))
             if pid:
-                use = uses.setdefault(s.label("gpu"), GpuUse())
+                use = uses.setdefault(labels.get("gpu", ""), GpuUse())
                 use.memory[pid] = use.memory.get(pid, 0.0) + s.value
         for s in view.samples("llm_agent_gpu_process_utilization_percent"):
-            pid = _pid(s.label("pid"))
+            labels = dict(s.labels)
+            pid = _pid(labels.get("pid", ""))
             if pid:
-                uses.setdefault(s.label("gpu"), GpuUse()).util.setdefault(pid, {})[s.label("engine")] = s.value
+                uses.setdefault(labels.get("gpu", ""), GpuUse()).util.setdefault(pid, {})[labels.get("engine", "")] = s.value
         return uses
 
     def _owners(self, view: Snapshot, uses: Dict[str, GpuUse]) -> Dict[int, Key]:

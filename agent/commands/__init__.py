@@ -88,6 +88,14 @@ COMMANDS: Tuple[Command, ...] = (
         arg("--target", metavar="NAME", help="only this target's alerts (and /healthz?target=NAME)"),
         arg("--comment", default="", help="why"),
         arg("--end", action="store_true", help="end the maintenance window(s) now")) + THROUGH_API),
+    Command("drill", "a fire drill: a synthetic fault through the running agent's rules and channels, timed",
+            "alerts:drill", (
+                arg("--kind", choices=("target-down", "hang", "xid"), default="target-down",
+                    help="the fault: a target down, a hung target, an Xid calling for a reboot"),
+                arg("--channel", metavar="NAME", default="", help="only this [[notify]] channel (default: every "
+                                                                    "channel the alert's routes reach)"),
+                arg("--wait", type=DURATION, default=600.0, metavar="DURATION",
+                    help="how long to follow it (default 10m)")) + THROUGH_API),
     Command("bench", "benchmark a target at its next idle moment and compare with its baseline", "perf:bench", (
         arg("target", metavar="TARGET"),
         arg("--wait", type=DURATION, default=900.0, metavar="DURATION",

@@ -9,6 +9,7 @@ import os
 import sys
 import time
 from typing import Any, Dict, List
+from urllib.parse import quote
 
 from ..alerting import channels_from
 from ..apiclient import call
@@ -106,3 +107,36 @@ def maintenance(args: argparse.Namespace, base: str, auth: Auth) -> int:
     what = f"target {args.target}'s alerts are" if args.target else "every alert is silenced and /healthz answers 503;"
     print(f"maintenance {sid}: {what} silenced until {doc['endsAt']} (end early: llm-agent maintenance --end)")
     return 0
+
+
+STAGES = ("rule pending", "rule firing")
+
+
+@through_api
+def drill(args: argparse.Namespace, base: str, auth: Auth) -> int:
+    """Start a fire drill on the running agent and print each stage as it is reached: the rule
+    pending, then firing (after its `for`), then each channel's delivery (after grouping and the
+    outbox), in seconds after injection. Exit 0 once every channel delivered it."""
+    query = f"kind={quote(args.kind)}" + (f"&channel={quote(args.channel)}" if args.channel else "")
+    started = call(base, "POST", f"/api/v1/drill?{query}", auth=auth)
+    print(f"drill {started['id']}: {args.kind} injected (every text says DRILL; reports, SLOs and the verdict "
+          f"ignore it)", flush=True)
+    shown: set = set()
+    deadline = time.monotonic() + args.wait
+    doc = started
+    while time.monotonic() < deadline:
+        doc = call(base, "GET", f"/api/v1/drill/{started['id']}", auth=auth)
+        for stage in STAGES:
+            if stage in doc["stages"] and stage not in shown:
+                shown.add(stage)
+                print(f"  {doc['stages'][stage]:7.1f}s  {stage}", flush=True)
+        for channel, seconds in sorted(doc["delivered"].items(), key=lambda x: x[1]):
+            if channel not in shown:
+                shown.add(channel)
+                print(f"  {seconds:7.1f}s  delivered to {channel}", flush=True)
+        if doc["ended"]:
+            break
+        time.sleep(0.5)
+    outcome = doc.get("outcome") or f"still running after {args.wait:g}s"
+    print(f"drill {started['id']}: {outcome}")
+    return 0 if outcome == "delivered" else 1

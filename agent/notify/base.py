@@ -61,6 +61,17 @@ class AlertDoc:
     def from_json(cls, text: str) -> "AlertDoc":
         return cls(**json.loads(text))
 
+    @property
+    def marker(self) -> str:
+        """What a title starts with: "[TEST] " for `llm-agent test-alert`, "[DRILL] " for a fire
+        drill's alert (`llm-agent drill`), else nothing."""
+        return "[TEST] " if self.test else "[DRILL] " if self.labels.get("drill") == "true" else ""
+
+
+def batch_marker(batch: Sequence[AlertDoc]) -> str:
+    """The marker of a message of several alerts: TEST or DRILL when any of them is one."""
+    return next((a.marker for a in batch if a.marker), "")
+
 
 @dataclass
 class Channel:

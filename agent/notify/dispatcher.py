@@ -74,6 +74,8 @@ class Dispatcher:
         self.sleep = sleep
         self.results: Dict[Tuple[str, str], int] = {}
         self.states: Dict[str, ChannelState] = {}
+        # told of each delivered batch (channel, its alerts): a fire drill times its delivery
+        self.on_delivered: Callable[[str, List[AlertDoc]], None] = lambda channel, docs: None
         self._stop = threading.Event()
         self._drain_until = 0.0
         self._threads: Dict[str, Tuple[ChannelState, threading.Thread]] = {}
@@ -201,6 +203,10 @@ class Dispatcher:
         self.outbox.finish(fresh)
         state.failures, state.hold_until = 0, 0.0
         self._count(name, "delivered", len(fresh))
+        try:
+            self.on_delivered(name, docs)
+        except Exception:  # a listener's fault never stops delivery
+            log.error("notify %s: delivery listener failed", name, exc_info=log.isEnabledFor(logging.DEBUG))
         if len(docs) <= 3:
             for doc in docs:
                 log.info("notify %s: delivered %s %s", name, doc.status, doc.labels.get("alertname", "?"),

@@ -35,7 +35,7 @@ def subject_of(batch: List[AlertDoc], template: str, hostname: str) -> str:
     shown = firing or batch
     names = sorted({a.labels.get("alertname", "alert") for a in shown})
     first = shown[0]
-    fields = {"status": ("TEST " if first.test else "") + ("FIRING" if firing else "RESOLVED"),
+    fields = {"status": first.marker.strip("[] ") + (" " if first.marker else "") + ("FIRING" if firing else "RESOLVED"),
               "count": str(len(shown)), "alertname": ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else ""),
               "summary": first.annotations.get("summary", ""), "host": hostname,
               "severity": first.labels.get("severity", "")}

@@ -31,7 +31,7 @@ def alias(alert: AlertDoc) -> str:
 
 def create(alert: AlertDoc, hostname: str, priorities: Dict[str, str]) -> dict:
     name = alert.labels.get("alertname", "alert")
-    message = ("[TEST] " if alert.test else "") + f"{name}: {alert.annotations.get('summary') or name}"
+    message = alert.marker + f"{name}: {alert.annotations.get('summary') or name}"
     description = alert.annotations.get("description", "")
     runbook = alert.annotations.get("runbook_url") or alert.annotations.get("runbook", "")
     if runbook:

@@ -28,7 +28,7 @@ def payload(alert: AlertDoc, routing_key: str, hostname: str) -> dict:
     if alert.status == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": dedup_key(alert)}
     name = alert.labels.get("alertname", "alert")
-    summary = ("[TEST] " if alert.test else "") + f"{name}: {alert.annotations.get('summary') or name}"
+    summary = alert.marker + f"{name}: {alert.annotations.get('summary') or name}"
     event = {
         "routing_key": routing_key, "event_action": "trigger", "dedup_key": dedup_key(alert),
         "client": "llm-agent",

@@ -47,7 +47,10 @@ class Router:
         self._last_resend = {k: v for k, v in self._last_resend.items() if k[0] in names}
 
     def selects(self, channel: Channel, alert: Alert) -> bool:
-        """Whether the channel takes this alert at all (severity and matchers)."""
+        """Whether the channel takes this alert at all (severity and matchers; a drill for one
+        channel, that channel only)."""
+        if alert.labels.get("drill_channel", channel.name) != channel.name:
+            return False
         if channel.severities and alert.labels.get("severity") not in channel.severities:
             return False
         return matches(self.matchers[channel.name], alert.labels)

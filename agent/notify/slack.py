@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .base import AlertDoc, HttpNotifier, post_json
+from .base import AlertDoc, HttpNotifier, batch_marker, post_json
 from .grouping import Message
 
 COLOURS = {"critical": "#d63232", "warning": "#e8a317", "info": "#439fe0"}
@@ -40,7 +40,7 @@ def payload(alert: AlertDoc, hostname: str) -> dict:
     severity = alert.labels.get("severity", "warning")
     status = "RESOLVED" if alert.status == "resolved" else severity.upper()
     summary = alert.annotations.get("summary") or name
-    prefix = "[TEST] " if alert.test else ""
+    prefix = alert.marker
     text = esc(f"{prefix}[{status}] {name}: {summary}")
     details = esc(alert.annotations.get("description", ""))
     labels = esc(", ".join(f"{k}={v}" for k, v in sorted(alert.labels.items()) if k not in ("alertname", "severity")))
@@ -59,7 +59,7 @@ def group_payload(alerts: List[AlertDoc], hostname: str, group_labels: Dict[str,
     worst = min((a.labels.get("severity", "warning") for a in firing), key=lambda s: RANK.get(s, 3), default="")
     names = sorted({a.labels.get("alertname", "alert") for a in alerts})
     what = ", ".join(f"{k}={v}" for k, v in sorted(group_labels.items())) or ", ".join(names)
-    prefix = "[TEST] " if any(a.test for a in alerts) else ""
+    prefix = batch_marker(alerts)
     text = esc(f"{prefix}[{'FIRING:' + str(len(firing)) if firing else 'RESOLVED'}] {what}: {len(firing)} firing, "
                f"{len(alerts) - len(firing)} resolved")
     blocks: List[Dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{text}*"}}]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from .base import AlertDoc, HttpNotifier, post_json
+from .base import AlertDoc, HttpNotifier, batch_marker, post_json
 from .grouping import Message
 
 MAX_ALERTS = 20  # a card is limited to about 28 KB: beyond this many alerts, "and N more"
@@ -37,7 +37,7 @@ def _alert_block(alert: AlertDoc) -> List[Dict[str, Any]]:
     name = alert.labels.get("alertname", "alert")
     severity = alert.labels.get("severity", "warning")
     resolved = alert.status == "resolved"
-    title = esc(f"{'RESOLVED' if resolved else severity.upper()}: {name}")
+    title = esc(f"{alert.marker}{'RESOLVED' if resolved else severity.upper()}: {name}")
     blocks: List[Dict[str, Any]] = [
         {"type": "TextBlock", "text": title, "weight": "Bolder", "wrap": True,
          "color": "Good" if resolved else COLOURS.get(severity, "Default")},
@@ -57,7 +57,7 @@ def _alert_block(alert: AlertDoc) -> List[Dict[str, Any]]:
 def payload(batch: List[AlertDoc], hostname: str) -> dict:
     ordered = sorted(batch, key=lambda a: (a.status != "firing", a.labels.get("alertname", "")))
     firing = sum(1 for a in batch if a.status == "firing")
-    test = "[TEST] " if any(a.test for a in batch) else ""
+    test = batch_marker(batch)
     body: List[Dict[str, Any]] = [{"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": True,
                                    "text": esc(f"{test}{firing} firing, {len(batch) - firing} resolved on {hostname}")}]
     for alert in ordered[:MAX_ALERTS]:

@@ -537,6 +537,8 @@ class Engine:
                 or rule.queries:
             alert.annotations = {k: self._render(rule, k, tpl, result_labels, value, t)
                                  for k, tpl in rule.annotations.items()}
+            if alert.labels.get("drill") == "true":  # a fire drill (llm-agent drill): every text says so
+                alert.annotations = {k: f"DRILL: {v}" for k, v in alert.annotations.items()}
             alert.rendered_for = value
         alert.value, alert.last_seen, alert.keep_firing_since = value, t, 0.0
         if alert.state == "pending" and t - alert.active_at >= rule.for_:

@@ -22,7 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple, Union
 from urllib.parse import parse_qs
 
 from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
@@ -34,6 +34,7 @@ import resource
 
 if TYPE_CHECKING:
     from .alertmanager_api import AlertmanagerAPI
+    from .drill_api import DrillAPI
     from .perf_api import PerfAPI
     from .api import QueryAPI
 
@@ -575,11 +576,10 @@ class Exporter:
         return 200, json.dumps(self.endpoints.console()).encode(), "application/json", None
 
     def _perf(self, request: Request) -> Optional[Answer]:
-        api = self.endpoints.perf_api
-        if api is None:
-            return None
-        code, body, ctype = api.handle(request.method, request.target, request.client, request.headers)
-        return code, body, ctype, None
+        return _command_api(self.endpoints.perf_api, request)
+
+    def _drill(self, request: Request) -> Optional[Answer]:
+        return _command_api(self.endpoints.drill_api, request)
 
     def _alertmanager(self, request: Request) -> Optional[Answer]:
         api = self.endpoints.alertmanager_api
@@ -620,6 +620,14 @@ class Route:
 
 
 # The endpoint, one row a route: exact paths first, then prefixes, longest first.
+def _command_api(api: Optional[Union["PerfAPI", "DrillAPI"]], request: Request) -> Optional[Answer]:
+    """An API the commands call (bench, baseline, drill): the method, target, client and headers."""
+    if api is None:
+        return None
+    code, body, ctype = api.handle(request.method, request.target, request.client, request.headers)
+    return code, body, ctype, None
+
+
 ROUTES: Tuple[Route, ...] = (
     Route("/metrics", GET, "_metrics"),
     Route("/healthz", GET, "_healthz", open=True),
@@ -627,6 +635,7 @@ ROUTES: Tuple[Route, ...] = (
     Route("/api/v1/console", GET, "_console_state"),
     *(Route(page, GET, "_page") for page in console.FILES),
     Route("/api/v1/perf", GET + ("POST",), "_perf", prefix=True, api=True),
+    Route("/api/v1/drill", GET + ("POST",), "_drill", prefix=True, api=True),
     Route("/api/v2/", GET + ("POST", "DELETE"), "_alertmanager", prefix=True, api=True),
     Route("/api/v1/", GET + ("POST",), "_query", prefix=True, api=True),
 )
@@ -651,6 +660,7 @@ class Endpoints:
     query_api: Optional["QueryAPI"] = None  # Prometheus' query API over the history file
     alertmanager_api: Optional["AlertmanagerAPI"] = None  # silences and alerts, as Alertmanager's API v2
     perf_api: Optional["PerfAPI"] = None  # benchmarks and baselines (llm-agent bench, baseline)
+    drill_api: Optional["DrillAPI"] = None  # fire drills (llm-agent drill)
 
 
 API_WORKERS = 2  # queries are CPU in this process: two at once, the cycle comes first
