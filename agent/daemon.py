@@ -121,7 +121,7 @@ class Agent:
     def _produce_report(self, start: float, end: float, fmt: str) -> Tuple[str, str]:
         assert self.recorder is not None
         doc = Reporter(self.recorder.store, self.config.slo.availability, self.config.slo.ttft_seconds,
-                       self.config.hostname, self.clock).report(Period(start, end))
+                       self.config.hostname, self.clock, self.config.slo.short_lived_share).report(Period(start, end))
         return "; ".join(summary_lines(doc)), render(doc, fmt)
 
     def _deliver_report(self, report: ScheduledReport, summary: str, body: str, occurrence: float) -> None:

@@ -104,7 +104,8 @@ def report(args: argparse.Namespace, config: Config) -> int:
         print(f"llm-agent report: {e}", file=sys.stderr)
         return 2
     try:
-        doc = Reporter(store, config.slo.availability, config.slo.ttft_seconds, config.hostname).report(Period(start, end))
+        doc = Reporter(store, config.slo.availability, config.slo.ttft_seconds, config.hostname,
+                       short_lived=config.slo.short_lived_share).report(Period(start, end))
     finally:
         store.close()
     out = render(doc, args.format)

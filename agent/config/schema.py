@@ -393,6 +393,7 @@ class SloSettings:
     availability: float = setting(0.995, _fraction)
     ttft_seconds: float = setting("1s", v.positive(v.parse_duration))
     ttft_objective: float = setting(0.95, _fraction)
+    short_lived_share: float = setting(0.05, lambda x: _fraction(x, allow_zero=True))
 
 
 @dataclass(frozen=True)

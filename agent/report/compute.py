@@ -12,6 +12,7 @@ alert history; MTTR is their mean duration, time to page the mean time from pend
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -23,6 +24,9 @@ from ..tsdb.store import HistoryStore
 from ..tsdb.tiers import HOUR, MINUTE, RESOLUTION
 
 DAY = 86400.0
+STOPPED_AFTER = 120.0  # a history ending this long before the period's end: the agent was stopped
+FLAP_GAP = 600.0  # incidents of one alert this close are one flapping incident
+SHORT_LIVED = 0.05  # servers seen for less of the period than this are listed apart, never judged
 
 
 @dataclass(frozen=True)
@@ -66,24 +70,59 @@ def _by_model(result: dict) -> Dict[Tuple[str, str], float]:
     return {(labels.get("server", ""), labels.get("model", "")): v for labels, v in _vector(result)}
 
 
-def duration_words(seconds: float) -> str:
-    """27.7 seconds, 12 minutes, 3.5 hours: a unit that makes sense for the amount."""
-    if seconds < 120:
-        return f"{seconds:.1f} seconds"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} minutes"
-    return f"{seconds / 3600:.1f} hours"
+def against(t: dict) -> str:
+    """What counted against a server's availability, each in a unit that fits its size."""
+    parts = [f"down {seconds_text(t['down_seconds'])}"] if t.get("down_seconds") else []
+    if t.get("probe_failed_seconds"):
+        parts.append(f"probes failing {seconds_text(t['probe_failed_seconds'])} while it was up")
+    return ", ".join(parts) or "nothing"
+
+
+def fold_flaps(incidents: List[dict]) -> List[dict]:
+    """Consecutive incidents of one alert (the same labels) starting within FLAP_GAP of the last
+    one's end, folded into one row: the first start, the last end, how many times, the first
+    summary that says something. Sorted by start."""
+    rows: List[dict] = []
+    last_of: Dict[str, dict] = {}
+    for i in incidents:
+        key = json.dumps(i["labels"], sort_keys=True)
+        row = last_of.get(key)
+        if row is not None and row["end"] is not None and i["start"] - row["end"] <= FLAP_GAP:
+            row["count"] += 1
+            row["end"], row["agent_stopped_at"] = i["end"], i["agent_stopped_at"]
+            row["summary"] = row["summary"] or i["summary"]
+            row["duration_seconds"] = i["start"] + i["duration_seconds"] - row["start"]
+            continue
+        row = dict(i, count=1)
+        last_of[key] = row
+        rows.append(row)
+    return rows
+
+
+def seconds_text(v: Optional[float]) -> str:
+    """350 ms, 27.7 s, 12 min, 3.5 h: a unit that makes sense for the amount, the same in the
+    report's sentences and its tables."""
+    if v is None:
+        return "–"
+    if v < 1:
+        return f"{v * 1000:.0f} ms"
+    if v < 120:
+        return f"{v:.1f} s"
+    if v < 7200:
+        return f"{v / 60:.0f} min"
+    return f"{v / 3600:.1f} h"
 
 
 class Reporter:
     def __init__(self, store: HistoryStore, slo_availability: float = 0.995, slo_ttft: float = 1.0,
-                 hostname: str = "", clock=time.time):
+                 hostname: str = "", clock=time.time, short_lived: float = SHORT_LIVED):
         self.store = store
         self.querier = Querier(store, clock, max_samples=5_000_000, timeout=60)
         self.slo = slo_availability
         self.slo_ttft = slo_ttft
         self.hostname = hostname
         self.clock = clock
+        self.short_lived = short_lived
         self._tier: Optional[int] = None
 
     def _q(self, expr: str, at: float, key: str = "") -> Dict[str, float]:
@@ -99,12 +138,15 @@ class Reporter:
         figures = self.figures(period)
         previous = self.headline(period.previous())
         doc = {"host": self.hostname, "from": period.start, "to": period.end, "generated": self.clock(),
+               "short_lived_share": self.short_lived,
                "timezone": time.strftime("%Z", time.localtime(period.end)), **figures, "previous": previous}
         doc["changes"] = self._changes(self._headline_of(figures), previous)
         doc["recommendations"] = self.recommendations(doc)
         # the verdict at the period's end, as the console and /healthz judge it (verdict.py), from
         # the alerts still firing then (silences are not in the history: each counts)
-        still = [{"labels": i["labels"], "summary": i["summary"]} for i in figures["incidents"] if i["end"] is None]
+        # (an incident open when the agent stopped is not known to fire still: it does not count)
+        still = [{"labels": i["labels"], "summary": i["summary"]} for i in figures["incidents"]
+                 if i["end"] is None and not i.get("agent_stopped_at")]
         doc["verdict"] = judge([], still).to_doc()
         return doc
 
@@ -179,16 +221,20 @@ class Reporter:
         for server, info in sorted(up.items()):
             probe_ok = {p[0] // bucket: p[3] / p[4] for p in rollups.get(probes[server].id, []) if p[4]} \
                 if server in probes else {}
-            covered = available = 0.0
+            covered = available = down = 0.0
             for p in rollups[info.id]:
-                share = p[3] / p[4] if p[4] else 0.0  # the share of the bucket's samples in which it was up
-                share = min(share, probe_ok.get(p[0] // bucket, 1.0))  # less the share its probe was failing
+                up_share = p[3] / p[4] if p[4] else 0.0  # the share of the bucket's samples in which it was up
+                share = min(up_share, probe_ok.get(p[0] // bucket, 1.0))  # less the share its probe was failing
                 covered += bucket
                 available += share * bucket
+                down += (1 - up_share) * bucket
             ratio = available / covered if covered else None
+            short = covered < self.short_lived * period.seconds  # a process seen for a moment: listed, not judged
             out.append({"server": server, "slo": self.slo, "availability": ratio, "covered_seconds": covered,
                         "downtime_seconds": covered - available if covered else 0.0,
-                        "met": None if ratio is None else ratio >= self.slo})
+                        # what counted against it: the server down, then its probes failing while it was up
+                        "down_seconds": down, "probe_failed_seconds": max(0.0, covered - available - down),
+                        "short_lived": short, "met": None if ratio is None or short else ratio >= self.slo})
         return out
 
     # -- per day -----------------------------------------------------------------------------------------
@@ -296,10 +342,15 @@ class Reporter:
                     done.append(incident)
         done.extend(open_.values())
         shown = [i for i in done if (i["end"] is None or i["end"] >= period.start) and i["start"] <= period.end]
+        # an incident with no end while the agent was stopped (its history ends before the period
+        # does): its end is unknown, said as such, and its length counted to the agent's stop only
+        stopped = self.store.last_written if self.store.last_written < period.end - STOPPED_AFTER else None
         for i in shown:
-            i["duration_seconds"] = (i["end"] if i["end"] is not None else period.end) - i["start"]
-        shown.sort(key=lambda i: i["start"])
-        resolved = [i["duration_seconds"] for i in shown if i["end"] is not None]
+            i["agent_stopped_at"] = stopped if i["end"] is None and stopped is not None and stopped >= i["start"] else None
+            last = i["end"] if i["end"] is not None else i["agent_stopped_at"] or period.end
+            i["duration_seconds"] = last - i["start"]
+        resolved = [i["duration_seconds"] for i in shown if i["end"] is not None]  # each flap its own repair
+        shown = fold_flaps(sorted(shown, key=lambda i: i["start"]))
         mttr = sum(resolved) / len(resolved) if resolved else None
         to_page = sum(waits) / len(waits) if waits else None
         return shown, mttr, to_page
@@ -361,8 +412,7 @@ class Reporter:
         for t in doc["targets"]:
             if t["met"] is False:
                 out.append(f"{t['server']} was available {t['availability'] * 100:.3f}%, under its {t['slo'] * 100:g}% "
-                           f"objective ({duration_words(t['downtime_seconds'])} down; failed probes count against it "
-                           "too): see the Incidents table.")
+                           f"objective: {against(t)}. See the Incidents table.")
             if t.get("restarts", 0) >= 3:
                 out.append(f"{t['server']} restarted {t['restarts']} times: look for crashes or OOM kills in its journal "
                            f"(journalctl -u, dmesg).")

@@ -10,6 +10,7 @@ from html import escape
 from typing import List, Optional, Sequence
 
 from . import svg
+from .compute import seconds_text
 
 FORMATS = ("text", "md", "html", "json")
 
@@ -28,16 +29,22 @@ def _num(v: Optional[float], digits: int = 1, unit: str = "") -> str:
     return f"{v:,.{digits}f}{unit}"
 
 
-def _secs(v: Optional[float]) -> str:
-    if v is None:
-        return "–"
-    if v < 1:
-        return f"{v * 1000:.0f} ms"
-    if v < 120:
-        return f"{v:.1f} s"
-    if v < 7200:
-        return f"{v / 60:.0f} min"
-    return f"{v / 3600:.1f} h"
+_secs = seconds_text
+
+
+def _ended(incident: dict) -> str:
+    if incident["end"]:
+        return _when(incident["end"])
+    if incident.get("agent_stopped_at"):  # the agent never saw its end
+        return f"open when the agent stopped at {_when(incident['agent_stopped_at'])}"
+    return "still firing"
+
+
+def _incident_summary(incident: dict) -> str:
+    count = incident.get("count", 1)
+    if count == 1:
+        return incident["summary"]
+    return f"{count} times in {_secs(incident['duration_seconds'])}" + (f": {incident['summary']}" if incident["summary"] else "")
 
 
 def _change(c: Optional[dict]) -> str:
@@ -49,11 +56,14 @@ def _change(c: Optional[dict]) -> str:
 def tables(doc: dict) -> List[dict]:
     """The report as titled tables (header row, rows): what every text format lays out."""
     cur = doc["cost"].get("currency", "")
+    judged = [t for t in doc["targets"] if not t.get("short_lived")]
+    short = [t for t in doc["targets"] if t.get("short_lived")]
     out = [
-        {"title": "Availability", "head": ["server", "availability", "objective", "down", "restarts", "TTFT p50", "TTFT p95"],
+        {"title": "Availability (down time and failed probes count against it)",
+         "head": ["server", "availability", "objective", "down", "probes failing", "restarts", "TTFT p50", "TTFT p95"],
          "rows": [[t["server"], _pct(t["availability"]) + ("" if t["met"] is not False else " (missed)"), _pct(t["slo"], 2),
-                   _secs(t["downtime_seconds"]), str(t.get("restarts", 0)), _secs(t.get("ttft_p50")), _secs(t.get("ttft_p95"))]
-                  for t in doc["targets"]]},
+                   _secs(t.get("down_seconds", t["downtime_seconds"])), _secs(t.get("probe_failed_seconds", 0.0)),
+                   str(t.get("restarts", 0)), _secs(t.get("ttft_p50")), _secs(t.get("ttft_p95"))] for t in judged]},
         {"title": "Per day", "head": ["day", "tokens", "TTFT p50", "TTFT p95", f"cost {cur}".strip()],
          "rows": [[d["date"], _num(d["tokens"], 0), _secs(d["ttft_p50"]), _secs(d["ttft_p95"]), _num(d["cost"], 2)]
                   for d in doc["days"]]},
@@ -62,9 +72,16 @@ def tables(doc: dict) -> List[dict]:
                    _num(g["temp_avg"], unit=" °C"), _num(g["temp_max"], 0, " °C"), _num(g["power_avg"], 0, " W"),
                    _num(g["power_max"], 0, " W")] for g in doc["gpus"]]},
         {"title": "Incidents", "head": ["alert", "severity", "started", "ended", "lasted", "summary"],
-         "rows": [[i["alertname"], i["severity"], _when(i["start"]), _when(i["end"]) if i["end"] else "still firing",
-                   _secs(i["duration_seconds"]), i["summary"]] for i in doc["incidents"]]},
+         "rows": [[i["alertname"] + (f" x{i['count']}" if i.get("count", 1) > 1 else ""), i["severity"], _when(i["start"]),
+                   _ended(i), _secs(i["duration_seconds"]), _incident_summary(i)] for i in doc["incidents"]]},
     ]
+    if not doc["gpus"]:  # a host without GPUs: no empty section for them
+        out = [t for t in out if t["title"] != "GPUs"]
+    if short:
+        out.insert(1, {"title": f"Short-lived servers (seen for under {doc.get('short_lived_share', 0.05) * 100:g}% of "
+                                "the period; not judged against the objective)",
+                       "head": ["server", "seen for", "availability while seen"],
+                       "rows": [[t["server"], _secs(t["covered_seconds"]), _pct(t["availability"])] for t in short]})
     if doc.get("energy"):
         out.append({"title": "Energy per model", "head": ["day", "server", "model", "energy", "tokens", "Wh per 1K tokens"],
                     "rows": [[e["date"], e["server"], e["model"] or "?", _num(e["wh"], 1, " Wh"), _num(e["tokens"], 0),
@@ -150,22 +167,26 @@ def charts(doc: dict) -> List[str]:
     days = [d["date"][5:] for d in doc["days"]]
     out = []
     if any(d["tokens"] for d in doc["days"]):
-        out.append(svg.bars(days, [d["tokens"] for d in doc["days"]], "Tokens generated per day"))
+        out.append(svg.bars(days, [d["tokens"] for d in doc["days"]], "Tokens generated per day (tokens)"))
     if any(d["ttft_p95"] is not None for d in doc["days"]):
         out.append(svg.lines(days, [("p50", [d["ttft_p50"] for d in doc["days"]]),
-                                    ("p95", [d["ttft_p95"] for d in doc["days"]])], "Probe TTFT per day (s)"))
+                                    ("p95", [d["ttft_p95"] for d in doc["days"]])],
+                             "Probe time to first token per day, p50 and p95 (seconds)"))
     if any(d["cost"] for d in doc["days"]):
-        out.append(svg.bars(days, [d["cost"] for d in doc["days"]], "Cost per day"))
-    if doc["targets"]:
-        out.append(svg.bars([t["server"] for t in doc["targets"]],
-                            [(t["availability"] or 0) * 100 for t in doc["targets"]], "Availability (%)"))
+        out.append(svg.bars(days, [d["cost"] for d in doc["days"]], f"Cost per day ({doc['cost'].get('currency', '')})"))
+    judged = [t for t in doc["targets"] if not t.get("short_lived")]
+    if judged:
+        floor = min([t["availability"] * 100 for t in judged if t["availability"] is not None] + [t["slo"] * 100 for t in judged])
+        out.append(svg.hbars([t["server"] for t in judged],
+                             [None if t["availability"] is None else t["availability"] * 100 for t in judged],
+                             "Availability per server over the period (%)", " %", lo=max(0.0, floor - 1), hi=100.0))
     return out
 
 
 _CSS = ("body{font:15px/1.45 system-ui,sans-serif;max-width:960px;margin:24px auto;padding:0 16px;color:#1d1f23}"
         "table{border-collapse:collapse;width:100%;margin:8px 0 20px}td,th{border-bottom:1px solid #ddd;padding:4px 8px;"
         "text-align:left;font-variant-numeric:tabular-nums}th{background:#f3f4f6}h1{font-size:1.35em}h2{font-size:1.1em;"
-        "margin-top:28px}.missed{color:#c53030;font-weight:600}figure{margin:12px 0}")
+        "margin-top:28px}.missed{color:#c53030;font-weight:600}figure{margin:12px 0}.wide{overflow-x:auto}")
 
 
 def _td(text: str) -> str:
@@ -188,10 +209,11 @@ def html(doc: dict) -> str:
         if not table["rows"]:
             out.append("<p>None.</p>")
             continue
-        out.append("<table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in table["head"]) + "</tr>")
+        # a wide table scrolls on its own on a phone: the page never does
+        out.append("<div class=\"wide\"><table><tr>" + "".join(f"<th>{escape(h)}</th>" for h in table["head"]) + "</tr>")
         for row in table["rows"]:
             out.append("<tr>" + "".join(_td(str(c)) for c in row) + "</tr>")
-        out.append("</table>")
+        out.append("</table></div>")
     recs: Sequence[str] = doc["recommendations"] or ["None: nothing in the data calls for one."]
     out.append("<h2>Recommendations</h2><ul>" + "".join(f"<li>{escape(r)}</li>" for r in recs) + "</ul>")
     out.append(f"<p style=\"color:#666\">Generated by llm-agent at {escape(_when(doc['generated']))}.</p></body></html>")

@@ -6,18 +6,21 @@
 const RANGES = {3600: "1 h", 86400: "24 h", 604800: "7 d", 2592000: "30 d"};
 const POINTS = 240;
 const COLOURS = ["#2b6cb0", "#dd6b20", "#38a169", "#d53f8c", "#805ad5", "#319795", "#c05621", "#718096"];
+// `needs`: the section of the console state a chart belongs to: no GPU charts on a host without GPUs
 const CHARTS = [
-  {title: "GPU utilisation (%)", query: "DCGM_FI_DEV_GPU_UTIL", by: "gpu", max: 100},
-  {title: "GPU temperature (°C)", query: "DCGM_FI_DEV_GPU_TEMP", by: "gpu"},
-  {title: "GPU power (W)", query: "DCGM_FI_DEV_POWER_USAGE", by: "gpu"},
-  {title: "GPU memory used (MiB)", query: "DCGM_FI_DEV_FB_USED", by: "gpu"},
-  {title: "Generated tokens/s", query: "llm_agent_generation_tokens_per_second", by: "server"},
-  {title: "Probe time to first token, p95 (s)",
+  {title: "GPU utilisation (%)", query: "DCGM_FI_DEV_GPU_UTIL", by: "gpu", max: 100, needs: s => s.gpus.length},
+  {title: "GPU temperature (°C)", query: "DCGM_FI_DEV_GPU_TEMP", by: "gpu", needs: s => s.gpus.length},
+  {title: "GPU power (W)", query: "DCGM_FI_DEV_POWER_USAGE", by: "gpu", needs: s => s.gpus.length},
+  {title: "GPU memory used (MiB)", query: "DCGM_FI_DEV_FB_USED", by: "gpu", needs: s => s.gpus.length},
+  {title: "Generated tokens/s", query: "llm_agent_generation_tokens_per_second", by: "server", needs: s => s.targets.length},
+  {title: "Probe time to first token, p95 (s)", needs: s => s.targets.length,
    query: "histogram_quantile(0.95, sum by (server, le) (rate(llm_agent_probe_ttft_seconds_bucket[$w])))", by: "server"},
-  {title: "Probe success (share)", query: "avg_over_time(llm_agent_probe_success[$w])", by: "server", max: 1},
-  {title: "Server up", query: "llm_agent_target_up", by: "server", max: 1},
-  {title: "Cost per hour", query: "llm_agent_cost_per_hour", by: "currency"},
+  {title: "Probe success (share)", query: "avg_over_time(llm_agent_probe_success[$w])", by: "server", max: 1,
+   needs: s => s.targets.length},
+  {title: "Server up", query: "llm_agent_target_up", by: "server", max: 1, needs: s => s.targets.length},
+  {title: "Cost per hour", query: "llm_agent_cost_per_hour", by: "currency", needs: s => s.cost.per_hour !== undefined},
 ];
+let shownCharts = CHARTS;
 
 let range = 3600;
 let refreshMs = 10000;
@@ -109,13 +112,24 @@ function drawLines(canvas, series, t0, t1, opts) {
       ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(width - right, yy); ctx.stroke();
       ctx.fillText(fmt(v), 2, yy + 4);
     }
-    for (let i = 0; i <= 3; i++) {
-      const t = t0 + (t1 - t0) * i / 3, d = new Date(t * 1000);
-      const label = t1 - t0 > 172800 ? d.toLocaleDateString([], {month: "short", day: "numeric"})
+    const label = t => {
+      const d = new Date(t * 1000);
+      return t1 - t0 > 172800 ? d.toLocaleDateString([], {month: "short", day: "numeric"})
         : d.toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
-      ctx.textAlign = i === 0 ? "left" : i === 3 ? "right" : "center";
-      ctx.fillText(label, i === 3 ? width - right : x(t), height - 4);
+    };
+    // as many time labels as fit side by side (a phone's narrow chart gets two), none cut at an edge
+    const room = ctx.measureText(label(t1)).width + 16;
+    const n = Math.max(1, Math.min(3, Math.floor((width - left - right) / room) - 1));
+    const drawn = [];  // each label's [left, right] in px, kept on the canvas for the tests to check
+    for (let i = 0; i <= n; i++) {
+      const t = t0 + (t1 - t0) * i / n, text = label(t), w = ctx.measureText(text).width;
+      const at = i === 0 ? left : i === n ? width - right : x(t);
+      ctx.textAlign = i === 0 ? "left" : i === n ? "right" : "center";
+      ctx.fillText(text, at, height - 4);
+      const from = i === 0 ? at : i === n ? at - w : at - w / 2;
+      drawn.push([from, from + w]);
     }
+    canvas.dataset.labels = JSON.stringify({width, spans: drawn});
     ctx.textAlign = "left";
   }
   series.forEach((s, i) => {
@@ -210,7 +224,8 @@ function renderTargets(targets) {
 
 function renderGpus(gpus) {
   const box = document.getElementById("gpus");
-  if (!gpus.length) { box.replaceChildren(el("p", {class: "muted"}, "No GPU seen through NVML.")); return; }
+  box.closest("section").hidden = !gpus.length;  // a host without GPUs has no GPU section
+  if (!gpus.length) { box.replaceChildren(); return; }
   box.replaceChildren(...gpus.map(g => {
     const memory = g.memory_total_mib ? `${fmt(g.memory_used_mib / 1024, 1)} / ${fmt(g.memory_total_mib / 1024, 1)} GiB` : "–";
     return tile(`GPU ${g.gpu} ${g.model || ""}`, g.up ? "up" : "lost", g.up ? "" : "bad", [
@@ -325,11 +340,15 @@ async function drawCharts() {
   const window = Math.max(300, 4 * step) + "s";
   const now = Date.now() / 1000;
   const notes = new Set();
-  if (!box.children.length) {
-    box.replaceChildren(...CHARTS.map((c, i) => el("figure", {class: "chart"}, el("h3", {}, c.title),
-      el("canvas", {id: "chart-" + i, "aria-label": c.title}), el("figcaption", {class: "legend", id: "legend-" + i}))));
+  const key = shownCharts.map(c => c.title).join("|");
+  if (box.dataset.shown !== key) {  // built anew only when the host's sections change (a GPU appears)
+    box.dataset.shown = key;
+    box.replaceChildren(...shownCharts.map(c => { const i = CHARTS.indexOf(c); return el("figure", {class: "chart"},
+      el("h3", {}, c.title), el("canvas", {id: "chart-" + i, "aria-label": c.title}),
+      el("figcaption", {class: "legend", id: "legend-" + i})); }));
   }
-  await Promise.all(CHARTS.map(async (c, i) => {
+  await Promise.all(shownCharts.map(async c => {
+    const i = CHARTS.indexOf(c);
     const canvas = document.getElementById("chart-" + i);
     try {
       const doc = await query(c.query.replace("$w", window), range, step);
@@ -396,6 +415,7 @@ async function refresh() {
     renderGpus(state.gpus);
     renderCost(state.cost, state.targets, state.energy);
     renderPerformance(state.performance);
+    shownCharts = CHARTS.filter(c => c.needs(state));
     await Promise.all([sparklines(state), drawCharts(), drawTimeline()]);
     document.body.dataset.refreshed = String(Date.now());
   } catch (e) {

@@ -7,6 +7,7 @@ fit a phone's width, and stay small. Screenshots are saved beside the test's oth
 """
 
 import gzip
+import json
 import threading
 
 import requests
@@ -134,3 +135,37 @@ def test_console_weighs_little_and_keeps_to_itself(serving):
     assert total < 150 * 1024
     state = requests.get(f"http://127.0.0.1:{running.port}/api/v1/console").json()
     assert state["gpus"][0]["gpu"] == "0" and state["health"]["status"] in ("ok", "warning", "critical")
+
+
+def test_a_host_without_gpus_shows_no_gpu_section_and_no_label_is_cut_at_three_widths(serving, llama_server, browser,
+                                                                                       tmp_path):
+    """Issue 33: only the sections the host has; at a phone's, a laptop's and a wide screen's
+    width every chart's time labels lie inside it, none over another, and no tile's text
+    overflows its box."""
+    config = ('[agent]\ninterval = "500ms"\n[discovery]\nenabled = false\n[collectors.nvml]\nenabled = false\n'
+              f'[[targets]]\nname = "llama"\nurl = "{llama_server.url}"\n')
+    running = serving(config)
+    wait_until(lambda: running.agent.recorder.store.stats.cycles_written >= 4, 15, what="a few cycles stored")
+    for width in (390, 900, 1600):
+        browser.set_window_size(width, 1400)
+        browser.get(f"http://127.0.0.1:{running.port}/")
+        wait_until(lambda: browser.execute_script("return document.body.dataset.refreshed"), 20, what="a refresh")
+        titles = [h.text for h in browser.find_elements("css selector", "#charts h3")]
+        assert titles and not any(t.startswith("GPU") for t in titles), titles
+        assert not browser.find_element("id", "gpus-h").is_displayed(), "no GPU section at all"
+        assert "Generated tokens/s" in titles
+        labels = browser.execute_script(
+            "return [...document.querySelectorAll('#charts canvas')].map(c => c.dataset.labels).filter(Boolean)")
+        assert labels, "every chart drew its time labels"
+        for doc in labels:
+            spans = json.loads(doc)
+            bounds = spans["spans"]
+            assert all(0 <= a and b <= spans["width"] + 0.5 for a, b in bounds), (width, spans)
+            assert all(b1 + 4 <= a2 for (_, b1), (a2, _) in zip(bounds, bounds[1:])), (width, spans)
+        clipped = browser.execute_script("""
+            return [...document.querySelectorAll('.tile dd, .tile dt, .tile h3, #charts h3')]
+              .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.textContent);""")
+        assert clipped == [], (width, clipped)
+        assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
+        browser.save_screenshot(str(tmp_path / f"console-no-gpu-{width}.png"))
+        assert errors(browser) == []
