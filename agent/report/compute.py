@@ -104,6 +104,8 @@ def seconds_text(v: Optional[float]) -> str:
     report's sentences and its tables."""
     if v is None:
         return "–"
+    if v == 0:
+        return "0 s"
     if v < 1:
         return f"{v * 1000:.0f} ms"
     if v < 120:

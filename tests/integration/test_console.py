@@ -7,6 +7,7 @@ fit a phone's width, and stay small. Screenshots are saved beside the test's oth
 """
 
 import gzip
+import os
 import json
 import threading
 
@@ -168,4 +169,6 @@ def test_a_host_without_gpus_shows_no_gpu_section_and_no_label_is_cut_at_three_w
         assert clipped == [], (width, clipped)
         assert browser.execute_script("return document.documentElement.scrollWidth <= window.innerWidth + 1")
         browser.save_screenshot(str(tmp_path / f"console-no-gpu-{width}.png"))
+        if os.environ.get("LLM_AGENT_UPDATE_SCREENSHOTS"):
+            browser.save_screenshot(os.path.join(os.path.dirname(__file__), "..", "..", "docs", f"console-{width}.png"))
         assert errors(browser) == []

@@ -215,3 +215,27 @@ def test_the_cli_says_when_there_is_no_history(tmp_path, capsys):
     assert cli.main(["report", "--config", str(config)]) == 2
     assert "not a history file" in capsys.readouterr().err
     assert (tmp_path / "history.db").read_text() == "not a database"  # a reader never moves the agent's file
+
+
+def test_the_sentences_say_the_tables_numbers(report):
+    """Issue 33: what the recommendation says counted against availability is what the table shows."""
+    (target,) = report["targets"]
+    assert target["down_seconds"] == pytest.approx(12 * 60) and target["probe_failed_seconds"] == pytest.approx(0)
+    [said] = [r for r in report["recommendations"] if r.startswith("llama was available")]
+    row = next(line for line in render(report, "text").splitlines() if line.strip().startswith("llama "))
+    assert "down 12 min" in said and "12 min" in row and "99.722%" in said and "99.722%" in row
+
+
+def test_the_three_day_report_in_chromium(report, browser, tmp_path):
+    """The known scenario's HTML: every chart titled with its unit; a screenshot kept (and written
+    to docs/ with LLM_AGENT_UPDATE_SCREENSHOTS=1)."""
+    page = tmp_path / "report.html"
+    page.write_text(render(report, "html"))
+    browser.get(page.as_uri())
+    titles = [t.text for t in browser.find_elements("css selector", "svg text.title")]
+    assert titles == ["Tokens generated per day (tokens)", "Probe time to first token per day, p50 and p95 (seconds)",
+                      "Cost per day (USD)", "Availability per server over the period (%)"]
+    assert len(browser.find_elements("css selector", "svg text.legend")) == 2, "p50 and p95"
+    browser.save_screenshot(str(tmp_path / "report-3-days.png"))
+    if os.environ.get("LLM_AGENT_UPDATE_SCREENSHOTS"):
+        browser.save_screenshot(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "report-3-days.png"))
