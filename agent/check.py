@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from urllib.parse import quote
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .serve.health import gpu_checks, gpu_users, target_checks
@@ -164,7 +165,27 @@ def running_agent(listen: Tuple[str, int], tls: bool = False, timeout: float = 1
         return {"url": url, "error": "no agent is running there" if error.startswith("no agent answers") else error}
     return {"url": url, "status": status, "reasons": doc.get("reasons", []), "held": doc.get("held", []),
             "maintenance": doc.get("maintenance", []), "firing": doc.get("firing", []),
-            "firing_total": doc.get("firing_total", len(doc.get("firing", [])))}
+            "firing_total": doc.get("firing_total", len(doc.get("firing", []))),
+            "remote_write": _remote_write(base, timeout)}
+
+
+REMOTE_SERIES = {"llm_agent_remote_write_up": "up", "llm_agent_remote_write_lag_seconds": "lag_seconds",
+                 "prometheus_remote_storage_samples_total": "sent", "prometheus_remote_storage_samples_failed_total": "failed"}
+
+
+def _remote_write(base: str, timeout: float) -> List[Dict[str, Any]]:
+    """Each [[remote_write]] endpoint of the running agent, from its own latest samples (its
+    query API: remote write needs the history file, so the API is there when it is)."""
+    try:
+        doc = call(base, "GET", "/api/v1/query?query=" + quote("{__name__=~\"" + "|".join(REMOTE_SERIES) + "\"}"),
+                   timeout=timeout)
+    except ApiError:
+        return []
+    rows: Dict[str, Dict[str, Any]] = {}
+    for r in (doc or {}).get("data", {}).get("result", []):
+        row = rows.setdefault(r["metric"].get("remote_name", "?"), {"name": r["metric"].get("remote_name", "?")})
+        row[REMOTE_SERIES.get(r["metric"].get("__name__", ""), "?")] = float(r["value"][1])
+    return [rows[name] for name in sorted(rows)]
 
 
 def with_running_agent(report: Dict[str, Any], running: Dict[str, Any]) -> Dict[str, Any]:
@@ -290,6 +311,12 @@ def _running_lines(running: Optional[Dict[str, Any]], tag: Tag) -> List[str]:
                          + (f": {a['summary']}" if a.get("summary") else ""))
     if running.get("firing_total", 0) > len(running.get("firing", [])):
         lines.append(f"  ... {running['firing_total'] - len(running['firing'])} more")
+    if running.get("remote_write"):
+        lines += ["", "Remote write (the running agent)"]
+        for e in running["remote_write"]:
+            state = tag("ok") if e.get("up") else tag("warning") + " retrying"
+            lines.append(f"  {e['name']}: {state}, {_fmt(e.get('lag_seconds'), '.0f', ' s')} behind, "
+                         f"{_fmt(e.get('sent'), ',.0f')} samples sent, {_fmt(e.get('failed'), ',.0f')} refused")
     return lines
 
 

@@ -41,6 +41,7 @@ from .report.compute import Period, Reporter
 from .report.render import render, summary_lines
 from .report.schedule import ReportScheduler, ScheduledReport, report_doc
 from .tsdb.query import Querier
+from .remote.sender import Writers
 from .tsdb.recorder import Recorder, open_store
 from .wiring import CollectorSet
 
@@ -104,6 +105,20 @@ class Agent:
             self.history_rules = HistoryRules(lambda expr, t: querier.instant(expr, t)[0], clock=clock)
         self.reports: Optional[ReportScheduler] = None
         self._configure_reports(config)
+        self.remote: Optional[Writers] = None
+        self._configure_remote(config)
+
+    def _configure_remote(self, config: Config) -> None:
+        """[[remote_write]]: the history file pushed to each receiver, each from its own thread."""
+        if not config.remote_write and self.remote is None:
+            return
+        if self.recorder is None:
+            log.error("[[remote_write]] needs the history file ([history] enabled = true): it sends what the "
+                      "history holds, so nothing is lost while a receiver is away; not started")
+            return
+        if self.remote is None:
+            self.remote = Writers(self.recorder.store, self.state_dir, self.metadata, self.clock)
+        self.remote.configure(config.remote_write)
 
     def _configure_reports(self, config: Config) -> None:
         """[[reports]]: made from the history file, queued in the outbox like a page."""
@@ -175,12 +190,16 @@ class Agent:
             snapshot = snapshot.with_families(own + self.alerting.recorded_families(taken))
         if self.recorder is not None:
             snapshot = snapshot.with_families(self.recorder.families())  # as of the last cycle's write
+        if self.remote is not None:
+            snapshot = snapshot.with_families(self.remote.families())
         self.snapshot = snapshot
         if self.exporter is not None:
             self.exporter.publish(snapshot)
         if self.recorder is not None:
             try:
                 self.recorder.record(snapshot.with_families(scraped), self.alerting.real_alerts() if self.alerting else ())
+                if self.remote is not None:
+                    self.remote.notify()
             except Exception as e:  # history must never stop collection or alerting
                 log.error("history: this cycle not kept: %s: %s", type(e).__name__, str(e)[:300],
                           exc_info=log.isEnabledFor(logging.DEBUG))
@@ -302,6 +321,7 @@ class Agent:
             if self.recorder is not None:
                 self.recorder.configure(new)
             self._configure_reports(new)
+            self._configure_remote(new)
         except ConfigError as e:
             self.reload_ok = False
             log.error("reload rejected, keeping the running configuration:\n%s", e)
@@ -331,6 +351,8 @@ class Agent:
             self.reports.close()
         if self.history_rules is not None:
             self.history_rules.close()
+        if self.remote is not None:
+            self.remote.close()
         if self.recorder is not None:
             self.recorder.close()
 

@@ -153,6 +153,9 @@ class _Validator:
                 raw = v.expand_secrets(raw, self.environ)
             elif isinstance(raw, list):
                 raw = [v.expand_secrets(x, self.environ) if isinstance(x, str) and "${" in x else x for x in raw]
+            elif isinstance(raw, dict):  # headers = { Authorization = "${TOKEN}" }
+                raw = {k: v.expand_secrets(x, self.environ) if isinstance(x, str) and "${" in x else x
+                       for k, x in raw.items()}
         except ValueError as e:
             self.error(path, str(e))
             return None

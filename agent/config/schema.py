@@ -42,7 +42,7 @@ def setting(default: Any, parse: Callable[[Any], Any], required: bool = False, s
     the TOML name where it is not a Python name (`for`)."""
     meta = {"field": Field(default, parse, required, secret), "key": key}
     if required:
-        return dataclasses.field(metadata=meta)
+        return dataclasses.field(metadata=meta, repr=not secret)  # a secret never shows in a repr
     value = parse(default)
     if isinstance(value, (list, dict)):
         frozen = tuple(value) if isinstance(value, list) else value
@@ -467,6 +467,81 @@ class HistorySettings:
     query_timeout: float = setting("30s", v.positive(v.parse_duration))
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RESERVED_HEADERS = {"content-encoding", "content-type", "x-prometheus-remote-write-version", "user-agent"}
+
+
+def _external_labels(value: Any) -> Dict[str, str]:
+    table = v.str_table(value)
+    for name in table:
+        if not _LABEL_NAME.match(name) or name.startswith("__"):
+            raise ValueError(f"{name!r} is not a label name (letters, digits and _, not starting with __)")
+    return table
+
+
+def _remote_headers(value: Any) -> Dict[str, str]:
+    table = v.str_table(value)
+    for name, text in table.items():
+        if name.lower() in _RESERVED_HEADERS:
+            raise ValueError(f"header {name!r} is the protocol's own: it cannot be set")
+        v.header_value(text)
+    return table
+
+
+RELABEL_ACTIONS = ("keep", "drop", "labeldrop", "labelkeep")
+
+
+def _write_relabel(value: Any) -> List[Dict[str, Any]]:
+    """Prometheus' write_relabel_configs, the four actions a box needs, as tables; each error
+    names the rule and its key."""
+    if not isinstance(value, list):
+        raise ValueError('expected a list of tables such as [{action = "drop", regex = "go_.*"}]')
+    rules = []
+    for i, item in enumerate(value, 1):
+        if not isinstance(item, dict):
+            raise ValueError(f"rule {i}: expected a table with action and regex")
+        unknown = set(item) - {"action", "regex", "source_labels", "separator"}
+        if unknown:
+            raise ValueError(f"rule {i}: unknown key {sorted(unknown)[0]!r}")
+        if item.get("action") not in RELABEL_ACTIONS:
+            raise ValueError(f"rule {i}: action must be one of {', '.join(RELABEL_ACTIONS)}, not {item.get('action')!r}")
+        pattern = item.get("regex", "(.*)")
+        if not isinstance(pattern, str):
+            raise ValueError(f"rule {i}: regex must be a string")
+        regex.check(pattern)  # RegexError is a ValueError
+        sources = item.get("source_labels", ["__name__"])
+        if not isinstance(sources, list) or not all(isinstance(s, str) for s in sources):
+            raise ValueError(f"rule {i}: source_labels must be a list of label names")
+        rules.append({"action": item["action"], "regex": pattern, "source_labels": list(sources),
+                      "separator": str(item.get("separator", ";"))})
+    return rules
+
+
+@dataclass(frozen=True)
+class RemoteWriteSettings:
+    """[[remote_write]]: Prometheus' remote write 1.0 to one receiver, from the history file."""
+    url: str = setting(None, v.parse_url, required=True, secret=True)  # it may carry credentials
+    name: str = setting("", v.typed(str))  # "": the URL's host and port
+    basic_auth_username: str = setting("", v.typed(str))
+    basic_auth_password: str = setting("", v.typed(str), secret=True)
+    bearer_token: str = setting("", v.header_value, secret=True)
+    headers: Dict[str, str] = setting({}, _remote_headers, secret=True)
+    tls_ca_file: str = setting("", v.typed(str))
+    tls_cert_file: str = setting("", v.typed(str))
+    tls_key_file: str = setting("", v.typed(str))
+    tls_server_name: str = setting("", v.typed(str))
+    tls_insecure_skip_verify: bool = setting(False, v.typed(bool))
+    timeout: float = setting("30s", v.positive(v.parse_duration))
+    external_labels: Dict[str, str] = setting({}, _external_labels)
+    write_relabel: list = setting([], _write_relabel)
+    # the queue: defaults a user never needs to touch
+    max_backlog: float = setting("24h", v.positive(v.parse_duration))
+    max_samples_per_send: int = setting(5000, v.typed(int, 100, 1_000_000))
+    min_backoff: float = setting("500ms", v.positive(v.parse_duration))
+    max_backoff: float = setting("30s", v.positive(v.parse_duration))
+    metadata_interval: float = setting("1m", v.positive(v.parse_duration))
+
+
 @dataclass(frozen=True)
 class CollectorSettings:
     nvml: NvmlSettings = section(NvmlSettings)
@@ -497,6 +572,7 @@ class Settings:
     discovery: DiscoverySettings = section(DiscoverySettings)
     collectors: CollectorSettings = section(CollectorSettings)
     history: HistorySettings = section(HistorySettings)
+    remote_write: Tuple[RemoteWriteSettings, ...] = array(RemoteWriteSettings)
 
 
 def toml_key(f: "dataclasses.Field") -> str:

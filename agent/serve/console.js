@@ -261,7 +261,7 @@ function energyTile(energy) {
   return el("div", {class: "tile"}, el("h3", {}, "Energy, Wh per 1K tokens"), dl);
 }
 
-function renderCost(cost, targets, energy) {
+function renderCost(cost, targets, energy, remote) {
   const rows = [];
   if (cost.per_hour !== undefined) {
     rows.push(tile("Cost", cost.currency || "", "", [
@@ -270,6 +270,10 @@ function renderCost(cost, targets, energy) {
       ["per 1K tokens", cost.per_1k_tokens === undefined ? "–" : fmt(cost.per_1k_tokens, 4)]]));
   }
   if (energy && energy.length) rows.push(energyTile(energy));
+  for (const r of remote || []) {
+    rows.push(tile("Remote write " + r.name, r.up ? "sending" : "retrying", r.up ? "" : "warn", [
+      ["behind", r.lag_seconds === null ? "–" : duration(r.lag_seconds)], ["samples sent", fmt(r.sent, 0)]]));
+  }
   const slo = el("div", {class: "tile"}, el("h3", {}, "Availability, last 30 days"), el("dl", {id: "slo"}));
   rows.push(slo);
   document.getElementById("cost").replaceChildren(...rows);
@@ -413,7 +417,7 @@ async function refresh() {
     renderAlerts(state.alerts);
     renderTargets(state.targets);
     renderGpus(state.gpus);
-    renderCost(state.cost, state.targets, state.energy);
+    renderCost(state.cost, state.targets, state.energy, state.remote_write);
     renderPerformance(state.performance);
     shownCharts = CHARTS.filter(c => c.needs(state));
     await Promise.all([sparklines(state), drawCharts(), drawTimeline()]);

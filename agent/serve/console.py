@@ -102,7 +102,17 @@ def state(snapshot: Optional[Snapshot], health_doc: dict, alerts_doc: dict, host
     return {"hostname": hostname, "interval": interval, "time": snapshot.timestamp, "health": health_doc,
             "gpus": gpu_tiles(snapshot), "targets": target_tiles(snapshot, checks), "alerts": alerts,
             "cost": {**{k.replace("llm_agent_cost_", ""): v for k, v in cost.items()}, "currency": currency},
-            "performance": performance_tiles(snapshot), "energy": energy_rows(snapshot)}
+            "performance": performance_tiles(snapshot), "energy": energy_rows(snapshot),
+            "remote_write": remote_write_rows(snapshot)}
+
+
+def remote_write_rows(snapshot: Snapshot) -> List[dict]:
+    """Each [[remote_write]] endpoint: whether its last send worked, how far behind it is, what it sent."""
+    up = snapshot.sum_by("llm_agent_remote_write_up", "remote_name")
+    lag = snapshot.sum_by("llm_agent_remote_write_lag_seconds", "remote_name")
+    sent = snapshot.sum_by("prometheus_remote_storage_samples_total", "remote_name")
+    return [{"name": name, "up": bool(up[name]), "lag_seconds": lag.get(name), "sent": sent.get(name)}
+            for name in sorted(up)]
 
 
 def energy_rows(snapshot: Snapshot) -> List[dict]:

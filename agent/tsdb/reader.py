@@ -67,6 +67,23 @@ class Reader:
             db.execute("COMMIT")
         return out
 
+    def raw_after(self, start: float, end: float) -> Dict[int, List[Point]]:
+        """Every series' raw samples (stale markers included) in (start, end], oldest first: what
+        remote write sends forward from its position. One transaction: sealed chunks, then head."""
+        out: Dict[int, List[Point]] = {info.id: [] for info in self.store.index.all()}
+        db = self._db()
+        db.execute("BEGIN")
+        try:
+            for sid, data in db.execute("SELECT series, data FROM chunks WHERE tier = ? AND start > ? AND start <= ? "
+                                        "ORDER BY start", (RAW, start - RAW_WINDOW, end)):
+                times, cols = self._decode(data)
+                points = out.setdefault(sid, [])
+                points.extend(p for p in zip(times, cols.get(0, ())) if start < p[0] <= end)
+            self._head(db, out, start, end)
+        finally:
+            db.execute("COMMIT")
+        return {sid: [p for p in points if p[0] > start] for sid, points in out.items() if points}
+
     def rollups(self, ids: Iterable[int], tier: int, start: float, end: float) -> Dict[int, List[rollup.Rollup]]:
         """Rollups of each series in [start, end]. What is not rolled up on disk yet is added
         here: the head, summarised; for hours, also the 1-minute chunks of the 6-hour span

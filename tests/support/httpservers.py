@@ -43,6 +43,10 @@ class RouteServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self):  # the body is read first (handler.body), then routed as a GET is
+                self.body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.do_GET()
+
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

@@ -13,7 +13,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import pytest
 import requests
@@ -146,7 +146,8 @@ class _Server:
 class Prometheus(_Server):
     """A real Prometheus server scraping the given targets every `interval`."""
 
-    def __init__(self, targets: List[str], workdir: str, interval: str = "1s", data_dir: Optional[str] = None):
+    def __init__(self, targets: List[str], workdir: str, interval: str = "1s", data_dir: Optional[str] = None,
+                 args: Sequence[str] = ()):
         path = shutil.which("prometheus")
         require("prometheus", path is not None, "apt-get install prometheus")
         self.binary = path
@@ -159,6 +160,7 @@ class Prometheus(_Server):
                     f"      - targets: [{', '.join(repr(t) for t in targets)}]\n")
         self.config = config
         self.data_dir = data_dir or os.path.join(workdir, "data")
+        self.args = list(args)  # e.g. --web.enable-remote-write-receiver
         self.proc: Optional[subprocess.Popen] = None
 
     @property
@@ -169,7 +171,7 @@ class Prometheus(_Server):
         self.log = open(os.path.join(self.workdir, "prometheus.log"), "ab")
         self.proc = subprocess.Popen(
             [self.binary, f"--config.file={self.config}", f"--storage.tsdb.path={self.data_dir}",
-             f"--web.listen-address=127.0.0.1:{self.port}"], stdout=self.log, stderr=subprocess.STDOUT)
+             f"--web.listen-address=127.0.0.1:{self.port}", *self.args], stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(lambda: requests.get(self.url + "/-/ready", timeout=1).status_code == 200, 60, what="prometheus")
         return self
 
@@ -183,6 +185,40 @@ class Prometheus(_Server):
         """The whole API answer (result type, result, or the error Prometheus gave)."""
         return requests.get(self.url + "/api/v1/query", params={"query": expr, "time": repr(at)}, timeout=10).json()
 
+
+
+class VictoriaMetrics(_Server):
+    """Debian's single-node VictoriaMetrics: a remote-write receiver (/api/v1/write) with the
+    query API. Samples are queryable at once (no latency offset), and repeats of one sample
+    (an at-least-once resend) are kept once."""
+
+    def __init__(self, workdir: str, binary: str = "victoria-metrics"):
+        path = shutil.which(binary)
+        require("victoria-metrics", path is not None, "apt-get install victoria-metrics")
+        self.binary = path
+        self.port = free_port()
+        self.workdir = workdir
+        self.data_dir = os.path.join(workdir, "vm-data")
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "VictoriaMetrics":
+        self.log = open(os.path.join(self.workdir, "victoria-metrics.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, f"-storageDataPath={self.data_dir}", f"-httpListenAddr=127.0.0.1:{self.port}",
+             "-retentionPeriod=100y", "-search.latencyOffset=0s", "-dedup.minScrapeInterval=1ms",
+             "-search.disableCache"], stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: requests.get(self.url + "/health", timeout=1).status_code == 200, 60, what="victoria-metrics")
+        return self
+
+    def query(self, expr: str, at: Optional[float] = None) -> list:
+        params = {"query": expr} if at is None else {"query": expr, "time": repr(at)}
+        r = requests.get(self.url + "/api/v1/query", params=params, timeout=10)
+        r.raise_for_status()
+        return r.json()["data"]["result"]
 
 
 class Alertmanager(_Server):

@@ -1,0 +1,1 @@
+"""Remote write: what the history file holds, pushed to Prometheus-compatible receivers."""

@@ -1,0 +1,139 @@
+"""Issue 31: remote write into real receivers: Debian's Prometheus 2.42
+(--web.enable-remote-write-receiver) and VictoriaMetrics 1.79.
+
+Both receivers go away for a while, the agent is killed (-9) during the outage and started
+again, then the receivers come back: every sample the agent's history holds since its first
+push is on each receiver, with its original timestamp and value, none twice, in order; the
+position survives the kill. Also: a receiver that refuses a batch for good (400) drops it,
+counted, without holding the rest; secrets never show in the log.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from tests.support.agentproc import ROOT, AgentProcess
+from tests.support.httpservers import RouteServer
+from tests.support.peers import Prometheus, VictoriaMetrics, free_port, wait_until
+
+SERIES = "llm_agent_cycles_total"
+
+
+def agent_config(tmp, port, endpoints):
+    body = "".join(f'[[remote_write]]\nurl = "{url}"\nname = "{name}"\nmin_backoff = "200ms"\nmax_backoff = "1s"\n{extra}'
+                   for name, url, extra in endpoints)
+    return (f'[agent]\nstate_dir = "{tmp}/state"\ninterval = "1s"\n[exporter]\nlisten = "127.0.0.1:{port}"\n'
+            '[discovery]\nenabled = false\n[probes]\nenabled = false\n[collectors.nvml]\nenabled = false\n' + body)
+
+
+def samples(result):
+    """A range selector's samples: [(ms, value)], from any Prometheus-compatible query API."""
+    [series] = result
+    return [(int(round(float(t) * 1000)), float(v)) for t, v in series["values"]]
+
+
+def agent_samples(port, since_ms, at):
+    doc = requests.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": f"{SERIES}[1h]", "time": repr(at)},
+                       timeout=10).json()
+    return [p for p in samples(doc["data"]["result"]) if p[0] >= since_ms]
+
+
+def test_an_outage_and_a_kill_during_it_lose_nothing_on_prometheus_and_victoriametrics(tmp_path):
+    os.makedirs(tmp_path / "state")
+    prom = Prometheus([], str(tmp_path), args=["--web.enable-remote-write-receiver"]).start()
+    vm = VictoriaMetrics(str(tmp_path)).start()
+    port = free_port()
+    agent = AgentProcess(str(tmp_path), agent_config(tmp_path, port, [
+        ("prom", f"{prom.url}/api/v1/write", ""), ("vm", f"{vm.url}/api/v1/write", 'external_labels = { box = "b1" }\n')]),
+        port).start()
+    try:
+        wait_until(lambda: prom.query(SERIES) and vm.query(SERIES), 30, what="the first push")
+        time.sleep(3)
+        prom.stop()
+        vm.stop()  # an outage of both receivers
+        time.sleep(5)
+        assert agent.value("llm_agent_remote_write_up", remote_name="prom") == 0
+        agent.signal(signal.SIGKILL)  # and the agent dies during it
+        agent.proc.wait(10)
+        agent.start()
+        time.sleep(4)
+        prom.start()
+        vm.start()
+        wait_until(lambda: agent.value("llm_agent_remote_write_lag_seconds", remote_name="prom") == 0 and
+                   agent.value("llm_agent_remote_write_lag_seconds", remote_name="vm") == 0 and
+                   agent.value("llm_agent_remote_write_up", remote_name="vm") == 1, 60, what="both caught up")
+        at = time.time()
+        sent = agent.value("prometheus_remote_storage_queue_highest_sent_timestamp_seconds", remote_name="vm")
+        # VictoriaMetrics makes what it received searchable within a few seconds (its in-memory parts)
+        wait_until(lambda: samples(vm.query(f'{SERIES}{{box="b1"}}[1h]', at))[-1][0] >= int(sent * 1000) - 1500, 30,
+                   what="victoria-metrics showing the last batch")
+        on_prom = samples(prom.query(f"{SERIES}[1h]", at))
+        on_vm = samples(vm.query(f'{SERIES}{{box="b1"}}[1h]', at))
+        first = max(on_prom[0][0], on_vm[0][0])
+        last = min(on_prom[-1][0], on_vm[-1][0])
+        ours = [p for p in agent_samples(port, first, at) if p[0] <= last]
+        assert len(ours) > 12, "cycles before, during and after the outage, across the restart"
+        for name, theirs in (("prometheus", on_prom), ("victoria-metrics", on_vm)):
+            theirs = [p for p in theirs if first <= p[0] <= last]
+            assert theirs == ours, f"{name}: the receiver has exactly the agent's history"
+        assert [t for t, _ in ours] == sorted({t for t, _ in ours})
+        # what check and the console say of each endpoint
+        out = subprocess.run([sys.executable, "-m", "agent.cli", "check", "--config", agent.config_path], cwd=ROOT,
+                             env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=60).stdout
+        assert "Remote write (the running agent)" in out and re.search(r"prom: OK, \d+ s behind, [\d,]+ samples sent", out), out
+        console = requests.get(f"http://127.0.0.1:{port}/api/v1/console", timeout=5).json()["remote_write"]
+        assert [(r["name"], r["up"]) for r in console] == [("prom", True), ("vm", True)]
+    finally:
+        agent.stop()
+        prom.stop()
+        vm.stop()
+
+
+def test_a_refused_batch_is_dropped_counted_and_said_once_with_no_secret(tmp_path):
+    os.makedirs(tmp_path / "state")
+    hits = []
+
+    def refuse(handler):
+        hits.append(handler.headers.get("Authorization"))
+        return 400, b"out of bounds: token=hunter2-secret", "text/plain"
+
+    with RouteServer({"/write": refuse}) as receiver:
+        port = free_port()
+        os.environ["RW_TOKEN"] = "hunter2-secret"
+        agent = AgentProcess(str(tmp_path), agent_config(tmp_path, port, [
+            ("bad", f"{receiver.url}/write", 'bearer_token = "${RW_TOKEN}"\n')]), port).start()
+        try:
+            wait_until(lambda: agent.value("prometheus_remote_storage_samples_failed_total", remote_name="bad") > 0, 30,
+                       what="a refused batch")
+            wait_until(lambda: agent.value("llm_agent_remote_write_lag_seconds", remote_name="bad") < 3, 30,
+                       what="the sender going on past it")
+            assert hits[0] == "Bearer hunter2-secret"
+            log = agent.log()
+            assert log.count("refused, dropped") == 1 and "HTTP 400" in log
+            assert "hunter2-secret" not in log, "the token is redacted from the receiver's answer"
+        finally:
+            agent.stop()
+            del os.environ["RW_TOKEN"]
+
+
+@pytest.mark.parametrize("status,retried", [(503, True), (429, True), (404, False)])
+def test_which_answers_are_retried(tmp_path, status, retried):
+    from agent.config import parse_config
+    from agent.remote.sender import Endpoint, Rejected, Retry
+
+    with RouteServer({"/w": lambda h: (status, b"x" * 100_000, "text/plain")}) as receiver:
+        settings = parse_config(f'[[remote_write]]\nurl = "{receiver.url}/w"\n').remote_write[0]
+
+        class Store:
+            last_written = float("-inf")
+
+        e = Endpoint(settings, Store(), "", lambda: {})
+        with pytest.raises(Retry if retried else Rejected) as info:
+            e._post(b"")
+        assert len(str(info.value)) < 300, "an answer is read 4 KiB at most, said in 200 characters"
