@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 SPAN = 60.0  # seconds of history read at once (a catch-up reads span after span)
 ANSWER_BYTES = 4096  # of a receiver's answer, at most this much is read
 MAX_RETRY_AFTER = 300.0
+LABEL_CACHE = 100_000  # encoded label sets kept between batches, at most
 Metadata = Callable[[], Dict[str, List[Dict[str, str]]]]  # the daemon's /api/v1/metadata
 
 
@@ -105,6 +106,7 @@ class Endpoint:
         self._logged: set = set()
         self._last_metadata = 0.0
         self._reader: Optional[Reader] = None
+        self._label_cache: Dict[wire.Labels, bytes] = {}  # each series' encoded labels, sent every batch
         self._thread = threading.Thread(target=self._run, name=f"remote-write:{self.name}", daemon=True)
 
     # -- position ------------------------------------------------------------------------------
@@ -212,7 +214,9 @@ class Endpoint:
     def _deliver(self, batch: List[wire.Series]) -> bool:
         """Send until accepted or refused for good; False if the agent stops meanwhile."""
         count = sum(len(s) for _, s in batch)
-        body = wire.compress(wire.encode(batch))
+        if len(self._label_cache) > LABEL_CACHE:  # churned series: start over rather than grow
+            self._label_cache.clear()
+        body = wire.compress(wire.encode(batch, label_cache=self._label_cache))
         self.pending = count
         failures = 0
         while not self._stop.is_set():

@@ -1,11 +1,13 @@
 """Prometheus remote write 1.0 on the wire: a protobuf `WriteRequest`, snappy block compressed.
 
 The protobuf encoding is written here, not generated: a WriteRequest is four message types
-of two or three fields each (labels as strings, samples as a double and a varint), and the
-hand encoder is 3.4x faster than the protobuf library's pure-Python messages on the same
-batch, without a generated module or a 10 MiB import (tests/bench/bench_remote_write.py
-measures both). Snappy is cramjam's (Rust), a well-kept binding with wheels for every Python
-this agent supports.
+of two or three fields each (labels as strings, samples as a double and a varint). The same
+series come in every batch and a batch's samples share a few timestamps (one per cycle), so the
+encoder keeps each series' encoded labels between batches and each timestamp's bytes per batch:
+5,000 samples of a GPU box in 2.4 ms, against 5.7 ms for the protobuf library's upb messages
+(9 ms with no label kept), without its 5 MiB and 25 ms import (tests/bench/bench_remote_write.py
+measures both; the tests read every batch back with the protobuf library). Snappy is cramjam's
+(Rust), a well-kept binding with wheels for every Python this agent supports.
 
     message WriteRequest { repeated TimeSeries timeseries = 1; repeated MetricMetadata metadata = 3; }
     message TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2; }
@@ -17,7 +19,7 @@ this agent supports.
 from __future__ import annotations
 
 import struct
-from typing import Iterable, List, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import cramjam
 
@@ -26,7 +28,7 @@ HEADERS = {"Content-Encoding": "snappy", "Content-Type": "application/x-protobuf
 METRIC_TYPES = {"unknown": 0, "counter": 1, "gauge": 2, "histogram": 3, "gaugehistogram": 4, "summary": 5,
                 "info": 6, "stateset": 7}
 
-Labels = Sequence[Tuple[str, str]]  # sorted by name, __name__ among them
+Labels = Tuple[Tuple[str, str], ...]  # sorted by name, __name__ among them
 Series = Tuple[Labels, Sequence[Tuple[int, float]]]  # labels, (timestamp ms, value) oldest first
 _DOUBLE = struct.Struct("<d")
 
@@ -52,17 +54,29 @@ def _label(name: str, value: str) -> bytes:
     return _field(1, _field(1, name.encode()) + _field(2, value.encode()))
 
 
-def _sample(ts_ms: int, value: float) -> bytes:
-    # value: field 1, wire type 1 (64-bit) = tag 0x09; timestamp: field 2, varint = tag 0x10
-    return _field(2, b"\x09" + _DOUBLE.pack(value) + b"\x10" + varint(ts_ms))
-
-
-def encode(series: Iterable[Series], metadata: Sequence[Tuple[str, str, str]] = ()) -> bytes:
-    """The WriteRequest (uncompressed). `metadata`: (family, type, help) as Prometheus sends it."""
+def encode(series: Iterable[Series], metadata: Sequence[Tuple[str, str, str]] = (),
+           label_cache: Optional[Dict[Labels, bytes]] = None) -> bytes:
+    """The WriteRequest (uncompressed). `metadata`: (family, type, help) as Prometheus sends it.
+    `label_cache`: encoded label sets kept between batches by the caller (the same series come
+    every batch). A batch's samples share a handful of timestamps (one per cycle), so each
+    timestamp's bytes are made once per batch."""
     parts: List[bytes] = []
+    stamps: Dict[int, bytes] = {}
+    pack = _DOUBLE.pack
+    cache = label_cache if label_cache is not None else {}
     for labels, samples in series:
-        body = b"".join(_label(n, v) for n, v in labels) + b"".join(_sample(t, v) for t, v in samples)
-        parts.append(_field(1, body))
+        key = tuple(labels)
+        encoded = cache.get(key)
+        if encoded is None:
+            encoded = cache[key] = b"".join(_label(n, v) for n, v in labels)
+        body = [encoded]
+        for t, v in samples:
+            tail = stamps.get(t)
+            if tail is None:  # Sample {double value = 1 (tag 0x09); int64 timestamp = 2 (tag 0x10)}
+                ts = b"\x10" + varint(t)
+                tail = stamps[t] = ts
+            body.append(b"\x12" + bytes((9 + len(tail),)) + b"\x09" + pack(v) + tail)
+        parts.append(_field(1, b"".join(body)))
     for family, kind, help_ in metadata:
         meta = b"\x08" + varint(METRIC_TYPES.get(kind, 0)) + _field(2, family.encode()) + _field(4, help_.encode())
         parts.append(_field(3, meta))
@@ -78,4 +92,4 @@ def decompress(body: bytes) -> bytes:
     return bytes(cramjam.snappy.decompress_raw(body))
 
 
-__all__ = ["HEADERS", "Series", "compress", "decompress", "encode", "varint"]
+__all__ = ["HEADERS", "Labels", "Series", "compress", "decompress", "encode", "varint"]
