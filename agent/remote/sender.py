@@ -254,12 +254,7 @@ class Endpoint:
                                      timeout=urllib3.Timeout(connect=self.settings.timeout, read=self.settings.timeout))
         except urllib3.exceptions.HTTPError as e:
             raise Retry(self._redact(f"{type(e).__name__}: {e}")) from None
-        try:
-            answer = resp.read(ANSWER_BYTES, decode_content=False)
-        except (urllib3.exceptions.HTTPError, OSError):
-            answer = b""
-        finally:
-            resp.release_conn()
+        answer = _read_answer(resp, time.monotonic() + self.settings.timeout)
         status = resp.status
         if 200 <= status < 300:
             return
@@ -302,6 +297,31 @@ class Endpoint:
     def lag(self) -> float:
         newest = self.store.last_written
         return max(0.0, newest - self.sent_until) if math.isfinite(newest) else 0.0
+
+
+def _read_answer(resp: Any, deadline: float) -> bytes:
+    """At most ANSWER_BYTES of the answer, by `deadline` (a receiver dripping a byte a second
+    holds nothing but this endpoint, and not for long). An answer read whole keeps its
+    connection for the next batch; one cut short closes it."""
+    chunks: List[bytes] = []
+    size = 0
+    whole = False
+    read = getattr(resp, "read1", None) or (lambda n: resp.read(n))
+    try:
+        while size < ANSWER_BYTES and time.monotonic() < deadline:
+            chunk = read(ANSWER_BYTES - size)
+            if not chunk:
+                whole = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (urllib3.exceptions.HTTPError, OSError):
+        pass
+    if whole:
+        resp.release_conn()
+    else:
+        resp.close()
+    return b"".join(chunks)
 
 
 def _retry_after(value: Optional[str]) -> Optional[float]:

@@ -137,3 +137,97 @@ def test_which_answers_are_retried(tmp_path, status, retried):
         with pytest.raises(Retry if retried else Rejected) as info:
             e._post(b"")
         assert len(str(info.value)) < 300, "an answer is read 4 KiB at most, said in 200 characters"
+
+
+class _NoHistory:
+    last_written = float("-inf")
+
+
+def endpoint_for(url, timeout="1s"):
+    from agent.config import parse_config
+    from agent.remote.sender import Endpoint
+
+    settings = parse_config(f'[[remote_write]]\nurl = "{url}"\ntimeout = "{timeout}"\n').remote_write[0]
+    return Endpoint(settings, _NoHistory(), "", lambda: {})
+
+
+@pytest.mark.parametrize("kind", ["hung", "trickle", "garbage", "reset"])
+def test_a_hostile_receiver_costs_a_retry_never_a_crash_or_memory(kind):
+    """Hung, answering bytes that are not HTTP, closing at once: each is a retry within the
+    timeout, nothing more. A 200 whose body drips a byte a second is the receiver's yes: taken
+    as such once its answer's deadline passes, the connection closed."""
+    import socket
+    import threading
+
+    from agent.remote.sender import Retry
+    from tests.support.httpservers import SilentServer
+
+    if kind in ("hung", "trickle"):
+        server = SilentServer(trickle=kind == "trickle")
+        server.thread.start()
+        url = server.url
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(8)
+
+        def answer():
+            while True:
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    return
+                conn.recv(65536)
+                if kind == "garbage":
+                    conn.sendall(os.urandom(1 << 20))
+                conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    e = endpoint_for(url + "/write")
+    started = time.monotonic()
+    if kind == "trickle":
+        e._post(b"x")
+    else:
+        with pytest.raises(Retry):
+            e._post(b"x")
+    assert time.monotonic() - started < 4, "bounded by the timeout and the answer's deadline"
+
+
+def test_vmalert_evaluates_the_exported_rules_on_what_the_agent_pushed(tmp_path):
+    """The central half of a pushing fleet: VictoriaMetrics fed by an agent's remote write, vmalert
+    evaluating `llm-agent rules export` against it: every group loads, every rule evaluates."""
+    import shutil
+
+    from tests.support.peers import require
+
+    require("vmalert", shutil.which("vmalert") is not None, "apt-get install victoria-metrics")
+    os.makedirs(tmp_path / "state")
+    vm = VictoriaMetrics(str(tmp_path)).start()
+    port = free_port()
+    agent = AgentProcess(str(tmp_path), agent_config(tmp_path, port, [("vm", f"{vm.url}/api/v1/write", "")]), port).start()
+    rules = tmp_path / "rules.yml"
+    subprocess.run([sys.executable, "-m", "agent.cli", "rules", "export", "--config", agent.config_path, "-o", str(rules)],
+                   cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, check=True, timeout=60)
+    with RouteServer({"/api/v2/alerts": lambda h: (200, b"", "application/json")}) as notifier:
+        vmalert_port = free_port()
+        vmalert = subprocess.Popen([shutil.which("vmalert"), f"-rule={rules}", f"-datasource.url={vm.url}",
+                                    f"-notifier.url={notifier.url}", f"-remoteWrite.url={vm.url}",  # recording rules' results
+                                    f"-httpListenAddr=127.0.0.1:{vmalert_port}",
+                                    "-evaluationInterval=2s"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            def evaluated():
+                """The rules of every group evaluated once; the history group (every 5 minutes) only loaded."""
+                groups = requests.get(f"http://127.0.0.1:{vmalert_port}/api/v1/rules", timeout=2).json()["data"]["groups"]
+                due = [r for g in groups if g["interval"] <= 30 for r in g["rules"]]
+                done = groups and all(r["lastEvaluation"].startswith("20") for r in due)
+                return (len(groups), due) if done else None
+            wait_until(evaluated, 60, what="every exported rule evaluated by vmalert")
+            groups, due = evaluated()
+            errors = [(r["name"], r["lastError"]) for r in due if r.get("lastError")]
+            assert groups == 3 and len(due) > 50 and errors == [], errors
+        finally:
+            vmalert.terminate()
+            vmalert.wait(10)
+            agent.stop()
+            vm.stop()
