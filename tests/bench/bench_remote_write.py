@@ -29,7 +29,7 @@ from agent.config import parse_config  # noqa: E402
 from agent.remote import wire  # noqa: E402
 from agent.remote.sender import Endpoint  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
-from tests.bench.bench_history import INTERVAL, Load, base_families  # noqa: E402
+from tests.bench.bench_history import INTERVAL, Load, base_families, rss_mib  # noqa: E402
 from tests.support.peers import VictoriaMetrics, wait_until  # noqa: E402
 
 
@@ -99,15 +99,18 @@ def catch_up(load, tmp):
         settings = parse_config(f'[[remote_write]]\nurl = "{vm.url}/api/v1/write"\n').remote_write[0]
         endpoint = Endpoint(settings, store, tmp, lambda: {}, clock=lambda: clock[0])
         endpoint.sent_until = start - 1
+        before = rss_mib()
         cpu, wall = time.process_time(), time.perf_counter()
+        peak = before
         while endpoint.step():
-            pass
+            peak = max(peak, rss_mib())
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         sent = endpoint.samples
         wait_until(lambda: vm.query("count({__name__=~\"llm_agent_.+\"})", clock[0]), 30, what="vm holding them")
         print(f"catch-up: one hour ({sent:,} samples, {endpoint.bytes / sent:.2f} bytes a sample on the wire) pushed "
               f"in {wall:.1f} s: {3600 / wall:.0f}x real time (goal 50x); sender CPU {cpu:.1f} s, "
-              f"{cpu / sent * 1e6:.1f} us a sample")
+              f"{cpu / sent * 1e6:.1f} us a sample; RSS {before:.1f} MiB before, peak {peak:.1f} MiB while replaying "
+              f"(+{peak - before:.1f}: one span of a minute in memory whatever the backlog)")
     finally:
         vm.stop()
         store.close()
