@@ -238,4 +238,8 @@ def test_the_three_day_report_in_chromium(report, browser, tmp_path):
     assert len(browser.find_elements("css selector", "svg text.legend")) == 2, "p50 and p95"
     browser.save_screenshot(str(tmp_path / "report-3-days.png"))
     if os.environ.get("LLM_AGENT_UPDATE_SCREENSHOTS"):
-        browser.save_screenshot(os.path.join(os.path.dirname(__file__), "..", "..", "docs", "report-3-days.png"))
+        docs = os.path.join(os.path.dirname(__file__), "..", "..", "docs")
+        browser.save_screenshot(os.path.join(docs, "report-3-days.png"))
+        for fmt, ext in (("text", "txt"), ("md", "md")):
+            with open(os.path.join(docs, f"report-3-days.{ext}"), "w") as f:
+                f.write(render(report, fmt))
