@@ -52,8 +52,12 @@ def main():
             os.makedirs(os.path.join(d, "state"))
             port = free_port()
             agents.append(AgentProcess(d, config(i, d, port, vm.url), port).start(wait=False))
-        for a in agents:
-            wait_until(lambda a=a: bool(a.metrics()), 120, what="an agent serving")
+        for i, a in enumerate(agents):
+            time.sleep(0.5)
+            if a.proc.poll() is not None:  # its port taken meanwhile (50 picked at once): another port
+                port = free_port()
+                a = agents[i] = AgentProcess(a.workdir, config(i, a.workdir, port, vm.url), port).start(wait=False)
+            wait_until(lambda a=a: a.proc.poll() is None and bool(a.metrics()), 120, what="an agent serving")
         time.sleep(30)  # every agent through its first pushes
         procs = [psutil.Process(a.proc.pid) for a in agents]
         cpu0, rows0, t0 = cpu_seconds(procs), rows_inserted(vm), time.time()
@@ -80,7 +84,8 @@ def main():
             port = free_port()
             vmalert = subprocess.Popen([shutil.which("vmalert"), f"-rule={rules}", f"-datasource.url={vm.url}",
                                         f"-remoteWrite.url={vm.url}", f"-notifier.url={notifier.url}",
-                                        f"-httpListenAddr=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
+                                        f"-httpListenAddr=127.0.0.1:{port}", "-evaluationInterval=5s"],
+                                       stdout=subprocess.DEVNULL,
                                        stderr=subprocess.DEVNULL)
             time.sleep(40)
             groups = requests.get(f"http://127.0.0.1:{port}/api/v1/rules", timeout=5).json()["data"]["groups"]
