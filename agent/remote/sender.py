@@ -87,8 +87,9 @@ class Endpoint:
         self.jitter = jitter
         self.rules: List[Relabel] = from_settings(settings.write_relabel)
         self.external = tuple(sorted(settings.external_labels.items()))
-        self.secrets = [s for s in (settings.url, settings.basic_auth_password, settings.bearer_token,
-                                    *settings.headers.values()) if s]
+        url = urlsplit(settings.url)  # an error quoting the path keeps a token in its query: each part redacted
+        self.secrets = sorted({s for s in (settings.url, url.password, url.query, settings.basic_auth_password,
+                                           settings.bearer_token, *settings.headers.values()) if s}, key=len, reverse=True)
         self._stop = threading.Event()
         self.wake = threading.Event()
         self._sleep = sleep or (lambda seconds: self._stop.wait(seconds))

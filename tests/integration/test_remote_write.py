@@ -293,3 +293,12 @@ def test_tls_with_a_ca_a_client_certificate_and_a_server_name(tmp_path):
     with pytest.raises(Retry, match="(?i)hostname|match|certificate"):
         post(url, ca + client)
     named.shutdown()
+
+
+def test_an_error_quoting_the_url_never_shows_its_token():
+    e = endpoint_for("http://127.0.0.1:9/api/v1/write?token=s3cr3t-q")  # nothing listens on port 9
+    from agent.remote.sender import Retry
+
+    with pytest.raises(Retry) as info:
+        e._post(b"x")
+    assert "s3cr3t-q" not in str(info.value)
