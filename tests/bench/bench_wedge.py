@@ -62,13 +62,13 @@ def main():
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="wedge-")
     model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
-    llama = LlamaServer(model, args=["--parallel", "2"], log_dir=tmp).start()
+    llama = LlamaServer(model, log_dir=tmp).start()  # --metrics --slots, two slots
     state = {"n": 0, "moving": True}
 
     def metrics(_handler):
         if state["moving"]:
             state["n"] += 1
-        return 200, body("vllm", state["n"], True), "text/plain"
+        return 200, body("vllm", state["n"] * 100, True), "text/plain"  # 700 tokens a scrape: ~140 tokens/s
 
     receiver = Receiver(WEBHOOK)
     port = free_port()
