@@ -77,13 +77,13 @@ def main():
                              stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 60, what="the agent")
-        gpus = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.count("DCGM_FI_DEV_GPU_UTIL{")
         time.sleep(60)
         proc = psutil.Process(agent.pid)
         t0, c0, n0 = time.monotonic(), sum(proc.cpu_times()[:2]), cycles(port)
         time.sleep(args.minutes * 60)
         wall, cpu, n = time.monotonic() - t0, sum(proc.cpu_times()[:2]) - c0, cycles(port) - n0
         rss = proc.memory_info().rss / 2 ** 20
+        gpus = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.count("DCGM_FI_DEV_GPU_UTIL{")
     finally:
         agent.terminate()
         agent.wait(20)
