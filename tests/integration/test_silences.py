@@ -220,5 +220,7 @@ def test_llm_agent_silence_and_maintenance_commands(serving, faulty, receivers):
     assert paged(hook, "one") == [], "maintenance silences every alert"
     code, out = cli(port, "maintenance", "--end")
     assert code == 0 and "ended 1" in out, out
-    assert running.healthz()[0] == 200
+    # the window gone, the fault it held back counts: one verdict, critical (503), never "maintenance"
+    wait_until(lambda: running.healthz()[1]["status"] == "critical", 10, what="the critical verdict")
+    assert running.healthz()[0] == 503 and any("DemoFault" in r for r in running.healthz()[1]["reasons"])
     wait_until(lambda: paged(hook, "one"), 10, what="one paged once the maintenance ended")
