@@ -9,6 +9,7 @@ type's Go name), so an error names the type as Go would.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple
 
 ANY = "interface {}"
@@ -72,13 +73,15 @@ class GoStruct:
         self.field_types = field_types or {}
 
 
-class Stringer:
-    """A value with a String() method (time.Time, *time.Time): fmt prints what it returns."""
+class Stringer(ABC):
+    """A value with a String() method (time.Time, *time.Time): fmt prints what it returns.
+    Each kind of value says how (templates.GoTime)."""
 
     go_type = "time.Time"
 
+    @abstractmethod
     def string(self) -> str:
-        raise NotImplementedError
+        """Go's String() of the value."""
 
 
 def type_name(v: Any) -> Optional[str]:
