@@ -121,22 +121,7 @@ def test_a_real_server_under_load_is_never_wedged(llama_server):
     clients = [threading.Thread(target=client, daemon=True) for _ in range(4)]  # 2 slots: two are deferred
     for c in clients:
         c.start()
-    config = parse_config(f'''
-[agent]
-interval = "1s"
-[health]
-wedge_after = "2s"
-[collectors.nvml]
-enabled = false
-[collectors.host]
-enabled = false
-[probes]
-enabled = false
-[[targets]]
-name = "tiny"
-url = "{llama_server.url}"
-''')
-    agent = Agent(config, alerting=False)
+    agent = agent_for(llama_server, '[health]\nwedge_after = "2s"\n')
     busy, wedged = 0, []
     try:
         for _ in range(30):
