@@ -37,6 +37,7 @@ import urllib3
 from ..config import RemoteWriteSettings
 from ..config.values import without_password
 from ..model import MetricFamily, counter, gauge
+from ..notify.base import credential_forms, redact, retry_after_seconds
 from ..statefile import write_json
 from ..tsdb.reader import Reader
 from ..tsdb.store import HistoryStore
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 SPAN = 60.0  # seconds of history read at once (a catch-up reads span after span)
 ANSWER_BYTES = 4096  # of a receiver's answer, at most this much is read
 MAX_RETRY_AFTER = 300.0
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 LABEL_CACHE = 100_000  # encoded label sets kept between batches, at most
 Metadata = Callable[[], Dict[str, List[Dict[str, str]]]]  # the daemon's /api/v1/metadata
 
@@ -67,6 +69,10 @@ def shown_url(url: str) -> str:
 
 class Rejected(Exception):
     """The receiver refused the batch for good (a 4xx other than 429)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class Retry(Exception):
@@ -88,8 +94,12 @@ class Endpoint:
         self.rules: List[Relabel] = from_settings(settings.write_relabel)
         self.external = tuple(sorted(settings.external_labels.items()))
         url = urlsplit(settings.url)  # an error quoting the path keeps a token in its query: each part redacted
+        user, password = (settings.basic_auth_username, settings.basic_auth_password) if settings.basic_auth_username \
+            else (url.username or "", url.password or "")
+        forms = credential_forms(user, password) if user else []  # a receiver echoing our Authorization header
         self.secrets = sorted({s for s in (settings.url, url.password, url.query, settings.basic_auth_password,
-                                           settings.bearer_token, *settings.headers.values()) if s}, key=len, reverse=True)
+                                           settings.bearer_token, *settings.headers.values(), *forms) if s},
+                              key=len, reverse=True)
         self._stop = threading.Event()
         self.wake = threading.Event()
         self._sleep = sleep or (lambda seconds: self._stop.wait(seconds))
@@ -125,11 +135,14 @@ class Endpoint:
             else self.clock() - 1.0
 
     def _commit(self) -> None:
-        if not self.path:
+        if not self.path or self._stop.is_set():  # a closed endpoint's late batch: its successor owns the file
             return
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        error = write_json(self.path, {"receiver": self.key, "sent_until": self.sent_until})
-        if error:  # a full disk: sent again after a restart (at least once), never lost
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            error = write_json(self.path, {"receiver": self.key, "sent_until": self.sent_until})
+        except OSError as e:
+            error = e
+        if error:  # a full or read-only disk: sent again after a restart (at least once), never lost
             self._once("commit", "remote write %s: cannot save its position: %s", self.name, error)
 
     # -- the thread ----------------------------------------------------------------------------
@@ -231,7 +244,7 @@ class Endpoint:
             except Rejected as e:
                 self.failed += count
                 self.pending = 0
-                self._once(f"rejected:{str(e)[:3]}", "remote write %s: a batch of %d samples refused, dropped: %s",
+                self._once(f"rejected:{e.status}", "remote write %s: a batch of %d samples refused, dropped: %s",
                            self.name, count, e)
                 return True
             except Retry as e:
@@ -261,8 +274,8 @@ class Endpoint:
             return
         said = self._redact(answer.decode("utf-8", "replace").strip()[:200])
         if status == 429 or status >= 500:
-            raise Retry(f"HTTP {status}: {said}", _retry_after(resp.headers.get("Retry-After")))
-        raise Rejected(f"HTTP {status}: {said}")
+            raise Retry(f"HTTP {status}: {said}", retry_after_seconds(resp.headers.get("Retry-After"), self.clock()))
+        raise Rejected(f"HTTP {status}: {said}", status)
 
     def _maybe_metadata(self) -> None:
         now = self.clock()
@@ -284,9 +297,9 @@ class Endpoint:
             self._once("metadata", "remote write %s: metadata not sent: %s", self.name, e)
 
     def _redact(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "<secret>")
-        return text
+        """Text a receiver or an error wrote, fit for one log line: our secrets out, its control
+        characters (a forged second line) shown as escapes."""
+        return _CONTROL.sub(lambda m: repr(m.group(0))[1:-1], redact(text, self.secrets))
 
     def _once(self, key: str, message: str, *args: Any) -> None:
         if key not in self._logged:
@@ -323,13 +336,6 @@ def _read_answer(resp: Any, deadline: float) -> bytes:
     else:
         resp.close()
     return b"".join(chunks)
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
 
 
 def _auth(settings: RemoteWriteSettings) -> Dict[str, str]:

@@ -302,3 +302,41 @@ def test_an_error_quoting_the_url_never_shows_its_token():
     with pytest.raises(Retry) as info:
         e._post(b"x")
     assert "s3cr3t-q" not in str(info.value)
+
+
+def test_a_reload_keeps_an_unchanged_endpoint_and_replaces_a_changed_one(tmp_path):
+    from agent.config import parse_config
+    from agent.remote.sender import Writers
+
+    def settings(url):
+        return parse_config(f'[[remote_write]]\nurl = "{url}"\n').remote_write
+
+    writers = Writers(_NoHistory(), str(tmp_path), lambda: {})
+    try:
+        writers.configure(settings("http://127.0.0.1:9/a"))
+        [kept] = writers.endpoints
+        writers.configure(settings("http://127.0.0.1:9/a"))
+        assert writers.endpoints == [kept], "same settings: the same endpoint, its thread and counters"
+        writers.configure(settings("http://127.0.0.1:9/b"))
+        assert writers.endpoints[0] is not kept and kept._stop.is_set()
+        writers.configure(())
+        assert writers.endpoints == []
+    finally:
+        writers.close()
+
+
+def test_a_position_that_cannot_be_saved_is_said_once_and_sending_goes_on(tmp_path, caplog):
+    """A state directory that is a file (or a full, read-only disk): the batch was accepted, the
+    position stays in memory, one log line; the next batch is not held up."""
+    (tmp_path / "remote_write").write_text("not a directory")
+    e = endpoint_for("http://127.0.0.1:9/w")
+    e.path = str(tmp_path / "remote_write" / "x.json")
+    for t in (10.0, 20.0):
+        e.sent_until = t
+        e._commit()
+    assert caplog.text.count("cannot save its position") == 1
+
+
+def test_a_receivers_words_cannot_forge_a_log_line():
+    e = endpoint_for("http://127.0.0.1:9/w")
+    assert e._redact("bad\nWARNING forged line\x1b[31m") == "bad\\nWARNING forged line\\x1b[31m"
