@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from .. import threads
 from ..model import MetricFamily, Snapshot, counter, gauge
 from .gpu_owner import parse_cgroup
 from .kernelfiles import read_small, read_small_bytes
@@ -189,42 +191,118 @@ class ProcessGpuMemory:
 
 
 class ExitWatcher:
-    """Polls the watched processes every `period` seconds; calls `on_exit(server)` when one ends.
-    It only reads the collectors' current process; the collector itself notices the exit and
-    looks for a new one in its own cycle (one owner for its state)."""
+    """Calls `on_exit(server)` when a watched target's process ends. It only reads the collectors'
+    current process; the collector itself notices the exit and looks for a new one in its own
+    cycle (one owner for its state).
+
+    Where the kernel gives a process descriptor (pidfd, Linux 5.3+), the watcher sleeps in one
+    poll on them and wakes only when a process exits or the set changes: nothing to pay while
+    nothing happens (a check of every process every 0.2 s cost the daemon 25 wake-ups and ~100
+    /proc reads per 5 s cycle with four servers). A process it cannot open a descriptor for is
+    checked every `period` seconds, as before."""
 
     def __init__(self, on_exit: Callable[[str], None], period: float = 0.2):
         self.on_exit = on_exit
         self.period = period
         self.watched: Dict[str, ProcessCollector] = {}
+        self.wakeups = 0  # turns of the loop: what the watcher costs while nothing exits
+        self._pids: Dict[str, int] = {}  # server -> the pid set() last saw
         self._reported: Dict[str, int] = {}  # server -> the pid whose exit was already reported
+        self._fds: Dict[str, Tuple[int, int]] = {}  # server -> (pid, its pidfd); the watcher's thread's own
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="exit-watcher", daemon=True)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._thread = threads.daemon(self._loop, "exit-watcher")
         self._thread.start()
 
     def set(self, collectors: List[ProcessCollector]) -> None:
+        """The processes to watch now (each cycle): the loop is woken only if one changed."""
         self.watched = {c.server: c for c in collectors}
+        for server in [s for s in list(self._reported) if s not in self.watched]:  # bounded by today's targets
+            del self._reported[server]
+        pids = {server: c.proc.pid for server, c in self.watched.items() if c.proc is not None}
+        if pids != self._pids:
+            self._pids = pids
+            self._wake()
+
+    def _wake(self) -> None:
+        if self._wake_w < 0:  # closed
+            return
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:  # the pipe is full (a wake is pending anyway) or closed
+            pass
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.period):
-            for server, c in list(self.watched.items()):
-                proc = c.proc
-                if proc is None or self._reported.get(server) == proc.pid:
-                    continue
+        poller = select.poll()
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            while not self._stop.is_set():
+                self.wakeups += 1
+                self._check()
+                polled_only = self._open_descriptors(poller)
+                poller.poll(int(self.period * 1000) if polled_only else None)
                 try:
-                    gone = not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
-                except psutil.Error:
-                    gone = True
-                if gone:
-                    self._reported[server] = proc.pid
-                    log.warning("target %s: its process %d exited", server, proc.pid, extra={"TARGET": server})
-                    try:
-                        self.on_exit(server)
-                    except Exception:  # the watcher must outlive a bad callback
-                        log.error("exit callback failed", exc_info=log.isEnabledFor(logging.DEBUG))
+                    while os.read(self._wake_r, 512):
+                        pass
+                except OSError:  # drained (EAGAIN)
+                    pass
+        finally:
+            for _, fd in self._fds.values():
+                os.close(fd)
+
+    def _open_descriptors(self, poller: "select.poll") -> bool:
+        """A pidfd in the poll for each live watched process, none for the others; True if some
+        process has none (the loop then polls them every period)."""
+        wanted: Dict[str, int] = {}
+        for server, c in list(self.watched.items()):
+            proc = c.proc
+            if proc is not None and self._reported.get(server) != proc.pid:
+                wanted[server] = proc.pid
+        for server, (pid, fd) in list(self._fds.items()):
+            if wanted.get(server) != pid:
+                poller.unregister(fd)
+                os.close(fd)
+                del self._fds[server]
+        polled_only = False
+        for server, pid in wanted.items():
+            if server in self._fds:
+                continue
+            try:
+                fd = os.pidfd_open(pid)  # Linux only
+            except (AttributeError, OSError):  # not Linux, an old kernel, or the process just ended
+                polled_only = True  # the next check (within a period) sees an exit
+                continue
+            self._fds[server] = (pid, fd)
+            poller.register(fd, select.POLLIN)
+        return polled_only
+
+    def _check(self) -> None:
+        for server, c in list(self.watched.items()):
+            proc = c.proc
+            if proc is None or self._reported.get(server) == proc.pid:
+                continue
+            try:
+                gone = not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                self._reported[server] = proc.pid
+                log.warning("target %s: its process %d exited", server, proc.pid, extra={"TARGET": server})
+                try:
+                    self.on_exit(server)
+                except Exception:  # the watcher must outlive a bad callback
+                    log.error("exit callback failed", exc_info=log.isEnabledFor(logging.DEBUG))
 
     def close(self) -> None:
         self._stop.set()
+        self._wake()
+        self._thread.join(2)
+        if not self._thread.is_alive():  # the pipe is the loop's while it runs
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_w = -1
 
 
 @register_deriver("process_gpu_memory")

@@ -8,8 +8,11 @@ import sys
 import threading
 import time
 
+import pytest
+
 from agent.collectors.process import ExitWatcher, ProcessCollector, ProcessGpuMemory, is_python
 from agent.model import Snapshot, gauge
+from tests.support.peers import wait_until
 from agent.probes.stacks import StackStore, dump
 
 
@@ -86,6 +89,64 @@ def test_exit_is_noticed_within_the_polling_period():
         assert exited.wait(2)
     finally:
         watcher.close()
+
+
+def sleeper():
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's (5.3+)")
+def test_with_pidfds_the_watcher_sleeps_until_an_exit_and_follows_a_restart():
+    first = sleeper()
+    pids = [first.pid]
+    exits = []
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: pids[-1])
+    assert c.alive()
+    watcher = ExitWatcher(exits.append, period=0.05)
+    second = None
+    try:
+        for _ in range(20):  # a second of cycles while nothing exits
+            watcher.set([c])
+            time.sleep(0.05)
+        assert watcher.wakeups <= 2, "no wake-up while nothing exits (a 0.05 s poll would be ~20)"
+        first.kill()
+        first.wait()
+        wait_until(lambda: exits == ["x"], 2, what="the exit")
+        second = sleeper()  # the server restarted: the collector finds the new process in its cycle
+        pids.append(second.pid)
+        assert c.alive() and c.proc.pid == second.pid
+        watcher.set([c])
+        second.kill()
+        second.wait()
+        wait_until(lambda: exits == ["x", "x"], 2, what="the restarted process's exit")
+    finally:
+        watcher.close()
+        for p in (first, second):
+            if p is not None and p.poll() is None:
+                p.kill()
+
+
+def test_without_pidfds_the_watcher_polls(monkeypatch):
+    def no_pidfd(pid):
+        raise OSError(38, "Function not implemented")  # a kernel before 5.3
+
+    monkeypatch.setattr(os, "pidfd_open", no_pidfd, raising=False)
+    child = sleeper()
+    exited = threading.Event()
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
+    assert c.alive()
+    watcher = ExitWatcher(lambda server: exited.set(), period=0.05)
+    watcher.set([c])
+    try:
+        time.sleep(0.5)
+        assert watcher.wakeups >= 5, "polled every period"
+        child.kill()
+        child.wait()
+        assert exited.wait(2)
+    finally:
+        watcher.close()
+        if child.poll() is None:
+            child.kill()
 
 
 def test_missing_ptrace_privilege_is_reported_once_with_the_fix(tmp_path, caplog):
