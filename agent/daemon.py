@@ -14,8 +14,9 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Tuple
 
+from . import threads
 from .alerting import Alerting, resolve_state_dir
 from .collectors.lifecycle import Seen
 from .collectors.process import ExitWatcher
@@ -41,9 +42,11 @@ from .report.compute import Period, Reporter
 from .report.render import render, summary_lines
 from .report.schedule import ReportScheduler, ScheduledReport, report_doc
 from .tsdb.query import Querier
-from .remote.sender import Writers
 from .tsdb.recorder import Recorder, open_store
 from .wiring import CollectorSet
+
+if TYPE_CHECKING:
+    from .remote.sender import Writers
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ class Agent:
                       "history holds, so nothing is lost while a receiver is away; not started")
             return
         if self.remote is None:
+            from .remote.sender import Writers  # start-up cost: urllib3 (~8 MiB), only with [[remote_write]]
             self.remote = Writers(self.recorder.store, self.state_dir, self.metadata, self.clock)
         self.remote.configure(config.remote_write)
 
@@ -170,12 +174,14 @@ class Agent:
     def cycle(self) -> Snapshot:
         """Collect once, publish the snapshot to the exporter, and return it."""
         start = self.monotonic()
+        cpu = [time.thread_time()]  # the phases' split of this thread's CPU: llm_agent_cycle_cpu_seconds_total
         self.collectors.sync()
         reload_ok = gauge("llm_agent_config_last_reload_successful", "Whether the last configuration reload succeeded (1) or not (0).")
         extra = [reload_ok.add({}, 1 if self.reload_ok else 0)] + self.collectors.families()
         if self.history_rules is not None:
             extra += self.history_rules.families()  # as of their last round (every 5 minutes)
         snapshot = self.runner.run(extra=extra)
+        cpu.append(time.thread_time())
         # up{server} and scrape_*: for the rules and the history, as Prometheus has them; not /metrics
         scraped = scrape_series(snapshot)
         if self.alerting is not None:
@@ -192,9 +198,11 @@ class Agent:
             snapshot = snapshot.with_families(self.recorder.families())  # as of the last cycle's write
         if self.remote is not None:
             snapshot = snapshot.with_families(self.remote.families())
+        cpu.append(time.thread_time())
         self.snapshot = snapshot
         if self.exporter is not None:
             self.exporter.publish(snapshot)
+        cpu.append(time.thread_time())
         if self.recorder is not None:
             try:
                 self.recorder.record(snapshot.with_families(scraped), self.alerting.real_alerts() if self.alerting else ())
@@ -203,8 +211,12 @@ class Agent:
             except Exception as e:  # history must never stop collection or alerting
                 log.error("history: this cycle not kept: %s: %s", type(e).__name__, str(e)[:300],
                           exc_info=log.isEnabledFor(logging.DEBUG))
+        cpu.append(time.thread_time())
         if self.reports is not None:
             self.reports.tick()
+        derive = self.runner.derive_cpu
+        self.stats.add_cycle_cpu(collect=cpu[1] - cpu[0] - derive, derive=derive, alerting=cpu[2] - cpu[1],
+                                 publish=cpu[3] - cpu[2], history=cpu[4] - cpu[3], other=time.thread_time() - cpu[4])
         self.stats.cycles += 1
         self.stats.last_cycle_seconds = self.monotonic() - start
         return snapshot
@@ -368,8 +380,7 @@ def install_signals(agent: Agent, drain: float = 5.0, exit_now: Callable[[int], 
     def stop(signum, _frame):
         log.info("signal %s: stopping", signal.Signals(signum).name)
         agent.stop()
-        threading.Thread(target=_deadline, args=(drain + grace, exit_now), name="stop-deadline",
-                         daemon=True).start()
+        threads.daemon(_deadline, "stop-deadline", drain + grace, exit_now).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -13,8 +13,9 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Dict, Iterable, List, Optional, Protocol, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
+from . import threads
 from .model import CollectorStatus, MetricFamily, Problem, Shapes, Snapshot, counter, gauge, merge_families
 
 log = logging.getLogger(__name__)
@@ -46,11 +47,18 @@ class Collector(Protocol):
     def collect(self) -> Iterable[MetricFamily]: ...
 
 
-_Outcome = Tuple[List[MetricFamily], Tuple[Problem, ...], float, str]
+class _Outcome(NamedTuple):
+    """One collector's run: what it returned and what it cost."""
+
+    families: List[MetricFamily]
+    problems: Tuple[Problem, ...]
+    duration: float  # wall seconds
+    cpu: float  # seconds of its thread's CPU
+    error: str
 
 
 def _run_one(collector: Collector, view: Optional[Snapshot] = None) -> _Outcome:
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.thread_time()
     try:
         families = list(collector.derive(view) if view is not None else collector.collect())  # type: ignore[attr-defined]
         error = ""
@@ -58,7 +66,7 @@ def _run_one(collector: Collector, view: Optional[Snapshot] = None) -> _Outcome:
         log.warning("collector %s failed: %s", collector.name, e, exc_info=log.isEnabledFor(logging.DEBUG))
         families, error = [], f"{type(e).__name__}: {e}"
     problems = tuple(getattr(collector, "problems", ()) or ())
-    return families, problems, time.perf_counter() - start, error
+    return _Outcome(families, problems, time.perf_counter() - start, time.thread_time() - cpu, error)
 
 
 HEDGE_AFTER = 0.05  # seconds a collector may hold every lane before another lane starts
@@ -133,9 +141,12 @@ class Runner:
         self.timeout = timeout
         self.hedge_after = hedge_after
         self.clock = clock
-        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="collector")
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="collector",
+                                        initializer=threads.name_os_thread)
         self._inflight: Dict[str, Future] = {}
+        self.derive_cpu = 0.0  # the last run's CPU in its derivers, in the calling thread
         self._overruns: Dict[str, int] = {}
+        self._cpu: Dict[str, float] = {}
         self._errors: Dict[str, int] = {}
         self.conflicts_total = 0
         self._shapes = Shapes()  # what the last merge learnt of each family (model.Shapes)
@@ -148,9 +159,9 @@ class Runner:
         for old in self.collectors:
             if id(old) not in kept:
                 getattr(old, "close", lambda: None)()
-        for name in list(self._inflight):
-            if name not in names:
-                del self._inflight[name]
+        for per_name in (self._inflight, self._overruns, self._errors, self._cpu):  # bounded by today's set
+            for name in [n for n in per_name if n not in names]:
+                del per_name[name]
         self.collectors = list(collectors)
 
     def run(self, extra: Iterable[MetricFamily] = ()) -> Snapshot:
@@ -176,8 +187,7 @@ class Runner:
         groups: List[Tuple[str, List[MetricFamily]]] = []
         problems: List[Problem] = []
         for c in inline:  # while the others work in their lane
-            families, found, duration, error = _run_one(c)
-            self._record(c.name, families, found, duration, error, groups, problems, statuses)
+            self._record(c.name, _run_one(c), groups, problems, statuses)
         lanes.wait(list(started.values()), begun + self.timeout)
         for name, fut in started.items():
             if not fut.done() or fut.cancelled():
@@ -186,15 +196,16 @@ class Runner:
                 problems.append(Problem("warning", f"collector {name}", f"did not finish within {self.timeout:g}s",
                                         "a source is hanging; its series are missing until it answers"))
                 continue
-            families, found, duration, error = fut.result()
-            self._record(name, families, found, duration, error, groups, problems, statuses)
+            self._record(name, fut.result(), groups, problems, statuses)
+        derive_from = time.thread_time()
         if self.derivers:  # stage two: worked out from this cycle's results alone
             wanted = {name for d in self.derivers for name in d.reads}
             view = Snapshot(now, tuple(merge_families([[f for _, g in groups for f in g if f.name in wanted]])[0]))
             for d in self.derivers:  # in order: each sees what the ones before it derived
-                families, found, duration, error = _run_one(d, view)  # type: ignore[arg-type]
-                self._record(d.name, families, found, duration, error, groups, problems, statuses)
-                view = view.with_families([f for f in families if f.name in wanted and view.family(f.name) is None])
+                outcome = _run_one(d, view)  # type: ignore[arg-type]
+                self._record(d.name, outcome, groups, problems, statuses)
+                view = view.with_families([f for f in outcome.families if f.name in wanted and view.family(f.name) is None])
+        self.derive_cpu = time.thread_time() - derive_from  # the cycle's split of its CPU (daemon.cycle)
         statuses.sort(key=lambda s: s.name)
         own = self._self_metrics(statuses)
         # the agent's own families first, what targets pass through last: in a clash, ours win
@@ -210,15 +221,15 @@ class Runner:
         own[-1].samples[0].value = float(self.conflicts_total)
         return Snapshot(now, tuple(families), tuple(statuses), tuple(problems))
 
-    def _record(self, name: str, families: List[MetricFamily], found: Tuple[Problem, ...], duration: float, error: str,
-                groups: List[Tuple[str, List[MetricFamily]]], problems: List[Problem],
+    def _record(self, name: str, outcome: _Outcome, groups: List[Tuple[str, List[MetricFamily]]], problems: List[Problem],
                 statuses: List[CollectorStatus]) -> None:
-        groups.append((name, families))
-        problems.extend(found)
-        statuses.append(CollectorStatus(name, not error, duration, error))
-        if error:
+        groups.append((name, outcome.families))
+        problems.extend(outcome.problems)
+        statuses.append(CollectorStatus(name, not outcome.error, outcome.duration, outcome.error))
+        self._cpu[name] = self._cpu.get(name, 0.0) + outcome.cpu
+        if outcome.error:
             self._errors[name] = self._errors.get(name, 0) + 1
-            problems.append(Problem("warning", f"collector {name}", f"failed: {error}"))
+            problems.append(Problem("warning", f"collector {name}", f"failed: {outcome.error}"))
 
     def _self_metrics(self, statuses: Sequence[CollectorStatus]) -> List[MetricFamily]:
         success = gauge("llm_agent_collector_success", "Whether the collector succeeded in the last cycle (1) or not (0).")
@@ -226,16 +237,18 @@ class Runner:
         overruns = counter("llm_agent_collector_overruns_total",
                            "Cycles in which the collector timed out or was skipped because its previous run was still busy.")
         errors = counter("llm_agent_collector_errors_total", "Cycles in which the collector raised an error.")
+        cpu = counter("llm_agent_collector_cpu_seconds_total", "CPU time the collector's runs have spent in their thread.")
         for s in statuses:
             lbl = {"collector": s.name}
             success.add(lbl, 1 if s.success else 0)
             duration.add(lbl, s.duration)
             overruns.add(lbl, self._overruns.get(s.name, 0))
             errors.add(lbl, self._errors.get(s.name, 0))
+            cpu.add(lbl, self._cpu.get(s.name, 0.0))
         conflicts = counter("llm_agent_snapshot_conflicts_total",
                             "Series dropped because two sources exported the same series or clashing types.")
         conflicts.add({}, self.conflicts_total)
-        return [success, duration, overruns, errors, conflicts]
+        return [success, duration, overruns, errors, cpu, conflicts]
 
     def close(self) -> None:
         """Close every collector and stop the worker threads (not waiting for hung ones)."""

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional
 
+from . import threads
+
 log = logging.getLogger(__name__)
 
 
@@ -93,7 +95,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
         if self.period > 0:
-            self._thread = threading.Thread(target=self._loop, name="watchdog", daemon=True)
+            self._thread = threads.daemon(self._loop, "watchdog")
             self._thread.start()
 
     def tick(self) -> bool:

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from .. import threads
 
 
 class TrackedNvml:
@@ -114,7 +115,7 @@ class GpuReader:
     def _ensure_thread(self) -> threading.Thread:
         if self._thread is None or not self._thread.is_alive():
             self._wake = threading.Event()
-            self._thread = threading.Thread(target=self._run, args=(self._wake,), name="nvml-reader", daemon=True)
+            self._thread = threads.daemon(self._run, "nvml-reader", self._wake)
             self._thread.start()
         return self._thread
 

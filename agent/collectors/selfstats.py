@@ -32,6 +32,11 @@ class AgentStats:
     api_refused: int = 0
     auth_failures: int = 0
     tls_errors: int = 0
+    cycle_cpu: Dict[str, float] = field(default_factory=dict)  # CPU seconds in the cycle's thread, by phase
+
+    def add_cycle_cpu(self, **seconds: float) -> None:
+        for phase, s in seconds.items():
+            self.cycle_cpu[phase] = self.cycle_cpu.get(phase, 0.0) + max(0.0, s)
 
 
 class SelfCollector:
@@ -60,6 +65,12 @@ class SelfCollector:
             .add({"source": "configured"}, s.targets_configured)
             .add({"source": "discovered"}, s.targets_discovered),
         ]
+        phases = counter("llm_agent_cycle_cpu_seconds_total", "CPU time the collection cycle's own thread spent, by phase "
+                         "(collect: collectors run in that thread and the wait for the rest; derive, alerting, "
+                         "publish, history, other); the other threads' CPU is in process_cpu_seconds_total.")
+        for phase, seconds in sorted(s.cycle_cpu.items()):
+            phases.add({"phase": phase}, seconds)
+        fams.append(phases)
         requests = counter("llm_agent_exporter_requests_total", "HTTP requests served by the exporter, by path and status code.")
         for (path, code), n in sorted(s.requests.items()):
             requests.add({"path": path, "code": code}, n)

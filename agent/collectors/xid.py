@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any, Dict, List, Tuple
+from .. import threads
 
 log = logging.getLogger(__name__)
 WAIT_MS = 1000
@@ -36,7 +37,7 @@ class XidWatcher:
                 continue
             self._index_of[self._key(handle)] = index
             self.watched.append(index)
-        self._thread = threading.Thread(target=self._loop, name="nvml-xid", daemon=True)
+        self._thread = threads.daemon(self._loop, "nvml-xid")
         self._thread.start()
 
     @staticmethod

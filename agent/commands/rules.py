@@ -10,7 +10,8 @@ from typing import List, Tuple
 
 from ..config import Config
 from ..perf.anomaly import load_history_rules
-from ..rulefile import FileRule, RuleFileError, count_rules, load_file, reach_problem
+from ..promql.reach import reach_problem
+from ..rulefile import FileRule, RuleFileError, count_rules, load_file
 from ..rules.export import export_rules
 from ..rules.loader import rule_docs
 from ..rules.unittest import run as run_tests

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple, Union
 
+from ..promql.reach import reach_problem
 from . import values as v
 from .channels import BY_TYPE, KINDS
 from .schema import SCHEMA, Field, Settings, build
@@ -258,7 +259,6 @@ def _rule_files(val: _Validator, patterns: List[str], source: str) -> Tuple[Any,
 
 def _check_rule_reach(val: _Validator, sections: Dict[str, Any], groups: Tuple[Any, ...]) -> None:
     """Rules that read further back than the in-memory history holds are refused, with why."""
-    from ..rulefile import reach_problem  # start-up cost: PyYAML comes with the rule file reader
 
     limit = sections["alerting"]["memory_history"]
     for kind in ("rules", "recording_rules"):

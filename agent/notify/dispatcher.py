@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .. import threads
 from ..config.channels import kind_of
 from .base import AlertDoc, Channel, NotifyError, redact
 from .grouping import Message
@@ -128,7 +129,7 @@ class Dispatcher:
         for name, state in list(self.states.items()):
             current = self._threads.get(name)
             if current is None or current[0] is not state:
-                t = threading.Thread(target=self._worker, args=(name, state), name=f"notify-{name}", daemon=True)
+                t = threads.daemon(self._worker, f"notify-{name}", name, state)
                 self._threads[name] = (state, t)
                 t.start()
 

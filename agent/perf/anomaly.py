@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .. import threads
 from ..config.load import tomllib
 from ..heap import release_freed_memory
 from ..model import MetricFamily, counter, gauge
@@ -66,7 +67,7 @@ class HistoryRules:
         self._logged: set = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="history-rules", daemon=True)
+        self._thread = threads.daemon(self._loop, "history-rules")
         if start:
             self._thread.start()
 

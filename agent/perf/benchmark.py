@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from .. import threads
 from ..probes.completion import ProbeResult, ProbeSpec, run_probe
 
 FIGURES = ("prompt_tokens_per_second", "generation_tokens_per_second_c1", "generation_tokens_per_second_cN",
@@ -99,7 +100,7 @@ class Guard:
         self._thread: Optional[threading.Thread] = None
 
     def __enter__(self) -> "Guard":
-        self._thread = threading.Thread(target=self._watch, name="bench-guard", daemon=True)
+        self._thread = threads.daemon(self._watch, "bench-guard")
         self._thread.start()
         return self
 

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
+from .. import threads
 from ..collectors.engines import engine_sources, source_total
 from ..collectors.http import FetchError, HttpClient
 from ..collectors.llamacpp import parse_props
@@ -103,7 +104,7 @@ class PerfCollector:
         self.idle_since: Optional[float] = None
         self._next_bench = clock() + min(interval, 300.0)  # the first soon after start, when idle
         self._next_quality = clock() + 60.0 if quality else float("inf")
-        self._thread = threading.Thread(target=self._loop, name=f"perf-{server}", daemon=True)
+        self._thread = threads.daemon(self._loop, f"perf-{server}")
         book.attach(server, bench_enabled, idle_for)  # the API asks the book, never this collector
         if start:
             self._thread.start()

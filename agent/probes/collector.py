@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .. import threads
 from .. import regex
 from ..model import MetricFamily, Problem, counter, gauge
 from ..collectors.lifecycle import TargetLife
@@ -95,7 +96,7 @@ class ProbeCollector:
         self.failures_in_a_row = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"probe-{server}", daemon=True)
+        self._thread = threads.daemon(self._loop, f"probe-{server}")
         self._thread.start()
 
     def _loop(self) -> None:

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Dict, List, Optional
+from .. import threads
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class StackStore:
             if self._busy.get(server):
                 return
             self._busy[server] = True
-        threading.Thread(target=self._take, args=(server, pid, reason), name=f"py-spy-{server}", daemon=True).start()
+        threads.daemon(self._take, f"py-spy-{server}", server, pid, reason).start()
 
     def take_now(self, server: str, pid: int, reason: str) -> StackDump:
         """Dump synchronously (for `llm-agent stacks`) and store it."""

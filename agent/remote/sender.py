@@ -34,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
+from .. import threads
 from ..config import RemoteWriteSettings
 from ..config.values import without_password
 from ..model import MetricFamily, counter, gauge
@@ -118,7 +119,7 @@ class Endpoint:
         self._last_metadata = 0.0
         self._reader: Optional[Reader] = None
         self._label_cache: Dict[wire.Labels, bytes] = {}  # each series' encoded labels, sent every batch
-        self._thread = threading.Thread(target=self._run, name=f"remote-write:{self.name}", daemon=True)
+        self._thread = threads.daemon(self._run, f"remote-write:{self.name}")
 
     # -- position ------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
+from .. import threads
 from ..config.schedule import Schedule
 from ..notify.base import AlertDoc
 
@@ -87,7 +88,7 @@ class ReportScheduler:
             log.debug("reports: cannot read their state: %s", e)
             return
         if due:
-            self._busy = threading.Thread(target=self._run, args=(due,), name="reports", daemon=True)
+            self._busy = threads.daemon(self._run, "reports", due)
             self._busy.start()
 
     def _run(self, due: List[tuple]) -> None:

@@ -25,7 +25,7 @@ from ..promql.ast import label_sources, selectors
 from ..promql.evaluator import Budget, EvalError, Evaluator, Matrix, unique
 from .history import History
 from ..promql.parser import parse as parse_promql
-from ..rulefile import reach_problem
+from ..promql.reach import reach_problem
 from ..templates import NO_CONTEXT, Context, Template
 
 log = logging.getLogger(__name__)

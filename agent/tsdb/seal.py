@@ -20,6 +20,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+from .. import threads
 from ..heap import release_freed_memory
 from . import codec, rollup
 from .rollup import encode_rollups
@@ -110,7 +111,7 @@ class Sealer:
             self._sealed.clear()
             self._sealing = True
             if self._sealer is None:  # one thread for the store's life: a thread per seal fragments the heap
-                self._sealer = threading.Thread(target=self._seal_loop, name="history-seal", daemon=True)
+                self._sealer = threads.daemon(self._seal_loop, "history-seal")
                 self._sealer.start()
             self._windows.put(window)
             if not wait:

@@ -28,11 +28,55 @@ from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 SHIM = os.path.join(ROOT, "tests", "support", "fake_nvml_module")
 
 
-def cycles(port):
+TICK = os.sysconf("SC_CLK_TCK")
+# each thread by its name (agent/threads.py gives the kernel the Python name) -> the part it works for
+PARTS = (("probes", ("probe-", "py-spy-")), ("history", ("history-",)), ("exporter", ("exporter",)),
+         ("collectors", ("collector_", "nvml-", "exit-watcher")), ("notify", ("notify-", "remote-write", "reports")),
+         ("perf", ("perf-", "bench-guard")))
+
+
+def own_series(port):
+    """The agent's cycle count and its cycle thread's CPU by phase, from its own /metrics."""
+    out = {}
     for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.splitlines():
-        if line.startswith("llm_agent_cycles_total"):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+        if line.startswith("llm_agent_cycles_total "):
+            out["cycles"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("llm_agent_cycle_cpu_seconds_total{"):
+            out["cycle: " + line.split('phase="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("llm_agent_collector_cpu_seconds_total{"):
+            out["collector: " + line.split('collector="', 1)[1].split('"', 1)[0]] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def thread_cpu(pid):
+    """CPU seconds of each live thread of pid, by thread id: (name, seconds)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # ended while we read
+            continue
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (name, (int(rest[11]) + int(rest[12])) / TICK)  # utime, stime: fields 14 and 15
+    return out
+
+
+def part_of(tid, name, pid):
+    if tid == pid:
+        return "cycle (main thread)"
+    return next((part for part, prefixes in PARTS if name.startswith(prefixes)), "other: " + name)
+
+
+def shares(before, after, pid, total):
+    """Each part's CPU over the run; threads that ended in between are what the process spent beyond
+    the live threads' sum."""
+    parts = {}
+    for tid, (name, sec) in after.items():
+        part = part_of(tid, name, pid)
+        parts[part] = parts.get(part, 0.0) + sec - before.get(tid, (name, 0.0))[1]
+    parts["threads that ended during the run"] = max(0.0, total - sum(parts.values()))
+    return parts
 
 
 def warm_in_process(urls, n=60):
@@ -62,6 +106,7 @@ def warm_in_process(urls, n=60):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=60.0, help="seconds before the measured run")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="realtime-")
     model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
@@ -77,11 +122,19 @@ def main():
                              stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 60, what="the agent")
-        time.sleep(60)
+        time.sleep(args.warmup)
         proc = psutil.Process(agent.pid)
-        t0, c0, n0 = time.monotonic(), sum(proc.cpu_times()[:2]), cycles(port)
+        t0, c0, s0, th0 = time.monotonic(), sum(proc.cpu_times()[:2]), own_series(port), thread_cpu(agent.pid)
         time.sleep(args.minutes * 60)
-        wall, cpu, n = time.monotonic() - t0, sum(proc.cpu_times()[:2]) - c0, cycles(port) - n0
+        wall, cpu, s1, th1 = time.monotonic() - t0, sum(proc.cpu_times()[:2]) - c0, own_series(port), thread_cpu(agent.pid)
+        n = s1["cycles"] - s0["cycles"]
+        parts = shares(th0, th1, agent.pid, cpu)
+        phases = {k: s1[k] - s0.get(k, 0.0) for k in s1 if k.startswith("cycle: ")}
+        per_collector = {k: s1[k] - s0.get(k, 0.0) for k in s1 if k.startswith("collector: ")}
+        threads_by_name = {}
+        for tid, (name, sec) in th1.items():
+            key = name.rstrip("0123456789") + ("*" if name[-1:].isdigit() else "")
+            threads_by_name[key] = threads_by_name.get(key, 0.0) + sec - th0.get(tid, (name, 0.0))[1]
         rss = proc.memory_info().rss / 2 ** 20
         gpus = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text.count("DCGM_FI_DEV_GPU_UTIL{")
     finally:
@@ -94,6 +147,19 @@ def main():
             s.kill()
     print(f"real time, `llm-agent run` at its defaults, {gpus} fake GPUs, 4 real llama-servers, {args.minutes:g} min: "
           f"{cpu / wall * 100:.2f}% of one core, {cpu / n * 1000:.1f} ms CPU per cycle ({n:.0f} cycles), RSS {rss:.1f} MiB")
+    print("share of the process's CPU, by part (thread CPU from /proc/<pid>/task; the cycle's thread split by "
+          "llm_agent_cycle_cpu_seconds_total):")
+    for part, sec in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {part:<36} {sec / cpu * 100:5.1f}%  {sec / n * 1000:6.2f} ms per cycle")
+        if part.startswith("cycle"):
+            for phase, psec in sorted(phases.items(), key=lambda kv: -kv[1]):
+                print(f"    {phase:<34} {psec / cpu * 100:5.1f}%  {psec / n * 1000:6.2f} ms per cycle")
+    top = sorted(per_collector.items(), key=lambda kv: -kv[1])[:8]
+    print("the collectors' own CPU (llm_agent_collector_cpu_seconds_total, in whichever thread ran them), the most costly:")
+    for name, sec in top:
+        print(f"  {name:<36} {sec / cpu * 100:5.1f}%  {sec / n * 1000:6.2f} ms per cycle")
+    print("each thread, by name:", ", ".join(f"{k} {v / n * 1000:.2f}" for k, v in
+                                           sorted(threads_by_name.items(), key=lambda kv: -kv[1]) if v > 0), "ms per cycle")
     print(f"warm in process (cycles back to back, caches warm; bench_agent.py's figure): {warm * 1000:.1f} ms CPU per cycle")
 
 

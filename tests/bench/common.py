@@ -17,14 +17,14 @@ def pct(values, p):
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def agent_process(tmp, config_body, agent_section=""):
+def agent_process(tmp, config_body, agent_section="", state=None):
     """`llm-agent run` with `config_body` (TOML after [agent] and [exporter]) in its own state
-    directory under `tmp`, ready: (process, its /metrics URL)."""
+    directory under `tmp` (or `state`, prepared beforehand), ready: (process, its /metrics URL)."""
     import requests
 
     from tests.support.peers import wait_until
 
-    state = tempfile.mkdtemp(dir=tmp)
+    state = state or tempfile.mkdtemp(dir=tmp)
     port = free_port()
     config = os.path.join(state, "agent.toml")
     with open(config, "w") as f:

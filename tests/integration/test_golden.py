@@ -22,7 +22,7 @@ from tests.support.peers import promtool_lint
 FIX = Path(__file__).parent.parent / "fixtures"
 GOLDEN = FIX / "golden" / "metrics.txt"
 VOLATILE = re.compile(r"^(# (HELP|TYPE) )?(process_\w+|llm_agent_threads|llm_agent_build_info|\w+_duration_seconds"
-                      r"|llm_agent_exporter_requests_total|llm_agent_cycles_total"
+                      r"|llm_agent_exporter_requests_total|llm_agent_cycles_total|\w+_cpu_seconds_total"
                       r"|llm_agent_target_process_\w+)[ {]")  # the replay server runs in the test's own process
 
 
