@@ -146,6 +146,9 @@ class Evaluator:
     def __init__(self, history: Samples, cache: Optional[Dict[tuple, tuple]] = None, step: float = 60.0,
                  start: Optional[float] = None, end: Optional[float] = None, budget: Optional[Budget] = None):
         self.history = history
+        # history read from rollups (tsdb.query.Loaded): a range shorter than two of its points
+        # holds at most one, and rate() would be empty; it is read as two points' span
+        self.min_range: float = getattr(history, "min_range", 0.0)
         self.budget = budget if budget is not None else Budget()
         self.step = step
         self.start, self.end = start, end
@@ -216,7 +219,7 @@ class Evaluator:
 
     def _matrix(self, node: MatrixSelector, t: float) -> Matrix:
         sel = node.vector
-        found = self.history.range(sel, self._time(t, sel.at, sel.offset), node.range)
+        found = self.history.range(sel, self._time(t, sel.at, sel.offset), max(node.range, self.min_range))
         self.budget.spend(sum(len(points) for _, points in found))
         self._record(sel, (labels for labels, _ in found))
         return Matrix(found)
@@ -226,7 +229,7 @@ class Evaluator:
         node = unwrap(node)
         if isinstance(node, MatrixSelector):
             end = self._time(t, node.vector.at, node.vector.offset)
-            return self._matrix(node, t), end - node.range, end
+            return self._matrix(node, t), end - max(node.range, self.min_range), end
         if isinstance(node, Subquery):
             end = self._time(t, node.at, node.offset)
             return self._subquery(node, t), end - node.range, end

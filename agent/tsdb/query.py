@@ -44,8 +44,9 @@ class QueryError(Exception):
 class Loaded:
     """The three reads the evaluator makes, over points loaded per selector node."""
 
-    def __init__(self, lookback: float):
+    def __init__(self, lookback: float, min_range: float = 0.0):
         self.lookback = lookback
+        self.min_range = min_range  # the evaluator reads a shorter range as this (two rollup points)
         self.with_markers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
         self.numbers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
 
@@ -141,16 +142,18 @@ class Querier:
             warnings.append(f"read from {TIER_NAMES[tier]} (the store keeps raw samples for "
                             f"{_days(self.store.retention.raw)}): gauges are bucket averages, counters their last value")
             if min_range < 2 * res:
-                warnings.append(f"a range shorter than two {TIER_NAMES[tier][:-1]} points ({int(2 * res)}s) may be "
-                                "empty at this resolution; widen it")
-        loaded = Loaded(lookback)
+                warnings.append(f"a range shorter than two {TIER_NAMES[tier][:-1]} points is read as {int(2 * res)}s "
+                                "(at this resolution it would hold one point, and rate() none)")
+        loaded = Loaded(lookback, 2 * RESOLUTION[tier] if tier != RAW else 0.0)
         columns = _columns(node)
         # samples up to `end`, unless something reads past it (an @ time or a negative offset, in a subquery too)
         ahead = any(getattr(n, "offset", 0.0) < 0 or getattr(n, "at", None) is not None for n in _walk(node))
         reader = self.store.reader()
         total = 0
         for sel, sel_reach in pairs:
-            first = max(start - sel_reach - lookback, now - longest) if math.isfinite(sel_reach) else now - longest
+            widened = 2 * RESOLUTION[tier] if tier != RAW else 0.0  # a short range is read as two points
+            first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
+                     else now - longest)
             last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
             found = reader.find(sel.name, sel.matchers, first, last)
             if tier == RAW:

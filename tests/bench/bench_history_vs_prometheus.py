@@ -12,7 +12,7 @@ The same values go two ways, in one run:
   as it does in real time) into `history.db`, served by the real daemon (`llm-agent run` on
   that state directory) through its Prometheus query API;
 - into an OpenMetrics file, turned into blocks by `promtool tsdb create-blocks-from
-  openmetrics`, served by a real Prometheus (2.42 on Debian), which is given time to compact
+  openmetrics` (a file per 2-hour block), served by a real Prometheus (2.42 on Debian), which is given time to compact
   them as it would its own.
 
 Printed: bytes per sample on disk (Prometheus' blocks against the agent's raw tier, and the
@@ -42,8 +42,9 @@ from agent.model import COUNTER, HISTOGRAM  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
 from tests.bench.bench_history import INTERVAL, Load, base_families, tier_sizes  # noqa: E402
 from tests.bench.common import agent_process  # noqa: E402
-from tests.support.peers import Prometheus, wait_until  # noqa: E402
+from tests.support.peers import Prometheus  # noqa: E402
 
+KINDS = {COUNTER: "counter", HISTOGRAM: "histogram"}
 FAMILIES = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_TEMP",
             "node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "llamacpp:tokens_predicted_total",
             "llm_agent_probe_ttft_seconds")
@@ -69,45 +70,56 @@ def label_text(labels):
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels) + "}" if labels else ""
 
 
+WINDOW = 7200  # promtool's block span; it reads its input once per block, so each window is its own file
+
+
 def generate(families, days, end, workdir):
-    """Both stores from the same values: (history.db path, OpenMetrics path, samples, seconds)."""
+    """Both stores from the same values: the agent's state directory, the OpenMetrics files (one
+    per 2-hour block, each family's samples together as OpenMetrics wants), the series and cycle
+    counts, the tiers' sizes and the seconds it took."""
     load = Load(families)
     cycles = int(days * 86400 / INTERVAL)
-    t = end - (cycles - 1) * INTERVAL
-    clock = [t]
+    clock = [end - (cycles - 1) * INTERVAL]
     state = os.path.join(workdir, "state")
     os.makedirs(state)
     store = HistoryStore(os.path.join(state, "history.db"), clock=lambda: clock[0])
-    parts = [open(os.path.join(workdir, f"part{i}.om"), "w", buffering=1 << 20) for i in range(len(families))]
     prefixes = [[s.name + label_text(s.labels) + " " for s in fam.samples] for fam in families]
+    headers = [f"# TYPE {openmetrics_name(fam)} {KINDS.get(fam.type, 'gauge')}\n" for fam in families]
+    files = []
+    window, lines = None, [[] for _ in families]
+
+    def flush():
+        if window is None:
+            return
+        path = os.path.join(workdir, f"window-{window}.om")
+        with open(path, "w") as f:
+            for header, family_lines in zip(headers, lines):
+                f.write(header)
+                f.write("".join(family_lines))
+            f.write("# EOF\n")
+        files.append(path)
+
     started = time.monotonic()
     for i in range(cycles):
         snap = load.snapshot(clock[0])
         store.append(snap)
         store.maintain(clock[0])
         store.settle()  # in real time a seal has 30 minutes; fast-forwarded, it is waited for
+        if int(clock[0]) // WINDOW != window:
+            flush()
+            window, lines = int(clock[0]) // WINDOW, [[] for _ in families]
         stamp = f" {int(clock[0])}\n"
-        for out, pre, fam in zip(parts, prefixes, snap.families):
-            out.write("".join(p + repr(s.value) + stamp for p, s in zip(pre, fam.samples)))
+        for out, pre, fam in zip(lines, prefixes, snap.families):
+            out.append("".join(p + repr(s.value) + stamp for p, s in zip(pre, fam.samples)))
         clock[0] += INTERVAL
         if i and i % 17280 == 0:
             print(f"  day {i // 17280}: {time.monotonic() - started:.0f}s", flush=True)
+    flush()
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     tiers = tier_sizes(store)
     store.close()
-    for out in parts:
-        out.close()
-    om = os.path.join(workdir, "samples.om")
-    with open(om, "w") as f:  # one family after another, as OpenMetrics wants
-        for i, fam in enumerate(families):
-            kind = {COUNTER: "counter", HISTOGRAM: "histogram"}.get(fam.type, "gauge")
-            f.write(f"# TYPE {openmetrics_name(fam)} {kind}\n")
-            with open(os.path.join(workdir, f"part{i}.om")) as part:
-                shutil.copyfileobj(part, f, 1 << 20)
-            os.unlink(os.path.join(workdir, f"part{i}.om"))
-        f.write("# EOF\n")
     series = sum(len(fam.samples) for fam in families)
-    return state, om, series, cycles, tiers, time.monotonic() - started
+    return state, files, series, cycles, tiers, time.monotonic() - started
 
 
 def dir_bytes(path, skip=("wal", "chunks_head")):
@@ -119,12 +131,12 @@ def dir_bytes(path, skip=("wal", "chunks_head")):
 
 
 def settled_prometheus(prom):
-    """Wait until Prometheus has compacted the backfilled blocks (its block count holds for 20 s)."""
+    """Wait until Prometheus has compacted the backfilled blocks (its block count holds for 150 s)."""
     def blocks():
         text = requests.get(prom.url + "/metrics", timeout=5).text
         return next((line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith("prometheus_tsdb_blocks_loaded ")), "")
     last, since = blocks(), time.monotonic()
-    while time.monotonic() - since < 20:
+    while time.monotonic() - since < 150:  # its compaction loop runs every minute
         time.sleep(2)
         now = blocks()
         if now != last:
@@ -167,16 +179,18 @@ def main():
     tmp = tempfile.mkdtemp(prefix="history-vs-prom-")
     end = float(int(time.time() - 120) // 5 * 5)
     print(f"generating {args.days:g} days at {INTERVAL:g}s ...", flush=True)
-    state, om, series, cycles, tiers, took = generate(families, args.days, end, tmp)
+    state, files, series, cycles, tiers, took = generate(families, args.days, end, tmp)
     samples = series * cycles
-    print(f"{series} series x {cycles:,} cycles = {samples:,} samples in {took:.0f}s; OpenMetrics file "
-          f"{os.path.getsize(om) / 1e9:.2f} GB", flush=True)
+    print(f"{series} series x {cycles:,} cycles = {samples:,} samples in {took:.0f}s; OpenMetrics "
+          f"{sum(os.path.getsize(f) for f in files) / 1e9:.2f} GB in {len(files)} files", flush=True)
 
     blocks = os.path.join(tmp, "prometheus")
     t0 = time.monotonic()
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", om, blocks], check=True)
+    for path in files:
+        subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", path, blocks], check=True,
+                       stdout=subprocess.DEVNULL)
+        os.unlink(path)
     print(f"promtool backfill: {time.monotonic() - t0:.0f}s", flush=True)
-    os.unlink(om)
     prom = Prometheus([], tmp, interval="15s", data_dir=blocks,
                       args=["--storage.tsdb.retention.time=400d"]).start()
     agent = None

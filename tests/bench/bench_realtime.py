@@ -1,19 +1,25 @@
 """Issue 32: what the host pays, seen from outside as `top` sees it. The real daemon
 (`llm-agent run`) at its defaults (5 s interval, default rules, history on, probes on) in real
 time, reading 8 fake GPUs through the fake NVML module it imports (tests/support/fake_nvml_module)
-and 4 real llama-servers; after a minute of warm-up, `--minutes` (default 10) measured: process CPU
-over wall time (share of one core), CPU per cycle, RSS. The warm in-process figure
-(bench_agent.py's: cycles back to back, caches warm) follows as a second line, named as such.
+and 4 real llama-servers, scraped every 15 s as Prometheus would (OpenMetrics, gzip) beside a
+node_exporter scraped alike (the peer); after a minute of warm-up, `--minutes` (default 10)
+measured: process CPU over wall time (share of one core), CPU per cycle, RSS, the cycle's wall
+time at each scrape (median, p95), and each part's share from its threads' CPU (their kernel
+names: agent/threads.py) and the cycle thread's phases (llm_agent_cycle_cpu_seconds_total).
+The warm in-process figure (bench_agent.py's: cycles back to back, caches warm) follows as a
+second line, named as such.
 
-    python tests/bench/bench_realtime.py [--minutes 10]
+    python tests/bench/bench_realtime.py [--minutes 10] [--scrape 15]
 """
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,6 +28,7 @@ sys.path.insert(0, ROOT)
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
+from tests.bench.common import pct  # noqa: E402
 from tests.support.peers import LlamaServer, free_port, wait_until  # noqa: E402
 from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 
@@ -49,16 +56,24 @@ def own_series(port):
 
 
 def thread_cpu(pid):
-    """CPU seconds of each live thread of pid, by thread id: (name, seconds)."""
+    """CPU seconds of each live thread of pid, by thread id: (name, seconds). The scheduler's own
+    nanoseconds (schedstat) where the kernel keeps them: utime and stime are whole ticks, and a
+    dozen threads' rounding would blur a part of a millisecond per cycle."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                stat = f.read()
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    seconds = int(f.read().split()[0]) / 1e9
+            except (OSError, ValueError, IndexError):
+                with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                    rest = f.read().rsplit(")", 1)[1].split()
+                seconds = (int(rest[11]) + int(rest[12])) / TICK  # utime, stime: fields 14 and 15
         except OSError:  # ended while we read
             continue
-        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-        out[int(tid)] = (name, (int(rest[11]) + int(rest[12])) / TICK)  # utime, stime: fields 14 and 15
+        out[int(tid)] = (name, seconds)
     return out
 
 
@@ -75,7 +90,7 @@ def shares(before, after, pid, total):
     for tid, (name, sec) in after.items():
         part = part_of(tid, name, pid)
         parts[part] = parts.get(part, 0.0) + sec - before.get(tid, (name, 0.0))[1]
-    parts["threads that ended during the run"] = max(0.0, total - sum(parts.values()))
+    parts["threads that ended during the run (and rounding)"] = max(0.0, total - sum(parts.values()))
     return parts
 
 
@@ -103,10 +118,37 @@ def warm_in_process(urls, n=60):
     return statistics.median(cpu)
 
 
+OPENMETRICS = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+               "Accept-Encoding": "gzip"}  # what Prometheus asks for
+
+
+class Scraper(threading.Thread):
+    """Prometheus' part: both endpoints scraped every `every` seconds, each agent scrape's
+    llm_agent_cycle_duration_seconds kept (the cycle's wall time, for its p95)."""
+
+    def __init__(self, urls, every):
+        super().__init__(daemon=True)
+        self.urls, self.every, self.cycle_seconds, self.failed = urls, every, [], 0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.wait(self.every):
+            for url in self.urls:
+                try:
+                    text = requests.get(url, headers=OPENMETRICS, timeout=10).text
+                except requests.RequestException:
+                    self.failed += 1
+                    continue
+                for line in text.splitlines():
+                    if line.startswith("llm_agent_cycle_duration_seconds "):
+                        self.cycle_seconds.append(float(line.split()[1]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before the measured run")
+    ap.add_argument("--scrape", type=float, default=15.0, help="seconds between scrapes of each endpoint (0: none)")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="realtime-")
     model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
@@ -117,16 +159,26 @@ def main():
         f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{port}"\n'
                 '[discovery]\nenabled = false\n'  # the four servers, not whatever else runs on this machine
                 + "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{s.url}"\n' for i, s in enumerate(servers)))
+    node_port = free_port()
+    node = subprocess.Popen([shutil.which("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{node_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     agent = subprocess.Popen([sys.executable, "-m", "agent.cli", "run", "--config", config], cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": f"{SHIM}:{ROOT}"}, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: requests.get(f"http://127.0.0.1:{port}/metrics", timeout=1).ok, 60, what="the agent")
+        scraper = Scraper([f"http://127.0.0.1:{port}/metrics", f"http://127.0.0.1:{node_port}/metrics"], args.scrape)
+        if args.scrape:
+            scraper.start()
         time.sleep(args.warmup)
-        proc = psutil.Process(agent.pid)
+        scraper.cycle_seconds.clear()
+        proc, peer = psutil.Process(agent.pid), psutil.Process(node.pid)
         t0, c0, s0, th0 = time.monotonic(), sum(proc.cpu_times()[:2]), own_series(port), thread_cpu(agent.pid)
+        p0 = sum(peer.cpu_times()[:2])
         time.sleep(args.minutes * 60)
         wall, cpu, s1, th1 = time.monotonic() - t0, sum(proc.cpu_times()[:2]) - c0, own_series(port), thread_cpu(agent.pid)
+        peer_cpu, peer_rss = sum(peer.cpu_times()[:2]) - p0, peer.memory_info().rss / 2 ** 20
+        scraper.stop.set()
         n = s1["cycles"] - s0["cycles"]
         parts = shares(th0, th1, agent.pid, cpu)
         phases = {k: s1[k] - s0.get(k, 0.0) for k in s1 if k.startswith("cycle: ")}
@@ -140,6 +192,7 @@ def main():
     finally:
         agent.terminate()
         agent.wait(20)
+        node.terminate()
     try:
         warm = warm_in_process([s.url for s in servers])
     finally:
@@ -147,6 +200,11 @@ def main():
             s.kill()
     print(f"real time, `llm-agent run` at its defaults, {gpus} fake GPUs, 4 real llama-servers, {args.minutes:g} min: "
           f"{cpu / wall * 100:.2f}% of one core, {cpu / n * 1000:.1f} ms CPU per cycle ({n:.0f} cycles), RSS {rss:.1f} MiB")
+    if scraper.cycle_seconds:
+        print(f"cycle wall time at each scrape ({len(scraper.cycle_seconds)}): median "
+              f"{statistics.median(scraper.cycle_seconds) * 1000:.1f} ms, p95 {pct(scraper.cycle_seconds, 95) * 1000:.1f} ms")
+    print(f"peer, the same run: node_exporter (the host only){' scraped alike' if args.scrape else ''}: "
+          f"{peer_cpu / wall * 100:.2f}% of one core, RSS {peer_rss:.1f} MiB")
     print("share of the process's CPU, by part (thread CPU from /proc/<pid>/task; the cycle's thread split by "
           "llm_agent_cycle_cpu_seconds_total):")
     for part, sec in sorted(parts.items(), key=lambda kv: -kv[1]):

@@ -249,6 +249,25 @@ def test_long_ranges_read_rollups_and_say_so(store):
     assert warnings == []
 
 
+def test_a_rate_window_shorter_than_two_rollup_points_is_read_as_two(store):
+    """Grafana's $__rate_interval over 30 days is step + scrape interval (3605 s at a 1 h step):
+    on 1-hour rollups such a window holds one point, and rate() of one point is nothing, so
+    every rate panel over a month was empty. The range is read as two points' span instead."""
+    from agent.tsdb.query import Querier
+
+    clock = store.test_clock
+    store.retention = Retention(raw=3600, minute=2 * 3600, hour=400 * 86400)
+    fill(store, clock, 10 * 60, interval=60.0)  # 10 hours, the counter +3 a minute: 0.05/s
+    q = Querier(store, clock)
+    end = clock.t - 60
+    data, warnings = q.range("rate(requests_total[3605s])", end - 6 * 3600, end, 3600)
+    assert "1-hour rollups" in warnings[0] and "read as 7200s" in warnings[1]
+    values = [float(v) for _, v in data["result"][0]["values"]]
+    assert len(values) == 7 and all(abs(v - 0.05) < 0.0005 for v in values), values
+    raw, _ = q.range("rate(requests_total[3605s])", end - 1800, end, 600)  # raw samples: no widening
+    assert all(abs(float(v) - 0.05) < 0.0005 for _, v in raw["result"][0]["values"])
+
+
 def test_retention_deletes_old_chunks_and_alert_events(store):
     clock = store.test_clock
     store.retention = Retention(raw=3600, minute=3 * 3600, hour=86400, alerts=3600)
