@@ -105,16 +105,21 @@ class PerfBook:
         # and the runs asked for through the API, taken by the target's benchmark thread
         self._schedules: Dict[str, Tuple[bool, float]] = {}
         self._requested: Set[str] = set()
+        self._wakes: Dict[str, Callable[[], None]] = {}
 
     # -- the schedule's door: the API asks, the target's benchmark thread takes -------------------
 
-    def attach(self, server: str, bench_enabled: bool, idle_for: float) -> None:
+    def attach(self, server: str, bench_enabled: bool, idle_for: float,
+               wake: Callable[[], None] = lambda: None) -> None:
+        """A target's schedule; `wake` is called when a run is asked for (its collector sleeps until then)."""
         with self._lock:
             self._schedules[server] = (bench_enabled, idle_for)
+            self._wakes[server] = wake
 
     def detach(self, server: str) -> None:
         with self._lock:
             self._schedules.pop(server, None)
+            self._wakes.pop(server, None)
             self._requested.discard(server)
 
     def schedule(self, server: str) -> Optional[Tuple[bool, float]]:
@@ -129,8 +134,17 @@ class PerfBook:
     def request_run(self, server: str) -> None:
         """`llm-agent bench`: benchmark at the next idle moment rather than at the schedule."""
         with self._lock:
-            if server in self._schedules:
-                self._requested.add(server)
+            if server not in self._schedules:
+                return
+            self._requested.add(server)
+            wake = self._wakes.get(server)
+        if wake is not None:
+            wake()
+
+    def requested(self, server: str) -> bool:
+        """Whether a run was asked for and not yet taken."""
+        with self._lock:
+            return server in self._requested
 
     def take_request(self, server: str) -> bool:
         with self._lock:

@@ -128,6 +128,11 @@ def _inflate(data: bytes, expected: int) -> bytes:
     return out
 
 
+def column_count(blob: bytes) -> int:
+    """How many columns a chunk's header says it has (0 if it has no header)."""
+    return _HEAD.unpack_from(blob, 3)[0] if blob[:3] == MAGIC and len(blob) >= 3 + _HEAD.size else 0
+
+
 def decode(blob: bytes, want: Optional[Sequence[int]] = None,
            scales: Optional[Dict[int, int]] = None) -> Tuple[List[float], Dict[int, array]]:
     """(times in seconds, {column index: array}) for the columns in `want` (all if None):

@@ -50,9 +50,12 @@ class Loaded:
         self.with_markers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
         self.numbers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
 
-    def put(self, sel: VectorSelector, series: List[Tuple[Labels, List[Point]]]) -> None:
+    def put(self, sel: VectorSelector, series: List[Tuple[Labels, List[Point]]], markers: bool = True) -> None:
+        """A selector's series; `markers`: whether they may hold staleness markers (raw samples
+        do; rollups summarise numbers only)."""
         self.with_markers[id(sel)] = series
-        self.numbers[id(sel)] = [(labels, [p for p in pts if not codec.is_stale(p[1])]) for labels, pts in series]
+        self.numbers[id(sel)] = ([(labels, [p for p in pts if not codec.is_stale(p[1])]) for labels, pts in series]
+                                 if markers else series)
 
     def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]:
         out = []
@@ -160,18 +163,19 @@ class Querier:
                 raw = reader.raw([i.id for i in found], first, last)
                 series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
             else:
-                summaries = reader.rollups([i.id for i in found], tier, first, last)
+                column = columns.get(id(sel))
+                summaries = reader.rollups([i.id for i in found], tier, first, last,
+                                           (column,) if column else ("last", "avg"))
                 series = []
                 for info in found:
-                    column = columns.get(id(sel)) or ("last" if info.counter else "avg")
-                    points = [(p[0], rollup.value_of(p, column)) for p in summaries[info.id]]
+                    points = rollup.column_points(summaries[info.id], column or ("last" if info.counter else "avg"))
                     if points:
                         series.append((info.labels, points))
             total += sum(len(p) for _, p in series)
             if total > self.max_samples:
                 raise QueryError("execution", f"query processing would load too many samples into memory "
                                               f"(more than {self.max_samples}); narrow the selectors or the range")
-            loaded.put(sel, series)
+            loaded.put(sel, series, markers=tier == RAW)
         return loaded, warnings
 
     def instant_at(self, text: str, times: Sequence[float], tier: Optional[int] = None) -> List[dict]:

@@ -84,10 +84,13 @@ class Reader:
             db.execute("COMMIT")
         return {sid: [p for p in points if p[0] > start] for sid, points in out.items() if points}
 
-    def rollups(self, ids: Iterable[int], tier: int, start: float, end: float) -> Dict[int, List[rollup.Rollup]]:
+    def rollups(self, ids: Iterable[int], tier: int, start: float, end: float,
+                columns: Optional[Iterable[str]] = None) -> Dict[int, List[rollup.Rollup]]:
         """Rollups of each series in [start, end]. What is not rolled up on disk yet is added
         here: the head, summarised; for hours, also the 1-minute chunks of the 6-hour span
-        not compacted yet."""
+        not compacted yet. `columns`: the ones the caller reads (rollup.column_points' names);
+        the chunks' other columns are not decoded (NaN)."""
+        columns = None if columns is None else tuple(columns)
         wanted = list(ids)
         out: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
         recent: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
@@ -101,11 +104,11 @@ class Reader:
             for sid in wanted:
                 for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
                                           "AND start <= ? ORDER BY start", (sid, tier, start - CHUNK_SPAN[tier], end)):
-                    out[sid].extend(p for p in rollup.decode_or_log(data, self.store.path) if start <= p[0] <= end)
+                    out[sid].extend(rollup.decode_or_log(data, self.store.path, columns, start, end))
                 if tier == HOUR:
                     for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
                                               "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):
-                        recent[sid].extend(p for p in rollup.decode_or_log(data, self.store.path) if start <= p[0] <= end)
+                        recent[sid].extend(rollup.decode_or_log(data, self.store.path, columns, start, end))
             self._head(db, head, start, end)
         finally:
             db.execute("COMMIT")

@@ -5,6 +5,7 @@ runs them against a real llama-server)."""
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from agent.perf.collector import PerfCollector, ServingEnvironment
 from agent.perf.quality import QualityCase, check, first_number, run_quality
 from agent.probes.completion import ProbeResult, ProbeSpec
 from tests.support.default_rules import fire
+from tests.support.peers import wait_until
 
 SPEC = BenchSpec(prompt_tokens=64, generate_tokens=16, requests=3, concurrency=2, timeout=5)
 FIGS = {"prompt_tokens_per_second": 1000.0, "generation_tokens_per_second_c1": 50.0,
@@ -158,6 +160,34 @@ def test_a_due_benchmark_waits_for_idle_for_and_never_runs_blind(tmp_path):
     c.request_run()  # llm-agent bench
     c.tick()
     assert c.outcomes["completed"] == 2
+
+
+def test_the_schedule_sleeps_until_something_is_due_and_a_request_wakes_it(tmp_path):
+    """Nothing due: the thread sleeps until the next run (5 minutes at most), not a look every
+    5 s; a due benchmark looks every idle_for / 4 for the server to be idle; `llm-agent bench`
+    (through the book, as the API asks) wakes the sleeping thread at once."""
+    now = [0.0]
+    book = PerfBook(str(tmp_path))
+    c = collector(tmp_path, lambda: 1.0, lambda: now[0], book=book)  # first run 300 s after start
+    assert c.sleep_for() == 300.0
+    now[0] = 200.0
+    assert c.sleep_for() == 100.0
+    now[0] = 301.0
+    c.tick()  # due, busy
+    assert c.sleep_for() == 5.0, "due: a look every few seconds for idleness"
+    book.request_run("llama")
+    assert c._wake.is_set() and c.sleep_for() == 5.0
+
+    runs = []
+    live = PerfCollector("live", ProbeSpec("http://x"), book, SPEC, interval=3600, idle_for=60, tolerance=0.15,
+                         quality=[], quality_interval=3600, busy=lambda: 0.0, probe_fn=fake_probe(),
+                         run=lambda *a, **k: runs.append(1) or BenchRun(outcome="failed", detail="test"))
+    try:
+        time.sleep(0.2)  # asleep: its first run is 300 s away
+        book.request_run("live")
+        wait_until(lambda: runs, 3, what="the requested run")
+    finally:
+        live.close()
 
 
 def test_series_carry_figures_baseline_and_a_regression_with_what_changed(tmp_path):

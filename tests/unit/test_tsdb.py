@@ -80,11 +80,12 @@ def test_codec_fuzz_raises_only_corrupt_chunk():
             blob = bytearray(rand.randbytes(rand.randint(0, 200)))
         else:
             blob += rand.randbytes(rand.randint(1, 20))
-        try:
-            codec.decode(bytes(blob))
-            decode_rollups(bytes(blob))
-        except codec.CorruptChunk:
-            pass
+        for read in (codec.decode, decode_rollups, lambda b: decode_rollups(b, ("avg",), T0, T0 + 600),
+                     lambda b: decode_rollups(b, ("max",))):
+            try:
+                read(bytes(blob))
+            except codec.CorruptChunk:
+                pass
 
 
 def test_a_header_claiming_a_huge_chunk_is_refused_without_allocating():
@@ -111,7 +112,7 @@ def test_rollups_summarise_and_merge_like_one_pass():
     assert rollup.merge([], minutes, 3600) == whole  # hours from minutes: what compaction does
     first = [v for t, v in zip(times, values) if t < T0 + 60]
     assert minutes[0] == (T0 + 55, min(first), max(first), math.fsum(first), 12.0, first[-1])
-    assert rollup.value_of(minutes[0], "avg") == math.fsum(first) / 12
+    assert rollup.column_points(minutes[:1], "avg") == [(T0 + 55, math.fsum(first) / 12)]
 
 
 def test_rollup_chunks_round_trip_with_offsets_and_without():
@@ -122,7 +123,24 @@ def test_rollup_chunks_round_trip_with_offsets_and_without():
     counters = [(T0 + 60 * i, 100.0 + 12 * i, 111.0 + 12 * i, 0.0, 12.0, 111.0 + 12 * i) for i in range(10)]
     read = decode_rollups(encode_rollups(counters, counter=True))
     assert [p[5] for p in read] == [p[5] for p in counters]
-    assert all(rollup.value_of(p, "avg") == p[5] for p in read)  # a counter's average reads as its last value
+    assert [v for _, v in rollup.column_points(read, "avg")] == [p[5] for p in read]  # a counter's average is its last value
+
+
+def test_a_query_decodes_only_the_columns_it_reads_within_its_window():
+    decimals = [(T0 + 60 * i, 1.5 + i, 3.25 + i, 30.5 + 12 * i, 12.0, 2.125 + i) for i in range(60)]
+    mixed = [(T0 + 60 * i, 0.1 * i, 1.0, 7.0, 3.0, 1 / 3) for i in range(60)]
+    for points in (decimals, mixed):
+        blob = encode_rollups(points)
+        window = points[10:21]
+        for columns in (("avg",), ("last",), ("min",), ("max",), ("last", "avg")):
+            read = decode_rollups(blob, columns, T0 + 600, T0 + 1200)
+            assert len(read) == 11
+            for name in ("avg", "last", "min", "max"):
+                got, want = rollup.column_points(read, name), rollup.column_points(window, name)
+                if name in columns or (name == "last"):
+                    assert got == want, (columns, name)
+                else:  # not decoded
+                    assert all(math.isnan(v) for _, v in got), (columns, name)
 
 
 # -- the store -------------------------------------------------------------------------------------
