@@ -274,9 +274,20 @@ class ExitWatcher:
             except (AttributeError, OSError):  # not Linux, an old kernel, or the process just ended
                 polled_only = True  # the next check (within a period) sees an exit
                 continue
+            if not self._same_process(server, pid):  # it ended before the open, its pid taken again
+                os.close(fd)
+                polled_only = True
+                continue
             self._fds[server] = (pid, fd)
             poller.register(fd, select.POLLIN)
         return polled_only
+
+    def _same_process(self, server: str, pid: int) -> bool:
+        c = self.watched.get(server)
+        try:
+            return c is not None and c.proc is not None and c.proc.pid == pid and c.proc.is_running()
+        except psutil.Error:
+            return False
 
     def _check(self) -> None:
         for server, c in list(self.watched.items()):

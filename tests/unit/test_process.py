@@ -126,6 +126,32 @@ def test_with_pidfds_the_watcher_sleeps_until_an_exit_and_follows_a_restart():
                 p.kill()
 
 
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's (5.3+)")
+def test_a_process_that_ends_before_its_pidfd_opens_is_still_reported():
+    """Its pid taken again by then, the pidfd would watch a stranger that never exits: the
+    watcher checks the process it opened is the one it watches, and polls it otherwise."""
+    class Ending:
+        pid = os.getpid()  # a live pid: the stranger
+        calls = 0
+
+        def is_running(self):
+            Ending.calls += 1
+            return Ending.calls == 1  # alive at the watcher's first look, gone by the open
+
+        def status(self):
+            return "running"
+
+    exits = []
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: None)
+    c.proc = Ending()
+    watcher = ExitWatcher(exits.append, period=0.05)
+    try:
+        watcher.set([c])
+        wait_until(lambda: exits == ["x"], 2, what="the exit")
+    finally:
+        watcher.close()
+
+
 def test_without_pidfds_the_watcher_polls(monkeypatch):
     def no_pidfd(pid):
         raise OSError(38, "Function not implemented")  # a kernel before 5.3
