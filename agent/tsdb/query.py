@@ -223,7 +223,12 @@ class Querier:
             raise QueryError("bad_data", f"invalid expression type \"{_type_name(node)}\" for range query, "
                                          "must be Scalar or instant Vector")
         loaded, warnings = self.load(node, start, end, step)
-        budget = self.budget()  # for every step together
+        # one deadline for every step; samples counted as Prometheus' query.max-samples counts
+        # them, at their peak: the points of the answer held so far and the step being worked
+        # out (counting every step's working samples together refused a 7-day panel of a
+        # histogram's 44 buckets, ~10 points each a step, though it never held 50,000 at once)
+        budget = self.budget()
+        held = 0
         series: Dict[Labels, List[Point]] = {}
         cache: Dict[tuple, tuple] = {}
         # in integer milliseconds, as Prometheus steps: the same evaluation times, to the millisecond
@@ -231,9 +236,11 @@ class Querier:
         for t_ms in range(start_ms, end_ms + 1, step_ms):
             t = t_ms / 1000.0
             cache.clear()
+            budget.spent = held
             value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
             for labels, v in ([((), value)] if isinstance(value, float) else value):
                 series.setdefault(labels, []).append((t, v))
+                held += 1
         if getattr(node, "type", "") == "scalar":
             result = [_series((), series.get((), []))]
         else:

@@ -151,8 +151,12 @@ def query(base, expr, start, end, step, auth=None):
     elapsed = time.perf_counter() - t0
     body = r.json()
     if body.get("status") != "success":
-        raise SystemExit(f"{base}: {expr}: {body}")
+        raise Refused(f"{body.get('errorType')}: {body.get('error')}")
     return elapsed, body["data"]["result"], body.get("warnings", [])
+
+
+class Refused(Exception):
+    """A side answered the query with an error (printed in its row, the run goes on)."""
 
 
 def differences(ours, theirs):
@@ -222,15 +226,19 @@ def main():
                 expr = expr_w.replace("[W]", f"[{window}]")
                 start = end - span
                 times = {"agent": [], "prom": []}
-                for side, url in (("agent", base), ("prom", prom.url)):
-                    query(url, expr, start, end, step)  # warm: the first read of a file
-                    for _ in range(5):
-                        took, result, warnings = query(url, expr, start, end, step)
-                        times[side].append(took)
-                    if side == "agent":
-                        ours, tier = result, (warnings[0][:40] if warnings else "raw")
-                    else:
-                        theirs = result
+                try:
+                    for side, url in (("agent", base), ("prom", prom.url)):
+                        query(url, expr, start, end, step)  # warm: the first read of a file
+                        for _ in range(5):
+                            took, result, warnings = query(url, expr, start, end, step)
+                            times[side].append(took)
+                        if side == "agent":
+                            ours, tier = result, (warnings[0][:40] if warnings else "raw")
+                        else:
+                            theirs = result
+                except Refused as e:
+                    print(f"  {label:<16} {rng:>5} {step:>4}s  refused by the {side}: {str(e)[:120]}", flush=True)
+                    continue
                 diffs, missing, extra = differences(ours, theirs)
                 a, p = statistics.median(times["agent"]), statistics.median(times["prom"])
                 print(f"  {label:<16} {rng:>5} {step:>4}s {a * 1000:7.1f}ms {p * 1000:9.1f}ms {a / p:6.2f}  "
