@@ -15,7 +15,7 @@ import os
 import select
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 import psutil
@@ -209,6 +209,7 @@ class ExitWatcher:
         self._pids: Dict[str, int] = {}  # server -> the pid set() last saw
         self._reported: Dict[str, int] = {}  # server -> the pid whose exit was already reported
         self._fds: Dict[str, Tuple[int, int]] = {}  # server -> (pid, its pidfd); the watcher's thread's own
+        self._polled: Set[Tuple[str, int]] = set()  # (server, pid) whose pidfd is not to be trusted
         self._stop = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -237,12 +238,14 @@ class ExitWatcher:
     def _loop(self) -> None:
         poller = select.poll()
         poller.register(self._wake_r, select.POLLIN)
+        ready: List[int] = []
         try:
             while not self._stop.is_set():
                 self.wakeups += 1
                 self._check()
+                self._distrust(poller, ready)
                 polled_only = self._open_descriptors(poller)
-                poller.poll(int(self.period * 1000) if polled_only else None)
+                ready = [fd for fd, _ in poller.poll(int(self.period * 1000) if polled_only else None)]
                 try:
                     while os.read(self._wake_r, 512):
                         pass
@@ -251,6 +254,16 @@ class ExitWatcher:
         finally:
             for _, fd in self._fds.values():
                 os.close(fd)
+
+    def _distrust(self, poller: "select.poll", ready: List[int]) -> None:
+        """A pidfd that said its process ended while the process still runs by /proc's account
+        would wake the loop at once forever: that process is polled every period instead."""
+        for server, (pid, fd) in list(self._fds.items()):
+            if fd in ready and self._reported.get(server) != pid:
+                poller.unregister(fd)
+                os.close(fd)
+                del self._fds[server]
+                self._polled.add((server, pid))
 
     def _open_descriptors(self, poller: "select.poll") -> bool:
         """A pidfd in the poll for each live watched process, none for the others; True if some
@@ -265,9 +278,10 @@ class ExitWatcher:
                 poller.unregister(fd)
                 os.close(fd)
                 del self._fds[server]
-        polled_only = False
+        self._polled &= set(wanted.items())  # bounded by today's processes
+        polled_only = bool(self._polled)
         for server, pid in wanted.items():
-            if server in self._fds:
+            if server in self._fds or (server, pid) in self._polled:
                 continue
             try:
                 fd = os.pidfd_open(pid)  # Linux only

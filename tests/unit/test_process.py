@@ -152,6 +152,31 @@ def test_a_process_that_ends_before_its_pidfd_opens_is_still_reported():
         watcher.close()
 
 
+@pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's (5.3+)")
+def test_a_pidfd_that_says_exit_while_the_process_runs_is_polled_not_spun_on(monkeypatch):
+    child = sleeper()
+    r, w = os.pipe()
+    os.write(w, b"x")  # always readable: a descriptor that says "ended" whatever happens
+    monkeypatch.setattr(os, "pidfd_open", lambda pid: os.dup(r))
+    exits = []
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
+    assert c.alive()
+    watcher = ExitWatcher(exits.append, period=0.05)
+    try:
+        watcher.set([c])
+        time.sleep(0.5)
+        assert exits == [] and watcher.wakeups < 30, "polled every 0.05 s, not spun on (thousands)"
+        child.kill()
+        child.wait()
+        wait_until(lambda: exits == ["x"], 2, what="the exit, seen by polling")
+    finally:
+        watcher.close()
+        os.close(r)
+        os.close(w)
+        if child.poll() is None:
+            child.kill()
+
+
 def test_without_pidfds_the_watcher_polls(monkeypatch):
     def no_pidfd(pid):
         raise OSError(38, "Function not implemented")  # a kernel before 5.3
