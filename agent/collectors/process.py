@@ -85,6 +85,7 @@ class ProcessCollector:
         self.configured_unit = unit  # [[targets]] unit: wins over what the cgroup says
         self.unit = unit  # the systemd service the current process runs in ("" : none, or not known)
         self.last_exit: Optional[Exit] = None
+        self.on_found: Callable[[], None] = lambda: None  # the exit watcher's: a new process to watch now
 
     def current(self, check: bool = True) -> Optional[psutil.Process]:
         """The live process behind the port, re-found when the last one is gone."""
@@ -113,6 +114,7 @@ class ProcessCollector:
             self.starts += 1
         except psutil.Error:
             return None
+        self.on_found()
         # its unit, read now: once it has exited, /proc no longer says which service it was
         unit = self.configured_unit or parse_cgroup(read_small(f"/proc/{pid}/cgroup")).get("unit", "")
         self.unit = "" if unit.startswith("user@") else unit  # a user's manager is not the system's to ask
@@ -218,11 +220,19 @@ class ExitWatcher:
         self._thread.start()
 
     def set(self, collectors: List[ProcessCollector]) -> None:
-        """The processes to watch now (each cycle): the loop is woken only if one changed."""
+        """The processes to watch now (each cycle): the loop is woken only if one changed. Each
+        collector tells the watcher when it finds a new process (mid-cycle: a server found in the
+        first cycle is watched from then, not from the next cycle, 30 s later at a long interval)."""
         self.watched = {c.server: c for c in collectors}
+        for c in collectors:
+            c.on_found = self.refresh
         for server in [s for s in list(self._reported) if s not in self.watched]:  # bounded by today's targets
             del self._reported[server]
-        pids = {server: c.proc.pid for server, c in self.watched.items() if c.proc is not None}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Wake the loop if a watched process changed since it last looked."""
+        pids = {server: c.proc.pid for server, c in list(self.watched.items()) if c.proc is not None}
         if pids != self._pids:
             self._pids = pids
             self._wake()

@@ -177,6 +177,27 @@ def test_a_pidfd_that_says_exit_while_the_process_runs_is_polled_not_spun_on(mon
             child.kill()
 
 
+def test_a_process_found_after_the_set_is_watched_at_once():
+    """The cycle hands the watcher its collectors before they look for their processes: one
+    found in the first cycle must be watched from then, not from the next set (30 s later at a
+    30 s interval; test_health's kill -9 test waited for its page in vain)."""
+    child = sleeper()
+    exits = []
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
+    watcher = ExitWatcher(exits.append, period=60.0)  # a poll would come too late to pass
+    try:
+        watcher.set([c])  # no process known yet
+        assert c.alive()  # the collector's cycle finds it
+        time.sleep(0.1)
+        child.kill()
+        child.wait()
+        wait_until(lambda: exits == ["x"], 2, what="the exit")
+    finally:
+        watcher.close()
+        if child.poll() is None:
+            child.kill()
+
+
 def test_without_pidfds_the_watcher_polls(monkeypatch):
     def no_pidfd(pid):
         raise OSError(38, "Function not implemented")  # a kernel before 5.3
