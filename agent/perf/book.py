@@ -116,8 +116,12 @@ class PerfBook:
             self._schedules[server] = (bench_enabled, idle_for)
             self._wakes[server] = wake
 
-    def detach(self, server: str) -> None:
+    def detach(self, server: str, wake: Optional[Callable[[], None]] = None) -> None:
+        """A target's schedule ends; given its `wake`, only if no newer collector took the name
+        over (a reload builds the new one before it closes the old)."""
         with self._lock:
+            if wake is not None and self._wakes.get(server) != wake:
+                return
             self._schedules.pop(server, None)
             self._wakes.pop(server, None)
             self._requested.discard(server)

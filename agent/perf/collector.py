@@ -244,7 +244,7 @@ class PerfCollector:
     def close(self) -> None:
         self._stop.set()
         self._wake.set()
-        self.book.detach(self.server)
+        self.book.detach(self.server, self._wake.set)
 
 
 MAX_JOINED = 512  # characters of a joined list of models or builds in an environment, its labels and book

@@ -190,6 +190,20 @@ def test_the_schedule_sleeps_until_something_is_due_and_a_request_wakes_it(tmp_p
         live.close()
 
 
+def test_a_reload_that_rebuilds_a_targets_collector_keeps_its_schedule(tmp_path):
+    """The new collector is built before the old one is closed: closing the old must not take
+    the name's schedule (and its `llm-agent bench` door) from the new one."""
+    book = PerfBook(str(tmp_path))
+    old = collector(tmp_path, lambda: 1.0, lambda: 0.0, book=book)
+    new = collector(tmp_path, lambda: 1.0, lambda: 0.0, book=book)
+    old.close()
+    assert book.schedule("llama") == (True, 60)
+    book.request_run("llama")
+    assert new._wake.is_set()
+    new.close()
+    assert book.schedule("llama") is None
+
+
 def test_series_carry_figures_baseline_and_a_regression_with_what_changed(tmp_path):
     now = [0.0]
     book = PerfBook(str(tmp_path), baseline_runs=2)
