@@ -22,6 +22,10 @@ def cli(*args, env=None, timeout=60):
 
 
 def write(tmp_path, text, name="agent.toml"):
+    """The config file; without an [exporter] of its own it gets a port nothing listens on, so
+    `check` gives its own verdict, never that of an agent running on this machine's :9400."""
+    if "[exporter]" not in text:
+        text += f'\n[exporter]\nlisten = "127.0.0.1:{free_port()}"\n'
     path = tmp_path / name
     path.write_text(text)
     return str(path)
