@@ -1,11 +1,11 @@
 """The process behind a target, its exit, and py-spy's missing-privilege path."""
 
+import contextlib
 import logging
 import os
 import stat
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -76,23 +76,33 @@ def test_remote_targets_have_no_process():
     assert Snapshot(0.0, tuple(c.collect())).value("llm_agent_target_process_found") == 0
 
 
-def test_exit_is_noticed_within_the_polling_period():
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    exited = threading.Event()
-    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
-    assert c.alive()
-    watcher = ExitWatcher(lambda server: exited.set(), period=0.05)
-    watcher.set([c])
-    try:
-        child.kill()
-        child.wait()
-        assert exited.wait(2)
-    finally:
-        watcher.close()
-
-
 def sleeper():
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+@contextlib.contextmanager
+def watched_sleeper(period=0.05):
+    """A sleeping child found by its collector and watched: (child, exits reported, watcher);
+    the watcher closed and the child killed afterwards."""
+    child = sleeper()
+    exits = []
+    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
+    assert c.alive()
+    watcher = ExitWatcher(exits.append, period=period)
+    watcher.set([c])
+    try:
+        yield child, exits, watcher
+    finally:
+        watcher.close()
+        if child.poll() is None:
+            child.kill()
+
+
+def test_exit_is_noticed_within_the_polling_period():
+    with watched_sleeper() as (child, exits, _):
+        child.kill()
+        child.wait()
+        wait_until(lambda: exits == ["x"], 2, what="the exit")
 
 
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's (5.3+)")
@@ -154,27 +164,19 @@ def test_a_process_that_ends_before_its_pidfd_opens_is_still_reported():
 
 @pytest.mark.skipif(not hasattr(os, "pidfd_open"), reason="pidfds are Linux's (5.3+)")
 def test_a_pidfd_that_says_exit_while_the_process_runs_is_polled_not_spun_on(monkeypatch):
-    child = sleeper()
     r, w = os.pipe()
     os.write(w, b"x")  # always readable: a descriptor that says "ended" whatever happens
     monkeypatch.setattr(os, "pidfd_open", lambda pid: os.dup(r))
-    exits = []
-    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
-    assert c.alive()
-    watcher = ExitWatcher(exits.append, period=0.05)
     try:
-        watcher.set([c])
-        time.sleep(0.5)
-        assert exits == [] and watcher.wakeups < 30, "polled every 0.05 s, not spun on (thousands)"
-        child.kill()
-        child.wait()
-        wait_until(lambda: exits == ["x"], 2, what="the exit, seen by polling")
+        with watched_sleeper() as (child, exits, watcher):
+            time.sleep(0.5)
+            assert exits == [] and watcher.wakeups < 30, "polled every 0.05 s, not spun on (thousands)"
+            child.kill()
+            child.wait()
+            wait_until(lambda: exits == ["x"], 2, what="the exit, seen by polling")
     finally:
-        watcher.close()
         os.close(r)
         os.close(w)
-        if child.poll() is None:
-            child.kill()
 
 
 def test_a_process_found_after_the_set_is_watched_at_once():
@@ -203,22 +205,12 @@ def test_without_pidfds_the_watcher_polls(monkeypatch):
         raise OSError(38, "Function not implemented")  # a kernel before 5.3
 
     monkeypatch.setattr(os, "pidfd_open", no_pidfd, raising=False)
-    child = sleeper()
-    exited = threading.Event()
-    c = ProcessCollector("x", "http://127.0.0.1:1", finder=lambda port: child.pid)
-    assert c.alive()
-    watcher = ExitWatcher(lambda server: exited.set(), period=0.05)
-    watcher.set([c])
-    try:
+    with watched_sleeper() as (child, exits, watcher):
         time.sleep(0.5)
         assert watcher.wakeups >= 5, "polled every period"
         child.kill()
         child.wait()
-        assert exited.wait(2)
-    finally:
-        watcher.close()
-        if child.poll() is None:
-            child.kill()
+        wait_until(lambda: exits == ["x"], 2, what="the exit")
 
 
 def test_missing_ptrace_privilege_is_reported_once_with_the_fix(tmp_path, caplog):
