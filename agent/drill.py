@@ -15,7 +15,7 @@ Xid old) and the alert resolves, so receivers close what they opened.
 
 from __future__ import annotations
 
-import secrets
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,7 +72,7 @@ class Drills:
         with self._lock:
             if sum(1 for d in self._drills.values() if d.ended is None) >= MAX_ACTIVE:
                 raise ValueError(f"{MAX_ACTIVE} drills are running already; wait for one to end")
-            drill = Drill(secrets.token_hex(4), kind, channel, self.clock())
+            drill = Drill(os.urandom(4).hex(), kind, channel, self.clock())
             self._drills[drill.id] = drill
             ended = [d.id for d in self._drills.values() if d.ended is not None]
             for old in ended[:-KEEP_ENDED]:

@@ -68,3 +68,15 @@ def format_duration(seconds: float) -> str:
             out += f"{ms // mult}{unit}"
             ms -= ms // mult * mult
     return out
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(ts: Optional[float] = None) -> str:
+    """An HTTP Date header's value (RFC 9110 5.6.7: IMF-fixdate), in English whatever the locale;
+    email.utils.formatdate writes the same, but its import costs the exporter ~1 MiB of RSS."""
+    t = time.gmtime(ts)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")

@@ -11,20 +11,19 @@ trickles bytes meets the deadline, not a per-read timeout.
 
 from __future__ import annotations
 
-import http.client
 import json
 import select
 import socket
-import ssl
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import urlsplit
 
 from . import wire
-from .wire import CHUNK, DeadlinePassed
+from .wire import DeadlinePassed
 
-__all__ = ["DeadlinePassed", "FetchError", "HttpClient", "Response", "connect", "read_chunks"]
+__all__ = ["DeadlinePassed", "FetchError", "HttpClient", "Response", "streamed"]
 
 
 class FetchError(Exception):
@@ -66,8 +65,7 @@ class HttpClient:
         self.headers = {"User-Agent": "llm-agent", **(headers or {})}
         self.secrets = credentials(self.headers.get("Authorization", ""))  # ours, as sent: never echoed back
         self.clock = clock
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self._host_header = host if self.port == (443 if self.https else 80) else f"{host}:{self.port}"
+        self._host_header = host_header(self.host, self.port, self.https)
         self._requests: Dict[str, bytes] = {}  # path -> the request's bytes
         self._sock: Optional[socket.socket] = None
 
@@ -157,6 +155,8 @@ def _connect(https: bool, host: str, port: int, timeout: float) -> socket.socket
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # the request goes in one write anyway
         if https:
+            import ssl  # memory cost: only an https target loads OpenSSL (~4 MiB of RSS)
+
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
     except BaseException:
         sock.close()
@@ -164,30 +164,30 @@ def _connect(https: bool, host: str, port: int, timeout: float) -> socket.socket
     return sock
 
 
-def connect(https: bool, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
-    """A connection to a target, for its scrapes and for its probes alike."""
-    if https:
-        return http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
-    return http.client.HTTPConnection(host, port, timeout=timeout)
+def host_header(host: str, port: int, https: bool) -> str:
+    """The Host header for a target: its port only when it is not the scheme's own."""
+    host = f"[{host}]" if ":" in host else host
+    return host if port == (443 if https else 80) else f"{host}:{port}"
 
 
-def read_chunks(conn: http.client.HTTPConnection, resp: http.client.HTTPResponse, deadline: float,
-                clock: Callable[[], float]) -> Iterator[bytes]:
-    """A response body as it arrives, every read bounded by what is left of one `deadline`: a
-    server that trickles a byte at a time meets the deadline, not a per-read timeout. The one
-    deadline-bounded read, shared by the scrapes and the streamed probes."""
-    read = getattr(resp, "read1", resp.read)
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise DeadlinePassed()
-        if conn.sock is not None:
-            conn.sock.settimeout(remaining)
-        chunk = read(CHUNK)
-        if not chunk:
-            resp.read()  # read1 leaves an exhausted Content-Length body open; this closes it
-            return
-        yield chunk
+@contextmanager
+def streamed(url: str, method: str, path: str, headers: Dict[str, str], body: Optional[bytes], deadline: float,
+             clock: Callable[[], float]) -> Iterator[Tuple[wire.Head, wire.Reader]]:
+    """One request on a connection of its own, closed afterwards, its answer's head read and its
+    body left to be read as it arrives (`reader.pieces(head)`), every read bounded by what is
+    left of one `deadline`: a probe's streamed completion. Raises what `wire.exchange` raises,
+    and ValueError for a header that would split the request."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if https else 80)
+    request = wire.request_bytes(parts.path.rstrip("/") + path, host_header(host, port, https), headers, method, body)
+    sock = _connect(https, host, port, deadline - clock())
+    try:
+        wire.send(sock, request, deadline, clock)
+        reader = wire.Reader(sock, deadline, clock)
+        yield reader.head(), reader
+    finally:
+        sock.close()
 
 
 def credentials(authorization: str) -> List[str]:

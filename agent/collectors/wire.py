@@ -1,5 +1,6 @@
-"""HTTP/1.1 on a socket for the collectors' GETs: the request's bytes, a pure parser of the
-response head, and a reader that takes a response's body off a socket against one deadline.
+"""HTTP/1.1 on a socket for the collectors' GETs and the probes' streamed POSTs: the request's
+bytes, a pure parser of the response head, and a reader that takes a response's body off a
+socket against one deadline, whole or as it arrives.
 
 Why not http.client: a scrape of llama-server's /health cost 46 us of CPU through it and 10 us
 this way, /metrics 68 us against 16 (tests/bench: the same server, the same connection): its
@@ -7,14 +8,15 @@ headers go through the email package's parser, and its buffered file objects and
 objects are made afresh for each request. A cycle makes two such requests per target. What a
 collector needs is narrow (GET, a kept-alive connection, Content-Length, chunked or
 until-close bodies, a size cap, one deadline), and every path here is tested against hostile
-servers (tests/unit/test_wire.py). Probes, which POST and stream, stay on http.client.
+servers (tests/unit/test_wire.py). The probes' needs (a POST, a body read as it streams) add
+little, and http.client would bring the email package and OpenSSL into every agent's memory.
 """
 
 from __future__ import annotations
 
 import re
 import socket
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 CHUNK = 64 * 1024
 MAX_HEAD = 64 * 1024  # a status line and headers together (http.client: 100 headers of 64 KiB)
@@ -59,19 +61,23 @@ class Head:
         self.keep_alive = keep_alive
 
 
-def request_bytes(target: str, host_header: str, headers: Dict[str, str]) -> bytes:
-    """A GET's bytes. Raises ValueError for a target or header that would split the request
-    (a CR or LF in a value): the message names the header, never its value, which may be a key."""
+def request_bytes(target: str, host_header: str, headers: Dict[str, str], method: str = "GET",
+                  body: Optional[bytes] = None) -> bytes:
+    """A request's bytes (a GET's, or a POST's with its `body`). Raises ValueError for a target or
+    header that would split the request (a CR or LF in a value): the message names the header,
+    never its value, which may be a key."""
     if _BAD_TARGET.search(target):
         raise ValueError("the request path holds a space, a control or a non-ASCII character")
-    lines = [f"GET {target} HTTP/1.1", f"Host: {host_header}", "Accept-Encoding: identity"]
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", "Accept-Encoding: identity"]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name):
             raise ValueError(f"header name {name!r} is not an HTTP token")
         if _BAD_VALUE.search(value) or not value.isascii():
             raise ValueError(f"header {name} holds a control or non-ASCII character")
         lines.append(f"{name}: {value}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + (body or b"")
 
 
 def parse_head(head: bytes) -> Head:
@@ -161,26 +167,36 @@ class Reader:
 
     def body(self, head: Head, max_bytes: int) -> bytes:
         """The body `head` announced, at most `max_bytes` (TooLarge past it)."""
-        if head.chunked:
-            return self._chunked(max_bytes)
-        if head.length is None:
-            return self._until_closed(max_bytes)
-        if head.length > max_bytes:
+        if head.length is not None and head.length > max_bytes:
             raise TooLarge()
-        return self._exactly(head.length)
+        parts: List[bytes] = []
+        size = 0
+        for piece in self.pieces(head):
+            size += len(piece)
+            if size > max_bytes:
+                raise TooLarge()
+            parts.append(piece)
+        return b"".join(parts)
 
-    def _exactly(self, n: int) -> bytes:
-        if len(self.buf) < n:
-            parts, have = [self.buf], len(self.buf)
-            while have < n:
-                data = self._receive()
-                if not data:
-                    raise ProtocolError(f"the connection closed {n - have} bytes before the body's end")
-                parts.append(data)
-                have += len(data)
-            self.buf = b"".join(parts)
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+    def pieces(self, head: Head) -> Iterator[bytes]:
+        """The body `head` announced, in pieces as they arrive (a streamed answer's events as the
+        server sends them); the caller bounds the total."""
+        if head.chunked:
+            yield from self._chunked()
+        elif head.length is None:
+            yield from self._until_closed()
+        else:
+            yield from self._exactly(head.length)
+
+    def _exactly(self, n: int) -> Iterator[bytes]:
+        while n:
+            if not self.buf:
+                self.buf = self._receive()
+                if not self.buf:
+                    raise ProtocolError(f"the connection closed {n} bytes before the body's end")
+            piece, self.buf = self.buf[:n], self.buf[n:]
+            n -= len(piece)
+            yield piece
 
     def _line(self) -> bytes:
         while True:
@@ -192,9 +208,7 @@ class Reader:
                 raise ProtocolError("a chunk-size line over 4096 bytes")
             self._fill()
 
-    def _chunked(self, max_bytes: int) -> bytes:
-        parts: List[bytes] = []
-        size = 0
+    def _chunked(self) -> Iterator[bytes]:
         while True:
             line = self._line().split(b";", 1)[0].strip()
             if not line or len(line) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in line):
@@ -204,34 +218,39 @@ class Reader:
                 while self._line():  # trailers, up to the blank line that ends the message
                     if len(self.buf) > MAX_HEAD:
                         raise ProtocolError(f"trailers over {MAX_HEAD} bytes")
-                return b"".join(parts)
-            size += n
-            if size > max_bytes:
-                raise TooLarge()
-            parts.append(self._exactly(n))
+                return
+            yield from self._exactly(n)
             if self._line():
                 raise ProtocolError("a chunk longer than its size line said")
 
-    def _until_closed(self, max_bytes: int) -> bytes:
-        parts, size = [self.buf], len(self.buf)
-        self.buf = b""
+    def _until_closed(self) -> Iterator[bytes]:
+        if self.buf:
+            yield self.buf
+            self.buf = b""
         while True:
-            if size > max_bytes:
-                raise TooLarge()
             try:
                 data = self._receive()
             except Closed:  # a reset after the body: what came is the body
-                data = b""
+                return
             if not data:
-                return b"".join(parts)
-            parts.append(data)
-            size += len(data)
+                return
+            yield data
 
 
 def exchange(sock: socket.socket, request: bytes, deadline: float, clock: Callable[[], float],
              max_bytes: int) -> Tuple[Head, bytes, bool]:
     """Send one GET on `sock` and read its answer: (head, body, whether the connection can
     carry another request). Raises Closed, DeadlinePassed, ProtocolError, TooLarge, OSError."""
+    send(sock, request, deadline, clock)
+    reader = Reader(sock, deadline, clock)
+    head = reader.head()
+    body = reader.body(head, max_bytes)
+    # bytes past the answer mean the two sides disagree on where it ended: never reuse
+    return head, body, head.keep_alive and not reader.buf
+
+
+def send(sock: socket.socket, request: bytes, deadline: float, clock: Callable[[], float]) -> None:
+    """Write a whole request before `deadline`. Raises Closed, DeadlinePassed, OSError."""
     remaining = deadline - clock()
     if remaining <= 0:
         raise DeadlinePassed()
@@ -242,8 +261,3 @@ def exchange(sock: socket.socket, request: bytes, deadline: float, clock: Callab
         raise Closed(False) from None
     except socket.timeout:
         raise DeadlinePassed() from None
-    reader = Reader(sock, deadline, clock)
-    head = reader.head()
-    body = reader.body(head, max_bytes)
-    # bytes past the answer mean the two sides disagree on where it ended: never reuse
-    return head, body, head.keep_alive and not reader.buf

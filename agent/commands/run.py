@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sqlite3
-import ssl
 import sys
 from typing import Optional, Tuple
 
@@ -46,7 +45,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
                             config_source=config.source if config.source != "(defaults)" else
                             "a config file given with --config (none is in use: the embedded defaults run)",
                             max_connections=config.exporter.max_connections, tls=tls, auth=auth)
-    except (ExporterError, OSError, ssl.SSLError) as e:
+    except (ExporterError, OSError) as e:  # ssl.SSLError is an OSError
         print(f"llm-agent: {e}", file=sys.stderr)
         return 1
     lock = None

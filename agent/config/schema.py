@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from email.utils import parseaddr
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -92,6 +91,8 @@ def _smarthost(value: Any) -> str:
 
 
 def _address(value: Any) -> str:
+    from email.utils import parseaddr  # memory cost: only a config with mail loads the email package (~1 MiB)
+
     if not isinstance(value, str) or "@" not in parseaddr(value)[1] or "\n" in value or "\r" in value:
         raise ValueError(f"expected an email address such as \"ops@example.com\" or \"Ops <ops@example.com>\", got {value!r}")
     return value

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 
-import email.utils
 import json
 import logging
 import time
@@ -134,6 +133,8 @@ def retry_after_seconds(value: Optional[str], now: float) -> Optional[float]:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # memory cost: rare (a receiver's HTTP-date Retry-After), ~1 MiB spared
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -20,13 +20,13 @@ rows: one row per message, in order, delivered by the dispatcher like any other.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
+from ..digest import sha256_hex
 from ..store import Store
 from .base import AlertDoc
 
@@ -128,7 +128,7 @@ def incident_docs(batch: List[AlertDoc], group: Optional[Message], one_per_group
         f"[{a.status}] {a.labels.get('alertname', '')}: {a.annotations.get('summary', '')}" for a in batch)}
     starts = min(a.starts_at for a in batch)
     ends = 0.0 if firing else max(a.ends_at for a in batch)
-    fingerprint = "group-" + hashlib.sha256(group.key.encode()).hexdigest()[:16]
+    fingerprint = "group-" + sha256_hex(group.key, 16)
     return [AlertDoc("firing" if firing else "resolved", labels, annotations, starts, ends, float(len(firing)),
                      fingerprint, any(a.test for a in batch))]
 

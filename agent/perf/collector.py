@@ -9,7 +9,6 @@ shows (Guard), and is retried `retry_after` later; its tokens and seconds are co
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -25,6 +24,7 @@ from ..config import TargetConfig
 from ..expfmt import parse_text
 from ..model import MetricFamily, Snapshot, counter, gauge
 from ..probes.collector import probe_spec
+from ..digest import sha256_hex
 from ..probes.completion import ProbeSpec, run_probe
 from .benchmark import FIGURES, BenchRun, BenchSpec, Guard, run_benchmark
 from .book import Environment, PerfBook, compare
@@ -256,7 +256,7 @@ def joined(values: set) -> str:
     text = ",".join(sorted(values - {""}))
     if len(text) <= MAX_JOINED:
         return text
-    return f"{len(values - {''})} names, sha256 {hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{len(values - {''})} names, sha256 {sha256_hex(text, 12)}"
 
 
 class ServingEnvironment:

@@ -9,16 +9,15 @@ does the I/O against one deadline.
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import urlsplit
+from typing import Callable, Dict, List, Optional, Tuple
 
-from ..collectors.http import connect, read_chunks
+from ..collectors import wire
+from ..collectors.http import FetchError, HttpClient, streamed
 from ..collectors.llamacpp import parse_models
 from ..collectors.ollama import parse_ps
 
@@ -140,25 +139,19 @@ def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, fl
 def loaded_models(spec: ProbeSpec) -> List[str]:
     """The models the server has loaded: Ollama's GET /api/ps, a llama.cpp router's GET /models
     ("loaded" ones only); [] when none is or the list cannot be read."""
-    parts = urlsplit(spec.url)
-    https = parts.scheme == "https"
-    conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)
     headers = {"User-Agent": "llm-agent-probe"}
     if spec.api_key:
         headers["Authorization"] = f"Bearer {spec.api_key}"
+    client = HttpClient(spec.url, headers)
     try:
-        conn.request("GET", parts.path.rstrip("/") + ("/api/ps" if spec.api == "ollama" else "/models"), headers=headers)
-        resp = conn.getresponse()
-        if resp.status != 200:
-            return []
-        body = json.loads(resp.read(1 << 20))
+        body = client.get("/api/ps" if spec.api == "ollama" else "/models", spec.timeout, 1 << 20).json()
         if spec.api == "ollama":
             return [m.name for m in parse_ps(body)]
         return [m for m, state in sorted(parse_models(body).items()) if state == "loaded"]
-    except (OSError, ValueError, http.client.HTTPException):
+    except (FetchError, ValueError):
         return []
     finally:
-        conn.close()
+        client.close()
 
 
 def model_to_probe(spec: ProbeSpec) -> str:
@@ -235,37 +228,37 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
         if not model:
             return ProbeResult(False, "skipped", detail=f"{spec.model or 'no model'} not loaded (the probe loads none)")
         spec = dataclasses.replace(spec, model=model)
-    parts = urlsplit(spec.url)
     path, body = request_body(spec)
     headers = {"Content-Type": "application/json", "Accept": "text/event-stream", "User-Agent": "llm-agent-probe"}
     if spec.api_key:
         headers["Authorization"] = f"Bearer {spec.api_key}"
     start = clock()
-    https = parts.scheme == "https"
-    conn = connect(https, parts.hostname or "127.0.0.1", parts.port or (443 if https else 80), spec.timeout)
     answer = _Answer(spec.api, clock)
     try:
-        conn.request("POST", parts.path.rstrip("/") + path, body=json.dumps(body), headers=headers)
-        resp = conn.getresponse()
-        if resp.status != 200:
-            return _not_ok(spec, conn, resp, clock, start)
-        return _stream(spec, conn, resp, answer, start)
-    except (socket.timeout, TimeoutError):
+        with streamed(spec.url, "POST", path, headers, json.dumps(body).encode(), start + spec.timeout, clock) as (head, reader):
+            if head.status == 200:
+                return _stream(spec, head, reader, answer, start)
+            detail = _first_bytes(head, reader, 300).decode("utf-8", "replace")
+        return _not_ok(spec, head.status, detail, clock, start)  # its connection closed: the router's retry opens one
+    except (socket.timeout, TimeoutError):  # wire.DeadlinePassed among them
         return ProbeResult(False, "timeout", duration=clock() - start, tokens=len(answer.token_times),
                            detail=f"no complete answer within {spec.timeout:g}s")
     except ConnectionRefusedError:
         return ProbeResult(False, "refused", duration=clock() - start, detail="connection refused")
-    except (OSError, http.client.HTTPException) as e:
-        kind = "broken_stream" if answer.token_times or isinstance(e, http.client.HTTPException) else "connect"
+    except (wire.Closed, wire.ProtocolError) as e:  # it may quote the server: run_probe redacts our key
+        return ProbeResult(False, "broken_stream", duration=clock() - start, tokens=len(answer.token_times),
+                           detail="the server closed the connection" if isinstance(e, wire.Closed) else str(e)[:200])
+    except OSError as e:
+        kind = "broken_stream" if answer.token_times else "connect"
         return ProbeResult(False, kind, duration=clock() - start, tokens=len(answer.token_times), detail=type(e).__name__)
-    finally:
-        conn.close()
+    except ValueError as e:  # a header that would split the request (the config refuses one)
+        return ProbeResult(False, "connect", duration=clock() - start, detail=f"invalid request: {e}")
 
 
-def _stream(spec: ProbeSpec, conn: Any, resp: Any, answer: _Answer, start: float) -> ProbeResult:
+def _stream(spec: ProbeSpec, head: wire.Head, reader: wire.Reader, answer: _Answer, start: float) -> ProbeResult:
     """Read the streamed answer until its final event, the deadline or a user's request."""
     buffer = b""
-    for chunk in read_chunks(conn, resp, start + spec.timeout, answer.clock):
+    for chunk in reader.pieces(head):
         try:
             buffer = answer.feed(buffer + chunk)
         except ValueError as e:
@@ -279,17 +272,28 @@ def _stream(spec: ProbeSpec, conn: Any, resp: Any, answer: _Answer, start: float
     return answer.result(start)
 
 
-def _not_ok(spec: ProbeSpec, conn: Any, resp: Any, clock: Callable[[], float], start: float) -> ProbeResult:
+def _not_ok(spec: ProbeSpec, status: int, detail: str, clock: Callable[[], float], start: float) -> ProbeResult:
     """A refusal; a llama.cpp router's "model name is missing" is answered by probing a model it
     has loaded, through its chat API."""
-    detail = resp.read(300).decode("utf-8", "replace")
-    if resp.status == 400 and "model name is missing" in detail:
-        conn.close()
+    if status == 400 and "model name is missing" in detail:
         chat = dataclasses.replace(spec, api="chat")
         model = model_to_probe(chat)
         if not model:
             return ProbeResult(False, "skipped", detail=f"{spec.model or 'no model'} not loaded by the router "
                                                         "(the probe loads none)")
         return _run(dataclasses.replace(chat, model=model, only_loaded=False), clock)
-    return ProbeResult(False, f"http_{resp.status}", duration=clock() - start, detail=detail)
+    return ProbeResult(False, f"http_{status}", duration=clock() - start, detail=detail)
+
+
+def _first_bytes(head: wire.Head, reader: wire.Reader, n: int) -> bytes:
+    """Up to `n` bytes of a refusal's body: what came of it by the deadline, if it trickles."""
+    out = b""
+    try:
+        for piece in reader.pieces(head):
+            out += piece
+            if len(out) >= n:
+                break
+    except (TimeoutError, socket.timeout, wire.Closed, wire.ProtocolError, OSError):
+        pass
+    return out[:n]
 

@@ -20,7 +20,6 @@ network).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -40,6 +39,7 @@ from ..config.values import without_password
 from ..model import MetricFamily, counter, gauge
 from ..notify.base import credential_forms, redact, retry_after_seconds
 from ..statefile import write_json
+from ..digest import sha256_hex
 from ..tsdb.reader import Reader
 from ..tsdb.store import HistoryStore
 from . import wire
@@ -108,7 +108,7 @@ class Endpoint:
         self.headers = dict(wire.HEADERS, **settings.headers, **_auth(settings))
         self.path = os.path.join(state_dir, "remote_write", re.sub(r"[^A-Za-z0-9_.-]", "_", self.name) + ".json") \
             if state_dir else ""
-        self.key = hashlib.sha256(shown_url(settings.url).encode()).hexdigest()[:16]  # a new receiver starts anew
+        self.key = sha256_hex(shown_url(settings.url), 16)  # a new receiver starts anew
         self.sent_until = self._load()
         # counters under Prometheus' names (prometheus_remote_storage_*), read by the cycle's thread
         self.samples = self.failed = self.retried = self.dropped = self.bytes = self.metadata_sent = 0

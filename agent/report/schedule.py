@@ -11,7 +11,6 @@ a 30-day report must not hold up a cycle.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 import threading
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 from .. import threads
+from ..digest import sha256_hex
 from ..config.schedule import Schedule
 from ..notify.base import AlertDoc
 
@@ -123,5 +123,5 @@ def report_doc(report: ScheduledReport, summary: str, body: str, occurrence: flo
     day = time.strftime("%Y-%m-%d %H:%M", time.localtime(occurrence))
     annotations = {"summary": f"{report.name} report for {hostname}, {day}: {summary}", "description": summary,
                    "report": body, "report_format": report.format}
-    key = hashlib.sha256(f"{report.name}@{occurrence}".encode()).hexdigest()[:16]
+    key = sha256_hex(f"{report.name}@{occurrence}", 16)
     return AlertDoc("firing", labels, annotations, occurrence, 0.0, 0.0, key)

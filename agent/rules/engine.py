@@ -12,7 +12,6 @@ that failed) the alert is held, and resolved with a "no data" note only after
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -20,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+from ..digest import sha256_hex
 from ..labels import Matcher, matches
 from ..promql.ast import label_sources, selectors
 from ..promql.evaluator import Budget, EvalError, Evaluator, Matrix, unique
@@ -141,7 +141,7 @@ def fingerprint(labels: Dict[str, str]) -> str:
     if found is None:
         if len(_FINGERPRINTS) >= 50_000:
             _FINGERPRINTS.clear()
-        found = _FINGERPRINTS[key] = hashlib.sha256(json.dumps([list(kv) for kv in key]).encode()).hexdigest()[:16]
+        found = _FINGERPRINTS[key] = sha256_hex(json.dumps([list(kv) for kv in key]), 16)
     return found
 
 

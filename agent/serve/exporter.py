@@ -8,7 +8,6 @@ or slow clients hold no worker thread and a bounded buffer each; anything malfor
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import gzip
 import json
@@ -17,7 +16,7 @@ import queue
 import re
 import selectors
 import socket
-import ssl
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +28,7 @@ from .. import threads
 from ..expfmt import CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT
 from ..expfmt.render import Renderer, Spans, render_one
 from ..model import Snapshot
+from ..timefmt import http_date
 from . import console
 from .websecurity import BasicAuth, TLSContext
 import resource
@@ -186,10 +186,27 @@ def _body_length(head: bytes) -> Optional[int]:
 def response(code: int, body: bytes, content_type: str, extra: Optional[Dict[str, str]] = None,
              head_only: bool = False) -> bytes:
     lines = [f"HTTP/1.1 {code} {REASONS.get(code, '')}", "Server: llm-agent",
-             f"Date: {email.utils.formatdate(usegmt=True)}", f"Content-Type: {content_type}",
+             f"Date: {http_date()}", f"Content-Type: {content_type}",
              f"Content-Length: {len(body)}", "Connection: close"]
     lines += [f"{k}: {v}" for k, v in (extra or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (b"" if head_only else body)
+
+
+def _tls_wants(e: BaseException) -> int:
+    """The selector event a TLS socket waits for (ssl.SSLWantReadError, SSLWantWriteError), else
+    0. ssl is looked up, not imported: an agent that serves no TLS never loads it (nor OpenSSL's
+    ~4 MiB), and then no error can be one of its."""
+    ssl = sys.modules.get("ssl")
+    if ssl is not None and isinstance(e, ssl.SSLWantReadError):
+        return selectors.EVENT_READ
+    if ssl is not None and isinstance(e, ssl.SSLWantWriteError):
+        return selectors.EVENT_WRITE
+    return 0
+
+
+def _tls_error(e: BaseException) -> bool:
+    ssl = sys.modules.get("ssl")
+    return ssl is not None and isinstance(e, ssl.SSLError)
 
 
 class _Conn:
@@ -354,7 +371,7 @@ class Exporter:
             if self.tls is not None:
                 try:
                     sock = self.tls.context().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-                except (ssl.SSLError, OSError) as e:
+                except OSError as e:  # ssl.SSLError among them
                     self.tls_errors += 1
                     log.debug("exporter: TLS setup for %s failed: %s", addr, e)
                     sock.close()
@@ -386,22 +403,20 @@ class Exporter:
                 while conn.sock.recv(65536):
                     pass
                 self._close(conn)
-        except ssl.SSLWantReadError:
-            self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
-        except ssl.SSLWantWriteError:
-            self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
         except (BlockingIOError, InterruptedError):
             pass
         except (OSError, ValueError) as e:  # reset by the peer, a TLS alert: nothing more to say to it
-            if isinstance(e, ssl.SSLError) and conn.state == "handshake":
+            wants = _tls_wants(e)
+            if wants:
+                self._selector.modify(conn.sock, wants, conn)
+                return
+            if conn.state == "handshake" and _tls_error(e):
                 self.tls_errors += 1
             log.debug("exporter: connection from %s: %s", conn.addr, e)
             self._close(conn)
 
     def _handshake(self, conn: _Conn) -> None:
-        sock = conn.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        sock.do_handshake()  # raises SSLWant*Error until done
+        conn.sock.do_handshake()  # type: ignore[attr-defined]  # an SSLSocket: raises SSLWant*Error until done
         conn.state = "read"
         self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
         self._read(conn)
@@ -429,7 +444,7 @@ class Exporter:
                 conn.linger = True
                 self._reply(conn, response(431, b"request head too large\n", PLAIN))
                 return
-            if not (isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending()):
+            if not (self.tls is not None and conn.sock.pending()):  # type: ignore[attr-defined]
                 return  # wait for more
 
     def _dispatch(self, conn: _Conn, head: bytes, body: bytes = b"") -> None:
@@ -492,9 +507,11 @@ class Exporter:
             self._selector.modify(conn.sock, selectors.EVENT_WRITE, conn)
         try:
             self._write(conn)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
+        except (BlockingIOError, InterruptedError):
             pass  # the loop writes the rest when the socket can take it
         except OSError as e:
+            if _tls_wants(e):
+                return  # as above: TLS needs the socket ready first
             log.debug("exporter: writing to %s: %s", conn.addr, e)
             self._close(conn)
 
@@ -502,7 +519,7 @@ class Exporter:
         while len(conn.out):
             sent = conn.sock.send(conn.out[:262144])
             conn.out = conn.out[sent:]
-        if conn.linger and not isinstance(conn.sock, ssl.SSLSocket):
+        if conn.linger and self.tls is None:
             conn.sock.shutdown(socket.SHUT_WR)
             conn.state, conn.deadline = "linger", time.monotonic() + 1.0
             self._selector.modify(conn.sock, selectors.EVENT_READ, conn)

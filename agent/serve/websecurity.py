@@ -6,17 +6,17 @@ so load balancers need no credentials."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
-import ssl
 import threading
 import time
 from collections import OrderedDict
-from typing import Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 import socket
 import ipaddress
+
+if TYPE_CHECKING:
+    import ssl
 
 
 class TLSContext:
@@ -34,6 +34,8 @@ class TLSContext:
         return tuple(os.stat(f).st_mtime_ns for f in self.files)
 
     def context(self) -> ssl.SSLContext:
+        import ssl  # memory cost: only an agent serving TLS loads OpenSSL (~4 MiB of RSS)
+
         stamp = self._mtimes()
         with self._lock:
             if stamp != self._stamp or self._context is None:
@@ -70,14 +72,17 @@ class BasicAuth:
     def __init__(self, users: Dict[str, str], clock: Callable[[], float] = time.monotonic,
                  bcrypt_per_second: float = 4.0):
         import bcrypt  # start-up cost: an agent without users never loads it
+        import hashlib  # memory cost: nor OpenSSL, which hmac's sha256 loads
+        import hmac  # memory cost: as hashlib
 
         self._bcrypt = bcrypt
+        key = self._key = os.urandom(32)
+        self._keyed = lambda text: hmac.new(key, text, hashlib.sha256).digest()
         self.users = {u: h.encode() for u, h in users.items()}
         self.clock = clock
         cost = max((int(h.split("$")[2]) for h in users.values() if h.count("$") >= 3 and h.split("$")[2].isdigit()),
                    default=10)
         self._dummy = bcrypt.hashpw(os.urandom(16).hex().encode(), bcrypt.gensalt(rounds=min(max(cost, 4), 31)))
-        self._key = os.urandom(32)
         self._verified: Dict[bytes, str] = {}
         self._refused: "OrderedDict[bytes, None]" = OrderedDict()
         self._clients: Dict[str, Tuple[int, float]] = {}  # client -> (failures in a row, held until)
@@ -97,7 +102,7 @@ class BasicAuth:
             user, _, password = base64.b64decode(header[6:], validate=True).decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
             return False
-        digest = hmac.new(self._key, f"{user}:{password}".encode(), hashlib.sha256).digest()
+        digest = self._keyed(f"{user}:{password}".encode())
         with self._lock:
             if self._verified.get(digest) == user:
                 return True

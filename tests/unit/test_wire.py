@@ -9,6 +9,7 @@ import random
 import socket
 import ssl
 import threading
+import time
 from typing import Callable, List
 
 import pytest
@@ -304,3 +305,68 @@ def test_https_target_verified_against_the_trusted_cas(serve, tmp_path, monkeypa
     assert client.get("/", 2, 100).body == b"secure"
     assert client.get("/", 2, 100).body == b"again"
     client.close()
+
+
+def _streaming(sent_first: threading.Event, read_first: threading.Event, posted: List[bytes]):
+    """A handler that reads a POST (head and Content-Length body), answers chunked, and sends
+    half of its first chunk, waiting for the client to have read that half before the rest."""
+    def make(srv: ScriptedServer) -> Handler:
+        def handle(conn: socket.socket, n: int) -> None:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += conn.recv(4096)
+            posted.append(data[:len(head) + 4] + body)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
+            sent_first.set()
+            read_first.wait(5)
+            conn.sendall(b"lo\r\n6\r\n world\r\n0\r\n\r\n")
+        return handle
+    return make
+
+
+def _read_streamed(url: str, read_first: threading.Event) -> List[bytes]:
+    from agent.collectors.http import streamed
+
+    pieces = []
+    with streamed(url + "/v1/", "POST", "/completion", {"Content-Type": "application/json"}, b'{"n": 1}',
+                  time.monotonic() + 10, time.monotonic) as (head, reader):
+        assert head.status == 200 and head.chunked
+        for piece in reader.pieces(head):
+            pieces.append(piece)
+            read_first.set()
+    return pieces
+
+
+def test_a_streamed_post_yields_each_piece_as_it_arrives(serve):
+    """A probe times its first token by the first bytes: the reader hands them over before their
+    chunk is complete (the server sends the rest only once the client has read them)."""
+    sent_first, read_first, posted = threading.Event(), threading.Event(), []
+    srv = serve(_streaming(sent_first, read_first, posted))
+    started = time.monotonic()
+    assert _read_streamed(srv.url, read_first) == [b"hel", b"lo", b" world"]
+    assert time.monotonic() - started < 4, "the first half waited for the rest of its chunk"
+    assert posted[0].startswith(b"POST /v1/completion HTTP/1.1\r\n")
+    assert b"\r\nContent-Length: 8\r\n" in posted[0] and posted[0].endswith(b'\r\n\r\n{"n": 1}')
+
+
+def test_a_streamed_post_over_https(serve, tmp_path, monkeypatch):
+    from tests.support.pki import make_pki
+
+    pki = make_pki(tmp_path)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(pki / "server.crt", pki / "server.key")
+    monkeypatch.setenv("SSL_CERT_FILE", str(pki / "ca.crt"))
+    read_first = threading.Event()
+    srv = serve(_streaming(threading.Event(), read_first, []), tls=tls)
+    assert b"".join(_read_streamed(srv.url, read_first)) == b"hello world"
+
+
+def test_post_request_bytes_carry_their_length_and_body():
+    out = request_bytes("/p", "h:1", {"Content-Type": "application/json"}, "POST", b"{}")
+    assert out == (b"POST /p HTTP/1.1\r\nHost: h:1\r\nAccept-Encoding: identity\r\nContent-Length: 2\r\n"
+                   b"Content-Type: application/json\r\n\r\n{}")
+    assert b"Content-Length" not in request_bytes("/p", "h", {})
