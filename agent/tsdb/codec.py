@@ -137,6 +137,24 @@ def decode(blob: bytes, want: Optional[Sequence[int]] = None,
            scales: Optional[Dict[int, int]] = None) -> Tuple[List[float], Dict[int, array]]:
     """(times in seconds, {column index: array}) for the columns in `want` (all if None):
     doubles, or integers ('q') for an offsets column, whose decimal scale goes into `scales`."""
+    ms, stored = decode_stored(blob, want)
+    times = [t / 1000.0 for t in ms]
+    columns: Dict[int, array] = {}
+    for c, (kind, k, col) in stored.items():
+        if kind == DECIMAL:
+            scale = 10 ** k
+            col = array("d", col) if k == 0 else array("d", [m / scale for m in col])
+        elif kind == OFFSETS and scales is not None:
+            scales[c] = k
+        columns[c] = col
+    return times, columns
+
+
+def decode_stored(blob: bytes, want: Optional[Sequence[int]] = None) -> Tuple[array, Dict[int, Tuple[int, int, array]]]:
+    """(times in integer milliseconds, {column index: (kind, k, values)}) for the columns in
+    `want` (all if None), as stored: a decimal column as its integers m (each value is
+    m / 10**k), an offsets column as its integers, doubles as doubles. What `decode` turns
+    into floats; a reader of a few points converts only those (rollup.decode_column)."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise CorruptChunk("not a history chunk")
     blob = bytes(blob)
@@ -146,11 +164,11 @@ def decode(blob: bytes, want: Optional[Sequence[int]] = None,
     pos = 3 + _HEAD.size
     if not 1 <= ncols <= 8 or n > MAX_POINTS or pos + tlen > len(blob):
         raise CorruptChunk("chunk header out of range")
-    ms = array("q")
-    ms.frombytes(_inflate(blob[pos:pos + tlen], 8 * n))
-    times = [t / 1000.0 for t in accumulate(ms)]
+    deltas = array("q")
+    deltas.frombytes(_inflate(blob[pos:pos + tlen], 8 * n))
+    ms = _running_sum(deltas)
     pos += tlen
-    columns: Dict[int, array] = {}
+    columns: Dict[int, Tuple[int, int, array]] = {}
     for c in range(ncols):
         if pos + _COL.size > len(blob):
             raise CorruptChunk("chunk ends inside a column header")
@@ -159,23 +177,17 @@ def decode(blob: bytes, want: Optional[Sequence[int]] = None,
         if pos + length > len(blob) or kind not in (DOUBLES, DECIMAL, OFFSETS) or k > MAX_SCALE:
             raise CorruptChunk("column header out of range")
         if want is None or c in want:
-            raw = unshuffle(_inflate(blob[pos:pos + length], 8 * n))
-            col: array
-            if kind == DOUBLES:
-                col = array("d")
-                col.frombytes(raw)
-            elif kind == OFFSETS:
-                col = array("q")
-                col.frombytes(raw)
-                if scales is not None:
-                    scales[c] = k
-            else:
-                deltas = array("q")
-                deltas.frombytes(raw)
-                scale = 10 ** k
-                col = array("d", accumulate(deltas)) if k == 0 else array("d", [m / scale for m in accumulate(deltas)])
-            columns[c] = col
+            col = array("d" if kind == DOUBLES else "q")
+            col.frombytes(unshuffle(_inflate(blob[pos:pos + length], 8 * n)))
+            columns[c] = (kind, k, _running_sum(col) if kind == DECIMAL else col)
         pos += length
     if pos != len(blob):
         raise CorruptChunk("trailing bytes after the last column")
-    return times, columns
+    return ms, columns
+
+
+def _running_sum(deltas: array) -> array:
+    try:
+        return array("q", accumulate(deltas))
+    except OverflowError:  # a valid chunk's integers stay below 2**53
+        raise CorruptChunk("chunk values out of range") from None

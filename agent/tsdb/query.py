@@ -20,7 +20,7 @@ from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selecto
 from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix
 from ..promql.samples import LOOKBACK
 from ..promql.parser import parse
-from . import codec, rollup
+from . import codec
 from ..labels import Labels
 from .index import Point
 from .store import HistoryStore
@@ -42,29 +42,35 @@ class QueryError(Exception):
 
 
 class Loaded:
-    """The three reads the evaluator makes, over points loaded per selector node."""
+    """The three reads the evaluator makes, over points loaded per selector node. Each series
+    keeps its times apart too: a range query looks each one up at every step, and bisecting
+    floats costs half of bisecting (time, value) tuples."""
 
     def __init__(self, lookback: float, min_range: float = 0.0):
         self.lookback = lookback
         self.min_range = min_range  # the evaluator reads a shorter range as this (two rollup points)
-        self.with_markers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
-        self.numbers: Dict[int, List[Tuple[Labels, List[Point]]]] = {}
+        self.with_markers: Dict[int, List[Tuple[Labels, List[Point], List[float]]]] = {}
+        self.numbers: Dict[int, List[Tuple[Labels, List[Point], List[float]]]] = {}
 
     def put(self, sel: VectorSelector, series: List[Tuple[Labels, List[Point]]], markers: bool = True) -> None:
         """A selector's series; `markers`: whether they may hold staleness markers (raw samples
         do; rollups summarise numbers only)."""
-        self.with_markers[id(sel)] = series
-        self.numbers[id(sel)] = ([(labels, [p for p in pts if not codec.is_stale(p[1])]) for labels, pts in series]
-                                 if markers else series)
+        timed = [(labels, pts, [p[0] for p in pts]) for labels, pts in series]
+        self.with_markers[id(sel)] = timed
+        if markers:
+            numbers = [(labels, [p for p in pts if not codec.is_stale(p[1])]) for labels, pts in series]
+            timed = [(labels, pts, [p[0] for p in pts]) for labels, pts in numbers]
+        self.numbers[id(sel)] = timed
 
     def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]:
         out = []
-        for labels, points in self.with_markers.get(id(sel), ()):
-            i = bisect_right(points, (t, math.inf))
+        earliest = t - self.lookback
+        for labels, points, times in self.with_markers.get(id(sel), ()):
+            i = bisect_right(times, t)
             if not i:
                 continue
             latest = points[i - 1]
-            if latest[0] < t - self.lookback or codec.is_stale(latest[1]):
+            if latest[0] < earliest or codec.is_stale(latest[1]):
                 continue
             out.append((labels, latest))
         return out
@@ -74,8 +80,8 @@ class Loaded:
 
     def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]:
         out = []
-        for labels, points in self.numbers.get(id(sel), ()):
-            window = points[bisect_left(points, (t - seconds,)):bisect_right(points, (t, math.inf))]
+        for labels, points, times in self.numbers.get(id(sel), ()):
+            window = points[bisect_left(times, t - seconds):bisect_right(times, t)]
             if window:
                 out.append((labels, window))
         return out
@@ -164,13 +170,9 @@ class Querier:
                 series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
             else:
                 column = columns.get(id(sel))
-                summaries = reader.rollups([i.id for i in found], tier, first, last,
-                                           (column,) if column else ("last", "avg"))
-                series = []
-                for info in found:
-                    points = rollup.column_points(summaries[info.id], column or ("last" if info.counter else "avg"))
-                    if points:
-                        series.append((info.labels, points))
+                points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found},
+                                              tier, first, last)
+                series = [(info.labels, points[info.id]) for info in found if points[info.id]]
             total += sum(len(p) for _, p in series)
             if total > self.max_samples:
                 raise QueryError("execution", f"query processing would load too many samples into memory "
@@ -238,8 +240,9 @@ class Querier:
             cache.clear()
             budget.spent = held
             value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
+            stamp = _ts(t)  # as the answer writes it: once a step, not once a point
             for labels, v in ([((), value)] if isinstance(value, float) else value):
-                series.setdefault(labels, []).append((t, v))
+                series.setdefault(labels, []).append((stamp, v))
                 held += 1
         if getattr(node, "type", "") == "scalar":
             result = [_series((), series.get((), []))]
@@ -323,7 +326,8 @@ def _type_name(node: object) -> str:
 
 
 def _series(labels: Labels, points: List[Point]) -> dict:
-    return {"metric": dict(labels), "values": [[_ts(t), format_value(v)] for t, v in points]}
+    """A series of the answer; its points' times are written already (_ts)."""
+    return {"metric": dict(labels), "values": [[t, format_value(v)] for t, v in points]}
 
 
 def _ts(t: float) -> float:
@@ -336,13 +340,14 @@ def _days(seconds: float) -> str:
 
 def format_value(v: float) -> str:
     """A sample value as Prometheus writes it (Go's strconv 'f' with the shortest digits)."""
+    text = repr(v)
+    if "e" not in text and "n" not in text:  # the common case, a plain decimal (not nan, inf or 1e+16)
+        return text[:-2] if text.endswith(".0") else text
     if v != v:
         return "NaN"
     if math.isinf(v):
         return "+Inf" if v > 0 else "-Inf"
-    text = repr(v)
     if "e" in text or "E" in text:
-
         text = format(Decimal(text), "f")
     if text.endswith(".0"):
         text = text[:-2]

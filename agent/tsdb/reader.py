@@ -91,20 +91,56 @@ class Reader:
         not compacted yet. `columns`: the ones the caller reads (rollup.column_points' names);
         the chunks' other columns are not decoded (NaN)."""
         columns = None if columns is None else tuple(columns)
-        wanted = list(ids)
-        out: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
+        chunks, newer = self._rollup_reads(list(ids), tier, start, end, columns)
+        path, res = self.store.path, RESOLUTION[tier]
+        out: Dict[int, List[rollup.Rollup]] = {}
+        for sid, rows in chunks.items():
+            stored = [p for _, data in rows for p in rollup.decode_or_log(data, path, columns, start, end)]
+            if newer[sid]:
+                # only the stored points from the first new bucket on can share a bucket with them
+                first = math.floor(min(p[0] for p in newer[sid]) / res) * res
+                cut = bisect_left(stored, (first,))
+                stored = stored[:cut] + rollup.merge(stored[cut:], newer[sid], res)
+            out[sid] = stored
+        return out
+
+    def rollup_points(self, columns: Dict[int, str], tier: int, start: float, end: float) -> Dict[int, List[Point]]:
+        """The (time, value) points a query reads of each series' rollups in [start, end]:
+        `columns` maps a series to the column it reads (rollup.column_points' names). The same
+        points as column_points(rollups(...)), with the stored chunks read column by column
+        (rollup.decode_column) and only the newest bucket merged as whole rollups."""
+        chunks, newer = self._rollup_reads(list(columns), tier, start, end, tuple(set(columns.values())))
+        path, res, span = self.store.path, RESOLUTION[tier], CHUNK_SPAN[tier]
+        out: Dict[int, List[Point]] = {}
+        for sid, rows in chunks.items():
+            column = columns[sid]
+            points = [p for _, data in rows for p in rollup.column_or_log(data, path, column, start, end)]
+            if newer[sid]:
+                first = math.floor(min(p[0] for p in newer[sid]) / res) * res
+                stored = [p for chunk_start, data in rows if chunk_start + span > first
+                          for p in rollup.decode_or_log(data, path, (column,), max(first, start), end)]
+                merged = rollup.merge(stored, newer[sid], res)
+                points = points[:bisect_left(points, (first,))] + rollup.column_points(merged, column)
+            out[sid] = points
+        return out
+
+    def _rollup_reads(self, wanted: List[int], tier: int, start: float, end: float, columns: Optional[Tuple[str, ...]]
+                      ) -> Tuple[Dict[int, List[Tuple[float, bytes]]], Dict[int, List[rollup.Rollup]]]:
+        """In one transaction, per series: its stored chunks of `tier` that reach [start, end]
+        (each with its start), and what is not rolled up on disk yet, as rollups in time order:
+        the head, summarised; for hours, also the 1-minute chunks not compacted yet."""
+        chunks: Dict[int, List[Tuple[float, bytes]]] = {sid: [] for sid in wanted}
         recent: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
         head: Dict[int, List[Point]] = {sid: [] for sid in wanted}
-        res = RESOLUTION[tier]
         db = self._db()
         db.execute("BEGIN")
         try:
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
             compacted_until = float(done[0]) if done else -math.inf
             for sid in wanted:
-                for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
-                                          "AND start <= ? ORDER BY start", (sid, tier, start - CHUNK_SPAN[tier], end)):
-                    out[sid].extend(rollup.decode_or_log(data, self.store.path, columns, start, end))
+                chunks[sid] = db.execute("SELECT start, data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
+                                         "AND start <= ? ORDER BY start",
+                                         (sid, tier, start - CHUNK_SPAN[tier], end)).fetchall()
                 if tier == HOUR:
                     for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
                                               "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):
@@ -112,17 +148,12 @@ class Reader:
             self._head(db, head, start, end)
         finally:
             db.execute("COMMIT")
+        newer: Dict[int, List[rollup.Rollup]] = {}
         for sid in wanted:
             points = head[sid]
-            extra = rollup.summarise([p[0] for p in points], [p[1] for p in points], res) if points else []
-            if recent[sid] or extra:
-                newer = recent[sid] + extra
-                # only the stored points from the first new bucket on can share a bucket with them
-                first = math.floor(min(p[0] for p in newer) / res) * res
-                stored = out[sid]
-                cut = bisect_left(stored, (first,))
-                out[sid] = stored[:cut] + rollup.merge(stored[cut:], newer, res)
-        return out
+            extra = rollup.summarise([p[0] for p in points], [p[1] for p in points], RESOLUTION[tier]) if points else []
+            newer[sid] = recent[sid] + extra
+        return chunks, newer
 
     def alert_events(self, since: float, until: float, limit: int = 10_000) -> List[AlertEvent]:
         db = self._db()

@@ -87,3 +87,14 @@ def test_a_runaway_rule_fails_alone_and_the_others_fire():
                w.history, max_samples=1_000)  # the bomb needs 3,601 steps
     assert w.cycle(e, [up("a", 0)]) == [("firing", "Down", "a")]
     assert e.failures == {"Bomb": 1} and "too many samples" in e.last_error["Bomb"]
+
+
+def test_values_are_written_as_prometheus_writes_them():
+    """format_value's fast path (a plain decimal) and the rest: Go's strconv 'f', shortest digits."""
+    from agent.tsdb.query import format_value
+
+    cases = {1.0: "1", -0.0: "-0", 0.5: "0.5", 47.18333333333333: "47.18333333333333", 1e16: "10000000000000000",
+             1.5e-7: "0.00000015", -2.5e21: "-2500000000000000000000", float("nan"): "NaN", float("inf"): "+Inf",
+             float("-inf"): "-Inf", 123456789.0: "123456789", 0.1 + 0.2: "0.30000000000000004"}
+    for value, text in cases.items():
+        assert format_value(value) == text, value

@@ -81,7 +81,8 @@ def test_codec_fuzz_raises_only_corrupt_chunk():
         else:
             blob += rand.randbytes(rand.randint(1, 20))
         for read in (codec.decode, decode_rollups, lambda b: decode_rollups(b, ("avg",), T0, T0 + 600),
-                     lambda b: decode_rollups(b, ("max",))):
+                     lambda b: decode_rollups(b, ("max",)), lambda b: rollup.decode_column(b, "avg", T0, T0 + 600),
+                     lambda b: rollup.decode_column(b, "last")):
             try:
                 read(bytes(blob))
             except codec.CorruptChunk:
@@ -141,6 +142,39 @@ def test_a_query_decodes_only_the_columns_it_reads_within_its_window():
                     assert got == want, (columns, name)
                 else:  # not decoded
                     assert all(math.isnan(v) for _, v in got), (columns, name)
+
+
+def _same_points(got, want):
+    assert len(got) == len(want)
+    for (t1, v1), (t2, v2) in zip(got, want):
+        assert t1 == t2 and (v1 == v2 or (v1 != v1 and v2 != v2)), ((t1, v1), (t2, v2))
+
+
+def test_a_column_read_straight_from_a_chunk_is_what_the_rollups_give():
+    """decode_column (a query's fast path) against column_points(decode_rollups): the same
+    doubles for every way a chunk is stored (offsets in one scale or two, doubles, counters,
+    NaN), every window edge (on a point, between points, a millisecond either side, outside)."""
+    rand = random.Random(5)
+    shapes = {
+        "offsets": [(T0 + 60 * i + 55, 1.5 + i, 3.25 + i, 30.5 + 12 * i, 12.0, 2.125 + i) for i in range(90)],
+        "two scales": [(T0 + 60 * i + 55.5, 1.25, 3.0, 24.375, 12.0, 2.0 + (i % 3)) for i in range(90)],
+        "doubles": [(T0 + 60 * i + 0.001 * i, 0.1 * i, 1.0, 7.0, 3.0, 1 / 3) for i in range(90)],
+        "walks": [(T0 + 60 * i + 57.123, v - 2, v + 1, 12 * v + rand.randint(-9, 9), 12.0, v)
+                  for i, v in enumerate(float(rand.randint(0, 100)) for _ in range(90))],
+        "uneven counts": [(T0 + 60 * i + 55, 1.0, 9.0, 5.0 * (1 + i % 4), float(1 + i % 4), 5.0) for i in range(90)],
+        "nan": [(T0 + 60 * i, math.nan if i % 7 == 0 else 1.0, 2.0, 3.0, 1.0, 0.5 * i) for i in range(90)],
+    }
+    blobs = {name: encode_rollups(points) for name, points in shapes.items()}
+    blobs["counter"] = encode_rollups([(T0 + 60 * i + 55, 100.0 + 12 * i, 111.0 + 12 * i, 0.0, 12.0, 111.0 + 12 * i)
+                                       for i in range(90)], counter=True)
+    edges = [-math.inf, math.inf, T0, T0 + 55, T0 + 55.5, T0 + 600 + 55, T0 + 600 + 55 - 0.001, T0 + 600 + 55.001,
+             T0 + 57.123, T0 + 3000.0, T0 + 99999.0, T0 - 1]
+    for blob in blobs.values():
+        for start in edges:
+            for end in edges:
+                for column in ("avg", "last", "min", "max"):
+                    want = rollup.column_points(decode_rollups(blob, (column,), start, end), column)
+                    _same_points(rollup.decode_column(blob, column, start, end), want)
 
 
 # -- the store -------------------------------------------------------------------------------------
@@ -231,6 +265,47 @@ def test_rollups_from_the_store_match_rollups_of_what_was_written(store):
                 got = [p[:3] + p[4:] for p in got]
                 want = [p[:3] + p[4:] for p in want]
             assert got == want, (key, tier)
+
+
+def test_a_query_reads_the_points_the_rollups_give_with_the_head_merged_in(store):
+    """reader.rollup_points (column by column, only the newest bucket merged as rollups)
+    against column_points of reader.rollups, at every cut of a seal: minutes and hours,
+    windows that start and end inside buckets, a series that vanished for a while."""
+    clock = store.test_clock
+    reader = store.reader()
+    for cycles in (400, 7 * 720 + 30, 80):  # sealed windows with a head; hours compacted; a head only
+        fill(store, clock, cycles, vanish=lambda i: 300 <= i < 330)
+        for tier in (MINUTE, HOUR):
+            for start, end in ((T0, clock.t), (T0 + 97.5, clock.t - 61), (clock.t - 1500, clock.t)):
+                columns = {sid: column for sid, column in zip(store.series, ("avg", "last", "max"))}
+                got = reader.rollup_points(columns, tier, start, end)
+                full = reader.rollups(list(columns), tier, start, end)
+                for sid, column in columns.items():
+                    _same_points(got[sid], rollup.column_points(full[sid], column))
+
+
+def test_a_stored_bucket_the_head_also_has_samples_in_is_merged_once(store):
+    """A minute both on disk and in the head (a seal cut inside a minute, as a file from another
+    version can have): rollup_points merges it as rollups does, at window starts inside it too."""
+    clock = store.test_clock
+    fill(store, clock, 400)  # one window sealed, 200 s in the head
+    reader = store.reader()
+    head_first = store.db.execute("SELECT MIN(t) FROM head").fetchone()[0]
+    for sid in list(store.series)[:2]:
+        start, data = store.db.execute("SELECT start, data FROM chunks WHERE series = ? AND tier = ? ORDER BY start DESC",
+                                       (sid, MINUTE)).fetchone()
+        points = decode_rollups(data) + [(head_first + 1.5, 1.0, 99.0, 100.0, 2.0, 50.0)]  # in the head's first minute
+        store.db.execute("UPDATE chunks SET data = ? WHERE series = ? AND tier = ? AND start = ?",
+                         (encode_rollups(points), sid, MINUTE, start))
+    columns = {sid: column for sid, column in zip(store.series, ("avg", "max", "last"))}
+    for start in (T0, head_first - 30, head_first + 1.5, head_first + 20):
+        got = reader.rollup_points(columns, MINUTE, start, clock.t)
+        full = reader.rollups(list(columns), MINUTE, start, clock.t)
+        for sid, column in columns.items():
+            _same_points(got[sid], rollup.column_points(full[sid], column))
+    merged = [p for p in reader.rollups(list(columns)[:1], MINUTE, T0, clock.t)[list(columns)[0]]
+              if math.floor(p[0] / 60) == math.floor(head_first / 60)]
+    assert len(merged) == 1 and merged[0][2] == 99.0 and merged[0][4] > 2.0  # one bucket: the stored max, both counts
 
 
 def test_queries_read_the_same_before_and_after_the_head_is_sealed(tmp_path):
