@@ -78,6 +78,7 @@ class Store:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA cache_size = -256")  # a small file; SQLite's 2 MiB default would be resident memory
         self.lock = threading.RLock()
         self.write_errors: Dict[str, int] = {}  # by what was being written: outbox, alert_state
         self._failing: Dict[str, str] = {}  # kinds failing now, with the first error

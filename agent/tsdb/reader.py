@@ -34,6 +34,10 @@ class Reader:
         self.db: Optional[sqlite3.Connection] = None
         self.db = store.db if store.path == ":memory:" else sqlite3.connect(uri, uri=True, check_same_thread=False,
                                                                             isolation_level=None, timeout=10)
+        if store.path != ":memory:":
+            # a small page cache, as the store's own (HistoryStore.tune says why): there is a reader
+            # per thread that reads, each with 2 MiB of resident cache by SQLite's default
+            self.db.execute("PRAGMA cache_size = -256")
 
     def find(self, name: str, matchers: Sequence[Matcher], start: float, end: float) -> List[SeriesInfo]:
         """Stored series matching a selector that have data between start and end."""
