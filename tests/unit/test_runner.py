@@ -170,6 +170,39 @@ def test_a_hung_source_holds_up_the_others_by_the_hedge_not_by_its_timeout():
     r.close()
 
 
+def test_the_cycle_wakes_once_when_the_lane_is_done_not_after_each_collector():
+    """The lane tells the waiting cycle only when the queue is empty: with a hedge far off, the
+    cycle still returns as soon as the last collector is done (not at its hedge deadline), and
+    its thread is woken once, not once per collector."""
+    class Slow(Fixed):
+        def collect(self):
+            time.sleep(0.005)  # long enough for the cycle to be waiting meanwhile
+            return super().collect()
+    collectors = [Slow(f"c{i}") for i in range(12)]
+    r = Runner(collectors, timeout=60, hedge_after=30)
+    r.run()  # the pool's thread started
+    waits = []
+    real_wait = threading.Condition.wait
+
+    me = threading.current_thread()
+
+    def counted(cond, timeout=None):
+        if threading.current_thread() is me:  # the cycle's own waits, not another test's threads'
+            waits.append(timeout)
+        return real_wait(cond, timeout)
+    threading.Condition.wait = counted
+    try:
+        start = time.monotonic()
+        snap = r.run()
+        took = time.monotonic() - start
+    finally:
+        threading.Condition.wait = real_wait
+    assert [snap.value("m", src=f"c{i}") for i in range(12)] == [1] * 12
+    assert took < 10, "waited for the hedge deadline: the lane's last notify is missing"
+    assert len(waits) <= 2, waits  # a wake-up per collector was 12
+    r.close()
+
+
 def test_collectors_that_never_started_run_afresh_next_cycle():
     """Every lane hung and the timeout passed before some collectors started: they are
     reported as timed out, not left pending (which would skip them as busy forever)."""
