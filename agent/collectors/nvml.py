@@ -475,15 +475,19 @@ class NvmlCollector:
         for sampler in self._gpm_samplers.values():
             sampler.close()
         self._gpm_samplers.clear()
-        if self._xid is not None:
-            self._xid.close()
+        shutdown = self._shutdown if self._initialized else None
+        self._initialized = False
+        if self._xid is not None:  # NVML shut down once its event wait has returned (XidWatcher.close)
+            self._xid.close(then=shutdown)
             self._xid = None
-        if self._initialized:
-            try:
-                self.nvml.nvmlShutdown()
-            except self.nvml.NVMLError:
-                pass
-            self._initialized = False
+        elif shutdown is not None:
+            shutdown()
+
+    def _shutdown(self) -> None:
+        try:
+            self.nvml.nvmlShutdown()
+        except self.nvml.NVMLError:
+            pass
 
 
 class _LibraryGone(Exception):

@@ -99,7 +99,9 @@ class FakeNvml(types.ModuleType):
         self.driver_version = driver_version
         self.init_calls = 0
         self.initialized = False
-        self._events: "queue.Queue" = queue.Queue()
+        self._sets: List[types.SimpleNamespace] = []  # live event sets, each with its own queue, as NVML's
+        self._refs = 0  # nvmlInit is reference counted: NVML shuts down at the last nvmlShutdown
+        self.freed_under_wait = 0  # an event set freed while a thread waited on it (a crash on a real driver)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -134,12 +136,15 @@ class FakeNvml(types.ModuleType):
 
     def break_event_wait(self, code: int = real.NVML_ERROR_UNKNOWN) -> None:
         """The next nvmlEventSetWait fails with `code` (a driver error mid-run)."""
-        self._events.put(code)
+        for event_set in list(self._sets):
+            event_set.events.put(code)
 
     def inject_xid(self, index: int, xid: int) -> None:
-        """Simulate the driver reporting XID `xid` on GPU `index`."""
-        self._events.put(types.SimpleNamespace(device=_Handle(index), eventType=real.nvmlEventTypeXidCriticalError,
-                                               eventData=xid, gpuInstanceId=0, computeInstanceId=0))
+        """Simulate the driver reporting XID `xid` on GPU `index`: every set registered for it gets it."""
+        for event_set in list(self._sets):
+            if index in event_set.registered:
+                event_set.events.put(types.SimpleNamespace(device=_Handle(index), eventType=real.nvmlEventTypeXidCriticalError,
+                                                           eventData=xid, gpuInstanceId=0, computeInstanceId=0))
 
     # -- library ----------------------------------------------------------------------------
 
@@ -149,10 +154,13 @@ class FakeNvml(types.ModuleType):
             self._raise(real.NVML_ERROR_LIBRARY_NOT_FOUND)
         if not self.driver_loaded:
             self._raise(real.NVML_ERROR_DRIVER_NOT_LOADED)
+        self._refs += 1
         self.initialized = True
 
     def nvmlShutdown(self) -> None:
-        self.initialized = False
+        """As NVML: one nvmlShutdown per nvmlInit; the library shuts down at the last."""
+        self._refs = max(0, self._refs - 1)
+        self.initialized = self._refs > 0
 
     def nvmlSystemGetDriverVersion(self) -> str:
         self._check_init()
@@ -372,23 +380,31 @@ class FakeNvml(types.ModuleType):
 
     def nvmlEventSetCreate(self):
         self._check_init()
-        return types.SimpleNamespace(registered=[])
+        event_set = types.SimpleNamespace(registered=[], events=queue.Queue(), waiting=0)
+        self._sets.append(event_set)
+        return event_set
 
     def nvmlDeviceRegisterEvents(self, h, event_types, event_set):
         self._gpu(h, "nvmlDeviceRegisterEvents")
         event_set.registered.append(h.index)
 
     def nvmlEventSetWait_v2(self, event_set, timeout_ms):
+        event_set.waiting += 1
         try:
-            event = self._events.get(timeout=timeout_ms / 1000.0)
+            event = event_set.events.get(timeout=timeout_ms / 1000.0)
         except queue.Empty:
             self._raise(real.NVML_ERROR_TIMEOUT)
+        finally:
+            event_set.waiting -= 1
         if isinstance(event, int):
             self._raise(event)
         return event
 
     def nvmlEventSetFree(self, event_set):
-        pass
+        if event_set.waiting:
+            self.freed_under_wait += 1
+        if event_set in self._sets:
+            self._sets.remove(event_set)
 
 
 def three_gpus() -> List[FakeGpu]:

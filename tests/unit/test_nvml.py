@@ -25,7 +25,7 @@ def gpus_with(snap, name):
 def three():
     fake = FakeNvml(three_gpus())
     c = NvmlCollector(fake, hostname="gpu-host-1", process_name=lambda pid: {NO_SUCH_PID: "llama-server"}.get(pid, ""),
-                      xid_wait_ms=20)  # the event wait returns every 20 ms: closing takes no second
+                      xid_wait_ms=20)  # the event wait returns every 20 ms: XIDs are read back at once
     yield fake, c
     c.close()
 
@@ -97,6 +97,38 @@ def test_a_dead_xid_watcher_is_reported_and_restarted(three):
     while not collect(c).samples("llm_agent_gpu_xid_errors_total") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert collect(c).value("llm_agent_gpu_xid_errors_total", gpu="1", xid="48") == 1
+
+
+def test_closing_never_waits_for_the_event_wait_nor_frees_under_it():
+    """The watcher waits 5 s at a time (one wake-up a cycle); closing returns at once, and the
+    event set is freed and NVML shut down only when the wait has returned, never under it. A
+    reload's new collector, initialised meanwhile, keeps NVML (its init is counted)."""
+    fake = FakeNvml(three_gpus())
+    old = NvmlCollector(fake)
+    collect(old)
+    watcher = old._xid
+    time.sleep(0.05)  # the watcher is inside its 5 s wait
+    new = NvmlCollector(fake)
+    collect(new)  # a reload: the new collector is built before the old is closed
+    start = time.monotonic()
+    old.close()
+    assert time.monotonic() - start < 1, "closing waited for the event wait"
+    assert fake.initialized and watcher._thread.is_alive()
+    watcher._thread.join(10)
+    assert fake.freed_under_wait == 0
+    assert fake.initialized, "the old collector's shutdown must not end the new one's NVML"
+    fake.inject_xid(1, 48)
+    deadline = time.monotonic() + 10
+    while not collect(new).samples("llm_agent_gpu_xid_errors_total") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert collect(new).value("llm_agent_gpu_xid_errors_total", gpu="1", xid="48") == 1
+    new.close()
+    new_watcher = new._xid
+    assert new_watcher is None
+    deadline = time.monotonic() + 10
+    while fake.initialized and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not fake.initialized and fake.freed_under_wait == 0, "shut down once the last wait returned"
 
 
 def test_xid_events_counted_by_code(three):
