@@ -22,6 +22,13 @@ from ..collectors.llamacpp import parse_models
 from ..collectors.ollama import parse_ps
 
 
+# A streamed answer's bounds: one event line (llama.cpp's carry a token, the last its timings),
+# and the whole answer (4,096 tokens, the most a probe or benchmark asks for, at ~400 bytes an
+# event is under 2 MiB). A server past either is broken or hostile, and must not grow memory.
+MAX_LINE = 1 << 20
+MAX_ANSWER = 16 << 20
+
+
 @dataclass
 class ProbeSpec:
     url: str
@@ -258,9 +265,14 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
 def _stream(spec: ProbeSpec, head: wire.Head, reader: wire.Reader, answer: _Answer, start: float) -> ProbeResult:
     """Read the streamed answer until its final event, the deadline or a user's request."""
     buffer = b""
+    received = 0
     for chunk in reader.pieces(head):
+        received += len(chunk)
         try:
             buffer = answer.feed(buffer + chunk)
+            if len(buffer) > MAX_LINE or received > MAX_ANSWER:
+                raise ValueError(f"a line over {MAX_LINE >> 20} MiB" if len(buffer) > MAX_LINE
+                                 else f"the answer ran over {MAX_ANSWER >> 20} MiB")
         except ValueError as e:
             return ProbeResult(False, "broken_stream", duration=answer.clock() - start, tokens=len(answer.token_times),
                                detail=str(e)[:200])

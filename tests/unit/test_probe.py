@@ -67,6 +67,18 @@ class Scripted(BaseHTTPRequestHandler):
             self.wfile.write(b'data: {"content": "a", "stop": false}\n\n')  # then the connection closes
         elif mode == "garbage":
             self.wfile.write(b"data: {garbage\n\n")
+        elif mode == "flood":  # bytes and no line end, until the client hangs up
+            try:
+                while True:
+                    self.wfile.write(b"x" * 65536)
+            except OSError:
+                pass
+        elif mode == "endless":  # tokens that never end
+            try:
+                while True:
+                    self.wfile.write(b'data: {"content": "a", "stop": false}\n\n' * 1000)
+            except OSError:
+                pass
         elif mode == "ok":
             for piece in ("O", "K"):
                 self.wfile.write(f'data: {json.dumps({"content": piece, "stop": False})}\n\n'.encode())
@@ -91,6 +103,16 @@ def test_failures_by_kind(scripted, mode, error):
     assert result.error == error
     if mode == "ok":
         assert result.success and result.tokens == 2 and result.text == "OK" and result.ttft > 0
+
+
+@pytest.mark.parametrize("mode,detail", [("flood", "a line over 1 MiB"), ("endless", "the answer ran over 16 MiB")])
+def test_a_stream_that_never_ends_is_cut_off_at_its_bound_not_read_into_memory(scripted, mode, detail):
+    """A hostile or broken server: a line without end, or tokens without end, is a broken
+    stream once past its bound, long before the deadline (a loopback flood would otherwise fill
+    memory at a GB a second until it)."""
+    scripted.mode = mode
+    result = run_probe(ProbeSpec(f"http://127.0.0.1:{scripted.server_address[1]}", timeout=60))
+    assert result.error == "broken_stream" and result.detail == detail  # not "timeout": cut at the bound
 
 
 def test_refused():
