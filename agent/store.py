@@ -68,6 +68,15 @@ MIGRATIONS: List[str] = [_V1, _V2, _V3, _V4]  # MIGRATIONS[i] takes a database f
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def small_page_cache(db: sqlite3.Connection) -> None:
+    """A 256 KiB page cache on this connection. SQLite's default is 2 MiB per connection, and
+    the agent has several (the state store, the history's writer and seal, a history reader per
+    reading thread, the report schedule's): resident memory it does not need, since the head is
+    written once and read once, chunks are decoded by whoever reads them anyway, and the OS caches
+    the files (a reader that read 4 MB of chunks held 2.4 MiB more RSS, 0.9 with this)."""
+    db.execute("PRAGMA cache_size = -256")
+
+
 class Store:
     """One connection shared by the agent's threads behind a lock."""
 
@@ -78,7 +87,7 @@ class Store:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.execute("PRAGMA cache_size = -256")  # a small file; SQLite's 2 MiB default would be resident memory
+        small_page_cache(self.db)
         self.lock = threading.RLock()
         self.write_errors: Dict[str, int] = {}  # by what was being written: outbox, alert_state
         self._failing: Dict[str, str] = {}  # kinds failing now, with the first error

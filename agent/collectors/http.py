@@ -1,5 +1,6 @@
-"""Bounded HTTP GETs for collectors: one kept-alive connection per target, a hard deadline
-and a size cap on every body.
+"""Bounded HTTP for collectors and probes: GETs on one kept-alive connection per target, a
+probe's streamed request on one of its own (`streamed`), a hard deadline on every answer and a
+size cap on every collector's body.
 
 Built on a socket and `wire` rather than requests or http.client: a cycle makes a dozen small
 loopback requests, and requests' per-call machinery (proxy environment scans, adapters,

@@ -146,10 +146,7 @@ def parse_ollama_line(line: str) -> Tuple[str, bool, Optional[int], Dict[str, fl
 def loaded_models(spec: ProbeSpec) -> List[str]:
     """The models the server has loaded: Ollama's GET /api/ps, a llama.cpp router's GET /models
     ("loaded" ones only); [] when none is or the list cannot be read."""
-    headers = {"User-Agent": "llm-agent-probe"}
-    if spec.api_key:
-        headers["Authorization"] = f"Bearer {spec.api_key}"
-    client = HttpClient(spec.url, headers)
+    client = HttpClient(spec.url, _headers(spec))
     try:
         body = client.get("/api/ps" if spec.api == "ollama" else "/models", spec.timeout, 1 << 20).json()
         if spec.api == "ollama":
@@ -159,6 +156,14 @@ def loaded_models(spec: ProbeSpec) -> List[str]:
         return []
     finally:
         client.close()
+
+
+def _headers(spec: ProbeSpec, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """A probe's request headers: its User-Agent, its key if it has one, and `extra`."""
+    headers = {**(extra or {}), "User-Agent": "llm-agent-probe"}
+    if spec.api_key:
+        headers["Authorization"] = f"Bearer {spec.api_key}"
+    return headers
 
 
 def model_to_probe(spec: ProbeSpec) -> str:
@@ -236,9 +241,7 @@ def _run(spec: ProbeSpec, clock: Callable[[], float]) -> ProbeResult:
             return ProbeResult(False, "skipped", detail=f"{spec.model or 'no model'} not loaded (the probe loads none)")
         spec = dataclasses.replace(spec, model=model)
     path, body = request_body(spec)
-    headers = {"Content-Type": "application/json", "Accept": "text/event-stream", "User-Agent": "llm-agent-probe"}
-    if spec.api_key:
-        headers["Authorization"] = f"Bearer {spec.api_key}"
+    headers = _headers(spec, {"Content-Type": "application/json", "Accept": "text/event-stream"})
     start = clock()
     answer = _Answer(spec.api, clock)
     try:

@@ -22,6 +22,7 @@ from .. import threads
 from ..digest import sha256_hex
 from ..config.schedule import Schedule
 from ..notify.base import AlertDoc
+from ..store import small_page_cache
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class ReportScheduler:
         # its own connection to the history file (the store's is the cycle's), shared by the
         # cycle's due() and the report thread's _remember()
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self.db.execute("PRAGMA cache_size = -256")  # it reads a row a cycle: SQLite's 2 MiB would be resident memory
+        small_page_cache(self.db)
         self.lock = threading.Lock()
         self.produce = produce
         self.deliver = deliver

@@ -14,6 +14,7 @@ from array import array
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..labels import Matcher, matches
+from ..store import small_page_cache
 from . import codec, rollup
 from .index import AlertEvent, Point, SeriesInfo
 from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
@@ -35,9 +36,7 @@ class Reader:
         self.db = store.db if store.path == ":memory:" else sqlite3.connect(uri, uri=True, check_same_thread=False,
                                                                             isolation_level=None, timeout=10)
         if store.path != ":memory:":
-            # a small page cache, as the store's own (HistoryStore.tune says why): there is a reader
-            # per thread that reads, each with 2 MiB of resident cache by SQLite's default
-            self.db.execute("PRAGMA cache_size = -256")
+            small_page_cache(self.db)
 
     def find(self, name: str, matchers: Sequence[Matcher], start: float, end: float) -> List[SeriesInfo]:
         """Stored series matching a selector that have data between start and end."""

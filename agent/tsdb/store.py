@@ -40,6 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..labels import Labels, matches
 from ..model import COUNTER, HISTOGRAM, SUMMARY, Snapshot
+from ..store import small_page_cache
 from .index import AlertEvent, Layouts, SeriesIndex, SeriesInfo
 from .reader import Reader
 from .seal import Sealer
@@ -195,10 +196,7 @@ class HistoryStore:
     def tune(self, db: sqlite3.Connection) -> None:
         """Per connection: SQLite keeps none of these settings in the file."""
         db.execute("PRAGMA synchronous=NORMAL")
-        # a small page cache: the head is written once and read once (by the seal), chunks are
-        # read by queries that decode them anyway; SQLite's default 2 MiB per connection is
-        # resident memory the agent does not need
-        db.execute("PRAGMA cache_size = -256")
+        small_page_cache(db)
         if self.max_disk:
             page = db.execute("PRAGMA page_size").fetchone()[0]
             db.execute(f"PRAGMA max_page_count = {max(self.max_disk // page, 64)}")
