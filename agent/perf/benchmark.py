@@ -88,13 +88,19 @@ class Guard:
     """Watches the server while a benchmark runs: `busy()` says how many requests run and
     wait there (None when it cannot tell); the benchmark's own are subtracted. Polled on its
     own thread every `every` seconds; the moment a foreign request shows, `cancel` is set and
-    every request in flight hangs up at its next token."""
+    every request in flight hangs up at its next token.
+
+    The server's count is a snapshot taken somewhere inside the poll, so it is compared with
+    the most of our own requests in flight at any moment of the poll (`peak`), never with the
+    count after it: one of ours that ended while the poll was answered is still in the
+    snapshot, and is not a user."""
 
     def __init__(self, busy: Callable[[], Optional[float]], every: float = 0.25):
         self.busy = busy
         self.every = every
         self.cancel = threading.Event()
         self.mine = 0  # the benchmark's requests in flight
+        self.peak = 0  # the most of them in flight since the current poll began
         self.lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -111,9 +117,11 @@ class Guard:
 
     def _watch(self) -> None:
         while not self._stop.wait(self.every):
+            with self.lock:
+                self.peak = self.mine
             seen = self.busy()
             with self.lock:
-                mine = self.mine
+                mine = self.peak
             if seen is not None and seen > mine:
                 self.cancel.set()
                 return
@@ -121,6 +129,7 @@ class Guard:
     def started(self) -> None:
         with self.lock:
             self.mine += 1
+            self.peak = max(self.peak, self.mine)
 
     def finished(self) -> None:
         with self.lock:

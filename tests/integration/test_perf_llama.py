@@ -65,6 +65,7 @@ def test_a_user_request_arriving_mid_run_makes_it_hang_up(tiny_model, tmp_path):
         if user.is_alive() or answered:
             user.join(60)
         assert run.outcome == "yielded", (run.outcome, run.detail, run.figures, len(calls))
+        assert len(calls) >= 5, f"yielded at request {len(calls)}, before the user arrived: to no one"
         assert len(calls) < 4 + spec.requests, "hung up before the end"
         assert answered and answered[0].ok, "the user's request was served"
     finally:

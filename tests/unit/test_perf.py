@@ -68,6 +68,30 @@ def test_a_user_request_makes_the_benchmark_hang_up_and_yield():
     assert run.outcome == "yielded" and run.figures == {}
 
 
+def test_one_of_ours_ending_while_the_server_answers_the_guard_is_not_a_user():
+    """The server counts our request when it takes its snapshot; the request ends before the
+    poll's answer arrives. Compared with the count after the poll, ours looked foreign and a
+    run yielded to no one (seen in CI against a real llama-server, polled every 5 ms)."""
+    polled = threading.Event()
+    guard = Guard(lambda: None, every=0.001)
+
+    def busy():
+        seen = float(guard.mine)  # the server's snapshot: our request still runs
+        guard.finished()  # ...and ends before the answer arrives
+        polled.set()
+        return seen
+
+    guard.busy = busy
+    guard.started()
+    with guard:
+        assert polled.wait(5)
+    assert not guard.cancel.is_set(), "our own request, counted at the snapshot, is not a user"
+    guard = Guard(lambda: 2.0, every=0.001)
+    guard.started()
+    with guard:
+        assert guard.cancel.wait(5), "one more than ours at their most is a user"
+
+
 def test_a_failing_server_fails_the_run_with_the_reason():
     with Guard(lambda: 0.0) as guard:
         run = run_benchmark(ProbeSpec("http://x"), SPEC, guard, fake_probe(fail=True))
