@@ -15,10 +15,10 @@ import logging
 import math
 import threading
 import time
-
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import resources
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 from .. import threads
 from ..config.load import tomllib
@@ -56,8 +56,10 @@ class HistoryRules:
     """Evaluates the history rules on a schedule; `families()` is what the last round found."""
 
     def __init__(self, query: Callable[[str, float], dict], rules: Optional[List[HistoryRule]] = None,
-                 every: float = 300.0, clock: Callable[[], float] = time.time, start: bool = True):
+                 every: float = 300.0, clock: Callable[[], float] = time.time, start: bool = True,
+                 session: Callable[[], ContextManager[None]] = nullcontext):
         self.query = query  # (expr, t) -> the instant query's answer
+        self.session = session  # a round's queries inside one: one view of the history, its head read once
         self.rules = rules if rules is not None else load_history_rules()
         self.every = every
         self.clock = clock
@@ -80,14 +82,16 @@ class HistoryRules:
         t = self.clock() if t is None else t
         start = time.monotonic()
         results: Dict[str, List[Tuple[Labels, float]]] = {}
-        for rule in self.rules:
-            try:
-                results[rule.record] = vector_of(self.query(rule.expr, t))
-            except Exception as e:  # one rule's failure (a query too large, a bug) must not stop the others
-                self.failures[rule.record] = self.failures.get(rule.record, 0) + 1
-                if rule.record not in self._logged:
-                    self._logged.add(rule.record)
-                    log.warning("history rule %s failed (logged once): %s: %s", rule.record, type(e).__name__, str(e)[:200])
+        with self.session():
+            for rule in self.rules:
+                try:
+                    results[rule.record] = vector_of(self.query(rule.expr, t))
+                except Exception as e:  # one rule's failure (a query too large, a bug) must not stop the others
+                    self.failures[rule.record] = self.failures.get(rule.record, 0) + 1
+                    if rule.record not in self._logged:
+                        self._logged.add(rule.record)
+                        log.warning("history rule %s failed (logged once): %s: %s", rule.record, type(e).__name__,
+                                    str(e)[:200])
         with self._lock:
             self.results = results
             self.last_duration = time.monotonic() - start

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left, bisect_right
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selectors
 from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix
@@ -158,27 +158,32 @@ class Querier:
         # samples up to `end`, unless something reads past it (an @ time or a negative offset, in a subquery too)
         ahead = any(getattr(n, "offset", 0.0) < 0 or getattr(n, "at", None) is not None for n in _walk(node))
         reader = self.store.reader()
-        total = 0
-        for sel, sel_reach in pairs:
-            widened = 2 * RESOLUTION[tier] if tier != RAW else 0.0  # a short range is read as two points
-            first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
-                     else now - longest)
-            last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
-            found = reader.find(sel.name, sel.matchers, first, last)
-            if tier == RAW:
-                raw = reader.raw([i.id for i in found], first, last)
-                series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
-            else:
-                column = columns.get(id(sel))
-                points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found},
-                                              tier, first, last)
-                series = [(info.labels, points[info.id]) for info in found if points[info.id]]
-            total += sum(len(p) for _, p in series)
-            if total > self.max_samples:
-                raise QueryError("execution", f"query processing would load too many samples into memory "
-                                              f"(more than {self.max_samples}); narrow the selectors or the range")
-            loaded.put(sel, series, markers=tier == RAW)
+        with reader.snapshot():  # every selector from one view of the file, its head read once
+            total = 0
+            for sel, sel_reach in pairs:
+                widened = 2 * RESOLUTION[tier] if tier != RAW else 0.0  # a short range is read as two points
+                first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
+                         else now - longest)
+                last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
+                found = reader.find(sel.name, sel.matchers, first, last)
+                if tier == RAW:
+                    raw = reader.raw([i.id for i in found], first, last)
+                    series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
+                else:
+                    column = columns.get(id(sel))
+                    points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found},
+                                                  tier, first, last)
+                    series = [(info.labels, points[info.id]) for info in found if points[info.id]]
+                total += sum(len(p) for _, p in series)
+                if total > self.max_samples:
+                    raise QueryError("execution", f"query processing would load too many samples into memory "
+                                                  f"(more than {self.max_samples}); narrow the selectors or the range")
+                loaded.put(sel, series, markers=tier == RAW)
         return loaded, warnings
+
+    def session(self) -> ContextManager[None]:
+        """Queries inside read one view of the file, its head read once (a round of history rules)."""
+        return self.store.reader().snapshot()
 
     def instant_at(self, text: str, times: Sequence[float], tier: Optional[int] = None) -> List[dict]:
         """The instant query at each of `times`, its samples loaded once (a report's days)."""

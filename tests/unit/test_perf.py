@@ -2,6 +2,7 @@
 mechanism and the comparisons, never absolute speeds (tests/integration/test_perf_llama.py
 runs them against a real llama-server)."""
 
+import contextlib
 import json
 import os
 import threading
@@ -383,7 +384,8 @@ def test_a_throughput_drop_against_its_week_is_found_in_the_history_file_and_pag
         store.settle()
     querier = Querier(store, lambda: now[0])
     rules = [r for r in load_history_rules() if r.record == "llm_agent:generation_tokens_per_second:zscore_7d"]
-    history = HistoryRules(lambda expr, t: querier.instant(expr, t)[0], rules, clock=lambda: now[0], start=False)
+    history = HistoryRules(lambda expr, t: querier.instant(expr, t)[0], rules, clock=lambda: now[0], start=False,
+                           session=querier.session)  # as the daemon builds it
     history.evaluate()
     [fam] = [f for f in history.families() if f.name == rules[0].record]
     z = fam.samples[0].value
@@ -405,13 +407,23 @@ def test_every_history_rule_parses_and_a_failing_one_is_counted_not_fatal():
     for r in rules:
         parse(r.expr)
 
+    inside, sessions = [], []
+
+    @contextlib.contextmanager
+    def session():
+        sessions.append("open")
+        yield
+        sessions[-1] = "closed"
+
     def query(expr, t):
+        inside.append(sessions[-1:] == ["open"])
         if "cost" in expr:
             raise RuntimeError("too many samples")
         return {"resultType": "vector", "result": [{"metric": {"server": "a"}, "value": [t, "1.5"]}]}
 
-    h = HistoryRules(query, rules, start=False)
+    h = HistoryRules(query, rules, start=False, session=session)
     h.evaluate(1000.0)
+    assert sessions == ["closed"] and inside == [True] * len(rules), "a round's queries share one session, closed"
     snap = Snapshot(0, tuple(h.families()))
     assert snap.value("llm_agent_history_rule_failures_total", rule="llm_agent:cost_per_1k_tokens:trend_ratio_7d") == 1
     assert snap.value("llm_agent:probe_ttft_seconds:zscore_7d", server="a") == 1.5

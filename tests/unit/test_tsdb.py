@@ -362,6 +362,44 @@ def test_queries_read_the_same_before_and_after_the_head_is_sealed(tmp_path):
     assert answers[0] == answers[1]
 
 
+@pytest.mark.parametrize("held", [True, False])
+def test_a_session_reads_the_head_once_and_one_view_of_the_file_even_across_a_seal(tmp_path, monkeypatch, held):
+    """A round of history rules runs its queries in one session: the head rows are read from
+    the file once, not once a selector, and every query sees the file as the first did, so a
+    seal that moves the head into chunks in between can neither double nor drop samples. A
+    head too large to hold (HEAD_HELD_MAX) is read at each query, from the same view."""
+    from agent.tsdb import reader as reader_module
+    from agent.tsdb.query import Querier
+
+    if not held:
+        monkeypatch.setattr(reader_module, "HEAD_HELD_MAX", 1000)
+    clock = Clock()
+    store = HistoryStore(str(tmp_path / "history.db"), clock=clock)
+    try:
+        for i in range(365):  # a window and five cycles: the window is due, not sealed yet
+            store.append(snap(clock.t, {"0": float(i % 13), "1": 2.0}, i * 2.5))
+            clock.t += 5
+        q = Querier(store, clock)
+        exprs = ("gpu_temp", "rate(requests_total[10m])", "count_over_time(gpu_temp[40m])")
+        alone = [q.instant(e, clock.t - 5)[0] for e in exprs]
+        statements = []
+        store.reader().db.set_trace_callback(statements.append)
+        with q.session():
+            inside = [q.instant(exprs[0], clock.t - 5)[0]]
+            store.maintain(clock.t, wait=True)  # the seal moves the window out of the head meanwhile
+            assert store.stats.seals == 1
+            inside += [q.instant(e, clock.t - 5)[0] for e in exprs[1:]]
+        store.reader().db.set_trace_callback(None)
+        assert inside == alone, "one view of the file: the seal is not seen half"
+        head_reads = sum("vals FROM head" in s for s in statements)
+        assert head_reads == 1 if held else head_reads >= 3, statements
+        assert alone[2]["result"][0]["value"][1] == "365", "every sample counted once"
+        after = [q.instant(e, clock.t - 5)[0] for e in exprs]
+        assert after == alone, "after the session: the sealed file, the same answers"
+    finally:
+        store.close()
+
+
 def test_long_ranges_read_rollups_and_say_so(store):
     from agent.tsdb.query import Querier
 
