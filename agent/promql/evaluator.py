@@ -15,7 +15,7 @@ from . import functions as fn
 from . import vectorfuncs as vf
 from .aggregation import aggregate
 from .ast import (Aggregate, At, Binary, Call, Matching, MatrixSelector, Number, Paren, String, Subquery, Unary,
-                  VectorSelector, unwrap)
+                  VectorSelector, children, unwrap)
 from ..labels import Labels
 from .samples import Point, Samples
 
@@ -135,6 +135,72 @@ def _arith(op: str, a: float, b: float) -> float:
 _COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
             "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
 _RANGE_KEEPS_NAME = ("last_over_time",)
+
+
+# range functions a range query evaluates at every step at once (range_steps)
+_BATCHED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+
+
+def range_steps(history: Any, node: object, times: List[float], budget: Budget) -> Dict[float, Dict[tuple, tuple]]:
+    """For a range query at `times` (ascending): each rate, increase or delta over a selector's
+    range (not inside a subquery, no @), evaluated at every step in one walk of each series,
+    as the entries of the Evaluator's cache for each step (the same key, the same result, the
+    same series recorded). A 7-day rate panel at 1,000 steps sliced a window per series per
+    step, most of its time. Each step still spends its window's samples from the budget when
+    it reads the entry, so a query refused before is refused at the same step. Needs the
+    history's columns (tsdb.query.Loaded); a call a step could refuse for its labels (two
+    series of one label set) is not batched, nor anything when every step's results together
+    would pass the samples budget: those are evaluated step by step, as ever."""
+    columns = getattr(history, "columns", None)
+    if columns is None or not times:
+        return {}
+    min_range: float = getattr(history, "min_range", 0.0)
+    out: Dict[float, Dict[tuple, tuple]] = {t: {} for t in times}
+    held = 0
+    for call in _batchable(node):
+        inner = unwrap(call.args[0])
+        assert isinstance(inner, MatrixSelector)
+        sel = inner.vector
+        series = columns(sel)
+        names = [_no_name(labels) for labels, _, _ in series]
+        if len(set(names)) != len(names):
+            continue  # a step may refuse it (two series of one label set): evaluated step by step
+        held += len(series) * len(times)
+        if held > budget.max_samples:  # every step's results are held at once: past the budget, none are
+            return {}
+        seconds = max(inner.range, min_range)
+        ends = [t - sel.offset for t in times]
+        is_counter, is_rate = _BATCHED[call.func]
+        results: List[List[Tuple[Labels, float]]] = [[] for _ in times]
+        selected: List[List[Labels]] = [[] for _ in times]
+        most = [0] * len(times)  # each step's window samples, as _matrix spends them
+        for (labels, stamps, values), name in zip(series, names):
+            budget.spend(0)  # the deadline
+            rates, counts = fn.extrapolated_rates(stamps, values, ends, seconds, is_counter, is_rate)
+            for k, (value, count) in enumerate(zip(rates, counts)):
+                if count:
+                    selected[k].append(labels)
+                    most[k] += count
+                    if value is not None:
+                        results[k].append((name, value))
+        for k, t in enumerate(times):
+            key = (call.func, sel.name, sel.matchers, inner.range, sel.offset, sel.at, (), t)
+            out[t][key] = (tuple(results[k]), tuple(selected[k]), most[k])
+    return out
+
+
+def _batchable(node: object) -> List[Call]:
+    """The calls range_steps can batch: outside any subquery (its steps are its own)."""
+    if isinstance(node, Subquery):
+        return []
+    found = []
+    if isinstance(node, Call) and node.func in _BATCHED and len(node.args) == 1:
+        inner = unwrap(node.args[0])
+        if isinstance(inner, MatrixSelector) and inner.vector.at is None:
+            found.append(node)
+    for child in children(node):
+        found.extend(_batchable(child))
+    return found
 
 
 class Evaluator:
@@ -346,17 +412,20 @@ class Evaluator:
             sel = inner.vector
             key = (f, sel.name, sel.matchers, inner.range, sel.offset, sel.at, extra, t)
             if key in self.cache:
-                result, selected = self.cache[key]
+                result, selected, samples = self.cache[key]
+                self.budget.spend(samples)  # as if its window were read again: the same budget either way
                 self._record(sel, selected)
                 return list(result)
+        spent = self.budget.spent
         matrix, start, end = self._window(matrix_arg, t)
+        samples = self.budget.spent - spent
         if f == "absent_over_time":
             out = [] if matrix else [(_absent_labels(matrix_arg), 1.0)]
         else:
             # predict_linear fits its line at the evaluation time, even under @ or offset (2.42)
             out = unique(self._range_function(f, matrix, extra, start, t if f == "predict_linear" else end))
         if key is not None and sel is not None:
-            self.cache[key] = (tuple(out), tuple(self.selected.get(id(sel), ())))
+            self.cache[key] = (tuple(out), tuple(self.selected.get(id(sel), ())), samples)
         return out
 
     @staticmethod

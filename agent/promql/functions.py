@@ -5,6 +5,8 @@ NaN rules. Points are (seconds, value) pairs, oldest first."""
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
+from itertools import compress
 from operator import lt
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -42,10 +44,17 @@ def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: fl
                 if v < prev:
                     result += prev
                 prev = v
+    return _extrapolate(result, first_t, first_v, last_t, len(points), range_start, range_end, is_counter, is_rate)
+
+
+def _extrapolate(result: float, first_t: float, first_v: float, last_t: float, count: int, range_start: float,
+                 range_end: float, is_counter: bool, is_rate: bool) -> float:
+    """The change seen between the first and last sample, extrapolated to the window's edges
+    (Prometheus' extrapolatedRate)."""
     to_start = first_t - range_start
     to_end = range_end - last_t
     sampled = last_t - first_t
-    average_gap = sampled / (len(points) - 1)
+    average_gap = sampled / (count - 1)
     if is_counter and result > 0 and first_v >= 0:
         to_zero = sampled * (first_v / result)
         if to_zero < to_start:
@@ -58,6 +67,33 @@ def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: fl
     if is_rate:
         result /= range_end - range_start
     return result
+
+
+def extrapolated_rates(times: Sequence[float], values: Sequence[float], ends: Sequence[float], seconds: float,
+                       is_counter: bool, is_rate: bool) -> Tuple[List[Optional[float]], List[int]]:
+    """extrapolated_rate over the window [end - seconds, end] at each of `ends` (ascending), one
+    series walked once: the same doubles, with no window made. Also each window's sample count.
+    A range query's rate panel asked it at 1,000 steps, a window sliced and a reset scan each."""
+    resets = list(compress(range(1, len(values)), map(lt, values[1:], values))) if is_counter else []
+    out: List[Optional[float]] = []
+    counts: List[int] = []
+    lo = hi = 0
+    for end in ends:
+        start = end - seconds
+        lo = bisect_left(times, start, lo)
+        hi = bisect_right(times, end, max(hi, lo))
+        count = hi - lo
+        counts.append(count)
+        if count < 2:
+            out.append(None)
+            continue
+        first_v, last = values[lo], hi - 1
+        result = values[last] - first_v
+        if resets:  # the resets inside (lo, last], in order, as extrapolated_rate adds them
+            for j in resets[bisect_right(resets, lo):bisect_right(resets, last)]:
+                result += values[j - 1]
+        out.append(_extrapolate(result, times[lo], first_v, times[last], count, start, end, is_counter, is_rate))
+    return out, counts
 
 
 def irate(points: Sequence[Point]) -> Optional[float]:

@@ -17,7 +17,7 @@ from bisect import bisect_left, bisect_right
 from typing import ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selectors
-from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix
+from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix, range_steps
 from ..promql.samples import LOOKBACK
 from ..promql.parser import parse
 from . import codec
@@ -77,6 +77,10 @@ class Loaded:
 
     def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]:
         return [(labels, p[1]) for labels, p in self.instant_points(sel, t)]
+
+    def columns(self, sel: VectorSelector) -> List[Tuple[Labels, List[float], List[float]]]:
+        """Each series a range reads, as (labels, times, values): for range_steps."""
+        return [(labels, times, [p[1] for p in points]) for labels, points, times in self.numbers.get(id(sel), ())]
 
     def range(self, sel: VectorSelector, t: float, seconds: float) -> List[Tuple[Labels, List[Point]]]:
         out = []
@@ -240,9 +244,11 @@ class Querier:
         cache: Dict[tuple, tuple] = {}
         # in integer milliseconds, as Prometheus steps: the same evaluation times, to the millisecond
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), max(1, round(step * 1000))
-        for t_ms in range(start_ms, end_ms + 1, step_ms):
-            t = t_ms / 1000.0
+        times = [t_ms / 1000.0 for t_ms in range(start_ms, end_ms + 1, step_ms)]
+        batched = range_steps(loaded, node, times, budget)  # rates at every step at once
+        for t in times:
             cache.clear()
+            cache.update(batched.get(t, ()))
             budget.spent = held
             value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
             stamp = _ts(t)  # as the answer writes it: once a step, not once a point
