@@ -24,13 +24,13 @@ from . import codec
 from ..labels import Labels
 from .index import Point
 from .store import HistoryStore
-from .tiers import HOUR, MINUTE, RAW, RESOLUTION
+from .tiers import FIVE_MINUTES, HOUR, MINUTE, RAW, RESOLUTION, finer
 from ..promql.parser import PromQLError
 from decimal import Decimal
 
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
 MAX_MATCH_PARAMS = 100  # match[] selectors in one series, labels or label values request
-TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", HOUR: "1-hour rollups"}
+TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", FIVE_MINUTES: "5-minute rollups", HOUR: "1-hour rollups"}
 
 
 class QueryError(Exception):
@@ -129,10 +129,18 @@ class Querier:
     def choose_tier(self, earliest: float, step: float, min_range: float, now: float) -> int:
         retention = self.store.retention
         tier = next((t for t in (RAW, MINUTE, HOUR) if earliest >= now - retention.of(t)), HOUR)
+        if now - earliest <= 2 * 86400:
+            return tier
         for coarser in (MINUTE, HOUR):  # coarse enough to change nothing at this step
             res = RESOLUTION[coarser]
-            if coarser > tier and step >= 4 * res and min_range >= 4 * res and now - earliest > 2 * 86400:
+            if finer(tier, coarser) and step >= 4 * res and min_range >= 4 * res:
                 tier = coarser
+        # a panel over days whose every step and range spans two 5-minute points (a week at
+        # Grafana's 10-minute step): a fifth of the minutes' points, where the file has them
+        res = RESOLUTION[FIVE_MINUTES]
+        if (finer(tier, FIVE_MINUTES) and step >= 2 * res and min_range >= 2 * res
+                and earliest >= self.store.five_minutes_from):
+            tier = FIVE_MINUTES
         return tier
 
     def load(self, node: object, start: float, end: float, step: float,

@@ -18,7 +18,7 @@ from ..labels import Matcher, matches
 from ..store import small_page_cache
 from . import codec, rollup
 from .index import AlertEvent, Point, SeriesInfo
-from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
+from .tiers import CHUNK_SPAN, FIVE_MINUTES, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
 
 if TYPE_CHECKING:
     from .store import HistoryStore
@@ -130,7 +130,8 @@ class Reader:
                       ) -> Tuple[Dict[int, List[Tuple[float, bytes]]], Dict[int, List[rollup.Rollup]]]:
         """In one transaction, per series: its stored chunks of `tier` that reach [start, end]
         (each with its start), and what is not rolled up on disk yet, as rollups in time order:
-        the head, summarised; for hours, also the 1-minute chunks not compacted yet."""
+        the head, summarised; for the tiers made at compaction (5 minutes, hours), also the
+        1-minute chunks not compacted yet."""
         chunks: Dict[int, List[Tuple[float, bytes]]] = {sid: [] for sid in wanted}
         recent: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
         head: Dict[int, List[Point]] = {sid: [] for sid in wanted}
@@ -141,7 +142,7 @@ class Reader:
                 chunks[sid] = db.execute("SELECT start, data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
                                          "AND start <= ? ORDER BY start",
                                          (sid, tier, start - CHUNK_SPAN[tier], end)).fetchall()
-                if tier == HOUR:
+                if tier in (FIVE_MINUTES, HOUR):
                     for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
                                               "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):
                         recent[sid].extend(rollup.decode_or_log(data, self.store.path, columns, start, end))

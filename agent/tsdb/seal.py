@@ -26,7 +26,7 @@ from .. import threads
 from ..heap import release_freed_memory
 from . import codec, rollup
 from .rollup import encode_rollups
-from .tiers import CHUNK_SPAN, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
+from .tiers import CHUNK_SPAN, FINEST_FIRST, FIVE_MINUTES, FIVE_MINUTES_FROM, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
 
 if TYPE_CHECKING:
     from .store import HistoryStore
@@ -44,6 +44,8 @@ class _SealPlan:
     minute: List[Tuple[int, bytes]] = field(default_factory=list)  # this window's 1-minute rollups
     compactions: List[float] = field(default_factory=list)  # 6-hour spans made one chunk
     compacted: List[Tuple[int, float, bytes]] = field(default_factory=list)
+    five: List[Tuple[int, float, bytes]] = field(default_factory=list)  # each compacted span's 5-minute rollups
+    five_from: Optional[float] = None  # the first span with them, when this seal makes it (FIVE_MINUTES_FROM)
     hour: List[Tuple[int, float, bytes]] = field(default_factory=list)
     present: List[Tuple[float, int]] = field(default_factory=list)  # (last time, series) seen in the window
     sealed_layout: Optional[int] = None
@@ -64,8 +66,8 @@ class Sealer:
 
     def _enforce_size(self) -> None:
         """Under max_disk, with room for a seal: past 85% of it in use, the oldest data goes
-        first (a raw window, else a 1-minute span, else a 1-hour one, else the oldest head
-        window), as Prometheus' retention.size drops the oldest block."""
+        first (a raw window, else a 1-minute span, else a 5-minute one, else a 1-hour one,
+        else the oldest head window), as Prometheus' retention.size drops the oldest block."""
         if not self.store.max_disk:
             return
         page = self.store.db.execute("PRAGMA page_size").fetchone()[0]
@@ -77,7 +79,7 @@ class Sealer:
             self.store.stats.trimmed_for_size += 1
 
     def _drop_oldest(self, db: sqlite3.Connection) -> None:
-        for tier in (RAW, MINUTE, HOUR):
+        for tier in FINEST_FIRST:
             row = db.execute("SELECT MIN(start) FROM chunks WHERE tier = ?", (tier,)).fetchone()
             if row and row[0] is not None:
                 db.execute("DELETE FROM chunks WHERE tier = ? AND start < ?", (tier, row[0] + CHUNK_SPAN[tier]))
@@ -162,6 +164,8 @@ class Sealer:
                     db.execute("ROLLBACK")
                 raise
             self.store.index.sealed_until(plan.present)
+            if plan.five_from is not None:
+                self.store.five_minutes_from = plan.five_from
             self.store.stats.seals += 1
         except (sqlite3.Error, codec.CorruptChunk) as e:
             self._seal_error = str(e) or type(e).__name__
@@ -197,6 +201,8 @@ class Sealer:
                 self._plan_compaction(db, plan, start, minutes)
                 start += span
             plan.compacted_until = start
+            if plan.compactions and db.execute("SELECT value FROM meta WHERE key = ?", (FIVE_MINUTES_FROM,)).fetchone() is None:
+                plan.five_from = plan.compactions[0]  # a file from before the tier has none earlier
         finally:
             db.execute("COMMIT")
         return plan
@@ -253,7 +259,8 @@ class Sealer:
 
     def _plan_compaction(self, db: sqlite3.Connection, plan: "_SealPlan", span_start: float,
                          new_minutes: Dict[int, bytes]) -> None:
-        """The 6-hour span's 1-minute chunks as one, and its hours merged into the 10-day chunks."""
+        """The 6-hour span's 1-minute chunks as one, its 5-minute rollups as one chunk, and its
+        hours merged into the 10-day chunks."""
         span_end = span_start + CHUNK_SPAN[MINUTE]
         plan.compactions.append(span_start)
         hour_span = CHUNK_SPAN[HOUR]
@@ -271,6 +278,7 @@ class Sealer:
             points.sort(key=lambda p: p[0])
             counter = self._counter(sid)
             plan.compacted.append((sid, span_start, encode_rollups(points, counter)))
+            plan.five.append((sid, span_start, encode_rollups(rollup.merge([], points, RESOLUTION[FIVE_MINUTES]), counter)))
             hours = rollup.merge([], points, RESOLUTION[HOUR])
             row = db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start = ?",
                              (sid, HOUR, key)).fetchone()
@@ -303,17 +311,21 @@ class Sealer:
         db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
                        [(sid, MINUTE, start, blob) for sid, start, blob in plan.compacted])
         db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
+                       [(sid, FIVE_MINUTES, start, blob) for sid, start, blob in plan.five])
+        db.executemany("INSERT OR REPLACE INTO chunks (series, tier, start, data) VALUES (?, ?, ?, ?)",
                        [(sid, HOUR, start, blob) for sid, start, blob in plan.hour])
         db.executemany("UPDATE series SET last = ? WHERE id = ?", plan.present)
         db.execute("DELETE FROM head WHERE t < ?", (plan.end,))
         meta = [("compacted_until", repr(plan.compacted_until))]
         if plan.sealed_layout is not None:
             meta.append(("sealed_layout", str(plan.sealed_layout)))
+        if plan.five_from is not None:
+            meta.append((FIVE_MINUTES_FROM, repr(plan.five_from)))
         db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta)
 
     def _expire(self, db: sqlite3.Connection, now: float) -> None:
         """Retention, and forgetting series and layouts nothing refers to (main thread)."""
-        for tier in (RAW, MINUTE, HOUR):
+        for tier in FINEST_FIRST:
             db.execute("DELETE FROM chunks WHERE tier = ? AND start < ?",
                        (tier, now - self.store.retention.of(tier) - CHUNK_SPAN[tier]))
         db.execute("DELETE FROM alert_events WHERE at < ?", (now - self.store.retention.alerts,))

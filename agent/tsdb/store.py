@@ -44,7 +44,7 @@ from ..store import small_page_cache
 from .index import AlertEvent, Layouts, SeriesIndex, SeriesInfo
 from .reader import Reader
 from .seal import Sealer
-from .tiers import DEFAULT_RETENTION, Retention
+from .tiers import DEFAULT_RETENTION, FIVE_MINUTES_FROM, Retention
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class HistoryStore:
         self._over_max: set = set()
         self._over_max_at = -math.inf
         self.last_written = -math.inf  # the newest head row's time
+        self.five_minutes_from = math.inf  # where the 5-minute tier begins (a file from before it: later)
         self.sealer = Sealer(self)
         self.db = self._open_readonly() if readonly else self._open()
         self._load()
@@ -211,6 +212,9 @@ class HistoryStore:
         row = self.db.execute("SELECT t, layout FROM head ORDER BY t DESC LIMIT 1").fetchone()
         if row:
             self.last_written = row[0]
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (FIVE_MINUTES_FROM,)).fetchone()
+        if row:
+            self.five_minutes_from = float(row[0])
 
     @property
     def series(self) -> Dict[int, SeriesInfo]:

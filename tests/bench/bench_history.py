@@ -166,7 +166,7 @@ def main(days=30.0):
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     size = store.size_bytes()
     tiers = tier_sizes(store)
-    names = {0: "raw", 1: "1m", 2: "1h"}
+    names = {0: "raw", 1: "1m", 2: "1h", 3: "5m"}
     print(f"disk after {days:g} days: {size / 1e6:.1f} MB  (budget: <= 250 MB at steady state)")
     for tier, (count, data) in sorted(tiers.items()):
         print(f"  {names[tier]:>3}: {count} chunks, {data / 1e6:.1f} MB of chunk data")

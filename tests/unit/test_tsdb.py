@@ -23,7 +23,7 @@ from agent.tsdb import codec, rollup
 from agent.tsdb.recorder import Recorder
 from agent.tsdb.rollup import decode_rollups, encode_rollups
 from agent.tsdb.store import HistoryStore
-from agent.tsdb.tiers import HOUR, MINUTE, RAW, Retention
+from agent.tsdb.tiers import FIVE_MINUTES, FIVE_MINUTES_FROM, HOUR, MINUTE, RAW, Retention
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: windows and hours start on it
@@ -292,10 +292,14 @@ def test_rollups_from_the_store_match_rollups_of_what_was_written(store):
         sid = ids(store, name, **labels)
         times = [t for t, _ in written[key]]
         values = [v for _, v in written[key]]
-        for tier, res in ((MINUTE, 60.0), (HOUR, 3600.0)):
+        for tier, res in ((MINUTE, 60.0), (FIVE_MINUTES, 300.0), (HOUR, 3600.0)):
             got = store.reader().rollups([sid], tier, T0, clock.t)[sid]
             want = rollup.summarise(times, values, res)
             if key == "req":  # a counter keeps no sum: it reads as last * count
+                got = [p[:3] + p[4:] for p in got]
+                want = [p[:3] + p[4:] for p in want]
+            elif tier != MINUTE:  # made of the minutes' sums, added: within an ulp of the samples' sum
+                assert [p[3] for p in got] == pytest.approx([p[3] for p in want], rel=1e-15, abs=0), (key, tier)
                 got = [p[:3] + p[4:] for p in got]
                 want = [p[:3] + p[4:] for p in want]
             assert got == want, (key, tier)
@@ -414,6 +418,54 @@ def test_long_ranges_read_rollups_and_say_so(store):
     assert warnings == []
 
 
+def test_a_week_at_a_ten_minute_step_reads_five_minute_rollups_where_the_file_has_them(tmp_path):
+    """Grafana's week-long panel (a 10-minute step, a 605 s rate window) reads the 5-minute
+    rollups: a fifth of the minutes' points, the same answer in their meaning. A file from
+    before the tier has them only from its first compaction since: a query reaching earlier
+    reads minutes, as it did."""
+    from agent.tsdb.query import Querier
+
+    clock = Clock()
+    path = str(tmp_path / "history.db")
+    store = HistoryStore(path, retention=Retention(raw=3600, minute=30 * 86400), clock=clock)
+    try:
+        fill(store, clock, 3 * 17280, interval=5.0)  # three days
+        q = Querier(store, clock)
+        end = clock.t - 5
+        # gauges are bucket averages (5 minutes against 1 of a wave of amplitude 3); the counter rises 3 every 5 s
+        for expr, within in (("gpu_temp", 3.0), ("rate(requests_total[605s])", 1e-9)):
+            data, warnings = q.range(expr, end - 2.5 * 86400, end, 600)
+            assert "5-minute rollups" in warnings[0], (expr, warnings)
+            store.five_minutes_from = math.inf  # the same query on minutes, for the answer's sake
+            minutes, warnings = q.range(expr, end - 2.5 * 86400, end, 600)
+            store.five_minutes_from = T0
+            assert "1-minute rollups" in warnings[0]
+            assert [s["metric"] for s in data["result"]] == [s["metric"] for s in minutes["result"]]
+            for fives, mins in zip(data["result"], minutes["result"]):
+                assert [t for t, _ in fives["values"]] == [t for t, _ in mins["values"]]
+                gaps = [abs(float(a) - float(b)) for (_, a), (_, b) in zip(fives["values"], mins["values"])]
+                assert max(gaps) <= within, (expr, max(gaps))
+        assert q.range("gpu_temp", end - 2.5 * 86400, end, 599)[1][0].startswith("read from 1-minute"), \
+            "a step shorter than two of its points"
+        assert q.range("rate(requests_total[5m])", end - 2.5 * 86400, end, 600)[1][0].startswith("read from 1-minute")
+        assert store.five_minutes_from == T0
+        # the file as the previous version left it: minutes, hours, no 5-minute tier
+        store.db.execute("DELETE FROM chunks WHERE tier = ?", (FIVE_MINUTES,))
+        store.db.execute("DELETE FROM meta WHERE key = ?", (FIVE_MINUTES_FROM,))
+        store.close()
+        store = HistoryStore(path, retention=Retention(raw=3600, minute=30 * 86400), clock=clock)
+        q = Querier(store, clock)
+        assert "1-minute rollups" in q.range("gpu_temp", end - 2.5 * 86400, end, 600)[1][0]
+        compacted = float(store.db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()[0])
+        fill(store, clock, int(2.2 * 17280), interval=5.0)  # 2.2 days more: compactions since
+        assert store.five_minutes_from == compacted, "the tier begins at the first span compacted since"
+        end = clock.t - 5
+        assert "1-minute rollups" in q.range("gpu_temp", end - 2.5 * 86400, end, 600)[1][0], "reaches before it"
+        assert "5-minute rollups" in q.range("gpu_temp", end - 2.05 * 86400, end, 600)[1][0], "all after it"
+    finally:
+        store.close()
+
+
 def test_a_rate_window_shorter_than_two_rollup_points_is_read_as_two(store):
     """Grafana's $__rate_interval over 30 days is step + scrape interval (3605 s at a 1 h step):
     on 1-hour rollups such a window holds one point, and rate() of one point is nothing, so
@@ -442,6 +494,7 @@ def test_retention_deletes_old_chunks_and_alert_events(store):
     now = clock.t
     assert starts[RAW] >= now - 3600 - 2 * 1800
     assert starts[MINUTE] >= now - 3 * 3600 - 6 * 3600
+    assert starts[FIVE_MINUTES] >= now - 3 * 3600 - 6 * 3600, "kept as long as the minutes they are made of"
     assert store.db.execute("SELECT COUNT(*) FROM alert_events").fetchone()[0] == 0
 
 
