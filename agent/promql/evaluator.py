@@ -132,6 +132,7 @@ def _arith(op: str, a: float, b: float) -> float:
     raise EvalError(f"unknown operator {op}")
 
 
+_COMPUTED = (Call, Binary, Aggregate, Unary)
 _COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
             "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
 _RANGE_KEEPS_NAME = ("last_over_time",)
@@ -184,9 +185,21 @@ def range_steps(history: Any, node: object, times: List[float], budget: Budget) 
                     if value is not None:
                         results[k].append((name, value))
         for k, t in enumerate(times):
-            key = (call.func, sel.name, sel.matchers, inner.range, sel.offset, sel.at, (), t)
-            out[t][key] = (tuple(results[k]), tuple(selected[k]), most[k])
+            out[t][(_structure(call, inner), (), t)] = (tuple(results[k]), tuple(selected[k]), most[k])
     return out
+
+
+def _structure(call: Call, inner: MatrixSelector) -> str:
+    """What makes two range calls the same computation (the function, the selector, its range,
+    offset and @), as one string made once per parsed node: the cache key is hashed at every
+    step and for every rule, and hashing the matchers' dataclasses each time cost more than
+    the lookup saved. Rules that read the same expression share it: equal structures, equal
+    strings."""
+    token = call.__dict__.get("_structure")
+    if token is None:
+        sel = inner.vector
+        token = call.__dict__["_structure"] = repr((call.func, sel.name, sel.matchers, inner.range, sel.offset, sel.at))
+    return token
 
 
 def _batchable(node: object) -> List[Call]:
@@ -241,29 +254,31 @@ class Evaluator:
         return t - offset
 
     def _eval(self, node: object, t: float) -> Value:
-        if isinstance(node, Number):
+        if isinstance(node, _COMPUTED):  # first: a range query evaluates its operators at every step
+            value = self._computed(node, t)
+            if isinstance(value, list):
+                self.budget.spend(len(value))  # what an operator or a function made holds memory too
+            return value
+        if isinstance(node, (Number, String)):
             return node.value
-        if isinstance(node, String):
-            return node.value
-        if isinstance(node, Paren):
-            return self._eval(node.expr, t)
         if isinstance(node, VectorSelector):
             found = self.history.instant(node, self._time(t, node.at, node.offset))
             self.budget.spend(len(found))
             self._record(node, (labels for labels, _ in found))
             return found
+        if isinstance(node, Paren):
+            return self._eval(node.expr, t)
         if isinstance(node, MatrixSelector):
             return self._matrix(node, t)
         if isinstance(node, Subquery):
             return self._subquery(node, t)
-        value = self._computed(node, t)
-        if isinstance(value, list):
-            self.budget.spend(len(value))  # what an operator or a function made holds memory too
-        return value
+        raise EvalError(f"cannot evaluate {type(node).__name__}")
 
     def _computed(self, node: object, t: float) -> Value:
         if isinstance(node, Call):
             return self._call(node, t)
+        if isinstance(node, Binary):
+            return self._binary(node, self._eval(node.lhs, t), self._eval(node.rhs, t))
         if isinstance(node, Aggregate):
             param = self._eval(node.param, t) if node.param is not None else None
             if isinstance(param, list):
@@ -277,8 +292,6 @@ class Evaluator:
             if isinstance(operand, float):
                 return -operand
             return unique([(_no_name(labels), -v) for labels, v in _vector(operand)])
-        if isinstance(node, Binary):
-            return self._binary(node, self._eval(node.lhs, t), self._eval(node.rhs, t))
         raise EvalError(f"cannot evaluate {type(node).__name__}")
 
     # -- range vectors -------------------------------------------------------------------------
@@ -410,7 +423,7 @@ class Evaluator:
         sel: Optional[VectorSelector] = None
         if isinstance(inner, MatrixSelector):
             sel = inner.vector
-            key = (f, sel.name, sel.matchers, inner.range, sel.offset, sel.at, extra, t)
+            key = (_structure(node, inner), extra, t)
             if key in self.cache:
                 result, selected, samples = self.cache[key]
                 self.budget.spend(samples)  # as if its window were read again: the same budget either way
