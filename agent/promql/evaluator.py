@@ -158,9 +158,14 @@ def range_steps(history: Any, node: object, times: List[float], budget: Budget) 
     min_range: float = getattr(history, "min_range", 0.0)
     out: Dict[float, Dict[tuple, tuple]] = {t: {} for t in times}
     held = 0
+    done = set()
     for call in _batchable(node):
         inner = unwrap(call.args[0])
         assert isinstance(inner, MatrixSelector)
+        structure = _structure(call, inner)
+        if structure in done:  # the same computation twice in one expression: one entry serves both
+            continue
+        done.add(structure)
         sel = inner.vector
         series = columns(sel)
         names = [_no_name(labels) for labels, _, _ in series]
@@ -185,7 +190,7 @@ def range_steps(history: Any, node: object, times: List[float], budget: Budget) 
                     if value is not None:
                         results[k].append((name, value))
         for k, t in enumerate(times):
-            out[t][(_structure(call, inner), (), t)] = (tuple(results[k]), tuple(selected[k]), most[k])
+            out[t][(structure, (), t)] = (tuple(results[k]), tuple(selected[k]), most[k])
     return out
 
 

@@ -62,7 +62,8 @@ def store(tmp_path):
 EXPRS = ("rate(requests_total[1m])", "increase(requests_total[5m] offset 10m)", "delta(temp[2m])",
          "sum by (zone) (rate(requests_total[90s]))", "rate(requests_total{server!=\"b\"}[30s]) * 2",
          "max_over_time(rate(requests_total[1m])[10m:1m])", "rate(requests_total[1m]) / rate(requests_total[2m])",
-         "rate(temp[1m]) + on() group_left sum(rate(requests_total[1m]))")
+         "rate(temp[1m]) + on() group_left sum(rate(requests_total[1m]))",
+         "rate(requests_total[1m]) - rate(requests_total[1m])")
 
 
 @pytest.mark.parametrize("span,step", [(1800, 15), (3600, 60), (3 * 3600, 300)])
