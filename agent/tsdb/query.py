@@ -23,6 +23,7 @@ from ..promql.parser import parse
 from . import codec
 from ..labels import Labels
 from .index import Point
+from .reader import Reader
 from .store import HistoryStore
 from .tiers import FIVE_MINUTES, HOUR, MINUTE, RAW, RESOLUTION, finer
 from ..promql.parser import PromQLError
@@ -177,21 +178,25 @@ class Querier:
                 first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
                          else now - longest)
                 last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
-                found = reader.find(sel.name, sel.matchers, first, last)
-                if tier == RAW:
-                    raw = reader.raw([i.id for i in found], first, last)
-                    series = [(info.labels, raw[info.id]) for info in found if raw[info.id]]
-                else:
-                    column = columns.get(id(sel))
-                    points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found},
-                                                  tier, first, last)
-                    series = [(info.labels, points[info.id]) for info in found if points[info.id]]
+                series = self._read(reader, sel, tier, columns.get(id(sel)), first, last)
                 total += sum(len(p) for _, p in series)
                 if total > self.max_samples:
                     raise QueryError("execution", f"query processing would load too many samples into memory "
                                                   f"(more than {self.max_samples}); narrow the selectors or the range")
                 loaded.put(sel, series, markers=tier == RAW)
         return loaded, warnings
+
+    @staticmethod
+    def _read(reader: Reader, sel: VectorSelector, tier: int, column: Optional[str], first: float,
+              last: float) -> List[Tuple[Labels, List[Point]]]:
+        """One selector's series with their points in [first, last]: raw samples, or the rollup
+        column it reads (by default a counter's last value, a gauge's average)."""
+        found = reader.find(sel.name, sel.matchers, first, last)
+        if tier == RAW:
+            raw = reader.raw([i.id for i in found], first, last)
+            return [(info.labels, raw[info.id]) for info in found if raw[info.id]]
+        points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found}, tier, first, last)
+        return [(info.labels, points[info.id]) for info in found if points[info.id]]
 
     def session(self) -> ContextManager[None]:
         """Queries inside read one view of the file, its head read once (a round of history rules)."""

@@ -201,7 +201,7 @@ class Sealer:
                 self._plan_compaction(db, plan, start, minutes)
                 start += span
             plan.compacted_until = start
-            if plan.compactions and db.execute("SELECT value FROM meta WHERE key = ?", (FIVE_MINUTES_FROM,)).fetchone() is None:
+            if plan.compactions and math.isinf(self.store.five_minutes_from):  # (the store read the mark at open)
                 plan.five_from = plan.compactions[0]  # a file from before the tier has none earlier
         finally:
             db.execute("COMMIT")
