@@ -38,15 +38,13 @@ from .serve.health import health
 from .serve.drill_api import DrillAPI
 from .serve.perf_api import PerfAPI
 from .systemd import Notifier, Watchdog
-from .report.compute import Period, Reporter
-from .report.render import render, summary_lines
-from .report.schedule import ReportScheduler, ScheduledReport, report_doc
 from .tsdb.query import Querier
 from .tsdb.recorder import Recorder, open_store
 from .wiring import CollectorSet
 
 if TYPE_CHECKING:
     from .remote.sender import Writers
+    from .report.schedule import ReportScheduler, ScheduledReport
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +125,11 @@ class Agent:
 
     def _configure_reports(self, config: Config) -> None:
         """[[reports]]: made from the history file, queued in the outbox like a page."""
-        if self.recorder is None or self.alerting is None:
+        if self.recorder is None or self.alerting is None or (self.reports is None and not config.reports):
             return
+        # the report package (0.4 MiB resident) loads when reports are configured, not in every agent
+        from .report.schedule import ReportScheduler, ScheduledReport
+
         reports = [ScheduledReport(r.name, r.schedule, r.period or r.schedule.default_period(), r.format,
                                    tuple(r.channels)) for r in config.reports]
         if self.reports is None:
@@ -140,12 +141,17 @@ class Agent:
 
     def _produce_report(self, start: float, end: float, fmt: str) -> Tuple[str, str]:
         assert self.recorder is not None
+        from .report.compute import Period, Reporter
+        from .report.render import render, summary_lines
+
         doc = Reporter(self.recorder.store, self.config.slo.availability, self.config.slo.ttft_seconds,
                        self.config.hostname, self.clock, self.config.slo.short_lived_share).report(Period(start, end))
         return "; ".join(summary_lines(doc)), render(doc, fmt)
 
     def _deliver_report(self, report: ScheduledReport, summary: str, body: str, occurrence: float) -> None:
         assert self.alerting is not None
+        from .report.schedule import report_doc
+
         doc = report_doc(report, summary, body, occurrence, self.config.hostname)
         for channel in report.channels:
             self.alerting.outbox.enqueue(channel, doc.fingerprint, "firing", doc.to_json(), self.clock(), occurrence)

@@ -80,3 +80,11 @@ def http_date(ts: Optional[float] = None) -> str:
     t = time.gmtime(ts)
     return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
+
+
+def days_in_month(year: int, month: int) -> int:
+    """The month's length in the proleptic Gregorian calendar (calendar.monthrange's, without
+    loading the calendar module and the locale machinery it brings: a quarter of a MiB resident)."""
+    if month == 2:
+        return 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    return 30 if month in (4, 6, 9, 11) else 31

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import calendar
 import time
 from typing import Callable, List, Optional, Sequence
 
 from ..config import CostSettings, SloSettings, TargetConfig
 from ..model import MetricFamily, Snapshot, gauge
 from ..plugins import Context, register_deriver
+from ..timefmt import days_in_month
 
 
 class SloCost:
@@ -57,7 +57,7 @@ class SloCost:
         lbl = {"currency": self.cost.currency}
         local = time.localtime(now)
         midnight = time.mktime((local.tm_year, local.tm_mon, local.tm_mday, 0, 0, 0, 0, 0, -1))
-        days = calendar.monthrange(local.tm_year, local.tm_mon)[1]
+        days = days_in_month(local.tm_year, local.tm_mon)
         fams = [gauge("llm_agent_cost_per_hour", "What the host costs per hour (configured prices x GPUs).").add(lbl, per_hour),
                 gauge("llm_agent_cost_today", "What the host has cost since local midnight.")
                 .add(lbl, per_hour * (now - midnight) / 3600),

@@ -7,7 +7,6 @@ The schema (schema.py) is the single source of truth for keys, defaults, parsers
 
 from __future__ import annotations
 
-import difflib
 from importlib import resources
 import os
 import re
@@ -58,6 +57,14 @@ class ConfigError(Exception):
     def __init__(self, problems: List[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+def _closest(word: str, choices: List[str]) -> List[str]:
+    """The choice a typo most likely meant (at most one). difflib is imported here, on an error,
+    so that the running agent does not keep it resident."""
+    import difflib
+
+    return difflib.get_close_matches(word, choices, n=1)
 
 
 def format_path(path: Path) -> str:
@@ -125,7 +132,7 @@ class _Validator:
             raw = {}
         for key in raw:
             if key not in spec:
-                hint = difflib.get_close_matches(key, list(spec), n=1)
+                hint = _closest(key, list(spec))
                 near = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(spec)}"
                 self.error(path + (key,), f"unknown key{near}")
         return {key: self.node(sub, raw.get(key), path + (key,), key in raw) for key, sub in spec.items()}
@@ -212,7 +219,7 @@ def _check_disable(val: _Validator, names: Optional[List[str]]) -> None:
     known = _default_rule_names() if names else []
     for name in names or []:
         if name not in known:
-            hint = difflib.get_close_matches(name, known, n=1)
+            hint = _closest(name, known)
             val.error(("alerting", "disable"), f"no default rule named {name!r}" +
                       (f"; did you mean {hint[0]!r}?" if hint else "; `llm-agent rules export` lists them"))
 

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-import calendar
 import math
 import re
 import time
 from dataclasses import dataclass
+
+from ..timefmt import days_in_month
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _SCHEDULE = re.compile(r"^\s*(daily|weekly\s+(\w+)|monthly\s+(\d{1,2}))\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
@@ -32,7 +33,7 @@ class Schedule:
             day = time.localtime(time.mktime((t.tm_year, t.tm_mon, t.tm_mday - back, 12, 0, 0, 0, 0, -1)))
             if self.kind == "weekly" and day.tm_wday != self.weekday:
                 continue
-            if self.kind == "monthly" and day.tm_mday != min(self.day, calendar.monthrange(day.tm_year, day.tm_mon)[1]):
+            if self.kind == "monthly" and day.tm_mday != min(self.day, days_in_month(day.tm_year, day.tm_mon)):
                 continue
             at = time.mktime((day.tm_year, day.tm_mon, day.tm_mday, self.hour, self.minute, 0, 0, 0, -1))
             if at <= now:

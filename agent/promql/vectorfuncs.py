@@ -4,14 +4,14 @@ regexp template expansion ($1, ${name}, $$)."""
 
 from __future__ import annotations
 
-import calendar
 import datetime
 import math
 import re
-from decimal import Decimal
 from typing import Callable, Dict, List, Optional, Tuple
 
 from .. import regex
+from ..timefmt import days_in_month
+from ..gotemplate.strconv import format_float
 
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -92,7 +92,7 @@ def _date(v: float) -> Optional[datetime.datetime]:
 
 
 def _days_in_month(d: datetime.datetime) -> int:
-    return calendar.monthrange(d.year, d.month)[1]
+    return days_in_month(d.year, d.month)
 
 
 DATE_PARTS: Dict[str, Callable[[datetime.datetime], int]] = {
@@ -109,15 +109,12 @@ def date_part(func: str, v: float) -> float:
 
 
 def format_value(v: float) -> str:
-    """Go's strconv.FormatFloat(v, 'f', -1, 64): count_values' label values."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    text = format(Decimal(repr(v)), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
+    """A sample value as Prometheus writes it (Go's strconv.FormatFloat(v, 'f', -1, 64)): the
+    query API's values and count_values' label values."""
+    text = repr(v)
+    if "e" not in text and "n" not in text:  # the common case, a plain decimal (not nan, inf or 1e+16)
+        return text[:-2] if text.endswith(".0") else text
+    return format_float(v, "f", -1)
 
 
 def expand(template: str, match, names: Dict[str, int]) -> str:

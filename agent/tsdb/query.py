@@ -27,7 +27,7 @@ from .reader import Reader
 from .store import HistoryStore
 from .tiers import FIVE_MINUTES, HOUR, MINUTE, RAW, RESOLUTION, finer
 from ..promql.parser import PromQLError
-from decimal import Decimal
+from ..promql.vectorfuncs import format_value
 
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
 MAX_MATCH_PARAMS = 100  # match[] selectors in one series, labels or label values request
@@ -360,19 +360,3 @@ def _ts(t: float) -> float:
 
 def _days(seconds: float) -> str:
     return f"{seconds / 86400:g} days" if seconds > 86400 else f"{seconds / 3600:g} hours"
-
-
-def format_value(v: float) -> str:
-    """A sample value as Prometheus writes it (Go's strconv 'f' with the shortest digits)."""
-    text = repr(v)
-    if "e" not in text and "n" not in text:  # the common case, a plain decimal (not nan, inf or 1e+16)
-        return text[:-2] if text.endswith(".0") else text
-    if v != v:
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if "e" in text or "E" in text:
-        text = format(Decimal(text), "f")
-    if text.endswith(".0"):
-        text = text[:-2]
-    return text

@@ -90,11 +90,23 @@ def test_a_runaway_rule_fails_alone_and_the_others_fire():
 
 
 def test_values_are_written_as_prometheus_writes_them():
-    """format_value's fast path (a plain decimal) and the rest: Go's strconv 'f', shortest digits."""
-    from agent.tsdb.query import format_value
+    """format_value's fast path (a plain decimal) and the rest: Go's strconv 'f', shortest digits
+    (the query API's values and count_values' labels); random doubles against Decimal's expansion."""
+    import random
+    import struct
+    from decimal import Decimal
+
+    from agent.promql.vectorfuncs import format_value
 
     cases = {1.0: "1", -0.0: "-0", 0.5: "0.5", 47.18333333333333: "47.18333333333333", 1e16: "10000000000000000",
              1.5e-7: "0.00000015", -2.5e21: "-2500000000000000000000", float("nan"): "NaN", float("inf"): "+Inf",
              float("-inf"): "-Inf", 123456789.0: "123456789", 0.1 + 0.2: "0.30000000000000004"}
     for value, text in cases.items():
         assert format_value(value) == text, value
+    rng = random.Random(7)
+    for _ in range(20_000):
+        value = struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0]
+        if value == value and abs(value) != float("inf"):
+            text = format(Decimal(repr(value)), "f")
+            expected = text[:-2] if text.endswith(".0") else text
+            assert format_value(value) == expected, repr(value)

@@ -1,4 +1,5 @@
-"""agent.timefmt.http_date: what email.utils.formatdate(usegmt=True) writes, for any time."""
+"""agent.timefmt: http_date writes what email.utils.formatdate(usegmt=True) writes, for any time;
+days_in_month is calendar.monthrange's."""
 
 import email.utils
 import random
@@ -19,3 +20,15 @@ def test_http_date_defaults_to_now():
     when = email.utils.parsedate_to_datetime
     assert when(before) <= when(now) <= when(after)  # seconds may tick between the calls (a loaded machine)
     assert now.endswith(" GMT") and len(now) == 29
+
+
+def test_days_in_month_is_the_calendars():
+    """The agent's own month length (calendar stays out of the daemon) against calendar.monthrange,
+    over leap rules' every case: centuries, 400-year cycles, year 1 and 9999."""
+    import calendar
+
+    from agent.timefmt import days_in_month
+
+    for year in list(range(1, 2401)) + [9999]:
+        for month in range(1, 13):
+            assert days_in_month(year, month) == calendar.monthrange(year, month)[1], (year, month)
