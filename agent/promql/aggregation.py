@@ -17,7 +17,7 @@ Vector = List[Tuple[Labels, float]]
 INT64 = 2.0 ** 63
 
 
-def _group_key(labels: Labels, node: Aggregate, grouping: Tuple[str, ...]) -> Labels:
+def group_key(labels: Labels, node: Aggregate, grouping: Tuple[str, ...]) -> Labels:
     if node.without:
         return tuple(kv for kv in labels if kv[0] not in grouping and kv[0] != "__name__")
     return tuple(kv for kv in labels if kv[0] in grouping)
@@ -38,11 +38,11 @@ def aggregate(node: Aggregate, vector: Vector, param: Optional[Union[float, str]
         op = "count"
     groups: Dict[Labels, List[float]] = {}
     for labels, v in vector:
-        groups.setdefault(_group_key(labels, node, grouping), []).append(v)
-    return [(key, _fold(op, values, param)) for key, values in groups.items()]
+        groups.setdefault(group_key(labels, node, grouping), []).append(v)
+    return [(key, fold(op, values, param)) for key, values in groups.items()]
 
 
-def _fold(op: str, values: List[float], param: Optional[Union[float, str]]) -> float:
+def fold(op: str, values: List[float], param: Optional[Union[float, str]]) -> float:
     if op == "sum":
         return fn.sum_over_time(values)
     if op == "avg":
@@ -78,7 +78,7 @@ def _top(node: Aggregate, vector: Vector, param) -> Vector:
         return []
     groups: Dict[Labels, Vector] = {}
     for sample in sorted(vector):  # Prometheus reads series in label order; among equal values the first wins
-        groups.setdefault(_group_key(sample[0], node, node.grouping), []).append(sample)
+        groups.setdefault(group_key(sample[0], node, node.grouping), []).append(sample)
     out: Vector = []
     sign = -1.0 if node.op == "topk" else 1.0
     for members in groups.values():

@@ -91,7 +91,7 @@ def _keep(labels: Labels, names: Tuple[str, ...]) -> Labels:
     return tuple(kv for kv in labels if kv[0] in names)
 
 
-def _no_name(labels: Labels) -> Labels:
+def no_name(labels: Labels) -> Labels:
     return tuple(kv for kv in labels if kv[0] != "__name__")
 
 
@@ -102,7 +102,7 @@ def unique(vector: Vector) -> Vector:
     return vector
 
 
-def _arith(op: str, a: float, b: float) -> float:
+def arith(op: str, a: float, b: float) -> float:
     try:
         if op == "+":
             return a + b
@@ -133,13 +133,13 @@ def _arith(op: str, a: float, b: float) -> float:
 
 
 _COMPUTED = (Call, Binary, Aggregate, Unary)
-_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
+COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
             "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
 _RANGE_KEEPS_NAME = ("last_over_time",)
 
 
 # range functions a range query evaluates at every step at once (range_steps)
-_BATCHED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+BATCHED = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
 
 
 def range_steps(history: Any, node: object, times: List[float], budget: Budget) -> Dict[float, Dict[tuple, tuple]]:
@@ -152,10 +152,8 @@ def range_steps(history: Any, node: object, times: List[float], budget: Budget) 
     history's columns (tsdb.query.Loaded); a call a step could refuse for its labels (two
     series of one label set) is not batched, nor anything when every step's results together
     would pass the samples budget: those are evaluated step by step, as ever."""
-    columns = getattr(history, "columns", None)
-    if columns is None or not times:
+    if getattr(history, "columns", None) is None or not times:
         return {}
-    min_range: float = getattr(history, "min_range", 0.0)
     out: Dict[float, Dict[tuple, tuple]] = {t: {} for t in times}
     held = 0
     done = set()
@@ -166,23 +164,16 @@ def range_steps(history: Any, node: object, times: List[float], budget: Budget) 
         if structure in done:  # the same computation twice in one expression: one entry serves both
             continue
         done.add(structure)
-        sel = inner.vector
-        series = columns(sel)
-        names = [_no_name(labels) for labels, _, _ in series]
-        if len(set(names)) != len(names):
+        series = named_series(history, call)
+        if series is None:
             continue  # a step may refuse it (two series of one label set): evaluated step by step
         held += len(series) * len(times)
         if held > budget.max_samples:  # every step's results are held at once: past the budget, none are
             return {}
-        seconds = max(inner.range, min_range)
-        ends = [t - sel.offset for t in times]
-        is_counter, is_rate = _BATCHED[call.func]
         results: List[List[Tuple[Labels, float]]] = [[] for _ in times]
         selected: List[List[Labels]] = [[] for _ in times]
         most = [0] * len(times)  # each step's window samples, as _matrix spends them
-        for (labels, stamps, values), name in zip(series, names):
-            budget.spend(0)  # the deadline
-            rates, counts = fn.extrapolated_rates(stamps, values, ends, seconds, is_counter, is_rate)
+        for labels, name, rates, counts in rates_at_steps(history, call, series, times, budget):
             for k, (value, count) in enumerate(zip(rates, counts)):
                 if count:
                     selected[k].append(labels)
@@ -192,6 +183,32 @@ def range_steps(history: Any, node: object, times: List[float], budget: Budget) 
         for k, t in enumerate(times):
             out[t][(structure, (), t)] = (tuple(results[k]), tuple(selected[k]), most[k])
     return out
+
+
+def named_series(history: Any, call: Call) -> Optional[List[Tuple[Labels, Labels, Any, Any]]]:
+    """The series a batchable call reads, each (labels, labels without the name, times, values),
+    or None where two of them share a label set once the name is dropped (a step refuses that)."""
+    inner = unwrap(call.args[0])
+    assert isinstance(inner, MatrixSelector)
+    series = [(labels, no_name(labels), stamps, values) for labels, stamps, values in history.columns(inner.vector)]
+    if len({name for _, name, _, _ in series}) != len(series):
+        return None
+    return series
+
+
+def rates_at_steps(history: Any, call: Call, series: List[Tuple[Labels, Labels, Any, Any]], times: List[float],
+                   budget: Budget) -> Iterable[Tuple[Labels, Labels, List[Optional[float]], List[int]]]:
+    """Each series' (labels, labels without the name, the call's value at each step or None,
+    the samples in its window at each step), one walk of the series for every step."""
+    inner = unwrap(call.args[0])
+    assert isinstance(inner, MatrixSelector)
+    seconds = max(inner.range, getattr(history, "min_range", 0.0))
+    ends = [t - inner.vector.offset for t in times]
+    is_counter, is_rate = BATCHED[call.func]
+    for labels, name, stamps, values in series:
+        budget.spend(0)  # the deadline
+        rates, counts = fn.extrapolated_rates(stamps, values, ends, seconds, is_counter, is_rate)
+        yield labels, name, rates, counts
 
 
 def _structure(call: Call, inner: MatrixSelector) -> str:
@@ -212,13 +229,29 @@ def _batchable(node: object) -> List[Call]:
     if isinstance(node, Subquery):
         return []
     found = []
-    if isinstance(node, Call) and node.func in _BATCHED and len(node.args) == 1:
+    if isinstance(node, Call) and node.func in BATCHED and len(node.args) == 1:
         inner = unwrap(node.args[0])
         if isinstance(inner, MatrixSelector) and inner.vector.at is None:
             found.append(node)
     for child in children(node):
         found.extend(_batchable(child))
     return found
+
+
+def bucket_groups(series: Iterable[Tuple[Labels, Any]]) -> Dict[Labels, List[Tuple[float, Any]]]:
+    """histogram_quantile's groups: each series with a numeric `le` (a value, or a column of
+    them), grouped by every other label (the name too), as (upper bound, value)."""
+    groups: Dict[Labels, List[Tuple[float, Any]]] = {}
+    for labels, v in series:
+        le = dict(labels).get("le")
+        if le is None:
+            continue
+        try:
+            bound = float(le)
+        except ValueError:
+            continue
+        groups.setdefault(_drop(labels, ("le",)), []).append((bound, v))
+    return groups
 
 
 class Evaluator:
@@ -296,7 +329,7 @@ class Evaluator:
             operand = self._eval(node.expr, t)
             if isinstance(operand, float):
                 return -operand
-            return unique([(_no_name(labels), -v) for labels, v in _vector(operand)])
+            return unique([(no_name(labels), -v) for labels, v in _vector(operand)])
         raise EvalError(f"cannot evaluate {type(node).__name__}")
 
     # -- range vectors -------------------------------------------------------------------------
@@ -344,10 +377,10 @@ class Evaluator:
             return self._range_call(node, t)
         if f in vf.DATE_PARTS:
             vector = _vector(self._eval(node.args[0], t)) if node.args else [((), t)]
-            return unique([(_no_name(labels), vf.date_part(f, v)) for labels, v in vector])
+            return unique([(no_name(labels), vf.date_part(f, v)) for labels, v in vector])
         if f in vf.MATH:
             op = vf.MATH[f]
-            return unique([(_no_name(labels), op(v)) for labels, v in _vector(self._eval(node.args[0], t))])
+            return unique([(no_name(labels), op(v)) for labels, v in _vector(self._eval(node.args[0], t))])
         call = self.CALLS.get(f)
         if call is None:
             raise EvalError(f"unknown function {f}")
@@ -377,7 +410,7 @@ class Evaluator:
 
     def _round_call(self, node: Call, t: float) -> Value:
         to = _scalar(self._eval(node.args[1], t)) if len(node.args) > 1 else 1.0
-        return unique([(_no_name(labels), vf.round_to(v, to)) for labels, v in _vector(self._eval(node.args[0], t))])
+        return unique([(no_name(labels), vf.round_to(v, to)) for labels, v in _vector(self._eval(node.args[0], t))])
 
     def _clamp_call(self, node: Call, t: float) -> Value:
         f, args = node.func, node.args
@@ -386,7 +419,7 @@ class Evaluator:
             (bounds[0], math.inf) if f == "clamp_min" else (-math.inf, bounds[0])
         if high < low:
             return []
-        return unique([(_no_name(labels), _go_max(low, _go_min(high, v)))
+        return unique([(no_name(labels), _go_max(low, _go_min(high, v)))
                        for labels, v in _vector(self._eval(args[0], t))])
 
     def _label_function_call(self, node: Call, t: float) -> Value:
@@ -416,8 +449,8 @@ class Evaluator:
         if isinstance(inner, VectorSelector):  # the samples' own times, not the evaluation time
             found = self.history.instant_points(inner, self._time(t, inner.at, inner.offset))
             self._record(inner, (labels for labels, _ in found))
-            return unique([(_no_name(labels), point[0]) for labels, point in found])
-        return unique([(_no_name(labels), t) for labels, _ in _vector(self._eval(arg, t))])
+            return unique([(no_name(labels), point[0]) for labels, point in found])
+        return unique([(no_name(labels), t) for labels, _ in _vector(self._eval(arg, t))])
 
     def _range_call(self, node: Call, t: float) -> Vector:
         f, args = node.func, node.args
@@ -458,33 +491,23 @@ class Evaluator:
             except ValueError as e:  # holt_winters' smoothing factors out of (0, 1)
                 raise EvalError(str(e)) from None
             if value is not None:
-                out.append((labels if f in _RANGE_KEEPS_NAME else _no_name(labels), value))
+                out.append((labels if f in _RANGE_KEEPS_NAME else no_name(labels), value))
         return out
 
     @staticmethod
     def _histogram_quantile(q: float, vector: Vector) -> Vector:
-        # grouped by every label but le (the name too), output without the name: buckets of two
-        # metric names are two groups with one label set, which PromQL refuses
-        groups: Dict[Labels, List[Tuple[float, float]]] = {}
-        for labels, v in vector:
-            le = dict(labels).get("le")
-            if le is None:
-                continue
-            try:
-                bound = float(le)
-            except ValueError:
-                continue
-            groups.setdefault(_drop(labels, ("le",)), []).append((bound, v))
-        return [(_no_name(labels), fn.bucket_quantile(q, buckets)) for labels, buckets in groups.items()]
+        # output without the name: buckets of two metric names are two groups with one label
+        # set, which PromQL refuses
+        return [(no_name(labels), fn.bucket_quantile(q, buckets)) for labels, buckets in bucket_groups(vector).items()]
 
     # -- binary operators ----------------------------------------------------------------------
 
     def _binary(self, node: Binary, lhs: Value, rhs: Value) -> Value:
         op = node.op
         if isinstance(lhs, float) and isinstance(rhs, float):
-            if op in _COMPARE:
-                return 1.0 if _COMPARE[op](lhs, rhs) else 0.0
-            return _arith(op, lhs, rhs)
+            if op in COMPARE:
+                return 1.0 if COMPARE[op](lhs, rhs) else 0.0
+            return arith(op, lhs, rhs)
         if isinstance(lhs, float):
             return unique(self._vector_scalar(node, _vector(rhs), lhs, swap=True))
         if isinstance(rhs, float):
@@ -500,14 +523,14 @@ class Evaluator:
         out = []
         for labels, v in vector:
             a, b = (scalar, v) if swap else (v, scalar)
-            if node.op in _COMPARE:
-                keep = _COMPARE[node.op](a, b)
+            if node.op in COMPARE:
+                keep = COMPARE[node.op](a, b)
                 if node.bool_mod:
-                    out.append((_no_name(labels), 1.0 if keep else 0.0))
+                    out.append((no_name(labels), 1.0 if keep else 0.0))
                 elif keep:
                     out.append((labels, v))  # a filter keeps the vector's own value and name
             else:
-                out.append((labels if node.op == "atan2" else _no_name(labels), _arith(node.op, a, b)))
+                out.append((labels if node.op == "atan2" else no_name(labels), arith(node.op, a, b)))
         return out
 
     @staticmethod
@@ -531,7 +554,7 @@ class Evaluator:
             one[sig] = (labels, v)
         out: Vector = []
         matched: Dict[Labels, set] = {}
-        comparison = node.op in _COMPARE
+        comparison = node.op in COMPARE
         for labels, v in lhs:
             sig = self._signature(labels, matching)
             other = one.get(sig)
@@ -539,12 +562,12 @@ class Evaluator:
                 continue
             lv, rv = (other[1], v) if swapped else (v, other[1])
             if comparison:
-                keep = _COMPARE[node.op](lv, rv)
+                keep = COMPARE[node.op](lv, rv)
                 if not keep and not node.bool_mod:
                     continue
                 value = (1.0 if keep else 0.0) if node.bool_mod else lv
             else:
-                value = _arith(node.op, lv, rv)
+                value = arith(node.op, lv, rv)
             result = self._result_labels(labels, other[0], node, matching)
             if matching.card == "one-to-one":
                 if sig in matched:
@@ -562,8 +585,8 @@ class Evaluator:
     @staticmethod
     def _result_labels(labels: Labels, one: Labels, node: Binary, matching: Matching) -> Labels:
         result = labels
-        if node.op not in _COMPARE and node.op != "atan2" or node.bool_mod:
-            result = _no_name(result)
+        if node.op not in COMPARE and node.op != "atan2" or node.bool_mod:
+            result = no_name(result)
         if matching.card == "one-to-one":
             result = _keep(result, matching.labels) if matching.on else _drop(result, matching.labels)
         if matching.include:

@@ -17,6 +17,7 @@ from bisect import bisect_left, bisect_right
 from typing import ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selectors
+from ..promql.columns import Columns, range_columns
 from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix, range_steps
 from ..promql.samples import LOOKBACK
 from ..promql.parser import parse
@@ -258,16 +259,23 @@ class Querier:
         # in integer milliseconds, as Prometheus steps: the same evaluation times, to the millisecond
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), max(1, round(step * 1000))
         times = [t_ms / 1000.0 for t_ms in range(start_ms, end_ms + 1, step_ms)]
-        batched = range_steps(loaded, node, times, budget)  # rates at every step at once
-        for t in times:
-            cache.clear()
-            cache.update(batched.get(t, ()))
-            budget.spent = held
-            value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
-            stamp = _ts(t)  # as the answer writes it: once a step, not once a point
-            for labels, v in ([((), value)] if isinstance(value, float) else value):
-                series.setdefault(labels, []).append((stamp, v))
-                held += 1
+        try:
+            columns = range_columns(loaded, node, times, budget)  # the whole expression at every step at once
+        except BudgetExceeded as e:
+            raise QueryError("timeout" if e.kind == "timeout" else "execution", str(e)) from None
+        if columns is not None:
+            series = _from_columns(columns, times, budget)
+        else:
+            batched = range_steps(loaded, node, times, budget)  # rates at every step at once
+            for t in times:
+                cache.clear()
+                cache.update(batched.get(t, ()))
+                budget.spent = held
+                value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
+                stamp = _ts(t)  # as the answer writes it: once a step, not once a point
+                for labels, v in ([((), value)] if isinstance(value, float) else value):
+                    series.setdefault(labels, []).append((stamp, v))
+                    held += 1
         if getattr(node, "type", "") == "scalar":
             result = [_series((), series.get((), []))]
         else:
@@ -327,6 +335,33 @@ def _selectors(texts: Sequence[str]) -> List[VectorSelector]:
             raise QueryError("bad_data", "match[] must contain at least one non-empty matcher")
         out.append(node)
     return out
+
+
+def _from_columns(columns: Columns, times: List[float], budget: Budget) -> Dict[Labels, List[Point]]:
+    """The answer's series from range_columns, each step charged as a step alone charges it:
+    the answer's points so far and the samples the step works with."""
+    value, work = columns
+    stamps = [_ts(t) for t in times]  # as the answer writes them
+    if value and isinstance(value[0], float):
+        counts = [1] * len(times)
+        series: Dict[Labels, List[Point]] = {(): list(zip(stamps, value))}
+    else:
+        counts = [0] * len(times)
+        series = {}
+        for labels, column in value:  # type: ignore[misc]
+            points = []
+            for k, v in enumerate(column):
+                if v is not None:
+                    points.append((stamps[k], v))
+                    counts[k] += 1
+            if points:
+                series[labels] = points
+    held = 0
+    for k, n in enumerate(counts):
+        budget.spent = held
+        _spend(budget, work[k])
+        held += n
+    return series
 
 
 def _spend(budget: Budget, n: int) -> None:

@@ -189,6 +189,40 @@ def test_query_range_matches_prometheus_on_raw_data(backfilled, expr):
     _compare(Querier(store), prom, expr, base + 300, base + 1200, 60)
 
 
+def test_every_step_at_once_answers_as_each_step_alone(backfilled, monkeypatch):
+    """The whole corpus as range queries: the answer (or the refusal) with rates batched and
+    expressions evaluated across the steps (range_steps, range_columns) is the answer stepping
+    alone gives, to the bit, at two steps and two sample budgets."""
+    from agent.tsdb import query as query_module
+
+    base, store, _ = backfilled
+    columns, answered = query_module.range_columns, []
+
+    def counted(*a):
+        out = columns(*a)
+        answered.append(out is not None)
+        return out
+
+    def outcome(querier, expr, step):
+        try:
+            return querier.range(expr, base + 300, base + 1200, step)
+        except QueryError as e:
+            return str(e)
+
+    for max_samples in (500_000, 2_000):
+        querier = Querier(store, max_samples=max_samples)
+        for expr in RANGE_CORPUS:
+            for step in (60, 17):
+                monkeypatch.setattr(query_module, "range_columns", counted)
+                at_once = outcome(querier, expr, step)
+                monkeypatch.setattr(query_module, "range_steps", lambda *a: {})
+                monkeypatch.setattr(query_module, "range_columns", lambda *a: None)
+                alone = outcome(querier, expr, step)
+                monkeypatch.undo()
+                assert at_once == alone, (expr, step, max_samples)
+    assert sum(answered) >= 250, f"the columns answered {sum(answered)} of {len(answered)}"
+
+
 def test_query_range_matches_prometheus_after_the_store_is_sealed(backfilled):
     base, store, prom = backfilled
     if store.stats.seals == 0:  # a later cycle closes the data's windows; they are sealed into chunks
