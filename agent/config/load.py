@@ -7,7 +7,6 @@ The schema (schema.py) is the single source of truth for keys, defaults, parsers
 
 from __future__ import annotations
 
-from importlib import resources
 import os
 import re
 import socket
@@ -27,6 +26,9 @@ else:  # pragma: no cover - exercised on 3.9/3.10
 
 DEFAULT_PATH = "/etc/llm-agent/agent.toml"
 ENV_VAR = "LLM_AGENT_CONFIG"
+# the shipped rules, read beside the package's files as engines.toml and the XID catalogue are
+# (wheel and .deb install files; importlib.resources' zip support cost 0.4 MiB resident)
+DEFAULT_RULES_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "rules", "defaults.toml")
 Path = Tuple[Union[str, int], ...]
 
 
@@ -211,7 +213,8 @@ def _check_channels(val: _Validator, channels: List[Dict[str, Any]]) -> None:
 
 
 def _default_rule_names() -> List[str]:
-    text = resources.files("agent.rules").joinpath("defaults.toml").read_text(encoding="utf-8")
+    with open(DEFAULT_RULES_PATH, encoding="utf-8") as f:
+        text = f.read()
     return [r["name"] for r in tomllib.loads(text).get("rules", [])]
 
 

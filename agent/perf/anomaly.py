@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from importlib import resources
 from typing import Callable, ContextManager, Dict, List, Optional, Tuple
 
 from .. import threads
@@ -28,6 +28,8 @@ from ..model import MetricFamily, counter, gauge
 log = logging.getLogger(__name__)
 Labels = Tuple[Tuple[str, str], ...]
 
+HISTORY_RULES_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "history_rules.toml")
+
 
 @dataclass(frozen=True)
 class HistoryRule:
@@ -36,7 +38,8 @@ class HistoryRule:
 
 
 def load_history_rules() -> List[HistoryRule]:
-    text = resources.files("agent.perf").joinpath("history_rules.toml").read_text(encoding="utf-8")
+    with open(HISTORY_RULES_PATH, encoding="utf-8") as f:
+        text = f.read()
     return [HistoryRule(r["record"], r["expr"]) for r in tomllib.loads(text).get("history_rules", [])]
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from ..config import Config, InhibitSettings, RuleSettings, parse_config
+from ..config.load import DEFAULT_RULES_PATH
 from ..timefmt import format_duration
 from ..promql.parser import parse, parse_matcher
 from ..templates import Template
@@ -27,7 +27,8 @@ DEFAULTS = "defaults.toml"
 
 def default_rules_config() -> Config:
     """The shipped defaults, validated like any config file."""
-    text = resources.files(__package__).joinpath(DEFAULTS).read_text(encoding="utf-8")
+    with open(DEFAULT_RULES_PATH, encoding="utf-8") as f:
+        text = f.read()
     return parse_config(text, f"agent/rules/{DEFAULTS}")
 
 
