@@ -1,7 +1,7 @@
 """A range query evaluated across all its steps at once, where every node of the expression
-allows it: rate, increase and delta over a selector's range (batched as range_steps batches
-them), numbers, parentheses, unary minus, aggregations without a parameter,
-histogram_quantile, and arithmetic or comparison of such a vector with a scalar.
+allows it: instant selectors, rate, increase and delta over a selector's range (batched as
+range_steps batches them), numbers, parentheses, unary minus, aggregations without a
+parameter, histogram_quantile, and arithmetic or comparison of such a vector with a scalar.
 `1 - avg without (cpu, mode) (rate(...))` over a week at Grafana's 10-minute step is 1,009
 steps: evaluated one by one, each walked the tree and built its vectors again (~14 us a step,
 most of the panel's time once the rates were batched).
@@ -9,8 +9,8 @@ most of the panel's time once the rates were batched).
 A value across the steps is a column per series (its value at each step, None where it is
 absent) or, for a scalar, one list of values. The answer is the one evaluating each step alone
 gives, to the bit: values are folded in the order a step would see them (so an aggregation
-reads only a vector whose series keep one order at every step: a rate's or one derived from it
-by a scalar operation, not another aggregation's), and each step is charged the samples a step
+reads only a vector whose series keep one order at every step: a selector's, a rate's or one
+derived from them by a scalar operation, not another aggregation's), and each step is charged the samples a step
 alone spends (`work`), so the caller refuses the same query at the same step. Anything else
 (another function, vector matching, a subquery, @, two series that would share a label set)
 is left to the step-by-step evaluation: range_columns answers None."""
@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import functions as fn
 from .aggregation import fold, group_key
-from .ast import SCALAR, Aggregate, Binary, Call, MatrixSelector, Number, Paren, Unary, unwrap
+from .ast import SCALAR, Aggregate, Binary, Call, MatrixSelector, Number, Paren, Unary, VectorSelector, unwrap
 from .evaluator import BATCHED, COMPARE, Budget, arith, no_name, bucket_groups, named_series, rates_at_steps
 from ..labels import Labels
 
@@ -78,6 +78,8 @@ def _allowed(node: object) -> bool:
     work, so a declined query costs nothing)."""
     if isinstance(node, Number):
         return True
+    if isinstance(node, VectorSelector):
+        return node.at is None
     if isinstance(node, Paren):
         return _allowed(node.expr)
     if isinstance(node, Call):
@@ -114,6 +116,8 @@ class _Evaluation:
             return _Value([0] * n, scalar=[node.value] * n)
         if isinstance(node, Paren):
             return self.eval(node.expr)
+        if isinstance(node, VectorSelector):
+            return self._select(node)
         if isinstance(node, Call):
             if node.func == "histogram_quantile":
                 return self._histogram_quantile(self.eval(node.args[0]), self.eval(node.args[1]))
@@ -124,6 +128,19 @@ class _Evaluation:
             return self._negate(self.eval(node.expr))
         assert isinstance(node, Binary)
         return self._binary(node, self.eval(node.lhs), self.eval(node.rhs))
+
+    def _select(self, sel: VectorSelector) -> _Value:
+        instants = getattr(self.history, "instants", None)
+        if instants is None:
+            raise _Declined()
+        series = instants(sel, [t - sel.offset for t in self.times])
+        self._hold(len(series) * len(self.times))
+        work = [0] * len(self.times)  # a step spends one sample for each series it selects
+        for _, column in series:
+            for k, v in enumerate(column):
+                if v is not None:
+                    work[k] += 1
+        return _Value(work, series=series)
 
     def _call(self, call: Call) -> _Value:
         series = named_series(self.history, call)

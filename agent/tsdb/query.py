@@ -80,6 +80,26 @@ class Loaded:
     def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]:
         return [(labels, p[1]) for labels, p in self.instant_points(sel, t)]
 
+    def instants(self, sel: VectorSelector, times: List[float]) -> List[Tuple[Labels, List[Optional[float]]]]:
+        """Each series' instant value at every one of `times` (ascending), None where
+        instant_points has none (nothing within the lookback, or a staleness marker): one walk
+        of each series for all of them, for range_columns."""
+        out = []
+        lookback = self.lookback
+        for labels, points, stamps in self.with_markers.get(id(sel), ()):
+            column: List[Optional[float]] = []
+            i, n = 0, len(stamps)
+            for t in times:
+                while i < n and stamps[i] <= t:  # i: how many points are at or before t (bisect_right)
+                    i += 1
+                if not i:
+                    column.append(None)
+                    continue
+                when, value = points[i - 1]
+                column.append(None if when < t - lookback or codec.is_stale(value) else value)
+            out.append((labels, column))
+        return out
+
     def columns(self, sel: VectorSelector) -> List[Tuple[Labels, List[float], List[float]]]:
         """Each series a range reads, as (labels, times, values): for range_steps."""
         return [(labels, times, [p[1] for p in points]) for labels, points, times in self.numbers.get(id(sel), ())]
