@@ -273,9 +273,6 @@ class Querier:
         # out (counting every step's working samples together refused a 7-day panel of a
         # histogram's 44 buckets, ~10 points each a step, though it never held 50,000 at once)
         budget = self.budget()
-        held = 0
-        series: Dict[Labels, List[Point]] = {}
-        cache: Dict[tuple, tuple] = {}
         # in integer milliseconds, as Prometheus steps: the same evaluation times, to the millisecond
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), max(1, round(step * 1000))
         times = [t_ms / 1000.0 for t_ms in range(start_ms, end_ms + 1, step_ms)]
@@ -283,19 +280,8 @@ class Querier:
             columns = range_columns(loaded, node, times, budget)  # the whole expression at every step at once
         except BudgetExceeded as e:
             raise QueryError("timeout" if e.kind == "timeout" else "execution", str(e)) from None
-        if columns is not None:
-            series = _from_columns(columns, times, budget)
-        else:
-            batched = range_steps(loaded, node, times, budget)  # rates at every step at once
-            for t in times:
-                cache.clear()
-                cache.update(batched.get(t, ()))
-                budget.spent = held
-                value = _evaluate(Evaluator(loaded, cache, step=step, start=start, end=end, budget=budget), node, t)
-                stamp = _ts(t)  # as the answer writes it: once a step, not once a point
-                for labels, v in ([((), value)] if isinstance(value, float) else value):
-                    series.setdefault(labels, []).append((stamp, v))
-                    held += 1
+        series = _from_columns(columns, times, budget) if columns is not None else \
+            _step_by_step(Evaluator(loaded, {}, step=step, start=start, end=end, budget=budget), node, times)
         if getattr(node, "type", "") == "scalar":
             result = [_series((), series.get((), []))]
         else:
@@ -355,6 +341,25 @@ def _selectors(texts: Sequence[str]) -> List[VectorSelector]:
             raise QueryError("bad_data", "match[] must contain at least one non-empty matcher")
         out.append(node)
     return out
+
+
+def _step_by_step(evaluator: Evaluator, node: object, times: List[float]) -> Dict[Labels, List[Point]]:
+    """The answer's series, the expression evaluated at each step alone (with the rates of
+    every step batched into each step's cache)."""
+    budget, cache = evaluator.budget, evaluator.cache
+    batched = range_steps(evaluator.history, node, times, budget)
+    series: Dict[Labels, List[Point]] = {}
+    held = 0
+    for t in times:
+        cache.clear()
+        cache.update(batched.get(t, ()))
+        budget.spent = held
+        value = _evaluate(evaluator, node, t)
+        stamp = _ts(t)  # as the answer writes it: once a step, not once a point
+        for labels, v in ([((), value)] if isinstance(value, float) else value):
+            series.setdefault(labels, []).append((stamp, v))
+            held += 1
+    return series
 
 
 def _from_columns(columns: Columns, times: List[float], budget: Budget) -> Dict[Labels, List[Point]]:
