@@ -128,7 +128,7 @@ class Agent:
         if self.recorder is None or self.alerting is None or (self.reports is None and not config.reports):
             return
         # the report package (0.4 MiB resident) loads when reports are configured, not in every agent
-        from .report.schedule import ReportScheduler, ScheduledReport
+        from .report.schedule import ReportScheduler, ScheduledReport  # memory cost: only with [[reports]]
 
         reports = [ScheduledReport(r.name, r.schedule, r.period or r.schedule.default_period(), r.format,
                                    tuple(r.channels)) for r in config.reports]
@@ -141,8 +141,8 @@ class Agent:
 
     def _produce_report(self, start: float, end: float, fmt: str) -> Tuple[str, str]:
         assert self.recorder is not None
-        from .report.compute import Period, Reporter
-        from .report.render import render, summary_lines
+        from .report.compute import Period, Reporter  # memory cost: a report is made weekly, if ever
+        from .report.render import render, summary_lines  # memory cost: as above
 
         doc = Reporter(self.recorder.store, self.config.slo.availability, self.config.slo.ttft_seconds,
                        self.config.hostname, self.clock, self.config.slo.short_lived_share).report(Period(start, end))
@@ -150,7 +150,7 @@ class Agent:
 
     def _deliver_report(self, report: ScheduledReport, summary: str, body: str, occurrence: float) -> None:
         assert self.alerting is not None
-        from .report.schedule import report_doc
+        from .report.schedule import report_doc  # memory cost: only with [[reports]]
 
         doc = report_doc(report, summary, body, occurrence, self.config.hostname)
         for channel in report.channels:

@@ -64,7 +64,7 @@ class ConfigError(Exception):
 def _closest(word: str, choices: List[str]) -> List[str]:
     """The choice a typo most likely meant (at most one). difflib is imported here, on an error,
     so that the running agent does not keep it resident."""
-    import difflib
+    import difflib  # memory cost: only a configuration error needs it
 
     return difflib.get_close_matches(word, choices, n=1)
 

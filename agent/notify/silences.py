@@ -170,7 +170,7 @@ class Silences:
             else:
                 if sum(1 for s in self.by_id.values() if s.state(now) != "expired") >= MAX_SILENCES:
                     raise ValueError(f"too many silences (at most {MAX_SILENCES} not expired)")
-                import uuid  # here: a silence is new rarely, and the module stays out of the agent's RSS
+                import uuid  # memory cost: a silence is new rarely; the module stays out of the agent's RSS
 
                 new = replace(silence, id=str(uuid.uuid4()), updated_at=now)
             self.by_id[new.id] = new
