@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 from urllib.parse import urlsplit
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# the longest duration: Go's (Prometheus' durations are int64 nanoseconds, ~292 years), which is
+# also the longest a thread may be asked to wait (threading.TIMEOUT_MAX): a longer timeout
+# validated and then raised OverflowError in the cycle's first wait
+MAX_DURATION = threading.TIMEOUT_MAX
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$")
 _SIZE_UNITS = {None: 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12,
                "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
@@ -33,6 +38,8 @@ def parse_duration(value: Any) -> float:
         pos = m.end()
     if not text:
         raise ValueError("empty duration: use e.g. \"5s\"")
+    if total > MAX_DURATION:
+        raise ValueError(f"duration out of range: at most {int(MAX_DURATION // 86400)}d (~292 years)")
     return total
 
 

@@ -117,6 +117,15 @@ def test_durations_and_sizes():
     assert c.interval == 90.0 and c.collector_timeout == 0.25 and c.agent.max_response_bytes == 2 << 20
 
 
+def test_a_duration_longer_than_a_wait_can_be_is_refused_with_its_key():
+    """Go's longest duration (~292 years) is the most a thread may wait: a longer collector
+    timeout validated and then raised OverflowError in the first cycle (found by the fuzz)."""
+    assert parse_config('[agent]\ncollector_timeout = "106751d"\n').collector_timeout == 106751 * 86400
+    for text in ("99999999999999999999d", "106752d", "1" + "0" * 400 + "s"):
+        with pytest.raises(ConfigError, match=r"(?s)collector_timeout.*out of range: at most 106751d"):
+            parse_config(f'[agent]\ncollector_timeout = "{text}"\n')
+
+
 def test_ipv6_listen():
     assert parse_config('[exporter]\nlisten = "[::1]:9500"\n').exporter.listen == ("::1", 9500)
 

@@ -7,7 +7,7 @@ import logging
 import math
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from agent.config import SCHEMA, ConfigError, parse_config
@@ -162,6 +162,7 @@ def to_toml(doc, prefix=""):
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(changes=st.lists(CHANGE, min_size=1, max_size=3))
+@example(changes=[(("agent", "collector_timeout"), "99999999999999999999d")])  # validated, then overflowed a wait
 def test_whatever_validates_starts_and_runs_a_cycle(tmp_path_factory, changes, caplog):
     doc = json.loads(json.dumps(BASE))
     for path, value in changes:
