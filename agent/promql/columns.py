@@ -130,11 +130,10 @@ class _Evaluation:
         return self._binary(node, self.eval(node.lhs), self.eval(node.rhs))
 
     def _select(self, sel: VectorSelector) -> _Value:
-        instants = getattr(self.history, "instants", None)
-        if instants is None:
+        if getattr(self.history, "instants", None) is None:
             raise _Declined()
-        series = instants(sel, [t - sel.offset for t in self.times])
-        self._hold(len(series) * len(self.times))
+        self._hold(self.history.count(sel) * len(self.times))  # before a cell is made
+        series = self.history.instants(sel, [t - sel.offset for t in self.times])
         work = [0] * len(self.times)  # a step spends one sample for each series it selects
         for _, column in series:
             for k, v in enumerate(column):

@@ -80,6 +80,10 @@ class Loaded:
     def instant(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, float]]:
         return [(labels, p[1]) for labels, p in self.instant_points(sel, t)]
 
+    def count(self, sel: VectorSelector) -> int:
+        """How many series the selector read."""
+        return len(self.with_markers.get(id(sel), ()))
+
     def instants(self, sel: VectorSelector, times: List[float]) -> List[Tuple[Labels, List[Optional[float]]]]:
         """Each series' instant value at every one of `times` (ascending), None where
         instant_points has none (nothing within the lookback, or a staleness marker): one walk

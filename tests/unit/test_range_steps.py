@@ -168,3 +168,25 @@ def test_two_series_of_one_label_set_are_still_refused(store):
     end = clock[0] - 5
     with pytest.raises(QueryError, match="same labelset"):
         querier.range('rate({__name__=~"temp|temp2"}[1m])', end - 600, end, 60)
+
+
+def test_columns_past_the_budget_are_declined_before_a_cell_is_made(store, monkeypatch, stepped):
+    """A selector's columns would hold series x steps cells: past the samples budget the query
+    is stepped (holding one step at a time), and the columns are never built."""
+    st, clock = store
+    end = clock[0] - 5
+    querier = Querier(st, lambda: clock[0], max_samples=2_000)  # 3 series x 1,201 steps: 3,603 cells
+    built = []
+    monkeypatch.setattr(query_module.Loaded, "instants", lambda *a: built.append(a) or [])
+    for text in ("requests_total", "sum(requests_total)"):
+        try:
+            answer = querier.range(text, end - 1200, end, 1)
+        except QueryError as e:
+            answer = str(e)
+        with stepped():
+            try:
+                alone = querier.range(text, end - 1200, end, 1)
+            except QueryError as e:
+                alone = str(e)
+        assert answer == alone, text
+    assert built == [], "columns were built past the budget"
