@@ -22,8 +22,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import functions as fn
 from .aggregation import fold, group_key
-from .ast import SCALAR, Aggregate, Binary, Call, MatrixSelector, Number, Paren, Unary, VectorSelector, unwrap
-from .evaluator import BATCHED, COMPARE, Budget, arith, no_name, bucket_groups, named_series, rates_at_steps
+from .ast import SCALAR, Aggregate, Binary, Call, Number, Paren, Unary, VectorSelector
+from .evaluator import COMPARE, Budget, arith, batchable, bucket_groups, named_series, no_name, rates_at_steps
 from ..labels import Labels
 
 Column = List[Optional[float]]
@@ -85,8 +85,7 @@ def _allowed(node: object) -> bool:
     if isinstance(node, Call):
         if node.func == "histogram_quantile":  # its buckets are sorted: it reads a vector in any order
             return len(node.args) == 2 and _allowed(node.args[0]) and _allowed(node.args[1])
-        inner = unwrap(node.args[0]) if len(node.args) == 1 else None
-        return (node.func in BATCHED and isinstance(inner, MatrixSelector) and inner.vector.at is None)
+        return batchable(node)
     if isinstance(node, Aggregate):
         return node.op in _FOLDS and node.param is None and _allowed(node.expr)
     if isinstance(node, Unary):

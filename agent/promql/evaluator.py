@@ -134,7 +134,7 @@ def arith(op: str, a: float, b: float) -> float:
 
 _COMPUTED = (Call, Binary, Aggregate, Unary)
 COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">": lambda a, b: a > b,
-            "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
+           "<": lambda a, b: a < b, ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b}
 _RANGE_KEEPS_NAME = ("last_over_time",)
 
 
@@ -224,15 +224,19 @@ def _structure(call: Call, inner: MatrixSelector) -> str:
     return token
 
 
+def batchable(node: object) -> bool:
+    """A rate, increase or delta over a selector's range without @: what the steps batch."""
+    if not (isinstance(node, Call) and node.func in BATCHED and len(node.args) == 1):
+        return False
+    inner = unwrap(node.args[0])
+    return isinstance(inner, MatrixSelector) and inner.vector.at is None
+
+
 def _batchable(node: object) -> List[Call]:
     """The calls range_steps can batch: outside any subquery (its steps are its own)."""
     if isinstance(node, Subquery):
         return []
-    found = []
-    if isinstance(node, Call) and node.func in BATCHED and len(node.args) == 1:
-        inner = unwrap(node.args[0])
-        if isinstance(inner, MatrixSelector) and inner.vector.at is None:
-            found.append(node)
+    found: List[Call] = [node] if isinstance(node, Call) and batchable(node) else []
     for child in children(node):
         found.extend(_batchable(child))
     return found
