@@ -19,7 +19,7 @@ from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, MIB, READERS
 from .gpm import HELP as GPM_HELP, GpmSampler
 from .gpu_inventory import GpuInventory
 from .gpu_owner import owner
-from .nvmlcalls import GpuReader, TrackedNvml
+from .nvmlcalls import GpuReader
 from ..plugins import Context, register
 from .xid import WAIT_MS, XidWatcher
 import psutil
@@ -65,11 +65,10 @@ class NvmlCollector:
             import pynvml  # start-up cost, and optional: only where NVML is used (nvidia-ml-py)
 
             nvml = pynvml
-        self.raw_nvml = nvml  # the XID watcher's blocking wait is meant to block: it gets the module itself
-        self.nvml: Any = TrackedNvml(nvml)
+        self.nvml: Any = nvml
         # per-GPU readings in a thread that a call that never returns cannot take with it
         self.call_wait = call_wait  # how long a cycle waits for the GPUs' readings before calling a call stuck
-        self.reader = GpuReader(self.nvml, self._read_gpu, key=lambda g: g.index)
+        self.reader = GpuReader(self._read_gpu, key=lambda g: g.index)
         self.hostname = hostname
         self.xid_events = xid_events
         self.xid_wait_ms = xid_wait_ms
@@ -148,7 +147,7 @@ class NvmlCollector:
         self.gpus = [self._describe(i) for i in range(nvml.nvmlDeviceGetCount())]
         if self.xid_events and self._xid is None:
             try:
-                self._xid = XidWatcher(self.raw_nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
+                self._xid = XidWatcher(self.nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
                                        self.xid_wait_ms)
             except (nvml.NVMLError, AttributeError) as e:
                 log.warning("NVML: XID events unavailable (%s); DCGM_FI_DEV_XID_ERRORS will be missing", e)
@@ -262,7 +261,7 @@ class NvmlCollector:
         dead, self._xid = self._xid, None
         dead.close()
         try:
-            self._xid = XidWatcher(self.raw_nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
+            self._xid = XidWatcher(self.nvml, [(g.index, g.handle) for g in self.gpus if g.handle is not None],
                                    self.xid_wait_ms)
         except (self.nvml.NVMLError, AttributeError) as e:
             log.warning("NVML: restarting the XID watcher failed: %s", e)

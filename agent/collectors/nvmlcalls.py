@@ -7,12 +7,15 @@ waits for each cycle's readings until a deadline; a GPU whose call has not retur
 returns; the other GPUs are read by a fresh reader. At most one thread is ever blocked per
 stuck GPU, so threads cannot pile up however long the hang lasts.
 
-`TrackedNvml` is the nvml module as the reader sees it: each `nvml*` call notes its name and
-start on the calling thread, which is how a stuck call is named.
+A stuck call is named from the reader thread's own stack when it is found stuck (the
+outermost `nvml*` frame: the function the collector called), not noted on each call: a wrapper
+around every call cost more than the calls (~40 per GPU per cycle) with the fake module, and
+was paid on every cycle for the rare hang.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,38 +23,23 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from .. import threads
 
 
-class TrackedNvml:
-    """The nvml module with each `nvml*` function wrapped to note (name, start) per thread
-    while it runs; everything else (errors, constants, structures) passes through."""
-
-    def __init__(self, nvml: Any, clock: Callable[[], float] = time.monotonic):
-        self._nvml = nvml
-        self._clock = clock
-        self.running: Dict[int, Tuple[str, float]] = {}  # thread id -> (function, since)
-
-    def __getattr__(self, name: str) -> Any:
-        value = getattr(self._nvml, name)
-        if not (name.startswith("nvml") and callable(value)):
-            return value
-        running, clock = self.running, self._clock
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            me = threading.get_ident()
-            running[me] = (name, clock())
-            try:
-                return value(*args, **kwargs)
-            finally:
-                running.pop(me, None)
-
-        setattr(self, name, call)  # made once per function
-        return call
+def running_call(thread: threading.Thread) -> str:
+    """The NVML function `thread` is inside now: the outermost frame named nvml* on its stack
+    (pynvml's own helpers, or a fake's, lie inside it)."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    name = "(between calls)"
+    while frame is not None:
+        if frame.f_code.co_name.startswith("nvml"):
+            name = frame.f_code.co_name
+        frame = frame.f_back
+    return name
 
 
 @dataclass
 class Stuck:
     """A GPU whose NVML call has not returned."""
     call: str
-    since: float  # monotonic time the call began
+    since: float  # monotonic time the GPU's reading began: the call began then or a little after
 
 
 @dataclass
@@ -60,6 +48,7 @@ class _Job:
     gpus: List[Any]
     done: List[Tuple[Any, Any]] = field(default_factory=list)  # (gpu, its result)
     current: Optional[Any] = None  # the GPU being read now
+    since: float = 0.0  # when its reading began (monotonic)
     error: Optional[BaseException] = None
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -68,9 +57,8 @@ class GpuReader:
     """Reads GPUs through `read(gpu)` in a thread of its own, each cycle until a deadline;
     a GPU whose call outlives it is noted stuck and skipped until the call returns."""
 
-    def __init__(self, tracked: TrackedNvml, read: Callable[[Any], Any], key: Callable[[Any], int],
+    def __init__(self, read: Callable[[Any], Any], key: Callable[[Any], int],
                  clock: Callable[[], float] = time.monotonic):
-        self.tracked = tracked
         self.read = read
         self.key = key
         self.clock = clock
@@ -98,13 +86,13 @@ class GpuReader:
             with self._lock:
                 done = list(job.done)
                 current = job.current if not job.finished.is_set() else None
+                since = job.since
             results.extend(done)
             if job.error is not None:
                 raise job.error
             if current is None:
                 break
-            call = self.tracked.running.get(thread.ident or 0, ("(between calls)", self.clock()))
-            self.stuck[self.key(current)] = Stuck(call[0], call[1])
+            self.stuck[self.key(current)] = Stuck(running_call(thread), since)
             self._leave(thread, job)
             finished = {self.key(g) for g, _ in done}
             remaining = [g for g in remaining if self.key(g) not in finished and g is not current]
@@ -143,7 +131,7 @@ class GpuReader:
             try:
                 while job.gpus:
                     gpu = job.gpus.pop(0)
-                    job.current = gpu
+                    job.current, job.since = gpu, self.clock()
                     result = self.read(gpu)
                     with self._lock:
                         job.current = None
@@ -174,4 +162,4 @@ class GpuReader:
         self._wake.set()
 
 
-__all__ = ["GpuReader", "Stuck", "TrackedNvml"]
+__all__ = ["GpuReader", "Stuck", "running_call"]
