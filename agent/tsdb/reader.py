@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Opti
 from ..labels import Matcher, matches
 from ..store import small_page_cache
 from . import codec, rollup
-from .index import AlertEvent, Point, SeriesInfo
+from .index import NO_POSITIONS, AlertEvent, Point, SeriesInfo
 from .tiers import CHUNK_SPAN, FIVE_MINUTES, HOUR, MINUTE, RAW, RAW_WINDOW, RESOLUTION
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ class Reader:
             if name and info.name != name:
                 continue
             # `last` moves at each seal, so a series still in the head may look up to a window old
-            if info.first > end or (info.id not in live and info.last < start - RAW_WINDOW):
+            # (asked second: bisecting the live layout for every series would cost more than the rest)
+            if info.first > end or (info.last < start - RAW_WINDOW and info.id not in live):
                 continue
             if matches(matchers, info.as_dict):
                 out.append(info)
@@ -227,7 +228,7 @@ class Reader:
         """The unsealed cycles' values of the wanted series, with stale markers where one vanished."""
         positions = self.store.positions
         sealed, rows = self._head_since(db, end)
-        before = positions(int(sealed[0])) if sealed else {}  # (`sealed` is () in a snapshot when nothing was)
+        before = positions(int(sealed[0])) if sealed else NO_POSITIONS  # (`sealed` is () in a snapshot when nothing was)
         present: Dict[int, bool] = {sid: sid in before for sid in out}  # so a series gone at the seal gets its marker
         unpack = struct.Struct("<d").unpack_from
         current: Optional[int] = None

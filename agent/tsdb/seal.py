@@ -20,7 +20,7 @@ from array import array
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
-from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, List, Optional, Set, Tuple
 
 from .. import threads
 from ..heap import release_freed_memory
@@ -187,7 +187,7 @@ class Sealer:
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
             compacted_until = float(done[0]) if done else math.floor(window / CHUNK_SPAN[MINUTE]) * CHUNK_SPAN[MINUTE]
             cursor = db.execute("SELECT t, layout, vals FROM head WHERE t < ? ORDER BY t", (end,))
-            previous = self.store.positions(int(before[0])) if before else {}
+            previous = set(self.store.layouts.ids(int(before[0])) or ()) if before else set()
             minutes: Dict[int, bytes] = {}
             for sid, times_blob, times, column in self._columns(cursor, previous, plan):
                 plan.raw.append((sid, codec.encode(times_blob, len(times), [column])))
@@ -214,7 +214,7 @@ class Sealer:
             run = list(group)
             yield lid, [r[0] for r in run], memoryview(b"".join([r[2] for r in run])).cast("d")
 
-    def _columns(self, rows: Iterable[Tuple[float, int, bytes]], previous: Dict[int, int], plan: "_SealPlan"
+    def _columns(self, rows: Iterable[Tuple[float, int, bytes]], previous: Set[int], plan: "_SealPlan"
                  ) -> Iterator[Tuple[int, bytes, List[float], array]]:
         """Each series' samples in the window, one series at a time: (series, encoded times,
         times, values), with a stale marker where a series vanished from one cycle to the next."""
@@ -229,13 +229,12 @@ class Sealer:
                 raise sqlite3.DatabaseError("a head row's length does not match its layout")
             run = len(runs)
             runs.append((run_times, matrix, width))
-            pos = self.store.layouts.positions(lid)
-            for sid in previous:
-                if sid not in pos:
-                    parts.setdefault(sid, []).append((-1, run))  # vanished: Prometheus' stale marker at the run's start
+            present = set(ids)
+            for sid in sorted(previous - present):
+                parts.setdefault(sid, []).append((-1, run))  # vanished: Prometheus' stale marker at the run's start
             for k, sid in enumerate(ids):
                 parts.setdefault(sid, []).append((run, k))
-            previous = pos
+            previous = present
             plan.sealed_layout = lid
         times_cache: Dict[tuple, Tuple[bytes, List[float]]] = {}
         for sid, pieces in parts.items():

@@ -41,7 +41,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..labels import Labels, matches
 from ..model import COUNTER, HISTOGRAM, SUMMARY, Snapshot
 from ..store import small_page_cache
-from .index import AlertEvent, Layouts, SeriesIndex, SeriesInfo
+from .index import AlertEvent, Layouts, Positions, SeriesIndex, SeriesInfo
 from .reader import Reader
 from .seal import Sealer
 from .tiers import DEFAULT_RETENTION, FIVE_MINUTES_FROM, Retention
@@ -221,7 +221,7 @@ class HistoryStore:
         """The stored series by id (the cycle's thread; readers use `index.all()`)."""
         return self.index.by_id()
 
-    def positions(self, lid: int) -> Dict[int, int]:
+    def positions(self, lid: int) -> Positions:
         return self.layouts.positions(lid)
 
     # -- writing, every cycle --------------------------------------------------------------------

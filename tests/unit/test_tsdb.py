@@ -20,6 +20,7 @@ import pytest
 from agent.model import GAUGE, MetricFamily, Sample, Snapshot, counter, gauge
 from agent.promql.parser import parse
 from agent.tsdb import codec, rollup
+from agent.tsdb.index import Layouts, Positions
 from agent.tsdb.recorder import Recorder
 from agent.tsdb.rollup import decode_rollups, encode_rollups
 from agent.tsdb.store import HistoryStore
@@ -542,8 +543,35 @@ def test_a_churning_metric_cannot_starve_the_others(tmp_path):
     names = [info.as_dict["__name__"] for info in store.series.values()]
     assert names.count("churn") == 1000 and store.stats.dropped_series == 300
     assert "fresh" in names and "gpu_temp" in names
-    assert len(store.layouts._positions) <= 16  # layouts' positions are built when asked, a few kept
+    assert store.layouts._kept <= Layouts.KEPT_BYTES  # layouts' positions are built when asked, kept within a budget
     store.close()
+
+
+def test_a_layouts_positions_answer_as_a_dict_of_its_places_would():
+    rng = random.Random(7)
+    for n in (0, 1, 2, 17, 1000):
+        layout = rng.sample(range(1, 5 * n + 2), n)  # ids in a row's order, not sorted
+        pos = Positions(array("q", layout))
+        places = {sid: i for i, sid in enumerate(layout)}
+        assert len(pos) == n and pos.nbytes == 12 * n
+        for sid in range(0, 5 * n + 3):
+            assert pos.get(sid) == places.get(sid) and (sid in pos) == (sid in places)
+
+
+def test_positions_are_kept_within_their_budget_and_the_last_asked_for_always(monkeypatch):
+    monkeypatch.setattr(Layouts, "KEPT_BYTES", 12 * 1000 * 3)  # three layouts of 1,000 series
+    layouts = Layouts()
+    for lid in range(1, 7):
+        layouts.remember(lid, array("q", range(lid, lid + 1000)).tobytes())
+    for lid in (1, 2, 3, 1, 4):  # 1 asked again: 2 is the least recently used when 4 comes
+        assert layouts.positions(lid).get(lid + 999) == 999
+    assert list(layouts._positions) == [3, 1, 4] and layouts._kept == 12 * 1000 * 3
+    layouts.forget([1])
+    assert list(layouts._positions) == [3, 4] and layouts._kept == 12 * 1000 * 2
+    assert len(layouts.positions(99)) == 0  # an unknown layout has no series
+    monkeypatch.setattr(Layouts, "KEPT_BYTES", 10)  # smaller than one layout: the one asked for stays
+    layouts.positions(5)
+    assert list(layouts._positions) == [5] and layouts._kept == 12 * 1000
 
 
 def test_a_clock_going_back_writes_nothing_for_those_cycles(store):
