@@ -10,7 +10,7 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import threads
 from .. import regex
@@ -95,6 +95,7 @@ class ProbeCollector:
         self.canary_match: Optional[bool] = None
         self.failures_in_a_row = 0
         self._lock = threading.Lock()
+        self._made: Tuple[int, List[MetricFamily]] = (-1, [])  # (runs when made, the families then)
         self._stop = threading.Event()
         self._thread = threads.daemon(self._loop, f"probe-{server}")
         self._thread.start()
@@ -155,31 +156,42 @@ class ProbeCollector:
 
     def collect(self) -> List[MetricFamily]:
         self.problems = []
-        lbl = {"server": self.server}
         with self._lock:
-            fams = [
-                self.ttft.family("llm_agent_probe_ttft_seconds", "Time to first token of the completion probe.", lbl),
-                self.tpot.family("llm_agent_probe_tpot_seconds", "Time per output token of the completion probe.", lbl),
-                self.duration.family("llm_agent_probe_duration_seconds", "Total time of successful completion probes.", lbl),
-                counter("llm_agent_probes_total", "Completion probes run.").add(lbl, self.runs),
-                counter("llm_agent_probe_slow_total", "Successful probes whose time to first token missed the [slo] "
-                                                      "ttft_seconds objective (the latency SLI).").add(lbl, self.slow),
-                counter("llm_agent_probe_tokens_total", "Tokens received by completion probes (their cost to the model).")
-                .add(lbl, self.tokens_total),
-            ]
-            errors = counter("llm_agent_probe_errors_total", "Failed completion probes by kind.")
-            for kind, n in sorted(self.errors.items()):
-                errors.add({**lbl, "kind": kind}, n)
-            fams.append(errors)
-            if self.last is not None:
-                fams.append(gauge("llm_agent_probe_success", "Whether the last completion probe succeeded (1) or not (0).")
-                            .add(lbl, 1 if self.last.success else 0))
-                if not self.last.success:
-                    self.problems.append(_problem(self.server, self.last))
-            if self.canary_match is not None:
-                fams.append(gauge("llm_agent_probe_canary_match",
-                                  "Whether the last probe answer matched the canary (regex or recorded baseline).")
-                            .add(lbl, 1 if self.canary_match else 0))
+            if self._made[0] != self.runs:  # a probe ran since (record() is the only writer)
+                self._made = (self.runs, self._families())
+            families, last = self._made[1], self.last
+        if last is not None and not last.success:
+            self.problems.append(_problem(self.server, last))
+        return list(families)
+
+    def _families(self) -> List[MetricFamily]:
+        """The probes' families as of the last one (under the lock). Made again only after a
+        probe: a probe runs every minute and a cycle every 5 s, and the three histograms' ~40
+        series made afresh each cycle were most of the cycle thread's time in this collector.
+        The same families go into each snapshot until then; no reader changes a family it is
+        given (merge_families copies before adding to one)."""
+        lbl = {"server": self.server}
+        fams = [
+            self.ttft.family("llm_agent_probe_ttft_seconds", "Time to first token of the completion probe.", lbl),
+            self.tpot.family("llm_agent_probe_tpot_seconds", "Time per output token of the completion probe.", lbl),
+            self.duration.family("llm_agent_probe_duration_seconds", "Total time of successful completion probes.", lbl),
+            counter("llm_agent_probes_total", "Completion probes run.").add(lbl, self.runs),
+            counter("llm_agent_probe_slow_total", "Successful probes whose time to first token missed the [slo] "
+                                                  "ttft_seconds objective (the latency SLI).").add(lbl, self.slow),
+            counter("llm_agent_probe_tokens_total", "Tokens received by completion probes (their cost to the model).")
+            .add(lbl, self.tokens_total),
+        ]
+        errors = counter("llm_agent_probe_errors_total", "Failed completion probes by kind.")
+        for kind, n in sorted(self.errors.items()):
+            errors.add({**lbl, "kind": kind}, n)
+        fams.append(errors)
+        if self.last is not None:
+            fams.append(gauge("llm_agent_probe_success", "Whether the last completion probe succeeded (1) or not (0).")
+                        .add(lbl, 1 if self.last.success else 0))
+        if self.canary_match is not None:
+            fams.append(gauge("llm_agent_probe_canary_match",
+                              "Whether the last probe answer matched the canary (regex or recorded baseline).")
+                        .add(lbl, 1 if self.canary_match else 0))
         return fams
 
     def close(self) -> None:

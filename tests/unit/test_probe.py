@@ -153,3 +153,33 @@ def test_collector_exports_histograms_errors_and_canary(tmp_path):
         assert snap.value("llm_agent_probe_canary_match") == 0  # "gibberish" fails ^OK$
     finally:
         c.close()
+
+
+def test_the_probes_families_are_made_again_only_after_a_probe_and_never_changed_by_a_merge():
+    from agent.model import merge_families
+
+    idle = threading.Event()  # the probe threads never run: record() is called as they would call it
+    collectors = [ProbeCollector(name, ProbeSpec("http://x"), interval=60,
+                                 run=lambda spec: (idle.wait(60), ProbeResult(False, "skipped"))[1]) for name in ("a", "b")]
+    try:
+        for c in collectors:
+            c.record(ProbeResult(True, ttft=0.2, tpot=0.02, duration=0.3, tokens=8, text="OK"))
+        first = [c.collect() for c in collectors]
+        for _ in range(3):  # three cycles' merges of the same families, as the runner merges them
+            merged, conflicts = merge_families(first)
+            assert not conflicts
+            assert Snapshot(0.0, tuple(merged)).sum_by("llm_agent_probes_total", "server") == {"a": 1, "b": 1}
+        again = [c.collect() for c in collectors]
+        assert all(x is y for f, g in zip(first, again) for x, y in zip(f, g))  # nothing ran: the same families
+        for fams, server in zip(again, "ab"):  # each still holds its own series alone
+            assert {s.label("server") for f in fams for s in f.samples} == {server}
+        collectors[0].record(ProbeResult(False, "timeout", detail="no answer"))
+        after = Snapshot(0.0, tuple(collectors[0].collect()))
+        assert after.value("llm_agent_probes_total") == 2 and after.value("llm_agent_probe_success") == 0
+        assert after.value("llm_agent_probe_errors_total", kind="timeout") == 1
+        assert [p.message for p in collectors[0].problems] and not collectors[1].problems
+        assert Snapshot(0.0, tuple(first[0])).value("llm_agent_probes_total") == 1  # the earlier snapshot's unchanged
+    finally:
+        idle.set()
+        for c in collectors:
+            c.close()
