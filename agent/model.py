@@ -110,7 +110,9 @@ intern_labels = _LabelsTable()
 
 
 class MetricFamily:
-    """A named metric with a type, a help sentence and its samples."""
+    """A named metric with a type, a help sentence and its samples. Each sample is named as the
+    family is, or with a suffix (_total, _bucket, _sum, _count, _created; add() and the
+    exposition parser make them so): the rules' history passes over a family by its name."""
 
     __slots__ = ("name", "type", "help", "samples")
 

@@ -19,6 +19,7 @@ alerts of other metrics.
 from __future__ import annotations
 
 import logging
+import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -30,16 +31,35 @@ from ..promql.samples import LOOKBACK, Point
 
 log = logging.getLogger(__name__)
 
+TRIM_EVERY = 60.0  # seconds of snapshot time between cuts of every series to its retention
+_NONE: Dict[Labels, "Column"] = {}
+_UNREAD: Dict[int, "_Route"] = {}  # the routes of a sample name no selector reads: none
+
+
+class _Route:
+    """Where one snapshot sample goes in the history: its series key (None: no selector wants
+    it), name, retention and column (None until made)."""
+
+    __slots__ = ("labels", "key", "name", "keep", "column")
+
+    def __init__(self, labels: Labels, key: Optional[Labels], name: str, keep: float, column: Optional["Column"]):
+        self.labels = labels  # the sample's own tuple: held, so that its id stays its own
+        self.key = key
+        self.name = name
+        self.keep = keep
+        self.column = column
+
 
 class Column:
     """One series' samples, oldest first, as two arrays of doubles: 16 bytes a sample where a
     list of (time, value) tuples cost about 90 (a 6-hour range at 5 s is 4,320 samples a series)."""
 
-    __slots__ = ("t", "v")
+    __slots__ = ("t", "v", "alive")
 
     def __init__(self) -> None:
         self.t = array("d")
         self.v = array("d")
+        self.alive = True  # False once the history let the series go (a route may still hold it)
 
     def __len__(self) -> int:
         return len(self.t)
@@ -122,9 +142,21 @@ class History:
         self.markers: Dict[Labels, List[float]] = {}
         self.recorded_names: set = set()  # written by recording rules, not by snapshots
         self._dicts: Dict[Labels, Dict[str, str]] = {}
-        # a sample's (name, labels) -> its series key (sorted, with __name__): made once per series
-        self._keys: Dict[Tuple[str, Labels], Labels] = {}
-        self._unwanted: set = set()  # series keys no registered selector matches (until the selectors change)
+        # where each snapshot sample goes, worked out once: sample name -> {id(its labels tuple):
+        # _Route}, or _UNREAD for a name no selector reads. Keyed by the tuple's identity (collectors
+        # share one tuple per label set: model.intern_labels), which the route holds, so the id
+        # cannot pass to another tuple; hashing the label tuples themselves, several times a series
+        # a cycle, was most of the ingest. Forgotten when the selectors change or a series goes.
+        self._routes: Dict[str, Any] = {}
+        self._route_count = 0
+        # family name -> whether a selector may read one of its samples: a sample's name is its
+        # family's or that with a suffix (model.MetricFamily), so a family no read name begins
+        # with is passed over whole (most of a snapshot: 40 of 220 families hold a series a rule reads)
+        self._families_read: Dict[str, bool] = {}
+        # the series a snapshot that lacks them marks stale: not stale now, not a recording rule's
+        # (key -> metric name), so that a cycle finds the vanished by one set difference
+        self._live: Dict[Labels, str] = {}
+        self._trimmed_at = -math.inf  # when every series was last cut to its retention
 
     @property
     def dropped_series(self) -> int:
@@ -137,12 +169,12 @@ class History:
         else:
             self._nameless.append((selector, range_seconds))
         self._keep_stale = True
-        self._unwanted = set()
+        self._forget_routes()
 
     def clear_selectors(self) -> None:
         self.selectors, self._by_name, self._nameless = [], {}, []
         self._keep_stale = True
-        self._unwanted = set()
+        self._forget_routes()
 
     def keep_for(self) -> float:
         """The longest any series is kept."""
@@ -165,6 +197,8 @@ class History:
         elif labels in self.stale:
             self._unstale(name, labels)
         points.append(t, v)
+        if name not in self.recorded_names:
+            self._live[labels] = name
 
     def _make_room(self, name: str, by_name: Dict[Labels, Column]) -> bool:
         """Room for one more series of `name`: evict the longest-stale series if at a bound."""
@@ -188,15 +222,20 @@ class History:
 
     def _delete(self, name: str, labels: Labels) -> None:
         by_name = self.series.get(name, {})
-        if by_name.pop(labels, None) is not None:
+        column = by_name.pop(labels, None)
+        if column is not None:
             self.series_count -= 1
+            column.alive = False
+            del column.t[:], column.v[:]
         self.keep.pop(labels, None)
+        self._live.pop(labels, None)
         self._unstale(name, labels)
         if not by_name:
             self.series.pop(name, None)
 
     def mark_stale(self, name: str, labels: Labels, t: float) -> None:
         self.stale[labels] = t
+        self._live.pop(labels, None)
         self._stale_by_name.setdefault(name, {})[labels] = t
 
     def add_marker(self, labels: Labels, t: float) -> None:
@@ -212,50 +251,77 @@ class History:
 
     def ingest(self, snapshot: Snapshot) -> None:
         """Record every snapshot series a registered selector wants; mark the vanished stale;
-        trim each series to its own retention."""
+        cut each series to its own retention every TRIM_EVERY seconds (a range reads by time,
+        so samples kept a little longer change no answer)."""
         t = snapshot.timestamp
         if self._keep_stale:
             self._rework_retention()
+        if not self._trimmed_at <= t < self._trimmed_at + TRIM_EVERY:
+            self._trimmed_at = t
+            for name, by_name in list(self.series.items()):
+                for labels, points in list(by_name.items()):
+                    points.drop_before(t - self.keep.get(labels, 0.0))
+                    if not points:
+                        self._delete(name, labels)
         wanted = self._wanted(snapshot)
+        live = self._live
         # staleness first, so that series gone in this snapshot can make room for its new ones
-        for name, by_name in list(self.series.items()):
-            recorded = name in self.recorded_names  # recording rules mark their own series stale
-            for labels, points in list(by_name.items()):
-                if labels not in wanted and labels not in self.stale and not recorded:
-                    self.mark_stale(name, labels, t)  # Prometheus' staleness marker
-                points.drop_before(t - self.keep.get(labels, 0.0))
-                if not points:
-                    self._delete(name, labels)
-        for labels, (value, keep, name) in wanted.items():
-            self.add(labels, t, value, keep, name)
+        gone = live.keys() - wanted.keys()
+        if gone:
+            for labels in [k for k in live if k in gone]:  # in the order they came: eviction takes the oldest
+                self.mark_stale(live[labels], labels, t)
+        stale = self.stale
+        for labels, (value, route) in wanted.items():
+            column = route.column
+            if column is None or not column.alive or (stale and labels in stale):
+                self.add(labels, t, value, route.keep, route.name)  # new, or back: room is made, staleness lifted
+                route.column = self.series.get(route.name, _NONE).get(labels)  # (None: refused at a bound)
+            else:
+                column.append(t, value)
 
-    def _wanted(self, snapshot: Snapshot) -> Dict[Labels, Tuple[float, float, str]]:
-        """This snapshot's series a rule reads: their value, how long each is kept, their name."""
-        wanted: Dict[Labels, Tuple[float, float, str]] = {}
-        keys = self._keys
-        if len(keys) > 2 * max(self.series_count, 1000):
-            keys.clear()  # series came and went: start over rather than grow
-            self._unwanted.clear()
+    def _wanted(self, snapshot: Snapshot) -> Dict[Labels, Tuple[float, "_Route"]]:
+        """This snapshot's series a rule reads (the first of a repeated one): series key -> its
+        value and its route (what it is called, how long it is kept, its column)."""
+        wanted: Dict[Labels, Tuple[float, _Route]] = {}
+        routes = self._routes
+        if self._route_count + len(routes) + len(self._families_read) > 4 * max(self.series_count, 1000):
+            self._forget_routes()  # series or names came and went: start over rather than grow
+            routes = self._routes
+        families_read = self._families_read
         for family in snapshot.families:
+            read = families_read.get(family.name)
+            if read is None:
+                read = families_read[family.name] = bool(self._nameless) or any(
+                    name.startswith(family.name) for name in self._by_name)
+            if not read:
+                continue
             for s in family.samples:
-                named = self._by_name.get(s.name)
-                if named is None and not self._nameless:
+                by_id = routes.get(s.name)
+                if by_id is None:
+                    by_id = routes[s.name] = {} if s.name in self._by_name or self._nameless else _UNREAD
+                if by_id is _UNREAD:
                     continue  # most series: no rule reads them
-                labels = keys.get((s.name, s.labels))
-                if labels is None:
-                    labels = keys[(s.name, s.labels)] = tuple(sorted(s.labels + (("__name__", s.name),)))
-                if labels in wanted:
-                    continue
-                keep = self.keep.get(labels)
-                if keep is None:
-                    if labels in self._unwanted:
-                        continue
-                    keep = self._retention(named or (), labels)
-                    if keep is None:
-                        self._unwanted.add(labels)  # a series of a read name no selector matches: asked once
-                        continue
-                wanted[labels] = (s.value, keep, s.name)
+                route = by_id.get(id(s.labels))
+                if route is None or route.labels is not s.labels:
+                    route = by_id[id(s.labels)] = self._route(s.name, s.labels)
+                    self._route_count += 1
+                if route.key is not None:
+                    wanted.setdefault(route.key, (s.value, route))
         return wanted
+
+    def _route(self, name: str, labels: Labels) -> "_Route":
+        """Where a sample of `name` with `labels` goes: its series (None: no selector wants it)."""
+        key = tuple(sorted(labels + (("__name__", name),)))
+        keep = self.keep.get(key)
+        if keep is None:
+            keep = self._retention(self._by_name.get(name, ()), key)
+        column = self.series.get(name, _NONE).get(key)
+        return _Route(labels, key if keep is not None else None, name, keep or 0.0, column)
+
+    def _forget_routes(self) -> None:
+        self._routes = {}
+        self._route_count = 0
+        self._families_read = {}
 
     def record(self, name: str, samples: List[Tuple[Labels, float]], t: float) -> None:
         """A recording rule's result at t: its series that a rule reads are kept; those of
@@ -294,6 +360,9 @@ class History:
                     self._delete(name, labels)
                 else:
                     self.keep[labels] = keep
+        # the recording rules may be others now
+        self._live = {labels: name for name, by_name in self.series.items() if name not in self.recorded_names
+                      for labels in by_name if labels not in self.stale}
 
     def sample_count(self) -> int:
         return sum(len(p) for by_name in self.series.values() for p in by_name.values())

@@ -34,7 +34,7 @@ def replay_routes():
             "/props": static((ll / "props.json").read_bytes(), ctype="application/json")}
 
 
-def scrape_agent(accept="text/plain"):
+def scrape_agent(accept="text/plain", snapshots=None):
     state_dir = tempfile.mkdtemp()
     with RouteServer(replay_routes()) as replay:
         config = parse_config(f'''
@@ -57,7 +57,9 @@ url = "{replay.url}"
         exporter = Exporter("127.0.0.1", 0).start()
         agent.exporter = exporter
         try:
-            agent.cycle()
+            snapshot = agent.cycle()
+            if snapshots is not None:
+                snapshots.append(snapshot)
             return requests.get(f"http://127.0.0.1:{exporter.port}/metrics", headers={"Accept": accept}).content
         finally:
             exporter.stop()
@@ -81,3 +83,13 @@ def test_openmetrics_output_parses_strictly():
     body = scrape_agent("application/openmetrics-text;version=1.0.0").decode()
     names = {f.name for f in om_parse(body)}
     assert {"llamacpp:tokens_predicted", "DCGM_FI_DEV_GPU_UTIL", "llm_agent_gpu_up"} <= names
+
+
+def test_every_sample_is_named_as_its_family_or_with_a_suffix():
+    """The model's contract (MetricFamily) that the rules' history relies on to pass over whole
+    families no rule reads: checked on a whole cycle's snapshot, every collector's families."""
+    snapshots = []
+    scrape_agent(snapshots=snapshots)
+    odd = [(f.name, s.name) for f in snapshots[0].families for s in f.samples
+           if s.name != f.name and not any(s.name == f.name + x for x in ("_total", "_bucket", "_sum", "_count", "_created"))]
+    assert odd == [] and len(snapshots[0].families) > 100
