@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from ..labels import Labels
 from ..model import GAUGE, MetricFamily, Problem, Sample, counter, gauge, intern_labels
 from .nvml_fields import CLOCK_EVENT_REASONS, METRICS, MIB, READERS
 from .gpm import HELP as GPM_HELP, GpmSampler
@@ -25,6 +26,8 @@ from .xid import WAIT_MS, XidWatcher
 import psutil
 
 log = logging.getLogger(__name__)
+
+UP, UP_HELP = "llm_agent_gpu_up", "Whether the GPU answers NVML (1) or is lost or broken (0)."
 
 # Errors after which a GPU's other readings cannot be trusted this cycle
 _GPU_BROKEN = ("NVML_ERROR_GPU_IS_LOST", "NVML_ERROR_UNKNOWN", "NVML_ERROR_RESET_REQUIRED", "NVML_ERROR_GPU_NOT_FOUND")
@@ -186,8 +189,12 @@ class NvmlCollector:
         families: Dict[str, MetricFamily] = {}
         self._pids_seen = set()
         try:
-            for _gpu, read in self.reader.readings(self.gpus, self.call_wait):
-                for name, fam in read.items():
+            for _gpu, (up, labels, values, more) in self.reader.readings(self.gpus, self.call_wait):
+                self._family(families, UP, help=UP_HELP).samples.append(Sample(UP, labels, up))
+                for name, value in values.items():
+                    fam = families.get(name) or self._family(families, name)
+                    fam.samples.append(Sample(name, labels, float(value)))
+                for name, fam in more.items():
                     self._family(families, name, fam.type, fam.help).samples.extend(fam.samples)
             # a pid NVML stopped listing is forgotten: if the number comes back it is another process
             self._pids = {pid: found for pid, found in self._pids.items() if pid in self._pids_seen}
@@ -205,11 +212,14 @@ class NvmlCollector:
             errors.add({"field": field_name}, n)
         return [nvml_up, failures, info, errors] + extra + list(families.values())
 
-    def _read_gpu(self, gpu: Gpu) -> Dict[str, MetricFamily]:
-        """One GPU's families (in the reader's thread)."""
-        families: Dict[str, MetricFamily] = {}
-        self._collect_gpu(gpu, families)
-        return families
+    def _read_gpu(self, gpu: Gpu) -> Tuple[float, Labels, Dict[str, float], Dict[str, MetricFamily]]:
+        """One GPU's readings, in the reader's thread: whether it answers (1) or not (0), its
+        labels, its one-series values by metric name, and its families of several series (clock
+        reasons, XIDs, MIG instances, processes). The values become samples in the collector's
+        families directly: a family per metric per GPU, merged after, cost more than the reads."""
+        more: Dict[str, MetricFamily] = {}
+        up, values = self._collect_gpu(gpu, more)
+        return up, intern_labels(tuple(gpu.labels.items())), values, more
 
     def _stuck_calls(self) -> List[MetricFamily]:
         """The GPUs whose NVML call has not returned: which call, for how long."""
@@ -277,15 +287,14 @@ class NvmlCollector:
             fam = families[name] = MetricFamily(name, mtype, help)
         return fam
 
-    def _collect_gpu(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
-        up = self._family(families, "llm_agent_gpu_up", help="Whether the GPU answers NVML (1) or is lost or broken (0).")
+    def _collect_gpu(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> Tuple[float, Dict[str, float]]:
+        """Whether the GPU answers, and its values; its other series into `families`."""
         if gpu.handle is None:  # lost at start-up: ask again, it may have been reset since
             described = self._describe(gpu.index)
             gpu.handle, gpu.labels = described.handle, described.labels
         if gpu.handle is None:
-            up.add(gpu.labels, 0)
             self._gpu_problem(gpu, "has no NVML handle (lost at start-up?)")
-            return
+            return 0.0, {}
         values: Dict[str, float] = {}
         for field_name, read in READERS:
             if (gpu.index, field_name) in self._unsupported:
@@ -299,26 +308,21 @@ class NvmlCollector:
                 if err_name in _GPU_BROKEN:
                     self._once(gpu.index, "gpu", err_name, "gpu %d is lost or broken: %s", gpu.index, e,
                                level=logging.WARNING)
-                    up.add(gpu.labels, 0)
                     self._gpu_problem(gpu, f"is lost or broken ({e})")
-                    return
+                    return 0.0, {}
                 self._field_failed(gpu, field_name, err_name, e)
             except AttributeError as e:  # pynvml older than the function
                 self._unsupported.add((gpu.index, field_name))
                 self._once(gpu.index, field_name, "missing",
                            "gpu %d: %s unavailable in this pynvml (%s); upgrade nvidia-ml-py", gpu.index, field_name, e)
         values.update(self._gpm(gpu))
-        up.add(gpu.labels, 1)
-        labels = intern_labels(tuple(gpu.labels.items()))  # one tuple for the GPU's ~50 series, not one each
-        for name, value in values.items():
-            fam = families.get(name) or self._family(families, name)
-            fam.samples.append(Sample(name, labels, float(value)))
         if "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS" in values:
             self._clock_reasons(gpu, int(values["DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"]), families)
         self._xid_families(gpu, families)
         self._mig(gpu, families)
         if self.process_memory:
             self._processes(gpu, families)
+        return 1.0, values
 
     def _mig(self, gpu: Gpu, families: Dict[str, MetricFamily]) -> None:
         """With MIG on, each GPU instance's memory and GPM metrics, labelled as dcgm-exporter
