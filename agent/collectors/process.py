@@ -149,8 +149,7 @@ class ProcessCollector:
                 self._identity = (proc, stat.start)
             if stat.state == "Z" or stat.start != self._identity[1]:
                 raise ProcessLookupError(proc.pid)  # a zombie, or the pid now names another process
-            values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.",
-                       int(read_small_bytes(f"/proc/{proc.pid}/statm").split()[1]) * PAGE),
+            values = [("resident_memory_bytes", "gauge", "Resident memory of the target's process.", stat.rss * PAGE),
                       ("cpu_seconds_total", "counter", "CPU time of the target's process.",
                        (stat.utime + stat.stime) / TICKS),
                       ("threads", "gauge", "Threads in the target's process.", stat.threads),

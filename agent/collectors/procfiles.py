@@ -98,14 +98,15 @@ def parse_ppid(text: bytes) -> int:
 class PidStat:
     """The fields of /proc/<pid>/stat the process collector reads, in clock ticks."""
 
-    __slots__ = ("state", "utime", "stime", "threads", "start")
+    __slots__ = ("state", "utime", "stime", "threads", "start", "rss")
 
-    def __init__(self, state: str, utime: int, stime: int, threads: int, start: int):
+    def __init__(self, state: str, utime: int, stime: int, threads: int, start: int, rss: int):
         self.state = state
         self.utime = utime
         self.stime = stime
         self.threads = threads
         self.start = start  # ticks after boot
+        self.rss = rss  # pages (what /proc/<pid>/statm says too: one file read, not two)
 
 
 def parse_pid_stat(text: bytes) -> PidStat:
@@ -113,8 +114,8 @@ def parse_pid_stat(text: bytes) -> PidStat:
     counted from its last `)`. Raises ValueError for a line that is not one."""
     end = text.rfind(b")")
     fields = text[end + 2:].split() if end >= 0 else []
-    if len(fields) < 20:
+    if len(fields) < 22:
         raise ValueError("not a /proc/<pid>/stat line")
-    # fields[0] is field 3 of proc(5): state; utime 14, stime 15, num_threads 20, starttime 22
+    # fields[0] is field 3 of proc(5): state; utime 14, stime 15, num_threads 20, starttime 22, rss 24
     return PidStat(fields[0].decode("ascii", "replace"), int(fields[11]), int(fields[12]), int(fields[17]),
-                   int(fields[19]))
+                   int(fields[19]), int(fields[21]))

@@ -63,10 +63,10 @@ def test_pid_stat_is_read_past_a_command_name_with_spaces_and_parentheses():
 
     line = b"4242 (llama) (srv 1)) S 1 4242 4242 0 -1 4194560 100 0 0 0 1658 8412 0 0 20 0 13 0 25 38326272 2306 0 0"
     stat = parse_pid_stat(line)
-    assert (stat.state, stat.utime, stat.stime, stat.threads, stat.start) == ("S", 1658, 8412, 13, 25)
+    assert (stat.state, stat.utime, stat.stime, stat.threads, stat.start, stat.rss) == ("S", 1658, 8412, 13, 25, 2306)
     import pytest
 
-    for bad in (b"", b"4242 (x) S 1 2", b"garbage without a paren"):
+    for bad in (b"", b"4242 (x) S 1 2", b"garbage without a paren", line[:line.rindex(b" 38326272")]):
         with pytest.raises(ValueError):
             parse_pid_stat(bad)
 
