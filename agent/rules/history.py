@@ -68,11 +68,14 @@ class Column:
         self.t.append(t)
         self.v.append(v)
 
-    def drop_before(self, horizon: float) -> None:
+    def drop_before(self, horizon: float) -> int:
+        """Forget the samples before `horizon`; how many went."""
         if self.t and self.t[0] < horizon:
             i = bisect_left(self.t, horizon)
             del self.t[:i]
             del self.v[:i]
+            return i
+        return 0
 
     def window(self, start: float, end: float) -> "Window":
         """The samples in [start, end], both ends included (Prometheus 2.x)."""
@@ -134,6 +137,7 @@ class History:
         self.dropped: Dict[str, int] = {}  # new series refused at a bound, by metric name
         self.evicted = 0  # stale series removed early to make room
         self.series_count = 0
+        self.samples_kept = 0  # in all series (sample_count), kept as they come and go
         self.stale: Dict[Labels, float] = {}  # series gone from the snapshots, and since when (oldest first)
         self._stale_by_name: Dict[str, Dict[Labels, float]] = {}
         # staleness markers written ahead of later samples (a unit test's whole input at once): each
@@ -197,6 +201,7 @@ class History:
         elif labels in self.stale:
             self._unstale(name, labels)
         points.append(t, v)
+        self.samples_kept += 1
         if name not in self.recorded_names:
             self._live[labels] = name
 
@@ -225,6 +230,7 @@ class History:
         column = by_name.pop(labels, None)
         if column is not None:
             self.series_count -= 1
+            self.samples_kept -= len(column)
             column.alive = False
             del column.t[:], column.v[:]
         self.keep.pop(labels, None)
@@ -260,7 +266,7 @@ class History:
             self._trimmed_at = t
             for name, by_name in list(self.series.items()):
                 for labels, points in list(by_name.items()):
-                    points.drop_before(t - self.keep.get(labels, 0.0))
+                    self.samples_kept -= points.drop_before(t - self.keep.get(labels, 0.0))
                     if not points:
                         self._delete(name, labels)
         wanted = self._wanted(snapshot)
@@ -278,6 +284,7 @@ class History:
                 route.column = self.series.get(route.name, _NONE).get(labels)  # (None: refused at a bound)
             else:
                 column.append(t, value)
+                self.samples_kept += 1
 
     def _wanted(self, snapshot: Snapshot) -> Dict[Labels, Tuple[float, "_Route"]]:
         """This snapshot's series a rule reads (the first of a repeated one): series key -> its
@@ -365,7 +372,7 @@ class History:
                       for labels in by_name if labels not in self.stale}
 
     def sample_count(self) -> int:
-        return sum(len(p) for by_name in self.series.values() for p in by_name.values())
+        return self.samples_kept
 
     # -- reading -----------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ def test_random_comings_and_goings_answer_as_their_inputs_say():
             want = {k: [p for p in pts if t - rng_seconds <= p[0] <= t] for k, pts in written.items() if k[0][1] == name}
             assert got == {k: v for k, v in want.items() if v}
         assert "other" not in h.series
+        assert h.sample_count() == sum(len(col) for by_name in h.series.values() for col in by_name.values())
         kept = max(SHORT, LONG) + LOOKBACK + TRIM_EVERY + 5  # each series cut to its range and lookback, at most a trim late
         assert all(len(col) == 0 or col.t[0] >= t - kept for by_name in h.series.values() for col in by_name.values())
         for col in h.series.get("fast", {}).values():
@@ -79,6 +80,7 @@ def test_a_series_gone_longer_than_its_retention_is_forgotten_and_a_returning_on
     assert sorted(v for _, v in h.instant(selector("fast"), t + 5)) == [4.0, 5.0]
     h.ingest(snapshot(t + 10, [("fast", "a", 6.0)]))
     assert key("fast", "b") in h.stale  # back, then gone again: stale again
+    assert h.sample_count() == 4  # a: 3, 4, 6 (1 and 2 aged out with b's first two); b: 5
 
 
 def test_a_reload_that_makes_a_name_a_recording_rules_stops_snapshots_marking_it_stale():

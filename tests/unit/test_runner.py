@@ -300,3 +300,16 @@ def test_equal_label_sets_share_one_tuple_and_the_table_is_bounded():
     assert len(table.current) + len(table.previous) <= 2 * table.LIMIT
     again = table(labels(0))
     assert again is not first and again == first  # forgotten: a new tuple (equal, so nothing breaks)
+
+
+def test_a_snapshot_with_more_families_finds_them_and_leaves_its_parent_as_it_was():
+    from agent.model import Snapshot, gauge
+
+    parent = Snapshot(1.0, (gauge("a", "").add({}, 1), gauge("b", "").add({}, 2)))
+    child = parent.with_families([gauge("c", "").add({"x": "y"}, 3)])
+    assert [f.name for f in child.families] == ["a", "b", "c"]
+    assert child.value("a") == 1 and child.value("c", x="y") == 3 and child.family("b") is parent.family("b")
+    assert parent.family("c") is None and len(parent.families) == 2  # the parent's index is not the child's
+    assert parent.with_families([]) is parent
+    grandchild = child.with_families([gauge("d", "").add({}, 4)])
+    assert grandchild.value("d") == 4 and child.family("d") is None and grandchild.value("a") == 1
