@@ -28,7 +28,8 @@ import math
 import struct
 import zlib
 from array import array
-from itertools import accumulate
+from itertools import accumulate, repeat
+from operator import eq, mul, sub, truediv
 from typing import Dict, List, Optional, Sequence, Tuple
 
 MAGIC = b"LH\x02"
@@ -72,31 +73,39 @@ def encode_times(times_ms: Sequence[int]) -> bytes:
 
 def scale_of(values: Sequence[float]) -> int:
     """The smallest k with every value exactly m / 10**k (m an integer below 2**53), or -1."""
+    return decimal_of(values)[0]
+
+
+def decimal_of(values: Sequence[float]) -> Tuple[int, List[int]]:
+    """scale_of(values) and each value's m at that scale ([] when -1). The whole column is
+    checked with map() over C functions, not a Python expression a value: this check was half
+    of a seal's time (~1,200 series' 30-minute columns and their rollups)."""
     k = 0
-    for v in values[:8]:  # the first few decide; the whole column is checked below
+    for v in values[:8]:  # the first few decide the scale; the whole column is checked below
         if not math.isfinite(v) or abs(v) >= _LIMIT:
-            return -1
+            return -1, []
         while k <= MAX_SCALE and round(v * 10 ** k) / 10 ** k != v:
             k += 1
         if k > MAX_SCALE:
-            return -1
+            return -1, []
     scale = 10 ** k
     try:
-        if all(round(v * scale) / scale == v and abs(v * scale) < _LIMIT for v in values):
-            return k
+        ints = list(map(round, map(mul, values, repeat(scale))))
     except (ValueError, OverflowError):  # NaN or infinity further on
-        pass
-    return -1
+        return -1, []
+    if ints and (min(ints) <= -_LIMIT or max(ints) >= _LIMIT):
+        return -1, []
+    if not all(map(eq, map(truediv, ints, repeat(scale)), values)):
+        return -1, []
+    return k, ints
 
 
 def encode_column(values: array) -> bytes:
     """One column of doubles (an array('d')) as kind, k, length and data."""
-    k = scale_of(values)
+    k, ints = decimal_of(values)
     if k >= 0:
-        scale = 10 ** k
-        ints = [round(v * scale) for v in values]
         deltas = array("q", ints[:1])
-        deltas.extend(b - a for a, b in zip(ints, ints[1:]))
+        deltas.extend(map(sub, ints[1:], ints))
         data = zlib.compress(shuffle(deltas.tobytes()), 6)
         return _COL.pack(DECIMAL, k, len(data)) + data
     data = zlib.compress(shuffle(values.tobytes()), 6)

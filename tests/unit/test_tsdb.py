@@ -752,3 +752,38 @@ def test_churning_names_refused_at_max_series_cannot_grow_the_memory_of_refusals
         assert len(store._over_max) <= MAX_REFUSED
     assert store.stats.refused_forgotten >= 1 and store.stats.dropped_series > 40_000
     store.close()
+
+
+def test_a_columns_decimal_scale_is_the_smallest_that_holds_every_value_exactly():
+    """scale_of against its definition written a value at a time (as it was, before the
+    column was checked with map()): decimals of every scale, random doubles, integers past
+    2**53, NaN, infinities and signed zeros, at random lengths."""
+    def by_definition(values):
+        k = 0
+        for v in values[:8]:
+            if not math.isfinite(v) or abs(v) >= 2.0 ** 53:
+                return -1
+            while k <= codec.MAX_SCALE and round(v * 10 ** k) / 10 ** k != v:
+                k += 1
+            if k > codec.MAX_SCALE:
+                return -1
+        try:
+            return k if all(round(v * 10 ** k) / 10 ** k == v and abs(v * 10 ** k) < 2.0 ** 53 for v in values) else -1
+        except (ValueError, OverflowError):
+            return -1
+
+    rng = random.Random(3)
+    makers = (lambda: rng.randrange(-10 ** 6, 10 ** 6) / 10 ** rng.randrange(0, 8), lambda: rng.random() * 1000,
+              lambda: float(rng.randrange(0, 2 ** 54)), lambda: round(rng.random() * 100, 2),
+              lambda: rng.choice([0.0, -0.0, 1.5, 2.0 ** 53 - 1, 2.0 ** 53, 1 - 2.0 ** 53, math.nan, math.inf, 1e300]),
+              lambda: rng.randrange(-10 ** 9, 10 ** 9) / 1000)
+    decimal = 0
+    for _ in range(5000):
+        make = rng.choice(makers)  # one kind a column, now and then with a value of another kind at its end
+        values = array("d", [make() for _ in range(rng.randrange(0, 40))] + [rng.choice(makers)()] * (rng.random() < 0.2))
+        k, ints = codec.decimal_of(values)
+        assert k == codec.scale_of(values) == by_definition(values), list(values)
+        if k >= 0:
+            decimal += 1
+            assert [m / 10 ** k for m in ints] == list(values)
+    assert decimal > 1000
