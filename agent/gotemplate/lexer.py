@@ -7,7 +7,6 @@ Errors read as Go's ("unclosed action", "bad number syntax: ...").
 
 from __future__ import annotations
 
-import unicodedata
 from typing import List, NamedTuple
 
 from .strconv import quote
@@ -49,7 +48,7 @@ def _is_space(c: str) -> bool:
 
 
 def _is_alnum(c: str) -> bool:
-    return c == "_" or c.isalpha() or (c != "" and unicodedata.category(c) == "Nd")
+    return c == "_" or c.isalpha() or c.isdecimal()  # isdecimal: exactly category Nd, Go's unicode.IsDigit
 
 
 def _unicode_name(c: str) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import struct
-import unicodedata
 from typing import Optional, Tuple
 
 
@@ -175,8 +174,10 @@ _ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t
 
 def is_print(ch: str) -> bool:
     """unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space."""
-    if ch == " ":
-        return True
+    if ch.isascii():
+        return " " <= ch <= "~"
+    import unicodedata  # memory cost: its tables are 0.2 MiB resident; only text beyond ASCII asks
+
     return unicodedata.category(ch)[0] in "LMNPS"
 
 

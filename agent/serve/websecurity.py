@@ -191,12 +191,20 @@ WRITES = ("POST", "PUT", "DELETE", "PATCH")
 def local_names() -> Tuple[str, ...]:
     """The names this host answers to without configuration: localhost, its hostname and FQDN."""
 
-    names = {"localhost", socket.gethostname().lower()}
+    hostname = socket.gethostname()
+    return tuple(sorted(n for n in {"localhost", hostname.lower(), _fqdn(hostname).lower()} if n))
+
+
+def _fqdn(hostname: str) -> str:
+    """socket.getfqdn() for this host, with an ASCII name passed as bytes: a str goes through the
+    idna codec, whose first use imports stringprep and unicodedata (0.3 MiB resident for good)."""
+    if not hostname.isascii():
+        return socket.getfqdn(hostname)
     try:
-        names.add(socket.getfqdn().lower())
-    except OSError:
-        pass
-    return tuple(sorted(n for n in names if n))
+        name, aliases, _ = socket.gethostbyaddr(hostname.encode())  # type: ignore[arg-type]  # (bytes are accepted)
+    except OSError:  # as getfqdn: a name that does not resolve is its own
+        return hostname
+    return next((n for n in [name] + aliases if "." in n), name)
 
 
 def _host_of(value: str) -> str:
