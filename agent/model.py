@@ -249,32 +249,37 @@ def owned_names(fam: MetricFamily) -> set:
 
 
 class Shapes:
-    """What merge_families learnt of each lone family last time: its sample names and label
-    tuples, proven free of repeats, and the names it owns. A family whose series are the same
-    objects in the same order this time (label tuples and names are shared: intern_labels)
-    needs neither its owned names nor a set of its series made again: comparing two lists is
-    mostly `is`. Holds the last merge's families only."""
+    """What merge_families learnt of each family last time, by its name and its place among the
+    families of that name (0: the first; the targets' passthrough families come one a target):
+    its sample names and label tuples, and the names it owns, kept only where the merged family
+    was repeat-free up to it. A family whose series are the same objects in the same order this
+    time (label tuples and names are shared: intern_labels), after others of its name that were
+    too, needs neither its owned names nor a set of its series made again: comparing two lists
+    is mostly `is`. Holds the last merge's families only."""
 
     def __init__(self) -> None:
-        self.last: Dict[str, Tuple[str, List[str], List[Labels], set]] = {}
-        self.now: Dict[str, Tuple[str, List[str], List[Labels], set]] = {}
-        self._pending: Tuple[str, List[str], List[Labels]] = ("", [], [])  # what known() saw last
+        self.last: Dict[Tuple[str, int], Tuple[str, List[str], List[Labels], set]] = {}
+        self.now: Dict[Tuple[str, int], Tuple[str, List[str], List[Labels], set]] = {}
+        # what known() saw last: the shape it matched, or the new one (owned names not made yet)
+        self._pending: Tuple[str, List[str], List[Labels], Optional[set]] = ("", [], [], None)
 
-    def known(self, fam: MetricFamily) -> Optional[set]:
-        """The names a family owns if it has the shape it had last time (repeat-free), else None."""
+    def known(self, fam: MetricFamily, place: int = 0) -> Optional[set]:
+        """The names a family owns if it has the shape it had last time at this place among the
+        families of its name (repeat-free up to it), else None. Kept for next time only by
+        learn(), once the merge has seen it repeat-free this time too."""
         names = [s.name for s in fam.samples]
         labels = [s.labels for s in fam.samples]
-        was = self.last.get(fam.name)
+        was = self.last.get((fam.name, place))
         if was is not None and was[0] == fam.type and was[2] == labels and was[1] == names:
-            self.now[fam.name] = was
+            self._pending = was
             return was[3]
-        self._pending = (fam.type, names, labels)
+        self._pending = (fam.type, names, labels, None)
         return None
 
-    def learn(self, fam: MetricFamily, owned: set) -> None:
-        """`fam` (just looked at through known()) turned out repeat-free."""
-        mtype, names, labels = self._pending
-        self.now[fam.name] = (mtype, names, labels, owned)
+    def learn(self, fam: MetricFamily, owned: set, place: int = 0) -> None:
+        """`fam` (just looked at through known()) turned out repeat-free, with those before it."""
+        mtype, names, labels, _ = self._pending
+        self.now[(fam.name, place)] = (mtype, names, labels, owned)
 
     def end(self) -> None:
         self.last, self.now = self.now, {}
@@ -306,7 +311,8 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]],
 
 class _Merge:
     """One merge_families call's state: the families so far, who owns each name, each family's
-    series (None: not made yet), and which families are still a collector's own list."""
+    series (None: not made yet), which families are still a collector's own list, and per name
+    how many families came, whether each was as last time (Shapes) and none repeated a series."""
 
     def __init__(self, shapes: Optional[Shapes]):
         self.shapes = shapes
@@ -315,34 +321,53 @@ class _Merge:
         self.series: Dict[str, Optional[set]] = {}
         self.borrowed: set = set()  # passed through as their collector made them: copied before adding to them
         self.conflicts: List[str] = []
+        self.came: Dict[str, int] = {}  # families of each name so far
+        self.as_before: Dict[str, bool] = {}  # every one of them proven by Shapes
+        self.repeat_free: Dict[str, bool] = {}  # no series of that name dropped as a repeat
 
     def add(self, fam: MetricFamily) -> None:
-        into = self.merged.get(fam.name)
-        names = self.shapes.known(fam) if self.shapes is not None and into is None else None
+        name = fam.name
+        into = self.merged.get(name)
+        place = self.came.get(name, 0)
+        self.came[name] = place + 1
+        names = self.shapes.known(fam, place) if self.shapes is not None else None
         proven = names is not None
         if names is None:
             names = owned_names(fam)
         # every name has one owner, so a series can only repeat within its own family
-        clash = next((self.claimed[n] for n in names if self.claimed.get(n, fam.name) != fam.name), None)
-        if clash is not None:
-            self.conflicts.append(f"{fam.name}: its names collide with family {clash}; dropped")
-            return
+        claimed = self.claimed
+        for n in names:
+            owner = claimed.get(n, name)
+            if owner != name:
+                self.conflicts.append(f"{name}: its names collide with family {owner}; dropped")
+                return
         if into is None:
-            into = self._first(fam, names, proven)
+            self.as_before[name], self.repeat_free[name] = proven, True
+            into = self._first(fam, names, proven, place)
             if into is None:
                 return
         elif into.type != fam.type:
-            self.conflicts.append(f"{fam.name}: type {fam.type} conflicts with {into.type}; dropped")
+            self.conflicts.append(f"{name}: type {fam.type} conflicts with {into.type}; dropped")
             return
         else:
             for n in names:
-                self.claimed.setdefault(n, fam.name)
-            if fam.name in self.borrowed:  # never append to a collector's own list: it may be in another merge
-                into = self.merged[fam.name] = MetricFamily(into.name, into.type, into.help, list(into.samples))
-                self.borrowed.discard(fam.name)
-        self._append(fam, into)
+                claimed.setdefault(n, name)
+            if name in self.borrowed:  # never append to a collector's own list: it may be in another merge
+                into = self.merged[name] = MetricFamily(into.name, into.type, into.help, list(into.samples))
+                self.borrowed.discard(name)
+            if proven and self.as_before[name]:
+                # these families, in this order, were repeat-free last time: nothing to look up
+                into.samples.extend(fam.samples)
+                self.series[name] = None  # (a set made before would lack these: made again if asked)
+                self.shapes.learn(fam, names, place)  # type: ignore[union-attr]  # (proven: there are shapes)
+                return
+            self.as_before[name] = False
+        if self._append(fam, into):
+            self.repeat_free[name] = False
+        elif self.shapes is not None and self.repeat_free[name]:
+            self.shapes.learn(fam, names, place)
 
-    def _first(self, fam: MetricFamily, names: set, proven: bool) -> Optional[MetricFamily]:
+    def _first(self, fam: MetricFamily, names: set, proven: bool, place: int) -> Optional[MetricFamily]:
         """The first family of its name: passed through when it is repeat-free (None: done),
         else a new family to append its series to."""
         for n in names:
@@ -350,26 +375,31 @@ class _Merge:
         if proven:  # the common case: as last cycle, repeat-free
             self.merged[fam.name], self.series[fam.name] = fam, None
             self.borrowed.add(fam.name)
+            self.shapes.learn(fam, names, place)  # type: ignore[union-attr]  # (proven: there are shapes)
             return None
         keys = {(s.name, s.labels) for s in fam.samples}
         if len(keys) == len(fam.samples):  # a family only one collector makes, no repeats
             self.merged[fam.name], self.series[fam.name] = fam, keys
             self.borrowed.add(fam.name)
             if self.shapes is not None:
-                self.shapes.learn(fam, names)
+                self.shapes.learn(fam, names, place)
             return None
         into = self.merged[fam.name] = MetricFamily(fam.name, fam.type, fam.help)
         self.series[fam.name] = set()
         return into
 
-    def _append(self, fam: MetricFamily, into: MetricFamily) -> None:
+    def _append(self, fam: MetricFamily, into: MetricFamily) -> bool:
+        """Add `fam`'s series to `into`, each only once; whether any was dropped as a repeat."""
         seen = self.series[fam.name]
         if seen is None:
             seen = self.series[fam.name] = {(s.name, s.labels) for s in into.samples}
+        dropped = False
         for s in fam.samples:
             key = (s.name, s.labels)
             if key in seen:
                 self.conflicts.append(f"{s.name}{dict(s.labels)}: duplicate series dropped")
+                dropped = True
                 continue
             seen.add(key)
             into.samples.append(s)
+        return dropped

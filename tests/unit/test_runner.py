@@ -282,6 +282,65 @@ def test_merging_passes_a_lone_family_through_and_never_changes_its_sources():
     assert merge_families([[lone], [gauge("other", "h")]])[0][0] is lone  # not copied
 
 
+def test_families_of_one_name_proven_as_last_time_still_lose_a_repeat_that_a_new_one_brings():
+    """Shapes' proof for the second and later families of a name (a target each): a family as
+    it was last time, after others that were too, is appended without a look at its series;
+    one that is new breaks the proof for those after it, this time and the next."""
+    from agent.model import Shapes, merge_families
+
+    def fam(*servers):
+        return gauge("up", "h").add({"server": servers[0]}, 1) if len(servers) == 1 else \
+            MetricFamily("up", "gauge", "h", [s for x in servers for s in gauge("up", "h").add({"server": x}, 1).samples])
+
+    shapes = Shapes()
+    a, b, c = fam("a"), fam("b"), fam("c", "b")  # c repeats b's series
+    cycles = [[[a], [b]], [[a], [b]], [[c], [b]], [[c], [b]], [[c], [b]], [[a], [b]], [[a], [b], [c]], [[a], [b], [c]]]
+    for n, groups in enumerate(cycles):
+        families, conflicts = merge_families(groups, shapes)
+        got = [(f.name, f.type, [(s.name, s.labels, s.value) for s in f.samples]) for f in families]
+        assert (got, len(conflicts)) == _reference_merge(groups), n
+        assert len(conflicts) == (1 if c in (g[0] for g in groups) else 0), n  # b's repeat, every time c comes
+
+
+def test_merging_with_families_carried_across_cycles_matches_the_plain_merge():
+    """Fuzz: each cycle keeps most of the last cycle's families as they were (the same objects or
+    equal copies), drops, adds, reorders and changes some, so that the shapes learnt last time
+    are both right and wrong; every merge equals the plain one's answer and conflicts."""
+    import random
+
+    from agent.model import Shapes, merge_families
+
+    rng = random.Random(5)
+    labels = [(("i", str(i)),) for i in range(4)]
+
+    def family():
+        name = rng.choice(["a", "a", "b", "b_bucket"])
+        f = MetricFamily(name, rng.choice(["gauge", "gauge", "gauge", "histogram"]), "h")
+        for _ in range(rng.randint(0, 3)):
+            f.samples.append(Sample(name + rng.choice(["", "", "", "_bucket"]), rng.choice(labels), 1.0))
+        return f
+
+    shapes = Shapes()
+    groups = [[family() for _ in range(3)] for _ in range(3)]
+    for cycle in range(1500):
+        families, conflicts = merge_families(groups, shapes)
+        got = [(f.name, f.type, [(s.name, s.labels, s.value) for s in f.samples]) for f in families]
+        assert (got, len(conflicts)) == _reference_merge(groups), cycle
+        nxt = []
+        for group in groups:
+            group = [f if rng.random() < 0.8 else MetricFamily(f.name, f.type, f.help, list(f.samples)) for f in group]
+            if rng.random() < 0.3 and group:
+                group.pop(rng.randrange(len(group)))
+            if rng.random() < 0.3:
+                group.insert(rng.randrange(len(group) + 1), family())
+            if rng.random() < 0.1:
+                rng.shuffle(group)
+            nxt.append(group)
+        if rng.random() < 0.1:
+            rng.shuffle(nxt)
+        groups = nxt
+
+
 def test_equal_label_sets_share_one_tuple_and_the_table_is_bounded():
     from agent.model import _LabelsTable
 
