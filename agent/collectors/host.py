@@ -17,7 +17,7 @@ import psutil
 
 from .. import regex
 from ..model import MetricFamily, counter, gauge
-from .kernelfiles import read_small_bytes
+from .kernelfiles import KernelFile
 from .procfiles import STAT_MODES, parse_diskstats, parse_meminfo, parse_net_dev, parse_stat_cpus
 from ..plugins import Context, register
 
@@ -163,6 +163,7 @@ class HostCollector:
         self._partitions: List[Any] = []
         self._boot_time = 0.0
         self._ticks = os.sysconf("SC_CLK_TCK")
+        self._files = {name: KernelFile(f"/proc/{name}", PROC_LIMIT) for name in ("net/dev", "stat", "meminfo", "diskstats")}
 
     def _watched_partitions(self) -> List[Any]:
         """The mounts to report, read again only when the mount table changed."""
@@ -187,17 +188,19 @@ class HostCollector:
                 continue
             filesystems.append(Filesystem(part.device, part.fstype, part.mountpoint, st.f_blocks * st.f_frsize,
                                           st.f_bfree * st.f_frsize, st.f_bavail * st.f_frsize))
-        net = parse_net_dev(read_small_bytes("/proc/net/dev", PROC_LIMIT))
+        net = parse_net_dev(self._files["net/dev"].read())
         net = {k: v for k, v in net.items() if not self.net_devices_exclude.search(k)}
         if not self._boot_time:  # fixed for the life of the kernel
             self._boot_time = psutil.boot_time()
         return HostReadings(
-            per_cpu=parse_stat_cpus(read_small_bytes("/proc/stat", PROC_LIMIT), self._ticks), load=os.getloadavg(),
-            memory=parse_meminfo(read_small_bytes("/proc/meminfo", PROC_LIMIT)), filesystems=filesystems, net=net,
-            disks=parse_diskstats(read_small_bytes("/proc/diskstats", PROC_LIMIT)), boot_time=self._boot_time)
+            per_cpu=parse_stat_cpus(self._files["stat"].read(), self._ticks), load=os.getloadavg(),
+            memory=parse_meminfo(self._files["meminfo"].read()), filesystems=filesystems, net=net,
+            disks=parse_diskstats(self._files["diskstats"].read()), boot_time=self._boot_time)
 
     def close(self) -> None:
         self._mounts.close()
+        for f in self._files.values():
+            f.close()
 
     def collect(self) -> List[MetricFamily]:
         return host_families(self.read())

@@ -23,7 +23,7 @@ import psutil
 from .. import threads
 from ..model import MetricFamily, Snapshot, counter, gauge
 from .gpu_owner import parse_cgroup
-from .kernelfiles import read_small, read_small_bytes
+from .kernelfiles import KernelFile, read_small
 from .lifecycle import Exit
 from .procfiles import parse_pid_stat
 from .unitstate import UnitStates
@@ -79,6 +79,7 @@ class ProcessCollector:
         self.proc: Optional[psutil.Process] = None
         self.starts = 0
         self._identity: Optional[Tuple[psutil.Process, int]] = None  # the process and its start (ticks after boot)
+        self._stat: Optional[KernelFile] = None  # the process's /proc/<pid>/stat, kept open while it lives
         self.problems: List = []
         self.units = units  # systemd, asked when the process exits: was it stopped on purpose?
         self.clock = clock
@@ -144,7 +145,7 @@ class ProcessCollector:
             return [found.add(lbl, 0)]
         try:
             # /proc read directly (procfiles.py): psutil's oneshot cost ~3x as much, every cycle
-            stat = parse_pid_stat(read_small_bytes(f"/proc/{proc.pid}/stat"))
+            stat = parse_pid_stat(self._stat_file(proc.pid).read())
             if self._identity is None or self._identity[0] is not proc:
                 self._identity = (proc, stat.start)
             if stat.state == "Z" or stat.start != self._identity[1]:
@@ -170,6 +171,19 @@ class ProcessCollector:
         fams.append(counter("llm_agent_target_process_changes_total",
                             "Times a new process was found behind the target's port.").add(lbl, self.starts))
         return fams
+
+
+    def _stat_file(self, pid: int) -> KernelFile:
+        path = f"/proc/{pid}/stat"
+        if self._stat is None or self._stat.path != path:
+            self.close()
+            self._stat = KernelFile(path)
+        return self._stat
+
+    def close(self) -> None:
+        if self._stat is not None:
+            self._stat.close()
+            self._stat = None
 
 
 class ProcessGpuMemory:

@@ -14,6 +14,7 @@ import psutil
 from .. import __version__
 from ..model import MetricFamily, counter, gauge
 from ..plugins import Context, register
+from .kernelfiles import KernelFile
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -50,6 +51,7 @@ class SelfCollector:
         self.stats = stats
         self.started = psutil.Process(os.getpid()).create_time()
         self.problems: List = []
+        self._statm = KernelFile("/proc/self/statm")
 
     def collect(self) -> List[MetricFamily]:
         s = self.stats()
@@ -98,12 +100,11 @@ class SelfCollector:
             ("llm_agent_threads", "gauge", "Threads in the agent process.", threading.active_count()),
         ]
         try:
-            with open("/proc/self/statm", "rb") as f:
-                vms, rss = (int(x) * PAGE for x in f.read().split()[:2])
+            vms, rss = (int(x) * PAGE for x in self._statm.read().split()[:2])
             values += [("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss),
                        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vms),
                        ("process_open_fds", "gauge", "Number of open file descriptors.", len(os.listdir("/proc/self/fd")))]
-        except OSError:  # not Linux, or /proc hidden: omit rather than guess
+        except (OSError, ValueError):  # not Linux, or /proc hidden (read as b""): omit rather than guess
             pass
         return [MetricFamily(name, mtype, help_).add({}, v) for name, mtype, help_, v in values]
 
