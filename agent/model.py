@@ -260,6 +260,11 @@ class Shapes:
     def __init__(self) -> None:
         self.last: Dict[Tuple[str, int], Tuple[str, List[str], List[Labels], set]] = {}
         self.now: Dict[Tuple[str, int], Tuple[str, List[str], List[Labels], set]] = {}
+        # the whole last merge: its inputs' outline (_outline) and, where it dropped nothing, which
+        # inputs made each family it returned; a merge whose inputs have that outline again is that
+        # plan again (_replay), with no family looked at one by one
+        self.outline: Optional[Tuple[list, ...]] = None
+        self.plan: Optional[List[List[int]]] = None
         # what known() saw last: the shape it matched, or the new one (owned names not made yet)
         self._pending: Tuple[str, List[str], List[Labels], Optional[set]] = ("", [], [], None)
 
@@ -298,15 +303,47 @@ def merge_families(groups: Iterable[Sequence[MetricFamily]],
     made, without a repeated series, goes into the result as it is, not copied (a collector's
     families belong to the snapshots once returned); one that others add to is copied first,
     so the sources are never changed and can be merged again (the runner merges twice).
-    `shapes`: what the last merge learnt (Shapes), for the runner's merge every cycle.
+    `shapes`: what the last merge learnt (Shapes), for the runner's merges every cycle: inputs
+    with last time's outline (names, types, series; most cycles) are last time's merge again,
+    else each family proven as it was at its place, or looked at.
     """
+    families = [fam for group in groups for fam in group]
+    outline = _outline(families) if shapes is not None else None
+    if shapes is not None and shapes.plan is not None and outline == shapes.outline:
+        return _replay(families, shapes.plan), []  # (its shapes stay last time's: they hold)
     merge = _Merge(shapes)
-    for group in groups:
-        for fam in group:
-            merge.add(fam)
+    for fam in families:
+        merge.add(fam)
     if shapes is not None:
         shapes.end()
+        shapes.outline = outline
+        shapes.plan = None if merge.conflicts else list(merge.sources.values())
     return list(merge.merged.values()), merge.conflicts
+
+
+def _outline(families: List[MetricFamily]) -> Tuple[list, ...]:
+    """All that merge_families decides by, in order: each family's name, type and sample count,
+    each sample's name and label tuple (values and help lines decide nothing). Compared with
+    last cycle's by `==` on lists, which is mostly `is` on shared strings and tuples."""
+    return ([f.name for f in families], [f.type for f in families], [len(f.samples) for f in families],
+            [s.name for f in families for s in f.samples], [s.labels for f in families for s in f.samples])
+
+
+def _replay(families: List[MetricFamily], plan: List[List[int]]) -> List[MetricFamily]:
+    """The merge that made `plan` (each result family: the inputs it was made of), on inputs with
+    the same outline: a family one input made is that input itself; others are new families with
+    their inputs' samples in order (the inputs are never changed)."""
+    out = []
+    for sources in plan:
+        first = families[sources[0]]
+        if len(sources) == 1:
+            out.append(first)
+            continue
+        samples = list(first.samples)
+        for i in sources[1:]:
+            samples.extend(families[i].samples)
+        out.append(MetricFamily(first.name, first.type, first.help, samples))
+    return out
 
 
 class _Merge:
@@ -324,9 +361,12 @@ class _Merge:
         self.came: Dict[str, int] = {}  # families of each name so far
         self.as_before: Dict[str, bool] = {}  # every one of them proven by Shapes
         self.repeat_free: Dict[str, bool] = {}  # no series of that name dropped as a repeat
+        self.sources: Dict[str, List[int]] = {}  # by name, the inputs (in order of add) that went into it
+        self.added = 0
 
     def add(self, fam: MetricFamily) -> None:
         name = fam.name
+        index, self.added = self.added, self.added + 1
         into = self.merged.get(name)
         place = self.came.get(name, 0)
         self.came[name] = place + 1
@@ -342,6 +382,7 @@ class _Merge:
                 self.conflicts.append(f"{name}: its names collide with family {owner}; dropped")
                 return
         if into is None:
+            self.sources[name] = [index]
             self.as_before[name], self.repeat_free[name] = proven, True
             into = self._first(fam, names, proven, place)
             if into is None:
@@ -350,6 +391,7 @@ class _Merge:
             self.conflicts.append(f"{name}: type {fam.type} conflicts with {into.type}; dropped")
             return
         else:
+            self.sources[name].append(index)
             for n in names:
                 claimed.setdefault(n, name)
             if name in self.borrowed:  # never append to a collector's own list: it may be in another merge

@@ -151,6 +151,7 @@ class Runner:
         self._errors: Dict[str, int] = {}
         self.conflicts_total = 0
         self._shapes = Shapes()  # what the last merge learnt of each family (model.Shapes)
+        self._view_shapes = Shapes()  # and the derivers' view's
 
     def set_collectors(self, collectors: Sequence[Collector]) -> None:
         """Swap the collector set (discovery found new targets, or a reload); closes the
@@ -201,7 +202,8 @@ class Runner:
         derive_from = time.thread_time()
         if self.derivers:  # stage two: worked out from this cycle's results alone
             wanted = {name for d in self.derivers for name in d.reads}
-            view = Snapshot(now, tuple(merge_families([[f for _, g in groups for f in g if f.name in wanted]])[0]))
+            view = Snapshot(now, tuple(merge_families([[f for _, g in groups for f in g if f.name in wanted]],
+                                                      self._view_shapes)[0]))
             for d in self.derivers:  # in order: each sees what the ones before it derived
                 outcome = _run_one(d, view)  # type: ignore[arg-type]
                 self._record(d.name, outcome, groups, problems, statuses)

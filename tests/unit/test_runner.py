@@ -341,6 +341,48 @@ def test_merging_with_families_carried_across_cycles_matches_the_plain_merge():
         groups = nxt
 
 
+def test_a_merge_with_last_cycles_outline_is_last_cycles_merge_with_this_cycles_values(monkeypatch):
+    """Fuzz: cycles whose families mostly come again with last cycle's names, types and series but
+    new objects and values (as collectors make them), now and then one changed (a series more or
+    fewer, a new label value, a repeat, a clash of types): each merge equals the plain one's
+    answer and conflicts, takes this cycle's values, and changes no input."""
+    import random
+
+    from agent import model
+    from agent.model import Shapes, merge_families
+
+    rng = random.Random(11)
+    shapes = Shapes()
+    replays = []
+    replay = model._replay
+    monkeypatch.setattr(model, "_replay", lambda *a: replays.append(1) or replay(*a))
+
+    def family(name, kind, labels):
+        return MetricFamily(name, kind, "h", [Sample(name + suffix, lbl, float(rng.randint(0, 99))) for suffix, lbl in labels])
+
+    def outline():
+        name = rng.choice(["a", "b", "c", "d", "e"] * 4 + ["b_bucket"])
+        kind = rng.choice(["gauge"] * 20 + ["histogram"])
+        # repeats and clashes now and then, so that some merges drop series and have no plan
+        labels = [(rng.choice([""] * 9 + ["_bucket"]), (("i", str(i)),)) for i in rng.sample(range(30), rng.randint(0, 3))]
+        return name, kind, labels
+
+    plan = [[outline() for _ in range(rng.randint(1, 4))] for _ in range(3)]
+    dropped = 0
+    for cycle in range(1500):
+        if rng.random() < 0.15:  # something changes: one family's outline
+            g = rng.randrange(len(plan))
+            plan[g][rng.randrange(len(plan[g]))] = outline()
+        groups = [[family(*o) for o in group] for group in plan]
+        before = [[(f.name, list(f.samples)) for f in g] for g in groups]
+        families, conflicts = merge_families(groups, shapes)
+        got = [(f.name, f.type, [(s.name, s.labels, s.value) for s in f.samples]) for f in families]
+        assert (got, len(conflicts)) == _reference_merge(groups), cycle
+        assert [[(f.name, list(f.samples)) for f in g] for g in groups] == before, cycle
+        dropped += bool(conflicts)
+    assert len(replays) > 300 and dropped > 300  # both paths taken, often
+
+
 def test_equal_label_sets_share_one_tuple_and_the_table_is_bounded():
     from agent.model import _LabelsTable
 
