@@ -24,6 +24,13 @@ def read_small_bytes(path: str, limit: int = 65536) -> bytes:
         return b""
 
 
+def open_fds(fd_dir: str) -> int:
+    """How many descriptors a process has open, from its /proc/<pid>/fd: the directory's size
+    where the kernel gives it as that count (Linux 6.2+: one stat, where a listing opens,
+    reads and closes the directory), else its entries counted. OSError when not ours to read."""
+    return os.stat(fd_dir).st_size or len(os.listdir(fd_dir))
+
+
 class KernelFile:
     """A /proc file read every cycle, kept open and read again from its start (the kernel makes
     its text afresh on each read from offset 0): after seconds of idleness an open(), its

@@ -23,7 +23,7 @@ import psutil
 from .. import threads
 from ..model import MetricFamily, Snapshot, counter, gauge
 from .gpu_owner import parse_cgroup
-from .kernelfiles import KernelFile, read_small
+from .kernelfiles import KernelFile, open_fds, read_small
 from .lifecycle import Exit
 from .procfiles import parse_pid_stat
 from .unitstate import UnitStates
@@ -161,7 +161,7 @@ class ProcessCollector:
             return [found.add(lbl, 0)]
         try:
             values.append(("open_fds", "gauge", "Open file descriptors of the target's process.",
-                           len(os.listdir(f"/proc/{proc.pid}/fd"))))
+                           open_fds(f"/proc/{proc.pid}/fd")))
         except OSError:  # another user's process: its descriptors are not ours to count
             pass
         fams = [found.add(lbl, 1), gauge("llm_agent_target_process_info", "The pid behind the target; always 1.")

@@ -14,7 +14,7 @@ import psutil
 from .. import __version__
 from ..model import MetricFamily, counter, gauge
 from ..plugins import Context, register
-from .kernelfiles import KernelFile
+from .kernelfiles import KernelFile, open_fds
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -103,7 +103,7 @@ class SelfCollector:
             vms, rss = (int(x) * PAGE for x in self._statm.read().split()[:2])
             values += [("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss),
                        ("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", vms),
-                       ("process_open_fds", "gauge", "Number of open file descriptors.", len(os.listdir("/proc/self/fd")))]
+                       ("process_open_fds", "gauge", "Number of open file descriptors.", open_fds("/proc/self/fd"))]
         except (OSError, ValueError):  # not Linux, or /proc hidden (read as b""): omit rather than guess
             pass
         return [MetricFamily(name, mtype, help_).add({}, v) for name, mtype, help_, v in values]

@@ -50,3 +50,18 @@ def test_a_kept_proc_file_sees_cpu_time_move():
     while time.process_time() - t < 3 / os.sysconf("SC_CLK_TCK"):
         pass
     assert cpu_ticks() > start
+
+
+def test_open_fds_counts_what_a_listing_counts(tmp_path, monkeypatch):
+    from agent.collectors.kernelfiles import open_fds
+
+    files = [open(tmp_path / f"f{i}", "w") for i in range(5)]
+    try:
+        listed = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
+        assert open_fds("/proc/self/fd") == listed
+        real_stat = os.stat
+        monkeypatch.setattr(os, "stat", lambda p: real_stat(p) if p != "/proc/self/fd" else os.stat_result((0,) * 10))
+        assert open_fds("/proc/self/fd") == listed + 1  # a kernel before 6.2 (size 0): listed
+    finally:
+        for f in files:
+            f.close()
