@@ -103,7 +103,7 @@ class Agent:
         self.history_rules: Optional[HistoryRules] = None
         if store is not None:  # a week of a series against its last half hour: read from the history file
             querier = Querier(store, clock, config.history.query_max_samples, config.history.query_timeout)
-            self.history_rules = HistoryRules(lambda expr, t: querier.instant(expr, t)[0], clock=clock,
+            self.history_rules = HistoryRules(lambda expr, t, steps: querier.instant(expr, t, steps=steps)[0], clock=clock,
                                               session=querier.session)
         self.reports: Optional[ReportScheduler] = None
         self._configure_reports(config)

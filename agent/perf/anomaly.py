@@ -24,6 +24,7 @@ from .. import threads
 from ..config.load import tomllib
 from ..heap import release_freed_memory
 from ..model import MetricFamily, counter, gauge
+from ..promql.evaluator import StepMemo
 
 log = logging.getLogger(__name__)
 Labels = Tuple[Tuple[str, str], ...]
@@ -58,12 +59,14 @@ def vector_of(doc: dict) -> List[Tuple[Labels, float]]:
 class HistoryRules:
     """Evaluates the history rules on a schedule; `families()` is what the last round found."""
 
-    def __init__(self, query: Callable[[str, float], dict], rules: Optional[List[HistoryRule]] = None,
+    def __init__(self, query: Callable[[str, float, StepMemo], dict], rules: Optional[List[HistoryRule]] = None,
                  every: float = 300.0, clock: Callable[[], float] = time.time, start: bool = True,
                  session: Callable[[], ContextManager[None]] = nullcontext):
-        self.query = query  # (expr, t) -> the instant query's answer
+        self.query = query  # (expr, t, steps) -> the instant query's answer (steps: its subqueries' last steps)
         self.session = session  # a round's queries inside one: one view of the history, its head read once
         self.rules = rules if rules is not None else load_history_rules()
+        # each rule's subqueries' settled steps: a round computes only the steps that are new
+        self._steps = {rule.record: StepMemo() for rule in self.rules}
         self.every = every
         self.clock = clock
         self.results: Dict[str, List[Tuple[Labels, float]]] = {}
@@ -88,7 +91,7 @@ class HistoryRules:
         with self.session():
             for rule in self.rules:
                 try:
-                    results[rule.record] = vector_of(self.query(rule.expr, t))
+                    results[rule.record] = vector_of(self.query(rule.expr, t, self._steps[rule.record]))
                 except Exception as e:  # one rule's failure (a query too large, a bug) must not stop the others
                     self.failures[rule.record] = self.failures.get(rule.record, 0) + 1
                     if rule.record not in self._logged:

@@ -258,6 +258,32 @@ def bucket_groups(series: Iterable[Tuple[Labels, Any]]) -> Dict[Labels, List[Tup
     return groups
 
 
+class StepMemo:
+    """A subquery's inner values at its steps, kept from one evaluation of a query to the next
+    (a history rule every 5 minutes over [7d:30m]: 336 steps, of which one is new): a step's
+    value depends only on the samples at or before it, so once no sample can still come for
+    that time (`settled`, seconds: set by the caller, who knows when its data is complete), its
+    value is final. A subquery that reads past its step (an @ time, a negative offset) is
+    evaluated at every step as before. Holds the steps of each subquery's last evaluation
+    only; keyed by the subquery's text, so a query parsed again finds its steps."""
+
+    def __init__(self) -> None:
+        self.settled = -math.inf
+        self._steps: Dict[str, Dict[int, Value]] = {}
+
+    def last(self, key: str) -> Dict[int, Value]:
+        return self._steps.get(key, {})
+
+    def keep(self, key: str, steps: Dict[int, Value]) -> None:
+        self._steps[key] = steps
+
+
+def _reads_past_its_time(node: object) -> bool:
+    if getattr(node, "at", None) is not None or getattr(node, "offset", 0.0) < 0:
+        return True
+    return any(_reads_past_its_time(child) for child in children(node))
+
+
 class Evaluator:
     """Evaluates expressions at time `t`; counts how many series its selectors matched.
 
@@ -265,8 +291,10 @@ class Evaluator:
     `start`/`end` are what @ start() and @ end() mean (an instant query: both are t)."""
 
     def __init__(self, history: Samples, cache: Optional[Dict[tuple, tuple]] = None, step: float = 60.0,
-                 start: Optional[float] = None, end: Optional[float] = None, budget: Optional[Budget] = None):
+                 start: Optional[float] = None, end: Optional[float] = None, budget: Optional[Budget] = None,
+                 steps: Optional[StepMemo] = None):
         self.history = history
+        self.steps = steps  # subqueries' settled steps from the last evaluation of the same query
         # history read from rollups (tsdb.query.Loaded): a range shorter than two of its points
         # holds at most one, and rate() would be empty; it is read as two points' span
         self.min_range: float = getattr(history, "min_range", 0.0)
@@ -365,12 +393,22 @@ class Evaluator:
         end_ms, start_ms = int(round(end * 1000)), int(round((end - node.range) * 1000))
         first = -(-start_ms // step_ms) * step_ms  # the first multiple of the step at or after start
         self.budget.spend(max(0, (end_ms - first) // step_ms + 1))  # every step, before any runs
+        key, settled_ms, last, kept = "", -math.inf, {}, {}
+        if self.steps is not None and not _reads_past_its_time(node):
+            key, settled_ms = repr(node), self.steps.settled * 1000
+            last = self.steps.last(key)
         series: Dict[Labels, List[Point]] = {}
         for at_ms in range(first, end_ms + 1, step_ms):
             at = at_ms / 1000.0
-            value = self._eval(node.expr, at)
+            value = last.get(at_ms)
+            if value is None:
+                value = self._eval(node.expr, at)
+            if at_ms <= settled_ms:
+                kept[at_ms] = value
             for labels, v in ([((), value)] if isinstance(value, float) else _vector(value)):
                 series.setdefault(labels, []).append((at, v))
+        if key:
+            self.steps.keep(key, kept)  # type: ignore[union-attr]  # (a key: there is a memo)
         return Matrix(series.items())
 
     # -- functions -----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selectors
 from ..promql.columns import Columns, range_columns
-from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix, range_steps
+from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix, StepMemo, range_steps
 from ..promql.samples import LOOKBACK
 from ..promql.parser import parse
 from . import codec
@@ -32,6 +32,9 @@ from ..promql.vectorfuncs import format_value
 
 MAX_POINTS_PER_SERIES = 11_000  # Prometheus' limit on a range query's resolution
 MAX_MATCH_PARAMS = 100  # match[] selectors in one series, labels or label values request
+# seconds after which no sample can still come for a time: a cycle's samples are stamped when it
+# starts and written when it ends, within its interval; minutes, whatever the interval
+SETTLED = 300.0
 TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", FIVE_MINUTES: "5-minute rollups", HOUR: "1-hour rollups"}
 
 
@@ -238,17 +241,24 @@ class Querier:
         budget = self.budget()
         return [self._instant_result(node, loaded, t, budget) for t in times]
 
-    def instant(self, text: str, t: float, tier: Optional[int] = None) -> Tuple[dict, List[str]]:
+    def instant(self, text: str, t: float, tier: Optional[int] = None,
+                steps: Optional[StepMemo] = None) -> Tuple[dict, List[str]]:
+        """`steps`: the subqueries' steps kept from the last evaluation of this query (a history
+        rule's, every few minutes), reused where settled: SETTLED before now, when no cycle can
+        still write a sample for that time."""
         node = _parse(text)
         loaded, warnings = self.load(node, t, t, 0.0, tier)
-        return self._instant_result(node, loaded, t, self.budget()), warnings
+        if steps is not None:
+            steps.settled = self.clock() - SETTLED
+        return self._instant_result(node, loaded, t, self.budget(), steps), warnings
 
     def budget(self) -> Budget:
         """One query's sample budget and deadline ([history] query_max_samples, query_timeout)."""
         return Budget(self.max_samples, self.timeout)
 
-    def _instant_result(self, node: object, loaded: Loaded, t: float, budget: Budget) -> dict:
-        value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t, budget=budget), node, t)
+    def _instant_result(self, node: object, loaded: Loaded, t: float, budget: Budget,
+                        steps: Optional[StepMemo] = None) -> dict:
+        value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t, budget=budget, steps=steps), node, t)
         if isinstance(value, Matrix):
             return {"resultType": "matrix", "result": [_series(labels, pts) for labels, pts in value]}
         if isinstance(value, float):

@@ -384,8 +384,8 @@ def test_a_throughput_drop_against_its_week_is_found_in_the_history_file_and_pag
         store.settle()
     querier = Querier(store, lambda: now[0])
     rules = [r for r in load_history_rules() if r.record == "llm_agent:generation_tokens_per_second:zscore_7d"]
-    history = HistoryRules(lambda expr, t: querier.instant(expr, t)[0], rules, clock=lambda: now[0], start=False,
-                           session=querier.session)  # as the daemon builds it
+    history = HistoryRules(lambda expr, t, steps: querier.instant(expr, t, steps=steps)[0], rules, clock=lambda: now[0],
+                           start=False, session=querier.session)  # as the daemon builds it
     history.evaluate()
     [fam] = [f for f in history.families() if f.name == rules[0].record]
     z = fam.samples[0].value
@@ -415,7 +415,7 @@ def test_every_history_rule_parses_and_a_failing_one_is_counted_not_fatal():
         yield
         sessions[-1] = "closed"
 
-    def query(expr, t):
+    def query(expr, t, steps):
         inside.append(sessions[-1:] == ["open"])
         if "cost" in expr:
             raise RuntimeError("too many samples")
