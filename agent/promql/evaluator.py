@@ -264,18 +264,25 @@ class StepMemo:
     value depends only on the samples at or before it, so once no sample can still come for
     that time (`settled`, seconds: set by the caller, who knows when its data is complete), its
     value is final. A subquery that reads past its step (an @ time, a negative offset) is
-    evaluated at every step as before. Holds the steps of each subquery's last evaluation
-    only; keyed by the subquery's text, so a query parsed again finds its steps."""
+    evaluated at every step as before. Holds each subquery's last evaluation's settled steps
+    only, as a list from its first step (steps are multiples of the step: a step's place is
+    exact), an empty answer shared; keyed by the subquery's text, so a query parsed again
+    finds its steps."""
 
     def __init__(self) -> None:
         self.settled = -math.inf
-        self._steps: Dict[str, Dict[int, Value]] = {}
+        self._steps: Dict[str, Tuple[int, int, List[Value]]] = {}  # key -> (first step, step (ms), values)
 
-    def last(self, key: str) -> Dict[int, Value]:
-        return self._steps.get(key, {})
+    def last(self, key: str, step_ms: int) -> Tuple[int, List[Value]]:
+        """The first step (ms) and the values kept for the subquery `key` at this step."""
+        first, step, values = self._steps.get(key, (0, 0, []))
+        return (first, values) if step == step_ms else (0, [])
 
-    def keep(self, key: str, steps: Dict[int, Value]) -> None:
-        self._steps[key] = steps
+    def keep(self, key: str, first_ms: int, step_ms: int, values: List[Value]) -> None:
+        self._steps[key] = (first_ms, step_ms, values)
+
+
+_NOTHING: Vector = []  # every kept empty step's answer, one list (never changed: steps are only read)
 
 
 def _reads_past_its_time(node: object) -> bool:
@@ -393,22 +400,23 @@ class Evaluator:
         end_ms, start_ms = int(round(end * 1000)), int(round((end - node.range) * 1000))
         first = -(-start_ms // step_ms) * step_ms  # the first multiple of the step at or after start
         self.budget.spend(max(0, (end_ms - first) // step_ms + 1))  # every step, before any runs
-        key, settled_ms, last, kept = "", -math.inf, {}, {}
+        key, settled_ms, last_first = "", -math.inf, 0
+        last: List[Value] = []
+        kept: List[Value] = []
         if self.steps is not None and not _reads_past_its_time(node):
             key, settled_ms = repr(node), self.steps.settled * 1000
-            last = self.steps.last(key)
+            last_first, last = self.steps.last(key, step_ms)
         series: Dict[Labels, List[Point]] = {}
         for at_ms in range(first, end_ms + 1, step_ms):
             at = at_ms / 1000.0
-            value = last.get(at_ms)
-            if value is None:
-                value = self._eval(node.expr, at)
+            i = (at_ms - last_first) // step_ms
+            value = last[i] if 0 <= i < len(last) else self._eval(node.expr, at)
             if at_ms <= settled_ms:
-                kept[at_ms] = value
+                kept.append(_NOTHING if isinstance(value, list) and not value else value)
             for labels, v in ([((), value)] if isinstance(value, float) else _vector(value)):
                 series.setdefault(labels, []).append((at, v))
         if key:
-            self.steps.keep(key, kept)  # type: ignore[union-attr]  # (a key: there is a memo)
+            self.steps.keep(key, first, step_ms, kept)  # type: ignore[union-attr]  # (a key: there is a memo)
         return Matrix(series.items())
 
     # -- functions -----------------------------------------------------------------------------
