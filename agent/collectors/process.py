@@ -172,7 +172,6 @@ class ProcessCollector:
                             "Times a new process was found behind the target's port.").add(lbl, self.starts))
         return fams
 
-
     def _stat_file(self, pid: int) -> KernelFile:
         path = f"/proc/{pid}/stat"
         if self._stat is None or self._stat.path != path:
