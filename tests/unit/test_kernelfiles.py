@@ -52,16 +52,20 @@ def test_a_kept_proc_file_sees_cpu_time_move():
     assert cpu_ticks() > start
 
 
-def test_open_fds_counts_what_a_listing_counts(tmp_path, monkeypatch):
+def test_open_fds_counts_what_a_listing_counts(monkeypatch):
     from agent.collectors.kernelfiles import open_fds
 
-    files = [open(tmp_path / f"f{i}", "w") for i in range(5)]
+    # a quiet process of our own (this one's threads open and close files while the suite runs)
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time\nfiles = [open('/dev/null') for _ in range(7)]\n"
+                              "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE)
     try:
-        listed = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own descriptor
-        assert open_fds("/proc/self/fd") == listed
+        assert child.stdout.readline() == b"ready\n"
+        fd_dir = f"/proc/{child.pid}/fd"
+        listed = len(os.listdir(fd_dir))
+        assert listed >= 10 and open_fds(fd_dir) == listed
         real_stat = os.stat
-        monkeypatch.setattr(os, "stat", lambda p: real_stat(p) if p != "/proc/self/fd" else os.stat_result((0,) * 10))
-        assert open_fds("/proc/self/fd") == listed + 1  # a kernel before 6.2 (size 0): listed
+        monkeypatch.setattr(os, "stat", lambda p: real_stat(p) if p != fd_dir else os.stat_result((0,) * 10))
+        assert open_fds(fd_dir) == listed  # a kernel before 6.2 (a size of 0): listed
     finally:
-        for f in files:
-            f.close()
+        child.kill()
+        child.wait()
