@@ -180,6 +180,19 @@ def label_sources(node: object) -> List[VectorSelector]:
     return []
 
 
+def reads_past_its_time(node: object) -> bool:
+    """Whether evaluating `node` at t can read samples after t: an @ modifier or a negative
+    offset anywhere in it (the history then loads past the query's end; a subquery's step is
+    then not settled when its time is)."""
+    stack = [node]
+    while stack:  # without recursion, as depth()
+        current = stack.pop()
+        if getattr(current, "at", None) is not None or getattr(current, "offset", 0.0) < 0:
+            return True
+        stack.extend(children(current))
+    return False
+
+
 def depth(node: object) -> int:
     """How deeply the tree nests, counted without recursion (a 5,000-term sum is 5,000 deep)."""
     deepest, stack = 0, [(node, 1)]

@@ -15,7 +15,7 @@ from . import functions as fn
 from . import vectorfuncs as vf
 from .aggregation import aggregate
 from .ast import (Aggregate, At, Binary, Call, Matching, MatrixSelector, Number, Paren, String, Subquery, Unary,
-                  VectorSelector, children, unwrap)
+                  VectorSelector, children, reads_past_its_time, unwrap)
 from ..labels import Labels
 from .samples import Point, Samples
 
@@ -285,12 +285,6 @@ class StepMemo:
 _NOTHING: Vector = []  # every kept empty step's answer, one list (never changed: steps are only read)
 
 
-def _reads_past_its_time(node: object) -> bool:
-    if getattr(node, "at", None) is not None or getattr(node, "offset", 0.0) < 0:
-        return True
-    return any(_reads_past_its_time(child) for child in children(node))
-
-
 class Evaluator:
     """Evaluates expressions at time `t`; counts how many series its selectors matched.
 
@@ -403,7 +397,7 @@ class Evaluator:
         key, settled_ms, last_first = "", -math.inf, 0
         last: List[Value] = []
         kept: List[Value] = []
-        if self.steps is not None and not _reads_past_its_time(node):
+        if self.steps is not None and not reads_past_its_time(node):
             key, settled_ms = repr(node), self.steps.settled * 1000
             last_first, last = self.steps.last(key, step_ms)
         series: Dict[Labels, List[Point]] = {}

@@ -16,7 +16,7 @@ import time
 from bisect import bisect_left, bisect_right
 from typing import ContextManager, Dict, List, Optional, Sequence, Tuple
 
-from ..promql.ast import Call, MatrixSelector, VectorSelector, children, selectors
+from ..promql.ast import Call, MatrixSelector, VectorSelector, children, reads_past_its_time, selectors
 from ..promql.columns import Columns, range_columns
 from ..promql.evaluator import Budget, BudgetExceeded, EvalError, Evaluator, Matrix, StepMemo, range_steps
 from ..promql.samples import LOOKBACK
@@ -197,7 +197,7 @@ class Querier:
         loaded = Loaded(lookback, 2 * RESOLUTION[tier] if tier != RAW else 0.0)
         columns = _columns(node)
         # samples up to `end`, unless something reads past it (an @ time or a negative offset, in a subquery too)
-        ahead = any(getattr(n, "offset", 0.0) < 0 or getattr(n, "at", None) is not None for n in _walk(node))
+        ahead = reads_past_its_time(node)
         reader = self.store.reader()
         with reader.snapshot():  # every selector from one view of the file, its head read once
             total = 0
