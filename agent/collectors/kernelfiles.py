@@ -34,8 +34,8 @@ def open_fds(fd_dir: str) -> int:
 class KernelFile:
     """A /proc file read every cycle, kept open and read again from its start (the kernel makes
     its text afresh on each read from offset 0): after seconds of idleness an open(), its
-    fstat, isatty and close cost ~3x the read itself (9 files a cycle: ~0.6 ms against ~0.16,
-    tests/bench's realtime figures). `read()` gives at most `limit` bytes, b"" when the file
+    fstat, isatty and close cost ~3x the read itself (the 9 files a cycle reads, 2 s apart:
+    590 us against 164). `read()` gives at most `limit` bytes, b"" when the file
     cannot be read; after a failed read the file is opened again the next time, so a
     /proc/<pid>/ file follows whoever has that path then, as reading by path always did. The
     buffer starts small and doubles to what the file last needed."""
