@@ -149,7 +149,7 @@ class Alerting:
         held = {a.fingerprint for a in active if a.state == "firing" and (a.inhibited or a.silenced_by)}
         t = snapshot.timestamp
         self.router.flush(t, firing, held, lambda labels: bool(self.silences.silencing(labels, t)))
-        self.router.resend_firing(active, snapshot.timestamp)
+        self.router.resend_due(active, snapshot.timestamp)
         if self.drills.active():
             self.drills.observe((a.labels, a.state, [c.name for c in self.router.channels if self.router.selects(c, a)])
                                 for a in active if is_drill(a.labels))

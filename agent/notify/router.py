@@ -2,7 +2,10 @@
 rows: for most channels through their alert groups (grouping.py: one message per group, at
 group_wait / group_interval / repeat_interval), for Alertmanager channels one row per alert,
 since Alertmanager groups for itself; those also get every firing alert again each resend
-interval, as Prometheus sends them, so Alertmanager's view never expires while it fires."""
+interval, as Prometheus sends them, so Alertmanager's view never expires while it fires, and
+each resolve again for 15 minutes after (Prometheus' resolved retention): Alertmanager keeps a
+firing alert whose resolve carries an endsAt still in its own future (its clock behind the
+agent's), and a replica can lose one before it gossips."""
 
 from __future__ import annotations
 
@@ -15,6 +18,8 @@ from ..promql.parser import parse_matcher
 from .base import AlertDoc, Channel
 from .grouping import Grouper, GroupSettings
 from .outbox import Outbox
+
+RESOLVED_RETENTION = 15 * 60.0  # how long a resolve is re-sent to Alertmanager, as Prometheus does
 
 
 def alert_doc(alert: Alert, status: str, t: float, test: bool = False) -> AlertDoc:
@@ -33,6 +38,7 @@ class Router:
         self.outbox = outbox
         self.grouper = grouper if grouper is not None else Grouper(outbox.store)
         self._last_resend: Dict[Tuple[str, str], float] = {}  # kept across reloads: a reload re-sends nothing
+        self._resolved: Dict[Tuple[str, str], AlertDoc] = {}  # resolves still re-sent, by (channel, alert)
         self.channels: List[Channel] = []
         self.configure(channels, resend)
 
@@ -45,6 +51,7 @@ class Router:
         self.resend = resend
         self.matchers = {c.name: tuple(parse_matcher(m) for m in c.matchers) for c in channels}
         self._last_resend = {k: v for k, v in self._last_resend.items() if k[0] in names}
+        self._resolved = {k: v for k, v in self._resolved.items() if k[0] in names}
 
     def selects(self, channel: Channel, alert: Alert) -> bool:
         """Whether the channel takes this alert at all (severity and matchers; a drill for one
@@ -67,9 +74,13 @@ class Router:
             doc = alert_doc(n.alert, n.status, n.at)
             for channel in self.channels:
                 if not kind_of(channel.type).groups:
+                    key = (channel.name, doc.fingerprint)
+                    self._resolved.pop(key, None)
                     if self.wants(channel, n.alert, n.status):
                         self.outbox.enqueue(channel.name, doc.fingerprint, n.status, doc.to_json(), n.at, doc.starts_at)
-                        self._last_resend[(channel.name, doc.fingerprint)] = n.at
+                        self._last_resend[key] = n.at
+                        if n.status == "resolved":
+                            self._resolved[key] = doc
                         queued += 1
                 elif self.selects(channel, n.alert):
                     self.grouper.add(channel.name, settings_of(channel), doc, n.at)
@@ -91,11 +102,11 @@ class Router:
                 queued += 1
         return queued
 
-    def resend_firing(self, alerts: Iterable[Alert], t: float) -> None:
-        """Re-send firing, announced alerts to Alertmanager channels every `resend` seconds."""
-        for channel in self.channels:
-            if kind_of(channel.type).groups:
-                continue
+    def resend_due(self, alerts: List[Alert], t: float) -> None:
+        """Re-send to Alertmanager channels every `resend` seconds: firing, announced alerts while
+        they fire, resolves (their endsAt unchanged) for RESOLVED_RETENTION after."""
+        direct = [c for c in self.channels if not kind_of(c.type).groups]
+        for channel in direct:
             for alert in alerts:
                 if alert.state != "firing" or alert.inhibited or alert.silenced_by or not alert.last_sent:
                     continue
@@ -104,3 +115,12 @@ class Router:
                     doc = alert_doc(alert, "firing", t)
                     self.outbox.enqueue(channel.name, doc.fingerprint, "firing", doc.to_json(), t, doc.starts_at)
                     self._last_resend[key] = t
+        for key, doc in list(self._resolved.items()):
+            if t - doc.ends_at > RESOLVED_RETENTION:
+                del self._resolved[key]
+            elif t - self._last_resend.get(key, 0.0) >= self.resend:
+                self.outbox.enqueue(key[0], doc.fingerprint, "resolved", doc.to_json(), t, doc.starts_at)
+                self._last_resend[key] = t
+        if len(self._last_resend) > len(alerts) * len(direct) + len(self._resolved):  # ended without a resolve
+            live = {(c.name, a.fingerprint) for c in direct for a in alerts}
+            self._last_resend = {k: v for k, v in self._last_resend.items() if k in live or k in self._resolved}

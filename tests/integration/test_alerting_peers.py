@@ -40,8 +40,30 @@ def test_alertmanager_receives_firing_and_resolved(tmp_path):
         api = requests.get(am.url + "/api/v2/alerts").json()
         assert api[0]["annotations"]["summary"] == "llama is down"
         resolved = AlertDoc("resolved", firing.labels, firing.annotations, now, time.time(), 0.0, "f1")
+        # sent again while it shows, as the router re-sends a resolve: Alertmanager keeps the alert
+        # while the resolve's endsAt is not yet in its past (a clock that stepped back between them)
+        wait_until(lambda: notifier.send([resolved]) or am.amtool_alerts() == [], 10,
+                   what="Alertmanager to see the resolve")
+    finally:
+        am.stop()
+
+
+def test_alertmanager_keeps_an_alert_whose_resolve_ends_in_its_future_until_a_copy_comes(tmp_path):
+    """Why the router re-sends a resolve for 15 minutes: with the agent's clock 2 s ahead of
+    Alertmanager's, the first resolve leaves the alert active (it would stay so until the firing
+    copy's endsAt, minutes later); the same resolve sent again once that time passed ends it."""
+    am = Alertmanager(str(tmp_path)).start()
+    try:
+        notifier = make_notifier(Channel("am", "alertmanager", urls=[am.url]))
+        labels = {"alertname": "LlmTargetDown", "server": "llama", "severity": "critical"}
+        started = time.time()
+        notifier.send([AlertDoc("firing", labels, {}, started, 0.0, 0.0, "f1")])
+        resolved = AlertDoc("resolved", labels, {}, started, time.time() + 2.0, 0.0, "f1")
         notifier.send([resolved])
-        wait_until(lambda: am.amtool_alerts() == [], 10, what="Alertmanager to see the resolve")
+        time.sleep(2.5)
+        assert [a["labels"]["alertname"] for a in am.amtool_alerts()] == ["LlmTargetDown"]
+        notifier.send([resolved])
+        wait_until(lambda: am.amtool_alerts() == [], 10, what="Alertmanager to take the re-sent resolve")
     finally:
         am.stop()
 

@@ -28,6 +28,17 @@ def queued(outbox):
     return out
 
 
+def delivered(outbox):
+    """Every row waiting on the Alertmanager channel, taken and finished as a delivery does."""
+    rows = []
+    while True:
+        taken = outbox.take("am", 10)
+        if not taken:
+            return rows
+        outbox.finish(taken)
+        rows += taken
+
+
 def test_routing(tmp_path):
     outbox = Outbox(Store(str(tmp_path / "s.db")))
     channels = [Channel("pager", "pagerduty", routing_key="k", severities=("critical",)),
@@ -123,11 +134,42 @@ def test_alertmanager_gets_firing_alerts_again_each_resend_interval(tmp_path):
     router = Router([Channel("am", "alertmanager", urls=["http://am:9093"])], outbox, resend=60)
     a = alert("Down", "critical")
     router.route([Notification("firing", a, 100.0)])
-    router.resend_firing([a], 130.0)
+    router.resend_due([a], 130.0)
     assert len(queued(outbox)) == 1  # not yet (and a pending repeat is coalesced anyway)
     outbox.finish(outbox.take("am", 10))  # delivered
-    router.resend_firing([a], 161.0)
+    router.resend_due([a], 161.0)
     assert queued(outbox) == [("am", "firing", "Down")]
+
+
+def test_alertmanager_gets_a_resolve_again_each_resend_interval_for_fifteen_minutes(tmp_path):
+    """An Alertmanager whose clock is behind the agent's keeps a firing alert whose resolve it
+    got (endsAt in its future): a later copy, same endsAt, ends it."""
+    outbox = Outbox(Store(str(tmp_path / "s.db")))
+    router = Router([Channel("am", "alertmanager", urls=["http://am:9093"])], outbox, resend=60)
+    a = alert("Down", "critical")
+    router.route([Notification("firing", a, 100.0)])
+    outbox.finish(outbox.take("am", 10))
+    router.route([Notification("resolved", a, 130.0)])
+    router.resend_due([], 150.0)
+    assert queued(outbox) == [("am", "resolved", "Down/r")]  # one row: the copy waits for the first
+    router.resend_due([], 190.0)
+    assert len(queued(outbox)) == 1  # a waiting copy is replaced, never queued twice
+    sent = outbox.take("am", 10)
+    outbox.finish(sent)
+    assert json.loads(sent[0].payload)["ends_at"] == 130.0  # when it ended, not when it was re-sent
+    times = [t for t in range(191, 130 + 1200, 10) if (router.resend_due([], float(t)), delivered(outbox))[1]]
+    assert times == [251, 311, 371, 431, 491, 551, 611, 671, 731, 791, 851, 911, 971]  # none 15 min after the end
+
+
+def test_an_alert_firing_again_stops_its_resolve_being_re_sent(tmp_path):
+    outbox = Outbox(Store(str(tmp_path / "s.db")))
+    router = Router([Channel("am", "alertmanager", urls=["http://am:9093"])], outbox, resend=60)
+    a = alert("Down", "critical")
+    router.route([Notification("firing", a, 100.0), Notification("resolved", a, 130.0)])
+    router.route([Notification("firing", a, 140.0)])
+    delivered(outbox)
+    router.resend_due([], 500.0)
+    assert queued(outbox) == []
 
 
 def test_groups_survive_a_full_disk_in_memory_and_are_saved_when_it_returns(tmp_path):
