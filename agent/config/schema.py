@@ -423,13 +423,20 @@ class NvmlSettings:
     expected_gpus: int = setting(0, v.typed(int, 0, 1024))  # 0: learn them (state_dir/gpus.json)
 
 
+# node_exporter's defaults, and the same for Python's re (`\Z`: RE2's `$` is the end only; each
+# `.+` or `.*` is the only repetition on its path, so the match never backtracks over the text
+# more than once): RE2 is loaded only for an operator's own pattern (agent/regex.py)
+MOUNT_POINTS_EXCLUDE = regex.shipped("^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)",
+                                     r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)(\Z|/)")
+NET_DEVICES_EXCLUDE = regex.shipped("^(lo|veth.*|docker.*|br-.*)$", r"^(lo|veth.*|docker.*|br-.*)\Z")
+
+
 @dataclass(frozen=True)
 class HostSettings:
     enabled: bool = setting(True, v.typed(bool))
     fs_types_exclude: List[str] = setting(["tmpfs", "devtmpfs", "squashfs", "overlay", "nsfs", "ramfs"], v.str_list)
-    mount_points_exclude: str = setting(
-        "^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/kubelet/.+)($|/)", _regex)
-    net_devices_exclude: str = setting("^(lo|veth.*|docker.*|br-.*)$", _regex)
+    mount_points_exclude: str = setting(MOUNT_POINTS_EXCLUDE, _regex)
+    net_devices_exclude: str = setting(NET_DEVICES_EXCLUDE, _regex)
 
 
 @dataclass(frozen=True)

@@ -476,7 +476,7 @@ class Evaluator:
             raise EvalError(f"invalid destination label name in {f}(): {dst}")
         if f == "label_replace":
             try:
-                regex.compile("^(?:" + strings[3] + ")$")
+                regex.whole(strings[3])
             except regex.RegexError as e:
                 raise EvalError(f"invalid regular expression in label_replace(): {strings[3]}: {e}") from None
             # the source label's name is not checked: Prometheus 2.42 reads a missing label as ""

@@ -162,7 +162,7 @@ def _replaced(pattern: str, replacement: str, source: str) -> Optional[str]:
     key = (pattern, replacement, source)
     if key in _REPLACED:
         return _REPLACED[key]
-    compiled = regex.compile("^(?:" + pattern + ")$")
+    compiled = regex.whole(pattern)
     found = compiled.search(source)
     value = None if found is None else expand(replacement, found, compiled.groupindex)
     if len(_REPLACED) >= 50_000:
