@@ -51,7 +51,8 @@ class Router:
         self.resend = resend
         self.matchers = {c.name: tuple(parse_matcher(m) for m in c.matchers) for c in channels}
         self._last_resend = {k: v for k, v in self._last_resend.items() if k[0] in names}
-        self._resolved = {k: v for k, v in self._resolved.items() if k[0] in names}
+        resolving = {c.name for c in channels if not kind_of(c.type).groups and c.send_resolved}
+        self._resolved = {k: v for k, v in self._resolved.items() if k[0] in resolving}  # (a channel made a group's)
 
     def selects(self, channel: Channel, alert: Alert) -> bool:
         """Whether the channel takes this alert at all (severity and matchers; a drill for one

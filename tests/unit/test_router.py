@@ -172,6 +172,17 @@ def test_an_alert_firing_again_stops_its_resolve_being_re_sent(tmp_path):
     assert queued(outbox) == []
 
 
+def test_a_reload_that_makes_the_channel_another_kind_stops_its_resolves_being_re_sent(tmp_path):
+    outbox = Outbox(Store(str(tmp_path / "s.db")))
+    router = Router([Channel("am", "alertmanager", urls=["http://am:9093"])], outbox, resend=60)
+    a = alert("Down", "critical")
+    router.route([Notification("firing", a, 100.0), Notification("resolved", a, 130.0)])
+    delivered(outbox)
+    router.configure([Channel("am", "webhook", urls=["http://x/z"])], 60)  # a group's channel now
+    router.resend_due([], 500.0)
+    assert queued(outbox) == []
+
+
 def test_groups_survive_a_full_disk_in_memory_and_are_saved_when_it_returns(tmp_path):
     store = Store(str(tmp_path / "s.db"))
     outbox = Outbox(store)
