@@ -30,6 +30,7 @@ from ..expfmt.render import Renderer, Spans, render_one
 from ..model import Snapshot
 from ..timefmt import http_date
 from . import console
+from .scrapeclock import ScrapeClock
 from .websecurity import BasicAuth, TLSContext
 import resource
 
@@ -59,6 +60,10 @@ class Exposition:
     def bodies(self) -> Dict[str, bytes]:
         """Both formats (tests, and what a scrape of each would get)."""
         return {fmt: self.body(fmt, False) for fmt in ("text", "openmetrics")}
+
+    def ready(self, fmt: str, gzipped: bool) -> bool:
+        """Whether a scrape for this format would be answered from bytes already made."""
+        return fmt in (self._gzipped if gzipped else self._bodies)
 
     def body(self, fmt: str, gzipped: bool) -> bytes:
         with self._lock:
@@ -97,6 +102,19 @@ def negotiate(accept: str) -> str:
         if fmt and q > best_q:
             best, best_q = fmt, q
     return best
+
+
+def scrape_format(request: Request) -> Tuple[str, bool]:
+    """The format a /metrics request asks for, and whether gzipped."""
+    return negotiate(request.headers.get("accept", "")), accepts_gzip(request.headers.get("accept-encoding", ""))
+
+
+def _scrape_answer(expo: Exposition, fmt: str, zipped: bool) -> Answer:
+    extra = {"Vary": "Accept-Encoding, Accept"}
+    if zipped:
+        extra["Content-Encoding"] = "gzip"
+    ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
+    return 200, expo.body(fmt, zipped), ctype, extra
 
 
 def accepts_gzip(header: str) -> bool:
@@ -236,9 +254,16 @@ class Exporter:
 
     def __init__(self, host: str, port: int, max_threads: int = 8, request_timeout: float = 10.0,
                  health: Optional[Callable[[str], Tuple[int, dict]]] = None, config_source: str = "agent.toml",
-                 max_connections: int = 1024, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None):
+                 max_connections: int = 1024, tls: Optional[TLSContext] = None, auth: Optional[BasicAuth] = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.exposition = Exposition(None)
         self._renderer = Renderer()
+        self.scrapes = ScrapeClock()  # the event loop notes each scrape; publish reads it
+        self._clock = clock  # the scrapes' and publishes' times
+        self._scrapes_lock = threading.Lock()
+        self._published_at: Optional[float] = None
+        self.rendered_ahead = 0  # bodies rendered at publish for a scrape due before the next one
+        self.answered_by_loop = 0  # scrapes answered from those bytes without a worker
         self.stats = ExporterStats()
         self.endpoints = Endpoints(health) if health is not None else Endpoints()  # the daemon's: serve()
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="exporter",
@@ -289,8 +314,22 @@ class Exporter:
         return self.server_address[1]
 
     def publish(self, snapshot: Snapshot) -> None:
-        """Render `snapshot` once and serve it from now on (an atomic reference swap)."""
-        self.exposition = Exposition(snapshot, self._renderer)
+        """Serve `snapshot` from now on (an atomic reference swap), rendered now in the formats a
+        scraper will ask for before the next publish (scrapeclock.py: in the cycle's thread,
+        its caches warm, where a scrape's worker would render it cold seconds later)."""
+        expo = self.exposition = Exposition(snapshot, self._renderer)
+        now = self._clock()
+        interval, self._published_at = (now - self._published_at if self._published_at is not None else 0.0), now
+        if interval > 0:
+            with self._scrapes_lock:
+                due = self.scrapes.due(now, interval)
+            for fmt, zipped in sorted(due):
+                try:
+                    expo.body(fmt, zipped)
+                except Exception as e:  # the cycle goes on; the scrape renders it, and answers 500 if it fails too
+                    log.debug("exporter: rendering ahead failed: %s: %s", type(e).__name__, e, exc_info=True)
+                    break
+                self.rendered_ahead += 1
 
     def start(self) -> "Exporter":
         self._thread = threads.daemon(self._loop, "exporter")
@@ -458,6 +497,8 @@ class Exporter:
             conn.linger = True
             self._reply(conn, response(400, f"bad request: {e}\n".encode(), PLAIN))
             return
+        if request.path == "/metrics" and request.method == "GET" and self._metrics_from_loop(conn, request):
+            return
         lane = self._pool
         if is_api(request.path):
             with self._api_lock:
@@ -476,6 +517,20 @@ class Exporter:
         conn.buf = bytearray()
         self._selector.unregister(conn.sock)  # nothing to read while a worker answers; re-registered to write
         lane.submit(self._work, conn, request, lane is self._api_pool)
+
+    def _metrics_from_loop(self, conn: _Conn, request: Request) -> bool:
+        """Note the scrape; answer it here when its body is made already (rendered ahead):
+        copying bytes needs no worker. Not with basic auth, whose bcrypt runs in a worker."""
+        fmt = scrape_format(request)
+        with self._scrapes_lock:
+            self.scrapes.scraped(request.client, self._clock(), fmt)
+        expo = self.exposition
+        if self.auth is not None or not expo.ready(*fmt):
+            return False
+        self.answered_by_loop += 1
+        self.stats.count("/metrics", 200)
+        self._reply(conn, response(*_scrape_answer(expo, *fmt)))
+        return True
 
     def _work(self, conn: _Conn, request: Request, api: bool = False) -> None:
         try:
@@ -584,14 +639,7 @@ class Exporter:
     # -- the endpoints: each (code, body, content type[, headers]) or None when not served ----------
 
     def _metrics(self, request: Request) -> Answer:
-        expo = self.exposition
-        fmt = negotiate(request.headers.get("accept", ""))
-        zipped = accepts_gzip(request.headers.get("accept-encoding", ""))
-        extra = {"Vary": "Accept-Encoding, Accept"}
-        if zipped:
-            extra["Content-Encoding"] = "gzip"
-        ctype = CONTENT_TYPE_OPENMETRICS if fmt == "openmetrics" else CONTENT_TYPE_TEXT
-        return 200, expo.body(fmt, zipped), ctype, extra
+        return _scrape_answer(self.exposition, *scrape_format(request))
 
     def _healthz(self, request: Request) -> Answer:
         query = parse_qs(request.target.split("?", 1)[1]) if "?" in request.target else {}

@@ -3,11 +3,13 @@
 import gzip
 import socket
 
+import bcrypt
 import pytest
 import requests
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 
 from agent.serve.exporter import Exporter, ExporterError, accepts_gzip, negotiate
+from agent.serve.websecurity import BasicAuth
 from agent.model import Snapshot, counter, gauge
 from tests.support.peers import wait_until
 
@@ -189,3 +191,74 @@ def test_an_exposition_serves_either_format_first_and_cuts_the_other_from_it():
             got = {fmt: gzip.decompress(body) for fmt, body in got.items()}
         assert got == {"text": text, "openmetrics": om}, cycle
     assert not hasattr(renderer, "_last")
+
+
+def test_the_snapshot_a_scraper_will_take_is_rendered_at_publish_and_served_by_the_event_loop():
+    now = [100.0]
+    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
+    try:
+        def publish(v):
+            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, v),)))
+
+        def scrape(v):
+            r = requests.get(url(e), headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
+            assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+            assert f"g {v}\n" in r.text and r.text.endswith("# EOF\n")
+
+        for i in range(9):  # cycles every 5 s; the scraper every 15 s, 1 s after a cycle
+            publish(i)
+            if i % 3 == 0:
+                now[0] += 1
+                scrape(i)
+                now[0] += 4
+            else:
+                now[0] += 5
+        # scrapes at 101 and 116 taught the clock; the one at 131 found its body made at 130
+        assert (e.rendered_ahead, e.answered_by_loop) == (1, 1)
+        requests.get(url(e))  # someone asks for text now: rendered on request, by a worker
+        assert e.answered_by_loop == 1
+        assert e.stats.copy()[("/metrics", "200")] == 4
+    finally:
+        e.stop()
+
+
+def test_with_basic_auth_a_body_rendered_ahead_is_still_answered_by_a_worker():
+    now = [0.0]
+    auth = BasicAuth({"prom": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()})
+    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0], auth=auth).start()
+    try:
+        for i in range(7):  # as above: cycles every 5 s, a scrape every 15 s, 1 s after a cycle
+            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),)))
+            if i % 3 == 0:
+                now[0] += 1
+                r = requests.get(url(e), auth=("prom", "secret" if i < 6 else "wrong"))
+                assert r.status_code == (200 if i < 6 else 401)
+                now[0] -= 1
+            now[0] += 5
+        assert e.rendered_ahead == 1 and e.answered_by_loop == 0
+    finally:
+        e.stop()
+
+
+def test_a_render_that_fails_ahead_does_not_stop_the_cycle_and_the_scrape_says_500():
+    now = [0.0]
+    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
+
+    class Broken:
+        name, type, help = "broken", "gauge", "B."
+
+        @property
+        def samples(self):
+            raise RuntimeError("a render bug")
+
+    try:
+        for i in range(7):
+            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),) if i < 5 else (Broken(),)))  # type: ignore
+            if i % 3 == 0:
+                now[0] += 1
+                assert requests.get(url(e)).status_code == (200 if i < 6 else 500)
+                now[0] -= 1
+            now[0] += 5
+        assert e.rendered_ahead == 0 and e.answered_by_loop == 0
+    finally:
+        e.stop()

@@ -104,11 +104,11 @@ def test_closing_never_waits_for_the_event_wait_nor_frees_under_it():
     event set is freed and NVML shut down only when the wait has returned, never under it. A
     reload's new collector, initialised meanwhile, keeps NVML (its init is counted)."""
     fake = FakeNvml(three_gpus())
-    old = NvmlCollector(fake)
+    old = NvmlCollector(fake, xid_wait_ms=2000)
     collect(old)
     watcher = old._xid
-    time.sleep(0.05)  # the watcher is inside its 5 s wait
-    new = NvmlCollector(fake)
+    time.sleep(0.05)  # the watcher is inside its 2 s wait
+    new = NvmlCollector(fake, xid_wait_ms=2000)
     collect(new)  # a reload: the new collector is built before the old is closed
     start = time.monotonic()
     old.close()
