@@ -522,8 +522,10 @@ class Exporter:
         """Note the scrape; answer it here when its body is made already (rendered ahead):
         copying bytes needs no worker. Not with basic auth, whose bcrypt runs in a worker."""
         fmt = scrape_format(request)
+        # a scraper is its address and its User-Agent: Prometheus and vmagent on one host are two
+        scraper = f"{request.client} {request.headers.get('user-agent', '')[:100]}"
         with self._scrapes_lock:
-            self.scrapes.scraped(request.client, self._clock(), fmt)
+            self.scrapes.scraped(scraper, self._clock(), fmt)
         expo = self.exposition
         if self.auth is not None or not expo.ready(*fmt):
             return False

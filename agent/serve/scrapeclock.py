@@ -8,8 +8,8 @@ loop's wake-ups cost on top. A scraper keeps its period, so the exporter can tel
 snapshot it will take: that one is rendered at publish, in the format that scraper asked for,
 and its scrape is answered by the event loop from bytes already made.
 
-Scrapers are told apart by address (a Prometheus HA pair, vmagent beside Prometheus): each
-keeps its own period. At most MAX_SCRAPERS are remembered, the least recent dropped, so a
+Scrapers are told apart by address and User-Agent (a Prometheus HA pair, vmagent beside
+Prometheus on one host): each keeps its own period. At most MAX_SCRAPERS are remembered, the least recent dropped, so a
 crowd of clients cannot grow this; a scraper that stops coming stops the renders after one
 missed period.
 """

@@ -262,3 +262,23 @@ def test_a_render_that_fails_ahead_does_not_stop_the_cycle_and_the_scrape_says_5
         assert e.rendered_ahead == 0 and e.answered_by_loop == 0
     finally:
         e.stop()
+
+
+def test_two_scrapers_on_one_host_are_told_apart_by_user_agent():
+    now = [0.0]
+    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
+    try:
+        # Prometheus every 15 s, 1 s after a cycle; vmagent every 15 s, 3 s later, from the same address
+        for i in range(9):
+            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),)))
+            if i % 3 == 0:
+                for offset, agent in ((1, "Prometheus/2.42.0"), (3, "vm_promscrape")):
+                    now[0] += offset
+                    assert requests.get(url(e), headers={"User-Agent": agent}).status_code == 200
+                    now[0] -= offset
+            now[0] += 5
+        # vmagent's scrapes take the body Prometheus' made 2 s before them; the third scrape of
+        # each found its body made at publish: one render ahead for both, four answers by the loop
+        assert (e.rendered_ahead, e.answered_by_loop) == (1, 4)
+    finally:
+        e.stop()
