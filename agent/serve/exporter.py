@@ -262,6 +262,7 @@ class Exporter:
         self._clock = clock  # the scrapes' and publishes' times
         self._scrapes_lock = threading.Lock()
         self._published_at: Optional[float] = None
+        self._interval = 0.0  # between the last two publishes: a cycle
         self.rendered_ahead = 0  # bodies rendered at publish for a scrape due before the next one
         self.answered_by_loop = 0  # scrapes answered from those bytes without a worker
         self.stats = ExporterStats()
@@ -314,22 +315,28 @@ class Exporter:
         return self.server_address[1]
 
     def publish(self, snapshot: Snapshot) -> None:
-        """Serve `snapshot` from now on (an atomic reference swap), rendered now in the formats a
-        scraper will ask for before the next publish (scrapeclock.py: in the cycle's thread,
-        its caches warm, where a scrape's worker would render it cold seconds later)."""
-        expo = self.exposition = Exposition(snapshot, self._renderer)
+        """Serve `snapshot` from now on (an atomic reference swap); rendered on its first scrape,
+        or by `render_ahead`."""
+        self.exposition = Exposition(snapshot, self._renderer)
         now = self._clock()
-        interval, self._published_at = (now - self._published_at if self._published_at is not None else 0.0), now
-        if interval > 0:
-            with self._scrapes_lock:
-                due = self.scrapes.due(now, interval)
-            for fmt, zipped in sorted(due):
-                try:
-                    expo.body(fmt, zipped)
-                except Exception as e:  # the cycle goes on; the scrape renders it, and answers 500 if it fails too
-                    log.debug("exporter: rendering ahead failed: %s: %s", type(e).__name__, e, exc_info=True)
-                    break
-                self.rendered_ahead += 1
+        self._interval, self._published_at = (now - self._published_at if self._published_at is not None else 0.0), now
+
+    def render_ahead(self) -> None:
+        """Render the published snapshot in the formats a scraper will ask for before the next
+        publish (scrapeclock.py): called by the cycle's thread once its own work is done, its
+        caches warm, where a scrape's worker would render it cold seconds later."""
+        expo = self.exposition
+        if self._interval <= 0 or self._published_at is None:
+            return
+        with self._scrapes_lock:
+            due = self.scrapes.due(self._published_at, self._interval)
+        for fmt, zipped in sorted(due):
+            try:
+                expo.body(fmt, zipped)
+            except Exception as e:  # the cycle goes on; the scrape renders it, and answers 500 if it fails too
+                log.debug("exporter: rendering ahead failed: %s: %s", type(e).__name__, e, exc_info=True)
+                return
+            self.rendered_ahead += 1
 
     def start(self) -> "Exporter":
         self._thread = threads.daemon(self._loop, "exporter")

@@ -5,8 +5,9 @@ The exporter renders a snapshot on its first scrape, not at publish: Prometheus 
 a scrape's worker thread, seconds after the cycle built the snapshot, runs with cold caches:
 2.4 ms against 1.3 in the cycle's thread right after publish, and the worker and the event
 loop's wake-ups cost on top. A scraper keeps its period, so the exporter can tell which
-snapshot it will take: that one is rendered at publish, in the format that scraper asked for,
-and its scrape is answered by the event loop from bytes already made.
+snapshot it will take: that one is rendered by the cycle's thread once the cycle's own work is
+done, in the format that scraper asked for, and its scrape is answered by the event loop from
+bytes already made.
 
 Scrapers are told apart by address and User-Agent (a Prometheus HA pair, vmagent beside
 Prometheus on one host): each keeps its own period. At most MAX_SCRAPERS are remembered, the least recent dropped, so a

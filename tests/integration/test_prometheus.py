@@ -55,3 +55,15 @@ def test_a_hostile_target_never_breaks_prometheus_scrape_of_the_agent(serving, p
         assert good == scrapes, f"{scrapes - good:.0f} of {scrapes:.0f} scrapes failed: see {prom.workdir}/prometheus.log"
         assert prom.query('llm_agent_collector_success{collector="target:evil"}')
         assert prom.query('llm_agent_target_series_dropped_total{server="evil"}')
+
+
+def test_prometheus_takes_bodies_rendered_ahead_by_the_cycle(serving, prometheus):
+    """A real Prometheus scraping every 1 s an agent cycling every 500 ms: once its period is
+    known, its scrapes find the snapshot they take rendered by the cycle, in the OpenMetrics
+    and gzip it asks for, and the event loop answers them; what it stores is the agent's."""
+    run = serving('[agent]\ninterval = "500ms"\n[collectors.nvml]\nenabled = false\n[discovery]\nenabled = false\n')
+    prom = prometheus([f"127.0.0.1:{run.port}"])
+    wait_until(lambda: run.exporter.answered_by_loop >= 3, 30, 0.2, "scrapes answered from bodies rendered ahead")
+    assert run.exporter.rendered_ahead >= 3
+    wait_until(lambda: prom.query('llm_agent_cycles_total > 10'), 30, 0.5, "the agent's series in Prometheus")
+    assert prom.query('up{job="llm-agent"}')[0]["value"][1] == "1"

@@ -199,6 +199,7 @@ def test_the_snapshot_a_scraper_will_take_is_rendered_at_publish_and_served_by_t
     try:
         def publish(v):
             e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, v),)))
+            e.render_ahead()  # as the cycle does once its own work is done
 
         def scrape(v):
             r = requests.get(url(e), headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
@@ -229,6 +230,7 @@ def test_with_basic_auth_a_body_rendered_ahead_is_still_answered_by_a_worker():
     try:
         for i in range(7):  # as above: cycles every 5 s, a scrape every 15 s, 1 s after a cycle
             e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),)))
+            e.render_ahead()
             if i % 3 == 0:
                 now[0] += 1
                 r = requests.get(url(e), auth=("prom", "secret" if i < 6 else "wrong"))
@@ -254,6 +256,7 @@ def test_a_render_that_fails_ahead_does_not_stop_the_cycle_and_the_scrape_says_5
     try:
         for i in range(7):
             e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),) if i < 5 else (Broken(),)))  # type: ignore
+            e.render_ahead()
             if i % 3 == 0:
                 now[0] += 1
                 assert requests.get(url(e)).status_code == (200 if i < 6 else 500)
@@ -271,6 +274,7 @@ def test_two_scrapers_on_one_host_are_told_apart_by_user_agent():
         # Prometheus every 15 s, 1 s after a cycle; vmagent every 15 s, 3 s later, from the same address
         for i in range(9):
             e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),)))
+            e.render_ahead()
             if i % 3 == 0:
                 for offset, agent in ((1, "Prometheus/2.42.0"), (3, "vm_promscrape")):
                     now[0] += offset
