@@ -134,6 +134,7 @@ class Renderer:
     def __init__(self) -> None:
         self._blocks: Dict[str, _Block] = {}
         self._lock = threading.Lock()  # the exporter renders on a scrape, from its request threads
+        self.last_size = 0  # bytes of the last body rendered
 
     def render(self, families: Sequence[MetricFamily], fmt: str,
                first: Optional[Tuple[bytes, Spans]] = None) -> Tuple[bytes, Spans]:
@@ -166,7 +167,9 @@ class Renderer:
                 else:
                     spans.append((0, 0))
         out.append(b"# EOF\n" if fmt == "openmetrics" else b"")
-        return b"\n".join(out), spans
+        body = b"\n".join(out)
+        self.last_size = len(body)
+        return body, spans
 
     def _header(self, fam: MetricFamily, fmt: str, header: Callable[[MetricFamily], List[str]]) -> bytes:
         block = self._blocks.get(fam.name)

@@ -155,6 +155,10 @@ class ExporterStats:
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
            408: "Request Timeout", 411: "Length Required", 413: "Content Too Large", 422: "Unprocessable Entity",
            431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+# A body larger than this (the last one rendered) is left to its scrape's worker: rendered in the
+# cycle's thread, a 32-target host's 6 MB bodies came out of the cycle's malloc arena, mixed with
+# its parse, and held ~15 MiB more resident (bench_scaling.py); the default host's is ~0.2 MB
+RENDER_AHEAD_MAX = 1 << 20
 MAX_HEAD = 16 * 1024  # a request head larger than this is refused: memory per connection stays bounded
 MAX_BODY = 1 << 20  # a POSTed query form larger than this is refused (Prometheus' forms are a few KB)
 _LENGTH = re.compile(rb"\r?\ncontent-length:[ \t]*([^\r\n]*)", re.IGNORECASE)
@@ -326,7 +330,7 @@ class Exporter:
         publish (scrapeclock.py): called by the cycle's thread once its own work is done, its
         caches warm, where a scrape's worker would render it cold seconds later."""
         expo = self.exposition
-        if self._interval <= 0 or self._published_at is None:
+        if self._interval <= 0 or self._published_at is None or self._renderer.last_size > RENDER_AHEAD_MAX:
             return
         with self._scrapes_lock:
             due = self.scrapes.due(self._published_at, self._interval)

@@ -286,3 +286,24 @@ def test_two_scrapers_on_one_host_are_told_apart_by_user_agent():
         assert (e.rendered_ahead, e.answered_by_loop) == (1, 4)
     finally:
         e.stop()
+
+
+def test_a_body_over_a_megabyte_is_left_to_its_scrape():
+    now = [0.0]
+    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
+    big = gauge("g", "G.")
+    for i in range(25_000):
+        big.add({"series": f"{i:08d}", "pad": "x" * 20}, i)
+    try:
+        for i in range(12):  # the host grows at 20 s: its bodies are over a megabyte from then on
+            e.publish(Snapshot(now[0], (big if i >= 4 else gauge("g", "G.").add({}, i),)))
+            e.render_ahead()
+            if i % 3 == 0:
+                now[0] += 1
+                assert requests.get(url(e)).status_code == 200
+                now[0] -= 1
+            now[0] += 5
+        # at 30 the last body was small: rendered ahead (and found over a megabyte); at 45, not
+        assert (e.rendered_ahead, e.answered_by_loop) == (1, 1)
+    finally:
+        e.stop()
