@@ -262,12 +262,12 @@ class Exporter:
                  clock: Callable[[], float] = time.monotonic):
         self.exposition = Exposition(None)
         self._renderer = Renderer()
-        self.scrapes = ScrapeClock()  # the event loop notes each scrape; publish reads it
+        self.scrapes = ScrapeClock()  # the event loop notes each scrape; render_ahead reads it
         self._clock = clock  # the scrapes' and publishes' times
         self._scrapes_lock = threading.Lock()
         self._published_at: Optional[float] = None
         self._interval = 0.0  # between the last two publishes: a cycle
-        self.rendered_ahead = 0  # bodies rendered at publish for a scrape due before the next one
+        self.rendered_ahead = 0  # bodies rendered by render_ahead for a scrape due before the next publish
         self.answered_by_loop = 0  # scrapes answered from those bytes without a worker
         self.stats = ExporterStats()
         self.endpoints = Endpoints(health) if health is not None else Endpoints()  # the daemon's: serve()

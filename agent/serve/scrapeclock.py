@@ -10,9 +10,10 @@ done, in the format that scraper asked for, and its scrape is answered by the ev
 bytes already made.
 
 Scrapers are told apart by address and User-Agent (a Prometheus HA pair, vmagent beside
-Prometheus on one host): each keeps its own period. At most MAX_SCRAPERS are remembered, the least recent dropped, so a
-crowd of clients cannot grow this; a scraper that stops coming stops the renders after one
-missed period.
+Prometheus on one host): each keeps its own period. At most MAX_SCRAPERS are remembered, the
+least recent dropped, so a crowd of clients cannot grow this (it can only push Prometheus out,
+whose scrapes are then rendered on request, as before); a scraper that stops coming costs two
+renders in vain, then none.
 """
 
 from __future__ import annotations

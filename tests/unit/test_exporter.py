@@ -193,58 +193,73 @@ def test_an_exposition_serves_either_format_first_and_cuts_the_other_from_it():
     assert not hasattr(renderer, "_last")
 
 
-def test_the_snapshot_a_scraper_will_take_is_rendered_at_publish_and_served_by_the_event_loop():
-    now = [100.0]
-    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
-    try:
-        def publish(v):
-            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, v),)))
-            e.render_ahead()  # as the cycle does once its own work is done
+def gauge_at(v):
+    return (gauge("g", "G.").add({}, v),)
 
-        def scrape(v):
-            r = requests.get(url(e), headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
-            assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
-            assert f"g {v}\n" in r.text and r.text.endswith("# EOF\n")
 
-        for i in range(9):  # cycles every 5 s; the scraper every 15 s, 1 s after a cycle
-            publish(i)
-            if i % 3 == 0:
-                now[0] += 1
-                scrape(i)
-                now[0] += 4
-            else:
-                now[0] += 5
-        # scrapes at 101 and 116 taught the clock; the one at 131 found its body made at 130
-        assert (e.rendered_ahead, e.answered_by_loop) == (1, 1)
-        requests.get(url(e))  # someone asks for text now: rendered on request, by a worker
-        assert e.answered_by_loop == 1
-        assert e.stats.copy()[("/metrics", "200")] == 4
-    finally:
+def cycles(e, now, n, families, scrape):
+    """`n` cycles 5 s apart from now[0], each as the daemon runs it (publish, then the render
+    ahead once its own work is done); every third, `scrape(i)` 1 s after it."""
+    for i in range(n):
+        e.publish(Snapshot(now[0], families(i)))
+        e.render_ahead()
+        if i % 3 == 0:
+            now[0] += 1
+            scrape(i)
+            now[0] -= 1
+        now[0] += 5
+
+
+def scrape_expecting(e, code_of):
+    """A scrape for `cycles` that asserts its status: `code_of(i)`."""
+    def scrape(i):
+        assert requests.get(url(e)).status_code == code_of(i), f"scrape {i}"
+    return scrape
+
+
+@pytest.fixture
+def clocked():
+    """`clocked(**exporter_args)`: (an exporter whose scrape clock is `now[0]`, now)."""
+    made = []
+
+    def make(**kwargs):
+        now = [0.0]
+        made.append(Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0], **kwargs).start())
+        return made[-1], now
+    yield make
+    for e in made:
         e.stop()
 
 
-def test_with_basic_auth_a_body_rendered_ahead_is_still_answered_by_a_worker():
-    now = [0.0]
-    auth = BasicAuth({"prom": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()})
-    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0], auth=auth).start()
-    try:
-        for i in range(7):  # as above: cycles every 5 s, a scrape every 15 s, 1 s after a cycle
-            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),)))
-            e.render_ahead()
-            if i % 3 == 0:
-                now[0] += 1
-                r = requests.get(url(e), auth=("prom", "secret" if i < 6 else "wrong"))
-                assert r.status_code == (200 if i < 6 else 401)
-                now[0] -= 1
-            now[0] += 5
-        assert e.rendered_ahead == 1 and e.answered_by_loop == 0
-    finally:
-        e.stop()
+def test_the_snapshot_a_scraper_will_take_is_rendered_at_publish_and_served_by_the_event_loop(clocked):
+    e, now = clocked()
+
+    def scrape(v):
+        r = requests.get(url(e), headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"})
+        assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+        assert f"g {v}\n" in r.text and r.text.endswith("# EOF\n")
+
+    cycles(e, now, 9, gauge_at, scrape)
+    # scrapes at 1 and 16 taught the clock; the one at 31 found its body made at 30
+    assert (e.rendered_ahead, e.answered_by_loop) == (1, 1)
+    requests.get(url(e))  # someone asks for text now: rendered on request, by a worker
+    assert e.answered_by_loop == 1
+    assert e.stats.copy()[("/metrics", "200")] == 4
 
 
-def test_a_render_that_fails_ahead_does_not_stop_the_cycle_and_the_scrape_says_500():
-    now = [0.0]
-    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
+def test_with_basic_auth_a_body_rendered_ahead_is_still_answered_by_a_worker(clocked):
+    e, now = clocked(auth=BasicAuth({"prom": bcrypt.hashpw(b"secret", bcrypt.gensalt(rounds=4)).decode()}))
+
+    def scrape(i):
+        r = requests.get(url(e), auth=("prom", "secret" if i < 6 else "wrong"))
+        assert r.status_code == (200 if i < 6 else 401)
+
+    cycles(e, now, 7, gauge_at, scrape)
+    assert e.rendered_ahead == 1 and e.answered_by_loop == 0
+
+
+def test_a_render_that_fails_ahead_does_not_stop_the_cycle_and_the_scrape_says_500(clocked):
+    e, now = clocked()
 
     class Broken:
         name, type, help = "broken", "gauge", "B."
@@ -253,57 +268,33 @@ def test_a_render_that_fails_ahead_does_not_stop_the_cycle_and_the_scrape_says_5
         def samples(self):
             raise RuntimeError("a render bug")
 
-    try:
-        for i in range(7):
-            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),) if i < 5 else (Broken(),)))  # type: ignore
-            e.render_ahead()
-            if i % 3 == 0:
-                now[0] += 1
-                assert requests.get(url(e)).status_code == (200 if i < 6 else 500)
-                now[0] -= 1
-            now[0] += 5
-        assert e.rendered_ahead == 0 and e.answered_by_loop == 0
-    finally:
-        e.stop()
+    cycles(e, now, 7, lambda i: gauge_at(i) if i < 5 else (Broken(),),
+           scrape_expecting(e, lambda i: 200 if i < 6 else 500))
+    assert e.rendered_ahead == 0 and e.answered_by_loop == 0
 
 
-def test_two_scrapers_on_one_host_are_told_apart_by_user_agent():
-    now = [0.0]
-    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
-    try:
-        # Prometheus every 15 s, 1 s after a cycle; vmagent every 15 s, 3 s later, from the same address
-        for i in range(9):
-            e.publish(Snapshot(now[0], (gauge("g", "G.").add({}, i),)))
-            e.render_ahead()
-            if i % 3 == 0:
-                for offset, agent in ((1, "Prometheus/2.42.0"), (3, "vm_promscrape")):
-                    now[0] += offset
-                    assert requests.get(url(e), headers={"User-Agent": agent}).status_code == 200
-                    now[0] -= offset
-            now[0] += 5
-        # vmagent's scrapes take the body Prometheus' made 2 s before them; the third scrape of
-        # each found its body made at publish: one render ahead for both, four answers by the loop
-        assert (e.rendered_ahead, e.answered_by_loop) == (1, 4)
-    finally:
-        e.stop()
+def test_two_scrapers_on_one_host_are_told_apart_by_user_agent(clocked):
+    e, now = clocked()
+
+    def scrape(i):  # Prometheus 1 s after a cycle; vmagent 2 s later, from the same address
+        for offset, agent in ((0, "Prometheus/2.42.0"), (2, "vm_promscrape")):
+            now[0] += offset
+            assert requests.get(url(e), headers={"User-Agent": agent}).status_code == 200
+            now[0] -= offset
+
+    cycles(e, now, 9, gauge_at, scrape)
+    # vmagent's scrapes take the body Prometheus' made 2 s before them; the third scrape of
+    # each found its body made at publish: one render ahead for both, four answers by the loop
+    assert (e.rendered_ahead, e.answered_by_loop) == (1, 4)
 
 
-def test_a_body_over_a_megabyte_is_left_to_its_scrape():
-    now = [0.0]
-    e = Exporter("127.0.0.1", 0, max_threads=2, clock=lambda: now[0]).start()
+def test_a_body_over_a_megabyte_is_left_to_its_scrape(clocked):
+    e, now = clocked()
     big = gauge("g", "G.")
     for i in range(25_000):
         big.add({"series": f"{i:08d}", "pad": "x" * 20}, i)
-    try:
-        for i in range(12):  # the host grows at 20 s: its bodies are over a megabyte from then on
-            e.publish(Snapshot(now[0], (big if i >= 4 else gauge("g", "G.").add({}, i),)))
-            e.render_ahead()
-            if i % 3 == 0:
-                now[0] += 1
-                assert requests.get(url(e)).status_code == 200
-                now[0] -= 1
-            now[0] += 5
-        # at 30 the last body was small: rendered ahead (and found over a megabyte); at 45, not
-        assert (e.rendered_ahead, e.answered_by_loop) == (1, 1)
-    finally:
-        e.stop()
+    # the host grows at 20 s: its bodies are over a megabyte from then on
+    cycles(e, now, 12, lambda i: (big,) if i >= 4 else gauge_at(i),
+           scrape_expecting(e, lambda i: 200))
+    # at 30 the last body was small: rendered ahead (and found over a megabyte); at 45, not
+    assert (e.rendered_ahead, e.answered_by_loop) == (1, 1)
