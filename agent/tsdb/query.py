@@ -67,6 +67,11 @@ class Loaded:
             timed = [(labels, pts, [p[0] for p in pts]) for labels, pts in numbers]
         self.numbers[id(sel)] = timed
 
+    def share(self, sel: VectorSelector, read: VectorSelector) -> None:
+        """`sel` reads what `read` was given (the same series, not copied)."""
+        self.with_markers[id(sel)] = self.with_markers[id(read)]
+        self.numbers[id(sel)] = self.numbers[id(read)]
+
     def instant_points(self, sel: VectorSelector, t: float) -> List[Tuple[Labels, Point]]:
         out = []
         earliest = t - self.lookback
@@ -135,6 +140,12 @@ def _columns(node: object, column: str = "", out: Optional[Dict[int, str]] = Non
     return out
 
 
+def _read_key(sel: VectorSelector, columns: Dict[int, str]) -> tuple:
+    """What a selector's read depends on besides its window: selectors with one key read the
+    same points."""
+    return sel.name, sel.matchers, columns.get(id(sel))
+
+
 def _min_range(node: object) -> float:
     ranges = [n.range for n in _walk(node) if isinstance(n, MatrixSelector)]
     return min(ranges, default=math.inf)
@@ -198,20 +209,33 @@ class Querier:
         columns = _columns(node)
         # samples up to `end`, unless something reads past it (an @ time or a negative offset, in a subquery too)
         ahead = reads_past_its_time(node)
+        # selectors of one series set (a rule repeats `rate(x[1h])` in its numerator, its mean and
+        # its spread) are read once, over the widest window any of them reaches: a selector given
+        # points older than its window reads past them (every read bisects by time)
+        reads: Dict[tuple, List[float]] = {}  # (name, matchers, column) -> [first, last]
+        for sel, sel_reach in pairs:
+            widened = 2 * RESOLUTION[tier] if tier != RAW else 0.0  # a short range is read as two points
+            first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
+                     else now - longest)
+            last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
+            span = reads.setdefault(_read_key(sel, columns), [first, last])
+            span[0], span[1] = min(span[0], first), max(span[1], last)
         reader = self.store.reader()
+        read_by: Dict[tuple, VectorSelector] = {}  # the selector whose read the others of its key share
         with reader.snapshot():  # every selector from one view of the file, its head read once
             total = 0
-            for sel, sel_reach in pairs:
-                widened = 2 * RESOLUTION[tier] if tier != RAW else 0.0  # a short range is read as two points
-                first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
-                         else now - longest)
-                last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
-                series = self._read(reader, sel, tier, columns.get(id(sel)), first, last)
+            for sel, _ in pairs:
+                key = _read_key(sel, columns)
+                if key in read_by:
+                    loaded.share(sel, read_by[key])
+                    continue
+                series = self._read(reader, sel, tier, columns.get(id(sel)), *reads[key])
                 total += sum(len(p) for _, p in series)
                 if total > self.max_samples:
                     raise QueryError("execution", f"query processing would load too many samples into memory "
                                                   f"(more than {self.max_samples}); narrow the selectors or the range")
                 loaded.put(sel, series, markers=tier == RAW)
+                read_by[key] = sel
         return loaded, warnings
 
     @staticmethod

@@ -110,3 +110,20 @@ def test_values_are_written_as_prometheus_writes_them():
             text = format(Decimal(repr(value)), "f")
             expected = text[:-2] if text.endswith(".0") else text
             assert format_value(value) == expected, repr(value)
+
+
+def test_selectors_of_one_series_set_are_read_once_and_answer_as_each_read_alone(store):
+    """A history rule repeats `rate(x[1h])` in its numerator, its mean and its spread, and reads
+    x over an hour and a week beside it: one read over the widest window serves them all, and
+    the budget counts it once (read per selector, a week-old history's error-ratio z-score
+    loaded 600,000 samples against the 500,000 allowed, and never answered)."""
+    st, clock = store
+    t = clock[0] - 1
+    querier = Querier(st, lambda: clock[0], max_samples=1_000, timeout=30)
+    parts = ("sum_over_time(g[50s])", "sum_over_time(g[90s])", "g", "max_over_time(g[20s] offset 10s)")
+    alone = [{r["metric"]["k"]: float(r["value"][1]) for r in querier.instant(p, t)[0]["result"]} for p in parts]
+    data, _ = querier.instant(" + ".join(parts), t)  # read per selector: 2,000 samples, over the budget
+    together = {r["metric"]["k"]: float(r["value"][1]) for r in data["result"]}
+    assert together == {k: sum(a[k] for a in alone) for k in alone[0]} and len(together) == 5
+    with pytest.raises(QueryError, match="too many samples"):  # two series sets are two reads
+        Querier(st, lambda: clock[0], max_samples=700, timeout=30).instant('g + g{k!="9"}', t)

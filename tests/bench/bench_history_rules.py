@@ -1,0 +1,143 @@
+"""Issue 32: what the history rules cost once the history holds a week, not the half hour a
+real-time run starts with. The rules (agent/perf/history_rules.toml) compare a series' last
+half hour with its last 7 days, every 5 minutes, in their own thread: on a fresh file a round
+reads minutes of data, on a week-old one 7 days of 1-minute rollups.
+
+The series are the real daemon's: an in-process agent on 8 fake GPUs and 4 real llama-servers
+(probes every 2 s, so the probe series exist) gives one cycle's families, and bench_history's
+`Load` moves their values as a busy server's do (counters climb, gauges walk) through `--days`
+(7) days at 5 s into a real HistoryStore, sealed and rolled up as in real time. Then rounds of
+the shipped rules run as the daemon runs them (`HistoryRules.evaluate`, one session, the
+default query budget), an hour of new cycles between rounds so that each is a steady one.
+
+Printed: each rule's CPU in a steady round, a round's CPU (first and the median of the steady
+ones), what that is per 5-second cycle at one round every 5 minutes, the rules that failed, and
+the process' peak RSS growth over the rounds. `--file` reuses a history file made before (the
+code before a change, on the same file).
+
+    python tests/bench/bench_history_rules.py [--days 7] [--rounds 4] [--file history.db]
+"""
+
+import argparse
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from agent.perf.anomaly import HistoryRules  # noqa: E402
+from agent.tsdb.query import Querier  # noqa: E402
+from agent.tsdb.store import HistoryStore  # noqa: E402
+from tests.bench.bench_history import INTERVAL, Load  # noqa: E402
+
+ROUND_EVERY = 300.0  # HistoryRules' period
+CYCLE = 5.0  # the agent's default interval
+
+
+def daemon_families(workdir):
+    """One cycle's families of an agent on 8 fake GPUs and 4 llama-servers with probes run."""
+    from agent.config import parse_config
+    from agent.daemon import Agent
+    from tests.bench.agent_process import eight_gpus
+    from tests.support.fake_pynvml import FakeNvml
+    from tests.support.peers import LlamaServer
+    from tests.support.tinymodel import write_tiny_llama
+
+    model = write_tiny_llama(os.path.join(workdir, "tiny.gguf"))
+    servers = [LlamaServer(model, log_dir=workdir).start() for _ in range(4)]
+    targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{s.url}"\n' for i, s in enumerate(servers))
+    agent = Agent(parse_config(f'[agent]\nhostname = "bench"\n[discovery]\nenabled = false\n[probes]\ninterval = "2s"\n'
+                               f'{targets}'), nvml=FakeNvml(eight_gpus()), state_dir=os.path.join(workdir, "agent"))
+    try:
+        for _ in range(8):
+            agent.cycle()
+            time.sleep(1.5)
+        return list(agent.snapshot.families)
+    finally:
+        agent.close()
+        for s in servers:
+            s.kill()
+
+
+def write_cycles(store, load, clock, cycles):
+    for _ in range(cycles):
+        store.append(load.snapshot(clock[0]))
+        store.maintain(clock[0])
+        store.settle()  # in real time a seal has 30 minutes; fast-forwarded, it is waited for
+        clock[0] += INTERVAL
+
+
+def peak_rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--days", type=float, default=7.0)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--file", help="a history file made by an earlier run (copied, not changed)")
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="bench-history-rules-")
+    try:
+        families = daemon_families(tmp)
+        load = Load(families)
+        path = os.path.join(tmp, "history.db")
+        if args.file:
+            for suffix in ("", "-wal"):
+                if os.path.exists(args.file + suffix):
+                    shutil.copy(args.file + suffix, path + suffix)
+            with sqlite3.connect(path) as db:
+                clock = [db.execute("SELECT max(t) FROM head").fetchone()[0] + INTERVAL]
+            store = HistoryStore(path, clock=lambda: clock[0])
+        else:
+            cycles = int(args.days * 86400 / INTERVAL)
+            clock = [time.time() - cycles * INTERVAL]
+            store = HistoryStore(path, clock=lambda: clock[0])
+            started = time.monotonic()
+            print(f"writing {args.days:g} days of {sum(len(f.samples) for f in families)} series at {INTERVAL:g}s ...",
+                  flush=True)
+            write_cycles(store, load, clock, cycles)
+            print(f"  {time.monotonic() - started:.0f}s; {os.path.getsize(path) / 1e6:.0f} MB", flush=True)
+        querier = Querier(store, lambda: clock[0])
+        rules = HistoryRules(lambda expr, t, steps: querier.instant(expr, t, steps=steps)[0], clock=lambda: clock[0],
+                             session=querier.session, start=False)
+        per_rule = {r.record: [] for r in rules.rules}
+        query = rules.query
+
+        def timed(expr, t, steps):
+            c = time.thread_time()
+            try:
+                return query(expr, t, steps)
+            finally:
+                per_rule[next(r.record for r in rules.rules if r.expr == expr)].append(time.thread_time() - c)
+
+        rules.query = timed
+        rss_before = peak_rss_mib()
+        rounds = []
+        for _ in range(args.rounds):
+            c = time.thread_time()
+            rules.evaluate(clock[0])
+            rounds.append(time.thread_time() - c)
+            write_cycles(store, load, clock, int(ROUND_EVERY / INTERVAL))  # the 5 minutes to the next round
+        steady = statistics.median(rounds[1:]) if len(rounds) > 1 else rounds[0]
+        for record, took in per_rule.items():
+            print(f"  {1e3 * statistics.median(took[1:] or took):7.1f} ms  {record}")
+        print(f"a round of {len(rules.rules)} history rules on {args.days if not args.file else 'the given'} days: first "
+              f"{1e3 * rounds[0]:.0f} ms, steady {1e3 * steady:.0f} ms of CPU (median of {max(len(rounds) - 1, 1)}); "
+              f"{1e3 * steady * CYCLE / ROUND_EVERY:.2f} ms per {CYCLE:g} s cycle at one round every "
+              f"{ROUND_EVERY / 60:g} minutes")
+        print(f"failed: {dict(rules.failures) or 'none'}; peak RSS growth over the rounds "
+              f"{peak_rss_mib() - rss_before:.1f} MiB")
+        store.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
