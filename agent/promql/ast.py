@@ -5,7 +5,7 @@ series, invalid arguments)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 from ..labels import Matcher
 
@@ -132,20 +132,23 @@ def unwrap(node: object) -> object:
 
 
 def selectors(node: object, out: Optional[List[Tuple[VectorSelector, float]]] = None,
-              outer: float = 0.0) -> List[Tuple[VectorSelector, float]]:
+              outer: float = 0.0, span: Optional[Callable[[Subquery], float]] = None) -> List[Tuple[VectorSelector, float]]:
     """The (selector, reach) pairs an expression reads: how far back from the evaluation time
     each needs samples (range + offset, plus that of every subquery around it; the lookback
-    is the History's to add). A fixed `@` time reaches arbitrarily far: infinity."""
+    is the History's to add). A fixed `@` time reaches arbitrarily far: infinity.
+    `span`: how much of a subquery's range (one not inside another) will be evaluated, where
+    its steps before that are known already (StepMemo); by default all of it."""
     out = [] if out is None else out
     if isinstance(node, VectorSelector):
         out.append((node, _reach(outer, 0.0, node.offset, node.at)))
     elif isinstance(node, MatrixSelector):
         out.append((node.vector, _reach(outer, node.range, node.vector.offset, node.vector.at)))
     elif isinstance(node, Subquery):
-        selectors(node.expr, out, _reach(outer, node.range, node.offset, node.at))
+        rng = span(node) if span is not None else node.range
+        selectors(node.expr, out, _reach(outer, rng, node.offset, node.at))  # (inside: its whole range at each step)
     else:
         for child in children(node):
-            selectors(child, out, outer)
+            selectors(child, out, outer, span)
     return out
 
 

@@ -281,6 +281,20 @@ class StepMemo:
     def keep(self, key: str, first_ms: int, step_ms: int, values: List[Value]) -> None:
         self._steps[key] = (first_ms, step_ms, values)
 
+    def span(self, node: Subquery, t: float, default_step: float) -> float:
+        """The part of `node`'s range, back from its end, whose steps an evaluation at `t` will
+        compute (the rest it takes from here): what must be read for it. The whole range for a
+        subquery that reads past its time (evaluated at every step) or was not kept."""
+        step_ms = int(round((node.step or default_step) * 1000))
+        if step_ms <= 0 or reads_past_its_time(node):
+            return node.range
+        end = t - node.offset  # (no @: it reads past its time)
+        first = -(-int(round((end - node.range) * 1000)) // step_ms) * step_ms  # as _subquery counts them
+        kept_from, kept = self.last(repr(node), step_ms)
+        if not kept or first < kept_from:
+            return node.range
+        return max(0.0, min(node.range, end - (kept_from + len(kept) * step_ms) / 1000.0))
+
 
 _NOTHING: Vector = []  # every kept empty step's answer, one list (never changed: steps are only read)
 

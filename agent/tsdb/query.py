@@ -35,6 +35,7 @@ MAX_MATCH_PARAMS = 100  # match[] selectors in one series, labels or label value
 # seconds after which no sample can still come for a time: a cycle's samples are stamped when it
 # starts and written when it ends, within its interval; minutes, whatever the interval
 SETTLED = 300.0
+EVALUATION_STEP = 60.0  # an instant query's subquery without a step of its own steps by this
 TIER_NAMES = {RAW: "raw samples", MINUTE: "1-minute rollups", FIVE_MINUTES: "5-minute rollups", HOUR: "1-hour rollups"}
 
 
@@ -146,6 +147,18 @@ def _read_key(sel: VectorSelector, columns: Dict[int, str]) -> tuple:
     return sel.name, sel.matchers, columns.get(id(sel))
 
 
+def _joined(spans: List[List[float]]) -> List[List[float]]:
+    """Overlapping [first, last] windows as one; apart ones stay apart (a week ago's half hour
+    and the last half hour are two reads, not a week's)."""
+    out: List[List[float]] = []
+    for first, last in sorted(spans):
+        if out and first <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], last)
+        else:
+            out.append([first, last])
+    return out
+
+
 def _min_range(node: object) -> float:
     ranges = [n.range for n in _walk(node) if isinstance(n, MatrixSelector)]
     return min(ranges, default=math.inf)
@@ -184,11 +197,12 @@ class Querier:
         return tier
 
     def load(self, node: object, start: float, end: float, step: float,
-             tier: Optional[int] = None) -> Tuple[Loaded, List[str]]:
+             tier: Optional[int] = None, steps: Optional[StepMemo] = None) -> Tuple[Loaded, List[str]]:
         """The samples `node` reads to be evaluated from start to end, from `tier` (a report
-        asking for hours) or the tier the window and step call for."""
+        asking for hours) or the tier the window and step call for. `steps` (an instant query's
+        subqueries' steps kept from its last evaluation): their samples are not read again."""
         now = self.clock()
-        pairs = selectors(node)
+        pairs = selectors(node)  # the tier is chosen for the whole window, kept steps or not
         reach = max((r for _, r in pairs), default=0.0)
         longest = max(self.store.retention.raw, self.store.retention.minute, self.store.retention.hour)
         earliest = max(start - reach - LOOKBACK, now - longest) if math.isfinite(reach) else now - longest
@@ -210,32 +224,39 @@ class Querier:
         # samples up to `end`, unless something reads past it (an @ time or a negative offset, in a subquery too)
         ahead = reads_past_its_time(node)
         # selectors of one series set (a rule repeats `rate(x[1h])` in its numerator, its mean and
-        # its spread) are read once, over the widest window any of them reaches: a selector given
-        # points older than its window reads past them (every read bisects by time)
-        reads: Dict[tuple, List[float]] = {}  # (name, matchers, column) -> [first, last]
+        # its spread) whose windows overlap are read once, over the windows together: a selector
+        # given points outside its window reads past them (every read bisects by time)
+        if steps is not None:  # a history rule's [7d:30m] computes its newest steps only: reads their windows
+            pairs = selectors(node, span=lambda sub: steps.span(sub, end, EVALUATION_STEP))
+        windows: Dict[tuple, List[List[float]]] = {}  # (name, matchers, column) -> [first, last] of each read
+        wanted: List[Tuple[VectorSelector, tuple, float, float]] = []
         for sel, sel_reach in pairs:
             widened = 2 * RESOLUTION[tier] if tier != RAW else 0.0  # a short range is read as two points
             first = (max(start - sel_reach - lookback - widened, now - longest) if math.isfinite(sel_reach)
                      else now - longest)
-            last = now if ahead or not math.isfinite(sel_reach) else min(end, now)
-            span = reads.setdefault(_read_key(sel, columns), [first, last])
-            span[0], span[1] = min(span[0], first), max(span[1], last)
+            # its own offset moves its window's end back (those of subqueries around it, further)
+            last = now if ahead or not math.isfinite(sel_reach) else min(end - max(sel.offset, 0.0), now)
+            key = _read_key(sel, columns)
+            windows.setdefault(key, []).append([first, last])
+            wanted.append((sel, key, first, last))
+        for spans in windows.values():
+            spans[:] = _joined(spans)
         reader = self.store.reader()
-        read_by: Dict[tuple, VectorSelector] = {}  # the selector whose read the others of its key share
+        read_by: Dict[Tuple[tuple, int], VectorSelector] = {}  # a read -> the selector that the others share it with
         with reader.snapshot():  # every selector from one view of the file, its head read once
             total = 0
-            for sel, _ in pairs:
-                key = _read_key(sel, columns)
-                if key in read_by:
-                    loaded.share(sel, read_by[key])
+            for sel, key, first, last in wanted:
+                place = next(i for i, (a, b) in enumerate(windows[key]) if a <= first and last <= b)
+                if (key, place) in read_by:
+                    loaded.share(sel, read_by[key, place])
                     continue
-                series = self._read(reader, sel, tier, columns.get(id(sel)), *reads[key])
+                series = self._read(reader, sel, tier, columns.get(id(sel)), *windows[key][place])
                 total += sum(len(p) for _, p in series)
                 if total > self.max_samples:
                     raise QueryError("execution", f"query processing would load too many samples into memory "
                                                   f"(more than {self.max_samples}); narrow the selectors or the range")
                 loaded.put(sel, series, markers=tier == RAW)
-                read_by[key] = sel
+                read_by[key, place] = sel
         return loaded, warnings
 
     @staticmethod
@@ -271,7 +292,7 @@ class Querier:
         rule's, every few minutes), reused where settled: SETTLED before now, when no cycle can
         still write a sample for that time."""
         node = _parse(text)
-        loaded, warnings = self.load(node, t, t, 0.0, tier)
+        loaded, warnings = self.load(node, t, t, 0.0, tier, steps)
         if steps is not None:
             steps.settled = self.clock() - SETTLED
         return self._instant_result(node, loaded, t, self.budget(), steps), warnings
@@ -282,7 +303,7 @@ class Querier:
 
     def _instant_result(self, node: object, loaded: Loaded, t: float, budget: Budget,
                         steps: Optional[StepMemo] = None) -> dict:
-        value = _evaluate(Evaluator(loaded, step=60.0, start=t, end=t, budget=budget, steps=steps), node, t)
+        value = _evaluate(Evaluator(loaded, step=EVALUATION_STEP, start=t, end=t, budget=budget, steps=steps), node, t)
         if isinstance(value, Matrix):
             return {"resultType": "matrix", "result": [_series(labels, pts) for labels, pts in value]}
         if isinstance(value, float):

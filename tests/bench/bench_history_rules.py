@@ -8,19 +8,19 @@ The series are the real daemon's: an in-process agent on 8 fake GPUs and 4 real 
 `Load` moves their values as a busy server's do (counters climb, gauges walk) through `--days`
 (7) days at 5 s into a real HistoryStore, sealed and rolled up as in real time. Then rounds of
 the shipped rules run as the daemon runs them (`HistoryRules.evaluate`, one session, the
-default query budget), an hour of new cycles between rounds so that each is a steady one.
+default query budget), 5 minutes of new cycles between rounds, so that every round after the
+first is a steady one.
 
 Printed: each rule's CPU in a steady round, a round's CPU (first and the median of the steady
 ones), what that is per 5-second cycle at one round every 5 minutes, the rules that failed, and
-the process' peak RSS growth over the rounds. `--file` reuses a history file made before (the
-code before a change, on the same file).
+how far each round's peak RSS rose over the RSS before it. `--file` reuses a history file made
+before (the code before a change, on the same file).
 
     python tests/bench/bench_history_rules.py [--days 7] [--rounds 4] [--file history.db]
 """
 
 import argparse
 import os
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -31,6 +31,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from agent.heap import release_freed_memory  # noqa: E402
 from agent.perf.anomaly import HistoryRules  # noqa: E402
 from agent.tsdb.query import Querier  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
@@ -73,8 +74,15 @@ def write_cycles(store, load, clock, cycles):
         clock[0] += INTERVAL
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def reset_peak_rss():
+    """Linux: the peak (VmHWM) starts again from now (clear_refs 5), so each round has its own."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def main():
@@ -118,12 +126,15 @@ def main():
                 per_rule[next(r.record for r in rules.rules if r.expr == expr)].append(time.thread_time() - c)
 
         rules.query = timed
-        rss_before = peak_rss_mib()
-        rounds = []
+        rounds, peaks = [], []
         for _ in range(args.rounds):
+            release_freed_memory()
+            reset_peak_rss()
+            before = rss_kib("VmRSS")
             c = time.thread_time()
             rules.evaluate(clock[0])
             rounds.append(time.thread_time() - c)
+            peaks.append((rss_kib("VmHWM") - before) / 1024)
             write_cycles(store, load, clock, int(ROUND_EVERY / INTERVAL))  # the 5 minutes to the next round
         steady = statistics.median(rounds[1:]) if len(rounds) > 1 else rounds[0]
         for record, took in per_rule.items():
@@ -132,8 +143,8 @@ def main():
               f"{1e3 * rounds[0]:.0f} ms, steady {1e3 * steady:.0f} ms of CPU (median of {max(len(rounds) - 1, 1)}); "
               f"{1e3 * steady * CYCLE / ROUND_EVERY:.2f} ms per {CYCLE:g} s cycle at one round every "
               f"{ROUND_EVERY / 60:g} minutes")
-        print(f"failed: {dict(rules.failures) or 'none'}; peak RSS growth over the rounds "
-              f"{peak_rss_mib() - rss_before:.1f} MiB")
+        print(f"failed: {dict(rules.failures) or 'none'}; peak RSS over the RSS before the round: first "
+              f"+{peaks[0]:.1f} MiB, steady +{statistics.median(peaks[1:] or peaks):.1f} MiB")
         store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -127,3 +127,19 @@ def test_selectors_of_one_series_set_are_read_once_and_answer_as_each_read_alone
     assert together == {k: sum(a[k] for a in alone) for k in alone[0]} and len(together) == 5
     with pytest.raises(QueryError, match="too many samples"):  # two series sets are two reads
         Querier(st, lambda: clock[0], max_samples=700, timeout=30).instant('g + g{k!="9"}', t)
+
+
+def test_a_selector_with_an_offset_reads_its_own_window_not_up_to_now(tmp_path):
+    """`x[30m] offset 1w` beside `x[30m]` (the week-on-week z-score) is two half hours read,
+    not a week."""
+    clock = [time.time() - 4000]
+    st = HistoryStore(str(tmp_path / "h.db"), clock=lambda: clock[0])
+    for _ in range(400):
+        st.append(Snapshot(clock[0], (MetricFamily("g", GAUGE, "g", [Sample("g", (("k", str(k)),), float(k)) for k in range(3)]),)))
+        clock[0] += 10
+    expr = "avg_over_time(g[5m] offset 50m) - avg_over_time(g[5m])"  # each read: 10 minutes with the lookback
+    try:
+        data, _ = Querier(st, lambda: clock[0], max_samples=500, timeout=30).instant(expr, clock[0] - 10)
+        assert [float(r["value"][1]) for r in data["result"]] == [0.0, 0.0, 0.0]  # up to now: ~1,100 samples
+    finally:
+        st.close()

@@ -9,7 +9,7 @@ from agent.model import COUNTER, GAUGE, MetricFamily, Sample, Snapshot
 from agent.promql.ast import Subquery, children
 from agent.promql.evaluator import StepMemo
 from agent.promql.parser import parse
-from agent.tsdb.query import SETTLED, Loaded, Querier
+from agent.tsdb.query import SETTLED, Loaded, Querier, QueryError
 from agent.tsdb.store import HistoryStore
 
 
@@ -33,7 +33,9 @@ def history(tmp_path):
 
 
 EXPRS = ("avg_over_time((rate(c_total[5m]))[1h:5m])", "max_over_time(g[10m:1m]) - min_over_time((g * 2)[30m:30s])",
-         "stddev_over_time((sum by (k) (rate(c_total[2m])))[1h:1m]) and on(k) g >= 0")
+         "stddev_over_time((sum by (k) (rate(c_total[2m])))[1h:1m]) and on(k) g >= 0",
+         # a half hour an hour ago beside the last five minutes (two reads of g), and a subquery over both
+         "avg_over_time(g[30m] offset 1h) - avg_over_time(g[5m]) + stddev_over_time((g - g offset 30m)[1h:1m])")
 
 
 def subqueries(node):
@@ -85,3 +87,19 @@ def test_a_subquery_that_reads_past_its_steps_keeps_none(history):
         querier.instant(expr, clock[0], steps=memo)
         [sub] = subqueries(parse(expr))
         assert memo.last(repr(sub), 60_000) == (0, [])
+
+
+def test_a_round_with_kept_steps_reads_only_the_windows_of_its_new_steps(history):
+    """The steps a round takes from the memo need no samples: a week-old history's rules read
+    days of rollups every 5 minutes for the one step in 336 that was new. Seen from outside:
+    after the first round, a budget the whole window's samples exceed is enough."""
+    store, clock, write = history
+    expr = "avg_over_time((rate(c_total[5m]))[1h:5m]) + stddev_over_time((g - g offset 30m)[1h:1m])"
+    memo = StepMemo()
+    Querier(store, lambda: clock[0]).instant(expr, clock[0], steps=memo)
+    write(300)
+    small = Querier(store, lambda: clock[0], max_samples=1_000)  # the windows: ~3 x 3 x 600 samples
+    with pytest.raises(QueryError, match="too many samples"):
+        small.instant(expr, clock[0])
+    kept, _ = small.instant(expr, clock[0], steps=memo)
+    assert kept == Querier(store, lambda: clock[0]).instant(expr, clock[0])[0] and kept["result"]
