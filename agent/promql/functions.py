@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from itertools import compress
-from operator import lt
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from itertools import compress, repeat
+from operator import lt, mul, ne
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 Point = Tuple[float, float]
 
@@ -26,6 +26,16 @@ def _kahan_inc(inc: float, total: float, c: float) -> Tuple[float, float]:
     else:
         c += (inc - t) + total
     return t, c
+
+
+def _kahan_sum(incs: Iterable[float]) -> Tuple[float, float]:
+    """_kahan_inc over `incs` in order, from zero: the sum and its compensation."""
+    total = c = 0.0
+    for inc in incs:
+        t = total + inc
+        c += (total - t) + inc if abs(total) >= abs(inc) else (inc - t) + total
+        total = t
+    return total, c
 
 
 def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: float,
@@ -106,19 +116,16 @@ def irate(points: Sequence[Point]) -> Optional[float]:
 
 
 def linear_regression(points: Sequence[Point], intercept_time: float) -> Tuple[float, float]:
-    n = 0.0
-    sx = cx = sy = cy = sxy = cxy = sx2 = cx2 = 0.0
-    init_y = points[0][1]
-    const_y = True
-    for i, (t, v) in enumerate(points):
-        if const_y and i > 0 and v != init_y:
-            const_y = False
-        n += 1
-        x = t - intercept_time
-        sx, cx = _kahan_inc(x, sx, cx)
-        sy, cy = _kahan_inc(v, sy, cy)
-        sxy, cxy = _kahan_inc(x * v, sxy, cxy)
-        sx2, cx2 = _kahan_inc(x * x, sx2, cx2)
+    n = float(len(points))
+    values = values_of(points)
+    init_y = values[0]
+    const_y = not any(map(ne, values[1:], repeat(init_y)))
+    xs = [t - intercept_time for t, _ in points]
+    # each sum over the points in order, as Prometheus adds them (four sums in one loop there)
+    sx, cx = _kahan_sum(xs)
+    sy, cy = _kahan_sum(values)
+    sxy, cxy = _kahan_sum(map(mul, xs, values))
+    sx2, cx2 = _kahan_sum(map(mul, xs, xs))
     if const_y:
         if math.isinf(init_y):
             return math.nan, math.nan
@@ -183,11 +190,17 @@ def sum_over_time(values: Sequence[float]) -> float:
 
 def stdvar_over_time(values: Sequence[float]) -> float:
     count = mean = cmean = aux = caux = 0.0
-    for v in values:
+    for v in values:  # _kahan_inc twice a point, written out: a week of minutes is 10,000 points a series
         count += 1
         delta = v - (mean + cmean)
-        mean, cmean = _kahan_inc(delta / count, mean, cmean)
-        aux, caux = _kahan_inc(delta * (v - (mean + cmean)), aux, caux)
+        inc = delta / count
+        t = mean + inc
+        cmean += (mean - t) + inc if abs(mean) >= abs(inc) else (inc - t) + mean
+        mean = t
+        inc = delta * (v - (mean + cmean))
+        t = aux + inc
+        caux += (aux - t) + inc if abs(aux) >= abs(inc) else (inc - t) + aux
+        aux = t
     return (aux + caux) / count
 
 
