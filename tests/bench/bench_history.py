@@ -112,6 +112,34 @@ class Load:
         return Snapshot(t, tuple(out))
 
 
+def daemon_families(config_text, workdir):
+    """One cycle's families of an in-process agent on `config_text` (its targets real servers)
+    and 8 fake GPUs, with a few probes run: the series the daemon on that config writes."""
+    from agent.config import parse_config
+    from agent.daemon import Agent
+    from tests.bench.agent_process import eight_gpus
+    from tests.support.fake_pynvml import FakeNvml
+
+    agent = Agent(parse_config(config_text + '\n[probes]\ninterval = "2s"\n'), nvml=FakeNvml(eight_gpus()),
+                  state_dir=tempfile.mkdtemp(dir=workdir))
+    try:
+        for _ in range(8):
+            agent.cycle()
+            time.sleep(1.5)
+        return list(agent.snapshot.families)
+    finally:
+        agent.close()
+
+
+def write_history(store, load, clock, cycles):
+    """`cycles` of `load` into `store` from clock[0] on, INTERVAL apart, sealed as in real time."""
+    for _ in range(cycles):
+        store.append(load.snapshot(clock[0]))
+        store.maintain(clock[0])
+        store.settle()  # in real time a seal has 30 minutes; fast-forwarded, it is waited for
+        clock[0] += INTERVAL
+
+
 def rss_mib():
     with open("/proc/self/status") as f:
         for line in f:

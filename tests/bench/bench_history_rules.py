@@ -35,43 +35,12 @@ from agent.heap import release_freed_memory  # noqa: E402
 from agent.perf.anomaly import HistoryRules  # noqa: E402
 from agent.tsdb.query import Querier  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
-from tests.bench.bench_history import INTERVAL, Load  # noqa: E402
+from tests.bench.bench_history import INTERVAL, Load, daemon_families, write_history  # noqa: E402
+from tests.support.peers import LlamaServer  # noqa: E402
+from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 
 ROUND_EVERY = 300.0  # HistoryRules' period
 CYCLE = 5.0  # the agent's default interval
-
-
-def daemon_families(workdir):
-    """One cycle's families of an agent on 8 fake GPUs and 4 llama-servers with probes run."""
-    from agent.config import parse_config
-    from agent.daemon import Agent
-    from tests.bench.agent_process import eight_gpus
-    from tests.support.fake_pynvml import FakeNvml
-    from tests.support.peers import LlamaServer
-    from tests.support.tinymodel import write_tiny_llama
-
-    model = write_tiny_llama(os.path.join(workdir, "tiny.gguf"))
-    servers = [LlamaServer(model, log_dir=workdir).start() for _ in range(4)]
-    targets = "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{s.url}"\n' for i, s in enumerate(servers))
-    agent = Agent(parse_config(f'[agent]\nhostname = "bench"\n[discovery]\nenabled = false\n[probes]\ninterval = "2s"\n'
-                               f'{targets}'), nvml=FakeNvml(eight_gpus()), state_dir=os.path.join(workdir, "agent"))
-    try:
-        for _ in range(8):
-            agent.cycle()
-            time.sleep(1.5)
-        return list(agent.snapshot.families)
-    finally:
-        agent.close()
-        for s in servers:
-            s.kill()
-
-
-def write_cycles(store, load, clock, cycles):
-    for _ in range(cycles):
-        store.append(load.snapshot(clock[0]))
-        store.maintain(clock[0])
-        store.settle()  # in real time a seal has 30 minutes; fast-forwarded, it is waited for
-        clock[0] += INTERVAL
 
 
 def rss_kib(field):
@@ -93,7 +62,14 @@ def main():
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-history-rules-")
     try:
-        families = daemon_families(tmp)
+        model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
+        servers = [LlamaServer(model, log_dir=tmp).start() for _ in range(4)]
+        try:
+            families = daemon_families('[agent]\nhostname = "bench"\n[discovery]\nenabled = false\n' + "".join(
+                f'[[targets]]\nname = "llama{i}"\nurl = "{s.url}"\n' for i, s in enumerate(servers)), tmp)
+        finally:
+            for s in servers:
+                s.kill()
         load = Load(families)
         path = os.path.join(tmp, "history.db")
         if args.file:
@@ -110,7 +86,7 @@ def main():
             started = time.monotonic()
             print(f"writing {args.days:g} days of {sum(len(f.samples) for f in families)} series at {INTERVAL:g}s ...",
                   flush=True)
-            write_cycles(store, load, clock, cycles)
+            write_history(store, load, clock, cycles)
             print(f"  {time.monotonic() - started:.0f}s; {os.path.getsize(path) / 1e6:.0f} MB", flush=True)
         querier = Querier(store, lambda: clock[0])
         rules = HistoryRules(lambda expr, t, steps: querier.instant(expr, t, steps=steps)[0], clock=lambda: clock[0],
@@ -135,7 +111,7 @@ def main():
             rules.evaluate(clock[0])
             rounds.append(time.thread_time() - c)
             peaks.append((rss_kib("VmHWM") - before) / 1024)
-            write_cycles(store, load, clock, int(ROUND_EVERY / INTERVAL))  # the 5 minutes to the next round
+            write_history(store, load, clock, int(ROUND_EVERY / INTERVAL))  # the 5 minutes to the next round
         steady = statistics.median(rounds[1:]) if len(rounds) > 1 else rounds[0]
         for record, took in per_rule.items():
             print(f"  {1e3 * statistics.median(took[1:] or took):7.1f} ms  {record}")

@@ -9,11 +9,13 @@ names: agent/threads.py) and the cycle thread's phases (llm_agent_cycle_cpu_seco
 The package is byte-compiled first, as installed. Periodic work falls in the window as the
 clock has it: a history seal every 30 minutes of data, the history rules every 5 minutes, a
 scheduled benchmark 5 minutes after start and then every 6 hours; `--minutes 30` holds one seal
-whatever the start time, 10 minutes may hold one or none.
+whatever the start time, 10 minutes may hold one or none. `--history-days 7` starts the daemon on
+a history file that already holds a week of its own series (the history rules read a week every
+5 minutes: on a fresh file, minutes), written first (~6 minutes).
 The warm in-process figure (bench_agent.py's: cycles back to back, caches warm) follows as a
 second line, named as such.
 
-    python tests/bench/bench_realtime.py [--minutes 10] [--scrape 15]
+    python tests/bench/bench_realtime.py [--minutes 10] [--scrape 15] [--history-days 0]
 """
 
 import argparse
@@ -122,6 +124,25 @@ def warm_in_process(urls, n=60):
     return statistics.median(cpu)
 
 
+def aged_history(path, targets, days, workdir):
+    """The history file of a daemon that has run `days` days: its own series (an in-process agent
+    on the same targets gives one cycle's), moving as a busy server's do (bench_history's Load),
+    written every 5 s up to now through the real store, sealed and rolled up as in real time."""
+    from agent.tsdb.store import HistoryStore
+    from tests.bench.bench_history import INTERVAL, Load, daemon_families, write_history
+
+    load = Load(daemon_families(targets, workdir))
+    cycles = int(days * 86400 / INTERVAL)
+    clock = [time.time() - cycles * INTERVAL]
+    print(f"writing {days:g} days of history ({len(load.values)} series) ...", flush=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    store = HistoryStore(path, clock=lambda: clock[0])
+    try:
+        write_history(store, load, clock, cycles)
+    finally:
+        store.close()
+
+
 OPENMETRICS = {"Accept": "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
                "Accept-Encoding": "gzip"}  # what Prometheus asks for
 
@@ -153,16 +174,20 @@ def main():
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--warmup", type=float, default=60.0, help="seconds before the measured run")
     ap.add_argument("--scrape", type=float, default=15.0, help="seconds between scrapes of each endpoint (0: none)")
+    ap.add_argument("--history-days", type=float, default=0.0,
+                    help="start on a history file already holding this many days of the daemon's own series")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="realtime-")
     model = write_tiny_llama(os.path.join(tmp, "tiny.gguf"))
     servers = [LlamaServer(model, log_dir=tmp).start() for _ in range(4)]
     port = free_port()
     config = os.path.join(tmp, "agent.toml")
+    targets = ('[discovery]\nenabled = false\n'  # the four servers, not whatever else runs on this machine
+               + "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{s.url}"\n' for i, s in enumerate(servers)))
     with open(config, "w") as f:
-        f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{port}"\n'
-                '[discovery]\nenabled = false\n'  # the four servers, not whatever else runs on this machine
-                + "".join(f'[[targets]]\nname = "llama{i}"\nurl = "{s.url}"\n' for i, s in enumerate(servers)))
+        f.write(f'[agent]\nstate_dir = "{tmp}/state"\n[exporter]\nlisten = "127.0.0.1:{port}"\n' + targets)
+    if args.history_days:
+        aged_history(os.path.join(tmp, "state", "history.db"), targets, args.history_days, tmp)
     node_port = free_port()
     node = subprocess.Popen([shutil.which("prometheus-node-exporter"), f"--web.listen-address=127.0.0.1:{node_port}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
