@@ -13,13 +13,14 @@ first is a steady one.
 
 Printed: each rule's CPU in a steady round, a round's CPU (first and the median of the steady
 ones), what that is per 5-second cycle at one round every 5 minutes, the rules that failed, and
-how far each round's peak RSS rose over the RSS before it. `--file` reuses a history file made
-before (the code before a change, on the same file).
+how far each round's peak RSS rose over the RSS before it and what it left. `--file` reuses a
+history file made before (the code before a change, on the same file).
 
     python tests/bench/bench_history_rules.py [--days 7] [--rounds 4] [--file history.db]
 """
 
 import argparse
+import gc
 import os
 import shutil
 import sqlite3
@@ -31,7 +32,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from agent.heap import release_freed_memory  # noqa: E402
 from agent.perf.anomaly import HistoryRules  # noqa: E402
 from agent.tsdb.query import Querier  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
@@ -102,15 +102,18 @@ def main():
                 per_rule[next(r.record for r in rules.rules if r.expr == expr)].append(time.thread_time() - c)
 
         rules.query = timed
-        rounds, peaks = [], []
+        gc.collect()
+        gc.freeze()  # as the daemon leaves what its start made out of every collection (daemon.tune_gc)
+        rounds, peaks, after = [], [], []
         for _ in range(args.rounds):
-            release_freed_memory()
             reset_peak_rss()
             before = rss_kib("VmRSS")
             c = time.thread_time()
             rules.evaluate(clock[0])
+            rules.give_back_memory()  # as the daemon's thread does after each round
             rounds.append(time.thread_time() - c)
             peaks.append((rss_kib("VmHWM") - before) / 1024)
+            after.append((rss_kib("VmRSS") - before) / 1024)
             write_history(store, load, clock, int(ROUND_EVERY / INTERVAL))  # the 5 minutes to the next round
         steady = statistics.median(rounds[1:]) if len(rounds) > 1 else rounds[0]
         for record, took in per_rule.items():
@@ -120,7 +123,8 @@ def main():
               f"{1e3 * steady * CYCLE / ROUND_EVERY:.2f} ms per {CYCLE:g} s cycle at one round every "
               f"{ROUND_EVERY / 60:g} minutes")
         print(f"failed: {dict(rules.failures) or 'none'}; peak RSS over the RSS before the round: first "
-              f"+{peaks[0]:.1f} MiB, steady +{statistics.median(peaks[1:] or peaks):.1f} MiB")
+              f"+{peaks[0]:.1f} MiB, steady +{statistics.median(peaks[1:] or peaks):.1f} MiB; RSS left after the "
+              f"first round +{after[0]:.1f} MiB, after each steady one {', '.join(f'{a:+.1f}' for a in after[1:])} MiB")
         store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
