@@ -140,10 +140,11 @@ def write_history(store, load, clock, cycles):
         clock[0] += INTERVAL
 
 
-def rss_mib():
+def rss_mib(field="VmRSS"):
+    """This process' resident memory (VmRSS), or its peak (VmHWM), in MiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

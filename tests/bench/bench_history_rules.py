@@ -35,17 +35,12 @@ sys.path.insert(0, ROOT)
 from agent.perf.anomaly import HistoryRules  # noqa: E402
 from agent.tsdb.query import Querier  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
-from tests.bench.bench_history import INTERVAL, Load, daemon_families, write_history  # noqa: E402
+from tests.bench.bench_history import INTERVAL, Load, daemon_families, rss_mib, write_history  # noqa: E402
 from tests.support.peers import LlamaServer  # noqa: E402
 from tests.support.tinymodel import write_tiny_llama  # noqa: E402
 
 ROUND_EVERY = 300.0  # HistoryRules' period
 CYCLE = 5.0  # the agent's default interval
-
-
-def rss_kib(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def reset_peak_rss():
@@ -107,13 +102,13 @@ def main():
         rounds, peaks, after = [], [], []
         for _ in range(args.rounds):
             reset_peak_rss()
-            before = rss_kib("VmRSS")
+            before = rss_mib()
             c = time.thread_time()
             rules.evaluate(clock[0])
             rules.give_back_memory()  # as the daemon's thread does after each round
             rounds.append(time.thread_time() - c)
-            peaks.append((rss_kib("VmHWM") - before) / 1024)
-            after.append((rss_kib("VmRSS") - before) / 1024)
+            peaks.append(rss_mib("VmHWM") - before)
+            after.append(rss_mib() - before)
             write_history(store, load, clock, int(ROUND_EVERY / INTERVAL))  # the 5 minutes to the next round
         steady = statistics.median(rounds[1:]) if len(rounds) > 1 else rounds[0]
         for record, took in per_rule.items():
