@@ -22,12 +22,12 @@ import logging
 import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..labels import Labels, matches
 from ..model import Snapshot
 from ..promql.ast import VectorSelector
-from ..promql.samples import LOOKBACK, Point
+from ..promql.samples import LOOKBACK, Point, Window
 
 log = logging.getLogger(__name__)
 
@@ -79,44 +79,12 @@ class Column:
 
     def window(self, start: float, end: float) -> "Window":
         """The samples in [start, end], both ends included (Prometheus 2.x)."""
-        a, b = bisect_left(self.t, start), bisect_right(self.t, end)
-        return Window(self.t[a:b], self.v[a:b])
+        return Window(self.t, self.v).between(start, end)
 
     def latest(self, t: float) -> Optional[Point]:
         """The last sample at or before t."""
         i = bisect_right(self.t, t)
         return (self.t[i - 1], self.v[i - 1]) if i else None
-
-
-class Window(Sequence[Point]):
-    """A series' samples over a range: slices of its two arrays, read as (t, v) points.
-    Range functions that need only the values (rate, increase, *_over_time) take `values`
-    as it is, instead of a tuple a point made for every sample of every window each cycle."""
-
-    __slots__ = ("times", "values")
-
-    def __init__(self, times: array, values: array):
-        self.times = times
-        self.values = values
-
-    def __len__(self) -> int:
-        return len(self.times)
-
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return list(zip(self.times[i], self.values[i]))
-        return (self.times[i], self.values[i])
-
-    def __iter__(self) -> Iterator[Point]:
-        return zip(self.times, self.values)
-
-    def __eq__(self, other: object) -> bool:
-        return list(self) == list(other) if isinstance(other, (list, Window)) else NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # equal by value, mutable arrays: not a key
-
-    def __repr__(self) -> str:
-        return f"Window({list(self)!r})"
 
 
 class History:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..labels import Matcher, matches
+from ..promql.samples import Window
 from ..store import small_page_cache
 from . import codec, rollup
 from .index import NO_POSITIONS, AlertEvent, Point, SeriesInfo
@@ -107,24 +108,32 @@ class Reader:
             out[sid] = stored
         return out
 
-    def rollup_points(self, columns: Dict[int, str], tier: int, start: float, end: float) -> Dict[int, List[Point]]:
+    def rollup_points(self, columns: Dict[int, str], tier: int, start: float, end: float) -> Dict[int, Window]:
         """The (time, value) points a query reads of each series' rollups in [start, end]:
         `columns` maps a series to the column it reads (rollup.column_points' names). The same
-        points as column_points(rollups(...)), with the stored chunks read column by column
-        (rollup.decode_column) and only the newest bucket merged as whole rollups."""
+        points as column_points(rollups(...)), as two arrays a series, with the stored chunks
+        read column by column (rollup.decode_column) and only the newest bucket merged as whole
+        rollups."""
         chunks, newer = self._rollup_reads(list(columns), tier, start, end, tuple(set(columns.values())))
         path, res, span = self.store.path, RESOLUTION[tier], CHUNK_SPAN[tier]
-        out: Dict[int, List[Point]] = {}
+        out: Dict[int, Window] = {}
         for sid, rows in chunks.items():
             column = columns[sid]
-            points = [p for _, data in rows for p in rollup.column_or_log(data, path, column, start, end)]
+            times, values = array("d"), array("d")
+            for _, data in rows:
+                read = rollup.column_or_log(data, path, column, start, end)
+                times.extend(read.times)
+                values.extend(read.values)
             if newer[sid]:
                 first = math.floor(min(p[0] for p in newer[sid]) / res) * res
                 stored = [p for chunk_start, data in rows if chunk_start + span > first
                           for p in rollup.decode_or_log(data, path, (column,), max(first, start), end)]
-                merged = rollup.merge(stored, newer[sid], res)
-                points = points[:bisect_left(points, (first,))] + rollup.column_points(merged, column)
-            out[sid] = points
+                cut = bisect_left(times, first)
+                del times[cut:], values[cut:]
+                for t, v in rollup.column_points(rollup.merge(stored, newer[sid], res), column):
+                    times.append(t)
+                    values.append(v)
+            out[sid] = Window(times, values)
         return out
 
     def _rollup_reads(self, wanted: List[int], tier: int, start: float, end: float, columns: Optional[Tuple[str, ...]]

@@ -17,6 +17,7 @@ from itertools import repeat
 from operator import truediv
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..promql.samples import Window
 from . import codec
 
 log = logging.getLogger(__name__)
@@ -137,33 +138,35 @@ def decode_rollups(blob: bytes, columns: Optional[Iterable[str]] = None, start: 
     return list(zip(times[lo:hi], rest[0], rest[1], rest[2], count, last))
 
 
-def decode_column(blob: bytes, column: str, start: float = -math.inf, end: float = math.inf) -> List[Tuple[float, float]]:
+def decode_column(blob: bytes, column: str, start: float = -math.inf, end: float = math.inf) -> Window:
     """What column_points(decode_rollups(blob, (column,), start, end), column) gives, "last" or
-    "avg" (what a query reads of a counter and of a gauge), the same doubles, without building
-    the rollups: only the points within [start, end] are converted, each in one pass. A week of
-    minute rollups is ~10,000 points a series; this was two thirds of a 7-day panel's time."""
+    "avg" (what a query reads of a counter and of a gauge), the same doubles, as two arrays and
+    without building the rollups: only the points within [start, end] are converted, each in
+    one pass. A week of minute rollups is ~10,000 points a series: as (t, v) tuples, 1.1 MB; as
+    arrays, 160 KB (a history rule's first round holds a week of ~20 series)."""
     if column not in ("last", "avg"):
-        return column_points(decode_rollups(blob, (column,), start, end), column)
+        return Window.of(column_points(decode_rollups(blob, (column,), start, end), column))
     if codec.column_count(blob) != 5:
         codec.decode_stored(blob, want=())  # says what is wrong with a chunk that has no header
         raise codec.CorruptChunk("a rollup chunk has five columns")
     ms, cols = codec.decode_stored(blob, want=(0,) if column == "last" else (0, 3, 4))
     lo, hi = _window(ms, start, end)
-    times = list(map(truediv, ms[lo:hi], repeat(1000.0)))
+    times = array("d", map(truediv, ms[lo:hi], repeat(1000.0)))
     kind, k, last = cols[0]
     if column == "last":
-        return list(zip(times, _floats(kind, k, last[lo:hi])))
+        return Window(times, _floats(kind, k, last[lo:hi]))
     (sum_kind, sum_k, sums), (count_kind, count_k, counts) = cols[3], cols[4]
     if count_kind != codec.DECIMAL or count_k or (sum_kind == codec.OFFSETS and (kind != codec.DECIMAL or sum_k != k)):
         # not as the encoder writes them (or last in a scale of its own): decode_rollups' way, and its checks
-        return column_points(decode_rollups(blob, (column,), start, end), column)
+        return Window.of(column_points(decode_rollups(blob, (column,), start, end), column))
     counts = counts[lo:hi]
     if sum_kind == codec.OFFSETS:  # the sum is an offset from last * count, in last's scale
         scale = 10 ** k
-        values = [((m * c + o) / scale) / c if c else math.nan for m, c, o in zip(last[lo:hi], counts, sums[lo:hi])]
+        values = array("d", [((m * c + o) / scale) / c if c else math.nan
+                             for m, c, o in zip(last[lo:hi], counts, sums[lo:hi])])
     else:
-        values = [s / c if c else math.nan for s, c in zip(_floats(sum_kind, sum_k, sums[lo:hi]), counts)]
-    return list(zip(times, values))
+        values = array("d", [s / c if c else math.nan for s, c in zip(_floats(sum_kind, sum_k, sums[lo:hi]), counts)])
+    return Window(times, values)
 
 
 def _window(ms: array, start: float, end: float) -> Tuple[int, int]:
@@ -177,13 +180,13 @@ def _window(ms: array, start: float, end: float) -> Tuple[int, int]:
     return lo, hi
 
 
-def _floats(kind: int, k: int, values: array) -> Iterable[float]:
+def _floats(kind: int, k: int, values: array) -> array:
     """A stored column's values as decode gives them: doubles as they are, decimals m / 10**k."""
     if kind == codec.DOUBLES:
         return values
     if kind != codec.DECIMAL:
         raise codec.CorruptChunk("a rollup chunk mixes offsets and values")
-    return map(float, values) if k == 0 else map(truediv, values, repeat(10 ** k))
+    return array("d", values) if k == 0 else array("d", map(truediv, values, repeat(10 ** k)))
 
 
 def decode_or_log(blob: bytes, path: str, columns: Optional[Iterable[str]] = None, start: float = -math.inf,
@@ -196,12 +199,11 @@ def decode_or_log(blob: bytes, path: str, columns: Optional[Iterable[str]] = Non
         return []
 
 
-def column_or_log(blob: bytes, path: str, column: str, start: float = -math.inf,
-                  end: float = math.inf) -> List[Tuple[float, float]]:
+def column_or_log(blob: bytes, path: str, column: str, start: float = -math.inf, end: float = math.inf) -> Window:
     """A rollup chunk's points of one column (decode_column); a damaged chunk is left out, with
     an error naming the file."""
     try:
         return decode_column(blob, column, start, end)
     except codec.CorruptChunk as e:
         log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
-        return []
+        return Window(array("d"), array("d"))
