@@ -100,9 +100,10 @@ def decimal_of(values: Sequence[float]) -> Tuple[int, List[int]]:
     return k, ints
 
 
-def encode_column(values: array) -> bytes:
-    """One column of doubles (an array('d')) as kind, k, length and data."""
-    k, ints = decimal_of(values)
+def encode_column(values: array, decimal: Optional[Tuple[int, List[int]]] = None) -> bytes:
+    """One column of doubles (an array('d')) as kind, k, length and data; `decimal`: what
+    decimal_of(values) gave, where the caller has it."""
+    k, ints = decimal_of(values) if decimal is None else decimal
     if k >= 0:
         deltas = array("q", ints[:1])
         deltas.extend(map(sub, ints[1:], ints))

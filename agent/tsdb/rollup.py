@@ -14,7 +14,7 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import repeat
-from operator import truediv
+from operator import itemgetter, lt, sub, truediv
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..promql.samples import Window
@@ -54,20 +54,30 @@ def summarise(times: Sequence[float], values: Sequence[float], resolution: float
 
 def merge(older: Iterable[Rollup], newer: Iterable[Rollup], resolution: float) -> List[Rollup]:
     """Both lists as one, in time order; the summaries of one bucket become one (their sums
-    added in one correctly rounded step, so an hour made of minutes sums like the hour)."""
-    buckets: List[List[Rollup]] = []
-    for point in sorted(list(older) + list(newer), key=lambda p: p[0]):
-        if buckets and math.floor(buckets[-1][0][0] / resolution) == math.floor(point[0] / resolution):
-            buckets[-1].append(point)
-        else:
-            buckets.append([point])
+    added in one correctly rounded step, so an hour made of minutes sums like the hour). Each
+    bucket is folded from slices of its columns, in C: a 6-hourly compaction folds every
+    series' 360 minutes into 5-minute and hour buckets, and a tuple walk a point was a third of
+    its time."""
+    points = list(older) + list(newer)
+    times = [p[0] for p in points]
+    if any(map(lt, times[1:], times)):  # out of order (the callers' lists rarely are): stably sorted
+        points.sort(key=itemgetter(0))
+        times = [p[0] for p in points]
+    buckets = list(map(math.floor, map(truediv, times, repeat(resolution))))
+    columns: Optional[List[List[float]]] = None  # min, max, sum, count, last: made at the first bucket of two
     out: List[Rollup] = []
-    for group in buckets:
-        if len(group) == 1:
-            out.append(group[0])
-            continue
-        out.append((group[-1][0], min(p[1] for p in group), max(p[2] for p in group), math.fsum(p[3] for p in group),
-                    sum(p[4] for p in group), group[-1][5]))
+    i, n = 0, len(points)
+    while i < n:
+        j = bisect_right(buckets, buckets[i], i + 1)
+        if j == i + 1:
+            out.append(points[i])
+        else:
+            if columns is None:
+                columns = [[p[c] for p in points] for c in range(1, 6)]
+            low, high, total, count, _ = columns
+            out.append((times[j - 1], min(low[i:j]), max(high[i:j]), math.fsum(total[i:j]), sum(count[i:j]),
+                        points[j - 1][5]))
+        i = j
     return out
 
 
@@ -86,16 +96,25 @@ def encode_rollups(points: Sequence[Rollup], counter: bool = False) -> bytes:
     bucket means nothing; read, it is last * count)."""
     times = codec.encode_times([round(p[0] * 1000) for p in points])
     last, low, high, total, count = (array("d", [p[c] for p in points]) for c in (5, 1, 2, 3, 4))
-    scales = [codec.scale_of(c) for c in ((last, low, high) if counter else (last, low, high, total))]
-    if min(scales) < 0 or codec.scale_of(count) != 0:
-        return codec.encode(times, len(points), [last, low, high, total, count])
-    k = max(scales)
+    # each column's scale and integers, found once: the encoding below reuses them
+    decimals = [codec.decimal_of(c) for c in ((last, low, high) if counter else (last, low, high, total))]
+    counted = codec.decimal_of(count)
+    if min(k for k, _ in decimals) < 0 or counted[0] != 0:
+        return codec.encode(times, len(points), [codec.encode_column(last, decimals[0]), low, high, total,
+                                                 codec.encode_column(count, counted)])
+    k = max(k for k, _ in decimals)
     scale = 10 ** k
-    ints = [round(v * scale) for v in last]
+
+    def at_k(column: array, decimal: Tuple[int, List[int]]) -> List[int]:
+        """The column's integers at the chunk's scale k (its own, where they are equal)."""
+        return decimal[1] if decimal[0] == k else [round(v * scale) for v in column]
+
+    ints = at_k(last, decimals[0])
     counts = [int(c) for c in count]
-    offsets = [codec.encode_offsets([round(v * scale) - m for v, m in zip(col, ints)], k) for col in (low, high)]
-    sums = [0] * len(points) if counter else [round(v * scale) - m * c for v, m, c in zip(total, ints, counts)]
-    return codec.encode(times, len(points), [last, offsets[0], offsets[1], codec.encode_offsets(sums, k), count])
+    offsets = [codec.encode_offsets(list(map(sub, at_k(col, dec), ints)), k) for col, dec in ((low, decimals[1]), (high, decimals[2]))]
+    sums = [0] * len(points) if counter else [m_total - m * c for m_total, m, c in zip(at_k(total, decimals[3]), ints, counts)]
+    return codec.encode(times, len(points), [codec.encode_column(last, decimals[0]), offsets[0], offsets[1],
+                                             codec.encode_offsets(sums, k), codec.encode_column(count, counted)])
 
 
 # the columns column_points reads for each name, by their place in a chunk (last, min, max, sum, count);
