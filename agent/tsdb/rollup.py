@@ -27,6 +27,17 @@ Rollup = Tuple[float, float, float, float, float, float]
 COLUMNS = ("min", "max", "sum", "count", "last")
 
 
+def _sum(values: Sequence[float]) -> float:
+    """math.fsum: correctly rounded, so a sum of decimals stays a decimal and compresses as one.
+    Where fsum refuses (inf + -inf: ValueError; a sum past the largest double: OverflowError),
+    the plain sum: NaN or an infinity, as Prometheus' sum_over_time gives it. (Raised, it failed
+    every seal of the window and every compaction of the series' span.)"""
+    try:
+        return math.fsum(values)
+    except (ValueError, OverflowError):
+        return float(sum(values))
+
+
 def summarise(times: Sequence[float], values: Sequence[float], resolution: float) -> List[Rollup]:
     """One rollup per bucket of `resolution` seconds that has a number in it (NaNs, stale
     markers included, are not numbers to summarise)."""
@@ -40,12 +51,12 @@ def summarise(times: Sequence[float], values: Sequence[float], resolution: float
         while j < n and times[j] < end:
             j += 1
         window = values[i:j]
-        total = math.fsum(window)  # correctly rounded: a sum of decimals stays a decimal, and compresses as one
+        total = _sum(window)
         if total != total:  # a NaN inside (or infinities of both signs): summarise the numbers only
             kept = [(times[k], values[k]) for k in range(i, j) if values[k] == values[k]]
             if kept:
                 vals = [v for _, v in kept]
-                out.append((kept[-1][0], min(vals), max(vals), math.fsum(vals), float(len(vals)), vals[-1]))
+                out.append((kept[-1][0], min(vals), max(vals), _sum(vals), float(len(vals)), vals[-1]))
         else:
             out.append((times[j - 1], min(window), max(window), total, float(j - i), window[-1]))
         i = j
@@ -75,7 +86,7 @@ def merge(older: Iterable[Rollup], newer: Iterable[Rollup], resolution: float) -
             if columns is None:
                 columns = [[p[c] for p in points] for c in range(1, 6)]
             low, high, total, count, _ = columns
-            out.append((times[j - 1], min(low[i:j]), max(high[i:j]), math.fsum(total[i:j]), sum(count[i:j]),
+            out.append((times[j - 1], min(low[i:j]), max(high[i:j]), _sum(total[i:j]), sum(count[i:j]),
                         points[j - 1][5]))
         i = j
     return out

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SEAL_RETRY = 60.0  # seconds of the store's clock between tries of a seal that failed
+
 
 @dataclass
 class _SealPlan:
@@ -63,6 +65,7 @@ class Sealer:
         self._sealing = False
         self._seal_error = ""
         self._seal_db: Optional[sqlite3.Connection] = None
+        self._retry_at = -math.inf  # after a failed seal: when to try again
 
     def _enforce_size(self) -> None:
         """Under max_disk, with room for a seal: past 85% of it in use, the oldest data goes
@@ -104,10 +107,15 @@ class Sealer:
                 self._sealing = False
                 if self._seal_error:
                     self.store.refused("a sealed window", self._seal_error)
+                    # tried again a minute on, not at every cycle (nor in a loop, waiting): a seal
+                    # that fails for its data, not the disk, fails every time, at a seal's CPU a try
+                    self._retry_at = now + SEAL_RETRY
                 else:
                     self.store.accepted("a sealed window")
                     self.store.write("retention", lambda db: self._expire(db, now))
                 self._enforce_size()
+            if self._retry_at - SEAL_RETRY <= now < self._retry_at:  # (a clock gone back does not wait)
+                return
             window = self._due_window()
             if window is None:
                 return

@@ -125,15 +125,21 @@ def _plain_merge(points, resolution):
             groups[-1].append(p)
         else:
             groups.append([p])
-    return [g[0] if len(g) == 1 else (g[-1][0], min(q[1] for q in g), max(q[2] for q in g), math.fsum(q[3] for q in g),
+    def plain_sum(values):  # fsum, or where it refuses (inf + -inf, past the largest double) the plain sum
+        try:
+            return math.fsum(values)
+        except (ValueError, OverflowError):
+            return sum(values)
+
+    return [g[0] if len(g) == 1 else (g[-1][0], min(q[1] for q in g), max(q[2] for q in g), plain_sum([q[3] for q in g]),
                                       sum(q[4] for q in g), g[-1][5]) for g in groups]
 
 
 def test_merge_folds_each_bucket_as_a_plain_walk_does():
     """rollup.merge folds slices of columns (compaction's hot loop): the same doubles as a walk
-    point by point, for lists out of order, overlapping buckets, NaN, infinity and signed zeros."""
+    point by point, for lists out of order, overlapping buckets, NaN, infinities and signed zeros."""
     rand = random.Random(11)
-    specials = [math.nan, math.inf, -0.0, 0.0]
+    specials = [math.nan, math.inf, -math.inf, -0.0, 0.0]
 
     def point():
         low, high, total = (rand.choice(specials) if rand.random() < 0.05 else rand.uniform(-50, 50) for _ in range(3))
@@ -281,6 +287,57 @@ def test_a_series_gone_at_a_seal_boundary_still_gets_its_marker(store):
     sid = ids(store, "gpu_temp", gpu="1")
     raw = store.reader().raw([sid], T0, clock.t)[sid]
     assert codec.is_stale(raw[-1][1]) and raw[-1][0] == T0 + 1800
+
+
+@pytest.mark.parametrize("values", [(math.inf, math.inf, -math.inf, -math.inf, math.inf, -math.inf), (1.7e308,)])
+def test_infinities_of_both_signs_or_sums_past_the_largest_double_seal_and_compact(store, values):
+    """A bucket's sum is math.fsum's, which raises on inf + -inf (ValueError) and on a sum past
+    the largest double (OverflowError): a target exposing either failed every seal of its window
+    (the head kept growing) and every 6-hourly compaction. The sum is NaN or infinite, as
+    Prometheus' sum_over_time gives it."""
+    clock = store.test_clock
+    for i in range(7 * 120):  # 7 hours at 30 s: minutes of +inf, of -inf and of both; a compaction
+        fam = gauge("odd", "o")
+        fam.add({}, values[i % len(values)])
+        store.append(Snapshot(clock.t, (fam,)))
+        store.maintain(clock.t)
+        store.settle()
+        clock.t += 30
+    store.maintain(clock.t, wait=True)
+    assert store.stats.write_errors == 0 and store.stats.seals >= 13
+    sid = ids(store, "odd")
+    reader = store.reader()
+    sums = {tier: [p[3] for p in reader.rollups([sid], tier, T0, clock.t)[sid]] for tier in (MINUTE, FIVE_MINUTES, HOUR)}
+    assert all(len(sums[tier]) >= n for tier, n in ((MINUTE, 400), (FIVE_MINUTES, 72), (HOUR, 6))), {t: len(v) for t, v in sums.items()}
+    if len(values) > 1:
+        assert {repr(v) for v in sums[MINUTE]} == {"inf", "-inf", "nan"} and all(v != v for v in sums[HOUR])
+    else:
+        assert all(v == math.inf for tier in sums for v in sums[tier])
+
+
+def test_a_seal_that_fails_is_tried_again_a_minute_on_not_every_cycle(store, monkeypatch):
+    """A seal that fails for its data fails at every try: tried at every cycle, it cost a seal's
+    CPU every 5 s; waited for (maintain(wait=True)), it looped for ever. It is tried a minute on,
+    logged once, and seals once it can."""
+    from agent.tsdb.seal import SEAL_RETRY, Sealer
+
+    clock = store.test_clock
+    plan = Sealer._plan_seal
+    tries = []
+
+    def failing(self, db, window):
+        tries.append(clock.t)
+        raise sqlite3.DatabaseError("a head row refers to unknown layout 9")
+
+    monkeypatch.setattr(Sealer, "_plan_seal", failing)
+    fill(store, clock, 600)  # 50 minutes: the first window due from minute 30 on, 240 cycles
+    store.maintain(clock.t, wait=True)  # returns: the failure is waited for, not looped on
+    assert 2 <= len(tries) <= 240 * 5 / SEAL_RETRY + 2, len(tries)
+    assert all(b - a >= SEAL_RETRY for a, b in zip(tries, tries[1:]))
+    assert store.stats.seals == 0 and store.stats.write_errors == len(tries)
+    monkeypatch.setattr(Sealer, "_plan_seal", plan)
+    fill(store, clock, 13)  # a minute on: sealed
+    assert store.stats.seals == 1
 
 
 def test_a_seal_holds_one_series_at_a_time_not_the_window_of_every_series(tmp_path):
