@@ -13,7 +13,7 @@ import logging
 import math
 from array import array
 from bisect import bisect_left, bisect_right
-from itertools import repeat
+from itertools import chain, repeat
 from operator import itemgetter, lt, sub, truediv
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 # t (last sample's time), min, max, sum, count, last
 Rollup = Tuple[float, float, float, float, float, float]
+RollupColumns = Tuple[Sequence[float], Sequence[float], Sequence[float], Sequence[float], Sequence[float], Sequence[float]]
 COLUMNS = ("min", "max", "sum", "count", "last")
 
 
@@ -65,31 +66,47 @@ def summarise(times: Sequence[float], values: Sequence[float], resolution: float
 
 def merge(older: Iterable[Rollup], newer: Iterable[Rollup], resolution: float) -> List[Rollup]:
     """Both lists as one, in time order; the summaries of one bucket become one (their sums
-    added in one correctly rounded step, so an hour made of minutes sums like the hour). Each
-    bucket is folded from slices of its columns, in C: a 6-hourly compaction folds every
-    series' 360 minutes into 5-minute and hour buckets, and a tuple walk a point was a third of
-    its time."""
+    added in one correctly rounded step, so an hour made of minutes sums like the hour)."""
     points = list(older) + list(newer)
-    times = [p[0] for p in points]
-    if any(map(lt, times[1:], times)):  # out of order (the callers' lists rarely are): stably sorted
+    if any(map(lt, (p[0] for p in points[1:]), (p[0] for p in points))):  # (rarely) out of order: stably sorted
         points.sort(key=itemgetter(0))
-        times = [p[0] for p in points]
+    return list(zip(*fold(_columns_of(points), resolution))) if points else []
+
+
+def fold(columns: RollupColumns, resolution: float) -> RollupColumns:
+    """Rollups in time order, as columns (t, min, max, sum, count, last), with the summaries of
+    each bucket of `resolution` seconds made one: each bucket folded from slices of its
+    columns, in C. A 6-hourly compaction folds every series' 360 minutes into 5-minute and
+    hour buckets; a walk of tuples a point was a third of its time."""
+    times, low, high, total, count, last = columns
     buckets = list(map(math.floor, map(truediv, times, repeat(resolution))))
-    columns: Optional[List[List[float]]] = None  # min, max, sum, count, last: made at the first bucket of two
-    out: List[Rollup] = []
-    i, n = 0, len(points)
+    out: Tuple[List[float], List[float], List[float], List[float], List[float], List[float]] = ([], [], [], [], [], [])
+    i, n = 0, len(times)
     while i < n:
         j = bisect_right(buckets, buckets[i], i + 1)
         if j == i + 1:
-            out.append(points[i])
+            folded = (times[i], low[i], high[i], total[i], count[i], last[i])
         else:
-            if columns is None:
-                columns = [[p[c] for p in points] for c in range(1, 6)]
-            low, high, total, count, _ = columns
-            out.append((times[j - 1], min(low[i:j]), max(high[i:j]), _sum(total[i:j]), sum(count[i:j]),
-                        points[j - 1][5]))
+            folded = (times[j - 1], min(low[i:j]), max(high[i:j]), _sum(total[i:j]), sum(count[i:j]), last[j - 1])
+        for column, value in zip(out, folded):
+            column.append(value)
         i = j
     return out
+
+
+def joined(parts: Sequence[RollupColumns]) -> RollupColumns:
+    """Chunks' columns as one set of columns (arrays) in time order: as they come where each
+    part follows the last (a span's minute chunks, read by their start), else stably sorted."""
+    columns = tuple(array("d", chain.from_iterable(part[c] for part in parts)) for c in range(6))
+    times = columns[0]
+    if any(map(lt, times[1:], times)):
+        order = sorted(range(len(times)), key=times.__getitem__)
+        columns = tuple(array("d", [column[k] for k in order]) for column in columns)
+    return columns  # type: ignore[return-value]  # (six, as built)
+
+
+def _columns_of(points: Sequence[Rollup]) -> RollupColumns:
+    return tuple([p[c] for p in points] for c in range(6))  # type: ignore[return-value]
 
 
 def column_points(points: Sequence[Rollup], column: str) -> List[Tuple[float, float]]:
@@ -101,18 +118,24 @@ def column_points(points: Sequence[Rollup], column: str) -> List[Tuple[float, fl
 
 
 def encode_rollups(points: Sequence[Rollup], counter: bool = False) -> bytes:
-    """Rollups as columns last, min, max, sum, count. When they are decimals of one scale,
-    min and max are stored as offsets from last and sum from last * count (small numbers
-    that compress: a third of the size); a counter's sum is not kept (its average in a
-    bucket means nothing; read, it is last * count)."""
-    times = codec.encode_times([round(p[0] * 1000) for p in points])
-    last, low, high, total, count = (array("d", [p[c] for p in points]) for c in (5, 1, 2, 3, 4))
+    """Rollups as a chunk (encode_columns)."""
+    return encode_columns(_columns_of(points), counter)
+
+
+def encode_columns(columns: RollupColumns, counter: bool = False) -> bytes:
+    """Rollups, as columns (t, min, max, sum, count, last), as a chunk of columns last, min,
+    max, sum, count. When they are decimals of one scale, min and max are stored as offsets
+    from last and sum from last * count (small numbers that compress: a third of the size); a
+    counter's sum is not kept (its average in a bucket means nothing; read, it is last * count)."""
+    n = len(columns[0])
+    times = codec.encode_times([round(t * 1000) for t in columns[0]])
+    low, high, total, count, last = (c if isinstance(c, array) and c.typecode == "d" else array("d", c) for c in columns[1:])
     # each column's scale and integers, found once: the encoding below reuses them
     decimals = [codec.decimal_of(c) for c in ((last, low, high) if counter else (last, low, high, total))]
     counted = codec.decimal_of(count)
     if min(k for k, _ in decimals) < 0 or counted[0] != 0:
-        return codec.encode(times, len(points), [codec.encode_column(last, decimals[0]), low, high, total,
-                                                 codec.encode_column(count, counted)])
+        return codec.encode(times, n, [codec.encode_column(last, decimals[0]), low, high, total,
+                                       codec.encode_column(count, counted)])
     k = max(k for k, _ in decimals)
     scale = 10 ** k
 
@@ -123,9 +146,9 @@ def encode_rollups(points: Sequence[Rollup], counter: bool = False) -> bytes:
     ints = at_k(last, decimals[0])
     counts = [int(c) for c in count]
     offsets = [codec.encode_offsets(list(map(sub, at_k(col, dec), ints)), k) for col, dec in ((low, decimals[1]), (high, decimals[2]))]
-    sums = [0] * len(points) if counter else [m_total - m * c for m_total, m, c in zip(at_k(total, decimals[3]), ints, counts)]
-    return codec.encode(times, len(points), [codec.encode_column(last, decimals[0]), offsets[0], offsets[1],
-                                             codec.encode_offsets(sums, k), codec.encode_column(count, counted)])
+    sums = [0] * n if counter else [m_total - m * c for m_total, m, c in zip(at_k(total, decimals[3]), ints, counts)]
+    return codec.encode(times, n, [codec.encode_column(last, decimals[0]), offsets[0], offsets[1],
+                                   codec.encode_offsets(sums, k), codec.encode_column(count, counted)])
 
 
 # the columns column_points reads for each name, by their place in a chunk (last, min, max, sum, count);
@@ -138,6 +161,12 @@ def decode_rollups(blob: bytes, columns: Optional[Iterable[str]] = None, start: 
     """A chunk's rollups stamped within [start, end]. `columns` (the names column_points reads):
     only those are decoded and the others are NaN; a query reads one of the five, and decoding
     the rest was half its time (tests/bench/bench_history_vs_prometheus.py)."""
+    return list(zip(*decode_columns(blob, columns, start, end)))
+
+
+def decode_columns(blob: bytes, columns: Optional[Iterable[str]] = None, start: float = -math.inf,
+                   end: float = math.inf) -> RollupColumns:
+    """decode_rollups' rollups as columns (t, min, max, sum, count, last), no tuple made."""
     want = None if columns is None else sorted({0}.union(*(_CHUNK_COLUMNS[c] for c in columns)))
     scales: Dict[int, int] = {}
     times, cols = codec.decode(blob, want=want, scales=scales)
@@ -165,7 +194,7 @@ def decode_rollups(blob: bytes, columns: Optional[Iterable[str]] = None, start: 
         else:  # offsets from last
             scale = 10 ** scales[c]
             rest.append([(m + o) / scale for m, o in zip(ints, cols[c][lo:hi])])
-    return list(zip(times[lo:hi], rest[0], rest[1], rest[2], count, last))
+    return times[lo:hi], rest[0], rest[1], rest[2], count, last
 
 
 def decode_column(blob: bytes, column: str, start: float = -math.inf, end: float = math.inf) -> Window:
@@ -227,6 +256,15 @@ def decode_or_log(blob: bytes, path: str, columns: Optional[Iterable[str]] = Non
     except codec.CorruptChunk as e:
         log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
         return []
+
+
+def columns_or_log(blob: bytes, path: str) -> RollupColumns:
+    """A rollup chunk's columns (decode_columns); a damaged chunk is left out, with an error naming the file."""
+    try:
+        return decode_columns(blob)
+    except codec.CorruptChunk as e:
+        log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
+        return ([], [], [], [], [], [])
 
 
 def column_or_log(blob: bytes, path: str, column: str, start: float = -math.inf, end: float = math.inf) -> Window:

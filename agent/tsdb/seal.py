@@ -276,17 +276,17 @@ class Sealer:
         ids = {r[0] for r in db.execute("SELECT DISTINCT series FROM chunks WHERE tier = ? AND start >= ? AND start < ?",
                                         (MINUTE, span_start, span_end))} | set(new)
         for sid in sorted(ids):  # one series at a time: memory stays that of one series' span
-            points: List[rollup.Rollup] = []
-            for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? AND start < ? "
-                                      "ORDER BY start", (sid, MINUTE, span_start, span_end)):
-                points.extend(rollup.decode_or_log(data, self.store.path))
+            # its minutes as columns, no tuple a minute: decoded, encoded, folded into 5 minutes and hours
+            parts = [rollup.columns_or_log(data, self.store.path) for (data,) in db.execute(
+                "SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? AND start < ? ORDER BY start",
+                (sid, MINUTE, span_start, span_end))]
             if sid in new:
-                points.extend(rollup.decode_rollups(new[sid]))
-            points.sort(key=lambda p: p[0])
+                parts.append(rollup.decode_columns(new[sid]))
+            columns = rollup.joined(parts)
             counter = self._counter(sid)
-            plan.compacted.append((sid, span_start, encode_rollups(points, counter)))
-            plan.five.append((sid, span_start, encode_rollups(rollup.merge([], points, RESOLUTION[FIVE_MINUTES]), counter)))
-            hours = rollup.merge([], points, RESOLUTION[HOUR])
+            plan.compacted.append((sid, span_start, rollup.encode_columns(columns, counter)))
+            plan.five.append((sid, span_start, rollup.encode_columns(rollup.fold(columns, RESOLUTION[FIVE_MINUTES]), counter)))
+            hours = list(zip(*rollup.fold(columns, RESOLUTION[HOUR])))
             row = db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start = ?",
                              (sid, HOUR, key)).fetchone()
             old = rollup.decode_or_log(row[0], self.store.path) if row else []

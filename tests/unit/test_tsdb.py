@@ -154,6 +154,25 @@ def test_merge_folds_each_bucket_as_a_plain_walk_does():
             assert repr(rollup.merge(older, newer, resolution)) == repr(_plain_merge(older + newer, resolution))
 
 
+def test_a_span_compacts_as_columns_to_what_its_rollups_give():
+    """Compaction reads a span's minute chunks as columns (rollup.joined), folds them into 5
+    minutes and hours (rollup.fold) and encodes columns (encode_columns): the same chunks as
+    the rollups merged as tuples, for parts in order and out of it."""
+    rand = random.Random(7)
+    minutes = [(T0 + 60 * i + 55, v - 1.5, v + 2.25, 12 * v + rand.randint(-9, 9), 12.0, v)
+               for i, v in enumerate(float(rand.randint(0, 100)) for _ in range(360))]
+    chunks = [encode_rollups(minutes[k:k + 30]) for k in range(0, 360, 30)]
+    for parts in (chunks, chunks[6:] + chunks[:6]):
+        columns = rollup.joined([rollup.decode_columns(blob) for blob in parts])
+        assert list(zip(*columns)) == minutes
+        assert rollup.encode_columns(columns) == encode_rollups(minutes)
+        for resolution in (300.0, 3600.0):
+            folded = rollup.fold(columns, resolution)
+            assert list(zip(*folded)) == rollup.merge([], minutes, resolution)
+            assert rollup.encode_columns(folded, counter=True) == encode_rollups(rollup.merge([], minutes, resolution), counter=True)
+    assert rollup.columns_or_log(b"LH\x02 damaged", "h.db") == ([],) * 6
+
+
 def test_rollup_chunks_round_trip_with_offsets_and_without():
     decimals = [(T0 + 60 * i, 1.5 + i, 3.25 + i, 30.5 + 12 * i, 12.0, 2.125 + i) for i in range(60)]
     mixed = [(T0 + 60 * i, 0.1 * i, 1.0, 7.0, 3.0, 1 / 3) for i in range(60)]
