@@ -14,7 +14,7 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import chain, repeat
-from operator import itemgetter, lt, sub, truediv
+from operator import lt, sub, truediv
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..promql.samples import Window
@@ -67,10 +67,7 @@ def summarise(times: Sequence[float], values: Sequence[float], resolution: float
 def merge(older: Iterable[Rollup], newer: Iterable[Rollup], resolution: float) -> List[Rollup]:
     """Both lists as one, in time order; the summaries of one bucket become one (their sums
     added in one correctly rounded step, so an hour made of minutes sums like the hour)."""
-    points = list(older) + list(newer)
-    if any(map(lt, (p[0] for p in points[1:]), (p[0] for p in points))):  # (rarely) out of order: stably sorted
-        points.sort(key=itemgetter(0))
-    return list(zip(*fold(_columns_of(points), resolution))) if points else []
+    return list(zip(*fold(joined([_columns_of(list(older)), _columns_of(list(newer))]), resolution)))
 
 
 def fold(columns: RollupColumns, resolution: float) -> RollupColumns:
