@@ -15,12 +15,13 @@ from array import array
 from bisect import bisect_left, bisect_right
 from itertools import chain, repeat
 from operator import lt, sub, truediv
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from ..promql.samples import Window
 from . import codec
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 # t (last sample's time), min, max, sum, count, last
 Rollup = Tuple[float, float, float, float, float, float]
@@ -247,28 +248,25 @@ def _floats(kind: int, k: int, values: array) -> array:
 
 def decode_or_log(blob: bytes, path: str, columns: Optional[Iterable[str]] = None, start: float = -math.inf,
                   end: float = math.inf) -> List[Rollup]:
-    """A rollup chunk's points (decode_rollups); a damaged chunk is left out, with an error naming the file."""
-    try:
-        return decode_rollups(blob, columns, start, end)
-    except codec.CorruptChunk as e:
-        log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
-        return []
+    """A rollup chunk's points (decode_rollups); a damaged chunk is left out (_left_out)."""
+    return _left_out(lambda: decode_rollups(blob, columns, start, end), path, [])
 
 
 def columns_or_log(blob: bytes, path: str) -> RollupColumns:
-    """A rollup chunk's columns (decode_columns); a damaged chunk is left out, with an error naming the file."""
-    try:
-        return decode_columns(blob)
-    except codec.CorruptChunk as e:
-        log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
-        return ([], [], [], [], [], [])
+    """A rollup chunk's columns (decode_columns); a damaged chunk is left out (_left_out)."""
+    empty: RollupColumns = ([], [], [], [], [], [])
+    return _left_out(lambda: decode_columns(blob), path, empty)
 
 
 def column_or_log(blob: bytes, path: str, column: str, start: float = -math.inf, end: float = math.inf) -> Window:
-    """A rollup chunk's points of one column (decode_column); a damaged chunk is left out, with
-    an error naming the file."""
+    """A rollup chunk's points of one column (decode_column); a damaged chunk is left out (_left_out)."""
+    return _left_out(lambda: decode_column(blob, column, start, end), path, Window(array("d"), array("d")))
+
+
+def _left_out(decode: Callable[[], _T], path: str, empty: _T) -> _T:
+    """What `decode` gives, or `empty` for a damaged chunk, with an error naming the file."""
     try:
-        return decode_column(blob, column, start, end)
+        return decode()
     except codec.CorruptChunk as e:
         log.error("history: a damaged rollup chunk in %s left out (%s)", path, e)
-        return Window(array("d"), array("d"))
+        return empty
