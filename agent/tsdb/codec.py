@@ -30,7 +30,7 @@ import zlib
 from array import array
 from itertools import accumulate, repeat
 from operator import eq, mul, sub, truediv
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 MAGIC = b"LH\x02"
 _HEAD = struct.Struct("<BII")  # ncols, n, len(times blob)
@@ -43,6 +43,7 @@ _LIMIT = float(1 << 53)  # integers beyond this are not exact in a double
 STALE_BITS = 0x7FF0000000000002
 STALE_BYTES = struct.pack("<Q", STALE_BITS)
 STALE = struct.unpack("<d", STALE_BYTES)[0]
+Stored = Union[array, List[int]]  # a column as decode_stored gives it
 
 
 class CorruptChunk(ValueError):
@@ -153,18 +154,20 @@ def decode(blob: bytes, want: Optional[Sequence[int]] = None,
     for c, (kind, k, col) in stored.items():
         if kind == DECIMAL:
             scale = 10 ** k
-            col = array("d", col) if k == 0 else array("d", [m / scale for m in col])
-        elif kind == OFFSETS and scales is not None:
+            columns[c] = array("d", col) if k == 0 else array("d", [m / scale for m in col])
+            continue
+        if kind == OFFSETS and scales is not None:
             scales[c] = k
-        columns[c] = col
+        columns[c] = cast(array, col)  # doubles and offsets come as arrays
     return times, columns
 
 
-def decode_stored(blob: bytes, want: Optional[Sequence[int]] = None) -> Tuple[array, Dict[int, Tuple[int, int, array]]]:
+def decode_stored(blob: bytes, want: Optional[Sequence[int]] = None) -> Tuple[List[int], Dict[int, Tuple[int, int, Stored]]]:
     """(times in integer milliseconds, {column index: (kind, k, values)}) for the columns in
     `want` (all if None), as stored: a decimal column as its integers m (each value is
-    m / 10**k), an offsets column as its integers, doubles as doubles. What `decode` turns
-    into floats; a reader of a few points converts only those (rollup.decode_column)."""
+    m / 10**k, a list), an offsets column as its integers (an array), doubles as doubles.
+    What `decode` turns into floats; a reader of a few points converts only those
+    (rollup.decode_column)."""
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise CorruptChunk("not a history chunk")
     blob = bytes(blob)
@@ -178,7 +181,7 @@ def decode_stored(blob: bytes, want: Optional[Sequence[int]] = None) -> Tuple[ar
     deltas.frombytes(_inflate(blob[pos:pos + tlen], 8 * n))
     ms = _running_sum(deltas)
     pos += tlen
-    columns: Dict[int, Tuple[int, int, array]] = {}
+    columns: Dict[int, Tuple[int, int, Stored]] = {}
     for c in range(ncols):
         if pos + _COL.size > len(blob):
             raise CorruptChunk("chunk ends inside a column header")
@@ -196,8 +199,10 @@ def decode_stored(blob: bytes, want: Optional[Sequence[int]] = None) -> Tuple[ar
     return ms, columns
 
 
-def _running_sum(deltas: array) -> array:
-    try:
-        return array("q", accumulate(deltas))
-    except OverflowError:  # a valid chunk's integers stay below 2**53
-        raise CorruptChunk("chunk values out of range") from None
+def _running_sum(deltas: array) -> List[int]:
+    """The integers the deltas add up to, as a list: an array('q') of them cost twice as much to
+    build and again to turn into doubles (a week of minutes is ~10,000 points a series)."""
+    sums = list(accumulate(deltas))
+    if sums and (max(sums) >= _LIMIT or min(sums) <= -_LIMIT):  # a valid chunk's integers stay below 2**53
+        raise CorruptChunk("chunk values out of range")
+    return sums

@@ -15,7 +15,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from itertools import chain, repeat
 from operator import lt, sub, truediv
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, cast
 
 from ..promql.samples import Window
 from . import codec
@@ -208,7 +208,7 @@ def decode_column(blob: bytes, column: str, start: float = -math.inf, end: float
         raise codec.CorruptChunk("a rollup chunk has five columns")
     ms, cols = codec.decode_stored(blob, want=(0,) if column == "last" else (0, 3, 4))
     lo, hi = _window(ms, start, end)
-    times = array("d", map(truediv, ms[lo:hi], repeat(1000.0)))
+    times = array("d", [t / 1000.0 for t in ms[lo:hi]])
     kind, k, last = cols[0]
     if column == "last":
         return Window(times, _floats(kind, k, last[lo:hi]))
@@ -226,7 +226,7 @@ def decode_column(blob: bytes, column: str, start: float = -math.inf, end: float
     return Window(times, values)
 
 
-def _window(ms: array, start: float, end: float) -> Tuple[int, int]:
+def _window(ms: Sequence[int], start: float, end: float) -> Tuple[int, int]:
     """The slice of integer-millisecond times whose seconds (ms / 1000.0) lie in [start, end]."""
     lo = bisect_left(ms, math.floor(start * 1000) - 1) if math.isfinite(start) else 0
     while lo < len(ms) and ms[lo] / 1000.0 < start:
@@ -237,13 +237,13 @@ def _window(ms: array, start: float, end: float) -> Tuple[int, int]:
     return lo, hi
 
 
-def _floats(kind: int, k: int, values: array) -> array:
+def _floats(kind: int, k: int, values: codec.Stored) -> array:
     """A stored column's values as decode gives them: doubles as they are, decimals m / 10**k."""
     if kind == codec.DOUBLES:
-        return values
+        return cast(array, values)  # (decode_stored gives doubles as an array)
     if kind != codec.DECIMAL:
         raise codec.CorruptChunk("a rollup chunk mixes offsets and values")
-    return array("d", values) if k == 0 else array("d", map(truediv, values, repeat(10 ** k)))
+    return array("d", values) if k == 0 else array("d", list(map(truediv, values, repeat(10 ** k))))
 
 
 def decode_or_log(blob: bytes, path: str, columns: Optional[Iterable[str]] = None, start: float = -math.inf,
