@@ -115,20 +115,24 @@ class Reader:
         read column by column (rollup.decode_column) and only the newest bucket merged as whole
         rollups."""
         chunks, newer = self._rollup_reads(list(columns), tier, start, end, tuple(set(columns.values())))
-        path, res, span = self.store.path, RESOLUTION[tier], CHUNK_SPAN[tier]
+        path, res = self.store.path, RESOLUTION[tier]
         out: Dict[int, Window] = {}
         for sid, rows in chunks.items():
             column = columns[sid]
             times, values = array("d"), array("d")
+            ends: List[int] = []  # where each chunk's points end in `times`
             for _, data in rows:
                 read = rollup.column_or_log(data, path, column, start, end)
                 times.extend(read.times)
                 values.extend(read.values)
+                ends.append(len(times))
             if newer[sid]:
                 first = math.floor(min(p[0] for p in newer[sid]) / res) * res
-                stored = [p for chunk_start, data in rows if chunk_start + span > first
-                          for p in rollup.decode_or_log(data, path, (column,), max(first, start), end)]
                 cut = bisect_left(times, first)
+                # only a chunk with a point from the first new bucket on can share a bucket with
+                # them (usually none: the head begins where the last seal ended)
+                stored = [p for (_, data), chunk_end in zip(rows, ends) if chunk_end > cut
+                          for p in rollup.decode_or_log(data, path, (column,), max(first, start), end)]
                 del times[cut:], values[cut:]
                 for t, v in rollup.column_points(rollup.merge(stored, newer[sid], res), column):
                     times.append(t)
@@ -148,10 +152,15 @@ class Reader:
         with self._transaction() as db:
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
             compacted_until = float(done[0]) if done else -math.inf
+            # a 1-minute chunk from after the last compaction is one seal's, RAW_WINDOW long: only
+            # the older, compacted ones can reach [start, end] from a whole span before it (a
+            # 1-hour read was decoding the dozen chunks of the 6 hours before it)
+            spanned_before = compacted_until if tier == MINUTE and done else math.inf
             for sid in wanted:
                 chunks[sid] = db.execute("SELECT start, data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
-                                         "AND start <= ? ORDER BY start",
-                                         (sid, tier, start - CHUNK_SPAN[tier], end)).fetchall()
+                                         "AND start <= ? AND (start < ? OR start > ?) ORDER BY start",
+                                         (sid, tier, start - CHUNK_SPAN[tier], end, spanned_before,
+                                          start - RAW_WINDOW)).fetchall()
                 if tier in (FIVE_MINUTES, HOUR):
                     for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
                                               "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):

@@ -456,6 +456,36 @@ def test_a_stored_bucket_the_head_also_has_samples_in_is_merged_once(store):
     assert len(merged) == 1 and merged[0][2] == 99.0 and merged[0][4] > 2.0  # one bucket: the stored max, both counts
 
 
+def test_a_short_minute_read_decodes_only_the_chunks_that_reach_it_and_misses_no_point(store, monkeypatch):
+    """A history rule's `rate(x[1h])` read from the minute tier (its other selector spans a
+    week): the chunks whose minutes can lie in the window, not the dozen seals of the 6 hours
+    before it, nor each stored chunk again to merge the head's first minute with. Every window,
+    inside a compacted span, across compacted_until, inside the seals after it, in the head,
+    still reads every minute written in it."""
+    clock = store.test_clock
+    written = fill(store, clock, 9 * 720 + 200)  # 9 hours: one span compacted, six seals after it, a head
+    assert store.db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()[0] == repr(T0 + 6 * 3600)
+    sid = ids(store, "gpu_temp", gpu="1")
+    truth = rollup.summarise([t for t, _ in written["1"]], [v for _, v in written["1"]], 60.0)
+    reader = store.reader()
+    decoded = []
+    for name in ("decode_column", "decode_rollups"):
+        real = getattr(rollup, name)
+        monkeypatch.setattr(rollup, name, lambda *a, real=real, name=name, **k: decoded.append(name) or real(*a, **k))
+    for start in [T0 + k * 1260.0 for k in range(26)]:  # whole minutes (the head sums a window's part of one)
+        for length in (3600.0, 2 * 3600.0):
+            end = start + length - 0.5
+            decoded.clear()
+            got = reader.rollup_points({sid: "avg"}, MINUTE, start, end)[sid]
+            want = [(p[0], p[3] / p[4]) for p in truth if start <= p[0] <= end]
+            assert list(zip(got.times, got.values)) == want, (start, length)
+            # a compacted chunk (or two, across its end), and the seals the window spans; none again for the head
+            assert decoded.count("decode_column") <= 2 + length / 1800, (start, decoded)
+            assert "decode_rollups" not in decoded
+            rollups = reader.rollups([sid], MINUTE, start, end)[sid]
+            assert rollups == [p for p in truth if start <= p[0] <= end], (start, length)
+
+
 def test_queries_read_the_same_before_and_after_the_head_is_sealed(tmp_path):
     from agent.tsdb.query import Querier
 
