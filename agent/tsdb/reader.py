@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 
 HEAD_HELD_MAX = 8 << 20  # bytes of head rows a snapshot holds (30 minutes of ~2,900 series); past it, read at each call
+READS_HELD_MAX = 4 << 20  # bytes of rollup points a snapshot keeps for the same read asked again (a week of ~25 series)
 
 
 class Reader:
@@ -39,6 +40,8 @@ class Reader:
         self._held = False  # inside snapshot(): one transaction for every call
         self._head_rows: Optional[List[Tuple[float, int, bytes]]] = None  # the head, read once a snapshot
         self._sealed_layout: Optional[tuple] = None
+        self._reads: Dict[tuple, Dict[int, Window]] = {}  # rollup reads a snapshot was asked for, kept till it ends
+        self._reads_bytes = 0
         uri = f"file:{store.path}?mode=ro" if store.path != ":memory:" else store.path
         self.db: Optional[sqlite3.Connection] = None
         self.db = store.db if store.path == ":memory:" else sqlite3.connect(uri, uri=True, check_same_thread=False,
@@ -113,7 +116,12 @@ class Reader:
         `columns` maps a series to the column it reads (rollup.column_points' names). The same
         points as column_points(rollups(...)), as two arrays a series, with the stored chunks
         read column by column (rollup.decode_column) and only the newest bucket merged as whole
-        rollups."""
+        rollups. Inside a snapshot, a read asked for again is answered with what the first gave
+        (a round of history rules reads `llm_agent_probes_total[7d]` in two rules)."""
+        key = (tier, start, end, tuple(sorted(columns.items())))
+        kept = self._reads.get(key)
+        if kept is not None:
+            return kept
         chunks, newer = self._rollup_reads(list(columns), tier, start, end, tuple(set(columns.values())))
         path, res = self.store.path, RESOLUTION[tier]
         out: Dict[int, Window] = {}
@@ -138,6 +146,10 @@ class Reader:
                     times.append(t)
                     values.append(v)
             out[sid] = Window(times, values)
+        size = 16 * sum(len(w) for w in out.values())
+        if self._held and self._reads_bytes + size <= READS_HELD_MAX:
+            self._reads[key] = out
+            self._reads_bytes += size
         return out
 
     def _rollup_reads(self, wanted: List[int], tier: int, start: float, end: float, columns: Optional[Tuple[str, ...]]
@@ -203,6 +215,7 @@ class Reader:
         finally:
             self._held = False
             self._head_rows = self._sealed_layout = None
+            self._reads, self._reads_bytes = {}, 0
             db.execute("COMMIT")
 
     @contextmanager

@@ -2,6 +2,7 @@
 after sealing, staleness, compaction, retention, limits, and the file's faults (kill -9 in a
 loop, a full disk, a corrupt or foreign file in its place)."""
 
+import contextlib
 import logging
 import math
 import os
@@ -542,6 +543,40 @@ def test_a_session_reads_the_head_once_and_one_view_of_the_file_even_across_a_se
         assert after == alone, "after the session: the sealed file, the same answers"
     finally:
         store.close()
+
+
+def test_a_rollup_read_asked_again_in_a_session_is_read_once_and_within_a_bound(store, monkeypatch):
+    """Two history rules of a round read `increase(llm_agent_probes_total[7d])`: inside one
+    session the second is given the first's points, not a week decoded again. Outside a session,
+    or past READS_HELD_MAX, each read decodes; a session's end forgets them (the next round sees
+    the seals made since)."""
+    from agent.tsdb import reader as reader_module
+    from agent.tsdb.query import Querier
+
+    clock = store.test_clock
+    fill(store, clock, 3 * 720)  # 3 hours of seals
+    q = Querier(store, clock)
+    decoded = []
+    real = rollup.decode_column
+    monkeypatch.setattr(rollup, "decode_column", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    expr = "increase(requests_total[3h])"
+
+    def reads(session, times=2):
+        decoded.clear()
+        with (q.session() if session else contextlib.nullcontext()):
+            answers = [q.instant(expr, clock.t, tier=MINUTE)[0] for _ in range(times)]
+        assert answers[0] == answers[-1] and answers[0]["result"]
+        return len(decoded), answers[0]
+
+    once, answer = reads(session=True, times=1)
+    assert once >= 3
+    assert reads(session=True) == (once, answer), "asked twice in a session: decoded once, the same answer"
+    assert reads(session=False) == (2 * once, answer), "outside a session: read each time"
+    monkeypatch.setattr(reader_module, "READS_HELD_MAX", 16)
+    assert reads(session=True) == (2 * once, answer), "past the bound: read each time"
+    monkeypatch.setattr(reader_module, "READS_HELD_MAX", 4 << 20)
+    fill(store, clock, 720)  # two more seals: the next session reads them
+    assert reads(session=True, times=1)[1] != answer
 
 
 def test_long_ranges_read_rollups_and_say_so(store):
