@@ -89,6 +89,11 @@ def decimal_of(values: Sequence[float]) -> Tuple[int, List[int]]:
             k += 1
         if k > MAX_SCALE:
             return -1, []
+    if k == 0:  # whole numbers (most of a box's columns, and every count): no product or quotient to check
+        floats = values.tolist() if isinstance(values, array) else [float(v) for v in values]
+        if not all(map(float.is_integer, floats)) or (floats and (min(floats) <= -_LIMIT or max(floats) >= _LIMIT)):
+            return -1, []  # a fraction further on, NaN, an infinity, or too large to be exact
+        return 0, list(map(int, floats))
     scale = 10 ** k
     try:
         ints = list(map(round, map(mul, values, repeat(scale))))
