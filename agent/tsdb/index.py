@@ -174,6 +174,12 @@ class Layouts:
     def ids(self, lid: int) -> Optional[array]:
         return self._ids.get(lid)
 
+    def readable(self, lid: int, vals: object) -> bool:
+        """Whether a head row of layout `lid` holding `vals` can be read: its layout known, its
+        length that layout's (a damaged row is left out, by the seal and by every read)."""
+        ids = self._ids.get(lid)
+        return ids is not None and type(vals) is bytes and len(vals) == 8 * len(ids)
+
     def known(self) -> List[int]:
         return list(self._ids)
 

@@ -125,6 +125,9 @@ class Recorder:
             .add({}, self.store.size_bytes()),
             counter("llm_agent_disk_history_seal_seconds_total",
                     "Time spent turning 30-minute windows into compressed chunks and rollups.").add({}, s.seal_seconds),
+            counter("llm_agent_disk_history_damaged_rows_total",
+                    "Unsealed cycles the history file could not read (a row of an unknown layout, or not of its "
+                    "layout's length), left out of their window's seal and of every read.").add({}, s.damaged_rows),
             counter("llm_agent_disk_history_moved_aside_total",
                     "History files found unusable (corrupt, foreign) and moved aside.").add({}, s.moved_aside),
         ]

@@ -52,6 +52,7 @@ class _SealPlan:
     present: List[Tuple[float, int]] = field(default_factory=list)  # (last time, series) seen in the window
     sealed_layout: Optional[int] = None
     compacted_until: float = 0.0
+    damaged: int = 0  # head rows left out: an unknown layout, or a length not their layout's
 
 
 class Sealer:
@@ -172,6 +173,11 @@ class Sealer:
                     db.execute("ROLLBACK")
                 raise
             self.store.index.sealed_until(plan.present)
+            if plan.damaged:
+                self.store.stats.damaged_rows += plan.damaged
+                log.error("history: %d head rows of the window from %s could not be read (an unknown layout, or a "
+                          "length not their layout's) and were left out of its seal", plan.damaged,
+                          time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(plan.window)))
             if plan.five_from is not None:
                 self.store.five_minutes_from = plan.five_from
             self.store.stats.seals += 1
@@ -197,7 +203,7 @@ class Sealer:
             cursor = db.execute("SELECT t, layout, vals FROM head WHERE t < ? ORDER BY t", (end,))
             previous = set(self.store.layouts.ids(int(before[0])) or ()) if before else set()
             minutes: Dict[int, bytes] = {}
-            for sid, times_blob, times, column in self._columns(cursor, previous, plan):
+            for sid, times_blob, times, column in self._columns(self._readable(cursor, plan), previous, plan):
                 plan.raw.append((sid, codec.encode(times_blob, len(times), [column])))
                 points = rollup.summarise(times, column, RESOLUTION[MINUTE])
                 if points:
@@ -215,6 +221,16 @@ class Sealer:
             db.execute("COMMIT")
         return plan
 
+    def _readable(self, rows: Iterable[Tuple[float, int, bytes]], plan: "_SealPlan") -> Iterator[Tuple[float, int, bytes]]:
+        """The window's head rows that can be read; the others counted (plan.damaged). A damaged
+        row failed every seal of its window: the head grew until max_disk trimmed it."""
+        readable = self.store.layouts.readable
+        for row in rows:
+            if readable(row[1], row[2]):
+                yield row
+            else:
+                plan.damaged += 1
+
     @staticmethod
     def _runs(rows: Iterable[Tuple[float, int, bytes]]) -> Iterator[Tuple[int, List[float], "memoryview[float]"]]:
         """The window's rows as runs of one layout: (layout, times, values as one row-major matrix)."""
@@ -229,12 +245,8 @@ class Sealer:
         parts: Dict[int, List[Tuple[int, int]]] = {}  # series -> [(run, its place in the run) | (-1, stale marker's run)]
         runs: List[Tuple[List[float], "memoryview[float]", int]] = []
         for lid, run_times, matrix in self._runs(rows):
-            ids = self.store.layouts.ids(lid)
-            if ids is None:
-                raise sqlite3.DatabaseError(f"a head row refers to unknown layout {lid}")
+            ids = self.store.layouts.ids(lid) or ()  # (known, and each row its length: _readable)
             width = len(ids)
-            if len(matrix) != width * len(run_times):
-                raise sqlite3.DatabaseError("a head row's length does not match its layout")
             run = len(runs)
             runs.append((run_times, matrix, width))
             present = set(ids)

@@ -80,6 +80,7 @@ class StoreStats:
         self.moved_aside = 0
         self.trimmed_for_size = 0  # raw windows dropped early to stay under max_disk
         self.refused_forgotten = 0  # times the memory of refused series was full and started over
+        self.damaged_rows = 0  # head rows no seal could read (left out of their window)
 
 
 REFUSED_RETRY = 600.0  # seconds before series refused at max_series are offered to the history again

@@ -360,6 +360,40 @@ def test_a_seal_that_fails_is_tried_again_a_minute_on_not_every_cycle(store, mon
     assert store.stats.seals == 1
 
 
+def test_damaged_head_rows_are_left_out_of_every_read_and_the_seal_not_kept_from_sealing(store, caplog):
+    """A head row of a layout the file does not know, or not of its layout's length (a file
+    another version wrote, a bad disk): the seal failed at every try, so its window stayed in
+    the head for ever (until max_disk trimmed it), and a read of the head raised struct.error.
+    Now such rows are left out: reads see the cycles around them, without stale markers; the
+    seal seals the rest, counts them, and logs once."""
+    from agent.tsdb.query import Querier
+
+    clock = store.test_clock
+    written = fill(store, clock, 100)
+    lid = store.layouts.current_id
+    good = store.db.execute("SELECT vals FROM head WHERE t = ?", (clock.t - 5,)).fetchone()[0]
+    store.db.executemany("INSERT INTO head (t, layout, vals) VALUES (?, ?, ?)",
+                         [(clock.t - 2.5, 9999, good), (clock.t - 1.5, lid, good[:-3]), (clock.t - 0.5, lid, "text")])
+    sid = ids(store, "gpu_temp", gpu="1")
+    q = Querier(store, clock)
+    before = store.reader().raw([sid], T0, clock.t)[sid]
+    assert before == written["1"], "no value and no stale marker from the damaged rows"
+    assert q.instant("count_over_time(gpu_temp[10m])", clock.t)[0]["result"][0]["value"][1] == "100"
+    assert store.reader().rollup_points({sid: "avg"}, MINUTE, T0, clock.t)[sid]
+    with caplog.at_level(logging.ERROR, logger="agent.tsdb.seal"):
+        written_after = fill(store, clock, 300)  # the window is due: sealed, the damaged rows left out
+        store.maintain(clock.t, wait=True)
+    assert store.stats.seals == 1 and store.stats.write_errors == 0
+    assert store.stats.damaged_rows == 3
+    assert [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()] == [
+        "history: 3 head rows of the window from 2026-01-01 00:00:00 UTC could not be read (an unknown layout, or a "
+        "length not their layout's) and were left out of its seal"]
+    assert store.reader().raw([sid], T0, clock.t)[sid] == written["1"] + written_after["1"]
+    assert store.db.execute("SELECT COUNT(*) FROM head WHERE t < ?", (T0 + 1800,)).fetchone()[0] == 0
+    families = {f.name: f for f in Recorder(store).families()}
+    assert families["llm_agent_disk_history_damaged_rows_total"].samples[0].value == 3
+
+
 def test_a_seal_holds_one_series_at_a_time_not_the_window_of_every_series(tmp_path):
     """The seal's working set is the window's values and one series' rollups: the Python
     objects it allocates at its peak stay under 3x the window's doubles. (Every series' rollups
