@@ -26,7 +26,7 @@ from ..promql.parser import parse
 from . import codec
 from ..labels import Labels
 from .index import Point
-from .reader import Reader
+from .reader import Reader, TooManyPoints
 from .store import HistoryStore
 from .tiers import FIVE_MINUTES, HOUR, MINUTE, RAW, RESOLUTION, finer
 from ..promql.parser import PromQLError
@@ -259,25 +259,30 @@ class Querier:
                 if (key, place) in read_by:
                     loaded.share(sel, read_by[key, place])
                     continue
-                series = self._read(reader, sel, tier, columns.get(id(sel)), *windows[key][place])
-                total += sum(len(p) for _, p in series)
-                if total > self.max_samples:
+                try:  # the reader stops at the budget's rest: a day of raw samples of every series is ~20M
+                    read_first, read_last = windows[key][place]
+                    series = self._read(reader, sel, tier, columns.get(id(sel)), read_first, read_last,
+                                        self.max_samples - total)
+                except TooManyPoints:
                     raise QueryError("execution", f"query processing would load too many samples into memory "
-                                                  f"(more than {self.max_samples}); narrow the selectors or the range")
+                                                  f"(more than {self.max_samples}); narrow the selectors or the range") from None
+                total += sum(len(p) for _, p in series)
                 loaded.put(sel, series, markers=tier == RAW)
                 read_by[key, place] = sel
         return loaded, warnings
 
     @staticmethod
     def _read(reader: Reader, sel: VectorSelector, tier: int, column: Optional[str], first: float,
-              last: float) -> Sequence[Tuple[Labels, Sequence[Point]]]:
+              last: float, limit: float) -> Sequence[Tuple[Labels, Sequence[Point]]]:
         """One selector's series with their points in [first, last]: raw samples, or the rollup
-        column it reads (by default a counter's last value, a gauge's average)."""
+        column it reads (by default a counter's last value, a gauge's average); TooManyPoints
+        past `limit` of them."""
         found = reader.find(sel.name, sel.matchers, first, last)
         if tier == RAW:
-            raw = reader.raw([i.id for i in found], first, last)
+            raw = reader.raw([i.id for i in found], first, last, limit)
             return [(info.labels, raw[info.id]) for info in found if raw[info.id]]
-        points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found}, tier, first, last)
+        points = reader.rollup_points({i.id: column or ("last" if i.counter else "avg") for i in found}, tier, first, last,
+                                      limit)
         return [(info.labels, points[info.id]) for info in found if points[info.id]]
 
     def session(self) -> ContextManager[None]:

@@ -11,8 +11,8 @@ import math
 import sqlite3
 import struct
 from array import array
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..labels import Matcher, matches
 from ..promql.samples import Window
@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 
 HEAD_HELD_MAX = 8 << 20  # bytes of head rows a snapshot holds (30 minutes of ~2,900 series); past it, read at each call
 READS_HELD_MAX = 4 << 20  # bytes of rollup points a snapshot keeps for the same read asked again (a week of ~25 series)
+
+
+class TooManyPoints(Exception):
+    """A read passed the number of points its caller allowed (a query's sample budget): it
+    stops there, not after loading gigabytes (a day of raw samples of every series is ~20M)."""
 
 
 class Reader:
@@ -65,17 +70,26 @@ class Reader:
                 out.append(info)
         return out
 
-    def raw(self, ids: Iterable[int], start: float, end: float) -> Dict[int, List[Point]]:
-        """Raw samples (stale markers included) of each series in [start, end]."""
+    def raw(self, ids: Iterable[int], start: float, end: float, limit: float = math.inf) -> Dict[int, List[Point]]:
+        """Raw samples (stale markers included) of each series in [start, end]; TooManyPoints
+        as soon as more than `limit` are read."""
         wanted = list(ids)
         out: Dict[int, List[Point]] = {sid: [] for sid in wanted}
+        total = 0
         with self._transaction() as db:
             for sid in wanted:
+                points = out[sid]
                 for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
                                           "AND start <= ? ORDER BY start", (sid, RAW, start - RAW_WINDOW, end)):
                     times, cols = self._decode(data)
-                    out[sid].extend(p for p in zip(times, cols.get(0, ())) if start <= p[0] <= end)
+                    before = len(points)
+                    points.extend(p for p in zip(times, cols.get(0, ())) if start <= p[0] <= end)
+                    total += len(points) - before
+                    if total > limit:
+                        raise TooManyPoints()
             self._head(db, out, start, end)
+        if sum(len(p) for p in out.values()) > limit:
+            raise TooManyPoints()
         return out
 
     def raw_after(self, start: float, end: float) -> Dict[int, List[Point]]:
@@ -98,68 +112,76 @@ class Reader:
         not compacted yet. `columns`: the ones the caller reads (rollup.column_points' names);
         the chunks' other columns are not decoded (NaN)."""
         columns = None if columns is None else tuple(columns)
-        chunks, newer = self._rollup_reads(list(ids), tier, start, end, columns)
         path, res = self.store.path, RESOLUTION[tier]
         out: Dict[int, List[rollup.Rollup]] = {}
-        for sid, rows in chunks.items():
-            stored = [p for _, data in rows for p in rollup.decode_or_log(data, path, columns, start, end)]
-            if newer[sid]:
-                # only the stored points from the first new bucket on can share a bucket with them
-                first = math.floor(min(p[0] for p in newer[sid]) / res) * res
-                cut = bisect_left(stored, (first,))
-                stored = stored[:cut] + rollup.merge(stored[cut:], newer[sid], res)
-            out[sid] = stored
+        with closing(self._rollup_series(list(ids), tier, start, end, columns)) as series:
+            for sid, rows, newer in series:
+                stored = [p for _, data in rows for p in rollup.decode_or_log(data, path, columns, start, end)]
+                if newer:
+                    # only the stored points from the first new bucket on can share a bucket with them
+                    first = math.floor(min(p[0] for p in newer) / res) * res
+                    cut = bisect_left(stored, (first,))
+                    stored = stored[:cut] + rollup.merge(stored[cut:], newer, res)
+                out[sid] = stored
         return out
 
-    def rollup_points(self, columns: Dict[int, str], tier: int, start: float, end: float) -> Dict[int, Window]:
+    def rollup_points(self, columns: Dict[int, str], tier: int, start: float, end: float,
+                      limit: float = math.inf) -> Dict[int, Window]:
         """The (time, value) points a query reads of each series' rollups in [start, end]:
         `columns` maps a series to the column it reads (rollup.column_points' names). The same
         points as column_points(rollups(...)), as two arrays a series, with the stored chunks
         read column by column (rollup.decode_column) and only the newest bucket merged as whole
         rollups. Inside a snapshot, a read asked for again is answered with what the first gave
-        (a round of history rules reads `llm_agent_probes_total[7d]` in two rules)."""
+        (a round of history rules reads `llm_agent_probes_total[7d]` in two rules). TooManyPoints
+        as soon as more than `limit` are read."""
         key = (tier, start, end, tuple(sorted(columns.items())))
-        kept = self._reads.get(key)
-        if kept is not None:
-            return kept
-        chunks, newer = self._rollup_reads(list(columns), tier, start, end, tuple(set(columns.values())))
-        path, res = self.store.path, RESOLUTION[tier]
-        out: Dict[int, Window] = {}
-        for sid, rows in chunks.items():
-            column = columns[sid]
-            times, values = array("d"), array("d")
-            ends: List[int] = []  # where each chunk's points end in `times`
-            for _, data in rows:
-                read = rollup.column_or_log(data, path, column, start, end)
-                times.extend(read.times)
-                values.extend(read.values)
-                ends.append(len(times))
-            if newer[sid]:
-                first = math.floor(min(p[0] for p in newer[sid]) / res) * res
-                cut = bisect_left(times, first)
-                # only a chunk with a point from the first new bucket on can share a bucket with
-                # them (usually none: the head begins where the last seal ended)
-                stored = [p for (_, data), chunk_end in zip(rows, ends) if chunk_end > cut
-                          for p in rollup.decode_or_log(data, path, (column,), max(first, start), end)]
-                del times[cut:], values[cut:]
-                for t, v in rollup.column_points(rollup.merge(stored, newer[sid], res), column):
-                    times.append(t)
-                    values.append(v)
-            out[sid] = Window(times, values)
-        size = 16 * sum(len(w) for w in out.values())
-        if self._held and self._reads_bytes + size <= READS_HELD_MAX:
-            self._reads[key] = out
-            self._reads_bytes += size
+        out = self._reads.get(key)
+        if out is None:
+            out, total = {}, 0
+            with closing(self._rollup_series(list(columns), tier, start, end, tuple(set(columns.values())))) as series:
+                for sid, rows, newer in series:  # (the read's transaction ends with the generator)
+                    out[sid] = self._column(rows, newer, columns[sid], tier, start, end, limit - total)
+                    total += len(out[sid])
+            if self._held and self._reads_bytes + 16 * total <= READS_HELD_MAX:
+                self._reads[key] = out
+                self._reads_bytes += 16 * total
+        if sum(len(w) for w in out.values()) > limit:
+            raise TooManyPoints()
         return out
 
-    def _rollup_reads(self, wanted: List[int], tier: int, start: float, end: float, columns: Optional[Tuple[str, ...]]
-                      ) -> Tuple[Dict[int, List[Tuple[float, bytes]]], Dict[int, List[rollup.Rollup]]]:
-        """In one transaction, per series: its stored chunks of `tier` that reach [start, end]
-        (each with its start), and what is not rolled up on disk yet, as rollups in time order:
-        the head, summarised; for the tiers made at compaction (5 minutes, hours), also the
-        1-minute chunks not compacted yet."""
-        chunks: Dict[int, List[Tuple[float, bytes]]] = {sid: [] for sid in wanted}
-        recent: Dict[int, List[rollup.Rollup]] = {sid: [] for sid in wanted}
+    def _column(self, rows: List[Tuple[float, bytes]], newer: List[rollup.Rollup], column: str, tier: int,
+                start: float, end: float, limit: float) -> Window:
+        """One series' points of `column` from its stored chunks and what is newer (rollup_points)."""
+        path, res = self.store.path, RESOLUTION[tier]
+        times, values = array("d"), array("d")
+        ends: List[int] = []  # where each chunk's points end in `times`
+        for _, data in rows:
+            read = rollup.column_or_log(data, path, column, start, end)
+            times.extend(read.times)
+            values.extend(read.values)
+            ends.append(len(times))
+            if len(times) > limit:
+                raise TooManyPoints()
+        if newer:
+            first = math.floor(min(p[0] for p in newer) / res) * res
+            cut = bisect_left(times, first)
+            # only a chunk with a point from the first new bucket on can share a bucket with
+            # them (usually none: the head begins where the last seal ended)
+            stored = [p for (_, data), chunk_end in zip(rows, ends) if chunk_end > cut
+                      for p in rollup.decode_or_log(data, path, (column,), max(first, start), end)]
+            del times[cut:], values[cut:]
+            for t, v in rollup.column_points(rollup.merge(stored, newer, res), column):
+                times.append(t)
+                values.append(v)
+        return Window(times, values)
+
+    def _rollup_series(self, wanted: List[int], tier: int, start: float, end: float, columns: Optional[Tuple[str, ...]]
+                       ) -> Generator[Tuple[int, List[Tuple[float, bytes]], List[rollup.Rollup]], None, None]:
+        """In one transaction, series by series (so that a caller can stop at its limit before
+        the rest is fetched): its stored chunks of `tier` that reach [start, end] (each with its
+        start), and what is not rolled up on disk yet, as rollups in time order: the head,
+        summarised; for the tiers made at compaction (5 minutes, hours), also the 1-minute
+        chunks not compacted yet."""
         head: Dict[int, List[Point]] = {sid: [] for sid in wanted}
         with self._transaction() as db:
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
@@ -168,22 +190,20 @@ class Reader:
             # the older, compacted ones can reach [start, end] from a whole span before it (a
             # 1-hour read was decoding the dozen chunks of the 6 hours before it)
             spanned_before = compacted_until if tier == MINUTE and done else math.inf
+            self._head(db, head, start, end)
             for sid in wanted:
-                chunks[sid] = db.execute("SELECT start, data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
-                                         "AND start <= ? AND (start < ? OR start > ?) ORDER BY start",
-                                         (sid, tier, start - CHUNK_SPAN[tier], end, spanned_before,
-                                          start - RAW_WINDOW)).fetchall()
+                rows = db.execute("SELECT start, data FROM chunks WHERE series = ? AND tier = ? AND start > ? "
+                                  "AND start <= ? AND (start < ? OR start > ?) ORDER BY start",
+                                  (sid, tier, start - CHUNK_SPAN[tier], end, spanned_before, start - RAW_WINDOW)).fetchall()
+                newer: List[rollup.Rollup] = []
                 if tier in (FIVE_MINUTES, HOUR):
                     for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
                                               "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):
-                        recent[sid].extend(rollup.decode_or_log(data, self.store.path, columns, start, end))
-            self._head(db, head, start, end)
-        newer: Dict[int, List[rollup.Rollup]] = {}
-        for sid in wanted:
-            points = head[sid]
-            extra = rollup.summarise([p[0] for p in points], [p[1] for p in points], RESOLUTION[tier]) if points else []
-            newer[sid] = recent[sid] + extra
-        return chunks, newer
+                        newer.extend(rollup.decode_or_log(data, self.store.path, columns, start, end))
+                points = head.pop(sid)
+                if points:
+                    newer += rollup.summarise([p[0] for p in points], [p[1] for p in points], RESOLUTION[tier])
+                yield sid, rows, newer
 
     def alert_events(self, since: float, until: float, limit: int = 10_000) -> List[AlertEvent]:
         db = self._db()

@@ -176,3 +176,48 @@ def test_a_query_holds_its_points_as_arrays_not_a_tuple_a_point(tmp_path, raw_re
         assert len(data["result"]) == 5
     finally:
         st.close()
+
+
+@pytest.mark.parametrize("raw_retention", [86400.0, 3600.0])  # raw samples; 1-minute rollups
+def test_a_selector_past_the_budget_stops_reading_there_not_after_reading_everything(tmp_path, monkeypatch,
+                                                                                   raw_retention):
+    """`count(count_over_time({__name__=~".+"}[20h]))` on a week-old host read every raw sample
+    of 1,147 series (~20M) before the budget refused it: +2.1 GB and 13 s. The reader now stops
+    at the budget's rest, the chunks it decoded holding at most one chunk's points past it."""
+    from agent.tsdb import codec, rollup
+
+    clock = [time.time() - 6 * 3600]
+    st = HistoryStore(str(tmp_path / "h.db"), retention=Retention(raw=raw_retention), clock=lambda: clock[0])
+    for _ in range(6 * 360):
+        st.append(Snapshot(clock[0], (MetricFamily("g", GAUGE, "g", [Sample("g", (("k", str(k)),), clock[0] % 97 + k)
+                                                                     for k in range(40)]),)))
+        st.maintain(clock[0], wait=True)
+        clock[0] += 10
+    decoded = []  # the points of each chunk decoded: (times, columns) raw, a Window of rollups
+
+    def counted(real, points):
+        def decode(*args, **kwargs):
+            out = real(*args, **kwargs)
+            decoded.append(points(out))
+            return out
+        return decode
+
+    monkeypatch.setattr(codec, "decode", counted(codec.decode, lambda out: len(out[0])))
+    monkeypatch.setattr(rollup, "decode_column", counted(rollup.decode_column, len))
+    try:
+        querier = Querier(st, lambda: clock[0], max_samples=3_000)
+        whole = Querier(st, lambda: clock[0], max_samples=10 ** 7)
+        decoded.clear()
+        assert whole.instant("count(count_over_time(g[6h]))", clock[0])[0]["result"][0]["value"][1] == "40"
+        everything, chunk = sum(decoded), max(decoded)
+        assert everything > 4 * 3_000
+        decoded.clear()
+        with pytest.raises(QueryError, match="too many samples"):
+            querier.instant("count(count_over_time(g[6h]))", clock[0])
+        assert sum(decoded) <= 3_000 + chunk, (sum(decoded), everything)
+        with querier.session():  # a read kept in a session is refused past the budget as well
+            assert querier.instant("count(count_over_time(g{k=\"1\"}[6h]))", clock[0])[0]["result"]
+            with pytest.raises(QueryError, match="too many samples"):
+                querier.instant("count(count_over_time(g[6h]))", clock[0])
+    finally:
+        st.close()
