@@ -13,8 +13,9 @@ first is a steady one.
 
 Printed: each rule's CPU in a steady round, a round's CPU (first and the median of the steady
 ones), what that is per 5-second cycle at one round every 5 minutes, the rules that failed, and
-how far each round's peak RSS rose over the RSS before it and what it left. `--file` reuses a
-history file made before (the code before a change, on the same file).
+how far each round's peak RSS rose over the RSS before it and what it left; then what refusing a
+query over every series and a day of raw samples costs (the budget stops the read where it is
+passed). `--file` reuses a history file made before (the code before a change, on the same file).
 
     python tests/bench/bench_history_rules.py [--days 7] [--rounds 4] [--file history.db]
 """
@@ -33,7 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from agent.perf.anomaly import HistoryRules  # noqa: E402
-from agent.tsdb.query import Querier  # noqa: E402
+from agent.tsdb.query import Querier, QueryError  # noqa: E402
 from agent.tsdb.store import HistoryStore  # noqa: E402
 from tests.bench.bench_history import INTERVAL, Load, daemon_families, rss_mib, write_history  # noqa: E402
 from tests.support.peers import LlamaServer  # noqa: E402
@@ -47,6 +48,22 @@ def reset_peak_rss():
     """Linux: the peak (VmHWM) starts again from now (clear_refs 5), so each round has its own."""
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
+
+
+def refused(querier: Querier, t: float) -> None:
+    """A query over every series and most of a day of raw samples (~20M on this file): refused
+    by the default budget (500,000), and what refusing it cost: CPU and the peak RSS over the
+    RSS before it."""
+    expr = 'count(count_over_time({__name__=~".+"}[20h]))'
+    reset_peak_rss()
+    before = rss_mib()
+    c = time.thread_time()
+    try:
+        querier.instant(expr, t)
+        outcome = "answered"
+    except QueryError as e:
+        outcome = f"refused ({e})"
+    print(f"{expr}: {outcome} in {time.thread_time() - c:.2f} s of CPU, peak RSS +{rss_mib('VmHWM') - before:.0f} MiB")
 
 
 def main():
@@ -120,6 +137,7 @@ def main():
         print(f"failed: {dict(rules.failures) or 'none'}; peak RSS over the RSS before the round: first "
               f"+{peaks[0]:.1f} MiB, steady +{statistics.median(peaks[1:] or peaks):.1f} MiB; RSS left after the "
               f"first round +{after[0]:.1f} MiB, after each steady one {', '.join(f'{a:+.1f}' for a in after[1:])} MiB")
+        refused(querier, clock[0])
         store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
