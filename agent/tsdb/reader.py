@@ -285,15 +285,11 @@ class Reader:
         current: Optional[int] = None
         places: List[Tuple[Callable[[Point], None], int]] = []  # each wanted series in this layout: its list, offset
         readable = self.store.layouts.readable
-        size = 0
         for t, lid, vals in rows:
-            if lid == current:
-                if type(vals) is not bytes or len(vals) != size:
-                    continue  # a damaged row: not there, as its seal leaves it out
-            else:  # a layout's first row: each series' place found once, not once a row
-                if not readable(lid, vals):
-                    continue  # (nor are stale markers written for a layout no one knows)
-                current, pos, places, size = lid, positions(lid), [], len(vals)
+            if not readable(lid, vals):
+                continue  # a damaged row: not there (nor a stale marker for it), as its seal leaves it out
+            if lid != current:  # a layout's first row: each series' place found once, not once a row
+                current, pos, places = lid, positions(lid), []
                 for sid, points in out.items():
                     i = pos.get(sid)
                     if i is None:
