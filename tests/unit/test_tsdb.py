@@ -394,6 +394,48 @@ def test_damaged_head_rows_are_left_out_of_every_read_and_the_seal_not_kept_from
     assert families["llm_agent_disk_history_damaged_rows_total"].samples[0].value == 3
 
 
+def test_random_damaged_head_rows_never_break_a_read_or_a_seal(store):
+    """Fuzz: head rows of random layouts (known or not) and random lengths and types, between
+    good cycles: every read answers with the good cycles' values, every seal seals, and each
+    damaged row is counted once."""
+    from agent.tsdb.query import Querier
+
+    rng = random.Random(7)
+    clock = store.test_clock
+    written = {"0": [], "1": [], "req": []}
+    damaged = 0
+    q = Querier(store, clock)
+    for _ in range(8):  # 8 x 100 cycles: two windows sealed, the rest in the head
+        part = fill(store, clock, 100)
+        for key in written:
+            written[key] += part[key]
+        known = store.layouts.known()
+        rows = []
+        for _ in range(rng.randrange(1, 6)):
+            lid = rng.choice(known + [rng.randrange(-5, 10_000)])
+            width = len(store.layouts.ids(lid) or ())
+            vals = rng.choice([b"", bytes(rng.randrange(0, 64)), bytes(max(0, 8 * width + rng.choice([-8, -1, 1, 8]))),
+                               "text", None, 3.5, struct.pack("<d", 1.0) * (width + 1)])
+            if vals is None:
+                continue  # (the schema refuses NULL)
+            rows.append((clock.t - 5 + rng.random() * 4.9, lid, vals))
+        rows = list({t: (t, lid, vals) for t, lid, vals in rows}.values())
+        store.db.executemany("INSERT INTO head (t, layout, vals) VALUES (?, ?, ?)", rows)
+        damaged += len(rows)
+        sid = ids(store, "gpu_temp", gpu="1")
+        assert store.reader().raw([sid], T0, clock.t)[sid] == written["1"], "no value and no stale marker from them"
+        assert q.instant("count_over_time(gpu_temp[1h])", clock.t)[0]["result"]
+        assert q.range("rate(requests_total[5m])", clock.t - 1800, clock.t, 60)[0]["result"]
+    store.maintain(clock.t, wait=True)
+    assert store.stats.seals == 2 and store.stats.write_errors == 0
+    sealed_until = T0 + 3600
+    in_sealed = store.stats.damaged_rows
+    assert 0 < in_sealed <= damaged
+    assert store.db.execute("SELECT COUNT(*) FROM head WHERE t < ?", (sealed_until,)).fetchone()[0] == 0
+    sid = ids(store, "gpu_temp", gpu="1")
+    assert store.reader().raw([sid], T0, clock.t)[sid] == written["1"]
+
+
 def test_a_seal_holds_one_series_at_a_time_not_the_window_of_every_series(tmp_path):
     """The seal's working set is the window's values and one series' rollups: the Python
     objects it allocates at its peak stay under 3x the window's doubles. (Every series' rollups
