@@ -12,7 +12,7 @@ import sqlite3
 import struct
 from array import array
 from contextlib import closing, contextmanager
-from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Generator, Iterable, Iterator, List, Mapping, Optional, Protocol, Sequence, Tuple
 
 from ..labels import Matcher, matches
 from ..promql.samples import Window
@@ -34,6 +34,42 @@ READS_HELD_MAX = 4 << 20  # bytes of rollup points a snapshot keeps for the same
 class TooManyPoints(Exception):
     """A read passed the number of points its caller allowed (a query's sample budget): it
     stops there, not after loading gigabytes (a day of raw samples of every series is ~20M)."""
+
+
+class _Appends(Protocol):
+    def append(self, point: Point) -> None: ...
+
+
+class _Summary:
+    """A series' head samples summarised into rollups as they are read, a bucket at a time (what
+    rollup.summarise gives for them all): a rollup read of every series holds a bucket of
+    samples a series, not 30 minutes of them."""
+
+    __slots__ = ("resolution", "end", "times", "values", "done")
+
+    def __init__(self, resolution: float):
+        self.resolution = resolution
+        self.end = -math.inf  # where the bucket being filled ends
+        self.times: List[float] = []
+        self.values: List[float] = []
+        self.done: List[rollup.Rollup] = []
+
+    def append(self, point: Point) -> None:
+        t = point[0]
+        if t >= self.end:  # as summarise starts its next bucket
+            self._close()
+            self.end = (math.floor(t / self.resolution) + 1) * self.resolution
+        self.times.append(t)
+        self.values.append(point[1])
+
+    def rollups(self) -> List[rollup.Rollup]:
+        self._close()
+        return self.done
+
+    def _close(self) -> None:
+        if self.times:
+            self.done += rollup.summarise(self.times, self.values, self.resolution)
+            self.times, self.values = [], []
 
 
 class Reader:
@@ -87,9 +123,7 @@ class Reader:
                     total += len(points) - before
                     if total > limit:
                         raise TooManyPoints()
-            self._head(db, out, start, end)
-        if sum(len(p) for p in out.values()) > limit:
-            raise TooManyPoints()
+            self._head(db, out, start, end, limit - total)
         return out
 
     def raw_after(self, start: float, end: float) -> Dict[int, List[Point]]:
@@ -182,7 +216,7 @@ class Reader:
         start), and what is not rolled up on disk yet, as rollups in time order: the head,
         summarised; for the tiers made at compaction (5 minutes, hours), also the 1-minute
         chunks not compacted yet."""
-        head: Dict[int, List[Point]] = {sid: [] for sid in wanted}
+        head = {sid: _Summary(RESOLUTION[tier]) for sid in wanted}
         with self._transaction() as db:
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
             compacted_until = float(done[0]) if done else -math.inf
@@ -200,9 +234,7 @@ class Reader:
                     for (data,) in db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start >= ? "
                                               "ORDER BY start", (sid, MINUTE, max(compacted_until, start - RAW_WINDOW))):
                         newer.extend(rollup.decode_or_log(data, self.store.path, columns, start, end))
-                points = head.pop(sid)
-                if points:
-                    newer += rollup.summarise([p[0] for p in points], [p[1] for p in points], RESOLUTION[tier])
+                newer += head.pop(sid).rollups()
                 yield sid, rows, newer
 
     def alert_events(self, since: float, until: float, limit: int = 10_000) -> List[AlertEvent]:
@@ -275,8 +307,11 @@ class Reader:
             log.error("history: a damaged chunk in %s skipped (%s)", self.store.path, e)
             return [], {}
 
-    def _head(self, db: sqlite3.Connection, out: Dict[int, List[Point]], start: float, end: float) -> None:
-        """The unsealed cycles' values of the wanted series, with stale markers where one vanished."""
+    def _head(self, db: sqlite3.Connection, out: Mapping[int, _Appends], start: float, end: float,
+              limit: float = math.inf) -> None:
+        """The unsealed cycles' values of the wanted series, with stale markers where one vanished,
+        appended to each series' list (or summary); TooManyPoints past `limit` of them (30
+        minutes of 20,000 series is 7.2M samples)."""
         positions = self.store.positions
         sealed, rows = self._head_since(db, end)
         before = positions(int(sealed[0])) if sealed else NO_POSITIONS  # (`sealed` is () in a snapshot when nothing was)
@@ -285,6 +320,7 @@ class Reader:
         current: Optional[int] = None
         places: List[Tuple[Callable[[Point], None], int]] = []  # each wanted series in this layout: its list, offset
         readable = self.store.layouts.readable
+        taken = 0
         for t, lid, vals in rows:
             if not readable(lid, vals):
                 continue  # a damaged row: not there (nor a stale marker for it), as its seal leaves it out
@@ -302,3 +338,6 @@ class Reader:
             if t >= start:
                 for add, offset in places:
                     add((t, unpack(vals, offset)[0]))
+                taken += len(places)
+                if taken > limit:
+                    raise TooManyPoints()

@@ -15,7 +15,7 @@ from agent.rules.history import History
 from agent.promql.parser import parse
 from agent.tsdb.query import Querier, QueryError
 from agent.tsdb.store import HistoryStore
-from agent.tsdb.tiers import Retention
+from agent.tsdb.tiers import MINUTE, Retention
 
 
 @pytest.fixture
@@ -219,5 +219,43 @@ def test_a_selector_past_the_budget_stops_reading_there_not_after_reading_everyt
             assert querier.instant("count(count_over_time(g{k=\"1\"}[6h]))", clock[0])[0]["result"]
             with pytest.raises(QueryError, match="too many samples"):
                 querier.instant("count(count_over_time(g[6h]))", clock[0])
+    finally:
+        st.close()
+
+
+def test_the_head_is_read_within_the_budget_and_summarised_as_it_is_read(tmp_path):
+    """The head (up to 30 minutes of every series: 7.2M samples at max_series' 20,000) was read
+    whole before the budget was asked: a raw read stops at the budget's rest inside the head too,
+    and a rollup read holds a bucket of samples a series, not the head's samples of every one."""
+    clock = [time.time() - 3600]
+    st = HistoryStore(str(tmp_path / "h.db"), clock=lambda: clock[0])
+    for _ in range(340):  # 28 minutes: all in the head
+        st.append(Snapshot(clock[0], (MetricFamily("g", GAUGE, "g", [Sample("g", (("k", str(k)),), clock[0] % 89 + k)
+                                                                     for k in range(60)]),)))
+        clock[0] += 5
+    assert st.stats.seals == 0
+
+    def peak(querier, expr, **kw):
+        querier.instant("g{k=\"1\"}", clock[0])  # the reader's connection and caches, made once
+        gc.collect()
+        tracemalloc.start()
+        try:
+            answer = querier.instant(expr, clock[0], **kw)[0]
+        except QueryError as e:
+            answer = e
+        top = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return answer, top
+
+    try:
+        whole, whole_peak = peak(Querier(st, lambda: clock[0], max_samples=10 ** 6), "count(count_over_time(g[1h]))")
+        assert whole["result"][0]["value"][1] == "60"
+        refused, refused_peak = peak(Querier(st, lambda: clock[0], max_samples=2_000), "count(count_over_time(g[1h]))")
+        assert isinstance(refused, QueryError) and "too many samples" in str(refused)
+        assert refused_peak < whole_peak / 3, (refused_peak, whole_peak)  # 60 x 340 samples read, 2,000 allowed
+        minutes, minutes_peak = peak(Querier(st, lambda: clock[0], max_samples=10 ** 6), "count(count_over_time(g[1h]))",
+                                     tier=MINUTE)
+        assert minutes["result"][0]["value"][1] == "60"
+        assert minutes_peak < whole_peak / 3, (minutes_peak, whole_peak)  # minutes, not the samples they summarise
     finally:
         st.close()
