@@ -40,38 +40,6 @@ class _Appends(Protocol):
     def append(self, point: Point) -> None: ...
 
 
-class _Summary:
-    """A series' head samples summarised into rollups as they are read, a bucket at a time (what
-    rollup.summarise gives for them all): a rollup read of every series holds a bucket of
-    samples a series, not 30 minutes of them."""
-
-    __slots__ = ("resolution", "end", "times", "values", "done")
-
-    def __init__(self, resolution: float):
-        self.resolution = resolution
-        self.end = -math.inf  # where the bucket being filled ends
-        self.times: List[float] = []
-        self.values: List[float] = []
-        self.done: List[rollup.Rollup] = []
-
-    def append(self, point: Point) -> None:
-        t = point[0]
-        if t >= self.end:  # as summarise starts its next bucket
-            self._close()
-            self.end = (math.floor(t / self.resolution) + 1) * self.resolution
-        self.times.append(t)
-        self.values.append(point[1])
-
-    def rollups(self) -> List[rollup.Rollup]:
-        self._close()
-        return self.done
-
-    def _close(self) -> None:
-        if self.times:
-            self.done += rollup.summarise(self.times, self.values, self.resolution)
-            self.times, self.values = [], []
-
-
 class Reader:
     """Reads for one thread. Each public call reads in one transaction, so a seal running at
     the same time is seen entirely or not at all; inside `snapshot()` every call shares one."""
@@ -216,7 +184,7 @@ class Reader:
         start), and what is not rolled up on disk yet, as rollups in time order: the head,
         summarised; for the tiers made at compaction (5 minutes, hours), also the 1-minute
         chunks not compacted yet."""
-        head = {sid: _Summary(RESOLUTION[tier]) for sid in wanted}
+        head = {sid: rollup.Summary(RESOLUTION[tier]) for sid in wanted}
         with self._transaction() as db:
             done = db.execute("SELECT value FROM meta WHERE key = 'compacted_until'").fetchone()
             compacted_until = float(done[0]) if done else -math.inf

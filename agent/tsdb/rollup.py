@@ -65,6 +65,39 @@ def summarise(times: Sequence[float], values: Sequence[float], resolution: float
     return out
 
 
+class Summary:
+    """summarise() fed a sample at a time, in time order: a bucket of samples held, not all of
+    them (a rollup read of the head of every series holds a minute a series, not 30 minutes).
+    A bucket starts and ends where summarise starts and ends it; `rollups()` is what
+    summarise gives for every sample appended."""
+
+    __slots__ = ("resolution", "end", "times", "values", "done")
+
+    def __init__(self, resolution: float):
+        self.resolution = resolution
+        self.end = -math.inf  # where the bucket being filled ends
+        self.times: List[float] = []
+        self.values: List[float] = []
+        self.done: List[Rollup] = []
+
+    def append(self, point: Tuple[float, float]) -> None:
+        t = point[0]
+        if t >= self.end:
+            self._close()
+            self.end = (math.floor(t / self.resolution) + 1) * self.resolution
+        self.times.append(t)
+        self.values.append(point[1])
+
+    def rollups(self) -> List[Rollup]:
+        self._close()
+        return self.done
+
+    def _close(self) -> None:
+        if self.times:
+            self.done += summarise(self.times, self.values, self.resolution)
+            self.times, self.values = [], []
+
+
 def merge(older: Iterable[Rollup], newer: Iterable[Rollup], resolution: float) -> List[Rollup]:
     """Both lists as one, in time order; the summaries of one bucket become one (their sums
     added in one correctly rounded step, so an hour made of minutes sums like the hour)."""

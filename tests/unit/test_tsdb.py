@@ -118,6 +118,27 @@ def test_rollups_summarise_and_merge_like_one_pass():
     assert rollup.column_points(minutes[:1], "avg") == [(T0 + 55, math.fsum(first) / 12)]
 
 
+def test_a_summary_fed_a_sample_at_a_time_gives_what_summarise_gives():
+    """rollup.Summary (the head summarised as it is read) against summarise over all the
+    samples: times on bucket edges and a hair either side of them, NaN, stale markers,
+    infinities, gaps of several buckets."""
+    rng = random.Random(11)
+    for _ in range(300):
+        resolution = rng.choice([60.0, 300.0, 3600.0])
+        t, times = T0 + rng.choice([0.0, -1e-6, 17.5]), []
+        for _ in range(rng.randrange(0, 200)):
+            t += rng.choice([5.0, 5.0, 0.001, resolution, 3 * resolution])
+            edge = math.ceil(t / resolution) * resolution
+            times.append(max(t, rng.choice([t, edge, math.nextafter(edge, -math.inf), math.nextafter(edge, math.inf)])))
+            t = times[-1]
+        values = [rng.choice([float(rng.randrange(100)), rng.random(), math.nan, codec.STALE, math.inf, -math.inf])
+                  for _ in times]
+        summary = rollup.Summary(resolution)
+        for point in zip(times, values):
+            summary.append(point)
+        assert bits(sum(summary.rollups(), ())) == bits(sum(rollup.summarise(times, values, resolution), ()))
+
+
 def _plain_merge(points, resolution):
     """rollup.merge written plainly: stably sorted by time, each run of one bucket folded point by point."""
     groups = []
