@@ -298,11 +298,12 @@ class Sealer:
             counter = self._counter(sid)
             plan.compacted.append((sid, span_start, rollup.encode_columns(columns, counter)))
             plan.five.append((sid, span_start, rollup.encode_columns(rollup.fold(columns, RESOLUTION[FIVE_MINUTES]), counter)))
-            hours = list(zip(*rollup.fold(columns, RESOLUTION[HOUR])))
+            hours = rollup.fold(columns, RESOLUTION[HOUR])
             row = db.execute("SELECT data FROM chunks WHERE series = ? AND tier = ? AND start = ?",
                              (sid, HOUR, key)).fetchone()
-            old = rollup.decode_or_log(row[0], self.store.path) if row else []
-            plan.hour.append((sid, key, encode_rollups(rollup.merge(old, hours, RESOLUTION[HOUR]), counter)))
+            if row:  # the 10-day chunk's hours so far, this span's merged in (an hour it shares, folded into one)
+                hours = rollup.fold(rollup.joined([rollup.columns_or_log(row[0], self.store.path), hours]), RESOLUTION[HOUR])
+            plan.hour.append((sid, key, rollup.encode_columns(hours, counter)))
 
     def _counter(self, sid: int) -> bool:
         info = self.store.series.get(sid)
