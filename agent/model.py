@@ -109,6 +109,22 @@ class _LabelsTable:
 intern_labels = _LabelsTable()
 
 
+class Outline:
+    """A list of samples' series, in order: their names and label tuples. A consumer that works
+    out where each sample goes (a history's series ids, the rules' routes) keeps its answer with
+    the outline it was for, and takes it again for the next cycle's samples that `fits` (most
+    cycles): compared by `==` on two lists, mostly `is` on shared strings and tuples."""
+
+    __slots__ = ("names", "labels")
+
+    def __init__(self, samples: Sequence[Sample]):
+        self.names = [s.name for s in samples]
+        self.labels = [s.labels for s in samples]
+
+    def fits(self, samples: Sequence[Sample]) -> bool:
+        return [s.labels for s in samples] == self.labels and [s.name for s in samples] == self.names
+
+
 class MetricFamily:
     """A named metric with a type, a help sentence and its samples. Each sample is named as the
     family is, or with a suffix (_total, _bucket, _sum, _count, _created; add() and the

@@ -36,10 +36,11 @@ import sqlite3
 import threading
 import time
 from array import array
+from itertools import compress
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..labels import Labels, matches
-from ..model import COUNTER, HISTOGRAM, SUMMARY, Snapshot
+from ..model import COUNTER, HISTOGRAM, SUMMARY, Outline, Sample, Snapshot
 from ..store import small_page_cache
 from .index import AlertEvent, Layouts, Positions, SeriesIndex, SeriesInfo
 from .reader import Reader
@@ -110,6 +111,18 @@ def move_aside(path: str, why: str, clock: Callable[[], float] = time.time) -> s
     return target
 
 
+class _Plan(Outline):
+    """One cycle's lookup of its samples' series ids: the next snapshot whose samples fit its
+    outline takes its ids and its values without a lookup per sample."""
+
+    __slots__ = ("ids", "kept")
+
+    def __init__(self, samples: List[Sample], ids: Tuple[int, ...], kept: List[bool]):
+        super().__init__(samples)
+        self.ids = ids  # the stored series' ids, in order
+        self.kept = kept  # per sample: stored (excluded and refused series are not)
+
+
 class HistoryStore:
     def __init__(self, path: str, retention: Retention = DEFAULT_RETENTION, exclude: Sequence[object] = (),
                  max_series: int = 20_000, max_disk: int = 0, clock: Callable[[], float] = time.time,
@@ -134,6 +147,7 @@ class HistoryStore:
         # series refused at max_series: skipped, not looked up again every cycle, until REFUSED_RETRY
         self._over_max: set = set()
         self._over_max_at = -math.inf
+        self._plan: Optional[_Plan] = None  # last cycle's lookup, for a snapshot of the same series
         self.last_written = -math.inf  # the newest head row's time
         self.five_minutes_from = math.inf  # where the 5-minute tier begins (a file from before it: later)
         self.sealer = Sealer(self)
@@ -232,14 +246,32 @@ class HistoryStore:
         t = snapshot.timestamp
         if t <= self.last_written:
             return False  # the clock went back: one value per time, as in a TSDB
-        ids: List[int] = []
-        vals: List[float] = []
-        known = self._ids
         if t - self._over_max_at >= REFUSED_RETRY:
             self._over_max.clear()  # room may have come as old series aged out: ask again
             self._over_max_at = t
-        refused = self._over_max
+            self._plan = None
+        samples = [s for family in snapshot.families for s in family.samples]
+        plan = self._plan
         new: List[Tuple[str, Labels, bool]] = []
+        if plan is not None and plan.fits(samples):
+            ids, vals = list(plan.ids), list(compress([s.value for s in samples], plan.kept))
+        else:
+            ids, vals = self._look_up(snapshot, samples, new)
+        ok = self.write("history", lambda db: self._append(db, t, ids, vals, new, snapshot))
+        if ok:
+            self.last_written = t
+            self.stats.cycles_written += 1
+        return ok
+
+    def _look_up(self, snapshot: Snapshot, samples: List[Sample], new: List[Tuple[str, Labels, bool]]
+                 ) -> Tuple[List[int], List[float]]:
+        """Each sample's series id from the memo (`new`: those first seen); remembered as the
+        plan for the next cycles whose snapshot has the same series in the same order (most)."""
+        ids: List[int] = []
+        vals: List[float] = []
+        kept: List[bool] = []
+        known = self._ids
+        refused = self._over_max
         nothing: Dict[Labels, int] = {}
         for family in snapshot.families:
             name, of_name = None, nothing
@@ -248,18 +280,18 @@ class HistoryStore:
                     name, of_name = s.name, known.get(s.name, nothing)
                 sid = of_name.get(s.labels)
                 if sid is None:
-                    if (s.name, s.labels) in refused:
-                        continue
-                    new.append((s.name, s.labels, _is_counter(family.type, s.name, family.name)))
-                    continue
-                if sid:
+                    if (s.name, s.labels) not in refused:
+                        new.append((s.name, s.labels, _is_counter(family.type, s.name, family.name)))
+                    kept.append(False)
+                elif sid:
                     ids.append(sid)
                     vals.append(s.value)
-        ok = self.write("history", lambda db: self._append(db, t, ids, vals, new, snapshot))
-        if ok:
-            self.last_written = t
-            self.stats.cycles_written += 1
-        return ok
+                    kept.append(True)
+                else:
+                    kept.append(False)
+        # a series first seen is resolved in the write, after the ids of those known: not a plan
+        self._plan = None if new else _Plan(samples, tuple(ids), kept)
+        return ids, vals
 
     def _append(self, db: sqlite3.Connection, t: float, ids: List[int], vals: List[float],
                 new: List[Tuple[str, Labels, bool]], snapshot: Snapshot) -> None:
@@ -317,6 +349,7 @@ class HistoryStore:
         changed)."""
         self._ids = {}
         self._id_count = 0
+        self._plan = None
 
     def write(self, kind: str, work: Callable[[sqlite3.Connection], None]) -> bool:
         """One transaction; a refusal is counted and logged once per failing period of its kind."""

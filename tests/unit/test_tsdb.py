@@ -802,6 +802,47 @@ def test_series_over_max_series_are_not_looked_up_every_cycle_and_retried_later(
     store.close()
 
 
+def test_each_value_lands_on_its_series_whether_the_snapshot_repeats_last_cycles_series_or_not(tmp_path):
+    """Most cycles have last cycle's series in the same order: their ids are taken from last
+    cycle's lookup. A series come, gone, reordered, excluded, refused at max_series or offered
+    again must still put every value on its own series and no other."""
+    from agent.tsdb.store import REFUSED_RETRY
+
+    rng = random.Random(11)
+    clock = Clock()
+    store = HistoryStore(str(tmp_path / "h.db"), exclude=[parse('temp{gpu="x"}')], max_series=14, clock=clock)
+    pool = [("temp", {"gpu": g}) for g in "0123x"] + [("reqs_total", {"server": str(i)}) for i in range(12)]
+    shown = pool[:8]
+    written, refused = {}, 0
+    for i in range(400):
+        change = rng.random() if not 190 <= i <= 210 else 1.0  # the same series either side of the retry
+        if change < 0.1:
+            shown = rng.sample(pool, rng.randint(1, len(pool)))  # come, gone and reordered
+        elif change < 0.15:
+            shown = list(reversed(shown))
+        fams = {}
+        for name, labels in shown:
+            fam = fams.setdefault(name, (counter if name.endswith("_total") else gauge)(name, "h"))
+            value = float(rng.randint(0, 10**6))
+            fam.add(dict(labels), value)  # a new dict each time: equal labels, not always the same tuple
+            written.setdefault((name, tuple(sorted(labels.items()))), []).append((clock.t, value))
+        store.append(Snapshot(clock.t, tuple(fams.values())))
+        clock.t += 5 if i != 200 else REFUSED_RETRY  # the refused are offered again once
+        refused = store.stats.dropped_series if i == 200 else refused
+        if i == 201:  # refused, skipped, then each shown offered again (and refused again: still no room)
+            kept = {(info.as_dict["__name__"], info.as_dict.get("gpu") or info.as_dict["server"]) for info in store.series.values()}
+            offered = [n for n, labels in shown if (n, *labels.values()) not in kept and labels != {"gpu": "x"}]
+            assert refused and offered and store.stats.dropped_series == refused + len(offered)
+    stored = {(info.as_dict["__name__"], tuple(kv for kv in info.labels if kv[0] != "__name__")): sid
+              for sid, info in store.series.items()}
+    assert ("temp", (("gpu", "x"),)) not in stored and len(stored) == 14
+    got = store.reader().raw(list(stored.values()), T0, clock.t)
+    for key, sid in stored.items():
+        points = [p for p in got[sid] if not codec.is_stale(p[1])]
+        assert points == [p for p in written[key] if p[0] >= points[0][0]], key
+    store.close()
+
+
 def test_a_churning_metric_cannot_starve_the_others(tmp_path):
     clock = Clock()
     store = HistoryStore(str(tmp_path / "h.db"), max_series=2000, clock=clock)
