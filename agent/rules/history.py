@@ -25,7 +25,7 @@ from bisect import bisect_left, bisect_right, insort
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..labels import Labels, matches
-from ..model import Snapshot
+from ..model import Outline, Sample, Snapshot
 from ..promql.ast import VectorSelector
 from ..promql.samples import LOOKBACK, Point, Window
 
@@ -48,6 +48,18 @@ class _Route:
         self.name = name
         self.keep = keep
         self.column = column
+
+
+class _Plan(Outline):
+    """Where a snapshot's read samples go (`entries`: each wanted one's place and route), taken
+    again for the next snapshot whose samples fit its outline: no route looked up each cycle."""
+
+    __slots__ = ("entries", "keys")
+
+    def __init__(self, samples: List[Sample], entries: List[Tuple[int, Labels, _Route]]):
+        super().__init__(samples)
+        self.entries = entries
+        self.keys = {key for _, key, _ in entries}  # the series these samples feed
 
 
 class Column:
@@ -128,6 +140,7 @@ class History:
         # the series a snapshot that lacks them marks stale: not stale now, not a recording rule's
         # (key -> metric name), so that a cycle finds the vanished by one set difference
         self._live: Dict[Labels, str] = {}
+        self._plan: Optional[_Plan] = None  # last snapshot's routes, for one with the same series in order
         self._trimmed_at = -math.inf  # when every series was last cut to its retention
 
     @property
@@ -237,52 +250,63 @@ class History:
                     self.samples_kept -= points.drop_before(t - self.keep.get(labels, 0.0))
                     if not points:
                         self._delete(name, labels)
-        wanted = self._wanted(snapshot)
+        samples, plan = self._wanted(snapshot)
         live = self._live
         # staleness first, so that series gone in this snapshot can make room for its new ones
-        gone = live.keys() - wanted.keys()
+        gone = live.keys() - plan.keys
         if gone:
             for labels in [k for k in live if k in gone]:  # in the order they came: eviction takes the oldest
                 self.mark_stale(live[labels], labels, t)
         stale = self.stale
-        for labels, (value, route) in wanted.items():
+        for i, labels, route in plan.entries:
             column = route.column
             if column is None or not column.alive or (stale and labels in stale):
-                self.add(labels, t, value, route.keep, route.name)  # new, or back: room is made, staleness lifted
+                self.add(labels, t, samples[i].value, route.keep, route.name)  # new, or back: room is made, staleness lifted
                 route.column = self.series.get(route.name, _NONE).get(labels)  # (None: refused at a bound)
             else:
-                column.append(t, value)
+                column.append(t, samples[i].value)
                 self.samples_kept += 1
 
-    def _wanted(self, snapshot: Snapshot) -> Dict[Labels, Tuple[float, "_Route"]]:
-        """This snapshot's series a rule reads (the first of a repeated one): series key -> its
-        value and its route (what it is called, how long it is kept, its column)."""
-        wanted: Dict[Labels, Tuple[float, _Route]] = {}
-        routes = self._routes
-        if self._route_count + len(routes) + len(self._families_read) > 4 * max(self.series_count, 1000):
+    def _wanted(self, snapshot: Snapshot) -> Tuple[List[Sample], "_Plan"]:
+        """The samples of this snapshot's families a rule may read, and which of them go where
+        (the first of a repeated series): last cycle's plan when they are last cycle's series in
+        last cycle's order (most cycles), else worked out sample by sample."""
+        if self._route_count + len(self._routes) + len(self._families_read) > 4 * max(self.series_count, 1000):
             self._forget_routes()  # series or names came and went: start over rather than grow
-            routes = self._routes
         families_read = self._families_read
+        samples: List[Sample] = []
         for family in snapshot.families:
             read = families_read.get(family.name)
             if read is None:
                 read = families_read[family.name] = bool(self._nameless) or any(
                     name.startswith(family.name) for name in self._by_name)
-            if not read:
-                continue
-            for s in family.samples:
-                by_id = routes.get(s.name)
-                if by_id is None:
-                    by_id = routes[s.name] = {} if s.name in self._by_name or self._nameless else _UNREAD
-                if by_id is _UNREAD:
-                    continue  # most series: no rule reads them
-                route = by_id.get(id(s.labels))
-                if route is None or route.labels is not s.labels:
-                    route = by_id[id(s.labels)] = self._route(s.name, s.labels)
-                    self._route_count += 1
-                if route.key is not None:
-                    wanted.setdefault(route.key, (s.value, route))
-        return wanted
+            if read:
+                samples += family.samples
+        plan = self._plan
+        if plan is None or not plan.fits(samples):
+            plan = self._plan = _Plan(samples, self._entries(samples))
+        return samples, plan
+
+    def _entries(self, samples: List[Sample]) -> List[Tuple[int, Labels, "_Route"]]:
+        """Each wanted sample's place in `samples`, its series and its route (the first of a
+        series only)."""
+        routes = self._routes
+        entries: List[Tuple[int, Labels, _Route]] = []
+        keys: set = set()
+        for i, s in enumerate(samples):
+            by_id = routes.get(s.name)
+            if by_id is None:
+                by_id = routes[s.name] = {} if s.name in self._by_name or self._nameless else _UNREAD
+            if by_id is _UNREAD:
+                continue  # most series: no rule reads them
+            route = by_id.get(id(s.labels))
+            if route is None or route.labels is not s.labels:
+                route = by_id[id(s.labels)] = self._route(s.name, s.labels)
+                self._route_count += 1
+            if route.key is not None and route.key not in keys:
+                keys.add(route.key)
+                entries.append((i, route.key, route))
+        return entries
 
     def _route(self, name: str, labels: Labels) -> "_Route":
         """Where a sample of `name` with `labels` goes: its series (None: no selector wants it)."""
@@ -297,6 +321,7 @@ class History:
         self._routes = {}
         self._route_count = 0
         self._families_read = {}
+        self._plan = None
 
     def record(self, name: str, samples: List[Tuple[Labels, float]], t: float) -> None:
         """A recording rule's result at t: its series that a rule reads are kept; those of

@@ -43,7 +43,10 @@ def test_random_comings_and_goings_answer_as_their_inputs_say():
             for server in "abcd":
                 if rng.random() < 0.08:
                     present ^= {(name, server)}  # comes or goes
-        rows = [(name, server, float(step)) for name, server in sorted(present)]
+        # a value of its own per series, so that one landing on another series shows
+        rows = [(name, server, step * 100.0 + 10 * "abcd".index(server) + len(name)) for name, server in sorted(present)]
+        if rng.random() < 0.1:
+            rng.shuffle(rows)  # the same series in another order
         h.ingest(snapshot(t, rows))
         if step % 7 == 0:
             h.record("made", [(key("made", "x"), 1.0)], t)  # a recording rule's series: never marked stale by a snapshot
