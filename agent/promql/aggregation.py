@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 from . import functions as fn
 from .ast import Aggregate
+from .labelsets import drop, keep
 from .vectorfuncs import LABEL_NAME, format_value
 
 Labels = Tuple[Tuple[str, str], ...]
@@ -19,8 +20,8 @@ INT64 = 2.0 ** 63
 
 def group_key(labels: Labels, node: Aggregate, grouping: Tuple[str, ...]) -> Labels:
     if node.without:
-        return tuple(kv for kv in labels if kv[0] not in grouping and kv[0] != "__name__")
-    return tuple(kv for kv in labels if kv[0] in grouping)
+        return drop(labels, grouping + ("__name__",) if "__name__" not in grouping else grouping)
+    return keep(labels, grouping)
 
 
 def aggregate(node: Aggregate, vector: Vector, param: Optional[Union[float, str]] = None) -> Vector:

@@ -15,6 +15,7 @@ from .. import regex
 from . import functions as fn
 from . import vectorfuncs as vf
 from .aggregation import aggregate
+from .labelsets import drop as _drop, keep as _keep, no_name
 from .ast import (Aggregate, At, Binary, Call, Matching, MatrixSelector, Number, Paren, String, Subquery, Unary,
                   VectorSelector, children, reads_past_its_time, unwrap)
 from ..labels import Labels
@@ -82,18 +83,6 @@ def _string(value: Value) -> str:
     if not isinstance(value, str):
         raise EvalError("expected a string")
     return value
-
-
-def _drop(labels: Labels, names: Tuple[str, ...]) -> Labels:
-    return tuple(kv for kv in labels if kv[0] not in names)
-
-
-def _keep(labels: Labels, names: Tuple[str, ...]) -> Labels:
-    return tuple(kv for kv in labels if kv[0] in names)
-
-
-def no_name(labels: Labels) -> Labels:
-    return tuple(kv for kv in labels if kv[0] != "__name__")
 
 
 def unique(vector: Vector) -> Vector:

@@ -259,3 +259,20 @@ def test_the_head_is_read_within_the_budget_and_summarised_as_it_is_read(tmp_pat
         assert minutes_peak < whole_peak / 3, (minutes_peak, whole_peak)  # minutes, not the samples they summarise
     finally:
         st.close()
+
+
+def test_the_label_sets_the_evaluator_remembers_are_bounded_whatever_a_query_reads():
+    """The rules' label sets less __name__, or less what `by` leaves out, are remembered from
+    cycle to cycle; a query over 20,000 series leaves REMEMBERED of them at most, and the
+    answers are the sets' own."""
+    from agent.promql import labelsets
+
+    h = History(keep_all=True)
+    for i in range(20_000):
+        h.add((("__name__", "wide"), ("i", str(i)), ("job", "j" + str(i % 3))), 1000.0, 1.0)
+    ev = Evaluator(h, {}, budget=Budget(10**6, 30))
+    answer = ev.eval(parse("sum without (i) (wide * 2)"), 1000.0)
+    assert sorted(answer) == [((("job", "j0"),), 6667.0 * 2), ((("job", "j1"),), 6667.0 * 2), ((("job", "j2"),), 6666.0 * 2)]
+    for memo in (labelsets.no_name, labelsets.keep, labelsets.drop):
+        assert memo.cache_info().currsize <= labelsets.REMEMBERED
+    assert labelsets.no_name((("__name__", "x"), ("a", "1"))) == (("a", "1"),)
