@@ -14,12 +14,12 @@ import math
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..config import TargetConfig
 from ..expfmt import parse_text
-from ..expfmt.parse import LabelSets, scrub
+from ..expfmt.parse import LabelSets, ParseResult, scrub
 from ..model import COUNTER, CarryOver, Labels, MetricFamily, Problem, Sample, counter, gauge
 from .http import FetchError, HttpClient, Response, credentials
 from .lifecycle import TargetLife
@@ -102,6 +102,31 @@ def _exported(own: Labels, names: set) -> Labels:
     return tuple(renamed)
 
 
+CHECKED_BODY_MAX = 256 << 10  # a body kept to compare with the next cycle's at most (llama-server's: ~2.6 KB)
+
+
+class _Checked:
+    """A scrape's body and what it said once parsed and sanitized: an idle server's next body
+    is the same to the byte (its counters did not move), and is not parsed again. The
+    families are kept as tuples and handed out as new families each cycle, because what
+    follows (retype, relabel, a router's merge) sets their fields."""
+
+    __slots__ = ("body", "_families", "dropped", "scraped", "kept", "parse_errors", "problem")
+
+    def __init__(self, body: bytes, families: List[MetricFamily], dropped: Dict[str, int], scraped: int,
+                 parse_errors: int, problem: str):
+        self.body = body  # the last body read (kept only for a target with one)
+        self._families = [(f.name, f.type, f.help, tuple(f.samples)) for f in families]
+        self.dropped = dropped
+        self.scraped = scraped
+        self.kept = sum(len(f.samples) for f in families)
+        self.parse_errors = parse_errors
+        self.problem = problem
+
+    def families(self) -> List[MetricFamily]:
+        return [MetricFamily(name, mtype, help_, list(samples)) for name, mtype, help_, samples in self._families]
+
+
 @dataclass
 class Signals:
     """What one collect cycle learned for hang and stall detection; made fresh each cycle and
@@ -150,6 +175,7 @@ class OpenMetricsCollector:
         self._parse_errors = 0
         self.restarts = 0
         self._label_sets: Dict[str, LabelSets] = {}  # per metrics path: parsed once (expfmt.parse)
+        self._checked: Optional[_Checked] = None  # the last bodies and what they said (scrape_metrics)
         self._relabeled: CarryOver[Labels, Labels] = CarryOver()
         self._down: Optional[FetchError] = None  # why this cycle's scrape failed (down_problem)
         self._samples_scraped = self._samples_kept = 0  # this cycle's passthrough, before and after sanitize
@@ -240,43 +266,64 @@ class OpenMetricsCollector:
                        sources: Optional[Sequence[Tuple[str, Labels]]] = None) -> List[MetricFamily]:
         """GET the metrics path (or each of `sources`: a path and the labels its series get,
         as a llama.cpp router's per-model bodies), parse, retype, derive rates and resets, relabel."""
+        if sources is None:
+            path = self.target.metrics_path
+            body = self.get(path, deadline).body
+            checked = self._checked
+            if checked is not None and checked.body == body:  # an idle server's: what it said last cycle
+                self._parse_errors += checked.parse_errors
+            else:
+                checked = self._check([(path, body, ())])
+                self._checked = checked if len(body) <= CHECKED_BODY_MAX else None
+            del body  # a big body need not outlive the parse
+        else:  # a body at a time, each dropped once parsed: a router's models times max_bytes is not held
+            checked = self._check((path, self.get(path, deadline).body, extra) for path, extra in sources)
+        if checked.problem:
+            self.problem("warning", checked.problem, "the lines were skipped; report it to the server's maintainers")
+        self._samples_scraped, self._samples_kept = checked.scraped, checked.kept
+        self.count_dropped(checked.dropped, "series dropped from /metrics", "they would have broken the exposition or "
+                                                                           "claimed the agent's own names")
+        families = checked.families()
+        self._derive(families, signals)
+        return relabel(families, self.labels, self._relabeled)
+
+    def _check(self, bodies: Iterable[Tuple[str, bytes, Labels]]) -> "_Checked":
+        """Parse, merge, retype and sanitize bodies (path, body, the labels its series get);
+        a limit passed fails the scrape (FetchError)."""
         merged: Dict[str, MetricFamily] = {}
-        for path, extra in sources if sources is not None else [(self.target.metrics_path, ())]:
-            for fam in self._fetch_families(path, deadline, len(self.labels) + len(extra)):
+        parse_errors, first_error, last = 0, "", b""
+        for path, last, extra in bodies:
+            parsed = self._parse(path, last, len(extra))
+            if parsed.errors:
+                parse_errors += len(parsed.errors)
+                first_error = first_error or parsed.errors[0]
+            for fam in parsed.families:
                 if extra:
                     fam.samples = [Sample(s.name, s.labels + extra, s.value) for s in fam.samples]
                 if fam.name in merged:
                     merged[fam.name].samples.extend(fam.samples)
                 else:
                     merged[fam.name] = fam
-        self._samples_scraped = sum(len(f.samples) for f in merged.values())
+        self._parse_errors += parse_errors
+        scraped = sum(len(f.samples) for f in merged.values())
         families, dropped = sanitize(self.retype(list(merged.values())))
-        self._samples_kept = sum(len(f.samples) for f in families)
-        self.count_dropped(dropped, "series dropped from /metrics", "they would have broken the exposition or claimed "
-                                                                   "the agent's own names")
-        self._derive(families, signals)
-        return relabel(families, self.labels, self._relabeled)
+        problem = f"{parse_errors} malformed /metrics line(s), first: {first_error}" if parse_errors else ""
+        return _Checked(last, families, dropped, scraped, parse_errors, problem)
 
-    def _fetch_families(self, path: str, deadline: float, added_labels: int) -> List[MetricFamily]:
-        resp = self.get(path, deadline)
+    def _parse(self, path: str, body: bytes, added_labels: int) -> ParseResult:
         limits = self.limits
         if path not in self._label_sets and len(self._label_sets) >= 64:
             self._label_sets.clear()  # a router's models came and went: start over rather than grow
         sets = self._label_sets.get(path) or self._label_sets.setdefault(path, LabelSets(self.secrets))
-        parsed = parse_text(resp.body.decode("utf-8", "replace"), limits.sample_limit, sets)
-        del resp  # a big body need not outlive the parse
-        if parsed.errors:
-            self._parse_errors += len(parsed.errors)
-            self.problem("warning", f"{len(parsed.errors)} malformed /metrics line(s), first: {parsed.errors[0]}",
-                         "the lines were skipped; report it to the server's maintainers")
+        parsed = parse_text(body.decode("utf-8", "replace"), limits.sample_limit, sets)
         try:
             if parsed.exceeded:
                 raise LimitExceeded("sample_limit", f"more than sample_limit {limits.sample_limit} samples")
-            check_limits(parsed.families, limits, added_labels)
+            check_limits(parsed.families, limits, len(self.labels) + added_labels)
         except LimitExceeded as e:  # as Prometheus: the whole scrape fails, with its reason
             raise FetchError(e.reason, f"{e}; raise [[targets]] {e.reason} for {self.target.name!r} "
                                        "if the server really exports that much") from None
-        return parsed.families
+        return parsed
 
     def _bound_own(self, families: List[MetricFamily]) -> None:
         """The agent's own families made from what the target says (Ollama's /api/ps, a router's

@@ -130,6 +130,49 @@ def test_a_limit_fails_the_scrape_with_its_reason(limit, body, reason):
     assert exposition(c).value("llm_agent_target_up", server="evil") == 1
 
 
+def passthrough(snap):
+    return [(f.name, f.type, [(s.name, s.labels, repr(s.value)) for s in f.samples]) for f in snap.families
+            if not f.name.startswith(("llm_agent_", "process_"))]
+
+
+def test_an_unchanged_body_says_what_it_said_and_a_changed_one_is_parsed_again(monkeypatch):
+    """An idle server's body is the same to the byte every cycle and is not parsed again; what
+    it says (series, values, its malformed lines and dropped series, counted each scrape) must
+    be what a parse would say, and what one cycle's consumers do to its families must not
+    reach the next cycle's."""
+    import agent.collectors.openmetrics as om
+
+    parses = []
+    real_parse = om.parse_text
+    monkeypatch.setattr(om, "parse_text", lambda *a, **k: parses.append(1) or real_parse(*a, **k))
+    body = "\n".join(NASTY_LINES) + '\n# TYPE work_total counter\nwork_total{job="a"} 7\nnot a line\n'
+    c = collector(body)
+    first = exposition(c)
+    second = exposition(c)
+    assert len(parses) == 1, "the same body is not parsed again"
+    fresh = exposition(collector(body))  # what a parse of the same body says
+    for snap in (first, second):
+        assert passthrough(snap) == passthrough(fresh)
+        assert any("malformed /metrics line" in p.message for p in snap.problems)
+    for reason in ("reserved_name", "invalid_series", "name_clash"):
+        assert dropped(second, reason) == 2 * dropped(first, reason) > 0, "counted at each scrape"
+    parse_errors = [snap.value("llm_agent_target_parse_errors_total", server="evil") for snap in (first, second)]
+    assert parse_errors[1] == 2 * parse_errors[0] > 0
+    work = second.family("work_total")
+    work.samples.append(work.samples[0])
+    work.type = "gauge"  # a consumer's doing: not the next cycle's
+    third = exposition(c)
+    assert [(s.labels, s.value) for s in third.samples("work_total")] == [((("server", "evil"), ("job", "a")), 7.0)]
+    assert third.family("work_total").type == "counter"
+    parses.clear()
+    c.client = Body(body.replace("work_total{job=\"a\"} 7", "work_total{job=\"a\"} 8").encode())
+    assert exposition(c).value("work_total", server="evil", job="a") == 8.0 and len(parses) == 1
+    monkeypatch.setattr(om, "CHECKED_BODY_MAX", 10)  # a body past it is not kept: parsed each time
+    c.client = Body(body.encode())
+    exposition(c), exposition(c)
+    assert len(parses) == 3
+
+
 def test_a_million_tiny_series_cost_no_more_than_the_limit():
     body = "".join(f"m{i} 1\n" for i in range(1_100_000))
     tracemalloc.start()
