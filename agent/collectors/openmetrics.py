@@ -102,7 +102,9 @@ def _exported(own: Labels, names: set) -> Labels:
     return tuple(renamed)
 
 
-CHECKED_BODY_MAX = 256 << 10  # a body kept to compare with the next cycle's at most (llama-server's: ~2.6 KB)
+# a body kept to compare with the next cycle's at most (llama-server's: ~2.6 KB; vLLM's moves every scrape):
+# with its parse, ~150 KB a target at most, ~5 MB at 32 targets
+CHECKED_BODY_MAX = 64 << 10
 
 
 class _Checked:
@@ -175,7 +177,7 @@ class OpenMetricsCollector:
         self._parse_errors = 0
         self.restarts = 0
         self._label_sets: Dict[str, LabelSets] = {}  # per metrics path: parsed once (expfmt.parse)
-        self._checked: Optional[_Checked] = None  # the last bodies and what they said (scrape_metrics)
+        self._checked: Optional[_Checked] = None  # the last body and what it said (scrape_metrics)
         self._relabeled: CarryOver[Labels, Labels] = CarryOver()
         self._down: Optional[FetchError] = None  # why this cycle's scrape failed (down_problem)
         self._samples_scraped = self._samples_kept = 0  # this cycle's passthrough, before and after sanitize

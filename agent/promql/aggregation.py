@@ -20,7 +20,7 @@ INT64 = 2.0 ** 63
 
 def group_key(labels: Labels, node: Aggregate, grouping: Tuple[str, ...]) -> Labels:
     if node.without:
-        return drop(labels, grouping + ("__name__",) if "__name__" not in grouping else grouping)
+        return drop(labels, grouping + ("__name__",))
     return keep(labels, grouping)
 
 

@@ -41,21 +41,18 @@ def _kahan_sum(incs: Iterable[float]) -> Tuple[float, float]:
 def extrapolated_rate(points: Sequence[Point], range_start: float, range_end: float,
                       is_counter: bool, is_rate: bool) -> Optional[float]:
     """rate, increase and delta: the change over the window, extrapolated to its edges."""
+    count = len(points)
+    if count < 2:
+        return None
     times = getattr(points, "times", None)
     if times is not None:  # a Window (every rule's range): its arrays, not a tuple a point
-        values = points.values  # type: ignore[attr-defined]
-        count = len(times)
-        if count < 2:
-            return None
-        first_t, first_v, last_t, last_v = times[0], values[0], times[-1], values[-1]
+        first_t, last_t = times[0], times[-1]
+        first_v, last_v = points.values[0], points.values[-1]  # type: ignore[attr-defined]
     else:
-        count = len(points)
-        if count < 2:
-            return None
         (first_t, first_v), (last_t, last_v) = points[0], points[-1]
-        values = [v for _, v in points] if is_counter else ()
     result = last_v - first_v
     if is_counter:
+        values = values_of(points)
         if any(map(lt, values[1:], values)):  # a reset (rare): add back what each one lost
             prev = 0.0
             for v in values:
